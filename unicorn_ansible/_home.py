@@ -1,0 +1,29 @@
+"""Where unicorn-ansible keeps its state on the controller.
+
+The home folder holds one run directory per experiment run (``runs/<name>``)
+and the local testbed's state (``testbed/``). It is ``~/.unicorn-ansible`` unless
+the environment variable ``UNICORN_ANSIBLE_HOME`` names another folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+HOME_ENV = "UNICORN_ANSIBLE_HOME"
+
+
+def home_dir() -> Path:
+    """The home folder (not created here)."""
+    configured = os.environ.get(HOME_ENV)
+    if configured:
+        return Path(configured).expanduser().resolve()
+    return Path.home() / ".unicorn-ansible"
+
+
+def runs_dir() -> Path:
+    return home_dir() / "runs"
+
+
+def testbed_dir() -> Path:
+    return home_dir() / "testbed"

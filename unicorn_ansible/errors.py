@@ -1,0 +1,31 @@
+"""The exceptions unicorn-ansible raises for user mistakes and failed runs.
+
+Every message names what is wrong and how to fix it; the CLI prints it on one
+line and exits non-zero.
+"""
+
+from __future__ import annotations
+
+
+class UnicornError(Exception):
+    """Base class of every error unicorn-ansible raises on purpose."""
+
+
+class ExperimentError(UnicornError):
+    """The experiment (file, pipeline, dispatch) is not usable."""
+
+
+class InventoryError(UnicornError):
+    """The inventory is missing, unparsable, or lacks a node."""
+
+
+class RunError(UnicornError):
+    """A run cannot be created, found or read."""
+
+
+class TestbedError(UnicornError):
+    """The local testbed cannot be brought up, inspected or taken down."""
+
+
+class UntrustedDataError(UnicornError):
+    """Data fetched from a host was refused (it is not what a result may contain)."""
