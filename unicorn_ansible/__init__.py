@@ -1,0 +1,51 @@
+"""unicorn-ansible: netunicorn's experiment model, executed by Ansible on the hosts of your inventory.
+
+Everything public is importable from here::
+
+    from unicorn_ansible import Task, TaskDispatcher, Pipeline, Experiment, Node, Success, Failure
+"""
+
+from returns.pipeline import is_successful
+from returns.result import Failure, Result, Success
+
+from ._environment import DockerImage, EnvironmentDefinition, RuntimeContext, ShellExecution
+from ._experiment import Deployment, Experiment
+from ._nodes import Architecture, CountableNodePool, Node, Nodes
+from ._pipeline import Pipeline
+from ._task import Task, TaskDispatcher
+from .errors import (
+    ExperimentError,
+    InventoryError,
+    RunError,
+    TestbedError,
+    UnicornError,
+    UntrustedDataError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Architecture",
+    "CountableNodePool",
+    "Deployment",
+    "DockerImage",
+    "EnvironmentDefinition",
+    "Experiment",
+    "ExperimentError",
+    "Failure",
+    "InventoryError",
+    "Node",
+    "Nodes",
+    "Pipeline",
+    "Result",
+    "RunError",
+    "RuntimeContext",
+    "ShellExecution",
+    "Success",
+    "Task",
+    "TaskDispatcher",
+    "TestbedError",
+    "UnicornError",
+    "UntrustedDataError",
+    "is_successful",
+]

@@ -1,0 +1,173 @@
+"""Experiments: which pipeline runs on which node, dispatched and serialized on the client."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+
+import threading
+from typing import Iterable, Iterator, List, Optional, Union
+
+import cloudpickle
+
+from . import _environment, _pipeline, _task
+from ._environment import DockerImage, EnvironmentDefinition, ShellExecution
+from ._nodes import CountableNodePool, Node, Nodes
+from ._pipeline import Pipeline
+from ._task import Task, TaskDispatcher
+from .errors import ExperimentError
+
+# Hosts have no unicorn_ansible installed: the model classes a pickled pipeline
+# refers to travel inside the pickle (by value), like the user's own classes.
+_SHIPPED_MODULES = (_task, _environment, _pipeline)
+_pickle_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _model_by_value() -> Iterator[None]:
+    with _pickle_lock:
+        for module in _SHIPPED_MODULES:
+            cloudpickle.register_pickle_by_value(module)
+        try:
+            yield
+        finally:
+            for module in _SHIPPED_MODULES:
+                cloudpickle.unregister_pickle_by_value(module)
+
+
+def serialize_for_node(obj: object) -> bytes:
+    """Cloudpickle an object for a host that has only Python, cloudpickle and returns."""
+    with _model_by_value():
+        return cloudpickle.dumps(obj)
+
+
+def _dispatched(pipeline: Pipeline, node: Node) -> Pipeline:
+    """A copy of the pipeline whose TaskDispatchers are replaced by their tasks for this node."""
+    stages: List[List[Task]] = []
+    for stage in pipeline.tasks:
+        tasks: List[Task] = []
+        for element in stage:
+            if isinstance(element, TaskDispatcher):
+                try:
+                    task = element.dispatch(node)
+                except Exception as exc:
+                    raise ExperimentError(
+                        f"dispatching {type(element).__name__} for node {node.name} failed: "
+                        f"{type(exc).__name__}: {exc}"
+                    ) from exc
+                if not isinstance(task, Task):
+                    raise ExperimentError(
+                        f"{type(element).__name__}.dispatch() returned {type(task).__name__} for node "
+                        f"{node.name}; it must return a Task instance"
+                    )
+                element = task
+            tasks.append(element)
+        stages.append(tasks)
+    dispatched = copy.copy(pipeline)
+    dispatched.tasks = stages
+    return dispatched
+
+
+class Deployment:
+    """One pipeline on one node, dispatched for that node and serialized.
+
+    - ``pipeline``: cloudpickled bytes of the node's pipeline (TaskDispatchers already dispatched)
+    - ``environment_definition.commands``: every task's requirements, stage by stage, task by task
+    - ``prepared`` / ``error``: filled in by the engine after deployment
+    """
+
+    def __init__(self, node: Node, pipeline: Pipeline, keep_alive_timeout_minutes: int = 10) -> None:
+        if not isinstance(node, Node):
+            raise ExperimentError(f"expected a Node, got {type(node).__name__}: {node!r}")
+        if not isinstance(pipeline, Pipeline):
+            raise ExperimentError(
+                f"node {node.name}: expected a Pipeline, got {type(pipeline).__name__}"
+            )
+        environment = pipeline.environment_definition
+        if isinstance(environment, DockerImage) or not isinstance(environment, EnvironmentDefinition):
+            raise ExperimentError(
+                f"node {node.name}: pipeline {pipeline.name} asks for a {type(environment).__name__} "
+                "environment; this engine runs ShellExecution environments (use "
+                "Pipeline(environment_definition=ShellExecution()) or leave the default)"
+            )
+        self.node: Node = node
+        self.prepared: bool = False
+        self.executor_id: str = ""
+        self.error: Optional[Exception] = None
+        self.keep_alive_timeout_minutes = keep_alive_timeout_minutes
+        dispatched = _dispatched(pipeline, node)
+        self.environment_definition: EnvironmentDefinition = copy.deepcopy(environment)
+        for stage in dispatched.tasks:
+            for task in stage:
+                self.environment_definition.commands.extend(task.requirements)
+        try:
+            self.pipeline: bytes = serialize_for_node(dispatched)
+        except Exception as exc:
+            raise ExperimentError(
+                f"node {node.name}: pipeline {pipeline.name} cannot be serialized with cloudpickle: "
+                f"{type(exc).__name__}: {exc}; keep only picklable values in your tasks' attributes"
+            ) from exc
+
+    # netunicorn names it execution_graph in newer versions
+    @property
+    def execution_graph(self) -> bytes:
+        return self.pipeline
+
+    def __str__(self) -> str:
+        return f"Deployment: Node={self.node.name}, prepared={self.prepared}, error={self.error}"
+
+    __repr__ = __str__
+
+
+class Experiment:
+    """A mapping of pipelines to nodes: one Deployment per node."""
+
+    def __init__(self) -> None:
+        self.deployment_map: List[Deployment] = []
+
+    def append(self, node: Node, pipeline: Pipeline) -> "Experiment":
+        """Dispatch and serialize ``pipeline`` for ``node`` and add it as a deployment; returns self."""
+        if any(d.node.name == getattr(node, "name", None) for d in self.deployment_map):
+            raise ExperimentError(
+                f"node {node.name} already has a pipeline in this experiment; "
+                "one node runs one pipeline (put the tasks in one pipeline, or use another node)"
+            )
+        self.deployment_map.append(Deployment(node, pipeline))
+        return self
+
+    def map(self, pipeline: Pipeline, nodes: Union[Iterable[Node], Nodes]) -> "Experiment":
+        """Append ``pipeline`` for every node of ``nodes`` (a sequence of nodes or a pool); returns self."""
+        members = nodes.flatten() if isinstance(nodes, CountableNodePool) else list(nodes)
+        for node in members:
+            if not isinstance(node, Node):
+                raise ExperimentError(f"Experiment.map expects nodes, got {type(node).__name__}: {node!r}")
+            self.append(node, pipeline)
+        return self
+
+    def __getitem__(self, item: int) -> Deployment:
+        return self.deployment_map[item]
+
+    def __iter__(self) -> Iterator[Deployment]:
+        return iter(self.deployment_map)
+
+    def __len__(self) -> int:
+        return len(self.deployment_map)
+
+    def __add__(self, other: "Experiment") -> "Experiment":
+        merged = Experiment()
+        for deployment in list(self) + list(other):
+            if any(d.node.name == deployment.node.name for d in merged.deployment_map):
+                raise ExperimentError(
+                    f"both experiments have a pipeline for node {deployment.node.name}; "
+                    "one node runs one pipeline"
+                )
+            merged.deployment_map.append(deployment)
+        return merged
+
+    def __str__(self) -> str:
+        return "\n".join(f" - {d}" for d in self.deployment_map)
+
+    __repr__ = __str__
+
+
+__all__ = ["Deployment", "Experiment", "ShellExecution", "serialize_for_node"]

@@ -1,0 +1,120 @@
+"""Tasks and TaskDispatchers: the units a pipeline is made of (netunicorn's model)."""
+
+from __future__ import annotations
+
+import abc
+import copy
+import uuid
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._nodes import Node
+
+
+def _new_name() -> str:
+    return str(uuid.uuid4())
+
+
+class Task(abc.ABC):
+    """
+    This is a base class for all tasks. All new task classes should inherit from this class.
+    The task instance should encapsulate all the logic and data needed to execute the task.
+    Task entrypoint is the run() method.
+    Task class can have requirements - commands to be executed to change environment to support this task.
+    These requirements would be executed with OS shell during environment setup.
+    Each task is to be implemented for a specific architecture, platform, or combination (like Linux + arm64).
+    TaskDispatcher can be used for selecting a specific task for the given architecture, platform, or combination.
+
+    Task always returns a Result object.
+    - If the task's `run` method returns Result object by itself, you'll receive this Result object
+    - If the task's `run` method returns any other object, you'll receive a Success with returned_value encapsulated
+    - If the task's `run` method raises an exception, you'll receive a Failure with str(exception) encapsulated
+    """
+
+    #: Commands executed with the OS shell, in the node's environment, before the pipeline starts.
+    requirements: List[str] = []
+
+    #: Filled in on the node before the task runs: {task_name: [Result, ...]} of every task that ran before.
+    previous_steps: Dict[str, list] = {}
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "Task":
+        # Set here rather than in __init__ so that a subclass that never calls
+        # super().__init__() still has a name and its own copy of requirements.
+        instance = super().__new__(cls)
+        instance.name = _new_name()
+        instance.requirements = list(cls.requirements)
+        return instance
+
+    def __init__(self, name: Optional[str] = None) -> None:
+        """
+        This is a constructor for the task. Any variables (state) that `run` method should use should be provided here.
+        Please, do not forget to call `super().__init__()` in your implementation.
+        :param name: the task's name (a UUID string by default); results are reported under it
+        """
+        if name is not None:
+            self.name = str(name)
+
+    def __call__(self) -> Any:
+        return self.run()
+
+    def add_requirement(self, command: str) -> "Task":
+        """
+        Add a requirement (a shell command run during deployment) to this task instance only.
+        :param command: the shell command
+        :return: the task itself, so calls can be chained
+        """
+        self.requirements = list(self.requirements)
+        self.requirements.append(command)
+        return self
+
+    @abc.abstractmethod
+    def run(self) -> Any:
+        """
+        ## This method is to be overridden by your implementation. ##
+        This is the entrypoint for the task.
+        This method should never have any arguments except `self`. Any arguments that task would use for execution
+        should be provided to the constructor and used later by this method.
+        This method will always return a Result object. If this method doesn't return a Result object,
+        it will be encapsulated into a Result object.
+        :return: Result of the execution
+        """
+        raise NotImplementedError
+
+
+class TaskDispatcher(abc.ABC):
+    """
+    This class is a wrapper for several tasks that are designed to implement the same functionality
+    but depend on node attributes. Most often you either want to use a specific
+    implementation for a specific architecture (e.g., different Tasks for Windows and Linux),
+    or instantiate a task with some specific parameters for a specific node (e.g., node-specific IP address).
+    You should implement your own TaskDispatcher class and override the dispatch method.
+
+    Dispatching is done by calling the dispatch method that you should implement.
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "TaskDispatcher":
+        instance = super().__new__(cls)
+        instance.name = _new_name()
+        return instance
+
+    def __init__(self, name: Optional[str] = None) -> None:
+        """
+        This is a constructor for the TaskDispatcher. Any variables (state) that `dispatch` should use
+        should be provided here.
+        :param name: the dispatcher's name (a UUID string by default)
+        """
+        if name is not None:
+            self.name = str(name)
+
+    @abc.abstractmethod
+    def dispatch(self, node: "Node") -> Task:
+        """
+        This method takes a node and should return and instance of the task that is designed to be executed on this node.
+        The instance could depend on the node info (such as architecture, platform, properties, etc).
+        :param node: Node object
+        :return: Task object
+        """
+        raise NotImplementedError
+
+
+TaskElement = Union[Task, TaskDispatcher]

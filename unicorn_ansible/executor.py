@@ -1,0 +1,907 @@
+"""The node-side executor of unicorn-ansible.
+
+This one file is what runs on every host. It imports nothing but the standard
+library, cloudpickle and returns, so the bundle the execution play copies to a
+host (``unicorn-executor.pyz``: this file plus those two libraries) needs only
+a Python of the controller's major.minor version.
+
+Commands (``python unicorn-executor.pyz COMMAND --workdir DIR``):
+
+``deploy``
+    Prepare the node's environment from ``DIR/deploy.json``: check the Python
+    version, create a virtual environment, run every requirement in order with
+    ``/bin/sh`` inside it, stop at the first failing one. Skipped when the host
+    already has exactly that environment. Writes ``DIR/deploy-report.json``.
+``start``
+    Start ``run`` detached from the SSH session (its own session, stdio to
+    files), unless this work folder already has an executor started.
+``wait``
+    Block until the executor has finished or ``--timeout`` seconds passed;
+    print its state as JSON.
+``run``
+    Run the pipeline in ``DIR/pipeline.pkl`` in the foreground.
+``cancel``
+    Stop the executor and every process its tasks started.
+
+On-disk contract of a work folder (all written atomically or append-only, so
+whatever finished survives a crash of anything later):
+
+- ``state.json``   status (running / finished / failed / cancelled), progress, pid
+- ``journal``      one record per finished task: a JSON header line, then the
+                   task's pickled Result (``payload`` bytes)
+- ``logs/``        each task's captured stdout and stderr, and ``executor.log``
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import pickle
+import platform
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import IO, Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
+
+import cloudpickle
+from returns.pipeline import is_successful
+from returns.result import Failure, Result, Success
+
+EXECUTOR_VERSION = "1"
+DEFAULT_LOG_CAP = 10 * 1024 * 1024
+JOURNAL = "journal"
+STATE = "state.json"
+PIPELINE = "pipeline.pkl"
+SPEC = "node.json"
+
+# ---------------------------------------------------------------------------
+# Result semantics: the one place where a task's outcome becomes a Result.
+# ---------------------------------------------------------------------------
+
+
+def as_result(value: Any) -> Result:
+    """What ``run()`` returned, as a Result: a Result is kept as is, anything else becomes Success(value)."""
+    if isinstance(value, Result):
+        return value
+    return Success(value)
+
+
+def call_task(task: Any, log: Optional[IO[str]] = None) -> Result:
+    """Run ``task.run()`` and apply the Result semantics.
+
+    An exception becomes ``Failure(str(exception))``; its full traceback goes
+    to ``log`` (the task's log, stderr by default).
+    """
+    try:
+        return as_result(task.run())
+    except Exception as exc:  # the task's own error: its result, not ours
+        traceback.print_exc(file=log or sys.stderr)
+        return Failure(str(exc))
+    except BaseException as exc:  # SystemExit, KeyboardInterrupt raised by the task
+        traceback.print_exc(file=log or sys.stderr)
+        return Failure(f"task ended with {type(exc).__name__}({exc})")
+
+
+# ---------------------------------------------------------------------------
+# Small file helpers
+# ---------------------------------------------------------------------------
+
+
+def write_json_atomic(path: str, data: Any) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(data, handle)
+    os.replace(tmp, path)
+
+
+def read_json(path: str) -> Optional[Dict[str, Any]]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
+def _preview(result: Result, limit: int = 200) -> str:
+    try:
+        text = repr(result)
+    except Exception as exc:  # a user's __repr__ may raise
+        text = f"<unprintable {type(result).__name__}: {exc}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# ---------------------------------------------------------------------------
+# The journal: append-only records of finished tasks.
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Record:
+    """One finished task as the journal keeps it; ``payload`` is its pickled Result."""
+
+    header: Dict[str, Any]
+    payload: bytes
+
+    @property
+    def name(self) -> str:
+        return self.header["name"]
+
+    @property
+    def successful(self) -> bool:
+        return self.header["type"] == "Success"
+
+
+def append_record(journal: IO[bytes], header: Dict[str, Any], payload_source: IO[bytes], size: int) -> int:
+    """Append one record, copying ``size`` payload bytes from ``payload_source``; return the payload offset."""
+    header = dict(header, payload_len=size)
+    journal.write(json.dumps(header, separators=(",", ":")).encode() + b"\n")
+    offset = journal.tell()
+    shutil.copyfileobj(payload_source, journal, 1024 * 1024)
+    journal.write(b"\n")
+    journal.flush()
+    return offset
+
+
+def iter_records(path: str, with_payload: bool = True) -> Iterator[Record]:
+    """The complete records of a journal; a record torn by a crash ends the iteration."""
+    try:
+        handle = open(path, "rb")
+    except FileNotFoundError:
+        return
+    with handle:
+        while True:
+            line = handle.readline()
+            if not line.endswith(b"\n"):
+                return
+            try:
+                header = json.loads(line)
+                size = int(header["payload_len"])
+            except (ValueError, KeyError, TypeError):
+                return
+            if with_payload:
+                payload = handle.read(size)
+                if len(payload) != size:
+                    return
+            else:
+                payload = b""
+                here = handle.tell()
+                handle.seek(0, io.SEEK_END)
+                if handle.tell() < here + size + 1:
+                    return
+                handle.seek(here + size)
+            if handle.read(1) != b"\n":
+                return
+            yield Record(header, payload)
+
+
+def results_by_name(records: List[Record], loads: Callable[[bytes], Any] = pickle.loads) -> Dict[str, List[Result]]:
+    """netunicorn's shape: task name -> list of Results, in the order they finished."""
+    out: Dict[str, List[Result]] = {}
+    for record in sorted(records, key=lambda r: r.header["seq"]):
+        out.setdefault(record.name, []).append(loads(record.payload))
+    return out
+
+
+def results_by_stage(records: List[Record], loads: Callable[[bytes], Any] = pickle.loads) -> List[Any]:
+    """The tutorial's shape: one entry per stage that ran, the Result of a single-task
+    stage or the list of Results (in pipeline order) of a parallel stage."""
+    stages: Dict[int, Dict[int, Record]] = {}
+    sizes: Dict[int, int] = {}
+    for record in records:
+        stage = record.header["stage"]
+        stages.setdefault(stage, {})[record.header["index"]] = record
+        sizes[stage] = record.header["stage_size"]
+    out: List[Any] = []
+    for stage in sorted(stages):
+        ordered = [loads(stages[stage][i].payload) for i in sorted(stages[stage])]
+        out.append(ordered[0] if sizes[stage] == 1 else ordered)
+    return out
+
+
+class PreviousSteps(Mapping):
+    """``task.previous_steps``: task name -> list of Results of every task that ran before,
+    read from the journal when asked for (a large result is not loaded unless used)."""
+
+    def __init__(self, journal_path: str, index: Dict[str, List[Tuple[int, int]]]) -> None:
+        self._path = journal_path
+        self._index = index
+
+    def __getitem__(self, name: str) -> List[Result]:
+        places = self._index[name]
+        out = []
+        with open(self._path, "rb") as handle:
+            for offset, size in places:
+                handle.seek(offset)
+                out.append(pickle.loads(handle.read(size)))
+        return out
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __repr__(self) -> str:
+        return f"PreviousSteps({list(self._index)})"
+
+
+# ---------------------------------------------------------------------------
+# Running one pipeline
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Running:
+    task: Any
+    seq: int
+    stage: int
+    index: int
+    stage_size: int
+    pid: int
+    fd: int
+    start: float
+    deadline: Optional[float]
+    log_path: str
+    buffer: bytearray = field(default_factory=bytearray)
+    logged: int = 0
+    dropped: int = 0
+    eof: bool = False
+    status: Optional[int] = None
+    killed_for: Optional[str] = None
+
+
+class Executor:
+    """Runs the stages of one pipeline in a work folder; see the module docstring."""
+
+    def __init__(
+        self,
+        pipeline: Any,
+        workdir: str,
+        environment: Optional[Dict[str, str]] = None,
+        task_timeout: Optional[float] = None,
+        log_cap: int = DEFAULT_LOG_CAP,
+    ) -> None:
+        self.pipeline = pipeline
+        self.workdir = os.path.abspath(workdir)
+        self.environment = dict(environment or {})
+        self.task_timeout = task_timeout
+        self.log_cap = log_cap
+        self.logs_dir = os.path.join(self.workdir, "logs")
+        self.tmp_dir = os.path.join(self.workdir, "tmp")
+        self.journal_path = os.path.join(self.workdir, JOURNAL)
+        self.state_path = os.path.join(self.workdir, STATE)
+        self.stages: List[List[Any]] = [list(stage) for stage in pipeline.tasks]
+        self.total = sum(len(stage) for stage in self.stages)
+        self.done = 0
+        self.failed = 0
+        self.seq = 0
+        self.cancelled = False
+        self._index: Dict[str, List[Tuple[int, int]]] = {}
+        self._log: Optional[IO[str]] = None
+        self.state: Dict[str, Any] = {}
+
+    # -- logging and state ---------------------------------------------------
+    def log(self, message: str) -> None:
+        if self._log is not None:
+            self._log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {message}\n")
+            self._log.flush()
+
+    def save_state(self, **changes: Any) -> None:
+        self.state.update(changes, done=self.done, failed=self.failed, total=self.total, updated=time.time())
+        write_json_atomic(self.state_path, self.state)
+
+    # -- main loop -------------------------------------------------------------
+    def run(self) -> Dict[str, Any]:
+        """Run every stage; return the final state (also in state.json)."""
+        for folder in (self.logs_dir, self.tmp_dir):
+            os.makedirs(folder, exist_ok=True)
+        self._log = open(os.path.join(self.logs_dir, "executor.log"), "a", encoding="utf-8")
+        previous_handler = None
+        try:
+            previous_handler = signal.signal(signal.SIGTERM, self._on_term)
+        except ValueError:  # not the main thread: cancel goes through cancel_tree only
+            previous_handler = None
+        early_stopping = bool(getattr(self.pipeline, "early_stopping", True))
+        self.state = {
+            "status": "running",
+            "pid": os.getpid(),
+            "started": time.time(),
+            "stages": len(self.stages),
+            "stage": 0,
+            "executor_version": EXECUTOR_VERSION,
+            "python": platform.python_version(),
+            "not_run": [],
+        }
+        self.save_state()
+        self.log(f"pipeline {getattr(self.pipeline, 'name', '?')}: {len(self.stages)} stages, {self.total} tasks")
+        try:
+            with open(self.journal_path, "ab") as journal:
+                for number, stage in enumerate(self.stages):
+                    if self.cancelled:
+                        break
+                    self.save_state(stage=number + 1)
+                    self.log(f"stage {number + 1}/{len(self.stages)}: {len(stage)} task(s)")
+                    stage_ok = self._run_stage(number, stage, journal)
+                    if not stage_ok and early_stopping:
+                        self.log(f"stage {number + 1} failed; early stopping: no later stage starts")
+                        break
+                ran = self.seq
+            not_run = [task.name for stage in self.stages for task in stage][ran:]
+            status = "cancelled" if self.cancelled else "finished"
+            self.log(f"{status}: {self.done} task(s) ran, {self.failed} failed, {len(not_run)} not run")
+            self.save_state(status=status, finished=time.time(), not_run=not_run, success=self.failed == 0 and not not_run)
+        except BaseException as exc:
+            self.log("executor error:\n" + traceback.format_exc())
+            self.save_state(status="failed", finished=time.time(), error=f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            if previous_handler is not None:
+                signal.signal(signal.SIGTERM, previous_handler)
+            self._log.close()
+            self._log = None
+        return self.state
+
+    def _on_term(self, signum: int, frame: Any) -> None:
+        self.cancelled = True
+
+    def _run_stage(self, number: int, stage: List[Any], journal: IO[bytes]) -> bool:
+        running: Dict[int, _Running] = {}
+        selector = selectors.DefaultSelector()
+        stage_ok = True
+        try:
+            for index, task in enumerate(stage):
+                run = self._spawn(task, number, index, len(stage))
+                running[run.pid] = run
+                selector.register(run.fd, selectors.EVENT_READ, run)
+            last_scan = time.monotonic()
+            while running:
+                if self.cancelled:
+                    for run in running.values():
+                        if run.status is None and run.killed_for is None:
+                            run.killed_for = "cancelled"
+                            _kill_group(run.pid)
+                for key, _ in selector.select(self._next_timeout(running)):
+                    self._drain(key.data, selector)
+                now = time.monotonic()
+                full_scan = now - last_scan >= 0.05
+                if full_scan:
+                    last_scan = now
+                for run in list(running.values()):
+                    if run.status is None and run.killed_for is None and run.deadline is not None and now >= run.deadline:
+                        run.killed_for = "timeout"
+                        _kill_group(run.pid)
+                    if run.status is None and (run.eof or run.killed_for or full_scan):
+                        self._reap(run)
+                    if run.status is None:
+                        continue
+                    if not run.eof:  # exited, but a process it started still holds its output open
+                        self._drain_rest(run, selector)
+                    del running[run.pid]
+                    if not self._finish(run, journal):
+                        stage_ok = False
+        finally:
+            for run in running.values():
+                _kill_group(run.pid)
+                try:
+                    os.waitpid(run.pid, 0)
+                except ChildProcessError:
+                    pass
+            selector.close()
+        return stage_ok
+
+    def _next_timeout(self, running: Dict[int, _Running]) -> float:
+        if any((run.eof or run.killed_for) and run.status is None for run in running.values()):
+            return 0.001
+        timeout = 0.05
+        deadlines = [run.deadline for run in running.values() if run.deadline is not None]
+        if deadlines:
+            timeout = max(0.0, min(timeout, min(deadlines) - time.monotonic()))
+        return timeout
+
+    def _spawn(self, task: Any, stage: int, index: int, stage_size: int) -> _Running:
+        seq = self.seq
+        self.seq += 1
+        name = str(getattr(task, "name", f"task-{seq}"))
+        log_path = os.path.join(self.logs_dir, f"{seq:05d}-{_safe(name)}.log")
+        result_path = os.path.join(self.tmp_dir, f"{seq}.result")
+        # the child's copy of memory is a snapshot: the index needs no copy
+        previous = PreviousSteps(self.journal_path, self._index)
+        read_fd, write_fd = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the task's own process
+            try:
+                os.close(read_fd)
+                os.setpgid(0, 0)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                null = os.open(os.devnull, os.O_RDONLY)
+                os.dup2(null, 0)
+                os.dup2(write_fd, 1)
+                os.dup2(write_fd, 2)
+                os.close(write_fd)
+                os.close(null)
+                sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), line_buffering=True)
+                sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True)
+                _child(task, previous, result_path, self.environment)
+            finally:
+                os._exit(0)
+        os.close(write_fd)
+        start = time.monotonic()
+        deadline = start + self.task_timeout if self.task_timeout else None
+        self.log(f"task {name} started (stage {stage + 1}, pid {pid})")
+        return _Running(task, seq, stage, index, stage_size, pid, read_fd, time.time(), deadline, log_path)
+
+    def _drain(self, run: _Running, selector: selectors.BaseSelector) -> None:
+        try:
+            chunk = os.read(run.fd, 65536)
+        except BlockingIOError:
+            raise
+        except OSError:
+            chunk = b""
+        if not chunk:
+            selector.unregister(run.fd)
+            os.close(run.fd)
+            run.eof = True
+            return
+        room = self.log_cap - run.logged - len(run.buffer)
+        if room > 0:
+            run.buffer += chunk[:room]
+        run.dropped += max(0, len(chunk) - max(room, 0))
+        if len(run.buffer) >= 256 * 1024:
+            self._flush_log(run)
+
+    def _flush_log(self, run: _Running, trailer: bytes = b"") -> None:
+        if not run.buffer and not trailer and os.path.exists(run.log_path):
+            return
+        with open(run.log_path, "ab") as handle:
+            handle.write(run.buffer + trailer)
+        run.logged += len(run.buffer)
+        run.buffer.clear()
+
+    def _drain_rest(self, run: _Running, selector: selectors.BaseSelector) -> None:
+        os.set_blocking(run.fd, False)
+        try:
+            while not run.eof:
+                self._drain(run, selector)
+        except BlockingIOError:
+            selector.unregister(run.fd)
+            os.close(run.fd)
+            run.eof = True
+
+    def _reap(self, run: _Running) -> None:
+        try:
+            pid, status = os.waitpid(run.pid, os.WNOHANG)
+        except ChildProcessError:
+            run.status = -1
+            return
+        if pid:
+            run.status = status
+
+    def _finish(self, run: _Running, journal: IO[bytes]) -> bool:
+        name = str(getattr(run.task, "name", f"task-{run.seq}"))
+        end = time.time()
+        trailer = b""
+        if run.dropped:
+            trailer = (
+                f"\n[unicorn-ansible: output capped at {self.log_cap} bytes; "
+                f"{run.dropped} more bytes were dropped]\n"
+            ).encode()
+        self._flush_log(run, trailer)
+        result_path = os.path.join(self.tmp_dir, f"{run.seq}.result")
+        kind = "ok"
+        header_extra: Dict[str, Any] = {}
+        if run.killed_for == "timeout":
+            kind = "timeout"
+            result: Optional[Result] = Failure(f"task {name} timed out after {self.task_timeout:g} s")
+        elif run.killed_for == "cancelled":
+            kind = "cancelled"
+            result = Failure(f"task {name} was cancelled")
+        else:
+            result = None
+            meta = read_json(result_path + ".json")
+            if meta is None or not os.path.exists(result_path):
+                kind = "crash"
+                result = Failure(f"task {name} {_describe_exit(run.status)} before returning a result")
+            else:
+                kind = meta.get("kind", "ok")
+                header_extra = {"type": meta["type"], "preview": meta.get("preview", "")}
+        if result is not None:
+            payload = cloudpickle.dumps(result)
+            with open(result_path, "wb") as handle:
+                handle.write(payload)
+            header_extra = {"type": "Failure", "preview": _preview(result)}
+        header = {
+            "seq": run.seq,
+            "name": name,
+            "stage": run.stage,
+            "index": run.index,
+            "stage_size": run.stage_size,
+            "kind": kind,
+            "start": run.start,
+            "end": end,
+            "log": os.path.relpath(run.log_path, self.workdir),
+            "log_dropped": run.dropped,
+            **header_extra,
+        }
+        size = os.path.getsize(result_path)
+        with open(result_path, "rb") as source:
+            offset = append_record(journal, header, source, size)
+        self._index.setdefault(name, []).append((offset, size))
+        for path in (result_path, result_path + ".json"):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        ok = header["type"] == "Success"
+        self.done += 1
+        self.failed += 0 if ok else 1
+        self.save_state()
+        self.log(f"task {name} ended: {kind}, {header['preview']}")
+        return ok
+
+
+def _child(task: Any, previous: PreviousSteps, result_path: str, environment: Dict[str, str]) -> None:
+    """Body of a task's process: run it, write its Result next to result_path."""
+    os.environ.update(environment)
+    try:
+        task.previous_steps = previous
+    except Exception:  # a task class may forbid new attributes; it then has no previous steps
+        pass
+    result = call_task(task)
+    kind = "ok" if is_successful(result) else "failure"
+    try:
+        payload = cloudpickle.dumps(result)
+    except Exception as exc:
+        print(f"[unicorn-ansible] the result cannot be pickled: {type(exc).__name__}: {exc}", file=sys.stderr)
+        result = Failure(
+            f"the result of task {getattr(task, 'name', '?')} cannot be pickled "
+            f"({type(exc).__name__}: {exc}); return plain data (str, numbers, lists, dicts, bytes)"
+        )
+        payload = cloudpickle.dumps(result)
+        kind = "unpicklable"
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with open(result_path, "wb") as handle:
+        handle.write(payload)
+    write_json_atomic(
+        result_path + ".json",
+        {"type": "Success" if is_successful(result) else "Failure", "kind": kind, "preview": _preview(result)},
+    )
+
+
+def _describe_exit(status: Optional[int]) -> str:
+    if status is None or status < 0:
+        return "ended in an unknown way"
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        try:
+            label = signal.Signals(number).name
+        except ValueError:
+            label = f"signal {number}"
+        return f"was killed by {label}"
+    return f"exited with code {os.WEXITSTATUS(status)}"
+
+
+def _kill_group(pid: int) -> None:
+    for target in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
+        try:
+            target()
+            return
+        except (ProcessLookupError, PermissionError):
+            continue
+
+
+def _safe(name: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    return cleaned[:80] or "task"
+
+
+def run_pipeline(
+    pipeline: Any,
+    workdir: str,
+    environment: Optional[Dict[str, str]] = None,
+    task_timeout: Optional[float] = None,
+    log_cap: int = DEFAULT_LOG_CAP,
+) -> Dict[str, Any]:
+    """Run a pipeline object in ``workdir`` in this process; return the final state."""
+    return Executor(pipeline, workdir, environment, task_timeout, log_cap).run()
+
+
+@dataclass
+class NodeResults:
+    """What a work folder holds, read back: state, records, and both result shapes."""
+
+    state: Dict[str, Any]
+    records: List[Record]
+    loads: Callable[[bytes], Any] = pickle.loads
+
+    @classmethod
+    def read(cls, workdir: str, loads: Callable[[bytes], Any] = pickle.loads) -> "NodeResults":
+        return cls(
+            read_json(os.path.join(workdir, STATE)) or {},
+            list(iter_records(os.path.join(workdir, JOURNAL))),
+            loads,
+        )
+
+    @property
+    def by_stage(self) -> List[Any]:
+        return results_by_stage(self.records, self.loads)
+
+    @property
+    def by_name(self) -> Dict[str, List[Result]]:
+        return results_by_name(self.records, self.loads)
+
+
+# ---------------------------------------------------------------------------
+# Deployment of the environment
+# ---------------------------------------------------------------------------
+
+
+def _environment_key(spec: Dict[str, Any]) -> str:
+    text = json.dumps(
+        {"commands": spec.get("commands", []), "python": sys.version, "prefix": sys.base_prefix},
+        sort_keys=True,
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def deploy(workdir: str, spec: Dict[str, Any]) -> Dict[str, Any]:
+    """Prepare the environment described by ``spec``; return (and save) the report."""
+    workdir = os.path.abspath(workdir)
+    report_path = os.path.join(workdir, "deploy-report.json")
+    node = spec.get("node", "?")
+    wanted = spec.get("python")
+    here = "%d.%d" % sys.version_info[:2]
+    report: Dict[str, Any] = {
+        "ok": False,
+        "node": node,
+        "python": platform.python_version(),
+        "python_executable": sys.executable,
+        "skipped": False,
+        "commands": [],
+        "error": None,
+    }
+    if wanted and wanted != here:
+        report["error"] = (
+            f"host {node} has Python {here} ({sys.executable}) but the controller has Python {wanted}; "
+            f"pipelines are pickled for Python {wanted}: set ansible_python_interpreter to a Python {wanted} on this host"
+        )
+        write_json_atomic(report_path, report)
+        return report
+    commands: List[str] = list(spec.get("commands", []))
+    env_dir = os.path.join(workdir, "env")
+    key = _environment_key(spec)
+    marker = os.path.join(env_dir, ".unicorn-environment")
+    logs = os.path.join(workdir, "logs", "deploy")
+    if not commands:
+        report.update(ok=True, interpreter=sys.executable)
+        write_json_atomic(report_path, report)
+        return report
+    interpreter = os.path.join(env_dir, "bin", "python")
+    if not spec.get("redeploy") and os.path.exists(marker) and open(marker).read() == key:
+        report.update(ok=True, skipped=True, interpreter=interpreter)
+        write_json_atomic(report_path, report)
+        return report
+    shutil.rmtree(env_dir, ignore_errors=True)
+    shutil.rmtree(logs, ignore_errors=True)
+    os.makedirs(logs, exist_ok=True)
+    created = subprocess.run(
+        [sys.executable, "-m", "venv", "--system-site-packages", env_dir],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    if created.returncode != 0:
+        report["error"] = (
+            f"host {node}: cannot create a virtual environment with {sys.executable} -m venv "
+            f"(exit {created.returncode}): {_tail(created.stdout)}; on Debian/Ubuntu install python3-venv"
+        )
+        write_json_atomic(report_path, report)
+        return report
+    env = dict(os.environ)
+    env["VIRTUAL_ENV"] = env_dir
+    env["PATH"] = os.path.join(env_dir, "bin") + os.pathsep + env.get("PATH", "")
+    env.pop("PYTHONHOME", None)
+    env.update(spec.get("environment_variables", {}))
+    for number, command in enumerate(commands):
+        started = time.time()
+        log_path = os.path.join(logs, f"{number:03d}.log")
+        with open(log_path, "wb") as log:
+            done = subprocess.run(
+                ["/bin/sh", "-c", command], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=env, cwd=workdir,
+            )
+        with open(log_path, "rb") as log:
+            log.seek(max(0, os.path.getsize(log_path) - 2000))
+            tail = log.read().decode("utf-8", "replace")
+        entry = {"command": command, "rc": done.returncode, "start": started, "end": time.time(),
+                 "log": os.path.relpath(log_path, workdir), "output_tail": tail}
+        report["commands"].append(entry)
+        if done.returncode != 0:
+            report["error"] = (
+                f"requirement {number + 1}/{len(commands)} failed on {node} with exit code "
+                f"{done.returncode}: {command}\n{tail.rstrip()}"
+            )
+            report["failed_command"] = command
+            report["failed_rc"] = done.returncode
+            write_json_atomic(report_path, report)
+            return report
+    with open(marker, "w") as handle:
+        handle.write(key)
+    report.update(ok=True, interpreter=interpreter)
+    write_json_atomic(report_path, report)
+    return report
+
+
+def _tail(data: bytes, limit: int = 2000) -> str:
+    return data[-limit:].decode("utf-8", "replace").strip()
+
+
+# ---------------------------------------------------------------------------
+# Detached start, wait and cancel
+# ---------------------------------------------------------------------------
+
+
+def _alive(pid: Optional[int]) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is not alive
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def start(workdir: str, bundle: str) -> Dict[str, Any]:
+    """Start ``run`` detached, once: a work folder that already has a started executor is left alone."""
+    workdir = os.path.abspath(workdir)
+    marker = os.path.join(workdir, "started.json")
+    started = read_json(marker)
+    if started is not None:
+        return dict(read_json(os.path.join(workdir, STATE)) or {"status": "starting"}, already_started=True)
+    report = read_json(os.path.join(workdir, "deploy-report.json")) or {}
+    interpreter = report.get("interpreter") or sys.executable
+    os.makedirs(os.path.join(workdir, "logs"), exist_ok=True)
+    out = open(os.path.join(workdir, "logs", "executor.out"), "ab")
+    process = subprocess.Popen(
+        [interpreter, bundle, "run", "--workdir", workdir],
+        stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+        start_new_session=True, close_fds=True, cwd=workdir,
+    )
+    write_json_atomic(marker, {"pid": process.pid, "time": time.time(), "interpreter": interpreter})
+    return {"status": "starting", "pid": process.pid}
+
+
+def current_state(workdir: str) -> Dict[str, Any]:
+    """The executor's state; a running state whose process is gone is reported as lost."""
+    state = read_json(os.path.join(workdir, STATE))
+    started = read_json(os.path.join(workdir, "started.json"))
+    if state is None:
+        if started is None:
+            return {"status": "not started"}
+        if not _alive(started.get("pid")):
+            return {"status": "lost", "error": "the executor ended before it wrote any state; see logs/executor.out"}
+        return {"status": "starting"}
+    if state.get("status") == "running" and not _alive(state.get("pid")):
+        state["status"] = "lost"
+        state["error"] = "the executor process died while the pipeline ran; finished tasks are kept"
+    return state
+
+
+FINAL = ("finished", "failed", "cancelled", "lost", "not started")
+
+
+def wait(workdir: str, timeout: float) -> Dict[str, Any]:
+    """Block until the executor is done or ``timeout`` seconds passed; return its state."""
+    deadline = time.monotonic() + timeout
+    state = current_state(workdir)
+    while state.get("status") not in FINAL and time.monotonic() < deadline:
+        time.sleep(0.02)
+        state = current_state(workdir)
+    return state
+
+
+def cancel(workdir: str, grace: float = 5.0) -> Dict[str, Any]:
+    """Stop the executor and every process of its session; return the final state."""
+    state = current_state(workdir)
+    started = read_json(os.path.join(workdir, "started.json")) or {}
+    pid = state.get("pid") or started.get("pid")
+    if pid and _alive(pid):
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + grace
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _kill_session(pid)
+    return current_state(workdir)
+
+
+def _kill_session(sid: int) -> None:
+    """SIGKILL every process whose session is ``sid`` (the executor and all its tasks started)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            if int(fields[3]) == sid:
+                os.kill(int(entry), signal.SIGKILL)
+        except (OSError, ValueError, IndexError):
+            continue
+
+
+# ---------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------
+
+
+def _load_pipeline(workdir: str) -> Any:
+    with open(os.path.join(workdir, PIPELINE), "rb") as handle:
+        return cloudpickle.load(handle)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="unicorn-executor", description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["deploy", "start", "wait", "run", "cancel", "state"])
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--timeout", type=float, default=30.0, help="wait: seconds to block at most")
+    args = parser.parse_args(argv)
+    workdir = os.path.abspath(args.workdir)
+    if args.command == "deploy":
+        spec = read_json(os.path.join(workdir, "deploy.json")) or {}
+        report = deploy(workdir, spec)
+        print(json.dumps({k: report[k] for k in ("ok", "skipped", "error", "python")}))
+        return 0 if report["ok"] else 1
+    if args.command == "start":
+        print(json.dumps(start(workdir, os.path.abspath(sys.argv[0]))))
+        return 0
+    if args.command == "wait":
+        print(json.dumps(wait(workdir, args.timeout)))
+        return 0
+    if args.command == "state":
+        print(json.dumps(current_state(workdir)))
+        return 0
+    if args.command == "cancel":
+        print(json.dumps(cancel(workdir)))
+        return 0
+    spec = read_json(os.path.join(workdir, SPEC)) or {}
+    try:
+        pipeline = _load_pipeline(workdir)
+    except Exception as exc:
+        write_json_atomic(
+            os.path.join(workdir, STATE),
+            {"status": "failed", "finished": time.time(), "done": 0, "total": 0,
+             "error": f"cannot load the pipeline: {type(exc).__name__}: {exc} (a module your tasks import must be "
+                      "installed on the host by a requirement, or registered with cloudpickle.register_pickle_by_value)"},
+        )
+        traceback.print_exc()
+        return 1
+    state = run_pipeline(
+        pipeline,
+        workdir,
+        environment=spec.get("environment_variables"),
+        task_timeout=spec.get("task_timeout"),
+        log_cap=int(spec.get("log_cap", DEFAULT_LOG_CAP)),
+    )
+    return 0 if state.get("status") == "finished" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
