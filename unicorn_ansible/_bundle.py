@@ -1,0 +1,72 @@
+"""The executor bundle: one zipapp with the node-side executor, cloudpickle and returns.
+
+Hosts need nothing but a Python of the controller's major.minor version: the
+bundle carries the executor's pure-Python dependencies. It is built once per
+content and cached in the home folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import zipfile
+from pathlib import Path
+from typing import Dict, Iterable, Tuple
+
+import cloudpickle
+import returns
+import typing_extensions
+
+from ._home import home_dir
+from ._resources import executor_source
+
+BUNDLE_NAME = "unicorn-executor.pyz"
+_MAIN = """import sys
+from executor import main
+sys.exit(main())
+"""
+
+
+def _package_files(module: object) -> Iterable[Tuple[str, Path]]:
+    path = Path(module.__file__)  # type: ignore[attr-defined]
+    if path.name != "__init__.py":
+        yield path.name, path
+        return
+    root = path.parent
+    for file in sorted(root.rglob("*.py")):
+        relative = file.relative_to(root.parent)
+        if "contrib" in relative.parts:  # mypy/pytest/hypothesis plugins: never used on a host
+            continue
+        yield relative.as_posix(), file
+
+
+def bundle_members() -> Dict[str, bytes]:
+    members: Dict[str, bytes] = {"__main__.py": _MAIN.encode(), "executor.py": executor_source().read_bytes()}
+    for module in (cloudpickle, returns, typing_extensions):
+        for name, path in _package_files(module):
+            members[name] = path.read_bytes()
+    return members
+
+
+def build_bundle(cache_dir: Path | None = None) -> Path:
+    """The path of the bundle for the current sources, building it if needed."""
+    members = bundle_members()
+    digest = hashlib.sha256()
+    for name in sorted(members):
+        digest.update(name.encode() + b"\0" + members[name] + b"\0")
+    folder = cache_dir or home_dir() / "bundles"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{digest.hexdigest()[:16]}-{BUNDLE_NAME}"
+    if target.exists():
+        return target
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in sorted(members):
+            info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, members[name])
+    tmp = target.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_bytes(b"#!/usr/bin/env python3\n" + buffer.getvalue())
+    os.replace(tmp, target)
+    return target

@@ -1,0 +1,243 @@
+"""Compile an Experiment into a self-contained run directory (ansible-runner's private data dir).
+
+Compiling touches no host. The run directory holds everything a run needs and
+everything it produces::
+
+    run.json                 what was compiled: name, nodes, inventory, versions
+    inventory/hosts.yml      the embedded default inventory (user inventories are referenced, never copied)
+    inventory-snapshot.json  the experiment's hosts and their variables, secrets removed
+    env/envvars              Ansible settings for ansible-runner
+    project/                 ansible.cfg, site.yml, deploy.yml, execute.yml, roles/, callback_plugins/,
+                             files/unicorn-executor.pyz, files/nodes/<node>/{pipeline.pkl,node.json,deploy.json}
+    nodes/<node>/            what comes back: status.json (callback), state.json and journal (fetched)
+    artifacts/               ansible-runner's own records
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import jinja2
+
+from . import __version__
+from ._bundle import BUNDLE_NAME, build_bundle
+from ._experiment import Experiment
+from ._inventory import Inventory, default_inventory_yaml, is_secret
+from ._resources import callback_plugin, playbooks_dir, roles_dir
+from .errors import ExperimentError, InventoryError, RunError
+
+RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+FORKS_CAP = 50
+PLAYBOOKS = ("site.yml", "deploy.yml", "execute.yml", "ansible.cfg")
+
+
+@dataclass
+class CompileOptions:
+    """Settings of a run that are not part of the experiment."""
+
+    forks: Optional[int] = None
+    poll_seconds: int = 20
+    run_timeout_seconds: int = 86400
+    task_timeout: Optional[float] = None
+    log_cap: int = 10 * 1024 * 1024
+    redeploy: bool = False
+    strategy: Optional[str] = None
+
+
+def check_run_name(name: str) -> str:
+    if not RUN_NAME.match(name or ""):
+        raise RunError(
+            f"run name {name!r} is not allowed; use letters, digits, '.', '_' and '-' "
+            "(up to 100 characters, starting with a letter or digit)"
+        )
+    return name
+
+
+def _check_host_name(host: str) -> None:
+    if "/" in host or host in (".", "..") or "\0" in host:
+        raise InventoryError(f"inventory host name {host!r} cannot name a folder; rename the host in the inventory")
+
+
+def ansible_settings(host_count: int, options: CompileOptions, project: Path) -> List[Tuple[str, str, str, str]]:
+    """Our Ansible settings as (section, key, environment variable, value): one source for
+    the generated ansible.cfg and for the environment ansible-runner gets."""
+    forks = options.forks or max(1, min(host_count, FORKS_CAP))
+    settings = [
+        ("defaults", "forks", "ANSIBLE_FORKS", str(forks)),
+        ("defaults", "callback_plugins", "ANSIBLE_CALLBACK_PLUGINS", str(project / "callback_plugins")),
+        ("defaults", "callbacks_enabled", "ANSIBLE_CALLBACKS_ENABLED", "unicorn_collector"),
+        ("defaults", "roles_path", "ANSIBLE_ROLES_PATH", str(project / "roles")),
+        ("defaults", "interpreter_python", "ANSIBLE_PYTHON_INTERPRETER", "auto_silent"),
+        ("defaults", "retry_files_enabled", "ANSIBLE_RETRY_FILES_ENABLED", "False"),
+        ("defaults", "gathering", "ANSIBLE_GATHERING", "explicit"),
+        ("ssh_connection", "pipelining", "ANSIBLE_PIPELINING", "True"),
+        ("ssh_connection", "ssh_args", "ANSIBLE_SSH_ARGS", "-C -o ControlMaster=auto -o ControlPersist=120s"),
+    ]
+    if options.strategy:
+        settings.append(("defaults", "strategy", "ANSIBLE_STRATEGY", options.strategy))
+    return settings
+
+
+def _templates() -> jinja2.Environment:
+    # Our own delimiters, so the Ansible expressions ({{ }}) in the templates pass through untouched.
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(playbooks_dir())),
+        variable_start_string="[[",
+        variable_end_string="]]",
+        block_start_string="[%",
+        block_end_string="%]",
+        comment_start_string="[#",
+        comment_end_string="#]",
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+    )
+
+
+def _write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    tmp.write_bytes(data)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def versions() -> Dict[str, str]:
+    import ansible
+    import ansible_runner
+    import cloudpickle
+    import returns
+
+    def version_of(module: Any, dist: str) -> str:
+        try:
+            from importlib.metadata import version
+
+            return version(dist)
+        except Exception:
+            return str(getattr(module, "__version__", "?"))
+
+    return {
+        "unicorn-ansible": __version__,
+        "python": platform.python_version(),
+        "ansible-core": version_of(ansible, "ansible-core"),
+        "ansible-runner": version_of(ansible_runner, "ansible-runner"),
+        "cloudpickle": version_of(cloudpickle, "cloudpickle"),
+        "returns": version_of(returns, "returns"),
+    }
+
+
+def compile_experiment(
+    experiment: Experiment,
+    inventory: Inventory,
+    run_dir: Path,
+    name: str,
+    options: Optional[CompileOptions] = None,
+) -> Path:
+    """Write the run directory for ``experiment`` on ``inventory``; return its path."""
+    options = options or CompileOptions()
+    check_run_name(name)
+    if not isinstance(experiment, Experiment):
+        raise ExperimentError(f"expected an Experiment, got {type(experiment).__name__}")
+    if len(experiment) == 0:
+        raise ExperimentError("the experiment has no deployments; add one with experiment.append(node, pipeline)")
+    hosts = [deployment.node.name for deployment in experiment]
+    missing = [host for host in hosts if host not in inventory]
+    if missing:
+        known = ", ".join(list(inventory.hostvars)[:10]) or "none"
+        raise InventoryError(
+            f"node(s) {', '.join(missing)} not in the inventory (its hosts: {known}); "
+            "name nodes after inventory hosts, e.g. pick them from the node pool given to experiment(nodes)"
+        )
+    for host in hosts:
+        _check_host_name(host)
+
+    run_dir = Path(run_dir).resolve()
+    project = run_dir / "project"
+    for folder in ("inventory", "env", "nodes", "artifacts"):
+        (run_dir / folder).mkdir(parents=True, exist_ok=True)
+    for folder in ("roles", "callback_plugins", "files/nodes"):
+        shutil.rmtree(project / folder, ignore_errors=True)
+        (project / folder).mkdir(parents=True, exist_ok=True)
+    shutil.copytree(roles_dir(), project / "roles", dirs_exist_ok=True)
+    shutil.copy2(callback_plugin(), project / "callback_plugins" / callback_plugin().name)
+    shutil.copyfile(build_bundle(), project / "files" / BUNDLE_NAME)
+
+    python = "%d.%d" % sys.version_info[:2]
+    requirement_counts: Dict[str, int] = {}
+    for deployment in experiment:
+        host = deployment.node.name
+        folder = project / "files" / "nodes" / host
+        environment = deployment.environment_definition
+        env_vars = {str(k): str(v) for k, v in environment.runtime_context.environment_variables.items()}
+        commands = list(environment.commands)
+        requirement_counts[host] = len(commands)
+        _write(folder / "pipeline.pkl", deployment.pipeline, 0o600)
+        _write(folder / "node.json", json.dumps({
+            "node": host,
+            "run": name,
+            "environment_variables": env_vars,
+            "task_timeout": options.task_timeout,
+            "log_cap": options.log_cap,
+        }, indent=2) + "\n", 0o600)
+        _write(folder / "deploy.json", json.dumps({
+            "node": host,
+            "python": python,
+            "commands": commands,
+            "environment_variables": env_vars,
+            "redeploy": options.redeploy,
+        }, indent=2) + "\n", 0o600)
+
+    settings = ansible_settings(len(hosts), options, project)
+    context = {
+        "version": __version__,
+        "run": name,
+        "hosts": hosts,
+        "requirement_counts": requirement_counts,
+        "poll_seconds": int(options.poll_seconds),
+        "run_timeout_seconds": int(options.run_timeout_seconds),
+        "settings": [(s, k, e, v.replace(str(project), ".")) for s, k, e, v in settings],
+    }
+    templates = _templates()
+    for playbook in PLAYBOOKS:
+        _write(project / playbook, templates.get_template(f"{playbook}.j2").render(context))
+
+    if inventory.is_default:
+        _write(run_dir / "inventory" / "hosts.yml", default_inventory_yaml(inventory))
+    snapshot = {host: {k: v for k, v in inventory.node(host).properties.items() if not is_secret(k, v)} for host in hosts}
+    _write(run_dir / "inventory-snapshot.json", json.dumps(snapshot, indent=2, default=str) + "\n")
+    _write(run_dir / "env" / "envvars", json.dumps({e: v for _, _, e, v in settings}, indent=2) + "\n")
+
+    record = {
+        "name": name,
+        "created": time.time(),
+        "status": "compiled",
+        "hosts": hosts,
+        "inventory": inventory.sources,
+        "options": asdict(options),
+        "versions": versions(),
+    }
+    _write(run_dir / "run.json", json.dumps(record, indent=2) + "\n")
+    return run_dir
+
+
+def inventory_args(run_dir: Path, sources: Sequence[str]) -> List[str]:
+    """The -i arguments for a run by hand from the project folder."""
+    if not sources:
+        return ["-i", str(Path(run_dir) / "inventory" / "hosts.yml")]
+    args: List[str] = []
+    for source in sources:
+        args += ["-i", source]
+    return args

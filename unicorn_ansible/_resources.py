@@ -1,0 +1,36 @@
+"""Where the package's data lives: playbook templates, roles, the callback plugin, the executor.
+
+In a source checkout (and an editable install) ``playbooks/`` and ``roles/`` sit
+at the top of the tree; an installed wheel carries them inside the package.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _data_dir(name: str) -> Path:
+    for candidate in (PACKAGE_DIR / name, PACKAGE_DIR.parent / name):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(
+        f"unicorn-ansible's {name}/ folder is missing from {PACKAGE_DIR}; reinstall the package"
+    )
+
+
+def playbooks_dir() -> Path:
+    return _data_dir("playbooks")
+
+
+def roles_dir() -> Path:
+    return _data_dir("roles")
+
+
+def callback_plugin() -> Path:
+    return PACKAGE_DIR / "plugins" / "callback" / "unicorn_collector.py"
+
+
+def executor_source() -> Path:
+    return PACKAGE_DIR / "executor.py"

@@ -1,0 +1,150 @@
+"""Reading a run directory back: per-node status and results.
+
+Each node's results come from files: ``nodes/<node>/status.json`` (written by
+the callback plugin during the run) and ``nodes/<node>/state.json`` and
+``journal`` (fetched from the host when its pipeline ended).
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional
+
+from returns.pipeline import is_successful
+from returns.result import Result
+
+from .executor import JOURNAL, STATE, iter_records, read_json, results_by_name, results_by_stage
+from .errors import RunError
+
+# What a node's outcome can be, from the worst to the best.
+STATUSES = ("unreachable", "deploy_failed", "execution_failed", "failed", "not_run", "ok")
+
+
+def result_to_json(result: Any) -> Dict[str, Any]:
+    """``{"type": "Success" | "Failure", "value": <JSON, or repr where not JSON>}``."""
+    if isinstance(result, Result):
+        kind = "Success" if is_successful(result) else "Failure"
+        inner = result.unwrap() if kind == "Success" else result.failure()
+    else:
+        kind, inner = "Success", result
+    try:
+        json.dumps(inner, allow_nan=False)
+        value = inner
+    except (TypeError, ValueError):
+        value = repr(inner)
+    return {"type": kind, "value": value}
+
+
+def _shape_to_json(entry: Any) -> Any:
+    if isinstance(entry, list):
+        return [result_to_json(r) for r in entry]
+    return result_to_json(entry)
+
+
+@dataclass
+class NodeResult:
+    """The outcome of one node: its deployment, its pipeline's results, its errors."""
+
+    node: str
+    status: str
+    prepared: bool
+    error: Optional[str]
+    results: List[Any] = field(default_factory=list)
+    tasks: Dict[str, List[Result]] = field(default_factory=dict)
+    timings: List[Dict[str, Any]] = field(default_factory=list)
+    not_run: List[str] = field(default_factory=list)
+
+    @property
+    def success(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "node": self.node,
+            "status": self.status,
+            "prepared": self.prepared,
+            "error": self.error,
+            "success": self.success,
+            "results": [_shape_to_json(entry) for entry in self.results],
+            "tasks": {name: [result_to_json(r) for r in results] for name, results in self.tasks.items()},
+            "timings": self.timings,
+            "not_run": self.not_run,
+        }
+
+
+@dataclass
+class RunResults:
+    """Every node's outcome of one run; iterate it, index it by node name."""
+
+    name: str
+    run_dir: Path
+    nodes: List[NodeResult]
+    status: str = "unknown"
+
+    def __iter__(self) -> Iterator[NodeResult]:
+        return iter(self.nodes)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def __getitem__(self, node: str) -> NodeResult:
+        for result in self.nodes:
+            if result.node == node:
+                return result
+        raise KeyError(f"run {self.name} has no node {node!r}; its nodes: {', '.join(r.node for r in self.nodes)}")
+
+    @property
+    def success(self) -> bool:
+        return bool(self.nodes) and all(result.success for result in self.nodes)
+
+    def filter(self, status: Optional[str] = None, node: Optional[str] = None) -> List[NodeResult]:
+        return [r for r in self.nodes if (status is None or r.status == status) and (node is None or r.node == node)]
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"name": self.name, "status": self.status, "success": self.success,
+                "nodes": [result.to_dict() for result in self.nodes]}
+
+
+def load_node(run_dir: Path, node: str, loads: Callable[[bytes], Any] = pickle.loads) -> NodeResult:
+    folder = run_dir / "nodes" / node
+    status = read_json(str(folder / "status.json")) or {}
+    state = read_json(str(folder / STATE)) or {}
+    records = list(iter_records(str(folder / JOURNAL)))
+    phase = status.get("phase")
+    prepared = bool(status.get("prepared"))
+    error = status.get("error")
+    if status.get("unreachable") or phase == "unreachable":
+        outcome = "unreachable"
+    elif phase == "deploy_failed":
+        outcome = "deploy_failed"
+    elif state.get("status") == "finished":
+        outcome = "failed" if state.get("failed") or state.get("not_run") else "ok"
+    elif records or state or phase in ("starting", "running", "executed", "execution_failed"):
+        outcome = "execution_failed"
+        error = error or state.get("error") or f"executor ended: {state.get('status', 'without a state')}"
+    else:
+        outcome = "not_run"
+    prepared = prepared or bool(records or state)  # results exist: the node was prepared
+    timings = [{k: r.header.get(k) for k in ("name", "stage", "index", "start", "end", "kind", "log")} for r in records]
+    return NodeResult(
+        node=node,
+        status=outcome,
+        prepared=prepared,
+        error=error,
+        results=results_by_stage(records, loads),
+        tasks=results_by_name(records, loads),
+        timings=timings,
+        not_run=list(state.get("not_run", [])),
+    )
+
+
+def load_results(run_dir: Path, loads: Callable[[bytes], Any] = pickle.loads) -> RunResults:
+    run_dir = Path(run_dir)
+    record = read_json(str(run_dir / "run.json"))
+    if record is None:
+        raise RunError(f"{run_dir} is not a unicorn-ansible run directory (no run.json)")
+    nodes = [load_node(run_dir, host, loads) for host in record.get("hosts", [])]
+    return RunResults(record.get("name", run_dir.name), run_dir, nodes, record.get("status", "unknown"))

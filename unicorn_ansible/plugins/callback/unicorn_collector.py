@@ -1,0 +1,155 @@
+# unicorn-ansible's collector: an Ansible aggregate callback plugin.
+# It is copied into every run's project/callback_plugins/ and enabled by the
+# run's settings, so a run by hand with ansible-playbook records the same files.
+"""Record per-host status of a unicorn-ansible run into its run directory."""
+
+from __future__ import annotations
+
+DOCUMENTATION = """
+    name: unicorn_collector
+    type: aggregate
+    short_description: records unicorn-ansible per-host status into the run directory
+    description:
+      - For each host of a unicorn-ansible run, writes nodes/<host>/status.json next to the
+        generated playbooks. It records whether the host was deployed, failed to deploy, was
+        unreachable, executed or failed to execute, with the error and the executor's progress.
+    requirements:
+      - enabled in callbacks_enabled (the generated ansible.cfg does it)
+"""
+
+import json
+import os
+import time
+
+from ansible.plugins.callback import CallbackBase
+
+_MAX_TEXT = 4000
+
+
+def _text(value, limit=_MAX_TEXT):
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _json(text):
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+class CallbackModule(CallbackBase):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = "aggregate"
+    CALLBACK_NAME = "unicorn_collector"
+    CALLBACK_NEEDS_ENABLED = True
+
+    def __init__(self):
+        super().__init__()
+        self.run_dir = None
+        self.hosts = {}
+
+    # -- where and what ----------------------------------------------------
+    def v2_playbook_on_start(self, playbook):
+        project = os.path.dirname(os.path.abspath(playbook._file_name))
+        run_dir = os.path.dirname(project)
+        if os.path.exists(os.path.join(run_dir, "run.json")):
+            self.run_dir = run_dir
+
+    def _status(self, host):
+        if host not in self.hosts:
+            path = self._path(host)
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    self.hosts[host] = json.load(handle)
+            except (OSError, ValueError):
+                self.hosts[host] = {"host": host, "phase": "connecting", "prepared": False, "error": None, "events": []}
+        return self.hosts[host]
+
+    def _path(self, host):
+        return os.path.join(self.run_dir, "nodes", host, "status.json")
+
+    def _save(self, host):
+        path = self._path(host)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = "%s.tmp%d" % (path, os.getpid())
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(self.hosts[host], handle, indent=1)
+        os.replace(tmp, path)
+
+    def _update(self, result, outcome, **changes):
+        if self.run_dir is None:
+            return
+        host = result._host.get_name()
+        step = (result._task.vars or {}).get("unicorn_step")
+        if step is None and outcome != "unreachable":
+            return
+        status = self._status(host)
+        status.update(changes)
+        status["events"].append({"step": step, "outcome": outcome, "time": time.time()})
+        self._save(host)
+
+    @staticmethod
+    def _step(result):
+        return (result._task.vars or {}).get("unicorn_step")
+
+    # -- events --------------------------------------------------------------
+    def v2_runner_on_start(self, host, task):
+        if self.run_dir is None:
+            return
+        step = (task.vars or {}).get("unicorn_step")
+        phase = {"ship": "connecting", "deploy": "deploying", "start": "starting", "wait": "running"}.get(step)
+        if phase is None:
+            return
+        status = self._status(host.get_name())
+        if status.get("phase") not in ("unreachable", "deploy_failed", "execution_failed"):
+            status["phase"] = phase
+            if step == "deploy":
+                status["deploy_started"] = time.time()
+            self._save(host.get_name())
+
+    def v2_runner_on_ok(self, result):
+        step = self._step(result)
+        data = result._result
+        if step == "deploy":
+            report = _json(data.get("stdout"))
+            if data.get("rc") == 0 and report is not None:
+                self._update(result, "ok", phase="deployed", prepared=True, deploy=report,
+                             deploy_finished=time.time())
+            else:
+                self._update(result, "failed", deploy=report, deploy_finished=time.time())
+        elif step == "start":
+            self._update(result, "ok", phase="running", executor=_json(data.get("stdout")))
+        elif step == "wait":
+            state = _json(data.get("stdout")) or {}
+            phase = "executed" if state.get("status") == "finished" else "execution_failed"
+            error = None if phase == "executed" else _text(state.get("error") or "executor ended: %s" % state.get("status"))
+            self._update(result, "ok", phase=phase, progress=state, error=error)
+        elif step == "fetch":
+            self._update(result, "ok", fetched=True)
+
+    def v2_runner_retry(self, result):
+        if self.run_dir is None or self._step(result) != "wait":
+            return
+        state = _json(result._result.get("stdout"))
+        if state is not None:
+            host = result._host.get_name()
+            self._status(host)["progress"] = state
+            self._save(host)
+
+    def v2_runner_on_failed(self, result, ignore_errors=False):
+        step = self._step(result)
+        data = result._result
+        message = _text(data.get("msg") or data.get("stderr") or data.get("stdout") or "failed")
+        if step in ("ship", "deploy", "deploy-failed"):
+            self._update(result, "failed", phase="deploy_failed", prepared=False, error=message,
+                         deploy_finished=time.time())
+        elif step is not None:
+            self._update(result, "failed", phase="execution_failed", error=message)
+
+    def v2_runner_on_unreachable(self, result):
+        message = _text(result._result.get("msg") or "unreachable")
+        self._update(result, "unreachable", phase="unreachable", error=message, unreachable=True)
