@@ -1,0 +1,248 @@
+"""The ``unicorn-ansible`` command.
+
+Exit codes: 0 every node's pipeline succeeded (or the command did what it was
+asked), 1 some node or task failed, 2 a usage error (bad arguments, experiment
+file, inventory or run name).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import click
+
+from ._compiler import CompileOptions, check_run_name, compile_experiment, inventory_args
+from ._engine import load_experiment_file, new_run_name, run_experiment, run_path
+from ._inventory import load_inventory
+from ._results import RunResults, load_results
+from .errors import TestbedError, UnicornError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _Group(click.Group):
+    """Turns our errors into one line on stderr and the documented exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UnicornError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(EXIT_FAILED if isinstance(exc, TestbedError) else EXIT_USAGE)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="unicorn-ansible")
+def cli() -> None:
+    """Run netunicorn-style experiments on the hosts of an Ansible inventory.
+
+    \b
+    Exit codes: 0 ok, 1 some node or task failed, 2 usage error.
+    Runs are kept in ~/.unicorn-ansible/runs (set UNICORN_ANSIBLE_HOME to move it).
+    """
+
+
+_inventory_option = click.option(
+    "-i", "--inventory", "inventories", multiple=True, metavar="INVENTORY",
+    help="Ansible inventory (file, folder or script; repeatable). Default: the local machine.",
+)
+
+
+def _engine_options(function: Any) -> Any:
+    for option in reversed([
+        click.option("--forks", type=click.IntRange(1), help="Hosts worked on in parallel (default: all, up to 50)."),
+        click.option("--task-timeout", type=click.FloatRange(min=0, min_open=True), help="Seconds a task may run."),
+        click.option("--run-timeout", type=click.IntRange(1), default=86400, show_default=True,
+                     help="Seconds the pipelines may run before the run stops waiting."),
+        click.option("--redeploy", is_flag=True, help="Run requirements even if the host has that environment."),
+        click.option("--strategy", help="Ansible strategy plugin, e.g. mitogen_linear."),
+    ]):
+        function = option(function)
+    return function
+
+
+def _options(forks: Optional[int], task_timeout: Optional[float], run_timeout: int, redeploy: bool,
+             strategy: Optional[str]) -> CompileOptions:
+    return CompileOptions(forks=forks, task_timeout=task_timeout, run_timeout_seconds=run_timeout,
+                          redeploy=redeploy, strategy=strategy)
+
+
+def _progress_printer() -> Any:
+    labels = {
+        "runner_on_ok": "ok", "runner_on_failed": "FAILED", "runner_on_unreachable": "UNREACHABLE",
+    }
+
+    def handle(event: Dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind not in labels:
+            return
+        data = event.get("event_data", {})
+        if kind == "runner_on_ok" and data.get("task_action") == "ansible.builtin.fail":
+            return
+        stamp = time.strftime("%H:%M:%S")
+        click.echo(f"{stamp} {data.get('host', '?')}: {data.get('task', '?')}: {labels[kind]}", err=True)
+
+    return handle
+
+
+def _summary(results: RunResults) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"run {results.name}")
+    for column in ("node", "status", "tasks ok", "tasks failed", "not run", "error"):
+        table.add_column(column)
+    for node in results:
+        ok = sum(1 for timing in node.timings if timing.get("kind") == "ok")
+        failed = len(node.timings) - ok
+        error = (node.error or "").strip().splitlines()
+        table.add_row(node.node, node.status, str(ok), str(failed), str(len(node.not_run)), error[0] if error else "")
+    Console(width=max(100, Console().width)).print(table)
+
+
+def _resolve_run(name_or_dir: str) -> Path:
+    path = Path(name_or_dir)
+    if (path / "run.json").exists():
+        return path
+    if "/" in name_or_dir:
+        raise UnicornError(f"{name_or_dir} is not a run directory (no run.json)")
+    check_run_name(name_or_dir)
+    found = run_path(name_or_dir)
+    if not (found / "run.json").exists():
+        raise UnicornError(f"no run named {name_or_dir}; see unicorn-ansible list")
+    return found
+
+
+@cli.command()
+@click.argument("experiment_file", type=click.Path(dir_okay=False))
+@_inventory_option
+@click.option("--name", help="Run name (default: <file>-<date>-<time>).")
+@click.option("--replace", is_flag=True, help="Overwrite an existing run of that name.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON instead of a table.")
+@_engine_options
+def run(experiment_file: str, inventories: Sequence[str], name: Optional[str], replace: bool, as_json: bool,
+        **engine: Any) -> None:
+    """Run an experiment file on the inventory's hosts and print every node's outcome.
+
+    The file defines `experiment`: an Experiment, or a function that takes the
+    inventory's node pool and returns one.
+
+    \b
+    Example:
+      unicorn-ansible run examples/hello.py
+      unicorn-ansible run lab.py -i inventory.ini --name ping-1
+    """
+    if name is not None:
+        check_run_name(name)
+        if not replace and (run_path(name) / "run.json").exists():
+            raise UnicornError(f"a run named {name} exists; choose another --name or pass --replace to overwrite it")
+    inventory = load_inventory(inventories)
+    experiment = load_experiment_file(experiment_file, inventory.nodes())
+    name = name or new_run_name(Path(experiment_file).stem)
+    click.echo(f"run {name}: {len(experiment)} node(s)", err=True)
+    results = run_experiment(experiment, inventory, name, replace, _options(**engine), _progress_printer())
+    if as_json:
+        click.echo(json.dumps(results.to_dict(), indent=2))
+    else:
+        _summary(results)
+        click.echo(f"results: unicorn-ansible results {name} --json   (run folder: {results.run_dir})", err=True)
+    sys.exit(EXIT_OK if results.success else EXIT_FAILED)
+
+
+@cli.command("compile")
+@click.argument("experiment_file", type=click.Path(dir_okay=False))
+@_inventory_option
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Folder to write the run into.")
+@click.option("--name", help="Run name used on the hosts (default: the output folder's name).")
+@_engine_options
+def compile_command(experiment_file: str, inventories: Sequence[str], output: str, name: Optional[str],
+                    **engine: Any) -> None:
+    """Write an experiment's run folder (playbooks, pipelines, inventory) without running anything.
+
+    \b
+    Example:
+      unicorn-ansible compile examples/hello.py -o /tmp/hello-run
+      cd /tmp/hello-run/project && ansible-playbook -i ../inventory/hosts.yml site.yml
+    """
+    target = Path(output)
+    if target.exists() and any(target.iterdir()) and not (target / "run.json").exists():
+        raise UnicornError(f"{output} exists and is not empty; pass a new folder to -o")
+    name = check_run_name(name or target.resolve().name)
+    inventory = load_inventory(inventories)
+    experiment = load_experiment_file(experiment_file, inventory.nodes())
+    run_dir = compile_experiment(experiment, inventory, target, name, _options(**engine))
+    args = " ".join(inventory_args(run_dir, inventory.sources))
+    click.echo(f"compiled {len(experiment)} node(s) into {run_dir}")
+    click.echo(f"run it by hand:  cd {run_dir / 'project'} && ansible-playbook {args} site.yml")
+
+
+@cli.command()
+@click.argument("run_name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def results(run_name: str, as_json: bool) -> None:
+    """Show every node's results of a run (a run name, or a run folder).
+
+    \b
+    Example:
+      unicorn-ansible results hello-20261124-120000 --json
+    """
+    loaded = load_results(_resolve_run(run_name))
+    if as_json:
+        click.echo(json.dumps(loaded.to_dict(), indent=2))
+    else:
+        _summary(loaded)
+        for node in loaded:
+            for task, values in node.tasks.items():
+                for value in values:
+                    click.echo(f"{node.node}  {task}: {value}")
+    sys.exit(EXIT_OK if loaded.success else EXIT_FAILED)
+
+
+@cli.command()
+@_inventory_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def nodes(inventories: Sequence[str], as_json: bool) -> None:
+    """List the inventory's hosts as nodes: name, architecture, groups, properties.
+
+    \b
+    Example:
+      unicorn-ansible nodes -i inventory.ini --json
+    """
+    pool = load_inventory(inventories).nodes()
+    if as_json:
+        click.echo(json.dumps([node.to_dict() for node in pool.flatten()], indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table()
+    for column in ("node", "architecture", "groups", "properties"):
+        table.add_column(column)
+    for node in pool.flatten():
+        properties = {k: v for k, v in node.properties.items() if k != "groups"}
+        table.add_row(node.name, node.architecture.value, ", ".join(node["groups"] or []),
+                      ", ".join(f"{k}={v}" for k, v in properties.items()))
+    Console(width=max(100, Console().width)).print(table)
+
+
+def _attach_testbed() -> None:
+    try:
+        from ._testbed_cli import testbed
+    except ImportError:  # pragma: no cover - the testbed ships with the package
+        return
+    cli.add_command(testbed)
+
+
+_attach_testbed()
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    cli.main(args=argv, prog_name="unicorn-ansible")
+
+
+if __name__ == "__main__":
+    main()
