@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import re
+import secrets
 import shutil
 import sys
 import time
@@ -175,6 +176,9 @@ def compile_experiment(
     shutil.copy2(callback_plugin(), project / "callback_plugins" / callback_plugin().name)
     shutil.copyfile(build_bundle(), project / "files" / BUNDLE_NAME)
 
+    # The host-side folder of this run: its name plus a random part, so a replaced
+    # or recompiled run never finds an older run's files on a host.
+    run_id = f"{name}-{secrets.token_hex(4)}"
     python = "%d.%d" % sys.version_info[:2]
     requirement_counts: Dict[str, int] = {}
     for deployment in experiment:
@@ -204,6 +208,7 @@ def compile_experiment(
     context = {
         "version": __version__,
         "run": name,
+        "run_id": run_id,
         "hosts": hosts,
         "requirement_counts": requirement_counts,
         "poll_seconds": int(options.poll_seconds),
@@ -222,6 +227,7 @@ def compile_experiment(
 
     record = {
         "name": name,
+        "run_id": run_id,
         "created": time.time(),
         "status": "compiled",
         "hosts": hosts,

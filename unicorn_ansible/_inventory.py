@@ -157,8 +157,11 @@ def load_inventory(sources: Optional[Sequence[str]] = None) -> Inventory:
         if group in ("_meta", "all"):
             continue
         groups[group] = sorted(set(members(group, set())))
-        for host in groups[group]:
-            hostvars.setdefault(host, {})
+    # hosts in the inventory's own order (groups as written, hosts as listed)
+    ordered: Dict[str, Dict[str, Any]] = {}
+    for host in members("all", set()) + list(hostvars):
+        ordered.setdefault(host, hostvars.get(host, {}))
+    hostvars = ordered
     if not hostvars:
         raise InventoryError(f"inventory {', '.join(sources)} has no hosts; add at least one host")
     return Inventory(sources=resolved, hostvars=hostvars, groups=groups)

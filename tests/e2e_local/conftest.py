@@ -1,0 +1,62 @@
+"""End-to-end tests on the local machine: real ansible-runner, real ansible-playbook,
+local-connection hosts. Each test gets its own home folder (runs) and HOME (host work folders)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import pytest
+
+CLI = [sys.executable, "-m", "unicorn_ansible.cli"]
+
+
+class Env:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.home = root / "ua-home"
+        self.vars = dict(os.environ, UNICORN_ANSIBLE_HOME=str(self.home))
+
+    def cli(self, *args: str, check: Optional[int] = None, timeout: float = 300) -> subprocess.CompletedProcess:
+        done = subprocess.run(CLI + list(args), env=self.vars, capture_output=True, text=True, timeout=timeout,
+                              cwd=self.root)
+        if check is not None:
+            assert done.returncode == check, f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+        return done
+
+    def write(self, name: str, text: str) -> Path:
+        path = self.root / name
+        path.write_text(text)
+        return path
+
+    def results(self, run: str) -> Dict:
+        done = self.cli("results", run, "--json")
+        assert done.returncode in (0, 1), done.stderr
+        return json.loads(done.stdout)
+
+    def host_dir(self, host: str) -> Path:
+        """A local-connection host's work folder (inventories made here put it under the test's folder)."""
+        return self.root / "hosts-root" / "hosts" / host
+
+    def run_dir_on_host(self, host: str, run: str) -> Path:
+        run_id = json.loads((self.home / "runs" / run / "run.json").read_text())["run_id"]
+        return self.host_dir(host) / "runs" / run_id
+
+    def local_inventory(self, hosts: List[str], extra: str = "") -> Path:
+        lines = ["[lab]"] + hosts + ["", "[lab:vars]", "ansible_connection=local",
+                                     f"ansible_python_interpreter={sys.executable}",
+                                     f"unicorn_remote_root={self.root / 'hosts-root'}", extra]
+        return self.write("inventory.ini", "\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Env:
+    return Env(tmp_path)
+
+
+def node(results: Dict, name: str) -> Dict:
+    return next(n for n in results["nodes"] if n["node"] == name)
