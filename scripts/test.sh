@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Run unicorn-ansible's test suite on this machine: installs what the tests need
+# (system packages for the SSH testbed when run as root, a virtual environment
+# with the package and its test extras), then runs pytest. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" = 0 ] && [ -x .ci/testbed-deps.sh ]; then
+    .ci/testbed-deps.sh
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e '.[test]'
+
+exec .venv/bin/python -m pytest "$@"
