@@ -101,7 +101,16 @@ def _summary(results: RunResults) -> None:
         failed = len(node.timings) - ok
         error = (node.error or "").strip().splitlines()
         table.add_row(node.node, node.status, str(ok), str(failed), str(len(node.not_run)), error[0] if error else "")
-    Console(width=max(100, Console().width)).print(table)
+    console = Console(width=max(100, Console().width))
+    console.print(table)
+    for node in results:
+        for task, values in node.tasks.items():
+            for value in values:
+                console.print(f"{node.node}  {task}: {_short(repr(value))}", markup=False, highlight=False)
+
+
+def _short(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _resolve_run(name_or_dir: str) -> Path:
@@ -195,10 +204,6 @@ def results(run_name: str, as_json: bool) -> None:
         click.echo(json.dumps(loaded.to_dict(), indent=2))
     else:
         _summary(loaded)
-        for node in loaded:
-            for task, values in node.tasks.items():
-                for value in values:
-                    click.echo(f"{node.node}  {task}: {value}")
     sys.exit(EXIT_OK if loaded.success else EXIT_FAILED)
 
 

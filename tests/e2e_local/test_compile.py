@@ -1,0 +1,69 @@
+"""Compiling touches no host, writes readable playbooks that pass ansible-lint, and refuses bad input clearly."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import Env
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_generated_playbooks_pass_ansible_lint(env: Env) -> None:
+    inventory = env.local_inventory(["one", "two"])
+    out = env.root / "compiled"
+    env.cli("compile", str(ROOT / "examples" / "measure.py"), "-i", str(inventory), "-o", str(out), check=0)
+    project = out / "project"
+    deploy = json.loads((project / "files" / "nodes" / "one" / "deploy.json").read_text())
+    assert deploy["commands"] and deploy["python"] == "%d.%d" % sys.version_info[:2]
+    lint = Path(sys.executable).parent / "ansible-lint"
+    done = subprocess.run([str(lint), "--offline", "site.yml", "deploy.yml", "execute.yml", "roles/unicorn"],
+                          cwd=project, capture_output=True, text=True, env=env.vars, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 failure(s), 0 warning(s)" in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("def broken(:\n", "line 1"),
+        ("x = 1\n", "defines no 'experiment'"),
+        ("experiment = 42\n", "'experiment' is a int"),
+        ("def experiment(nodes):\n    raise ValueError('no nodes for me')\n", "no nodes for me"),
+    ],
+    ids=["syntax-error", "no-experiment", "wrong-type", "callable-raises"],
+)
+def test_a_bad_experiment_file_is_one_clear_line_and_exit_2(env: Env, source: str, expected: str) -> None:
+    env.write("bad.py", source)
+    done = env.cli("run", "bad.py", "--name", "bad", check=2)
+    assert expected in done.stderr
+    assert done.stderr.startswith("error: ") and "Traceback" not in done.stderr
+    assert not (env.home / "runs" / "bad").exists()  # nothing half-made is left behind
+
+
+NODE_MISSING = '''
+from unicorn_ansible import Experiment, Node, Pipeline, Task
+class T(Task):
+    def run(self):
+        return 1
+experiment = Experiment().append(Node("nowhere", {}), Pipeline().then(T()))
+'''
+
+
+def test_inventory_and_name_errors(env: Env) -> None:
+    env.write("missing.py", NODE_MISSING)
+    done = env.cli("run", "missing.py", "--name", "missing", check=2)
+    assert "nowhere" in done.stderr and "not in the inventory" in done.stderr and "localhost" in done.stderr
+    done = env.cli("run", str(ROOT / "examples" / "hello.py"), "-i", "no-such-inventory.ini", check=2)
+    assert "does not exist" in done.stderr
+    env.write("broken.ini", "[web\nhost bar=\n")
+    done = env.cli("nodes", "-i", "broken.ini", check=2)
+    assert "broken.ini" in done.stderr and "Traceback" not in done.stderr
+    for bad in ("../escape", "a;rm -rf", "with space", "$(id)"):
+        done = env.cli("run", str(ROOT / "examples" / "hello.py"), "--name", bad, check=2)
+        assert "run name" in done.stderr, bad
