@@ -8,10 +8,13 @@ Everything public is importable from here::
 from returns.pipeline import is_successful
 from returns.result import Failure, Result, Success
 
+from ._client import Client, DeploymentExecutionResult, ExperimentExecutionInformation, ExperimentStatus
+from ._engine import run
 from ._environment import DockerImage, EnvironmentDefinition, RuntimeContext, ShellExecution
 from ._experiment import Deployment, Experiment
 from ._nodes import Architecture, CountableNodePool, Node, Nodes
 from ._pipeline import Pipeline
+from ._results import NodeResult, RunResults
 from ._task import Task, TaskDispatcher
 from .errors import (
     ExperimentError,
@@ -22,10 +25,17 @@ from .errors import (
     UntrustedDataError,
 )
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402
 
 __all__ = [
     "Architecture",
+    "Client",
+    "DeploymentExecutionResult",
+    "ExperimentExecutionInformation",
+    "ExperimentStatus",
+    "NodeResult",
+    "RunResults",
+    "run",
     "CountableNodePool",
     "Deployment",
     "DockerImage",

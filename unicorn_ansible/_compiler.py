@@ -27,9 +27,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import cloudpickle
 import jinja2
 
-from . import __version__
+from ._version import __version__
 from ._bundle import BUNDLE_NAME, build_bundle
 from ._experiment import Experiment
 from ._inventory import Inventory, default_inventory_yaml, is_secret
@@ -38,7 +39,7 @@ from .errors import ExperimentError, InventoryError, RunError
 
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 FORKS_CAP = 50
-PLAYBOOKS = ("site.yml", "deploy.yml", "execute.yml", "ansible.cfg")
+PLAYBOOKS = ("site.yml", "deploy.yml", "execute.yml", "cancel.yml", "ansible.cfg")
 
 
 @dataclass
@@ -236,6 +237,8 @@ def compile_experiment(
         "versions": versions(),
     }
     _write(run_dir / "run.json", json.dumps(record, indent=2) + "\n")
+    # The experiment itself, for the client's get_experiment_status (a controller-side file).
+    _write(run_dir / "experiment.pkl", cloudpickle.dumps(experiment), 0o600)
     return run_dir
 
 

@@ -151,3 +151,30 @@ def run(
     task_timeout, log_cap, redeploy, strategy.
     """
     return run_experiment(experiment, load_inventory(inventory), name, replace, CompileOptions(**options))
+
+
+def run_inventory(run_dir: Path) -> Inventory:
+    """The inventory a run was compiled for (its sources are re-read: they may have changed)."""
+    record = json.loads((Path(run_dir) / "run.json").read_text())
+    return load_inventory(record.get("inventory") or None)
+
+
+def cancel_run(run_dir: Path, inventory: Optional[Inventory] = None,
+               event_handler: Optional[EventHandler] = None) -> RunResults:
+    """Stop every node's executor and the processes its tasks started; fetch what finished."""
+    inventory = inventory or run_inventory(run_dir)
+    update_run_record(run_dir, cancel_requested=time.time())
+    rc = run_playbook(run_dir, "cancel.yml", inventory, event_handler)
+    update_run_record(run_dir, status="cancelled", cancelled=time.time(), cancel_rc=rc)
+    return load_results(run_dir)
+
+
+def collect_run(run_dir: Path, inventory: Optional[Inventory] = None,
+                event_handler: Optional[EventHandler] = None) -> RunResults:
+    """Fetch a run's results again, waiting for pipelines still running (none is started twice)."""
+    inventory = inventory or run_inventory(run_dir)
+    rc = run_playbook(run_dir, "execute.yml", inventory, event_handler)
+    record = json.loads((Path(run_dir) / "run.json").read_text())
+    if record.get("status") != "cancelled":
+        update_run_record(run_dir, status="finished", collected=time.time(), ansible_rc=rc)
+    return load_results(run_dir)

@@ -234,6 +234,139 @@ def nodes(inventories: Sequence[str], as_json: bool) -> None:
     Console(width=max(100, Console().width)).print(table)
 
 
+def _run_record(run_dir: Path) -> Dict[str, Any]:
+    return json.loads((run_dir / "run.json").read_text())
+
+
+@cli.command()
+@click.argument("run_name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def status(run_name: str, as_json: bool) -> None:
+    """Show a run's status and every node's phase and progress.
+
+    \b
+    Example:
+      unicorn-ansible status ping-1
+    """
+    run_dir = _resolve_run(run_name)
+    record = _run_record(run_dir)
+    nodes_status = []
+    for host in record.get("hosts", []):
+        node_status = _read_json(run_dir / "nodes" / host / "status.json") or {}
+        progress = node_status.get("progress") or {}
+        nodes_status.append({
+            "node": host,
+            "phase": node_status.get("phase", "pending"),
+            "done": progress.get("done"),
+            "total": progress.get("total"),
+            "error": node_status.get("error"),
+        })
+    if as_json:
+        click.echo(json.dumps({"name": record["name"], "status": record.get("status"), "nodes": nodes_status}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"run {record['name']}: {record.get('status')}")
+    for column in ("node", "phase", "tasks done", "error"):
+        table.add_column(column)
+    for entry in nodes_status:
+        done = "" if entry["total"] is None else f"{entry['done']}/{entry['total']}"
+        table.add_row(entry["node"], entry["phase"], done, (entry["error"] or "").splitlines()[0] if entry["error"] else "")
+    Console(width=max(100, Console().width)).print(table)
+
+
+def _read_json(path: Path) -> Optional[Dict[str, Any]]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+@cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def list_runs(as_json: bool) -> None:
+    """List the runs in the home folder, newest first.
+
+    \b
+    Example:
+      unicorn-ansible list --json
+    """
+    from ._home import runs_dir
+
+    folder = runs_dir()
+    records = [_read_json(path / "run.json") for path in folder.iterdir()] if folder.exists() else []
+    entries = sorted((r for r in records if r), key=lambda r: r.get("created", 0), reverse=True)
+    rows = [{"name": r["name"], "status": r.get("status"), "nodes": len(r.get("hosts", [])),
+             "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.get("created", 0)))} for r in entries]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table()
+    for column in ("name", "status", "nodes", "created"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["name"], str(row["status"]), str(row["nodes"]), row["created"])
+    Console(width=max(100, Console().width)).print(table)
+
+
+@cli.command()
+@click.argument("run_name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def delete(run_name: str, yes: bool) -> None:
+    """Delete a run's folder from the controller (hosts keep their work folders).
+
+    \b
+    Example:
+      unicorn-ansible delete ping-1 --yes
+    """
+    import shutil
+
+    run_dir = _resolve_run(run_name)
+    if not yes and not click.confirm(f"delete {run_dir}?", default=False):
+        sys.exit(EXIT_FAILED)
+    shutil.rmtree(run_dir)
+    click.echo(f"deleted {run_dir}")
+
+
+@cli.command()
+@click.argument("run_name")
+def cancel(run_name: str) -> None:
+    """Stop a run's executors on every node, with every process their tasks started.
+
+    The results that finished are fetched and kept.
+
+    \b
+    Example:
+      unicorn-ansible cancel ping-1
+    """
+    from ._engine import cancel_run
+
+    results = cancel_run(_resolve_run(run_name), event_handler=_progress_printer())
+    _summary(results)
+
+
+@cli.command()
+@click.argument("run_name")
+def collect(run_name: str) -> None:
+    """Fetch a run's results from its hosts again (after the controller crashed, say).
+
+    Pipelines still running are waited for; none is started twice.
+
+    \b
+    Example:
+      unicorn-ansible collect ping-1
+    """
+    from ._engine import collect_run
+
+    results = collect_run(_resolve_run(run_name), event_handler=_progress_printer())
+    _summary(results)
+    sys.exit(EXIT_OK if results.success else EXIT_FAILED)
+
+
 def _attach_testbed() -> None:
     try:
         from ._testbed_cli import testbed

@@ -130,6 +130,8 @@ class CallbackModule(CallbackBase):
             self._update(result, "ok", phase=phase, progress=state, error=error)
         elif step == "fetch":
             self._update(result, "ok", fetched=True)
+        elif step == "cancel":
+            self._update(result, "ok", phase="cancelled", cancelled=True, progress=_json(data.get("stdout")))
 
     def v2_runner_retry(self, result):
         if self.run_dir is None or self._step(result) != "wait":

@@ -1,0 +1,97 @@
+"""netunicorn's notebook flow with the Python client, on the local machine."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from unicorn_ansible import (
+    Client,
+    Experiment,
+    ExperimentStatus,
+    Failure,
+    Pipeline,
+    Success,
+    Task,
+    is_successful,
+)
+
+
+class Measure(Task):
+    def __init__(self, value: int) -> None:
+        self.value = value
+        super().__init__(name="measure")
+
+    def run(self):
+        return self.value * 2
+
+
+class Explode(Task):
+    def run(self):
+        raise ValueError("exploded")
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("UNICORN_ANSIBLE_HOME", str(tmp_path / "home"))
+    return tmp_path
+
+
+def _poll(client: Client, name: str, wanted: ExperimentStatus, timeout: float = 120) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = client.get_experiment_status(name)
+        if info.status == wanted:
+            return info
+        time.sleep(0.5)
+    raise AssertionError(f"{name} did not reach {wanted} in {timeout} s: {client.get_experiment_status(name)}")
+
+
+def test_basic_notebook_flow(home: Path) -> None:
+    client = Client()
+    assert client.healthcheck()
+    nodes = client.get_nodes()
+    working_nodes = nodes.filter(lambda node: node.name == "localhost").take(1)
+    assert [node.name for node in working_nodes] == ["localhost"]
+
+    pipeline = Pipeline().then(Measure(21)).then(Explode(name="explode"))
+    experiment = Experiment().map(pipeline, working_nodes)
+    name = "notebook-flow"
+    client.prepare_experiment(experiment, name)
+    assert client.get_experiment_status(name).status in (ExperimentStatus.PREPARING, ExperimentStatus.READY)
+
+    info = _poll(client, name, ExperimentStatus.READY)
+    assert all(deployment.prepared for deployment in info.experiment)
+    assert all(deployment.error is None for deployment in info.experiment)
+
+    client.start_execution(name)
+    info = _poll(client, name, ExperimentStatus.FINISHED)
+    [result] = info.execution_result
+    assert result.node.name == "localhost"
+    outcome, logs = result.result
+    assert not is_successful(outcome)  # a task failed
+    tasks = outcome.failure()
+    assert tasks["measure"] == [Success(42)]
+    assert tasks["explode"] == [Failure("exploded")]
+    assert any("ValueError: exploded" in line for line in logs) or logs == []
+    assert name in client.get_experiments()
+
+    client.delete_experiment(name)
+    assert name not in client.get_experiments()
+
+
+def test_blocking_run_returns_results(home: Path) -> None:
+    client = Client()
+    results = client.run(Experiment().map(Pipeline().then(Measure(5)), client.get_nodes().take(1)), "blocking")
+    assert results.success
+    assert results["localhost"].tasks["measure"] == [Success(10)]
+    assert results["localhost"].results == [Success(10)]
+
+
+def test_starting_an_unprepared_experiment_is_refused(home: Path) -> None:
+    client = Client()
+    with pytest.raises(Exception, match="no experiment named"):
+        client.start_execution("never-prepared")

@@ -1,0 +1,276 @@
+"""The Python client: netunicorn's client verbs over the Ansible engine.
+
+    from unicorn_ansible import Client, Experiment, ExperimentStatus
+
+    client = Client()                                  # the local machine; Client(inventory="lab.ini") for a lab
+    nodes = client.get_nodes()
+    experiment = Experiment().map(pipeline, nodes.take(1))
+    client.prepare_experiment(experiment, "demo")      # returns at once; the deployment play runs in the background
+    while client.get_experiment_status("demo").status == ExperimentStatus.PREPARING:
+        time.sleep(1)
+    client.start_execution("demo")                     # likewise for the execution play
+    while client.get_experiment_status("demo").status != ExperimentStatus.FINISHED:
+        time.sleep(1)
+    for result in client.get_experiment_status("demo").execution_result:
+        print(result.node, result.result, result.error)
+
+Every run lives in its run directory, so any process (the CLI, another notebook)
+sees the same status; the background work runs in this process's threads.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import cloudpickle
+from returns.result import Failure, Result, Success
+
+from ._compiler import CompileOptions, check_run_name, compile_experiment
+from ._engine import prepare_run_dir, run_path, run_playbook, update_run_record
+from ._experiment import Experiment
+from ._home import runs_dir
+from ._inventory import Inventory, load_inventory
+from ._nodes import CountableNodePool, Node
+from ._results import NodeResult, RunResults, load_results
+from .errors import RunError
+
+
+class ExperimentStatus(enum.Enum):
+    """netunicorn's experiment statuses."""
+
+    UNKNOWN = 0
+    PREPARING = 1
+    READY = 2
+    RUNNING = 3
+    FINISHED = 4
+
+
+# run.json "status" -> ExperimentStatus
+_STATUS = {
+    "compiled": ExperimentStatus.PREPARING,
+    "preparing": ExperimentStatus.PREPARING,
+    "ready": ExperimentStatus.READY,
+    "running": ExperimentStatus.RUNNING,
+    "finished": ExperimentStatus.FINISHED,
+    "cancelled": ExperimentStatus.FINISHED,
+}
+
+
+class DeploymentExecutionResult:
+    """One node's execution result, as netunicorn's client gives it.
+
+    ``result`` is ``(Success(tasks) or Failure(tasks), logs)`` where ``tasks`` maps
+    task names to lists of Results; ``error`` says why a node failed; ``status`` is
+    one of ok / failed / deploy_failed / execution_failed / unreachable / not_run.
+    """
+
+    def __init__(self, outcome: NodeResult, node: Node, logs: List[str]) -> None:
+        self.node = node
+        self.outcome = outcome
+        self.error: Optional[str] = outcome.error
+        self.status = outcome.status
+        self._logs = logs
+
+    @property
+    def result(self) -> Optional[Tuple[Result, List[str]]]:
+        if not self.outcome.tasks and self.outcome.status in ("unreachable", "deploy_failed", "not_run"):
+            return None
+        wrapped = Success(self.outcome.tasks) if self.outcome.success else Failure(self.outcome.tasks)
+        return wrapped, self._logs
+
+    @property
+    def logs(self) -> List[str]:
+        return self._logs
+
+    def __str__(self) -> str:
+        text = f"DeploymentExecutionResult:\n  Node: {self.node}\n  Status: {self.status}\n"
+        for name, results in self.outcome.tasks.items():
+            text += f"    {name}: {results}\n"
+        if self.error:
+            text += f"  Error: {self.error}\n"
+        return text
+
+    __repr__ = __str__
+
+
+@dataclass(frozen=True)
+class ExperimentExecutionInformation:
+    """What get_experiment_status returns: status, the experiment, the per-node results."""
+
+    status: ExperimentStatus
+    experiment: Optional[Experiment]
+    execution_result: Union[None, Exception, List[DeploymentExecutionResult]]
+
+
+class Client:
+    """netunicorn's client verbs, run by Ansible on the hosts of ``inventory``.
+
+    :param inventory: inventory sources (a path or a list of paths); None: the local machine
+    :param forks: hosts worked on in parallel (default: all, up to 50)
+    :param options: further CompileOptions fields (task_timeout, run_timeout_seconds, redeploy, strategy)
+    """
+
+    def __init__(self, inventory: Union[None, str, Sequence[str]] = None, forks: Optional[int] = None,
+                 **options: Any) -> None:
+        sources = [inventory] if isinstance(inventory, (str, Path)) else list(inventory or [])
+        self.inventory: Inventory = load_inventory([str(s) for s in sources])
+        self.options = CompileOptions(forks=forks, **options)
+        self._threads: Dict[str, threading.Thread] = {}
+        self._lock = threading.Lock()
+
+    # -- nodes and health ----------------------------------------------------------
+    def get_nodes(self) -> CountableNodePool:
+        """The inventory's hosts as a node pool."""
+        return self.inventory.nodes()
+
+    def healthcheck(self) -> bool:
+        """True when Ansible can be run and the home folder is writable."""
+        from ._inventory import ensure_ansible_on_path
+
+        ensure_ansible_on_path()
+        runs_dir().mkdir(parents=True, exist_ok=True)
+        return shutil.which("ansible-playbook") is not None
+
+    # -- the experiment's lifetime -------------------------------------------------
+    def prepare_experiment(self, experiment: Experiment, experiment_name: str) -> str:
+        """Compile the experiment and run its deployment play in the background; returns the name."""
+        check_run_name(experiment_name)
+        run_dir = prepare_run_dir(experiment_name)
+        try:
+            compile_experiment(experiment, self.inventory, run_dir, experiment_name, self.options)
+        except Exception:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        update_run_record(run_dir, status="preparing", prepare_started=time.time())
+        self._background(experiment_name, self._prepare, run_dir)
+        return experiment_name
+
+    def _prepare(self, run_dir: Path) -> None:
+        rc = run_playbook(run_dir, "deploy.yml", self.inventory)
+        update_run_record(run_dir, status="ready", prepare_finished=time.time(), deploy_rc=rc)
+
+    def start_execution(self, experiment_name: str) -> str:
+        """Run the execution play of a prepared experiment in the background."""
+        run_dir = self._run_dir(experiment_name)
+        status = self._record(run_dir).get("status")
+        if status != "ready":
+            raise RunError(
+                f"experiment {experiment_name} is {status}, not ready; call prepare_experiment and wait for READY"
+            )
+        update_run_record(run_dir, status="running", started=time.time())
+        self._background(experiment_name, self._execute, run_dir)
+        return experiment_name
+
+    def _execute(self, run_dir: Path) -> None:
+        rc = run_playbook(run_dir, "execute.yml", self.inventory)
+        update_run_record(run_dir, status="finished", finished=time.time(), ansible_rc=rc)
+
+    def run(self, experiment: Experiment, experiment_name: str, poll: float = 0.5) -> RunResults:
+        """Prepare, execute and wait: return the results (blocking)."""
+        self.prepare_experiment(experiment, experiment_name)
+        self.wait(experiment_name, ExperimentStatus.READY, poll)
+        self.start_execution(experiment_name)
+        self.wait(experiment_name, ExperimentStatus.FINISHED, poll)
+        return load_results(self._run_dir(experiment_name))
+
+    def wait(self, experiment_name: str, status: ExperimentStatus, poll: float = 0.5,
+             timeout: Optional[float] = None) -> ExperimentStatus:
+        """Block until the experiment reaches ``status`` (or a later one)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            current = self._status(self._run_dir(experiment_name))
+            if current.value >= status.value:
+                return current
+            if deadline is not None and time.monotonic() > deadline:
+                raise RunError(f"experiment {experiment_name} is still {current.name} after {timeout} s")
+            time.sleep(poll)
+
+    def get_experiment_status(self, experiment_name: str) -> ExperimentExecutionInformation:
+        """Status, the experiment (deployments' prepared and error filled in) and the per-node results."""
+        run_dir = self._run_dir(experiment_name)
+        status = self._status(run_dir)
+        experiment = self._experiment(run_dir)
+        results = load_results(run_dir)
+        if experiment is not None:
+            for deployment in experiment:
+                outcome = results[deployment.node.name]
+                deployment.prepared = outcome.prepared
+                deployment.error = Exception(outcome.error) if outcome.error and not outcome.prepared else None
+        execution: Optional[List[DeploymentExecutionResult]] = None
+        if status in (ExperimentStatus.RUNNING, ExperimentStatus.FINISHED):
+            nodes = {d.node.name: d.node for d in experiment} if experiment is not None else {}
+            execution = [
+                DeploymentExecutionResult(outcome, nodes.get(outcome.node, Node(outcome.node, {})),
+                                          self._logs(run_dir, outcome.node))
+                for outcome in results
+            ]
+        return ExperimentExecutionInformation(status, experiment, execution)
+
+    def get_experiments(self) -> Dict[str, ExperimentStatus]:
+        """Every run in the home folder with its status."""
+        folder = runs_dir()
+        if not folder.exists():
+            return {}
+        return {path.name: self._status(path) for path in sorted(folder.iterdir()) if (path / "run.json").exists()}
+
+    def delete_experiment(self, experiment_name: str) -> None:
+        """Remove a run's folder from the controller (hosts keep their work folders)."""
+        run_dir = self._run_dir(experiment_name)
+        thread = self._threads.get(experiment_name)
+        if thread is not None and thread.is_alive():
+            raise RunError(f"experiment {experiment_name} is still {self._status(run_dir).name}; cancel it first")
+        shutil.rmtree(run_dir)
+
+    def cancel_experiment(self, experiment_name: str) -> None:
+        """Stop the executors on every node of the experiment."""
+        from ._engine import cancel_run
+
+        cancel_run(self._run_dir(experiment_name), self.inventory)
+
+    # -- helpers -------------------------------------------------------------------
+    def _background(self, name: str, target: Any, run_dir: Path) -> None:
+        def work() -> None:
+            try:
+                target(run_dir)
+            except Exception as exc:  # recorded for get_experiment_status; never lost in a thread
+                update_run_record(run_dir, status="finished", error=f"{type(exc).__name__}: {exc}")
+
+        thread = threading.Thread(target=work, name=f"unicorn-{name}", daemon=True)
+        with self._lock:
+            self._threads[name] = thread
+        thread.start()
+
+    @staticmethod
+    def _run_dir(name: str) -> Path:
+        path = run_path(name)
+        if not (path / "run.json").exists():
+            raise RunError(f"no experiment named {name}; see get_experiments()")
+        return path
+
+    @staticmethod
+    def _record(run_dir: Path) -> Dict[str, Any]:
+        return json.loads((run_dir / "run.json").read_text())
+
+    def _status(self, run_dir: Path) -> ExperimentStatus:
+        return _STATUS.get(self._record(run_dir).get("status", ""), ExperimentStatus.UNKNOWN)
+
+    @staticmethod
+    def _experiment(run_dir: Path) -> Optional[Experiment]:
+        path = run_dir / "experiment.pkl"
+        if not path.exists():
+            return None
+        return cloudpickle.loads(path.read_bytes())  # written by this controller, not by a host
+
+    @staticmethod
+    def _logs(run_dir: Path, node: str) -> List[str]:
+        folder = run_dir / "nodes" / node / "logs"
+        if not folder.is_dir():
+            return []
+        return [line for path in sorted(folder.glob("*.log")) for line in path.read_text(errors="replace").splitlines(True)]
