@@ -8,7 +8,6 @@ the callback plugin during the run) and ``nodes/<node>/state.json`` and
 from __future__ import annotations
 
 import json
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional
@@ -16,8 +15,9 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 from returns.pipeline import is_successful
 from returns.result import Result
 
+from ._safe_pickle import loader_for, register_shipped
 from .executor import JOURNAL, STATE, iter_records, read_json, results_by_name, results_by_stage
-from .errors import RunError
+from .errors import RunError, UntrustedDataError
 
 # What a node's outcome can be, from the worst to the best.
 STATUSES = ("unreachable", "deploy_failed", "execution_failed", "failed", "not_run", "ok")
@@ -108,8 +108,10 @@ class RunResults:
                 "nodes": [result.to_dict() for result in self.nodes]}
 
 
-def load_node(run_dir: Path, node: str, loads: Callable[[bytes], Any] = pickle.loads) -> NodeResult:
+def load_node(run_dir: Path, node: str, loads: Optional[Callable[[bytes], Any]] = None) -> NodeResult:
+    """One node's outcome; its results are loaded with the untrusted-data loader unless ``loads`` is given."""
     folder = run_dir / "nodes" / node
+    loads = loads or loader_for(node)
     status = read_json(str(folder / "status.json")) or {}
     state = read_json(str(folder / STATE)) or {}
     records = list(iter_records(str(folder / JOURNAL)))
@@ -129,22 +131,31 @@ def load_node(run_dir: Path, node: str, loads: Callable[[bytes], Any] = pickle.l
         outcome = "not_run"
     prepared = prepared or bool(records or state)  # results exist: the node was prepared
     timings = [{k: r.header.get(k) for k in ("name", "stage", "index", "start", "end", "kind", "log")} for r in records]
+    try:
+        by_stage, by_name = results_by_stage(records, loads), results_by_name(records, loads)
+    except UntrustedDataError as exc:
+        by_stage, by_name = [], {}
+        outcome, error = "execution_failed", str(exc)
     return NodeResult(
         node=node,
         status=outcome,
         prepared=prepared,
         error=error,
-        results=results_by_stage(records, loads),
-        tasks=results_by_name(records, loads),
+        results=by_stage,
+        tasks=by_name,
         timings=timings,
         not_run=list(state.get("not_run", [])),
     )
 
 
-def load_results(run_dir: Path, loads: Callable[[bytes], Any] = pickle.loads) -> RunResults:
+def load_results(run_dir: Path, loads: Optional[Callable[[bytes], Any]] = None) -> RunResults:
+    """Every node's outcome of a run directory. Results fetched from hosts are untrusted:
+    they load with the restricted loader, after the run's own pipelines told it which
+    classes the experiment shipped."""
     run_dir = Path(run_dir)
     record = read_json(str(run_dir / "run.json"))
     if record is None:
         raise RunError(f"{run_dir} is not a unicorn-ansible run directory (no run.json)")
+    register_shipped(sorted((run_dir / "project" / "files" / "nodes").glob("*/pipeline.pkl")))
     nodes = [load_node(run_dir, host, loads) for host in record.get("hosts", [])]
     return RunResults(record.get("name", run_dir.name), run_dir, nodes, record.get("status", "unknown"))
