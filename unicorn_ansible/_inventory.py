@@ -66,8 +66,15 @@ class Inventory:
         variables["groups"] = member_of
         return Node(host, variables, _architecture(variables.get("unicorn_architecture")))
 
-    def nodes(self) -> CountableNodePool:
-        return CountableNodePool([self.node(host) for host in self.hostvars])
+    def nodes(self, architectures: Optional[Dict[str, Architecture]] = None) -> CountableNodePool:
+        """The node pool; ``architectures`` (from gathered facts) fill in what host vars do not say."""
+        pool = []
+        for host in self.hostvars:
+            node = self.node(host)
+            if node.architecture is Architecture.UNKNOWN and architectures and host in architectures:
+                node.architecture = architectures[host]
+            pool.append(node)
+        return CountableNodePool(pool)
 
     def __contains__(self, host: str) -> bool:
         return host in self.hostvars
@@ -174,3 +181,38 @@ def _first_line(text: str) -> str:
         if "ERROR" in line or "parse" in line.lower():
             return line.removeprefix("[WARNING]: ").removeprefix("ERROR! ").removeprefix("[ERROR]: ")
     return lines[0].removeprefix("[WARNING]: ") if lines else ""
+
+
+def gather_architectures(inventory: Inventory, forks: int = 50) -> Dict[str, Architecture]:
+    """Ask every host for its system and machine (Ansible's platform facts); unreachable hosts are left out."""
+    import tempfile
+
+    ensure_ansible_on_path()
+    import ansible_runner
+
+    with tempfile.TemporaryDirectory(prefix="unicorn-facts-") as private:
+        inventory_args: Dict[str, Any] = {}
+        if inventory.is_default:
+            path = Path(private) / "inventory" / "hosts.yml"
+            path.parent.mkdir()
+            path.write_text(default_inventory_yaml(inventory))
+        else:
+            inventory_args["inventory"] = list(inventory.sources)
+        runner = ansible_runner.run(
+            private_data_dir=private,
+            host_pattern="all",
+            module="ansible.builtin.setup",
+            module_args="gather_subset=!all,!min,platform",
+            forks=forks,
+            quiet=True,
+            envvars={"ANSIBLE_PYTHON_INTERPRETER": "auto_silent"},
+            **inventory_args,
+        )
+        found: Dict[str, Architecture] = {}
+        for event in runner.events:
+            if event.get("event") != "runner_on_ok":
+                continue
+            data = event.get("event_data", {})
+            facts = data.get("res", {}).get("ansible_facts", {})
+            found[data.get("host")] = architecture_of(facts.get("ansible_system", ""), facts.get("ansible_machine", ""))
+    return found

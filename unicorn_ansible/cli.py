@@ -209,15 +209,22 @@ def results(run_name: str, as_json: bool) -> None:
 
 @cli.command()
 @_inventory_option
+@click.option("--facts", is_flag=True, help="Connect to the hosts to learn their architecture (system, machine).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def nodes(inventories: Sequence[str], as_json: bool) -> None:
+def nodes(inventories: Sequence[str], facts: bool, as_json: bool) -> None:
     """List the inventory's hosts as nodes: name, architecture, groups, properties.
+
+    The architecture comes from the host variable unicorn_architecture, or with
+    --facts from the host's own system and machine (Linux x86_64 = linux/amd64).
 
     \b
     Example:
-      unicorn-ansible nodes -i inventory.ini --json
+      unicorn-ansible nodes -i inventory.ini --facts --json
     """
-    pool = load_inventory(inventories).nodes()
+    from ._inventory import gather_architectures
+
+    inventory = load_inventory(inventories)
+    pool = inventory.nodes(gather_architectures(inventory) if facts else None)
     if as_json:
         click.echo(json.dumps([node.to_dict() for node in pool.flatten()], indent=2, default=str))
         return

@@ -1,0 +1,142 @@
+"""Inventories become node pools: every form Ansible reads, groups, host vars, no secrets."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from unicorn_ansible import Architecture, InventoryError
+from unicorn_ansible._inventory import load_inventory
+
+SECRET = "s3cr3t-value-never-to-leak"
+
+INI = f"""
+[servers]
+srv1 ansible_host=10.77.0.11 role=server
+
+[clients]
+cli1 ansible_host=10.77.0.12 peer=10.77.0.11 unicorn_architecture=linux/arm64
+cli2 ansible_host=10.77.0.13 peer=10.77.0.11
+
+[clients:vars]
+ansible_become_password={SECRET}
+ansible_ssh_pass={SECRET}
+rate=10mbit
+"""
+
+YAML = f"""
+all:
+  children:
+    servers:
+      hosts:
+        srv1: {{ansible_host: 10.77.0.11, role: server}}
+    clients:
+      hosts:
+        cli1: {{ansible_host: 10.77.0.12, peer: 10.77.0.11, unicorn_architecture: linux/arm64}}
+        cli2: {{ansible_host: 10.77.0.13, peer: 10.77.0.11}}
+      vars:
+        ansible_become_password: {SECRET}
+        ansible_ssh_pass: {SECRET}
+        rate: 10mbit
+"""
+
+
+def _directory(root: Path) -> Path:
+    folder = root / "inventory-dir"
+    (folder / "group_vars").mkdir(parents=True)
+    (folder / "host_vars").mkdir()
+    (folder / "hosts.ini").write_text("[servers]\nsrv1\n\n[clients]\ncli1\ncli2\n")
+    (folder / "group_vars" / "clients.yml").write_text(
+        f"ansible_become_password: {SECRET}\nansible_ssh_pass: {SECRET}\nrate: 10mbit\npeer: 10.77.0.11\n")
+    (folder / "host_vars" / "srv1.yml").write_text("ansible_host: 10.77.0.11\nrole: server\n")
+    (folder / "host_vars" / "cli1.yml").write_text("ansible_host: 10.77.0.12\nunicorn_architecture: linux/arm64\n")
+    (folder / "host_vars" / "cli2.yml").write_text("ansible_host: 10.77.0.13\n")
+    return folder
+
+
+def _script(root: Path) -> Path:
+    data = {
+        "_meta": {"hostvars": {
+            "srv1": {"ansible_host": "10.77.0.11", "role": "server"},
+            "cli1": {"ansible_host": "10.77.0.12", "peer": "10.77.0.11", "unicorn_architecture": "linux/arm64"},
+            "cli2": {"ansible_host": "10.77.0.13", "peer": "10.77.0.11"},
+        }},
+        "servers": {"hosts": ["srv1"]},
+        "clients": {"hosts": ["cli1", "cli2"],
+                    "vars": {"ansible_become_password": SECRET, "ansible_ssh_pass": SECRET, "rate": "10mbit"}},
+    }
+    path = root / "dynamic.py"
+    path.write_text(f"#!{sys.executable}\nimport json, sys\n"
+                    f"print(json.dumps({data!r}) if '--list' in sys.argv else '{{}}')\n")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+def _pool(source: Path) -> dict:
+    pool = load_inventory([str(source)]).nodes()
+    return {node.name: (node.architecture, {k: v for k, v in node.properties.items()
+                                             if not k.startswith("inventory_") and k not in ("playbook_dir",)})
+            for node in pool.flatten()}
+
+
+@pytest.fixture
+def sources(tmp_path: Path) -> dict:
+    ini = tmp_path / "hosts.ini"
+    ini.write_text(INI)
+    yml = tmp_path / "hosts.yml"
+    yml.write_text(YAML)
+    return {"ini": ini, "yaml": yml, "directory": _directory(tmp_path), "script": _script(tmp_path)}
+
+
+def test_every_inventory_form_gives_the_same_node_pool(sources: dict) -> None:
+    pools = {form: _pool(path) for form, path in sources.items()}
+    reference = pools["ini"]
+    assert set(reference) == {"srv1", "cli1", "cli2"}
+    for form, pool in pools.items():
+        assert pool == reference, form
+    architecture, properties = reference["cli1"]
+    assert architecture is Architecture.LINUX_ARM64
+    assert properties["peer"] == "10.77.0.11" and properties["rate"] == "10mbit"
+    assert properties["groups"] == ["clients"]
+    assert reference["srv1"][0] is Architecture.UNKNOWN
+
+
+def test_pools_filter_by_group_and_secrets_never_become_properties(sources: dict) -> None:
+    pool = load_inventory([str(sources["ini"])]).nodes()
+    clients = pool.filter(lambda node: "clients" in node["groups"])
+    assert [node.name for node in clients] == ["cli1", "cli2"]
+    for node in pool.flatten():
+        assert SECRET not in json.dumps(node.properties)
+        assert node["ansible_become_password"] is None and node["ansible_ssh_pass"] is None
+
+
+def test_vaulted_values_are_kept_out(tmp_path: Path) -> None:
+    vaulted = "$ANSIBLE_VAULT;1.1;AES256\n          3133\n"
+    (tmp_path / "hosts.yml").write_text(
+        "all:\n  hosts:\n    h1:\n      api_key: !vault |\n" + "".join(f"        {line}\n" for line in vaulted.splitlines())
+        + "      plain: visible\n")
+    [node] = load_inventory([str(tmp_path / "hosts.yml")]).nodes().flatten()
+    assert node["plain"] == "visible" and node["api_key"] is None
+
+
+def test_the_cli_lists_nodes_as_json(sources: dict, tmp_path: Path) -> None:
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-m", "unicorn_ansible.cli", "nodes", "-i", str(sources["yaml"]), "--json"],
+                          capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, UNICORN_ANSIBLE_HOME=str(tmp_path / "home")))
+    assert done.returncode == 0, done.stderr
+    listed = json.loads(done.stdout)
+    assert [entry["name"] for entry in listed] == ["srv1", "cli1", "cli2"]
+    assert SECRET not in done.stdout
+
+
+def test_an_empty_inventory_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "empty.ini").write_text("# nothing here\n")
+    with pytest.raises(InventoryError, match="no hosts"):
+        load_inventory([str(tmp_path / "empty.ini")])
