@@ -8,6 +8,7 @@ import os
 import runpy
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence
 
@@ -89,18 +90,40 @@ def update_run_record(run_dir: Path, **changes: Any) -> None:
     os.replace(tmp, path)
 
 
+@dataclass(frozen=True)
+class Secrets:
+    """Passwords typed by the user. They go to Ansible's prompts through ansible-runner's
+    pexpect answers only: never into a file, an environment variable or a log."""
+
+    become_password: Optional[str] = None
+    connection_password: Optional[str] = None
+
+    def runner_arguments(self) -> Dict[str, Any]:
+        flags, answers = [], {}
+        if self.become_password is not None:
+            flags.append("--ask-become-pass")
+            answers[r"^BECOME password.*:\s*?$"] = self.become_password
+        if self.connection_password is not None:
+            flags.append("--ask-pass")
+            answers[r"^SSH password:\s*?$"] = self.connection_password
+        return {"cmdline": " ".join(flags), "passwords": answers} if flags else {}
+
+
 def run_playbook(
     run_dir: Path,
     playbook: str,
     inventory: Inventory,
     event_handler: Optional[EventHandler] = None,
     cancel_callback: Optional[Callable[[], bool]] = None,
+    secrets: Optional[Secrets] = None,
 ) -> int:
     """Run one of the run directory's playbooks with ansible-runner; return its exit code."""
     ensure_ansible_on_path()
     import ansible_runner
 
-    kwargs: Dict[str, Any] = {}
+    # suppress_env_files: ansible-runner would otherwise write passwords to env/passwords.
+    kwargs: Dict[str, Any] = {"suppress_env_files": True}
+    kwargs.update((secrets or Secrets()).runner_arguments())
     if inventory.sources:
         kwargs["inventory"] = list(inventory.sources)
     runner = ansible_runner.run(
@@ -121,6 +144,7 @@ def run_experiment(
     replace: bool = False,
     options: Optional[CompileOptions] = None,
     event_handler: Optional[EventHandler] = None,
+    secrets: Optional[Secrets] = None,
 ) -> RunResults:
     """Compile and run an experiment; block until every node is done; return the results."""
     inventory = inventory or load_inventory(None)
@@ -133,7 +157,7 @@ def run_experiment(
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
     update_run_record(run_dir, status="running", started=time.time())
-    rc = run_playbook(run_dir, "site.yml", inventory, event_handler)
+    rc = run_playbook(run_dir, "site.yml", inventory, event_handler, secrets=secrets)
     update_run_record(run_dir, status="finished", finished=time.time(), ansible_rc=rc)
     return load_results(run_dir)
 

@@ -60,9 +60,23 @@ def _engine_options(function: Any) -> Any:
                      help="Seconds the pipelines may run before the run stops waiting."),
         click.option("--redeploy", is_flag=True, help="Run requirements even if the host has that environment."),
         click.option("--strategy", help="Ansible strategy plugin, e.g. mitogen_linear."),
+        click.option("-K", "--ask-become-pass", is_flag=True,
+                     help="Ask for the become (sudo) password; it is never written anywhere."),
+        click.option("-k", "--ask-pass", is_flag=True, help="Ask for the SSH password; it is never written anywhere."),
     ]):
         function = option(function)
     return function
+
+
+def _secrets(engine: Dict[str, Any]) -> Any:
+    from ._engine import Secrets
+
+    become = engine.pop("ask_become_pass", False)
+    connection = engine.pop("ask_pass", False)
+    return Secrets(
+        become_password=click.prompt("BECOME password", hide_input=True, err=True) if become else None,
+        connection_password=click.prompt("SSH password", hide_input=True, err=True) if connection else None,
+    )
 
 
 def _options(forks: Optional[int], task_timeout: Optional[float], run_timeout: int, redeploy: bool,
@@ -149,11 +163,12 @@ def run(experiment_file: str, inventories: Sequence[str], name: Optional[str], r
         check_run_name(name)
         if not replace and (run_path(name) / "run.json").exists():
             raise UnicornError(f"a run named {name} exists; choose another --name or pass --replace to overwrite it")
+    secrets = _secrets(engine)
     inventory = load_inventory(inventories)
     experiment = load_experiment_file(experiment_file, inventory.nodes())
     name = name or new_run_name(Path(experiment_file).stem)
     click.echo(f"run {name}: {len(experiment)} node(s)", err=True)
-    results = run_experiment(experiment, inventory, name, replace, _options(**engine), _progress_printer())
+    results = run_experiment(experiment, inventory, name, replace, _options(**engine), _progress_printer(), secrets)
     if as_json:
         click.echo(json.dumps(results.to_dict(), indent=2))
     else:
@@ -181,6 +196,8 @@ def compile_command(experiment_file: str, inventories: Sequence[str], output: st
     if target.exists() and any(target.iterdir()) and not (target / "run.json").exists():
         raise UnicornError(f"{output} exists and is not empty; pass a new folder to -o")
     name = check_run_name(name or target.resolve().name)
+    engine.pop("ask_become_pass", None)
+    engine.pop("ask_pass", None)
     inventory = load_inventory(inventories)
     experiment = load_experiment_file(experiment_file, inventory.nodes())
     run_dir = compile_experiment(experiment, inventory, target, name, _options(**engine))
