@@ -132,16 +132,22 @@ def load_inventory(sources: Optional[Sequence[str]] = None) -> Inventory:
     ensure_ansible_on_path()
     import ansible_runner
 
-    try:
-        out, err = ansible_runner.get_inventory(
-            "list",
-            resolved,
-            response_format="json",
-            quiet=True,
-            envvars={"ANSIBLE_INVENTORY_UNPARSED_FAILED": "True", "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "True"},
-        )
-    except Exception as exc:  # ansible-runner reports a failed ansible-inventory this way
-        raise InventoryError(f"cannot read inventory {', '.join(sources)}: {_first_line(str(exc))}") from exc
+    import tempfile
+
+    # our own scratch folder: ansible-runner would leave one behind in /tmp per call
+    with tempfile.TemporaryDirectory(prefix="unicorn-inventory-") as scratch:
+        try:
+            out, err = ansible_runner.get_inventory(
+                "list",
+                resolved,
+                response_format="json",
+                quiet=True,
+                private_data_dir=scratch,
+                envvars={"ANSIBLE_INVENTORY_UNPARSED_FAILED": "True",
+                         "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "True"},
+            )
+        except Exception as exc:  # ansible-runner reports a failed ansible-inventory this way
+            raise InventoryError(f"cannot read inventory {', '.join(sources)}: {_first_line(str(exc))}") from exc
     if not isinstance(out, dict) or "_meta" not in out:
         raise InventoryError(
             f"cannot parse inventory {', '.join(sources)}: {_first_line(err) or 'ansible-inventory gave no hosts'}; "

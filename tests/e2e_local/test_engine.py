@@ -42,10 +42,11 @@ def test_hello_world_on_the_embedded_default(env: Env) -> None:
 
 def test_run_name_reuse_is_refused_unless_replaced(env: Env) -> None:
     experiment = ROOT / "examples" / "hello.py"
-    env.cli("run", str(experiment), "--name", "again", check=0)
-    refused = env.cli("run", str(experiment), "--name", "again", check=2)
+    inventory = str(env.local_inventory(["again-host"]))
+    env.cli("run", str(experiment), "-i", inventory, "--name", "again", check=0)
+    refused = env.cli("run", str(experiment), "-i", inventory, "--name", "again", check=2)
     assert "exists" in refused.stderr and "--replace" in refused.stderr
-    env.cli("run", str(experiment), "--name", "again", "--replace", check=0)
+    env.cli("run", str(experiment), "-i", inventory, "--name", "again", "--replace", check=0)
 
 
 FAILING = '''
@@ -67,8 +68,9 @@ def experiment(nodes):
 
 def test_a_failing_task_fails_the_run_and_stops_the_pipeline(env: Env) -> None:
     env.write("failing.py", FAILING)
-    env.cli("run", "failing.py", "--name", "failing", check=1)
-    local = node(env.results("failing"), "localhost")
+    inventory = env.local_inventory(["prober"])
+    env.cli("run", "failing.py", "-i", str(inventory), "--name", "failing", check=1)
+    local = node(env.results("failing"), "prober")
     assert local["status"] == "failed" and local["prepared"] and not local["success"]
     assert local["results"] == [{"type": "Success", "value": {"answer": 42}},
                                 {"type": "Failure", "value": "the probe broke"}]
