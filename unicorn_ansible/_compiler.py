@@ -15,6 +15,7 @@ everything it produces::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -67,6 +68,12 @@ def check_run_name(name: str) -> str:
 def _check_host_name(host: str) -> None:
     if "/" in host or host in (".", "..") or "\0" in host:
         raise InventoryError(f"inventory host name {host!r} cannot name a folder; rename the host in the inventory")
+
+
+def environment_key(commands: Sequence[str], variables: Dict[str, str], python: str) -> str:
+    """The name of a node's environment folder: runs with the same requirements share it."""
+    text = json.dumps({"commands": list(commands), "variables": variables, "python": python}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def ansible_settings(host_count: int, options: CompileOptions, project: Path) -> List[Tuple[str, str, str, str]]:
@@ -200,6 +207,7 @@ def compile_experiment(
         _write(folder / "deploy.json", json.dumps({
             "node": host,
             "python": python,
+            "env_dir": f"../../envs/{environment_key(commands, env_vars, python)}",
             "commands": commands,
             "environment_variables": env_vars,
             "redeploy": options.redeploy,

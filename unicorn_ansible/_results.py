@@ -8,6 +8,10 @@ the callback plugin during the run) and ``nodes/<node>/state.json`` and
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
+import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional
@@ -108,10 +112,52 @@ class RunResults:
                 "nodes": [result.to_dict() for result in self.nodes]}
 
 
+# What an outbox fetched from a host may contain: these names, as regular files, nothing else.
+_OUTBOX_MEMBER = re.compile(
+    r"^(journal|state\.json|deploy-report\.json|started\.json|logs/[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)?)$"
+)
+
+
+def unpack_outbox(folder: Path) -> None:
+    """Unpack ``outbox.tar`` (fetched from the host) next to it, once per fetch.
+
+    The archive is untrusted: only regular files with the names an executor writes
+    are taken, each written by us under ``folder``; links, devices and other paths are
+    ignored, so nothing outside the node's folder can be touched.
+    """
+    outbox = folder / "outbox.tar"
+    marker = folder / ".outbox-unpacked"
+    if not outbox.is_file():
+        return
+    if marker.exists() and marker.stat().st_mtime_ns >= outbox.stat().st_mtime_ns:
+        return
+    try:
+        with tarfile.open(outbox, "r:") as archive:
+            for member in archive:
+                if not member.isfile() or not _OUTBOX_MEMBER.match(member.name) or ".." in member.name.split("/"):
+                    continue
+                target = folder / member.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                source = archive.extractfile(member)
+                if source is None:
+                    continue
+                tmp = target.with_name(f".{target.name}.tmp")
+                with source, open(tmp, "wb") as handle:
+                    shutil.copyfileobj(source, handle, 1024 * 1024)
+                os.replace(tmp, target)
+    except (tarfile.TarError, OSError) as exc:
+        raise UntrustedDataError(f"the results fetched from node {folder.name} are not a readable archive: {exc}") from exc
+    marker.touch()
+
+
 def load_node(run_dir: Path, node: str, loads: Optional[Callable[[bytes], Any]] = None) -> NodeResult:
     """One node's outcome; its results are loaded with the untrusted-data loader unless ``loads`` is given."""
     folder = run_dir / "nodes" / node
     loads = loads or loader_for(node)
+    try:
+        unpack_outbox(folder)
+    except UntrustedDataError as exc:
+        return NodeResult(node=node, status="execution_failed", prepared=True, error=str(exc))
     status = read_json(str(folder / "status.json")) or {}
     state = read_json(str(folder / STATE)) or {}
     records = list(iter_records(str(folder / JOURNAL)))

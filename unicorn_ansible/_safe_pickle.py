@@ -21,8 +21,7 @@ from typing import Any, Callable, Dict, Iterable
 import cloudpickle
 
 from .errors import UntrustedDataError
-
-SHIPPED_CLASS = "unicorn-ansible-class"
+from .executor import SHIPPED_CLASS
 
 _BUILTIN_TYPES = {
     "bool", "bytearray", "bytes", "complex", "dict", "float", "frozenset", "int", "list", "object", "range",

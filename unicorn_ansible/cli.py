@@ -391,6 +391,45 @@ def collect(run_name: str) -> None:
     sys.exit(EXIT_OK if results.success else EXIT_FAILED)
 
 
+@cli.command()
+@click.argument("run_name")
+@click.option("--node", "node_name", help="Only this node.")
+@click.option("--task", "task_name", help="Only this task (its name).")
+@click.option("--executor", is_flag=True, help="The executor's own log instead of the tasks'.")
+def logs(run_name: str, node_name: Optional[str], task_name: Optional[str], executor: bool) -> None:
+    """Show the captured stdout and stderr of a run's tasks (and requirements), node by node.
+
+    \b
+    Example:
+      unicorn-ansible logs ping-1 --node h1 --task ping-10.77.0.12
+    """
+    run_dir = _resolve_run(run_name)
+    loaded = load_results(run_dir)  # unpacks what was fetched
+    shown = 0
+    for node in loaded:
+        if node_name and node.node != node_name:
+            continue
+        folder = run_dir / "nodes" / node.node
+        sections: List[Any] = []
+        if executor:
+            sections.append(("executor", folder / "logs" / "executor.log"))
+        else:
+            report = _read_json(folder / "deploy-report.json") or {}
+            if not task_name:
+                for command in report.get("commands", []):
+                    sections.append((f"requirement: {command['command']} (exit {command['rc']})", folder / command["log"]))
+            for timing in node.timings:
+                if task_name and timing["name"] != task_name:
+                    continue
+                sections.append((f"task {timing['name']} ({timing['kind']})", folder / timing["log"]))
+        for title, path in sections:
+            shown += 1
+            click.echo(f"===== {node.node}: {title}")
+            click.echo(path.read_text(errors="replace") if path.is_file() else "(no output)")
+    if not shown:
+        raise UnicornError(f"no logs match in run {run_name}; check --node and --task against `unicorn-ansible results {run_name}`")
+
+
 def _attach_testbed() -> None:
     try:
         from ._testbed_cli import testbed

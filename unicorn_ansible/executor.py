@@ -35,6 +35,7 @@ whatever finished survives a crash of anything later):
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import io
 import json
@@ -46,6 +47,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -88,6 +90,28 @@ def call_task(task: Any, log: Optional[IO[str]] = None) -> Result:
     except BaseException as exc:  # SystemExit, KeyboardInterrupt raised by the task
         traceback.print_exc(file=log or sys.stderr)
         return Failure(f"task ended with {type(exc).__name__}({exc})")
+
+
+# Results go back to the controller, which loads them as untrusted data: classes the
+# experiment shipped (pickled by value into the pipeline) are referred to by cloudpickle's
+# tracker id, never sent back as code. See unicorn_ansible/_safe_pickle.py.
+SHIPPED_CLASS = "unicorn-ansible-class"
+
+
+class _ResultPickler(cloudpickle.Pickler):
+    def persistent_id(self, obj: Any) -> Any:
+        if isinstance(obj, type):
+            tracker = getattr(cloudpickle.cloudpickle, "_DYNAMIC_CLASS_TRACKER_BY_CLASS", {}).get(obj)
+            if tracker is not None:
+                return (SHIPPED_CLASS, tracker)
+        return None
+
+
+def dumps_result(result: Any) -> bytes:
+    """Pickle a task's Result for the controller."""
+    buffer = io.BytesIO()
+    _ResultPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(result)
+    return buffer.getvalue()
 
 
 # ---------------------------------------------------------------------------
@@ -515,7 +539,7 @@ class Executor:
                 kind = meta.get("kind", "ok")
                 header_extra = {"type": meta["type"], "preview": meta.get("preview", "")}
         if result is not None:
-            payload = cloudpickle.dumps(result)
+            payload = dumps_result(result)
             with open(result_path, "wb") as handle:
                 handle.write(payload)
             header_extra = {"type": "Failure", "preview": _preview(result)}
@@ -559,14 +583,14 @@ def _child(task: Any, previous: PreviousSteps, result_path: str, environment: Di
     result = call_task(task)
     kind = "ok" if is_successful(result) else "failure"
     try:
-        payload = cloudpickle.dumps(result)
+        payload = dumps_result(result)
     except Exception as exc:
         print(f"[unicorn-ansible] the result cannot be pickled: {type(exc).__name__}: {exc}", file=sys.stderr)
         result = Failure(
             f"the result of task {getattr(task, 'name', '?')} cannot be pickled "
             f"({type(exc).__name__}: {exc}); return plain data (str, numbers, lists, dicts, bytes)"
         )
-        payload = cloudpickle.dumps(result)
+        payload = dumps_result(result)
         kind = "unpicklable"
     sys.stdout.flush()
     sys.stderr.flush()
@@ -648,7 +672,8 @@ class NodeResults:
 
 def _environment_key(spec: Dict[str, Any]) -> str:
     text = json.dumps(
-        {"commands": spec.get("commands", []), "python": sys.version, "prefix": sys.base_prefix},
+        {"commands": spec.get("commands", []), "variables": spec.get("environment_variables", {}),
+         "python": sys.version, "prefix": sys.base_prefix},
         sort_keys=True,
     )
     return hashlib.sha256(text.encode()).hexdigest()
@@ -678,7 +703,9 @@ def deploy(workdir: str, spec: Dict[str, Any]) -> Dict[str, Any]:
         write_json_atomic(report_path, report)
         return report
     commands: List[str] = list(spec.get("commands", []))
-    env_dir = os.path.join(workdir, "env")
+    # The controller names the environment folder after the environment's content, so runs
+    # with the same requirements on this host share it (and skip deployment).
+    env_dir = os.path.normpath(os.path.join(workdir, spec.get("env_dir", "env")))
     key = _environment_key(spec)
     marker = os.path.join(env_dir, ".unicorn-environment")
     logs = os.path.join(workdir, "logs", "deploy")
@@ -687,6 +714,17 @@ def deploy(workdir: str, spec: Dict[str, Any]) -> Dict[str, Any]:
         write_json_atomic(report_path, report)
         return report
     interpreter = os.path.join(env_dir, "bin", "python")
+    os.makedirs(os.path.dirname(env_dir), exist_ok=True)
+    with open(env_dir + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another run deploying the same environment now: wait for it
+        return _deploy_locked(workdir, spec, report, report_path, commands, env_dir, key, marker, logs, interpreter)
+
+
+def _deploy_locked(workdir: str, spec: Dict[str, Any], report: Dict[str, Any], report_path: str,
+                   commands: List[str], env_dir: str, key: str, marker: str, logs: str,
+                   interpreter: str) -> Dict[str, Any]:
+    node = spec.get("node", "?")
+    report["environment"] = env_dir
     if not spec.get("redeploy") and os.path.exists(marker) and open(marker).read() == key:
         report.update(ok=True, skipped=True, interpreter=interpreter)
         write_json_atomic(report_path, report)
@@ -806,14 +844,45 @@ def current_state(workdir: str) -> Dict[str, Any]:
 FINAL = ("finished", "failed", "cancelled", "lost", "not started")
 
 
-def wait(workdir: str, timeout: float) -> Dict[str, Any]:
-    """Block until the executor is done or ``timeout`` seconds passed; return its state."""
-    deadline = time.monotonic() + timeout
+def wait(workdir: str, timeout: float, progress_interval: float = 2.0) -> Dict[str, Any]:
+    """Block until the executor is done, or has made progress and ``progress_interval``
+    seconds passed, or ``timeout`` seconds passed; return its state. A final state comes
+    with the outbox packed, ready to be fetched."""
+    begin = time.monotonic()
+    deadline = begin + timeout
     state = current_state(workdir)
+    done_at_start = state.get("done")
     while state.get("status") not in FINAL and time.monotonic() < deadline:
+        if state.get("done") != done_at_start and time.monotonic() - begin >= progress_interval:
+            break
         time.sleep(0.02)
         state = current_state(workdir)
+    if state.get("status") in FINAL:
+        pack_outbox(workdir)
     return state
+
+
+OUTBOX = "outbox.tar"
+_OUTBOX_FILES = (STATE, JOURNAL, "deploy-report.json", "started.json")
+
+
+def pack_outbox(workdir: str) -> str:
+    """One file with everything the controller fetches: state, journal, deploy report, logs."""
+    target = os.path.join(workdir, OUTBOX)
+    tmp = f"{target}.tmp{os.getpid()}"
+    with tarfile.open(tmp, "w") as archive:
+        for name in _OUTBOX_FILES:
+            path = os.path.join(workdir, name)
+            if os.path.isfile(path):
+                archive.add(path, arcname=name, recursive=False)
+        logs = os.path.join(workdir, "logs")
+        for root, _, files in os.walk(logs):
+            for name in sorted(files):
+                path = os.path.join(root, name)
+                if os.path.isfile(path) and not os.path.islink(path):
+                    archive.add(path, arcname=os.path.relpath(path, workdir), recursive=False)
+    os.replace(tmp, target)
+    return target
 
 
 def cancel(workdir: str, grace: float = 5.0) -> Dict[str, Any]:
@@ -830,7 +899,12 @@ def cancel(workdir: str, grace: float = 5.0) -> Dict[str, Any]:
         while _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
         _kill_session(pid)
-    return current_state(workdir)
+    state = current_state(workdir)
+    if state.get("status") == "running":  # killed before it could record the cancel
+        state = dict(state, status="cancelled")
+        write_json_atomic(os.path.join(workdir, STATE), state)
+    pack_outbox(workdir)
+    return state
 
 
 def _kill_session(sid: int) -> None:
@@ -861,19 +935,26 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="unicorn-executor", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["deploy", "start", "wait", "run", "cancel", "state"])
     parser.add_argument("--workdir", required=True)
-    parser.add_argument("--timeout", type=float, default=30.0, help="wait: seconds to block at most")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="seconds to block at most for the pipeline to finish (wait: 30 by default; "
+                             "start: 0 by default, return at once)")
     args = parser.parse_args(argv)
     workdir = os.path.abspath(args.workdir)
     if args.command == "deploy":
         spec = read_json(os.path.join(workdir, "deploy.json")) or {}
         report = deploy(workdir, spec)
-        print(json.dumps({k: report[k] for k in ("ok", "skipped", "error", "python")}))
+        summary = {k: report.get(k) for k in ("ok", "skipped", "error", "python", "environment")}
+        summary["commands"] = [{"command": c["command"][:200], "rc": c["rc"], "seconds": round(c["end"] - c["start"], 3)}
+                               for c in report["commands"]]
+        print(json.dumps(summary))
         return 0 if report["ok"] else 1
     if args.command == "start":
-        print(json.dumps(start(workdir, os.path.abspath(sys.argv[0]))))
+        started = start(workdir, os.path.abspath(sys.argv[0]))
+        state = wait(workdir, args.timeout) if args.timeout else started
+        print(json.dumps(dict(state, already_started=bool(started.get("already_started")))))
         return 0
     if args.command == "wait":
-        print(json.dumps(wait(workdir, args.timeout)))
+        print(json.dumps(wait(workdir, 30.0 if args.timeout is None else args.timeout)))
         return 0
     if args.command == "state":
         print(json.dumps(current_state(workdir)))

@@ -76,7 +76,7 @@ def test_basic_notebook_flow(home: Path) -> None:
     tasks = outcome.failure()
     assert tasks["measure"] == [Success(42)]
     assert tasks["explode"] == [Failure("exploded")]
-    assert any("ValueError: exploded" in line for line in logs) or logs == []
+    assert any("ValueError: exploded" in line for line in logs)  # the traceback is in the task's log
     assert name in client.get_experiments()
 
     client.delete_experiment(name)

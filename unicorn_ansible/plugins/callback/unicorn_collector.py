@@ -101,7 +101,7 @@ class CallbackModule(CallbackBase):
         if self.run_dir is None:
             return
         step = (task.vars or {}).get("unicorn_step")
-        phase = {"ship": "connecting", "deploy": "deploying", "start": "starting", "wait": "running"}.get(step)
+        phase = {"ship": "connecting", "deploy": "deploying", "run": "running"}.get(step)
         if phase is None:
             return
         status = self._status(host.get_name())
@@ -121,9 +121,7 @@ class CallbackModule(CallbackBase):
                              deploy_finished=time.time())
             else:
                 self._update(result, "failed", deploy=report, deploy_finished=time.time())
-        elif step == "start":
-            self._update(result, "ok", phase="running", executor=_json(data.get("stdout")))
-        elif step == "wait":
+        elif step == "run":
             state = _json(data.get("stdout")) or {}
             phase = "executed" if state.get("status") == "finished" else "execution_failed"
             error = None if phase == "executed" else _text(state.get("error") or "executor ended: %s" % state.get("status"))
@@ -134,7 +132,7 @@ class CallbackModule(CallbackBase):
             self._update(result, "ok", phase="cancelled", cancelled=True, progress=_json(data.get("stdout")))
 
     def v2_runner_retry(self, result):
-        if self.run_dir is None or self._step(result) != "wait":
+        if self.run_dir is None or self._step(result) != "run":
             return
         state = _json(result._result.get("stdout"))
         if state is not None:
