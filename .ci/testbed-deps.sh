@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# System packages the SSH testbed (and so the test suite) needs on Debian/Ubuntu:
+# sshd for each test host, iproute2 for namespaces and links, sudo for become,
+# ping for the experiments, python3-venv for node environments, chromium for the
+# report's browser test. Installs only what is missing; needs root.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+packages=(openssh-server openssh-client iproute2 sudo util-linux iputils-ping python3 python3-venv procps chromium)
+missing=()
+for package in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The testbed starts its own sshd per host; the distribution's service is not needed.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet ssh 2>/dev/null; then
+    systemctl stop ssh || true
+fi
+mkdir -p /run/sshd

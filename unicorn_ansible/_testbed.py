@@ -1,0 +1,399 @@
+"""A local lab of SSH hosts: network namespaces on a bridge, each with its own sshd.
+
+``up(N)`` makes hosts ``h1``..``hN``: network namespace ``ua-hK`` with address
+10.77.x.y on the bridge ``ua-br0`` (the controller is 10.77.0.1), an sshd of its
+own (key-only login, keys generated for the testbed) in a mount namespace of
+its own: a private /tmp, /root and /home, and the controller's virtual
+environment and project folder hidden, so hosts have nothing but the system
+Python — like real lab hosts. It writes an inventory to pass to ``-i``.
+
+Optional link emulation on each host's link: ``rate`` (tc tbf) and
+``delay_ms``/``loss_pct`` (tc netem, where the kernel has it). Needs root,
+iproute2, util-linux (unshare), sudo and Debian's openssh-server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from ._home import testbed_dir
+from ._resources import PACKAGE_DIR
+from .errors import TestbedError
+
+BRIDGE = "ua-br0"
+PREFIX = "ua-h"
+CONTROLLER_ADDRESS = "10.77.0.1"
+USER = "unicorn"
+MAX_HOSTS = 250 * 200
+SUDOERS = Path("/etc/sudoers.d/unicorn-testbed")
+_REQUIRED = {
+    "ip": "iproute2",
+    "tc": "iproute2",
+    "unshare": "util-linux",
+    "sudo": "sudo",
+    "ssh-keygen": "openssh-client",
+    "/usr/sbin/sshd": "openssh-server",
+}
+
+
+@dataclass
+class TestbedHost:
+    name: str
+    address: str
+    netns: str
+    pid: int = 0
+
+
+@dataclass
+class Testbed:
+    """A running testbed, as ``testbed.json`` records it."""
+
+    state_dir: str
+    hosts: List[TestbedHost]
+    key: str
+    inventory: str
+    user: str = USER
+    become_password_file: str = ""
+    rate: Optional[str] = None
+    delay_ms: Optional[float] = None
+    loss_pct: Optional[float] = None
+    created: float = field(default_factory=time.time)
+
+    @classmethod
+    def load(cls, path: Path) -> "Testbed":
+        data = json.loads(path.read_text())
+        data["hosts"] = [TestbedHost(**host) for host in data["hosts"]]
+        return cls(**data)
+
+    def save(self) -> None:
+        path = Path(self.state_dir) / "testbed.json"
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    def host(self, name: str) -> TestbedHost:
+        for host in self.hosts:
+            if host.name == name:
+                return host
+        raise KeyError(name)
+
+
+def address_of(number: int) -> str:
+    """Host K's address: 10.77.0.11 for h1 ... 10.77.0.250 for h240, then 10.77.1.10 and on."""
+    block, offset = divmod(number - 1, 240)
+    return f"10.77.{block}.{offset + 11 if block == 0 else offset + 10}"
+
+
+def _run(*command: str, check: bool = True, input: Optional[str] = None) -> subprocess.CompletedProcess:
+    done = subprocess.run(list(command), capture_output=True, text=True, input=input)
+    if check and done.returncode != 0:
+        detail = (done.stderr or done.stdout).strip().splitlines()
+        raise TestbedError(f"`{' '.join(command)}` failed: {detail[-1] if detail else f'exit {done.returncode}'}")
+    return done
+
+
+def check_prerequisites() -> None:
+    """Refuse clearly when something the testbed needs is missing."""
+    if os.geteuid() != 0:
+        raise TestbedError("the testbed needs root (network namespaces, sshd): run it as root or with sudo")
+    missing = sorted({package for tool, package in _REQUIRED.items()
+                      if not (Path(tool).exists() if tool.startswith("/") else shutil.which(tool))})
+    if missing:
+        raise TestbedError(f"the testbed needs {', '.join(missing)}: apt-get install {' '.join(missing)}")
+
+
+def _qdisc_works(*qdisc: str) -> bool:
+    """Try a qdisc on a throwaway dummy link."""
+    probe = "ua-qdisc-probe"
+    _run("ip", "link", "add", probe, "type", "dummy", check=False)
+    try:
+        return _run("tc", "qdisc", "add", "dev", probe, "root", *qdisc, check=False).returncode == 0
+    finally:
+        _run("ip", "link", "del", probe, check=False)
+
+
+def _hidden_paths(hide: Optional[Sequence[str]]) -> List[str]:
+    """What hosts must not see: the controller's Python environment and the project folder
+    (a path inside another hidden one is covered by it)."""
+    if hide is None:
+        hide = [sys.prefix]
+        if (PACKAGE_DIR.parent / "pyproject.toml").exists():
+            hide.append(str(PACKAGE_DIR.parent))
+    paths = sorted({Path(p).resolve() for p in hide if Path(p).exists()} - {Path("/usr"), Path("/")})
+    kept: List[Path] = []
+    for path in paths:
+        if not any(parent in kept for parent in path.parents):
+            kept.append(path)
+    return [str(path) for path in kept]
+
+
+def _write(path: Path, text: str, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    os.chmod(path, mode)
+
+
+def _ensure_user(password: str) -> None:
+    if _run("id", "-u", USER, check=False).returncode != 0:
+        _run("useradd", "--no-create-home", "--home-dir", f"/home/{USER}", "--shell", "/bin/bash", USER)
+    _run("chpasswd", input=f"{USER}:{password}\n")
+    _write(SUDOERS, f"# unicorn-ansible testbed: {USER} may use sudo with its password\n{USER} ALL=(ALL:ALL) ALL\n",
+           0o440)
+
+
+def _sshd_config(address: str) -> str:
+    return "\n".join([
+        "# unicorn-ansible testbed host",
+        "Port 22",
+        f"ListenAddress {address}",
+        "HostKey /root/.testbed/ssh_host_ed25519_key",
+        "PidFile none",
+        "AuthorizedKeysFile .ssh/authorized_keys",
+        "PubkeyAuthentication yes",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "PermitRootLogin prohibit-password",
+        "UsePAM no",
+        "UseDNS no",
+        "StrictModes no",
+        "MaxSessions 100",
+        "MaxStartups 200:30:400",
+        "Subsystem sftp internal-sftp",
+        "",
+    ])
+
+
+def _prepare_host_files(state: Path, name: str, address: str, public_key: str, host_key: Path, unicorn_uid: int,
+                        unicorn_gid: int) -> Path:
+    folder = state / "hosts" / name
+    root = folder / "root"
+    home = folder / "home" / USER
+    for path in (root / ".ssh", root / ".testbed", home / ".ssh"):
+        path.mkdir(parents=True, exist_ok=True)
+    os.chmod(root, 0o700)
+    # a plain shell: no pyenv init or the like costing every remote command
+    for profile in (".bashrc", ".profile"):
+        _write(root / profile, "# unicorn-ansible testbed host\n")
+        _write(home / profile, "# unicorn-ansible testbed host\n")
+    _write(root / ".ssh" / "authorized_keys", public_key, 0o600)
+    _write(home / ".ssh" / "authorized_keys", public_key, 0o600)
+    shutil.copyfile(host_key, root / ".testbed" / "ssh_host_ed25519_key")
+    os.chmod(root / ".testbed" / "ssh_host_ed25519_key", 0o600)
+    _write(root / ".testbed" / "sshd_config", _sshd_config(address))
+    for path in (home, home / ".ssh", home / ".ssh" / "authorized_keys", home / ".bashrc", home / ".profile"):
+        os.chown(path, unicorn_uid, unicorn_gid)
+    os.chmod(home, 0o750)
+    return folder
+
+
+def _start_sshd(folder: Path, netns: str, hidden: List[str], log: Path) -> int:
+    # Bind the private /home first, then /root (the state folder may live under /root),
+    # then a private /tmp, then hide the controller's environment and project.
+    script = "\n".join([
+        "set -e",
+        f"mount --bind {_quote(str(folder / 'home'))} /home",
+        f"mount --bind {_quote(str(folder / 'root'))} /root",
+        "mount -t tmpfs -o mode=1777 tmpfs /tmp",
+        *[f"mount -t tmpfs -o size=1m,mode=755 tmpfs {_quote(path)}" for path in hidden],
+        "mkdir -p /run/sshd",
+        "exec /usr/sbin/sshd -D -e -f /root/.testbed/sshd_config",
+    ])
+    with open(log, "ab") as output:
+        process = subprocess.Popen(
+            ["ip", "netns", "exec", netns, "unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+            stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    return process.pid
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "'\"'\"'") + "'"
+
+
+def _wait_for_ssh(hosts: List[TestbedHost], log_dir: Path, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    pending = list(hosts)
+    while pending:
+        still = []
+        for host in pending:
+            try:
+                with socket.create_connection((host.address, 22), timeout=0.5) as connection:
+                    connection.recv(4)
+            except OSError:
+                still.append(host)
+        pending = still
+        if pending and time.monotonic() > deadline:
+            log = (log_dir / f"{pending[0].name}.log").read_text(errors="replace").strip().splitlines()
+            raise TestbedError(f"sshd of {pending[0].name} did not start: {log[-1] if log else 'no output'}")
+        if pending:
+            time.sleep(0.05)
+
+
+def _shape(device: str, netns: Optional[str], rate: Optional[str], delay_ms: Optional[float],
+           loss_pct: Optional[float]) -> None:
+    prefix = ["ip", "netns", "exec", netns] if netns else []
+    if delay_ms or loss_pct:
+        netem = ["netem"]
+        if delay_ms:
+            netem += ["delay", f"{delay_ms}ms"]
+        if loss_pct:
+            netem += ["loss", f"{loss_pct}%"]
+        if rate:
+            netem += ["rate", rate]
+        _run(*prefix, "tc", "qdisc", "add", "dev", device, "root", *netem)
+    elif rate:
+        _run(*prefix, "tc", "qdisc", "add", "dev", device, "root", "tbf", "rate", rate, "burst", "32kbit",
+             "latency", "400ms")
+
+
+def up(hosts: int, *, delay_ms: Optional[float] = None, loss_pct: Optional[float] = None, rate: Optional[str] = None,
+       hide: Optional[Sequence[str]] = None) -> Testbed:
+    """Bring up ``hosts`` SSH hosts; return the Testbed (its inventory is ``Testbed.inventory``)."""
+    check_prerequisites()
+    if not 1 <= hosts <= MAX_HOSTS:
+        raise TestbedError(f"--hosts must be between 1 and {MAX_HOSTS}, got {hosts}")
+    state = testbed_dir()
+    if (state / "testbed.json").exists() or _run("ip", "link", "show", BRIDGE, check=False).returncode == 0:
+        raise TestbedError("a testbed is already up; run `unicorn-ansible testbed down` first")
+    if (delay_ms or loss_pct) and not _qdisc_works("netem", "delay", "1ms"):
+        raise TestbedError(
+            "--delay and --loss need the kernel's netem qdisc (sch_netem), which this kernel does not have; "
+            "use --rate alone, or a kernel with netem (modprobe sch_netem)"
+        )
+    if rate and not _qdisc_works("tbf", "rate", rate, "burst", "32kbit", "latency", "400ms"):
+        raise TestbedError(f"--rate {rate} is not a rate tc understands; use e.g. 10mbit or 500kbit")
+    shutil.rmtree(state, ignore_errors=True)
+    state.mkdir(parents=True)
+    os.chmod(state, 0o700)
+    try:
+        return _up(state, hosts, delay_ms, loss_pct, rate, _hidden_paths(hide))
+    except BaseException:
+        down()
+        raise
+
+
+def _up(state: Path, count: int, delay_ms: Optional[float], loss_pct: Optional[float], rate: Optional[str],
+        hidden: List[str]) -> Testbed:
+    key = state / "id_ed25519"
+    host_key = state / "ssh_host_ed25519_key"
+    _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "unicorn-ansible-testbed", "-f", str(key))
+    _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "unicorn-ansible-testbed-host", "-f", str(host_key))
+    password = secrets.token_urlsafe(18)
+    _write(state / "become_password", password + "\n", 0o600)
+    _ensure_user(password)
+    import pwd
+
+    entry = pwd.getpwnam(USER)
+    public_key = (state / "id_ed25519.pub").read_text()
+    logs = state / "logs"
+    logs.mkdir()
+    _run("ip", "link", "add", BRIDGE, "type", "bridge")
+    _run("ip", "addr", "add", f"{CONTROLLER_ADDRESS}/16", "dev", BRIDGE)
+    _run("ip", "link", "set", BRIDGE, "up")
+    testbed_hosts: List[TestbedHost] = []
+    for number in range(1, count + 1):
+        name, netns, address = f"h{number}", f"{PREFIX}{number}", address_of(number)
+        outside = f"ua-v{number}"
+        _run("ip", "netns", "add", netns)
+        _run("ip", "link", "add", outside, "type", "veth", "peer", "name", "eth0", "netns", netns)
+        _run("ip", "link", "set", outside, "master", BRIDGE, "up")
+        _run("ip", "-n", netns, "addr", "add", f"{address}/16", "dev", "eth0")
+        _run("ip", "-n", netns, "link", "set", "eth0", "up")
+        _run("ip", "-n", netns, "link", "set", "lo", "up")
+        if rate or delay_ms or loss_pct:
+            _shape(outside, None, rate, delay_ms, loss_pct)
+            _shape("eth0", netns, rate, delay_ms, loss_pct)
+        folder = _prepare_host_files(state, name, address, public_key, host_key, entry.pw_uid, entry.pw_gid)
+        host = TestbedHost(name, address, netns)
+        host.pid = _start_sshd(folder, netns, hidden, logs / f"{name}.log")
+        testbed_hosts.append(host)
+    _wait_for_ssh(testbed_hosts, logs)
+    inventory = state / "inventory.ini"
+    _write(inventory, _inventory(testbed_hosts, key))
+    testbed = Testbed(str(state), testbed_hosts, str(key), str(inventory), USER, str(state / "become_password"),
+                      rate, delay_ms, loss_pct)
+    testbed.save()
+    return testbed
+
+
+def _inventory(hosts: List[TestbedHost], key: Path) -> str:
+    lines = [
+        "# Generated by `unicorn-ansible testbed up`: network-namespace hosts, each with its own sshd.",
+        "# Log in as root with the testbed's key; the non-root user `unicorn` may use sudo with the",
+        "# password in become_password (next to this file): set ansible_user=unicorn ansible_become=true.",
+        "[testbed]",
+    ]
+    for host in hosts:
+        lines.append(f"{host.name} ansible_host={host.address} unicorn_address={host.address} unicorn_netns={host.netns}")
+    lines += [
+        "",
+        "[testbed:vars]",
+        "ansible_user=root",
+        f"ansible_ssh_private_key_file={key}",
+        "ansible_python_interpreter=/usr/bin/python3",
+        "ansible_ssh_common_args='-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR'",
+        "unicorn_architecture=linux/amd64" if os.uname().machine == "x86_64" else "",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def status() -> Optional[Dict[str, Any]]:
+    """The testbed's hosts and whether each namespace and sshd is alive; None when no testbed is up."""
+    path = testbed_dir() / "testbed.json"
+    if not path.exists():
+        return None
+    testbed = Testbed.load(path)
+    namespaces = set(_run("ip", "netns", "list", check=False).stdout.split())
+    hosts = []
+    for host in testbed.hosts:
+        hosts.append({"name": host.name, "address": host.address, "netns": host.netns,
+                      "netns_exists": host.netns in namespaces, "sshd_alive": _alive(host.pid)})
+    return {"state_dir": testbed.state_dir, "inventory": testbed.inventory, "key": testbed.key, "user": testbed.user,
+            "rate": testbed.rate, "delay_ms": testbed.delay_ms, "loss_pct": testbed.loss_pct, "hosts": hosts,
+            "healthy": all(h["netns_exists"] and h["sshd_alive"] for h in hosts)}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except (ProcessLookupError, PermissionError, OverflowError):
+        return False
+
+
+def down() -> None:
+    """Stop every process in the testbed's namespaces, delete them, the bridge and the state. Idempotent."""
+    state = testbed_dir()
+    namespaces = [ns for ns in _run("ip", "netns", "list", check=False).stdout.split() if ns.startswith(PREFIX)]
+    pids: List[int] = []
+    path = state / "testbed.json"
+    if path.exists():
+        try:
+            pids = [host.pid for host in Testbed.load(path).hosts if host.pid]
+        except (ValueError, KeyError, TypeError):
+            pids = []
+    for netns in namespaces:
+        pids += [int(p) for p in _run("ip", "netns", "pids", netns, check=False).stdout.split() if p.isdigit()]
+    for pid in set(pids):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    for netns in namespaces:
+        _run("ip", "netns", "del", netns, check=False)
+    _run("ip", "link", "del", BRIDGE, check=False)
+    if SUDOERS.exists():
+        SUDOERS.unlink()
+    if _run("id", "-u", USER, check=False).returncode == 0:
+        _run("usermod", "--lock", USER, check=False)
+    shutil.rmtree(state, ignore_errors=True)
