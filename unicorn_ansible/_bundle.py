@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import sys
 import zipfile
 from pathlib import Path
 from typing import Dict, Iterable, Tuple
@@ -22,7 +23,20 @@ from ._home import home_dir
 from ._resources import executor_source
 
 BUNDLE_NAME = "unicorn-executor.pyz"
-_MAIN = """import sys
+# Checked before anything else is imported: the bundled libraries and the pickled
+# pipelines are for the controller's Python major.minor.
+_MAIN = """import json
+import sys
+
+EXPECTED = {expected!r}
+if "%d.%d" % sys.version_info[:2] != EXPECTED:
+    here = "%d.%d" % sys.version_info[:2]
+    print(json.dumps({{"ok": False, "skipped": False, "python": here, "error": (
+        "this host has Python " + here + " (" + sys.executable + ") but the controller has Python " + EXPECTED
+        + "; pipelines are pickled for Python " + EXPECTED + ": set ansible_python_interpreter to a Python "
+        + EXPECTED + " on this host")}}))
+    sys.exit(1)
+
 from executor import main
 sys.exit(main())
 """
@@ -42,7 +56,9 @@ def _package_files(module: object) -> Iterable[Tuple[str, Path]]:
 
 
 def bundle_members() -> Dict[str, bytes]:
-    members: Dict[str, bytes] = {"__main__.py": _MAIN.encode(), "executor.py": executor_source().read_bytes()}
+    expected = "%d.%d" % sys.version_info[:2]
+    members: Dict[str, bytes] = {"__main__.py": _MAIN.format(expected=expected).encode(),
+                                 "executor.py": executor_source().read_bytes()}
     for module in (cloudpickle, returns, typing_extensions):
         for name, path in _package_files(module):
             members[name] = path.read_bytes()
