@@ -112,9 +112,9 @@ def check_prerequisites() -> None:
 
 
 def _qdisc_works(*qdisc: str) -> bool:
-    """Try a qdisc on a throwaway dummy link."""
-    probe = "ua-qdisc-probe"
-    _run("ip", "link", "add", probe, "type", "dummy", check=False)
+    """Try a qdisc on a throwaway veth pair (the kind of link testbed hosts have)."""
+    probe = "ua-qprobe0"
+    _run("ip", "link", "add", probe, "type", "veth", "peer", "name", "ua-qprobe1", check=False)
     try:
         return _run("tc", "qdisc", "add", "dev", probe, "root", *qdisc, check=False).returncode == 0
     finally:

@@ -33,7 +33,7 @@ class Lab:
     def __init__(self, bed: _testbed.Testbed, root: Path) -> None:
         self.bed = bed
         self.root = root
-        self.home = root / "runs-home"
+        self.home = root / "home"  # the testbed's state and the runs, as a user would have them
         self.vars = dict(os.environ, UNICORN_ANSIBLE_HOME=str(self.home))
 
     @property
@@ -88,7 +88,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         pytest.fail("the SSH tests need root to create the testbed; run them as root (scripts/test.sh does)")
     root = tmp_path_factory.mktemp("lab")
     previous = os.environ.get("UNICORN_ANSIBLE_HOME")
-    os.environ["UNICORN_ANSIBLE_HOME"] = str(root / "testbed-home")
+    os.environ["UNICORN_ANSIBLE_HOME"] = str(root / "home")
     _testbed.down()
     try:
         yield Lab(_testbed.up(3), root)
