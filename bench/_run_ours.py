@@ -1,0 +1,85 @@
+"""Run a benchmark pipeline with unicorn-ansible's node-side executor, as a host runs it.
+
+Started by executor_bench.py as ``python -I -S bench/_run_ours.py --bundle B --workdir D
+--result R [--nofile L]``: no site-packages, so nothing but the standard library and the
+executor bundle B (unicorn-executor.pyz: executor.py, cloudpickle, returns) is importable
+- unicorn_ansible is not, like on a host. ``D`` holds ``pipeline.pkl`` (written with
+``unicorn_ansible._experiment.serialize_for_node``) and ``node.json`` (``{}``).
+
+Sets RLIMIT_NOFILE to L if given, then runs the executor's own command line entry point,
+``executor.main(["run", "--workdir", D])``, timed from that call to its return (which
+includes loading the pipeline). Reads the work folder back to check that every task
+finished with Success(its number), and writes a JSON summary to R.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+import traceback
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--bundle", required=True)
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--result", required=True)
+    parser.add_argument("--nofile", type=int)
+    args = parser.parse_args()
+    if args.nofile:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (args.nofile, args.nofile))
+    sys.path.insert(0, args.bundle)
+    import executor  # the bundle's executor.py
+
+    summary = {"nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+               "unicorn_ansible_importable": "unicorn_ansible" in sys.modules}
+    t0 = time.perf_counter()
+    error = None
+    rc = None
+    try:
+        rc = executor.main(["run", "--workdir", args.workdir])
+    except BaseException as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        traceback.print_exc()
+    elapsed = time.perf_counter() - t0
+    usage_self = resource.getrusage(resource.RUSAGE_SELF)
+    usage_children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    state = executor.read_json(os.path.join(args.workdir, executor.STATE)) or {}
+    correct = False
+    finished = successes = 0
+    check_error = None
+    try:
+        results = executor.NodeResults.read(args.workdir)
+        finished = len(results.records)
+        successes = sum(1 for record in results.records if record.successful)
+        values = [result.unwrap() for stage in results.by_stage
+                  for result in (stage if isinstance(stage, list) else [stage])]
+        correct = values == list(range(state.get("total", -1)))
+    except Exception as exc:  # reading the results back failed: report it, it is a finding
+        check_error = f"{type(exc).__name__}: {exc}"
+    summary.update(
+        ok=error is None and rc == 0 and state.get("status") == "finished" and bool(state.get("success")) and correct,
+        rc=rc,
+        status=state.get("status"),
+        tasks=state.get("total"),
+        finished=finished,
+        successes=successes,
+        correct=correct,
+        check_error=check_error,
+        seconds=elapsed,
+        error=error or state.get("error"),
+        open_fds_at_end=len(os.listdir("/proc/self/fd")),
+        maxrss_self_kb=usage_self.ru_maxrss,
+        maxrss_children_kb=usage_children.ru_maxrss,
+    )
+    with open(args.result, "w") as handle:
+        json.dump(summary, handle)
+    return 0 if summary["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
