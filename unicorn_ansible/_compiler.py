@@ -89,7 +89,10 @@ def ansible_settings(host_count: int, options: CompileOptions, project: Path) ->
         ("defaults", "retry_files_enabled", "ANSIBLE_RETRY_FILES_ENABLED", "False"),
         ("defaults", "gathering", "ANSIBLE_GATHERING", "explicit"),
         ("ssh_connection", "pipelining", "ANSIBLE_PIPELINING", "True"),
-        ("ssh_connection", "ssh_args", "ANSIBLE_SSH_ARGS", "-C -o ControlMaster=auto -o ControlPersist=120s"),
+        # No -C: results files are large and lab links fast. ServerAlive: a host whose link
+        # dies is noticed within about 15 s instead of hanging.
+        ("ssh_connection", "ssh_args", "ANSIBLE_SSH_ARGS",
+         "-o ControlMaster=auto -o ControlPersist=120s -o ServerAliveInterval=5 -o ServerAliveCountMax=3"),
     ]
     if options.strategy:
         settings.append(("defaults", "strategy", "ANSIBLE_STRATEGY", options.strategy))
@@ -220,7 +223,7 @@ def compile_experiment(
         "run_id": run_id,
         "hosts": hosts,
         "requirement_counts": requirement_counts,
-        "poll_seconds": int(options.poll_seconds),
+        "poll_seconds": max(1, min(int(options.poll_seconds), int(options.run_timeout_seconds))),
         "run_timeout_seconds": int(options.run_timeout_seconds),
         "settings": [(s, k, e, v.replace(str(project), ".")) for s, k, e, v in settings],
     }

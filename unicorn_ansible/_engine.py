@@ -158,7 +158,8 @@ def run_experiment(
         raise
     update_run_record(run_dir, status="running", started=time.time())
     rc = run_playbook(run_dir, "site.yml", inventory, event_handler, secrets=secrets)
-    update_run_record(run_dir, status="finished", finished=time.time(), ansible_rc=rc)
+    cancelled = json.loads((run_dir / "run.json").read_text()).get("status") == "cancelled"
+    update_run_record(run_dir, status="cancelled" if cancelled else "finished", finished=time.time(), ansible_rc=rc)
     return load_results(run_dir)
 
 

@@ -24,11 +24,24 @@ from .executor import JOURNAL, STATE, iter_records, read_json, results_by_name, 
 from .errors import RunError, UntrustedDataError
 
 # What a node's outcome can be, from the worst to the best.
-STATUSES = ("unreachable", "deploy_failed", "execution_failed", "failed", "not_run", "ok")
+STATUSES = ("unreachable", "deploy_failed", "execution_failed", "cancelled", "failed", "not_run", "ok")
+
+
+REPR_LIMIT = 10_000
+
+
+def _bounded_repr(value: Any) -> str:
+    if isinstance(value, (bytes, bytearray)) and len(value) > REPR_LIMIT:
+        return f"<{type(value).__name__} of {len(value)} bytes: {bytes(value[:64])!r}...>"
+    text = repr(value)
+    return text if len(text) <= REPR_LIMIT else f"{text[:REPR_LIMIT]}... ({len(text) - REPR_LIMIT} more characters)"
 
 
 def result_to_json(result: Any) -> Dict[str, Any]:
-    """``{"type": "Success" | "Failure", "value": <JSON, or repr where not JSON>}``."""
+    """``{"type": "Success" | "Failure", "value": <JSON, or repr where not JSON>}``.
+
+    A repr longer than 10,000 characters is cut and says how much is left out; the
+    full value is in the Result objects (Python API, ``NodeResult.tasks``)."""
     if isinstance(result, Result):
         kind = "Success" if is_successful(result) else "Failure"
         inner = result.unwrap() if kind == "Success" else result.failure()
@@ -38,7 +51,7 @@ def result_to_json(result: Any) -> Dict[str, Any]:
         json.dumps(inner, allow_nan=False)
         value = inner
     except (TypeError, ValueError):
-        value = repr(inner)
+        value = _bounded_repr(inner)
     return {"type": kind, "value": value}
 
 
@@ -60,6 +73,9 @@ class NodeResult:
     tasks: Dict[str, List[Result]] = field(default_factory=dict)
     timings: List[Dict[str, Any]] = field(default_factory=list)
     not_run: List[str] = field(default_factory=list)
+    #: when the host was lost before its results were fetched: what it reported as finished
+    #: (name, type, preview of the value), from the executor's progress reports
+    reported: List[Dict[str, Any]] = field(default_factory=list)
 
     @property
     def success(self) -> bool:
@@ -76,6 +92,7 @@ class NodeResult:
             "tasks": {name: [result_to_json(r) for r in results] for name, results in self.tasks.items()},
             "timings": self.timings,
             "not_run": self.not_run,
+            "reported": self.reported,
         }
 
 
@@ -170,6 +187,9 @@ def load_node(run_dir: Path, node: str, loads: Optional[Callable[[bytes], Any]] 
         outcome = "deploy_failed"
     elif state.get("status") == "finished":
         outcome = "failed" if state.get("failed") or state.get("not_run") else "ok"
+    elif state.get("status") == "cancelled" and not status.get("timed_out"):
+        outcome = "cancelled"
+        error = error or "cancelled"
     elif records or state or phase in ("starting", "running", "executed", "execution_failed"):
         outcome = "execution_failed"
         error = error or state.get("error") or f"executor ended: {state.get('status', 'without a state')}"
@@ -182,6 +202,15 @@ def load_node(run_dir: Path, node: str, loads: Optional[Callable[[bytes], Any]] 
     except UntrustedDataError as exc:
         by_stage, by_name = [], {}
         outcome, error = "execution_failed", str(exc)
+    reported: List[Dict[str, Any]] = []
+    not_run = list(state.get("not_run", []))
+    if not records and status.get("finished"):
+        # the host was lost before its results came back: keep what it had reported
+        reported = list(status["finished"])
+        timings = [{k: entry.get(k) for k in ("name", "stage", "index", "start", "end", "kind", "preview")}
+                   for entry in reported]
+        done = {entry.get("seq") for entry in reported}
+        not_run = [name for seq, name in enumerate(_task_names(run_dir, node)) if seq not in done]
     return NodeResult(
         node=node,
         status=outcome,
@@ -190,8 +219,21 @@ def load_node(run_dir: Path, node: str, loads: Optional[Callable[[bytes], Any]] 
         results=by_stage,
         tasks=by_name,
         timings=timings,
-        not_run=list(state.get("not_run", [])),
+        not_run=not_run,
+        reported=reported,
     )
+
+
+def _task_names(run_dir: Path, node: str) -> List[str]:
+    """The node's task names in the order the executor numbers them (stage by stage)."""
+    import cloudpickle
+
+    path = run_dir / "project" / "files" / "nodes" / node / "pipeline.pkl"
+    try:
+        pipeline = cloudpickle.loads(path.read_bytes())  # written by this controller
+    except Exception:
+        return []
+    return [str(getattr(task, "name", "?")) for stage in getattr(pipeline, "tasks", []) for task in stage]
 
 
 def load_results(run_dir: Path, loads: Optional[Callable[[bytes], Any]] = None) -> RunResults:

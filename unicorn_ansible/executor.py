@@ -859,7 +859,27 @@ def wait(workdir: str, timeout: float, progress_interval: float = 2.0) -> Dict[s
         state = current_state(workdir)
     if state.get("status") in FINAL:
         pack_outbox(workdir)
-    return state
+    return dict(state, new=_unreported(workdir))
+
+
+_REPORT_LIMIT = 500
+
+
+def _unreported(workdir: str) -> List[Dict[str, Any]]:
+    """Headers (name, result type, preview, times) of tasks finished since the last call, so
+    the controller knows what finished even if this host is lost before its results are fetched."""
+    mark_path = os.path.join(workdir, "reported.json")
+    reported = (read_json(mark_path) or {}).get("seq", -1)
+    fresh = []
+    for record in iter_records(os.path.join(workdir, JOURNAL), with_payload=False):
+        if record.header["seq"] > reported:
+            fresh.append({k: record.header.get(k) for k in ("seq", "name", "stage", "index", "type", "kind",
+                                                              "preview", "start", "end")})
+            if len(fresh) >= _REPORT_LIMIT:
+                break
+    if fresh:
+        write_json_atomic(mark_path, {"seq": fresh[-1]["seq"]})
+    return fresh
 
 
 OUTBOX = "outbox.tar"

@@ -123,11 +123,16 @@ class CallbackModule(CallbackBase):
                 self._update(result, "failed", deploy=report, deploy_finished=time.time())
         elif step == "run":
             state = _json(data.get("stdout")) or {}
+            self._remember_finished(result._host.get_name(), state)
             phase = "executed" if state.get("status") == "finished" else "execution_failed"
             error = None if phase == "executed" else _text(state.get("error") or "executor ended: %s" % state.get("status"))
             self._update(result, "ok", phase=phase, progress=state, error=error)
         elif step == "fetch":
             self._update(result, "ok", fetched=True)
+        elif step == "timeout":
+            self._update(result, "ok", phase="execution_failed", timed_out=True, progress=_json(data.get("stdout")),
+                         error="the pipeline was still running when the run's time limit was reached; "
+                               "it was stopped (raise --run-timeout)")
         elif step == "cancel":
             self._update(result, "ok", phase="cancelled", cancelled=True, progress=_json(data.get("stdout")))
 
@@ -137,8 +142,19 @@ class CallbackModule(CallbackBase):
         state = _json(result._result.get("stdout"))
         if state is not None:
             host = result._host.get_name()
+            self._remember_finished(host, state)
             self._status(host)["progress"] = state
             self._save(host)
+
+    def _remember_finished(self, host, state):
+        """Keep the headers of finished tasks the executor reported: if the host is lost
+        before its results are fetched, the controller still knows what finished."""
+        fresh = state.pop("new", None) or []
+        finished = self._status(host).setdefault("finished", [])
+        known = {entry.get("seq") for entry in finished}
+        for entry in fresh:
+            if isinstance(entry, dict) and entry.get("seq") not in known:
+                finished.append({k: _text(v, 300) if isinstance(v, str) else v for k, v in entry.items()})
 
     def v2_runner_on_failed(self, result, ignore_errors=False):
         step = self._step(result)
