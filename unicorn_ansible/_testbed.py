@@ -397,3 +397,15 @@ def down() -> None:
     if _run("id", "-u", USER, check=False).returncode == 0:
         _run("usermod", "--lock", USER, check=False)
     shutil.rmtree(state, ignore_errors=True)
+
+
+def restart(name: str) -> TestbedHost:
+    """Start a host's sshd again (after a test or a user killed what ran in its namespace)."""
+    state = testbed_dir()
+    testbed = Testbed.load(state / "testbed.json")
+    host = testbed.host(name)
+    folder = state / "hosts" / name
+    host.pid = _start_sshd(folder, host.netns, _hidden_paths(None), state / "logs" / f"{name}.log")
+    _wait_for_ssh([host], state / "logs")
+    testbed.save()
+    return host

@@ -76,6 +76,9 @@ class Lab:
         assert done.returncode in (0, 1), done.stderr
         return json.loads(done.stdout)
 
+    def restart_sshd(self, host: str) -> None:
+        _testbed.restart(host)
+
     def ssh(self, host: str, command: str, user: str = "root") -> subprocess.CompletedProcess:
         address = self.bed.host(host).address
         return subprocess.run(["ssh", "-i", self.bed.key, *SSH_ARGS.split(), f"{user}@{address}", command],
