@@ -37,7 +37,7 @@ class Task(abc.ABC):
     #: Filled in on the node before the task runs: {task_name: [Result, ...]} of every task that ran before.
     previous_steps: Dict[str, list] = {}
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> "Task":
+    def __new__(cls, *args: Any, **kwargs: Any) -> Task:
         # Set here rather than in __init__ so that a subclass that never calls
         # super().__init__() still has a name and its own copy of requirements.
         instance = super().__new__(cls)
@@ -57,7 +57,7 @@ class Task(abc.ABC):
     def __call__(self) -> Any:
         return self.run()
 
-    def add_requirement(self, command: str) -> "Task":
+    def add_requirement(self, command: str) -> Task:
         """
         Add a requirement (a shell command run during deployment) to this task instance only.
         :param command: the shell command
@@ -92,7 +92,7 @@ class TaskDispatcher(abc.ABC):
     Dispatching is done by calling the dispatch method that you should implement.
     """
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> "TaskDispatcher":
+    def __new__(cls, *args: Any, **kwargs: Any) -> TaskDispatcher:
         instance = super().__new__(cls)
         instance.name = _new_name()
         return instance
@@ -107,7 +107,7 @@ class TaskDispatcher(abc.ABC):
             self.name = str(name)
 
     @abc.abstractmethod
-    def dispatch(self, node: "Node") -> Task:
+    def dispatch(self, node: Node) -> Task:
         """
         This method takes a node and should return and instance of the task that is designed to be executed on this node.
         The instance could depend on the node info (such as architecture, platform, properties, etc).
