@@ -1,0 +1,236 @@
+"""The node-side executor: stages, parallelism, Result semantics, isolation, early stopping, the journal."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cloudpickle
+import pytest
+
+from unicorn_ansible import Failure, Pipeline, Success, Task
+from unicorn_ansible._experiment import serialize_for_node
+from unicorn_ansible.executor import NodeResults, run_pipeline
+
+EXECUTOR = Path(__file__).resolve().parents[2] / "unicorn_ansible" / "executor.py"
+
+
+class Value(Task):
+    def __init__(self, value, name=None):
+        self.value = value
+        super().__init__(name=name)
+
+    def run(self):
+        print(f"value {self.value}")
+        print("to stderr", file=sys.stderr)
+        return self.value
+
+
+class Raises(Task):
+    def run(self):
+        raise ValueError("the probe broke")
+
+
+class Exits(Task):
+    def run(self):
+        os._exit(3)
+
+
+class Segfaults(Task):
+    def run(self):
+        ctypes.string_at(0)
+
+
+class KeepsResult(Task):
+    def run(self):
+        return Failure({"reason": "explicit"})
+
+
+class Sleeps(Task):
+    def __init__(self, seconds, name=None):
+        self.seconds = seconds
+        super().__init__(name=name)
+
+    def run(self):
+        time.sleep(self.seconds)
+        return self.seconds
+
+
+def three_stages(early_stopping: bool) -> Pipeline:
+    return (
+        Pipeline(early_stopping=early_stopping)
+        .then(Value(1, name="first"))
+        .then([Value(2, name="parallel"), Raises(name="raises"), Exits(name="exits"), Segfaults(name="segfaults")])
+        .then(Value(3, name="last"))
+    )
+
+
+@pytest.mark.parametrize("early_stopping", [True, False])
+def test_three_stages_with_a_parallel_stage_a_raise_and_crashes(tmp_path: Path, early_stopping: bool) -> None:
+    state = run_pipeline(three_stages(early_stopping), str(tmp_path))
+    results = NodeResults.read(str(tmp_path))
+    stage_two = [Success(2), Failure("the probe broke"),
+                 Failure("task exits exited with code 3 before returning a result"),
+                 Failure("task segfaults was killed by SIGSEGV before returning a result")]
+    assert state["status"] == "finished"
+    if early_stopping:
+        assert results.by_stage == [Success(1), stage_two]
+        assert state["not_run"] == ["last"]
+    else:
+        assert results.by_stage == [Success(1), stage_two, Success(3)]
+        assert state["not_run"] == []
+    by_name = results.by_name
+    assert by_name["first"] == [Success(1)] and by_name["raises"] == [Failure("the probe broke")]
+    assert ("last" in by_name) is (not early_stopping)
+
+
+def test_logs_capture_stdout_stderr_and_tracebacks(tmp_path: Path) -> None:
+    run_pipeline(Pipeline(early_stopping=False).then(Value(5, name="talks")).then(Raises(name="raises")), str(tmp_path))
+    logs = {p.name.split("-", 1)[1]: p.read_text() for p in (tmp_path / "logs").glob("0*.log")}
+    assert "value 5" in logs["talks.log"] and "to stderr" in logs["talks.log"]
+    assert "Traceback" in logs["raises.log"] and "ValueError: the probe broke" in logs["raises.log"]
+
+
+def test_a_returned_result_is_kept_and_other_values_are_wrapped(tmp_path: Path) -> None:
+    run_pipeline(Pipeline(early_stopping=False).then(KeepsResult(name="kept")).then(Value(None, name="none")),
+                 str(tmp_path))
+    assert NodeResults.read(str(tmp_path)).by_name == {"kept": [Failure({"reason": "explicit"})],
+                                                       "none": [Success(None)]}
+
+
+def test_unpicklable_results_timeouts_environment_and_capped_logs(tmp_path: Path) -> None:
+    class Lock(Task):
+        def run(self):
+            import threading
+            return threading.Lock()
+
+    class Env(Task):
+        def run(self):
+            return os.environ.get("EXPERIMENT_ID")
+
+    class Floods(Task):
+        def run(self):
+            for _ in range(3000):
+                sys.stdout.write("y" * 1023 + "\n")
+            return "survived"
+
+    pipeline = (Pipeline(early_stopping=False).then(Lock(name="lock")).then(Sleeps(30, name="hangs"))
+                .then(Env(name="env")).then(Floods(name="floods")))
+    run_pipeline(pipeline, str(tmp_path), environment={"EXPERIMENT_ID": "42"}, task_timeout=1, log_cap=100_000)
+    results = NodeResults.read(str(tmp_path)).by_name
+    assert "cannot be pickled" in results["lock"][0].failure()
+    assert results["hangs"] == [Failure("task hangs timed out after 1 s")]
+    assert results["env"] == [Success("42")]
+    assert results["floods"] == [Success("survived")]
+    log = next((tmp_path / "logs").glob("*-floods.log")).read_bytes()
+    assert len(log) < 101_000 and b"output capped at 100000 bytes" in log
+
+
+def test_parallel_tasks_run_in_parallel_and_previous_steps_are_readable(tmp_path: Path) -> None:
+    class ReadsPrevious(Task):
+        def run(self):
+            return [r.unwrap() for r in self.previous_steps["slow"]]
+
+    with pytest.warns(UserWarning, match="already exists"):  # one name, three results: a list per name
+        pipeline = Pipeline().then([Sleeps(0.5, name="slow"), Sleeps(0.5, name="slow"), Sleeps(0.5, name="slow")])
+    pipeline.then(ReadsPrevious(name="reader"))
+    started = time.monotonic()
+    run_pipeline(pipeline, str(tmp_path))
+    assert time.monotonic() - started < 1.2
+    assert NodeResults.read(str(tmp_path)).by_name["reader"] == [Success([0.5, 0.5, 0.5])]
+
+
+def _write_work_folder(folder: Path, pipeline: Pipeline, spec: dict | None = None) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    module = sys.modules[__name__]  # the executor process cannot import this test module: ship it by value
+    cloudpickle.register_pickle_by_value(module)
+    try:
+        (folder / "pipeline.pkl").write_bytes(serialize_for_node(pipeline))
+    finally:
+        cloudpickle.unregister_pickle_by_value(module)
+    (folder / "node.json").write_text(json.dumps(spec or {}))
+
+
+def test_finished_tasks_survive_a_killed_executor(tmp_path: Path) -> None:
+    pipeline = Pipeline().then(Value("a", name="a")).then(Value("b", name="b")).then(Sleeps(60, name="long"))
+    _write_work_folder(tmp_path, pipeline)
+    process = subprocess.Popen([sys.executable, str(EXECUTOR), "run", "--workdir", str(tmp_path)],
+                               start_new_session=True)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and len(NodeResults.read(str(tmp_path)).records) < 2:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    results = NodeResults.read(str(tmp_path))
+    assert results.by_name == {"a": [Success("a")], "b": [Success("b")]}
+
+
+def _executor(*args: str) -> dict:
+    done = subprocess.run([sys.executable, str(EXECUTOR), *args], capture_output=True, text=True, timeout=60)
+    assert done.returncode in (0, 1), done.stderr
+    return json.loads(done.stdout)
+
+
+def test_start_twice_runs_once_and_cancel_leaves_no_process(tmp_path: Path) -> None:
+    class StartsChild(Task):
+        def run(self):
+            subprocess.Popen(["sleep", "300"])
+            time.sleep(300)
+
+    marker = tmp_path / "count"
+
+    class Counts(Task):
+        def run(self):
+            with open(MARKER, "a") as handle:
+                handle.write("x")
+            return True
+
+    Counts.run.__globals__["MARKER"] = str(marker)
+    _write_work_folder(tmp_path / "w", Pipeline().then(Counts(name="counts")).then(StartsChild(name="child")))
+    first = _executor("start", "--workdir", str(tmp_path / "w"))
+    second = _executor("start", "--workdir", str(tmp_path / "w"))
+    assert second["already_started"] and not first["already_started"]
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and _executor("state", "--workdir", str(tmp_path / "w")).get("done") != 1:
+        time.sleep(0.1)
+    session = first["pid"]
+    state = _executor("cancel", "--workdir", str(tmp_path / "w"))
+    assert state["status"] == "cancelled"
+    assert marker.read_text() == "x"
+    left = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == session and fields[0] != "Z":
+                left.append(entry)
+    assert left == []
+    assert (tmp_path / "w" / "outbox.tar").exists()
+
+
+def test_deploy_runs_requirements_in_a_virtualenv_stops_at_the_first_failure_and_skips_when_unchanged(
+        tmp_path: Path) -> None:
+    from unicorn_ansible.executor import deploy
+
+    spec = {"node": "n1", "python": "%d.%d" % sys.version_info[:2],
+            "commands": ["echo $VIRTUAL_ENV > where.txt", "python -c 'import sys; print(sys.prefix)' >> where.txt"]}
+    report = deploy(str(tmp_path), spec)
+    assert report["ok"] and not report["skipped"]
+    where = (tmp_path / "where.txt").read_text().split()
+    assert where[0] == where[1] == str(tmp_path / "env")
+    assert deploy(str(tmp_path), spec)["skipped"]
+    failing = dict(spec, commands=["echo one", "echo 'bad thing' >&2; exit 4", "touch never"], env_dir="env2")
+    report = deploy(str(tmp_path), failing)
+    assert not report["ok"]
+    assert "exit code 4" in report["error"] and "exit 4" in report["error"] and "bad thing" in report["error"]
+    assert not (tmp_path / "never").exists()
+    wrong = deploy(str(tmp_path), dict(spec, python="2.7"))
+    assert not wrong["ok"] and "2.7" in wrong["error"] and "%d.%d" % sys.version_info[:2] in wrong["error"]
