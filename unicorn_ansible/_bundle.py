@@ -23,6 +23,7 @@ from ._home import home_dir
 from ._resources import executor_source
 
 BUNDLE_NAME = "unicorn-executor.pyz"
+NODE_BUNDLE_NAME = "unicorn-node.pyz"
 # Checked before anything else is imported: the bundled libraries and the pickled
 # pipelines are for the controller's Python major.minor.
 _MAIN = """import json
@@ -86,3 +87,15 @@ def build_bundle(cache_dir: Path | None = None) -> Path:
     tmp.write_bytes(b"#!/usr/bin/env python3\n" + buffer.getvalue())
     os.replace(tmp, target)
     return target
+
+
+def node_bundle(base: Path, files: Dict[str, bytes]) -> bytes:
+    """The executor bundle with one node's files (pipeline, specifications) added under ``node/``:
+    what the deployment play ships to that host, in a single transfer."""
+    buffer = io.BytesIO(base.read_bytes())
+    with zipfile.ZipFile(buffer, "a", zipfile.ZIP_DEFLATED) as archive:
+        for name in sorted(files):
+            info = zipfile.ZipInfo(f"node/{name}", date_time=(2020, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, files[name])
+    return buffer.getvalue()

@@ -7,8 +7,9 @@ everything it produces::
     inventory/hosts.yml      the embedded default inventory (user inventories are referenced, never copied)
     inventory-snapshot.json  the experiment's hosts and their variables, secrets removed
     env/envvars              Ansible settings for ansible-runner
-    project/                 ansible.cfg, site.yml, deploy.yml, execute.yml, roles/, callback_plugins/,
-                             files/unicorn-executor.pyz, files/nodes/<node>/{pipeline.pkl,node.json,deploy.json}
+    project/                 ansible.cfg, site.yml, deploy.yml, execute.yml, cancel.yml, roles/, callback_plugins/,
+                             files/nodes/<node>/unicorn-node.pyz (the executor bundle with the node's files),
+                             files/nodes/<node>/{pipeline.pkl,node.json,deploy.json} (readable copies)
     nodes/<node>/            what comes back: status.json (callback), state.json and journal (fetched)
     artifacts/               ansible-runner's own records
 """
@@ -32,7 +33,7 @@ import cloudpickle
 import jinja2
 
 from ._version import __version__
-from ._bundle import BUNDLE_NAME, build_bundle
+from ._bundle import NODE_BUNDLE_NAME, build_bundle, node_bundle
 from ._experiment import Experiment
 from ._inventory import Inventory, default_inventory_yaml, is_secret
 from ._resources import callback_plugin, playbooks_dir, roles_dir
@@ -185,7 +186,7 @@ def compile_experiment(
         (project / folder).mkdir(parents=True, exist_ok=True)
     shutil.copytree(roles_dir(), project / "roles", dirs_exist_ok=True)
     shutil.copy2(callback_plugin(), project / "callback_plugins" / callback_plugin().name)
-    shutil.copyfile(build_bundle(), project / "files" / BUNDLE_NAME)
+    bundle = build_bundle()
 
     # The host-side folder of this run: its name plus a random part, so a replaced
     # or recompiled run never finds an older run's files on a host.
@@ -199,22 +200,27 @@ def compile_experiment(
         env_vars = {str(k): str(v) for k, v in environment.runtime_context.environment_variables.items()}
         commands = list(environment.commands)
         requirement_counts[host] = len(commands)
-        _write(folder / "pipeline.pkl", deployment.pipeline, 0o600)
-        _write(folder / "node.json", json.dumps({
-            "node": host,
-            "run": name,
-            "environment_variables": env_vars,
-            "task_timeout": options.task_timeout,
-            "log_cap": options.log_cap,
-        }, indent=2) + "\n", 0o600)
-        _write(folder / "deploy.json", json.dumps({
-            "node": host,
-            "python": python,
-            "env_dir": f"../../envs/{environment_key(commands, env_vars, python)}",
-            "commands": commands,
-            "environment_variables": env_vars,
-            "redeploy": options.redeploy,
-        }, indent=2) + "\n", 0o600)
+        files = {
+            "pipeline.pkl": deployment.pipeline,
+            "node.json": (json.dumps({
+                "node": host,
+                "run": name,
+                "environment_variables": env_vars,
+                "task_timeout": options.task_timeout,
+                "log_cap": options.log_cap,
+            }, indent=2) + "\n").encode(),
+            "deploy.json": (json.dumps({
+                "node": host,
+                "python": python,
+                "env_dir": f"../../envs/{environment_key(commands, env_vars, python)}",
+                "commands": commands,
+                "environment_variables": env_vars,
+                "redeploy": options.redeploy,
+            }, indent=2) + "\n").encode(),
+        }
+        for file_name, data in files.items():  # readable copies of what the node bundle carries
+            _write(folder / file_name, data, 0o600)
+        _write(folder / NODE_BUNDLE_NAME, node_bundle(bundle, files), 0o600)
 
     settings = ansible_settings(len(hosts), options, project)
     context = {

@@ -50,6 +50,7 @@ import sys
 import tarfile
 import time
 import traceback
+import zipfile
 from dataclasses import dataclass, field
 from typing import IO, Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
@@ -946,6 +947,22 @@ def _kill_session(sid: int) -> None:
 # ---------------------------------------------------------------------------
 
 
+def unpack_node_files(workdir: str) -> None:
+    """The bundle the deployment play shipped carries this node's files under node/: put them in the work folder."""
+    bundle = os.path.abspath(sys.argv[0])
+    if not zipfile.is_zipfile(bundle):
+        return
+    with zipfile.ZipFile(bundle) as archive:
+        for member in archive.namelist():
+            if member.startswith("node/") and "/" not in member[5:] and member[5:]:
+                target = os.path.join(workdir, member[5:])
+                tmp = f"{target}.tmp{os.getpid()}"
+                with open(tmp, "wb") as handle:
+                    handle.write(archive.read(member))
+                os.chmod(tmp, 0o600)
+                os.replace(tmp, target)
+
+
 def _load_pipeline(workdir: str) -> Any:
     with open(os.path.join(workdir, PIPELINE), "rb") as handle:
         return cloudpickle.load(handle)
@@ -961,6 +978,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     workdir = os.path.abspath(args.workdir)
     if args.command == "deploy":
+        unpack_node_files(workdir)
         spec = read_json(os.path.join(workdir, "deploy.json")) or {}
         report = deploy(workdir, spec)
         summary = {k: report.get(k) for k in ("ok", "skipped", "error", "python", "environment")}
