@@ -128,6 +128,30 @@ class RunResults:
         return {"name": self.name, "status": self.status, "success": self.success,
                 "nodes": [result.to_dict() for result in self.nodes]}
 
+    def __repr__(self) -> str:
+        counts: Dict[str, int] = {}
+        for result in self.nodes:
+            counts[result.status] = counts.get(result.status, 0) + 1
+        summary = ", ".join(f"{count} {status}" for status, count in sorted(counts.items()))
+        return f"<RunResults {self.name}: {len(self.nodes)} node(s): {summary}>"
+
+    def _repr_html_(self) -> str:
+        """A table per node for Jupyter: status, error, every task's result."""
+        from html import escape
+
+        colours = {"ok": "#1a7f37", "failed": "#cf222e", "unreachable": "#8250df", "cancelled": "#9a6700"}
+        rows = []
+        for result in self.nodes:
+            colour = colours.get(result.status, "#cf222e")
+            tasks = "<br>".join(
+                f"<code>{escape(name)}</code>: {escape(_bounded_repr(value)[:300])}"
+                for name, values in result.tasks.items() for value in values)
+            rows.append(
+                f"<tr><td>{escape(result.node)}</td><td style='color:{colour}'>{escape(result.status)}</td>"
+                f"<td>{escape(result.error or '')}</td><td style='text-align:left'>{tasks}</td></tr>")
+        return (f"<p><b>run {escape(self.name)}</b> ({escape(self.status)})</p><table><thead><tr><th>node</th>"
+                f"<th>status</th><th>error</th><th>results</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
+
 
 # What an outbox fetched from a host may contain: these names, as regular files, nothing else.
 _OUTBOX_MEMBER = re.compile(
