@@ -35,6 +35,11 @@ import time
 import traceback
 
 
+def _cpu(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
 def build(kind: str, tasks: int, workdir: str) -> None:
     import cloudpickle
     from netunicorn.base.pipeline import Pipeline
@@ -109,11 +114,13 @@ def run(workdir: str, result_path: str, nofile: int | None, poll_seconds: float 
             fds = _open_fds()
             state["peak_fds"] = max(state["peak_fds"], fds)
             done = finished_count()
+            if done > 0 and "first" not in state:  # two points give the fds each finished task keeps
+                state["first"] = {"done": done, "open_fds": fds}
             tmp = result_path + ".progress.tmp"
             try:
                 with open(tmp, "w") as handle:
                     json.dump({"done": done, "open_fds": fds, "peak_fds": state["peak_fds"],
-                               "baseline_fds": state["baseline_fds"],
+                               "baseline_fds": state["baseline_fds"], "first": state.get("first"),
                                "time": time.time() - summary.get("t0", time.time())}, handle)
                 os.replace(tmp, result_path + ".progress")
             except OSError:  # out of file descriptors ourselves: try again later
@@ -122,6 +129,7 @@ def run(workdir: str, result_path: str, nofile: int | None, poll_seconds: float 
 
     if with_progress:  # a thread in the executor's process: only where a timeout may cut the run short
         threading.Thread(target=progress, daemon=True).start()
+    cpu0 = _cpu(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
     summary["t0"] = time.time()
     error = None
@@ -136,6 +144,8 @@ def run(workdir: str, result_path: str, nofile: int | None, poll_seconds: float 
         error = f"{type(exc).__name__}: {exc}"
         traceback.print_exc()
     elapsed = time.perf_counter() - t0
+    # CPU time of the run: the executor's since t0, and every task process it waited for
+    cpu = _cpu(resource.RUSAGE_SELF) - cpu0 + _cpu(resource.RUSAGE_CHILDREN)
     state["stop"] = True
     expected = [t for t in graph.graph.nodes if hasattr(t, "run")] if graph is not None else []
     executor = state["executor"]
@@ -178,6 +188,7 @@ def run(workdir: str, result_path: str, nofile: int | None, poll_seconds: float 
         open_fds_at_end=_open_fds(),
         baseline_fds=state["baseline_fds"],
         peak_fds=state["peak_fds"],
+        cpu_seconds=cpu,
         maxrss_self_kb=usage_self.ru_maxrss,
         maxrss_children_kb=usage_children.ru_maxrss,
     )

@@ -23,6 +23,11 @@ import time
 import traceback
 
 
+def _cpu(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--bundle", required=True)
@@ -37,6 +42,7 @@ def main() -> int:
 
     summary = {"nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
                "unicorn_ansible_importable": "unicorn_ansible" in sys.modules}
+    cpu0 = _cpu(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
     error = None
     rc = None
@@ -46,6 +52,8 @@ def main() -> int:
         error = f"{type(exc).__name__}: {exc}"
         traceback.print_exc()
     elapsed = time.perf_counter() - t0
+    # CPU time of the run: the executor's since t0, and every task process it waited for
+    cpu = _cpu(resource.RUSAGE_SELF) - cpu0 + _cpu(resource.RUSAGE_CHILDREN)
     usage_self = resource.getrusage(resource.RUSAGE_SELF)
     usage_children = resource.getrusage(resource.RUSAGE_CHILDREN)
     state = executor.read_json(os.path.join(args.workdir, executor.STATE)) or {}
@@ -73,6 +81,7 @@ def main() -> int:
         seconds=elapsed,
         error=error or state.get("error"),
         open_fds_at_end=len(os.listdir("/proc/self/fd")),
+        cpu_seconds=cpu,
         maxrss_self_kb=usage_self.ru_maxrss,
         maxrss_children_kb=usage_children.ru_maxrss,
     )

@@ -24,6 +24,9 @@ Every run is a fresh process on a fresh work folder:
 
 Time: measured inside the runner from the executor's entry point to its return (pipeline
 loading included, interpreter start-up excluded); ms per task = that / number of tasks.
+CPU: user + sys time of the executor process over the same span plus that of every task
+process it waited for (getrusage), per task: less sensitive than wall time to other work
+on the machine.
 Memory: this process samples the executor's process tree (executor + task processes, via
 /proc/PID/task/*/children) and sums Pss and Rss from /proc/PID/smaps_rollup; the peak of
 each sum is reported. Rss counts pages that forked task processes share with the executor
@@ -290,6 +293,7 @@ def run_netunicorn(scratch: Path, kind: str, tasks: int, label: str, nofile: Opt
         summary = {"ok": False, "finished": progress_data.get("done", 0), "seconds": progress_data.get("time"),
                    "open_fds_at_kill": progress_data.get("open_fds"),
                    "baseline_fds": progress_data.get("baseline_fds"),
+                   "first_progress": progress_data.get("first"),
                    "error": "killed after the timeout" if measured["timed_out"] else
                    f"runner exited {measured['returncode']} without a summary; see {label}.out"}
     summary.update(measured)
@@ -313,6 +317,13 @@ def ms_per_task(runs: List[Dict[str, Any]]) -> Optional[float]:
     if not good:
         return None
     return statistics.median(run["seconds"] * 1000 / run["tasks"] for run in good)
+
+
+def cpu_ms_per_task(runs: List[Dict[str, Any]]) -> Optional[float]:
+    good = [run for run in runs if run.get("ok") and run.get("cpu_seconds") is not None]
+    if not good:
+        return None
+    return statistics.median(run["cpu_seconds"] * 1000 / run["tasks"] for run in good)
 
 
 def _fmt(value: Optional[float], digits: int = 1) -> str:
@@ -347,7 +358,11 @@ def describe_ulimit(run: Dict[str, Any]) -> str:
     if run.get("timed_out"):
         fds = run.get("open_fds_at_kill") or run.get("peak_fds")
         base = run.get("baseline_fds") or 0
-        per_task = (fds - base) / max(done, 1)
+        first = run.get("first_progress") or {}
+        if first and done > first["done"]:
+            per_task = (fds - first["open_fds"]) / (done - first["done"])
+        else:  # a sequential pipeline: the tasks done and the one running
+            per_task = (fds - base) / (done + 1)
         text = f"stopped after {run['wall']:.0f} s, {done} tasks done: {fds} open fds ({base} before the first task"
         if per_task >= 0.5:
             text += (f", +{per_task:.1f} per finished task, so it reaches {args_nofile(run)} after "
@@ -355,8 +370,12 @@ def describe_ulimit(run: Dict[str, Any]) -> str:
         return text + ")"
     why = run.get("failure_reason") or run.get("error") or run.get("status")
     seconds = run.get("seconds")
-    return (f"dies after {done} of {run['tasks']:,} tasks ({seconds:.1f} s): {why}; peak {run['peak_fds']} open fds; "
-            f"results: {run.get('result_type') or run.get('status')}")
+    text = f"dies after {done:,} of {run['tasks']:,} tasks ({seconds:.1f} s): {why}; peak {run['peak_fds']:,} open fds"
+    if "result_type" in run and run["result_type"] is None:  # netunicorn's summary
+        text += "; no pipeline result (execution_graph_results is None): its final report has none of the finished tasks' results"
+    elif run.get("status"):
+        text += f"; executor status {run['status']}"
+    return text
 
 
 def main() -> int:
@@ -460,6 +479,8 @@ def report(args: argparse.Namespace, raw: Dict[str, List[Dict[str, Any]]], versi
     seq_note = f" ({m} tasks)" if nu_seq and m != n else ""
     row(f"{n} sequential tasks: ms per task", ms_per_task(ours_seq), ms_per_task(nu_seq), 2,
         _failures(ours_seq), (f" ({m} tasks measured: ~1 s each)" if seq_note else "") + _failures(nu_seq))
+    row(f"{n} sequential tasks: CPU ms per task (user + sys, executor + tasks)", cpu_ms_per_task(ours_seq),
+        cpu_ms_per_task(nu_seq), 2, note_theirs=seq_note)
     row(f"{n} sequential tasks: peak MB, Σ PSS of executor + tasks", _median(ours_seq, "peak_pss_mb"),
         _median(nu_seq, "peak_pss_mb"), note_theirs=seq_note)
     row(f"{n} sequential tasks: peak MB, Σ RSS of executor + tasks", _median(ours_seq, "peak_rss_mb"),
@@ -468,6 +489,8 @@ def report(args: argparse.Namespace, raw: Dict[str, List[Dict[str, Any]]], versi
         note_theirs=seq_note)
     row(f"{n} parallel tasks (one stage): ms per task", ms_per_task(ours_par), ms_per_task(nu_par), 2,
         _failures(ours_par), _failures(nu_par))
+    row(f"{n} parallel tasks: CPU ms per task (user + sys, executor + tasks)", cpu_ms_per_task(ours_par),
+        cpu_ms_per_task(nu_par), 2)
     row(f"{n} parallel tasks: peak MB, Σ PSS of executor + tasks", _median(ours_par, "peak_pss_mb"),
         _median(nu_par, "peak_pss_mb"))
     row(f"{n} parallel tasks: peak MB, Σ RSS of executor + tasks", _median(ours_par, "peak_rss_mb"),
@@ -492,6 +515,7 @@ def report(args: argparse.Namespace, raw: Dict[str, List[Dict[str, Any]]], versi
         if patched_seq:
             row(f"{n} sequential tasks: ms per task", ms_per_task(ours_seq), ms_per_task(patched_seq), 2,
                 note_theirs=_failures(patched_seq))
+            row(f"{n} sequential tasks: CPU ms per task", cpu_ms_per_task(ours_seq), cpu_ms_per_task(patched_seq), 2)
             row(f"{n} sequential tasks: peak MB, Σ PSS", _median(ours_seq, "peak_pss_mb"),
                 _median(patched_seq, "peak_pss_mb"))
         if patched_ulimit:
