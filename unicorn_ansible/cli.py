@@ -168,7 +168,10 @@ def run(experiment_file: str, inventories: Sequence[str], name: Optional[str], r
     experiment = load_experiment_file(experiment_file, inventory.nodes())
     name = name or new_run_name(Path(experiment_file).stem)
     click.echo(f"run {name}: {len(experiment)} node(s)", err=True)
-    results = run_experiment(experiment, inventory, name, replace, _options(**engine), _progress_printer(), secrets)
+    from ._progress import Progress
+
+    with Progress(run_path(name), [d.node.name for d in experiment], sys.stderr) as progress:
+        results = run_experiment(experiment, inventory, name, replace, _options(**engine), progress.handle, secrets)
     if as_json:
         click.echo(json.dumps(results.to_dict(), indent=2))
     else:

@@ -1,0 +1,65 @@
+"""Live progress: phases read from status files, plain lines on change, a rich table on a terminal."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from unicorn_ansible._progress import Progress, describe
+
+
+def _status(run_dir: Path, host: str, **status) -> None:
+    folder = run_dir / "nodes" / host
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "status.json").write_text(json.dumps(status))
+
+
+def test_phases_read_as_a_person_would() -> None:
+    assert describe({}) == ("waiting", 0, 0)
+    assert describe({"phase": "deploying"}) == ("deploying", 0, 0)
+    assert describe({"phase": "running", "progress": {"stage": 2, "stages": 3, "done": 4, "total": 9}}) == (
+        "running stage 2 of 3", 4, 9)
+    assert describe({"phase": "executed", "progress": {"done": 9, "total": 9}}) == ("done", 9, 9)
+    assert describe({"phase": "executed", "progress": {"done": 9, "total": 9, "failed": 1}})[0] == \
+        "done, with failed tasks"
+    assert describe({"phase": "unreachable"})[0] == "unreachable"
+    assert describe({"phase": "deploy_failed"})[0] == "failed"
+
+
+def test_plain_lines_once_per_change_with_timestamps(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    progress = Progress(tmp_path, ["a", "b"], stream)
+    progress.refresh()
+    _status(tmp_path, "a", phase="deploying")
+    progress.refresh()
+    progress.refresh()  # nothing changed: nothing printed
+    _status(tmp_path, "a", phase="executed", progress={"done": 2, "total": 2})
+    _status(tmp_path, "b", phase="unreachable")
+    progress.refresh()
+    lines = stream.getvalue().splitlines()
+    assert [line.split(" ", 1)[1] for line in lines] == [
+        "a: waiting", "b: waiting", "a: deploying", "a: done (2/2 tasks)", "b: unreachable"]
+    assert all(len(line.split(" ")[0]) == 8 and line[2] == ":" for line in lines)
+
+
+def test_a_terminal_gets_a_table_and_an_overall_bar(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    _status(tmp_path, "a", phase="running", progress={"stage": 1, "stages": 2, "done": 1, "total": 3})
+    _status(tmp_path, "b", phase="executed", progress={"done": 3, "total": 3})
+    progress = Progress(tmp_path, ["a", "b", "c"], io.StringIO())
+    console = Console(file=io.StringIO(), force_terminal=True, width=100)
+    console.print(progress.renderable(progress.snapshot()))
+    text = console.file.getvalue()
+    assert "running stage 1 of 2" in text and "1/3" in text and "done" in text and "waiting" in text
+    assert "1/3 node(s) finished" in text
+
+
+def test_start_and_stop_in_plain_mode(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    _status(tmp_path, "a", phase="deploying")
+    with Progress(tmp_path, ["a"], stream, interval=0.05) as progress:
+        progress.handle({"event": "runner_on_ok"})
+        _status(tmp_path, "a", phase="executed")
+    assert "a: done" in stream.getvalue()

@@ -1,0 +1,141 @@
+"""Live progress of a run: one row per node and an overall bar on a terminal,
+plain timestamped lines (one per change) anywhere else.
+
+Progress comes from the run directory: the callback plugin writes each node's
+phase and the executor's progress (stage, tasks done) to ``nodes/<node>/status.json``
+while the pipeline runs; this reads those files twice a second.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any, Dict, List, Optional, Tuple
+
+FINAL_PHASES = {"executed": "done", "execution_failed": "failed", "deploy_failed": "failed",
+                "unreachable": "unreachable", "cancelled": "cancelled"}
+
+
+def describe(status: Dict[str, Any]) -> Tuple[str, int, int]:
+    """A node's phase as a person reads it, with tasks done and total."""
+    phase = status.get("phase") or "waiting"
+    progress = status.get("progress") or {}
+    done, total = int(progress.get("done") or 0), int(progress.get("total") or 0)
+    if phase in FINAL_PHASES:
+        label = FINAL_PHASES[phase]
+        if phase == "executed" and progress.get("failed"):
+            label = "done, with failed tasks"
+        return label, done, total
+    if phase == "running" and progress.get("stages"):
+        return f"running stage {progress.get('stage', 0)} of {progress['stages']}", done, total
+    if phase == "deployed":
+        return "deployed", done, total
+    return phase, done, total
+
+
+class Progress:
+    """Shows a run's progress while it runs: ``with Progress(run_dir, hosts, stream): ...``."""
+
+    def __init__(self, run_dir: Path, hosts: List[str], stream: IO[str], interval: float = 0.5) -> None:
+        self.run_dir = Path(run_dir)
+        self.hosts = list(hosts)
+        self.stream = stream
+        self.interval = interval
+        self.live = bool(getattr(stream, "isatty", lambda: False)())
+        self._seen: Dict[str, Tuple[str, int, int]] = {}
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._live_display: Any = None
+
+    # -- reading ---------------------------------------------------------------
+    def snapshot(self) -> Dict[str, Tuple[str, int, int]]:
+        out = {}
+        for host in self.hosts:
+            try:
+                status = json.loads((self.run_dir / "nodes" / host / "status.json").read_text())
+            except (OSError, ValueError):
+                status = {}
+            out[host] = describe(status)
+        return out
+
+    # -- showing -----------------------------------------------------------------
+    def lines(self, snapshot: Dict[str, Tuple[str, int, int]]) -> List[str]:
+        """Plain lines for the nodes whose phase changed since the last call."""
+        out = []
+        stamp = time.strftime("%H:%M:%S")
+        for host, (label, done, total) in snapshot.items():
+            if self._seen.get(host, ("", -1, -1))[0] != label:
+                tasks = f" ({done}/{total} tasks)" if total else ""
+                out.append(f"{stamp} {host}: {label}{tasks}")
+            self._seen[host] = (label, done, total)
+        return out
+
+    def renderable(self, snapshot: Dict[str, Tuple[str, int, int]]) -> Any:
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+
+        table = Table(title=f"run {self.run_dir.name}", expand=False)
+        for column in ("node", "phase", "tasks"):
+            table.add_column(column)
+        finished = 0
+        for host, (label, done, total) in snapshot.items():
+            colour = {"done": "green", "failed": "red", "unreachable": "magenta", "cancelled": "yellow"}.get(
+                label.split(",")[0], "")
+            table.add_row(host, f"[{colour}]{label}[/]" if colour else label, f"{done}/{total}" if total else "")
+            finished += label.split(",")[0] in ("done", "failed", "unreachable", "cancelled")
+        bar = ProgressBar(total=max(len(snapshot), 1), completed=finished, width=40)
+        summary = Table.grid()
+        summary.add_row(bar, f"  {finished}/{len(snapshot)} node(s) finished")
+        return Group(table, summary)
+
+    def refresh(self) -> None:
+        snapshot = self.snapshot()
+        if self._live_display is not None:
+            self._live_display.update(self.renderable(snapshot))
+        else:
+            for line in self.lines(snapshot):
+                print(line, file=self.stream, flush=True)
+
+    # -- lifetime ------------------------------------------------------------------
+    def handle(self, event: Dict[str, Any]) -> None:
+        """ansible-runner event handler: refresh soon after anything happens."""
+        if event.get("event", "").startswith("runner_on_"):
+            self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.refresh()
+            self._wake.wait(self.interval)
+            self._wake.clear()
+
+    def start(self) -> "Progress":
+        if self.live:
+            from rich.console import Console
+            from rich.live import Live
+
+            self._live_display = Live(self.renderable(self.snapshot()), console=Console(file=self.stream),
+                                      refresh_per_second=4, transient=False)
+            self._live_display.start()
+        self._thread = threading.Thread(target=self._loop, name="unicorn-progress", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.refresh()
+        if self._live_display is not None:
+            self._live_display.stop()
+            self._live_display = None
+
+    def __enter__(self) -> "Progress":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
