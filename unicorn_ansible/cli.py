@@ -433,6 +433,22 @@ def logs(run_name: str, node_name: Optional[str], task_name: Optional[str], exec
         raise UnicornError(f"no logs match in run {run_name}; check --node and --task against `unicorn-ansible results {run_name}`")
 
 
+@cli.command()
+@click.argument("run_name")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="HTML file to write (default: in the run folder).")
+def report(run_name: str, output: Optional[str]) -> None:
+    """Write a self-contained HTML report: a timeline per node, results, errors, links to logs.
+
+    \b
+    Example:
+      unicorn-ansible report ping-1 -o ping-1.html
+    """
+    from ._report import report_for
+
+    written = report_for(_resolve_run(run_name), Path(output) if output else None)
+    click.echo(f"report: {written}")
+
+
 def _attach_testbed() -> None:
     try:
         from ._testbed_cli import testbed

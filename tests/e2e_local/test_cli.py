@@ -10,7 +10,8 @@ import pytest
 from .conftest import Env
 
 ROOT = Path(__file__).resolve().parents[2]
-COMMANDS = ["run", "compile", "results", "status", "logs", "cancel", "collect", "list", "delete", "nodes", "testbed"]
+COMMANDS = ["run", "compile", "results", "status", "logs", "cancel", "collect", "list", "delete", "nodes", "testbed",
+            "report"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
