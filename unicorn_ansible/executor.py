@@ -757,7 +757,7 @@ def _deploy_locked(workdir: str, spec: Dict[str, Any], report: Dict[str, Any], r
         with open(log_path, "wb") as log:
             done = subprocess.run(
                 ["/bin/sh", "-c", command], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=env, cwd=workdir,
+                env=env, cwd=env_dir,  # side effects in the folder stay with the environment
             )
         with open(log_path, "rb") as log:
             log.seek(max(0, os.path.getsize(log_path) - 2000))
@@ -815,11 +815,16 @@ def start(workdir: str, bundle: str) -> Dict[str, Any]:
         return dict(read_json(os.path.join(workdir, STATE)) or {"status": "starting"}, already_started=True)
     report = read_json(os.path.join(workdir, "deploy-report.json")) or {}
     interpreter = report.get("interpreter") or sys.executable
+    env = dict(os.environ)
+    if report.get("environment"):  # the node's environment is active for the tasks too
+        env["VIRTUAL_ENV"] = env["UNICORN_ENVIRONMENT"] = report["environment"]
+        env["PATH"] = os.path.join(report["environment"], "bin") + os.pathsep + env.get("PATH", "")
+        env.pop("PYTHONHOME", None)
     os.makedirs(os.path.join(workdir, "logs"), exist_ok=True)
     out = open(os.path.join(workdir, "logs", "executor.out"), "ab")
     process = subprocess.Popen(
         [interpreter, bundle, "run", "--workdir", workdir],
-        stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
         start_new_session=True, close_fds=True, cwd=workdir,
     )
     write_json_atomic(marker, {"pid": process.pid, "time": time.time(), "interpreter": interpreter})

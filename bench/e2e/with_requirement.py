@@ -7,7 +7,9 @@ class Measure(Task):
     requirements = ["python -c 'import sys; print(sys.prefix)' > environment.txt"]
 
     def run(self):
-        return open("environment.txt").read().strip()
+        import os
+
+        return open(os.path.join(os.environ["UNICORN_ENVIRONMENT"], "environment.txt")).read().strip()
 
 
 def experiment(nodes):

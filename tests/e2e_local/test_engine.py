@@ -83,7 +83,8 @@ from unicorn_ansible import Experiment, Pipeline, Task
 class ReadBack(Task):
     requirements = ["echo '{{ x }}' \"it's\" $((1+1)) > jinja.txt"]
     def run(self):
-        return open("jinja.txt").read()  # tasks and requirements run in the node's work folder
+        import os  # requirements run in the node's environment folder, which tasks find here:
+        return open(os.path.join(os.environ["UNICORN_ENVIRONMENT"], "jinja.txt")).read()
 
 class Broken(Task):
     requirements = ["echo before-failure", "echo 'about to fail' >&2; exit 7", "touch never-here"]
@@ -111,7 +112,8 @@ def test_requirements_run_verbatim_and_a_failing_one_stops_only_its_host(env: En
     assert bad["status"] == "deploy_failed" and not bad["prepared"]
     assert "exit 7" in bad["error"] and "exit code 7" in bad["error"] and "about to fail" in bad["error"]
     assert bad["results"] == []
-    assert not (env.run_dir_on_host("bad", "reqs") / "never-here").exists()
+    assert not list(env.host_dir("bad").glob("envs/*/never-here"))
+    assert list(env.host_dir("bad").glob("envs/*/bin/python"))  # the failed environment is where it ran
 
 
 def _wheel(folder: Path, name: str, version: str, module_source: str) -> Path:

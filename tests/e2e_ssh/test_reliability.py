@@ -315,7 +315,7 @@ class Quoted(Task):
     requirements = ["echo \\"it's\\" `echo back` $HOME '{{ x }}' '{% raw %}' > quoted.txt"]
 
     def run(self):
-        return open("quoted.txt").read()
+        return open(os.path.join(os.environ["UNICORN_ENVIRONMENT"], "quoted.txt")).read()
 
 
 def experiment(nodes):

@@ -224,13 +224,13 @@ def test_deploy_runs_requirements_in_a_virtualenv_stops_at_the_first_failure_and
             "commands": ["echo $VIRTUAL_ENV > where.txt", "python -c 'import sys; print(sys.prefix)' >> where.txt"]}
     report = deploy(str(tmp_path), spec)
     assert report["ok"] and not report["skipped"]
-    where = (tmp_path / "where.txt").read_text().split()
+    where = (tmp_path / "env" / "where.txt").read_text().split()  # requirements run in the environment folder
     assert where[0] == where[1] == str(tmp_path / "env")
     assert deploy(str(tmp_path), spec)["skipped"]
     failing = dict(spec, commands=["echo one", "echo 'bad thing' >&2; exit 4", "touch never"], env_dir="env2")
     report = deploy(str(tmp_path), failing)
     assert not report["ok"]
     assert "exit code 4" in report["error"] and "exit 4" in report["error"] and "bad thing" in report["error"]
-    assert not (tmp_path / "never").exists()
+    assert not (tmp_path / "env2" / "never").exists()
     wrong = deploy(str(tmp_path), dict(spec, python="2.7"))
     assert not wrong["ok"] and "2.7" in wrong["error"] and "%d.%d" % sys.version_info[:2] in wrong["error"]
