@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import py_compile
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Dict, Iterable, Tuple
@@ -56,7 +58,18 @@ def _package_files(module: object) -> Iterable[Tuple[str, Path]]:
         yield relative.as_posix(), file
 
 
-def bundle_members() -> Dict[str, bytes]:
+def _compiled(name: str, source: bytes) -> bytes:
+    """Byte code for ``source`` (unchecked hash-based .pyc): zipimport would otherwise compile
+    every module from source in every process the bundle starts on a host."""
+    with tempfile.TemporaryDirectory(prefix="unicorn-pyc-") as scratch:
+        source_path, compiled_path = Path(scratch) / "module.py", Path(scratch) / "module.pyc"
+        source_path.write_bytes(source)
+        py_compile.compile(str(source_path), cfile=str(compiled_path), dfile=name, doraise=True,
+                           invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+        return compiled_path.read_bytes()
+
+
+def _sources() -> Dict[str, bytes]:
     expected = "%d.%d" % sys.version_info[:2]
     members: Dict[str, bytes] = {"__main__.py": _MAIN.format(expected=expected).encode(),
                                  "executor.py": executor_source().read_bytes()}
@@ -66,17 +79,26 @@ def bundle_members() -> Dict[str, bytes]:
     return members
 
 
+def bundle_members() -> Dict[str, bytes]:
+    """The bundle's files: sources and their byte code for this Python."""
+    members = _sources()
+    for name in [n for n in members if n.endswith(".py")]:
+        members[name + "c"] = _compiled(name, members[name])
+    return members
+
+
 def build_bundle(cache_dir: Path | None = None) -> Path:
-    """The path of the bundle for the current sources, building it if needed."""
-    members = bundle_members()
-    digest = hashlib.sha256()
-    for name in sorted(members):
-        digest.update(name.encode() + b"\0" + members[name] + b"\0")
+    """The path of the bundle for the current sources and Python, building it if needed."""
+    sources = _sources()
+    digest = hashlib.sha256(sys.version.encode())
+    for name in sorted(sources):
+        digest.update(name.encode() + b"\0" + sources[name] + b"\0")
     folder = cache_dir or home_dir() / "bundles"
-    folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{digest.hexdigest()[:16]}-{BUNDLE_NAME}"
     if target.exists():
         return target
+    folder.mkdir(parents=True, exist_ok=True)
+    members = bundle_members()
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name in sorted(members):

@@ -52,11 +52,31 @@ import time
 import traceback
 import zipfile
 from dataclasses import dataclass, field
-from typing import IO, Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import IO, TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
-import cloudpickle
-from returns.pipeline import is_successful
-from returns.result import Failure, Result, Success
+if TYPE_CHECKING:  # pragma: no cover
+    from returns.result import Result
+
+# cloudpickle and returns are imported when a pipeline is run or a result handled, not
+# for deploy, start, wait and cancel: each of those is a short process on the host.
+cloudpickle: Any = None
+Failure: Any = None
+Success: Any = None
+is_successful: Any = None
+_Result: Any = None
+
+
+def _need_libraries() -> None:
+    global cloudpickle, Failure, Success, is_successful, _Result
+    if cloudpickle is None:
+        import cloudpickle as _cloudpickle
+        from returns.pipeline import is_successful as _is_successful
+        from returns.result import Failure as _Failure
+        from returns.result import Result as _ResultClass
+        from returns.result import Success as _Success
+
+        cloudpickle, Failure, Success, is_successful, _Result = (
+            _cloudpickle, _Failure, _Success, _is_successful, _ResultClass)
 
 EXECUTOR_VERSION = "1"
 DEFAULT_LOG_CAP = 10 * 1024 * 1024
@@ -72,7 +92,8 @@ SPEC = "node.json"
 
 def as_result(value: Any) -> Result:
     """What ``run()`` returned, as a Result: a Result is kept as is, anything else becomes Success(value)."""
-    if isinstance(value, Result):
+    _need_libraries()
+    if isinstance(value, _Result):
         return value
     return Success(value)
 
@@ -83,6 +104,7 @@ def call_task(task: Any, log: Optional[IO[str]] = None) -> Result:
     An exception becomes ``Failure(str(exception))``; its full traceback goes
     to ``log`` (the task's log, stderr by default).
     """
+    _need_libraries()
     try:
         return as_result(task.run())
     except Exception as exc:  # the task's own error: its result, not ours
@@ -99,19 +121,21 @@ def call_task(task: Any, log: Optional[IO[str]] = None) -> Result:
 SHIPPED_CLASS = "unicorn-ansible-class"
 
 
-class _ResultPickler(cloudpickle.Pickler):
-    def persistent_id(self, obj: Any) -> Any:
-        if isinstance(obj, type):
-            tracker = getattr(cloudpickle.cloudpickle, "_DYNAMIC_CLASS_TRACKER_BY_CLASS", {}).get(obj)
-            if tracker is not None:
-                return (SHIPPED_CLASS, tracker)
-        return None
+def _shipped_class_id(obj: Any) -> Any:
+    if isinstance(obj, type):
+        tracker = getattr(cloudpickle.cloudpickle, "_DYNAMIC_CLASS_TRACKER_BY_CLASS", {}).get(obj)
+        if tracker is not None:
+            return (SHIPPED_CLASS, tracker)
+    return None
 
 
 def dumps_result(result: Any) -> bytes:
     """Pickle a task's Result for the controller."""
+    _need_libraries()
     buffer = io.BytesIO()
-    _ResultPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(result)
+    pickler = cloudpickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler.persistent_id = _shipped_class_id
+    pickler.dump(result)
     return buffer.getvalue()
 
 
@@ -294,6 +318,7 @@ class Executor:
         task_timeout: Optional[float] = None,
         log_cap: int = DEFAULT_LOG_CAP,
     ) -> None:
+        _need_libraries()
         self.pipeline = pipeline
         self.workdir = os.path.abspath(workdir)
         self.environment = dict(environment or {})
@@ -969,6 +994,7 @@ def unpack_node_files(workdir: str) -> None:
 
 
 def _load_pipeline(workdir: str) -> Any:
+    _need_libraries()
     with open(os.path.join(workdir, PIPELINE), "rb") as handle:
         return cloudpickle.load(handle)
 
