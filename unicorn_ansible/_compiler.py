@@ -97,7 +97,20 @@ def ansible_settings(host_count: int, options: CompileOptions, project: Path) ->
     ]
     if options.strategy:
         settings.append(("defaults", "strategy", "ANSIBLE_STRATEGY", options.strategy))
+        if options.strategy.startswith("mitogen"):
+            settings.append(("defaults", "strategy_plugins", "ANSIBLE_STRATEGY_PLUGINS", _mitogen_strategies()))
     return settings
+
+
+def _mitogen_strategies() -> str:
+    """Where Mitogen's strategy plugins are (pip install mitogen)."""
+    try:
+        import ansible_mitogen
+    except ImportError as exc:
+        raise ExperimentError(
+            "--strategy mitogen_* needs Mitogen in unicorn-ansible's environment: pip install mitogen"
+        ) from exc
+    return str(Path(ansible_mitogen.__file__).parent / "plugins" / "strategy")
 
 
 def _templates() -> jinja2.Environment:

@@ -142,3 +142,14 @@ def test_a_host_with_another_python_is_refused_and_the_others_run(lab: Lab) -> N
     assert "3.9" in refused["error"] and "3.11" in refused["error"] and "ansible_python_interpreter" in refused["error"]
     for name in ("h1", "h2"):
         assert node(results, name)["status"] == "ok"
+
+
+def test_mitogen_strategy_passthrough(lab: Lab) -> None:
+    inventory = lab.inventory("mitogen", hosts=["h1", "h2"])
+    (lab.root / "hello.py").write_text(HELLO)
+    lab.cli("run", "hello.py", "-i", str(inventory), "--name", "mitogen", "--strategy", "mitogen_linear", check=0)
+    envvars = json.loads((lab.home / "runs" / "mitogen" / "env" / "envvars").read_text())
+    assert envvars["ANSIBLE_STRATEGY"] == "mitogen_linear"
+    assert envvars["ANSIBLE_STRATEGY_PLUGINS"].endswith("ansible_mitogen/plugins/strategy")
+    results = lab.results("mitogen")
+    assert [node(results, h)["status"] for h in ("h1", "h2")] == ["ok", "ok"]
