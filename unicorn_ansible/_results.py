@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import reprlib
 import shutil
 import tarfile
 from dataclasses import dataclass, field
@@ -30,10 +31,29 @@ STATUSES = ("unreachable", "deploy_failed", "execution_failed", "cancelled", "fa
 REPR_LIMIT = 10_000
 
 
-def _bounded_repr(value: Any) -> str:
-    if isinstance(value, (bytes, bytearray)) and len(value) > REPR_LIMIT:
+class _ShortRepr(reprlib.Repr):
+    """repr that never builds the whole text of a huge value (a 200 MB bytes, a long list)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxstring = self.maxother = 2000
+        self.maxlist = self.maxtuple = self.maxset = self.maxfrozenset = self.maxdeque = self.maxdict = 200
+        self.maxlevel = 8
+
+    def repr_bytes(self, value: bytes, level: int) -> str:
+        if len(value) <= 200:
+            return repr(value)
         return f"<{type(value).__name__} of {len(value)} bytes: {bytes(value[:64])!r}...>"
-    text = repr(value)
+
+    repr_bytearray = repr_bytes
+
+
+def _bounded_repr(value: Any) -> str:
+    if isinstance(value, Result):
+        inner = value.unwrap() if is_successful(value) else value.failure()
+        text = f"<{'Success' if is_successful(value) else 'Failure'}: {_ShortRepr().repr(inner)}>"
+    else:
+        text = _ShortRepr().repr(value)
     return text if len(text) <= REPR_LIMIT else f"{text[:REPR_LIMIT]}... ({len(text) - REPR_LIMIT} more characters)"
 
 

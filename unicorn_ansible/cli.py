@@ -120,10 +120,13 @@ def _summary(results: RunResults) -> None:
     for node in results:
         for task, values in node.tasks.items():
             for value in values:
-                console.print(f"{node.node}  {task}: {_short(repr(value))}", markup=False, highlight=False)
+                console.print(f"{node.node}  {task}: {_short(value)}", markup=False, highlight=False)
 
 
-def _short(text: str, limit: int = 300) -> str:
+def _short(value: Any, limit: int = 300) -> str:
+    from ._results import _bounded_repr
+
+    text = _bounded_repr(value)  # never the whole repr of a 100 MB result
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
