@@ -235,8 +235,12 @@ def compile_experiment(
             _write(folder / file_name, data, 0o600)
         _write(folder / NODE_BUNDLE_NAME, node_bundle(bundle, files), 0o600)
 
+    # per-deployment time limits (seconds), where a deployment sets one
+    limits = {d.node.name: int(float(d.keep_alive_timeout_minutes) * 60) for d in experiment
+              if getattr(d, "keep_alive_timeout_minutes", None)}
     settings = ansible_settings(len(hosts), options, project)
     context = {
+        "deployment_timeouts": limits,
         "version": __version__,
         "run": name,
         "run_id": run_id,

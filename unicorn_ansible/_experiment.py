@@ -74,9 +74,10 @@ class Deployment:
     - ``pipeline``: cloudpickled bytes of the node's pipeline (TaskDispatchers already dispatched)
     - ``environment_definition.commands``: every task's requirements, stage by stage, task by task
     - ``prepared`` / ``error``: filled in by the engine after deployment
+    - ``keep_alive_timeout_minutes``: this node's time limit (netunicorn's name); None: the run's
     """
 
-    def __init__(self, node: Node, pipeline: Pipeline, keep_alive_timeout_minutes: int = 10) -> None:
+    def __init__(self, node: Node, pipeline: Pipeline, keep_alive_timeout_minutes: Optional[float] = None) -> None:
         if not isinstance(node, Node):
             raise ExperimentError(f"expected a Node, got {type(node).__name__}: {node!r}")
         if not isinstance(pipeline, Pipeline):
@@ -125,14 +126,16 @@ class Experiment:
     def __init__(self) -> None:
         self.deployment_map: List[Deployment] = []
 
-    def append(self, node: Node, pipeline: Pipeline) -> "Experiment":
-        """Dispatch and serialize ``pipeline`` for ``node`` and add it as a deployment; returns self."""
+    def append(self, node: Node, pipeline: Pipeline, keep_alive_timeout_minutes: Optional[float] = None) -> "Experiment":
+        """Dispatch and serialize ``pipeline`` for ``node`` and add it as a deployment; returns self.
+
+        ``keep_alive_timeout_minutes`` limits how long this node's pipeline may run (default: the run's limit)."""
         if any(d.node.name == getattr(node, "name", None) for d in self.deployment_map):
             raise ExperimentError(
                 f"node {node.name} already has a pipeline in this experiment; "
                 "one node runs one pipeline (put the tasks in one pipeline, or use another node)"
             )
-        self.deployment_map.append(Deployment(node, pipeline))
+        self.deployment_map.append(Deployment(node, pipeline, keep_alive_timeout_minutes))
         return self
 
     def map(self, pipeline: Pipeline, nodes: Union[Iterable[Node], Nodes]) -> "Experiment":

@@ -25,7 +25,7 @@ from .executor import JOURNAL, STATE, iter_records, read_json, results_by_name, 
 from .errors import RunError, UntrustedDataError
 
 # What a node's outcome can be, from the worst to the best.
-STATUSES = ("unreachable", "deploy_failed", "execution_failed", "cancelled", "failed", "not_run", "ok")
+STATUSES = ("unreachable", "deploy_failed", "execution_failed", "timed_out", "cancelled", "failed", "not_run", "ok")
 
 
 REPR_LIMIT = 10_000
@@ -229,6 +229,8 @@ def load_node(run_dir: Path, node: str, loads: Optional[Callable[[bytes], Any]] 
         outcome = "unreachable"
     elif phase == "deploy_failed":
         outcome = "deploy_failed"
+    elif status.get("timed_out"):
+        outcome = "timed_out"
     elif state.get("status") == "finished":
         outcome = "failed" if state.get("failed") or state.get("not_run") else "ok"
     elif state.get("status") == "cancelled" and not status.get("timed_out"):

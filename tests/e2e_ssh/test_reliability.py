@@ -156,19 +156,28 @@ def experiment(nodes):
     assert _processes_in("ua-h1") == []
 
 
-def test_the_run_time_limit_stops_a_pipeline_that_runs_too_long(lab: Lab) -> None:
-    inventory = lab.inventory("run-limit", hosts=["h3"])
+def test_run_and_deployment_time_limits_stop_pipelines_that_run_too_long(lab: Lab) -> None:
+    inventory = lab.inventory("run-limit", hosts=["h2", "h3"])
     (lab.root / "limit.py").write_text(COMMON + '''
 def experiment(nodes):
-    return Experiment().map(Pipeline().then(Quick(1, "quick")).then(Sleep(300, name="slow")), nodes.take(1))
+    h2, h3 = nodes.take(2)
+    pipeline = Pipeline().then(Quick(1, "quick")).then(Sleep(300, name="slow"))
+    return (Experiment()
+            .append(h2, pipeline)                                   # the run's limit: --run-timeout
+            .append(h3, pipeline, keep_alive_timeout_minutes=0.05))  # its own limit: 3 s
 ''')
     started = time.monotonic()
-    lab.cli("run", "limit.py", "-i", str(inventory), "--name", "run-limit", "--run-timeout", "6", check=1)
+    lab.cli("run", "limit.py", "-i", str(inventory), "--name", "run-limit", "--run-timeout", "8", check=1)
     assert time.monotonic() - started < 90
-    entry = node(lab.results("run-limit"), "h3")
-    assert entry["status"] == "execution_failed" and "time limit" in entry["error"]
-    assert entry["tasks"]["quick"] == [{"type": "Success", "value": 1}]
-    assert _processes_in("ua-h3") == []
+    results = lab.results("run-limit")
+    for name in ("h2", "h3"):
+        entry = node(results, name)
+        assert entry["status"] == "timed_out" and "time limit" in entry["error"]
+        assert entry["tasks"]["quick"] == [{"type": "Success", "value": 1}]
+        assert _processes_in(f"ua-{name}") == []
+    ended = {name: json.loads((lab.home / "runs" / "run-limit" / "nodes" / name / "state.json").read_text())["finished"]
+             for name in ("h2", "h3")}
+    assert ended["h3"] < ended["h2"]  # h3's own, shorter limit stopped it first
 
 
 CANCEL = COMMON + '''
