@@ -221,6 +221,9 @@ def compile_experiment(
                 "environment_variables": env_vars,
                 "task_timeout": options.task_timeout,
                 "log_cap": options.log_cap,
+                # the executor enforces the node's limit itself, controller or not
+                "time_limit": (float(deployment.keep_alive_timeout_minutes) * 60
+                               if deployment.keep_alive_timeout_minutes else options.run_timeout_seconds),
             }, indent=2) + "\n").encode(),
             "deploy.json": (json.dumps({
                 "node": host,

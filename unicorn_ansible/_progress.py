@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO, Any, Dict, List, Optional, Tuple
 
 FINAL_PHASES = {"executed": "done", "execution_failed": "failed", "deploy_failed": "failed",
-                "unreachable": "unreachable", "cancelled": "cancelled"}
+                "unreachable": "unreachable", "cancelled": "cancelled", "timed_out": "timed out"}
 
 
 def describe(status: Dict[str, Any]) -> Tuple[str, int, int]:

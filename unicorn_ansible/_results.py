@@ -229,8 +229,10 @@ def load_node(run_dir: Path, node: str, loads: Optional[Callable[[bytes], Any]] 
         outcome = "unreachable"
     elif phase == "deploy_failed":
         outcome = "deploy_failed"
-    elif status.get("timed_out"):
+    elif status.get("timed_out") or state.get("status") == "timed_out":
         outcome = "timed_out"
+        error = error or (f"the pipeline was still running when the node's time limit was reached; "
+                          f"it was stopped ({state.get('done', 0)} of {state.get('total', '?')} tasks ran)")
     elif state.get("status") == "finished":
         outcome = "failed" if state.get("failed") or state.get("not_run") else "ok"
     elif state.get("status") == "cancelled" and not status.get("timed_out"):

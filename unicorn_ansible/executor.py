@@ -317,9 +317,12 @@ class Executor:
         environment: Optional[Dict[str, str]] = None,
         task_timeout: Optional[float] = None,
         log_cap: int = DEFAULT_LOG_CAP,
+        time_limit: Optional[float] = None,
     ) -> None:
         _need_libraries()
         self.pipeline = pipeline
+        self.time_limit = time_limit
+        self.deadline: Optional[float] = None
         self.workdir = os.path.abspath(workdir)
         self.environment = dict(environment or {})
         self.task_timeout = task_timeout
@@ -371,11 +374,13 @@ class Executor:
             "not_run": [],
         }
         self.save_state()
+        if self.time_limit:
+            self.deadline = time.monotonic() + float(self.time_limit)
         self.log(f"pipeline {getattr(self.pipeline, 'name', '?')}: {len(self.stages)} stages, {self.total} tasks")
         try:
             with open(self.journal_path, "ab") as journal:
                 for number, stage in enumerate(self.stages):
-                    if self.cancelled:
+                    if self.cancelled or self._out_of_time():
                         break
                     self.save_state(stage=number + 1)
                     self.log(f"stage {number + 1}/{len(self.stages)}: {len(stage)} task(s)")
@@ -385,7 +390,7 @@ class Executor:
                         break
                 ran = self.seq
             not_run = [task.name for stage in self.stages for task in stage][ran:]
-            status = "cancelled" if self.cancelled else "finished"
+            status = "cancelled" if self.cancelled else "timed_out" if self._out_of_time() else "finished"
             self.log(f"{status}: {self.done} task(s) ran, {self.failed} failed, {len(not_run)} not run")
             self.save_state(status=status, finished=time.time(), not_run=not_run, success=self.failed == 0 and not not_run)
         except BaseException as exc:
@@ -398,6 +403,9 @@ class Executor:
             self._log.close()
             self._log = None
         return self.state
+
+    def _out_of_time(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
 
     def _on_term(self, signum: int, frame: Any) -> None:
         self.cancelled = True
@@ -413,10 +421,10 @@ class Executor:
                 selector.register(run.fd, selectors.EVENT_READ, run)
             last_scan = time.monotonic()
             while running:
-                if self.cancelled:
+                if self.cancelled or self._out_of_time():
                     for run in running.values():
                         if run.status is None and run.killed_for is None:
-                            run.killed_for = "cancelled"
+                            run.killed_for = "cancelled" if self.cancelled else "time limit"
                             _kill_group(run.pid)
                 for key, _ in selector.select(self._next_timeout(running)):
                     self._drain(key.data, selector)
@@ -452,6 +460,8 @@ class Executor:
             return 0.001
         timeout = 0.05
         deadlines = [run.deadline for run in running.values() if run.deadline is not None]
+        if self.deadline is not None:
+            deadlines.append(self.deadline)
         if deadlines:
             timeout = max(0.0, min(timeout, min(deadlines) - time.monotonic()))
         return timeout
@@ -555,6 +565,9 @@ class Executor:
         elif run.killed_for == "cancelled":
             kind = "cancelled"
             result = Failure(f"task {name} was cancelled")
+        elif run.killed_for == "time limit":
+            kind = "timeout"
+            result = Failure(f"task {name} was stopped: the node's time limit of {self.time_limit:g} s was reached")
         else:
             result = None
             meta = read_json(result_path + ".json")
@@ -661,9 +674,13 @@ def run_pipeline(
     environment: Optional[Dict[str, str]] = None,
     task_timeout: Optional[float] = None,
     log_cap: int = DEFAULT_LOG_CAP,
+    time_limit: Optional[float] = None,
 ) -> Dict[str, Any]:
-    """Run a pipeline object in ``workdir`` in this process; return the final state."""
-    return Executor(pipeline, workdir, environment, task_timeout, log_cap).run()
+    """Run a pipeline object in ``workdir`` in this process; return the final state.
+
+    ``time_limit``: seconds the whole pipeline may run; then its tasks are stopped
+    and the state is ``timed_out``."""
+    return Executor(pipeline, workdir, environment, task_timeout, log_cap, time_limit).run()
 
 
 @dataclass
@@ -872,7 +889,7 @@ def current_state(workdir: str) -> Dict[str, Any]:
     return state
 
 
-FINAL = ("finished", "failed", "cancelled", "lost", "not started")
+FINAL = ("finished", "failed", "cancelled", "timed_out", "lost", "not started")
 
 
 def wait(workdir: str, timeout: float, progress_interval: float = 2.0) -> Dict[str, Any]:
@@ -1049,6 +1066,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         environment=spec.get("environment_variables"),
         task_timeout=spec.get("task_timeout"),
         log_cap=int(spec.get("log_cap", DEFAULT_LOG_CAP)),
+        time_limit=spec.get("time_limit"),
     )
     return 0 if state.get("status") == "finished" else 1
 

@@ -234,3 +234,14 @@ def test_deploy_runs_requirements_in_a_virtualenv_stops_at_the_first_failure_and
     assert not (tmp_path / "env2" / "never").exists()
     wrong = deploy(str(tmp_path), dict(spec, python="2.7"))
     assert not wrong["ok"] and "2.7" in wrong["error"] and "%d.%d" % sys.version_info[:2] in wrong["error"]
+
+
+def test_the_node_time_limit_stops_the_pipeline(tmp_path: Path) -> None:
+    pipeline = Pipeline().then(Value(1, name="quick")).then(Sleeps(30, name="slow")).then(Value(2, name="never"))
+    started = time.monotonic()
+    state = run_pipeline(pipeline, str(tmp_path), time_limit=1)
+    assert time.monotonic() - started < 5
+    assert state["status"] == "timed_out" and state["not_run"] == ["never"]
+    results = NodeResults.read(str(tmp_path)).by_name
+    assert results["quick"] == [Success(1)]
+    assert results["slow"] == [Failure("task slow was stopped: the node's time limit of 1 s was reached")]

@@ -124,13 +124,15 @@ class CallbackModule(CallbackBase):
         elif step == "run":
             state = _json(data.get("stdout")) or {}
             self._remember_finished(result._host.get_name(), state)
-            phase = "executed" if state.get("status") == "finished" else "execution_failed"
-            error = None if phase == "executed" else _text(state.get("error") or "executor ended: %s" % state.get("status"))
+            phase = {"finished": "executed", "timed_out": "timed_out", "cancelled": "cancelled"}.get(
+                state.get("status"), "execution_failed")
+            error = None if phase in ("executed", "timed_out", "cancelled") else _text(
+                state.get("error") or "executor ended: %s" % state.get("status"))
             self._update(result, "ok", phase=phase, progress=state, error=error)
         elif step == "fetch":
             self._update(result, "ok", fetched=True)
         elif step == "timeout":
-            self._update(result, "ok", phase="execution_failed", timed_out=True, progress=_json(data.get("stdout")),
+            self._update(result, "ok", phase="timed_out", timed_out=True, progress=_json(data.get("stdout")),
                          error="the pipeline was still running when the run's time limit was reached; "
                                "it was stopped (raise --run-timeout)")
         elif step == "cancel":
