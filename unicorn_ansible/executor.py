@@ -35,6 +35,7 @@ whatever finished survives a crash of anything later):
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import fcntl
 import hashlib
 import io
@@ -491,6 +492,8 @@ class Executor:
                 os.close(null)
                 sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), line_buffering=True)
                 sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True)
+                if faulthandler.is_enabled():  # a crash dump belongs in the task's log, not the parent's stderr
+                    faulthandler.enable(file=sys.stderr)
                 _child(task, previous, result_path, self.environment)
             finally:
                 os._exit(0)
