@@ -203,7 +203,9 @@ def _start_sshd(folder: Path, netns: str, hidden: List[str], log: Path) -> int:
         f"mount --bind {_quote(str(folder / 'home'))} /home",
         f"mount --bind {_quote(str(folder / 'root'))} /root",
         "mount -t tmpfs -o mode=1777 tmpfs /tmp",
-        *[f"mount -t tmpfs -o size=1m,mode=755 tmpfs {_quote(path)}" for path in hidden],
+        # (a path under /tmp is already gone with the private /tmp)
+        *[f"if [ -d {_quote(path)} ]; then mount -t tmpfs -o size=1m,mode=755 tmpfs {_quote(path)}; fi"
+          for path in hidden],
         "mkdir -p /run/sshd",
         "exec /usr/sbin/sshd -D -e -f /root/.testbed/sshd_config",
     ])
@@ -233,7 +235,9 @@ def _wait_for_ssh(hosts: List[TestbedHost], log_dir: Path, timeout: float = 30.0
         pending = still
         if pending and time.monotonic() > deadline:
             log = (log_dir / f"{pending[0].name}.log").read_text(errors="replace").strip().splitlines()
-            raise TestbedError(f"sshd of {pending[0].name} did not start: {log[-1] if log else 'no output'}")
+            reason = next((line.strip() for line in log if "mount:" in line or "sshd" in line.lower()),
+                          log[-1].strip() if log else "no output")
+            raise TestbedError(f"sshd of {pending[0].name} did not start: {reason}")
         if pending:
             time.sleep(0.05)
 
