@@ -51,7 +51,8 @@ class _ShortRepr(reprlib.Repr):
 def _bounded_repr(value: Any) -> str:
     if isinstance(value, Result):
         inner = value.unwrap() if is_successful(value) else value.failure()
-        text = f"<{'Success' if is_successful(value) else 'Failure'}: {_ShortRepr().repr(inner)}>"
+        shown = inner if isinstance(inner, str) else _ShortRepr().repr(inner)  # as returns shows it
+        text = f"<{'Success' if is_successful(value) else 'Failure'}: {shown}>"
     else:
         text = _ShortRepr().repr(value)
     return text if len(text) <= REPR_LIMIT else f"{text[:REPR_LIMIT]}... ({len(text) - REPR_LIMIT} more characters)"

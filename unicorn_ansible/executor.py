@@ -997,6 +997,21 @@ def _kill_session(sid: int) -> None:
 # ---------------------------------------------------------------------------
 
 
+NODE_BUNDLE = "unicorn-node.pyz"
+
+
+def keep_bundle(workdir: str) -> None:
+    """Keep this bundle in the work folder: Ansible's script action runs it from a
+    temporary copy it removes afterwards, and start, wait and cancel need it later."""
+    bundle = os.path.abspath(sys.argv[0])
+    target = os.path.join(workdir, NODE_BUNDLE)
+    if zipfile.is_zipfile(bundle) and bundle != target:
+        tmp = f"{target}.tmp{os.getpid()}"
+        shutil.copyfile(bundle, tmp)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, target)
+
+
 def unpack_node_files(workdir: str) -> None:
     """The bundle the deployment play shipped carries this node's files under node/: put them in the work folder."""
     bundle = os.path.abspath(sys.argv[0])
@@ -1027,8 +1042,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="seconds to block at most for the pipeline to finish (wait: 30 by default; "
                              "start: 0 by default, return at once)")
     args = parser.parse_args(argv)
-    workdir = os.path.abspath(args.workdir)
+    workdir = os.path.abspath(os.path.expanduser(args.workdir))
     if args.command == "deploy":
+        os.makedirs(workdir, mode=0o700, exist_ok=True)
+        keep_bundle(workdir)
         unpack_node_files(workdir)
         spec = read_json(os.path.join(workdir, "deploy.json")) or {}
         report = deploy(workdir, spec)
