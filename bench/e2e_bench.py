@@ -150,7 +150,6 @@ def main() -> int:
 
 
 def run(bench: Bench, args: argparse.Namespace) -> int:
-    import ansible  # noqa: F401  (version in the header)
     from importlib.metadata import version
 
     print(f"# unicorn-ansible end-to-end benchmark — {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import abc
-import copy
 import uuid
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
 

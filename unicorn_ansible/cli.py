@@ -85,22 +85,12 @@ def _options(forks: Optional[int], task_timeout: Optional[float], run_timeout: i
                           redeploy=redeploy, strategy=strategy)
 
 
-def _progress_printer() -> Any:
-    labels = {
-        "runner_on_ok": "ok", "runner_on_failed": "FAILED", "runner_on_unreachable": "UNREACHABLE",
-    }
+def _with_progress(run_dir: Path, work: Any) -> Any:
+    """Run ``work(event_handler)`` while showing the run's progress."""
+    from ._progress import Progress
 
-    def handle(event: Dict[str, Any]) -> None:
-        kind = event.get("event")
-        if kind not in labels:
-            return
-        data = event.get("event_data", {})
-        if kind == "runner_on_ok" and data.get("task_action") == "ansible.builtin.fail":
-            return
-        stamp = time.strftime("%H:%M:%S")
-        click.echo(f"{stamp} {data.get('host', '?')}: {data.get('task', '?')}: {labels[kind]}", err=True)
-
-    return handle
+    with Progress(run_dir, _run_record(run_dir).get("hosts", []), sys.stderr) as progress:
+        return work(progress.handle)
 
 
 def _summary(results: RunResults) -> None:
@@ -375,7 +365,8 @@ def cancel(run_name: str) -> None:
     """
     from ._engine import cancel_run
 
-    results = cancel_run(_resolve_run(run_name), event_handler=_progress_printer())
+    run_dir = _resolve_run(run_name)
+    results = _with_progress(run_dir, lambda handler: cancel_run(run_dir, event_handler=handler))
     _summary(results)
 
 
@@ -392,7 +383,8 @@ def collect(run_name: str) -> None:
     """
     from ._engine import collect_run
 
-    results = collect_run(_resolve_run(run_name), event_handler=_progress_printer())
+    run_dir = _resolve_run(run_name)
+    results = _with_progress(run_dir, lambda handler: collect_run(run_dir, event_handler=handler))
     _summary(results)
     sys.exit(EXIT_OK if results.success else EXIT_FAILED)
 

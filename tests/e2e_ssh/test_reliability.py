@@ -6,12 +6,10 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Callable, Dict
 
-import pytest
 
 from .conftest import CLI, Lab, node
 
