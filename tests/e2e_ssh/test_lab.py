@@ -153,3 +153,15 @@ def test_mitogen_strategy_passthrough(lab: Lab) -> None:
     assert envvars["ANSIBLE_STRATEGY_PLUGINS"].endswith("ansible_mitogen/plugins/strategy")
     results = lab.results("mitogen")
     assert [node(results, h)["status"] for h in ("h1", "h2")] == ["ok", "ok"]
+
+
+def test_nodes_with_facts_learn_each_host_architecture(lab: Lab) -> None:
+    import platform
+
+    inventory = lab.inventory("facts")  # no unicorn_architecture: only the hosts can tell
+    plain = json.loads(lab.cli("nodes", "-i", str(inventory), "--json", check=0).stdout)
+    assert {n["architecture"] for n in plain} == {"unknown"}
+    gathered = json.loads(lab.cli("nodes", "-i", str(inventory), "--facts", "--json", check=0).stdout)
+    expected = {"x86_64": "linux/amd64", "aarch64": "linux/arm64"}[platform.machine()]
+    assert [(n["name"], n["architecture"]) for n in gathered] == [(h.name, expected) for h in lab.hosts]
+    assert all("lab" in n["properties"]["groups"] for n in gathered)
