@@ -13,11 +13,13 @@ from ._engine import run
 from ._environment import DockerImage, EnvironmentDefinition, RuntimeContext, ShellExecution
 from ._experiment import Deployment, Experiment
 from ._nodes import Architecture, CountableNodePool, Node, Nodes
+from ._graph import CyclePipeline, ExecutionGraph
 from ._pipeline import Pipeline
 from ._results import NodeResult, RunResults
 from ._task import Task, TaskDispatcher
 from .errors import (
     ExperimentError,
+    GraphError,
     InventoryError,
     RunError,
     TestbedError,
@@ -37,12 +39,15 @@ __all__ = [
     "RunResults",
     "run",
     "CountableNodePool",
+    "CyclePipeline",
     "Deployment",
     "DockerImage",
     "EnvironmentDefinition",
     "Experiment",
+    "ExecutionGraph",
     "ExperimentError",
     "Failure",
+    "GraphError",
     "InventoryError",
     "Node",
     "Nodes",

@@ -10,16 +10,17 @@ from typing import Iterable, Iterator, List, Optional, Union
 
 import cloudpickle
 
-from . import _environment, _pipeline, _task
+from . import _environment, _graph, _pipeline, _task
 from ._environment import DockerImage, EnvironmentDefinition, ShellExecution
+from ._graph import ExecutionGraph, GraphPlan, as_graph, dispatch_graph
 from ._nodes import CountableNodePool, Node, Nodes
 from ._pipeline import Pipeline
-from ._task import Task, TaskDispatcher
-from .errors import ExperimentError
+from ._task import Task, TaskDispatcher, TaskElement
+from .errors import ExperimentError, GraphError
 
 # Hosts have no unicorn_ansible installed: the model classes a pickled pipeline
 # refers to travel inside the pickle (by value), like the user's own classes.
-_SHIPPED_MODULES = (_task, _environment, _pipeline)
+_SHIPPED_MODULES = (_task, _environment, _pipeline, _graph)
 _pickle_lock = threading.Lock()
 
 
@@ -41,30 +42,36 @@ def serialize_for_node(obj: object) -> bytes:
         return cloudpickle.dumps(obj)
 
 
-def _dispatched(pipeline: Pipeline, node: Node) -> Pipeline:
-    """A copy of the pipeline whose TaskDispatchers are replaced by their tasks for this node."""
-    stages: List[List[Task]] = []
-    for stage in pipeline.tasks:
-        tasks: List[Task] = []
-        for element in stage:
-            if isinstance(element, TaskDispatcher):
-                try:
-                    task = element.dispatch(node)
-                except Exception as exc:
-                    raise ExperimentError(
-                        f"dispatching {type(element).__name__} for node {node.name} failed: "
-                        f"{type(exc).__name__}: {exc}"
-                    ) from exc
-                if not isinstance(task, Task):
-                    raise ExperimentError(
-                        f"{type(element).__name__}.dispatch() returned {type(task).__name__} for node "
-                        f"{node.name}; it must return a Task instance"
-                    )
-                element = task
-            tasks.append(element)
-        stages.append(tasks)
+def _dispatch_one(element: TaskElement, node: Node) -> Task:
+    """The Task a pipeline element is on ``node``: a TaskDispatcher's dispatch(node), or the task itself."""
+    if not isinstance(element, TaskDispatcher):
+        return element
+    try:
+        task = element.dispatch(node)
+    except Exception as exc:
+        raise ExperimentError(
+            f"dispatching {type(element).__name__} for node {node.name} failed: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    if not isinstance(task, Task):
+        raise ExperimentError(
+            f"{type(element).__name__}.dispatch() returned {type(task).__name__} for node "
+            f"{node.name}; it must return a Task instance"
+        )
+    return task
+
+
+def _dispatched(pipeline: Union[Pipeline, ExecutionGraph], node: Node) -> Union[Pipeline, GraphPlan]:
+    """What ``node`` runs: a copy of a plain pipeline with its TaskDispatchers replaced by their
+    tasks for this node, or, for an ExecutionGraph or CyclePipeline, the validated graph's plan."""
+    graph = as_graph(pipeline)
+    if graph is not None:
+        try:
+            return dispatch_graph(graph, lambda element: _dispatch_one(element, node))
+        except ValueError as exc:
+            raise GraphError(f"node {node.name}: {exc}") from exc
     dispatched = copy.copy(pipeline)
-    dispatched.tasks = stages
+    dispatched.tasks = [[_dispatch_one(element, node) for element in stage] for stage in pipeline.tasks]
     return dispatched
 
 
@@ -77,12 +84,12 @@ class Deployment:
     - ``keep_alive_timeout_minutes``: this node's time limit (netunicorn's name); None: the run's
     """
 
-    def __init__(self, node: Node, pipeline: Pipeline, keep_alive_timeout_minutes: Optional[float] = None) -> None:
+    def __init__(self, node: Node, pipeline: Union[Pipeline, ExecutionGraph], keep_alive_timeout_minutes: Optional[float] = None) -> None:
         if not isinstance(node, Node):
             raise ExperimentError(f"expected a Node, got {type(node).__name__}: {node!r}")
-        if not isinstance(pipeline, Pipeline):
+        if not isinstance(pipeline, (Pipeline, ExecutionGraph)):
             raise ExperimentError(
-                f"node {node.name}: expected a Pipeline, got {type(pipeline).__name__}"
+                f"node {node.name}: expected a Pipeline, CyclePipeline or ExecutionGraph, got {type(pipeline).__name__}"
             )
         environment = pipeline.environment_definition
         if isinstance(environment, DockerImage) or not isinstance(environment, EnvironmentDefinition):
@@ -98,9 +105,10 @@ class Deployment:
         self.keep_alive_timeout_minutes = keep_alive_timeout_minutes
         dispatched = _dispatched(pipeline, node)
         self.environment_definition: EnvironmentDefinition = copy.deepcopy(environment)
-        for stage in dispatched.tasks:
-            for task in stage:
-                self.environment_definition.commands.extend(task.requirements)
+        tasks = (v for v in dispatched.vertices if isinstance(v, Task)) if isinstance(dispatched, GraphPlan) \
+            else (task for stage in dispatched.tasks for task in stage)
+        for task in tasks:
+            self.environment_definition.commands.extend(task.requirements)
         try:
             self.pipeline: bytes = serialize_for_node(dispatched)
         except Exception as exc:
@@ -126,7 +134,7 @@ class Experiment:
     def __init__(self) -> None:
         self.deployment_map: List[Deployment] = []
 
-    def append(self, node: Node, pipeline: Pipeline, keep_alive_timeout_minutes: Optional[float] = None) -> "Experiment":
+    def append(self, node: Node, pipeline: Union[Pipeline, ExecutionGraph], keep_alive_timeout_minutes: Optional[float] = None) -> "Experiment":
         """Dispatch and serialize ``pipeline`` for ``node`` and add it as a deployment; returns self.
 
         ``keep_alive_timeout_minutes`` limits how long this node's pipeline may run (default: the run's limit)."""
@@ -138,7 +146,7 @@ class Experiment:
         self.deployment_map.append(Deployment(node, pipeline, keep_alive_timeout_minutes))
         return self
 
-    def map(self, pipeline: Pipeline, nodes: Union[Iterable[Node], Nodes]) -> "Experiment":
+    def map(self, pipeline: Union[Pipeline, ExecutionGraph], nodes: Union[Iterable[Node], Nodes]) -> "Experiment":
         """Append ``pipeline`` for every node of ``nodes`` (a sequence of nodes or a pool); returns self."""
         members = nodes.flatten() if isinstance(nodes, CountableNodePool) else list(nodes)
         for node in members:

@@ -15,7 +15,7 @@ import shutil
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Union
 
 from returns.pipeline import is_successful
 from returns.result import Result
@@ -90,7 +90,8 @@ class NodeResult:
     status: str
     prepared: bool
     error: Optional[str]
-    results: List[Any] = field(default_factory=list)
+    #: the tutorial's shape for a Pipeline (one entry per stage); for a graph, task name -> Results
+    results: Union[List[Any], Dict[str, List[Result]]] = field(default_factory=list)
     tasks: Dict[str, List[Result]] = field(default_factory=dict)
     timings: List[Dict[str, Any]] = field(default_factory=list)
     not_run: List[str] = field(default_factory=list)
@@ -109,7 +110,8 @@ class NodeResult:
             "prepared": self.prepared,
             "error": self.error,
             "success": self.success,
-            "results": [_shape_to_json(entry) for entry in self.results],
+            "results": ({name: [result_to_json(r) for r in results] for name, results in self.results.items()}
+                        if isinstance(self.results, dict) else [_shape_to_json(entry) for entry in self.results]),
             "tasks": {name: [result_to_json(r) for r in results] for name, results in self.tasks.items()},
             "timings": self.timings,
             "not_run": self.not_run,
@@ -247,7 +249,9 @@ def load_node(run_dir: Path, node: str, loads: Optional[Callable[[bytes], Any]] 
     prepared = prepared or bool(records or state)  # results exist: the node was prepared
     timings = [{k: r.header.get(k) for k in ("name", "stage", "index", "start", "end", "kind", "log")} for r in records]
     try:
-        by_stage, by_name = results_by_stage(records, loads), results_by_name(records, loads)
+        by_name = results_by_name(records, loads)
+        # a graph (ExecutionGraph, CyclePipeline) keeps netunicorn's shape: task name -> Results
+        by_stage = by_name if state.get("shape") == "graph" else results_by_stage(records, loads)
     except UntrustedDataError as exc:
         by_stage, by_name = [], {}
         outcome, error = "execution_failed", str(exc)

@@ -15,6 +15,10 @@ class ExperimentError(UnicornError):
     """The experiment (file, pipeline, dispatch) is not usable."""
 
 
+class GraphError(ExperimentError, ValueError):
+    """An ExecutionGraph breaks one of its rules (a ValueError too, as in netunicorn)."""
+
+
 class InventoryError(UnicornError):
     """The inventory is missing, unparsable, or lacks a node."""
 

@@ -308,6 +308,91 @@ class _Running:
     killed_for: Optional[str] = None
 
 
+class GraphScheduler:
+    """Walks a graph plan with netunicorn's rules (see ``unicorn_ansible.ExecutionGraph``).
+
+    A vertex becomes *waiting* when an edge to it is traversed, and starts when none of its
+    strong predecessors is still to run: each finished at least once and none is waiting
+    or running again. A synchronisation point passes at once; a task starts a process."""
+
+    def __init__(self, plan: Any) -> None:
+        self.vertices: List[Any] = list(plan.vertices)
+        self.early_stopping = bool(getattr(plan, "early_stopping", True))
+        self.successors: Dict[int, List[List[Any]]] = {i: [] for i in range(len(self.vertices))}
+        self.strong: Dict[int, List[int]] = {i: [] for i in range(len(self.vertices))}
+        for u, v, attributes in plan.edges:
+            self.successors[u].append([v, dict(attributes)])
+            if attributes.get("type", "strong") != "weak":
+                self.strong[v].append(u)
+        self.waiting: List[int] = [0]  # vertex 0 is "root"
+        self.active: set = set()
+        self.finished: set = set()
+        self.runs: Dict[int, int] = {}
+        self.stopped: Optional[str] = None  # why no task starts any more
+
+    def is_task(self, vertex: int) -> bool:
+        return hasattr(self.vertices[vertex], "run")
+
+    def name(self, vertex: int) -> str:
+        item = self.vertices[vertex]
+        return str(getattr(item, "name", item))
+
+    def traverse(self, vertex: int, ok: Optional[bool]) -> None:
+        """Follow the edges leaving ``vertex`` after it ended (ok None: a synchronisation point)."""
+        followed = False
+        for edge in list(self.successors[vertex]):
+            target, attributes = edge
+            when = attributes.get("traverse_on") or ("success" if self.early_stopping else "any")
+            if not (ok is None or when == "any" or (when == "success") == ok):
+                continue
+            followed = True
+            if target not in self.waiting:
+                self.waiting.append(target)
+            if "counter" in attributes:
+                attributes["counter"] -= 1
+                if attributes["counter"] <= 0:
+                    self.successors[vertex].remove(edge)
+        if ok is False and self.early_stopping and not followed:
+            self.stopped = f"task {self.name(vertex)} failed; early stopping: no task starts after it"
+
+    def ready(self) -> List[int]:
+        """Tasks to start now; synchronisation points on the way are passed."""
+        start: List[int] = []
+        passes = 0
+        progressed = True
+        while progressed and self.stopped is None:
+            progressed = False
+            for vertex in list(self.waiting):
+                if vertex in self.active or any(
+                    u not in self.finished or u in self.active or u in self.waiting for u in self.strong[vertex]
+                ):
+                    continue
+                self.waiting.remove(vertex)
+                progressed = True
+                if self.is_task(vertex):
+                    self.active.add(vertex)
+                    start.append(vertex)
+                else:
+                    passes += 1
+                    if passes > 100000:
+                        self.stopped = "the graph loops through synchronisation points without a task to run"
+                        break
+                    self.finished.add(vertex)
+                    self.traverse(vertex, None)
+        return start
+
+    def ended(self, vertex: int, ok: bool) -> List[int]:
+        self.active.discard(vertex)
+        self.finished.add(vertex)
+        self.runs[vertex] = self.runs.get(vertex, 0) + 1
+        self.traverse(vertex, ok)
+        return self.ready()
+
+    def deadlocked(self) -> List[int]:
+        """Vertices left waiting when nothing runs: their strong predecessors never ran."""
+        return list(self.waiting) if self.stopped is None and not self.active else []
+
+
 class Executor:
     """Runs the stages of one pipeline in a work folder; see the module docstring."""
 
@@ -323,6 +408,9 @@ class Executor:
         _need_libraries()
         self.pipeline = pipeline
         self.time_limit = time_limit
+        self._state_dirty = False
+        self._state_saved = 0.0
+        self._waiting: List[_Running] = []  # ended output or killed, not reaped yet
         self.deadline: Optional[float] = None
         self.workdir = os.path.abspath(workdir)
         self.environment = dict(environment or {})
@@ -332,8 +420,10 @@ class Executor:
         self.tmp_dir = os.path.join(self.workdir, "tmp")
         self.journal_path = os.path.join(self.workdir, JOURNAL)
         self.state_path = os.path.join(self.workdir, STATE)
-        self.stages: List[List[Any]] = [list(stage) for stage in pipeline.tasks]
-        self.total = sum(len(stage) for stage in self.stages)
+        self.graph: Optional[GraphScheduler] = GraphScheduler(pipeline) if hasattr(pipeline, "vertices") else None
+        self.stages: List[List[Any]] = [] if self.graph else [list(stage) for stage in pipeline.tasks]
+        self.total = sum(len(stage) for stage in self.stages) if self.stages else \
+            sum(1 for v in pipeline.vertices if hasattr(v, "run"))
         self.done = 0
         self.failed = 0
         self.seq = 0
@@ -351,6 +441,13 @@ class Executor:
     def save_state(self, **changes: Any) -> None:
         self.state.update(changes, done=self.done, failed=self.failed, total=self.total, updated=time.time())
         write_json_atomic(self.state_path, self.state)
+        self._state_dirty = False
+        self._state_saved = time.monotonic()
+
+    def _save_state_if_due(self) -> None:
+        """Progress in state.json at most every 0.1 s (the journal has every result at once)."""
+        if self._state_dirty and time.monotonic() - self._state_saved >= 0.1:
+            self.save_state()
 
     # -- main loop -------------------------------------------------------------
     def run(self) -> Dict[str, Any]:
@@ -370,6 +467,7 @@ class Executor:
             "started": time.time(),
             "stages": len(self.stages),
             "stage": 0,
+            "shape": "graph" if self.graph else "stages",
             "executor_version": EXECUTOR_VERSION,
             "python": platform.python_version(),
             "not_run": [],
@@ -380,17 +478,22 @@ class Executor:
         self.log(f"pipeline {getattr(self.pipeline, 'name', '?')}: {len(self.stages)} stages, {self.total} tasks")
         try:
             with open(self.journal_path, "ab") as journal:
+                if self.graph is not None:
+                    not_run = self._run_graph(journal)
                 for number, stage in enumerate(self.stages):
                     if self.cancelled or self._out_of_time():
                         break
-                    self.save_state(stage=number + 1)
+                    self.state["stage"] = number + 1
+                    self._state_dirty = True
+                    self._save_state_if_due()
                     self.log(f"stage {number + 1}/{len(self.stages)}: {len(stage)} task(s)")
                     stage_ok = self._run_stage(number, stage, journal)
                     if not stage_ok and early_stopping:
                         self.log(f"stage {number + 1} failed; early stopping: no later stage starts")
                         break
                 ran = self.seq
-            not_run = [task.name for stage in self.stages for task in stage][ran:]
+            if self.graph is None:
+                not_run = [task.name for stage in self.stages for task in stage][ran:]
             status = "cancelled" if self.cancelled else "timed_out" if self._out_of_time() else "finished"
             self.log(f"{status}: {self.done} task(s) ran, {self.failed} failed, {len(not_run)} not run")
             self.save_state(status=status, finished=time.time(), not_run=not_run, success=self.failed == 0 and not not_run)
@@ -405,6 +508,29 @@ class Executor:
             self._log = None
         return self.state
 
+    def _run_graph(self, journal: IO[bytes]) -> List[str]:
+        """Run a graph plan; return the names of its tasks that never ran if it stopped early."""
+        graph = self.graph
+        assert graph is not None
+
+        def batch(vertices: List[int]) -> List[Tuple[Any, int, int, int]]:
+            return [(graph.vertices[v], 0, v, 1) for v in vertices]
+
+        def on_finish(run: _Running, ok: bool) -> List[Tuple[Any, int, int, int]]:
+            return batch(graph.ended(run.index, ok))
+
+        self._run_tasks(batch(graph.ready()), journal, on_finish)
+        stuck = graph.deadlocked()
+        if stuck:
+            graph.stopped = ("deadlock: " + ", ".join(graph.name(v) for v in stuck) +
+                             " wait(s) for strong predecessors that never ran; make those edges weak")
+        if graph.stopped:
+            self.log(graph.stopped)
+            self.state["stopped"] = graph.stopped
+        if graph.stopped or self.cancelled or self._out_of_time():
+            return [graph.name(v) for v in range(len(graph.vertices)) if graph.is_task(v) and v not in graph.runs]
+        return []
+
     def _out_of_time(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
 
@@ -412,40 +538,71 @@ class Executor:
         self.cancelled = True
 
     def _run_stage(self, number: int, stage: List[Any], journal: IO[bytes]) -> bool:
+        return self._run_tasks([(task, number, index, len(stage)) for index, task in enumerate(stage)], journal)
+
+    def _run_tasks(self, start: List[Tuple[Any, int, int, int]], journal: IO[bytes],
+                   on_finish: Optional[Callable[[_Running, bool], List[Tuple[Any, int, int, int]]]] = None) -> bool:
+        """Run tasks ``(task, stage, index, stage size)`` in parallel until all ended; ``on_finish``
+        (a graph's scheduler) may answer each ending with more tasks to start. True if all succeeded."""
         running: Dict[int, _Running] = {}
         selector = selectors.DefaultSelector()
         stage_ok = True
-        try:
-            for index, task in enumerate(stage):
-                run = self._spawn(task, number, index, len(stage))
+
+        def spawn(batch: List[Tuple[Any, int, int, int]]) -> None:
+            for task, number, index, size in batch:
+                run = self._spawn(task, number, index, size)
                 running[run.pid] = run
                 selector.register(run.fd, selectors.EVENT_READ, run)
+
+        try:
+            spawn(start)
             last_scan = time.monotonic()
+            stopping = False
             while running:
-                if self.cancelled or self._out_of_time():
+                if not stopping and (self.cancelled or self._out_of_time()):
+                    stopping = True
                     for run in running.values():
                         if run.status is None and run.killed_for is None:
                             run.killed_for = "cancelled" if self.cancelled else "time limit"
                             _kill_group(run.pid)
+                # only tasks whose output ended (or that were killed) are looked at each time;
+                # all of them every 50 ms (a task may exit while a child holds its output open)
+                ended = []
                 for key, _ in selector.select(self._next_timeout(running)):
-                    self._drain(key.data, selector)
+                    run = key.data
+                    self._drain(run, selector)
+                    if run.eof:
+                        ended.append(run)
+                self._save_state_if_due()
                 now = time.monotonic()
-                full_scan = now - last_scan >= 0.05
-                if full_scan:
+                if now - last_scan >= 0.05 or stopping:
                     last_scan = now
-                for run in list(running.values()):
-                    if run.status is None and run.killed_for is None and run.deadline is not None and now >= run.deadline:
-                        run.killed_for = "timeout"
-                        _kill_group(run.pid)
-                    if run.status is None and (run.eof or run.killed_for or full_scan):
+                    candidates = list(running.values())
+                    for run in candidates:
+                        if run.status is None and run.killed_for is None and run.deadline is not None \
+                                and now >= run.deadline:
+                            run.killed_for = "timeout"
+                            _kill_group(run.pid)
+                else:
+                    candidates = ended + [run for run in self._waiting if run.pid in running]
+                self._waiting = []
+                for run in candidates:
+                    if run.status is None:
                         self._reap(run)
                     if run.status is None:
+                        if run.eof or run.killed_for:
+                            self._waiting.append(run)  # exiting: look again in a moment
                         continue
                     if not run.eof:  # exited, but a process it started still holds its output open
                         self._drain_rest(run, selector)
-                    del running[run.pid]
-                    if not self._finish(run, journal):
-                        stage_ok = False
+                    if running.pop(run.pid, None) is None:
+                        continue
+                    ok = self._finish(run, journal)
+                    stage_ok = stage_ok and ok
+                    if on_finish is not None:
+                        more = on_finish(run, ok)
+                        if not stopping and not self.cancelled and not self._out_of_time():
+                            spawn(more)
         finally:
             for run in running.values():
                 _kill_group(run.pid)
@@ -457,7 +614,7 @@ class Executor:
         return stage_ok
 
     def _next_timeout(self, running: Dict[int, _Running]) -> float:
-        if any((run.eof or run.killed_for) and run.status is None for run in running.values()):
+        if self._waiting:
             return 0.001
         timeout = 0.05
         deadlines = [run.deadline for run in running.values() if run.deadline is not None]
@@ -573,17 +730,17 @@ class Executor:
             result = Failure(f"task {name} was stopped: the node's time limit of {self.time_limit:g} s was reached")
         else:
             result = None
-            meta = read_json(result_path + ".json")
-            if meta is None or not os.path.exists(result_path):
+            source = _open_result(result_path)
+            if source is None:
                 kind = "crash"
                 result = Failure(f"task {name} {_describe_exit(run.status)} before returning a result")
             else:
+                meta, size = source[1], source[2]
                 kind = meta.get("kind", "ok")
                 header_extra = {"type": meta["type"], "preview": meta.get("preview", "")}
         if result is not None:
             payload = dumps_result(result)
-            with open(result_path, "wb") as handle:
-                handle.write(payload)
+            source = (io.BytesIO(payload), {}, len(payload))
             header_extra = {"type": "Failure", "preview": _preview(result)}
         header = {
             "seq": run.seq,
@@ -598,21 +755,36 @@ class Executor:
             "log_dropped": run.dropped,
             **header_extra,
         }
-        size = os.path.getsize(result_path)
-        with open(result_path, "rb") as source:
-            offset = append_record(journal, header, source, size)
+        handle, _, size = source
+        with handle:
+            offset = append_record(journal, header, handle, size)
         self._index.setdefault(name, []).append((offset, size))
-        for path in (result_path, result_path + ".json"):
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
+        try:
+            os.unlink(result_path)
+        except FileNotFoundError:
+            pass
         ok = header["type"] == "Success"
         self.done += 1
         self.failed += 0 if ok else 1
-        self.save_state()
+        self._state_dirty = True
+        self._save_state_if_due()
         self.log(f"task {name} ended: {kind}, {header['preview']}")
         return ok
+
+
+def _open_result(path: str) -> Optional[Tuple[IO[bytes], Dict[str, Any], int]]:
+    """A task's result file: (file positioned at the payload, its meta, payload size); None if missing."""
+    try:
+        handle = open(path, "rb")
+    except FileNotFoundError:
+        return None
+    line = handle.readline()
+    try:
+        meta = json.loads(line)
+    except ValueError:
+        handle.close()
+        return None
+    return handle, meta, os.fstat(handle.fileno()).st_size - len(line)
 
 
 def _child(task: Any, previous: PreviousSteps, result_path: str, environment: Dict[str, str]) -> None:
@@ -636,12 +808,12 @@ def _child(task: Any, previous: PreviousSteps, result_path: str, environment: Di
         kind = "unpicklable"
     sys.stdout.flush()
     sys.stderr.flush()
-    with open(result_path, "wb") as handle:
+    meta = {"type": "Success" if is_successful(result) else "Failure", "kind": kind, "preview": _preview(result)}
+    tmp = result_path + ".tmp"
+    with open(tmp, "wb") as handle:  # one file: a JSON line, then the pickled Result
+        handle.write(json.dumps(meta).encode() + b"\n")
         handle.write(payload)
-    write_json_atomic(
-        result_path + ".json",
-        {"type": "Success" if is_successful(result) else "Failure", "kind": kind, "preview": _preview(result)},
-    )
+    os.replace(tmp, result_path)
 
 
 def _describe_exit(status: Optional[int]) -> str:

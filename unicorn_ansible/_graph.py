@@ -1,0 +1,257 @@
+"""Execution graphs and repeated pipelines, with netunicorn's rules.
+
+An :class:`ExecutionGraph` is a networkx ``DiGraph`` whose vertices are Tasks,
+TaskDispatchers or synchronisation points (any other hashable value; ``"root"``
+is always there). Hosts have no networkx: what a node runs is a :class:`GraphPlan`,
+plain lists of vertices and edges, built on the client after validation.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import deque
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+from ._environment import EnvironmentDefinition, ShellExecution
+from ._pipeline import Pipeline, PipelineElement
+from ._task import Task, TaskDispatcher
+
+EDGE_TYPES = ("strong", "weak")
+TRAVERSE_ON = ("success", "failure", "any")
+
+
+def _label(vertex: Any) -> str:
+    """How a vertex is named in messages: a task by its class and name, a point by its value."""
+    if isinstance(vertex, (Task, TaskDispatcher)):
+        return f"{type(vertex).__name__}(name={vertex.name!r})"
+    return repr(vertex)
+
+
+class ExecutionGraph:
+    """
+    ExecutionGraph is a directed graph of tasks; ``self.graph`` is a networkx ``DiGraph``.
+    Its rules are netunicorn's:
+
+    1. The graph starts at the vertex ``"root"`` (added when the graph is created).
+    2. A TaskDispatcher vertex is dispatched to a Task for each node; Task vertices run;
+       any other vertex is a synchronisation point.
+    3. The graph is weakly connected and every vertex is reachable from ``"root"``.
+    4. An edge is ``type="strong"`` (the default: a prerequisite and the flow) or
+       ``type="weak"`` (the flow only). Without its weak edges the graph must be acyclic and
+       still reach every vertex from ``"root"``: cycles go through weak edges.
+    5. ``counter=N`` (a positive integer) on an edge: it is traversed N times at most;
+       without it, without limit.
+    6. ``traverse_on="success" | "failure" | "any"`` on an edge leaving a task: followed
+       only after that outcome of the task. Without it, edges follow ``early_stopping``:
+       ``True`` treats them as "success" (a failed task stops the graph unless one of its
+       edges says "failure" or "any"), ``False`` as "any". Edges leaving synchronisation
+       points take no ``traverse_on``.
+
+    Results of a graph are netunicorn's shape: task name -> list of Results (a task in a
+    cycle runs several times).
+    """
+
+    def __init__(
+        self,
+        early_stopping: bool = True,
+        report_results: bool = True,
+        environment_definition: Optional[EnvironmentDefinition] = None,
+        name: Optional[str] = None,
+    ) -> None:
+        import networkx as nx
+
+        self.name: str = name or str(uuid.uuid4())
+        self.early_stopping = early_stopping
+        self.report_results = report_results
+        self.environment_definition: EnvironmentDefinition = (
+            environment_definition if environment_definition is not None else ShellExecution()
+        )
+        self.graph = nx.DiGraph()
+        self.override_graph_validation = False
+        self.graph.add_node("root")
+
+    @staticmethod
+    def is_execution_graph_valid(obj: "ExecutionGraph") -> bool:
+        """True if ``obj`` follows the rules above; otherwise ValueError naming the vertex or edge."""
+        import networkx as nx
+
+        if not isinstance(obj, ExecutionGraph):
+            raise ValueError(f"expected an ExecutionGraph, got {type(obj).__name__}")
+        if obj.override_graph_validation:
+            return True
+        graph = obj.graph
+        if not isinstance(graph, nx.DiGraph) or isinstance(graph, nx.MultiDiGraph):
+            raise ValueError(f"execution graph {obj.name}: .graph must be a networkx DiGraph")
+        if not graph.has_node("root"):
+            raise ValueError(f"execution graph {obj.name} has no 'root' vertex; every graph starts at 'root'")
+        for u, v, data in graph.edges(data=True):
+            edge = f"edge ({_label(u)} -> {_label(v)})"
+            kind = data.get("type", "strong")
+            if kind not in EDGE_TYPES:
+                raise ValueError(f"{edge} has type {kind!r}; use 'strong' (the default) or 'weak'")
+            if "counter" in data:
+                counter = data["counter"]
+                if isinstance(counter, bool) or not isinstance(counter, int) or counter <= 0:
+                    raise ValueError(f"{edge} has counter {counter!r}; it must be a positive integer")
+            if "traverse_on" in data:
+                if not isinstance(u, (Task, TaskDispatcher)):
+                    raise ValueError(
+                        f"{edge} has traverse_on={data['traverse_on']!r}, but it leaves a synchronisation point; "
+                        "only edges leaving a task may say when to traverse them"
+                    )
+                if data["traverse_on"] not in TRAVERSE_ON:
+                    raise ValueError(
+                        f"{edge} has traverse_on={data['traverse_on']!r}; use 'success', 'failure' or 'any'"
+                    )
+        reachable = set(nx.descendants(graph, "root")) | {"root"}
+        unreachable = [v for v in graph.nodes if v not in reachable]
+        if unreachable:
+            raise ValueError(
+                f"execution graph {obj.name}: {', '.join(_label(v) for v in unreachable)} cannot be reached "
+                "from 'root'; add an edge leading to it"
+            )
+        strong = nx.DiGraph()
+        strong.add_nodes_from(graph.nodes)
+        strong.add_edges_from((u, v) for u, v, d in graph.edges(data=True) if d.get("type", "strong") != "weak")
+        cycle = None if nx.is_directed_acyclic_graph(strong) else nx.find_cycle(strong)
+        if cycle:
+            path = " -> ".join(_label(u) for u, _ in cycle) + f" -> {_label(cycle[0][0])}"
+            raise ValueError(
+                f"execution graph {obj.name} has a cycle of strong edges ({path}); a cycle would wait on "
+                "itself forever: make one of its edges type='weak'"
+            )
+        reachable = set(nx.descendants(strong, "root")) | {"root"}
+        unreachable = [v for v in graph.nodes if v not in reachable]
+        if unreachable:
+            raise ValueError(
+                f"execution graph {obj.name}: without its weak edges, {', '.join(_label(v) for v in unreachable)} "
+                "cannot be reached from 'root'; reach it through a strong edge too"
+            )
+        return True
+
+    def __copy__(self) -> "ExecutionGraph":
+        graph = ExecutionGraph(self.early_stopping, self.report_results, self.environment_definition)
+        graph.graph = self.graph.copy()
+        graph.override_graph_validation = self.override_graph_validation
+        return graph
+
+    def copy(self) -> "ExecutionGraph":
+        return self.__copy__()
+
+    def __str__(self) -> str:
+        return f"ExecutionGraph(name={self.name}, {self.graph})"
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+    # -- what a node runs ------------------------------------------------------
+    def elements(self) -> List[Any]:
+        """Every vertex, in the order the flow first reaches it from 'root' (requirements' order)."""
+        order: List[Any] = []
+        seen = {"root"}
+        queue = deque(["root"])
+        while queue:
+            vertex = queue.popleft()
+            order.append(vertex)
+            for successor in self.graph.successors(vertex):
+                if successor not in seen:
+                    seen.add(successor)
+                    queue.append(successor)
+        order.extend(v for v in self.graph.nodes if v not in seen)
+        return order
+
+    def plan(self, dispatched: Dict[int, Task]) -> "GraphPlan":
+        """The graph as plain lists, TaskDispatchers replaced by ``dispatched[id(dispatcher)]``."""
+        vertices = self.elements()
+        index = {id(v) if isinstance(v, (Task, TaskDispatcher)) else ("point", v): i for i, v in enumerate(vertices)}
+
+        def position(vertex: Any) -> int:
+            return index[id(vertex) if isinstance(vertex, (Task, TaskDispatcher)) else ("point", vertex)]
+
+        plain = [dispatched.get(id(v), v) if isinstance(v, TaskDispatcher) else v for v in vertices]
+        edges = [(position(u), position(v), dict(d)) for u, v, d in self.graph.edges(data=True)]
+        return GraphPlan(self.name, self.early_stopping, self.report_results, plain, edges)
+
+
+class GraphPlan:
+    """What a node runs for a graph: vertices (Tasks, or synchronisation points, vertex 0
+    is 'root') and edges ``(from, to, attributes)`` as plain lists. Needs no networkx."""
+
+    def __init__(self, name: str, early_stopping: bool, report_results: bool,
+                 vertices: List[Any], edges: List[Tuple[int, int, Dict[str, Any]]]) -> None:
+        self.name = name
+        self.early_stopping = early_stopping
+        self.report_results = report_results
+        self.vertices = vertices
+        self.edges = edges
+
+    @property
+    def tasks(self) -> List[List[Any]]:
+        """Each task vertex as a stage of its own (what ran where a stage view is wanted)."""
+        return [[v] for v in self.vertices if hasattr(v, "run")]
+
+    def __repr__(self) -> str:
+        return f"GraphPlan({self.name}: {len(self.vertices)} vertices, {len(self.edges)} edges)"
+
+
+class CyclePipeline(Pipeline):
+    """
+    A Pipeline run several times: after its last stage it starts again from the first,
+    ``cycles`` times in all, or until stopped (cancelled, or its time limit) when ``cycles``
+    is None. It runs as an execution graph (stages joined by synchronisation points, a
+    weak edge back to the start), so its results are netunicorn's graph shape: task name ->
+    list of Results, one per cycle.
+    """
+
+    def __init__(
+        self,
+        cycles: Optional[int] = None,
+        tasks: Iterable[PipelineElement] = (),
+        early_stopping: bool = True,
+        report_results: bool = True,
+        environment_definition: Optional[EnvironmentDefinition] = None,
+        name: Optional[str] = None,
+    ) -> None:
+        if cycles is not None and (isinstance(cycles, bool) or not isinstance(cycles, int) or cycles < 1):
+            raise ValueError(f"cycles must be a positive integer or None (until stopped), got {cycles!r}")
+        self.cycles = cycles
+        super().__init__(tasks, early_stopping, report_results, environment_definition, name)
+
+    def execution_graph(self) -> ExecutionGraph:
+        """The equivalent graph: root -> stage 1 -> point 1 -> ... -> point n -weak-> root."""
+        graph = ExecutionGraph(self.early_stopping, self.report_results, self.environment_definition, self.name)
+        previous: Any = "root"
+        for number, stage in enumerate(self.tasks, start=1):
+            graph.graph.add_edges_from((previous, task) for task in stage)
+            graph.graph.add_edges_from((task, number) for task in stage)
+            previous = number
+        if self.cycles is None:
+            graph.graph.add_edge(previous, "root", type="weak")
+        elif self.cycles > 1:
+            graph.graph.add_edge(previous, "root", type="weak", counter=self.cycles - 1)
+        return graph
+
+    def __str__(self) -> str:
+        return f"CyclePipeline({self.name}, cycles={self.cycles}): {self.tasks}"
+
+
+def as_graph(pipeline: Any) -> Optional[ExecutionGraph]:
+    """The execution graph a pipeline runs as, or None for a plain (stage by stage) Pipeline."""
+    if isinstance(pipeline, ExecutionGraph):
+        return pipeline
+    if isinstance(pipeline, CyclePipeline):
+        return pipeline.execution_graph()
+    return None
+
+
+def dispatch_graph(graph: ExecutionGraph, dispatch: Any) -> GraphPlan:
+    """Validate ``graph`` and return its plan with every TaskDispatcher dispatched by ``dispatch``."""
+    ExecutionGraph.is_execution_graph_valid(graph)
+    dispatched = {id(v): dispatch(v) for v in graph.graph.nodes if isinstance(v, TaskDispatcher)}
+    return graph.plan(dispatched)
+
+
+__all__ = ["CyclePipeline", "ExecutionGraph", "GraphPlan", "as_graph", "dispatch_graph"]
