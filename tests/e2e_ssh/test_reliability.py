@@ -44,6 +44,18 @@ def _start(lab: Lab, *args: str) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
+def _kill_matching(text: str) -> None:
+    """kill -9 every process whose command line contains ``text``."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if text in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            continue
+
+
 def _wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -234,8 +246,9 @@ def test_after_a_controller_crash_collect_fetches_the_results_and_nothing_runs_t
     marker.unlink(missing_ok=True)
     process = _start(lab, "crash.py", "-i", str(inventory), "--name", "crash")
     _wait_until(marker.exists, 120, "the task to start on h3")
-    os.killpg(process.pid, signal.SIGKILL)  # kill -9 of the controller, Ansible and ssh included
+    os.killpg(process.pid, signal.SIGKILL)  # kill -9 of the controller...
     process.wait(timeout=30)
+    _kill_matching(str(inventory))  # ... Ansible included (ansible-runner starts it in a session of its own)
     done = lab.cli("collect", "crash", check=0)
     assert "h3" in done.stdout
     entry = node(lab.results("crash"), "h3")
