@@ -13,6 +13,20 @@ from ._engine import run
 from ._environment import DockerImage, EnvironmentDefinition, RuntimeContext, ShellExecution
 from ._experiment import Deployment, Experiment
 from ._nodes import Architecture, CountableNodePool, Node, Nodes
+from ._flags import (
+    AtomicDecrementFlagTask,
+    AtomicIncrementFlagTask,
+    FlagError,
+    FlagValues,
+    GetFlagTask,
+    SetFlagTask,
+    WaitForExactFlagResultTask,
+    decrement_flag,
+    get_flag,
+    increment_flag,
+    set_flag,
+    wait_for_flag,
+)
 from ._graph import CyclePipeline, ExecutionGraph
 from ._pipeline import Pipeline
 from ._results import NodeResult, RunResults
@@ -30,6 +44,18 @@ from .errors import (
 from ._version import __version__  # noqa: E402
 
 __all__ = [
+    "AtomicDecrementFlagTask",
+    "AtomicIncrementFlagTask",
+    "FlagError",
+    "FlagValues",
+    "GetFlagTask",
+    "SetFlagTask",
+    "WaitForExactFlagResultTask",
+    "decrement_flag",
+    "get_flag",
+    "increment_flag",
+    "set_flag",
+    "wait_for_flag",
     "Architecture",
     "Client",
     "DeploymentExecutionResult",

@@ -35,6 +35,8 @@ from returns.result import Failure, Result, Success
 from ._compiler import CompileOptions, check_run_name, compile_experiment
 from ._engine import prepare_run_dir, run_path, run_playbook, update_run_record
 from ._experiment import Experiment
+from ._flag_server import flag_request, serve_flags
+from ._flags import FlagValues
 from ._home import runs_dir
 from ._inventory import Inventory, load_inventory
 from ._nodes import CountableNodePool, Node
@@ -169,7 +171,8 @@ class Client:
         return experiment_name
 
     def _execute(self, run_dir: Path) -> None:
-        rc = run_playbook(run_dir, "execute.yml", self.inventory)
+        with serve_flags(run_dir):
+            rc = run_playbook(run_dir, "execute.yml", self.inventory)
         update_run_record(run_dir, status="finished", finished=time.time(), ansible_rc=rc)
 
     def run(self, experiment: Experiment, experiment_name: str, poll: float = 0.5) -> RunResults:
@@ -233,6 +236,23 @@ class Client:
         from ._engine import cancel_run
 
         cancel_run(self._run_dir(experiment_name), self.inventory)
+
+    # -- flags ---------------------------------------------------------------------
+    def get_flag_values(self, experiment_name: str, flag_name: str) -> Optional[FlagValues]:
+        """A flag of the experiment (None if never set), from its live store or, when it is not
+        executing, from its run folder."""
+        value = flag_request(self._run_dir(experiment_name), {"op": "get", "name": flag_name})["value"]
+        return None if value is None else FlagValues.from_dict(value)
+
+    def set_flag_values(self, experiment_name: str, flag_name: str, flag_values: FlagValues) -> FlagValues:
+        """Set a flag of the experiment; tasks waiting for that value go on at once."""
+        message = {"op": "set", "name": flag_name, "value": flag_values.dict()}
+        return FlagValues.from_dict(flag_request(self._run_dir(experiment_name), message)["value"])
+
+    def get_flags(self, experiment_name: str) -> Dict[str, FlagValues]:
+        """Every flag of the experiment."""
+        flags = flag_request(self._run_dir(experiment_name), {"op": "list"})["flags"]
+        return {name: FlagValues.from_dict(value) for name, value in flags.items()}
 
     # -- helpers -------------------------------------------------------------------
     def _background(self, name: str, target: Any, run_dir: Path) -> None:

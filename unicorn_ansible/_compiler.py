@@ -35,6 +35,7 @@ import jinja2
 from ._version import __version__
 from ._bundle import NODE_BUNDLE_NAME, build_bundle, node_bundle
 from ._experiment import Experiment
+from ._flag_server import ENDPOINT_FILE, new_endpoint
 from ._inventory import Inventory, default_inventory_yaml, is_secret
 from ._resources import callback_plugin, playbooks_dir, roles_dir
 from .errors import ExperimentError, InventoryError, RunError
@@ -77,9 +78,17 @@ def environment_key(commands: Sequence[str], variables: Dict[str, str], python: 
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def ansible_settings(host_count: int, options: CompileOptions, project: Path) -> List[Tuple[str, str, str, str]]:
+def ansible_settings(host_count: int, options: CompileOptions, project: Path,
+                     flags: Optional[Dict[str, Any]] = None) -> List[Tuple[str, str, str, str]]:
     """Our Ansible settings as (section, key, environment variable, value): one source for
-    the generated ansible.cfg and for the environment ansible-runner gets."""
+    the generated ansible.cfg and for the environment ansible-runner gets.
+
+    ``flags``: the run's flag store endpoint; every SSH connection then carries a reverse
+    tunnel from the host's loopback port to the store's socket on the controller."""
+    ssh_args = "-o ControlMaster=auto -o ControlPersist=120s -o ServerAliveInterval=5 -o ServerAliveCountMax=3"
+    if flags:
+        # -o, not -R: Ansible gives ssh_args to sftp and scp too, where -R means something else
+        ssh_args += f" -o 'RemoteForward=127.0.0.1:{flags['port']} {flags['socket']}'"
     forks = options.forks or max(1, min(host_count, FORKS_CAP))
     settings = [
         ("defaults", "forks", "ANSIBLE_FORKS", str(forks)),
@@ -92,8 +101,7 @@ def ansible_settings(host_count: int, options: CompileOptions, project: Path) ->
         ("ssh_connection", "pipelining", "ANSIBLE_PIPELINING", "True"),
         # No -C: results files are large and lab links fast. ServerAlive: a host whose link
         # dies is noticed within about 15 s instead of hanging.
-        ("ssh_connection", "ssh_args", "ANSIBLE_SSH_ARGS",
-         "-o ControlMaster=auto -o ControlPersist=120s -o ServerAliveInterval=5 -o ServerAliveCountMax=3"),
+        ("ssh_connection", "ssh_args", "ANSIBLE_SSH_ARGS", ssh_args),
     ]
     if options.strategy:
         settings.append(("defaults", "strategy", "ANSIBLE_STRATEGY", options.strategy))
@@ -205,6 +213,8 @@ def compile_experiment(
     # or recompiled run never finds an older run's files on a host.
     run_id = f"{name}-{secrets.token_hex(4)}"
     python = "%d.%d" % sys.version_info[:2]
+    flags = new_endpoint(run_dir)
+    _write(run_dir / ENDPOINT_FILE, json.dumps(flags, indent=2) + "\n", 0o600)
     requirement_counts: Dict[str, int] = {}
     for deployment in experiment:
         host = deployment.node.name
@@ -224,6 +234,13 @@ def compile_experiment(
                 # the executor enforces the node's limit itself, controller or not
                 "time_limit": (float(deployment.keep_alive_timeout_minutes) * 60
                                if deployment.keep_alive_timeout_minutes else options.run_timeout_seconds),
+                # where tasks find the run's flags: the controller's socket on a local host,
+                # the reverse tunnel's port on the host's loopback over SSH
+                "flags": {
+                    "endpoint": (f"unix:{flags['socket']}" if _is_local(inventory, host)
+                                 else f"tcp:127.0.0.1:{flags['port']}"),
+                    "token": flags["token"],
+                },
             }, indent=2) + "\n").encode(),
             "deploy.json": (json.dumps({
                 "node": host,
@@ -241,7 +258,7 @@ def compile_experiment(
     # per-deployment time limits (seconds), where a deployment sets one
     limits = {d.node.name: int(float(d.keep_alive_timeout_minutes) * 60) for d in experiment
               if getattr(d, "keep_alive_timeout_minutes", None)}
-    settings = ansible_settings(len(hosts), options, project)
+    settings = ansible_settings(len(hosts), options, project, flags)
     context = {
         "deployment_timeouts": limits,
         "version": __version__,
@@ -277,6 +294,11 @@ def compile_experiment(
     # The experiment itself, for the client's get_experiment_status (a controller-side file).
     _write(run_dir / "experiment.pkl", cloudpickle.dumps(experiment), 0o600)
     return run_dir
+
+
+def _is_local(inventory: Inventory, host: str) -> bool:
+    connection = str(inventory.node(host).properties.get("ansible_connection", ""))
+    return connection in ("local", "ansible.builtin.local")
 
 
 def inventory_args(run_dir: Path, sources: Sequence[str]) -> List[str]:

@@ -14,6 +14,7 @@ from typing import Any, Callable, Dict, Optional, Sequence
 
 from ._compiler import CompileOptions, check_run_name, compile_experiment
 from ._experiment import Experiment
+from ._flag_server import serve_flags
 from ._home import runs_dir
 from ._inventory import Inventory, ensure_ansible_on_path, load_inventory
 from ._nodes import CountableNodePool
@@ -157,7 +158,8 @@ def run_experiment(
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
     update_run_record(run_dir, status="running", started=time.time())
-    rc = run_playbook(run_dir, "site.yml", inventory, event_handler, secrets=secrets)
+    with serve_flags(run_dir):
+        rc = run_playbook(run_dir, "site.yml", inventory, event_handler, secrets=secrets)
     cancelled = json.loads((run_dir / "run.json").read_text()).get("status") == "cancelled"
     update_run_record(run_dir, status="cancelled" if cancelled else "finished", finished=time.time(), ansible_rc=rc)
     return load_results(run_dir)

@@ -10,7 +10,7 @@ from typing import Iterable, Iterator, List, Optional, Union
 
 import cloudpickle
 
-from . import _environment, _graph, _pipeline, _task
+from . import _environment, _flags, _graph, _pipeline, _task
 from ._environment import DockerImage, EnvironmentDefinition, ShellExecution
 from ._graph import ExecutionGraph, GraphPlan, as_graph, dispatch_graph
 from ._nodes import CountableNodePool, Node, Nodes
@@ -20,7 +20,7 @@ from .errors import ExperimentError, GraphError
 
 # Hosts have no unicorn_ansible installed: the model classes a pickled pipeline
 # refers to travel inside the pickle (by value), like the user's own classes.
-_SHIPPED_MODULES = (_task, _environment, _pipeline, _graph)
+_SHIPPED_MODULES = (_task, _environment, _pipeline, _graph, _flags)
 _pickle_lock = threading.Lock()
 
 

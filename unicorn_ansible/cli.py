@@ -303,6 +303,63 @@ def _read_json(path: Path) -> Optional[Dict[str, Any]]:
         return None
 
 
+@cli.command()
+@click.argument("run_name")
+@click.argument("flag", required=False)
+@click.option("--text", "text_value", help="Set the flag's text.")
+@click.option("--int", "int_value", type=int, help="Set the flag's integer.")
+@click.option("--increment", type=int, help="Add this to the flag's integer, atomically (negative: subtract).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def flags(run_name: str, flag: Optional[str], text_value: Optional[str], int_value: Optional[int],
+          increment: Optional[int], as_json: bool) -> None:
+    """Show or set a run's flags, the values its tasks share across nodes.
+
+    With no FLAG, every flag; with FLAG, that one; with --text and/or --int, set it
+    (a field not given is cleared: text to none, integer to 0, as a flag is set whole);
+    with --increment, add to its integer. While the run executes this talks to its
+    live flag store, so tasks waiting for the value go on at once; before or after,
+    to the run folder (values set before the execution starts are there when it does).
+
+    \b
+    Examples:
+      unicorn-ansible flags iperf-test
+      unicorn-ansible flags iperf-test server_ready --int 1
+      unicorn-ansible flags iperf-test clients --increment 1 --json
+    """
+    from ._flag_server import flag_request
+
+    run_dir = _resolve_run(run_name)
+    changing = text_value is not None or int_value is not None
+    if (changing or increment is not None) and not flag:
+        raise click.UsageError("name the FLAG to set, e.g. unicorn-ansible flags RUN ready --int 1")
+    if changing and increment is not None:
+        raise click.UsageError("--increment cannot be combined with --text/--int")
+    if not flag:
+        values = flag_request(run_dir, {"op": "list"})["flags"]
+    elif increment is not None:
+        values = {flag: flag_request(run_dir, {"op": "add", "name": flag, "by": increment})["value"]}
+    elif changing:
+        value = {"text_value": text_value, "int_value": int_value or 0}
+        values = {flag: flag_request(run_dir, {"op": "set", "name": flag, "value": value})["value"]}
+    else:
+        values = {flag: flag_request(run_dir, {"op": "get", "name": flag})["value"]}
+    if as_json:
+        click.echo(json.dumps(values, indent=2, sort_keys=True))
+        return
+    if flag and values[flag] is None:
+        click.echo(f"flag {flag} is not set", err=True)
+        sys.exit(EXIT_FAILED)
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"flags of {run_dir.name}")
+    for column in ("flag", "text_value", "int_value"):
+        table.add_column(column)
+    for name, value in sorted(values.items()):
+        table.add_row(name, str(value["text_value"]), str(value["int_value"]))
+    Console(width=max(100, Console().width)).print(table)
+
+
 @cli.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def list_runs(as_json: bool) -> None:

@@ -1252,10 +1252,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         )
         traceback.print_exc()
         return 1
+    environment = dict(spec.get("environment_variables") or {})
+    flags = spec.get("flags") or {}
+    if flags.get("endpoint"):  # for unicorn_ansible's flag functions and tasks (see _flags.py)
+        environment.update(UNICORN_FLAGS=flags["endpoint"], UNICORN_FLAGS_TOKEN=flags.get("token", ""))
     state = run_pipeline(
         pipeline,
         workdir,
-        environment=spec.get("environment_variables"),
+        environment=environment,
         task_timeout=spec.get("task_timeout"),
         log_cap=int(spec.get("log_cap", DEFAULT_LOG_CAP)),
         time_limit=spec.get("time_limit"),

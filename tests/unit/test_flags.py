@@ -1,0 +1,95 @@
+"""The flag store: atomic operations, waits, tokens, values set before a run starts."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+
+from unicorn_ansible import FlagError, FlagValues, decrement_flag, get_flag, increment_flag, set_flag, wait_for_flag
+from unicorn_ansible._flag_server import ENDPOINT_FILE, flag_request, new_endpoint, serve_flags
+from unicorn_ansible._flags import request
+
+
+@pytest.fixture()
+def store(tmp_path, monkeypatch):
+    """A run folder with a live flag store; the environment a task on a local host gets."""
+    endpoint = new_endpoint(tmp_path)
+    (tmp_path / ENDPOINT_FILE).write_text(json.dumps(endpoint))
+    monkeypatch.setenv("UNICORN_FLAGS", f"unix:{endpoint['socket']}")
+    monkeypatch.setenv("UNICORN_FLAGS_TOKEN", endpoint["token"])
+    with serve_flags(tmp_path):
+        yield tmp_path
+
+
+def test_set_get_and_unset(store):
+    assert get_flag("ready") is None
+    assert set_flag("ready", FlagValues(text_value="10.0.0.1", int_value=1)) == FlagValues("10.0.0.1", 1)
+    assert get_flag("ready") == FlagValues("10.0.0.1", 1)
+    assert json.loads((store / "flags.json").read_text())["ready"] == {"text_value": "10.0.0.1", "int_value": 1}
+
+
+def test_concurrent_increments_and_decrements_are_atomic(store):
+    def bump():
+        for _ in range(25):
+            increment_flag("count")
+
+    threads = [threading.Thread(target=bump) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert get_flag("count").int_value == 200
+    assert decrement_flag("count", 50).int_value == 150
+
+
+def test_wait_returns_when_another_party_sets_the_value(store):
+    threading.Timer(0.3, lambda: set_flag("go", FlagValues(int_value=1))).start()
+    started = time.monotonic()
+    assert wait_for_flag("go", FlagValues(int_value=1), timeout=10) == FlagValues(None, 1)
+    assert time.monotonic() - started < 5
+
+
+def test_wait_times_out_with_a_clear_message(store):
+    set_flag("go", FlagValues(int_value=2))
+    with pytest.raises(TimeoutError, match=r"flag 'go' did not become .*int_value=1\) within 0.5 s \(it is "
+                                           r"FlagValues\(text_value=None, int_value=2\)\)"):
+        wait_for_flag("go", FlagValues(int_value=1), timeout=0.5)
+
+
+def test_a_wrong_token_is_refused(store, monkeypatch):
+    monkeypatch.setenv("UNICORN_FLAGS_TOKEN", "guessed")
+    with pytest.raises(FlagError, match="wrong token"):
+        get_flag("ready")
+
+
+def test_bad_requests_get_an_answer_not_a_dead_store(store):
+    for message in ({"op": "set", "name": "x", "value": {"int_value": "many"}}, {"op": "nope", "name": "x"},
+                    {"op": "get", "name": ""}):
+        with pytest.raises(FlagError):
+            request(message)
+    assert set_flag("x", FlagValues(int_value=3)).int_value == 3
+
+
+def test_no_store_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("UNICORN_FLAGS", raising=False)
+    with pytest.raises(FlagError, match="no flag store"):
+        get_flag("ready")
+    monkeypatch.setenv("UNICORN_FLAGS", "tcp:127.0.0.1:9")
+    with pytest.raises(FlagError, match="cannot reach the run's flag store at 127.0.0.1:9"):
+        get_flag("ready")
+
+
+def test_values_set_before_the_run_executes_are_there_when_it_does(tmp_path):
+    endpoint = new_endpoint(tmp_path)
+    (tmp_path / ENDPOINT_FILE).write_text(json.dumps(endpoint))
+    flag_request(tmp_path, {"op": "set", "name": "mode", "value": {"text_value": "fast"}})
+    with serve_flags(tmp_path):
+        answer = request({"op": "get", "name": "mode"}, f"unix:{endpoint['socket']}", endpoint["token"])
+        assert answer["value"] == {"text_value": "fast", "int_value": 0}
+        # and the client's view goes through the live store
+        flag_request(tmp_path, {"op": "add", "name": "n", "by": 2})
+        assert request({"op": "get", "name": "n"}, f"unix:{endpoint['socket']}", endpoint["token"])["value"][
+            "int_value"] == 2
