@@ -46,6 +46,7 @@ import platform
 import selectors
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tarfile
@@ -120,6 +121,8 @@ def call_task(task: Any, log: Optional[IO[str]] = None) -> Result:
 # experiment shipped (pickled by value into the pipeline) are referred to by cloudpickle's
 # tracker id, never sent back as code. See unicorn_ansible/_safe_pickle.py.
 SHIPPED_CLASS = "unicorn-ansible-class"
+# results up to this size travel as one datagram (Linux's default socket buffer takes ~200 KB)
+RESULT_DATAGRAM_MAX = 64 * 1024
 
 
 def _shipped_class_id(obj: Any) -> Any:
@@ -431,6 +434,11 @@ class Executor:
         self._index: Dict[str, List[Tuple[int, int]]] = {}
         self._log: Optional[IO[str]] = None
         self.state: Dict[str, Any] = {}
+        # Small results come back as one datagram each on a socket every task inherits
+        # (no file to create, read and delete); larger ones in a file (see _child).
+        self._results_in, self._results_out = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._results_in.setblocking(False)
+        self._inbox: Dict[int, Tuple[Dict[str, Any], bytes]] = {}
 
     # -- logging and state ---------------------------------------------------
     def log(self, message: str) -> None:
@@ -506,6 +514,8 @@ class Executor:
                 signal.signal(signal.SIGTERM, previous_handler)
             self._log.close()
             self._log = None
+            self._results_in.close()
+            self._results_out.close()
         return self.state
 
     def _run_graph(self, journal: IO[bytes]) -> List[str]:
@@ -554,6 +564,7 @@ class Executor:
                 running[run.pid] = run
                 selector.register(run.fd, selectors.EVENT_READ, run)
 
+        selector.register(self._results_in, selectors.EVENT_READ, None)
         try:
             spawn(start)
             last_scan = time.monotonic()
@@ -570,6 +581,9 @@ class Executor:
                 ended = []
                 for key, _ in selector.select(self._next_timeout(running)):
                     run = key.data
+                    if run is None:
+                        self._receive_results()
+                        continue
                     self._drain(run, selector)
                     if run.eof:
                         ended.append(run)
@@ -651,7 +665,7 @@ class Executor:
                 sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True)
                 if faulthandler.is_enabled():  # a crash dump belongs in the task's log, not the parent's stderr
                     faulthandler.enable(file=sys.stderr)
-                _child(task, previous, result_path, self.environment)
+                _child(task, previous, result_path, self.environment, self._results_out, seq)
             finally:
                 os._exit(0)
         os.close(write_fd)
@@ -680,7 +694,7 @@ class Executor:
             self._flush_log(run)
 
     def _flush_log(self, run: _Running, trailer: bytes = b"") -> None:
-        if not run.buffer and not trailer and os.path.exists(run.log_path):
+        if not run.buffer and not trailer:  # a task that printed nothing has no log file
             return
         with open(run.log_path, "ab") as handle:
             handle.write(run.buffer + trailer)
@@ -706,6 +720,20 @@ class Executor:
         if pid:
             run.status = status
 
+    def _receive_results(self) -> None:
+        """Every result datagram waiting: ``JSON meta line`` + pickled Result, by task number."""
+        while True:
+            try:
+                data = self._results_in.recv(RESULT_DATAGRAM_MAX + 4096)
+            except (BlockingIOError, InterruptedError):
+                return
+            line, _, payload = data.partition(b"\n")
+            try:
+                meta = json.loads(line)
+                self._inbox[int(meta["seq"])] = (meta, payload)
+            except (ValueError, KeyError, TypeError):
+                continue  # not from one of our tasks: a task without a result is reported as such
+
     def _finish(self, run: _Running, journal: IO[bytes]) -> bool:
         name = str(getattr(run.task, "name", f"task-{run.seq}"))
         end = time.time()
@@ -719,6 +747,7 @@ class Executor:
         result_path = os.path.join(self.tmp_dir, f"{run.seq}.result")
         kind = "ok"
         header_extra: Dict[str, Any] = {}
+        message = None
         if run.killed_for == "timeout":
             kind = "timeout"
             result: Optional[Result] = Failure(f"task {name} timed out after {self.task_timeout:g} s")
@@ -730,7 +759,10 @@ class Executor:
             result = Failure(f"task {name} was stopped: the node's time limit of {self.time_limit:g} s was reached")
         else:
             result = None
-            source = _open_result(result_path)
+            self._receive_results()  # sent before the task exited: it is in the queue by now
+            message = self._inbox.pop(run.seq, None)
+            source = _open_result(result_path) if message is None else \
+                (io.BytesIO(message[1]), message[0], len(message[1]))
             if source is None:
                 kind = "crash"
                 result = Failure(f"task {name} {_describe_exit(run.status)} before returning a result")
@@ -759,10 +791,11 @@ class Executor:
         with handle:
             offset = append_record(journal, header, handle, size)
         self._index.setdefault(name, []).append((offset, size))
-        try:
-            os.unlink(result_path)
-        except FileNotFoundError:
-            pass
+        if message is None:  # the result came in a file (or none came)
+            try:
+                os.unlink(result_path)
+            except FileNotFoundError:
+                pass
         ok = header["type"] == "Success"
         self.done += 1
         self.failed += 0 if ok else 1
@@ -787,8 +820,10 @@ def _open_result(path: str) -> Optional[Tuple[IO[bytes], Dict[str, Any], int]]:
     return handle, meta, os.fstat(handle.fileno()).st_size - len(line)
 
 
-def _child(task: Any, previous: PreviousSteps, result_path: str, environment: Dict[str, str]) -> None:
-    """Body of a task's process: run it, write its Result next to result_path."""
+def _child(task: Any, previous: PreviousSteps, result_path: str, environment: Dict[str, str],
+           results: Optional[socket.socket] = None, seq: int = 0) -> None:
+    """Body of a task's process: run it; send its Result on ``results``, or, when larger than a
+    datagram takes, write it to result_path."""
     os.environ.update(environment)
     try:
         task.previous_steps = previous
@@ -809,6 +844,12 @@ def _child(task: Any, previous: PreviousSteps, result_path: str, environment: Di
     sys.stdout.flush()
     sys.stderr.flush()
     meta = {"type": "Success" if is_successful(result) else "Failure", "kind": kind, "preview": _preview(result)}
+    if results is not None and len(payload) <= RESULT_DATAGRAM_MAX:
+        try:
+            results.send(json.dumps(dict(meta, seq=seq)).encode() + b"\n" + payload)
+            return
+        except OSError:
+            pass  # e.g. a smaller socket buffer than expected: the file below
     tmp = result_path + ".tmp"
     with open(tmp, "wb") as handle:  # one file: a JSON line, then the pickled Result
         handle.write(json.dumps(meta).encode() + b"\n")

@@ -8,13 +8,17 @@ from pathlib import Path
 import pytest
 
 from unicorn_ansible import (
+    AtomicIncrementFlagTask,
     Client,
     Experiment,
     ExperimentStatus,
     Failure,
+    FlagValues,
     Pipeline,
+    SetFlagTask,
     Success,
     Task,
+    WaitForExactFlagResultTask,
     is_successful,
 )
 
@@ -94,3 +98,30 @@ def test_starting_an_unprepared_experiment_is_refused(home: Path) -> None:
     client = Client()
     with pytest.raises(Exception, match="no experiment named"):
         client.start_execution("never-prepared")
+
+
+def test_flags_set_from_the_client_reach_a_running_task(home: Path) -> None:
+    """A task waits for a flag the notebook sets while the execution runs; the notebook reads
+    back the flag the task set."""
+    client = Client()
+    pipeline = Pipeline([
+        SetFlagTask("task-up", FlagValues(text_value="waiting"), name="announce"),
+        WaitForExactFlagResultTask("go", FlagValues(text_value="now", int_value=3), timeout=120, name="wait-for-go"),
+        AtomicIncrementFlagTask("done", name="count"),
+    ])
+    name = "flags-from-client"
+    client.prepare_experiment(Experiment().map(pipeline, client.get_nodes().take(1)), name)
+    _poll(client, name, ExperimentStatus.READY)
+    client.set_flag_values(name, "done", FlagValues(text_value="before", int_value=10))  # before the start: kept
+    client.start_execution(name)
+    deadline = time.monotonic() + 120
+    while client.get_flag_values(name, "task-up") is None:
+        assert time.monotonic() < deadline, "the task never set its flag"
+        time.sleep(0.2)
+    assert client.get_flag_values(name, "task-up") == FlagValues(text_value="waiting", int_value=0)
+    client.set_flag_values(name, "go", FlagValues(text_value="now", int_value=3))
+    info = _poll(client, name, ExperimentStatus.FINISHED)
+    [result] = info.execution_result
+    outcome, _ = result.result
+    assert is_successful(outcome), outcome
+    assert client.get_flags(name)["done"] == FlagValues(text_value="before", int_value=11)

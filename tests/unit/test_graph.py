@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from unicorn_ansible import CyclePipeline, ExecutionGraph, Experiment, GraphError, Node, Task, TaskDispatcher
+from unicorn_ansible import is_successful, CyclePipeline, ExecutionGraph, Experiment, GraphError, Node, Task, TaskDispatcher
 from unicorn_ansible._experiment import _dispatched
 from unicorn_ansible.executor import NodeResults, run_pipeline
 
@@ -150,3 +150,13 @@ def test_invalid_graphs_are_refused_at_append_naming_the_edge_or_vertex(build, m
 def test_cycle_pipeline_rejects_a_bad_cycle_count():
     with pytest.raises(ValueError, match="cycles must be a positive integer"):
         CyclePipeline(cycles=0)
+
+
+def test_a_cycle_pipeline_without_a_count_repeats_until_the_time_limit(tmp_path):
+    pipeline = CyclePipeline(tasks=[Step("tick", name="tick")])
+    state = run_pipeline(_dispatched(pipeline, NODE), str(tmp_path), time_limit=1.0)
+    runs = NodeResults.read(str(tmp_path)).by_name["tick"]
+    assert state["status"] == "timed_out"
+    assert len(runs) > 5 and all(r.unwrap()[0] == "tick" for r in runs[:-1])
+    # the run under way when the limit came was stopped, and says so
+    assert runs[-1].unwrap()[0] == "tick" if is_successful(runs[-1]) else "time limit" in runs[-1].failure()
