@@ -133,7 +133,7 @@ class Bench:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--hosts", type=int, nargs="+", default=[1, 10, 30])
+    parser.add_argument("--hosts", type=int, nargs="*", default=[1, 10, 30], help="host counts for the one-task table (none: skip it)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--scale", type=int, nargs="*", default=[100], help="host counts for the scale table")
     parser.add_argument("--skip-transfer", action="store_true")
