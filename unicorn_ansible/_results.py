@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import reprlib
-import shutil
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +19,7 @@ from returns.pipeline import is_successful
 from returns.result import Result
 
 from ._safe_pickle import loader_for, register_shipped
-from .executor import JOURNAL, STATE, iter_records, read_json, results_by_name, results_by_stage
+from .executor import JOURNAL, STATE, bounded_repr, copy_range, iter_records, read_json, results_by_name, results_by_stage
 from .errors import RunError, UntrustedDataError
 
 # What a node's outcome can be, from the worst to the best.
@@ -31,31 +29,8 @@ STATUSES = ("unreachable", "deploy_failed", "execution_failed", "timed_out", "ca
 REPR_LIMIT = 10_000
 
 
-class _ShortRepr(reprlib.Repr):
-    """repr that never builds the whole text of a huge value (a 200 MB bytes, a long list)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.maxstring = self.maxother = 2000
-        self.maxlist = self.maxtuple = self.maxset = self.maxfrozenset = self.maxdeque = self.maxdict = 200
-        self.maxlevel = 8
-
-    def repr_bytes(self, value: bytes, level: int) -> str:
-        if len(value) <= 200:
-            return repr(value)
-        return f"<{type(value).__name__} of {len(value)} bytes: {bytes(value[:64])!r}...>"
-
-    repr_bytearray = repr_bytes
-
-
 def _bounded_repr(value: Any) -> str:
-    if isinstance(value, Result):
-        inner = value.unwrap() if is_successful(value) else value.failure()
-        shown = inner if isinstance(inner, str) else _ShortRepr().repr(inner)  # as returns shows it
-        text = f"<{'Success' if is_successful(value) else 'Failure'}: {shown}>"
-    else:
-        text = _ShortRepr().repr(value)
-    return text if len(text) <= REPR_LIMIT else f"{text[:REPR_LIMIT]}... ({len(text) - REPR_LIMIT} more characters)"
+    return bounded_repr(value, REPR_LIMIT)
 
 
 def result_to_json(result: Any) -> Dict[str, Any]:
@@ -197,19 +172,16 @@ def unpack_outbox(folder: Path) -> None:
         return
     try:
         with tarfile.open(outbox, "r:") as archive:
-            for member in archive:
+            for member in archive:  # (outbox.json, the manifest, is for the fetch: not taken)
                 if not member.isfile() or not _OUTBOX_MEMBER.match(member.name) or ".." in member.name.split("/"):
                     continue
                 target = folder / member.name
                 target.parent.mkdir(parents=True, exist_ok=True)
-                source = archive.extractfile(member)
-                if source is None:
-                    continue
                 tmp = target.with_name(f".{target.name}.tmp")
-                with source, open(tmp, "wb") as handle:
-                    shutil.copyfileobj(source, handle, 1024 * 1024)
+                with open(outbox, "rb") as source, open(tmp, "wb", buffering=0) as handle:
+                    copy_range(source.fileno(), handle.fileno(), member.size, member.offset_data)
                 os.replace(tmp, target)
-    except (tarfile.TarError, OSError) as exc:
+    except (tarfile.TarError, OSError, EOFError) as exc:
         raise UntrustedDataError(f"the results fetched from node {folder.name} are not a readable archive: {exc}") from exc
     marker.touch()
 
@@ -249,9 +221,16 @@ def load_node(run_dir: Path, node: str, loads: Optional[Callable[[bytes], Any]] 
     prepared = prepared or bool(records or state)  # results exist: the node was prepared
     timings = [{k: r.header.get(k) for k in ("name", "stage", "index", "start", "end", "kind", "log")} for r in records]
     try:
-        by_name = results_by_name(records, loads)
+        loaded: Dict[int, Any] = {}  # each payload unpickled once, for both shapes
+
+        def once(payload: bytes) -> Any:
+            if id(payload) not in loaded:
+                loaded[id(payload)] = loads(payload)
+            return loaded[id(payload)]
+
+        by_name = results_by_name(records, once)
         # a graph (ExecutionGraph, CyclePipeline) keeps netunicorn's shape: task name -> Results
-        by_stage = by_name if state.get("shape") == "graph" else results_by_stage(records, loads)
+        by_stage = by_name if state.get("shape") == "graph" else results_by_stage(records, once)
     except UntrustedDataError as exc:
         by_stage, by_name = [], {}
         outcome, error = "execution_failed", str(exc)

@@ -43,6 +43,7 @@ import json
 import os
 import pickle
 import platform
+import reprlib
 import selectors
 import shutil
 import signal
@@ -163,11 +164,41 @@ def read_json(path: str) -> Optional[Dict[str, Any]]:
         return None
 
 
-def _preview(result: Result, limit: int = 200) -> str:
+class _ShortRepr(reprlib.Repr):
+    """repr that never builds the whole text of a huge value (a 200 MB bytes, a long list)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxstring = self.maxother = 2000
+        self.maxlist = self.maxtuple = self.maxset = self.maxfrozenset = self.maxdeque = self.maxdict = 200
+        self.maxlevel = 8
+
+    def repr_bytes(self, value: bytes, level: int) -> str:
+        if len(value) <= 200:
+            return repr(value)
+        return f"<{type(value).__name__} of {len(value)} bytes: {bytes(value[:64])!r}...>"
+
+    repr_bytearray = repr_bytes
+
+
+def bounded_repr(value: Any, limit: int) -> str:
+    """A Result (or any value) as text of at most about ``limit`` characters, built without
+    the whole repr of a huge value; a Result reads as the returns library shows it."""
+    _need_libraries()
     try:
-        text = repr(result)
+        if isinstance(value, _Result):
+            inner = value.unwrap() if is_successful(value) else value.failure()
+            shown = inner[:limit] if isinstance(inner, str) else _ShortRepr().repr(inner)
+            text = f"<{'Success' if is_successful(value) else 'Failure'}: {shown}>"
+        else:
+            text = _ShortRepr().repr(value)
     except Exception as exc:  # a user's __repr__ may raise
-        text = f"<unprintable {type(result).__name__}: {exc}>"
+        text = f"<unprintable {type(value).__name__}: {exc}>"
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
+def _preview(result: Result, limit: int = 200) -> str:
+    text = bounded_repr(result, limit)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -438,7 +469,7 @@ class Executor:
         # (no file to create, read and delete); larger ones in a file (see _child).
         self._results_in, self._results_out = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._results_in.setblocking(False)
-        self._inbox: Dict[int, Tuple[Dict[str, Any], bytes]] = {}
+        self._inbox: Dict[int, Tuple[Dict[str, Any], IO[bytes], int]] = {}
 
     # -- logging and state ---------------------------------------------------
     def log(self, message: str) -> None:
@@ -721,18 +752,27 @@ class Executor:
             run.status = status
 
     def _receive_results(self) -> None:
-        """Every result datagram waiting: ``JSON meta line`` + pickled Result, by task number."""
+        """Every result message waiting: ``JSON meta line`` + the pickled Result, or, for a large
+        one, the line and a memory file holding it; kept by task number."""
         while True:
             try:
-                data = self._results_in.recv(RESULT_DATAGRAM_MAX + 4096)
+                data, fds, _, _ = socket.recv_fds(self._results_in, RESULT_DATAGRAM_MAX + 4096, 1)
             except (BlockingIOError, InterruptedError):
                 return
             line, _, payload = data.partition(b"\n")
             try:
                 meta = json.loads(line)
-                self._inbox[int(meta["seq"])] = (meta, payload)
+                seq = int(meta["seq"])
             except (ValueError, KeyError, TypeError):
+                for fd in fds:
+                    os.close(fd)
                 continue  # not from one of our tasks: a task without a result is reported as such
+            if fds:
+                os.lseek(fds[0], 0, os.SEEK_SET)  # the sender's offset (the end) comes with the file
+                size = os.fstat(fds[0]).st_size
+                self._inbox[seq] = (meta, os.fdopen(fds[0], "rb"), size)
+            else:
+                self._inbox[seq] = (meta, io.BytesIO(payload), len(payload))
 
     def _finish(self, run: _Running, journal: IO[bytes]) -> bool:
         name = str(getattr(run.task, "name", f"task-{run.seq}"))
@@ -748,6 +788,11 @@ class Executor:
         kind = "ok"
         header_extra: Dict[str, Any] = {}
         message = None
+        if run.killed_for:  # a result sent just before the kill is not used: close its file
+            self._receive_results()
+            unused = self._inbox.pop(run.seq, None)
+            if unused is not None:
+                unused[1].close()
         if run.killed_for == "timeout":
             kind = "timeout"
             result: Optional[Result] = Failure(f"task {name} timed out after {self.task_timeout:g} s")
@@ -761,8 +806,7 @@ class Executor:
             result = None
             self._receive_results()  # sent before the task exited: it is in the queue by now
             message = self._inbox.pop(run.seq, None)
-            source = _open_result(result_path) if message is None else \
-                (io.BytesIO(message[1]), message[0], len(message[1]))
+            source = _open_result(result_path) if message is None else (message[1], message[0], message[2])
             if source is None:
                 kind = "crash"
                 result = Failure(f"task {name} {_describe_exit(run.status)} before returning a result")
@@ -844,12 +888,22 @@ def _child(task: Any, previous: PreviousSteps, result_path: str, environment: Di
     sys.stdout.flush()
     sys.stderr.flush()
     meta = {"type": "Success" if is_successful(result) else "Failure", "kind": kind, "preview": _preview(result)}
-    if results is not None and len(payload) <= RESULT_DATAGRAM_MAX:
+    if results is not None:
+        line = json.dumps(dict(meta, seq=seq)).encode() + b"\n"
         try:
-            results.send(json.dumps(dict(meta, seq=seq)).encode() + b"\n" + payload)
+            if len(payload) <= RESULT_DATAGRAM_MAX:
+                results.send(line + payload)
+            else:  # a large result: in a memory file handed over with the message (no disk write)
+                memory = os.memfd_create(f"unicorn-result-{seq}", os.MFD_CLOEXEC)
+                try:
+                    with open(memory, "wb", closefd=False) as handle:
+                        handle.write(payload)
+                    socket.send_fds(results, [line], [memory])
+                finally:
+                    os.close(memory)
             return
-        except OSError:
-            pass  # e.g. a smaller socket buffer than expected: the file below
+        except (AttributeError, OSError):
+            pass  # no memfd here, a smaller socket buffer than expected...: the file below
     tmp = result_path + ".tmp"
     with open(tmp, "wb") as handle:  # one file: a JSON line, then the pickled Result
         handle.write(json.dumps(meta).encode() + b"\n")
@@ -1147,24 +1201,67 @@ def _unreported(workdir: str) -> List[Dict[str, Any]]:
 
 
 OUTBOX = "outbox.tar"
+OUTBOX_MANIFEST = "outbox.json"  # first member: which files are fetched on their own (see unicorn_fetch)
+OUTBOX_SEPARATE_OVER = 8 * 1024 * 1024
 _OUTBOX_FILES = (STATE, JOURNAL, "deploy-report.json", "started.json")
 
 
+def copy_range(source: int, target: int, count: int, offset: Optional[int] = None) -> None:
+    """Copy ``count`` bytes from file descriptor ``source`` (at ``offset``, or its position) to
+    ``target``'s position, inside the kernel where it can (copy_file_range), else by reading."""
+    if count and hasattr(os, "copy_file_range"):
+        try:
+            while count:
+                copied = os.copy_file_range(source, target, count, offset)
+                if not copied:
+                    raise EOFError(f"the file ended {count} bytes early")
+                count -= copied
+                if offset is not None:
+                    offset += copied
+            return
+        except OSError:  # another file system, an old kernel: the portable way
+            pass
+    if offset is not None:
+        os.lseek(source, offset, os.SEEK_SET)
+    while count:
+        chunk = os.read(source, min(count, 1 << 20))
+        if not chunk:
+            raise EOFError(f"the file ended {count} bytes early")
+        os.write(target, chunk)
+        count -= len(chunk)
+
+
 def pack_outbox(workdir: str) -> str:
-    """One file with everything the controller fetches: state, journal, deploy report, logs."""
+    """One file with everything the controller fetches: state, journal, deploy report, logs.
+    A plain tar; file contents are copied inside the kernel (results can be large)."""
     target = os.path.join(workdir, OUTBOX)
     tmp = f"{target}.tmp{os.getpid()}"
-    with tarfile.open(tmp, "w") as archive:
-        for name in _OUTBOX_FILES:
-            path = os.path.join(workdir, name)
-            if os.path.isfile(path):
-                archive.add(path, arcname=name, recursive=False)
-        logs = os.path.join(workdir, "logs")
-        for root, _, files in os.walk(logs):
-            for name in sorted(files):
-                path = os.path.join(root, name)
-                if os.path.isfile(path) and not os.path.islink(path):
-                    archive.add(path, arcname=os.path.relpath(path, workdir), recursive=False)
+    members = [name for name in _OUTBOX_FILES if os.path.isfile(os.path.join(workdir, name))]
+    for root, _, files in os.walk(os.path.join(workdir, "logs")):
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            if os.path.isfile(path) and not os.path.islink(path):
+                members.append(os.path.relpath(path, workdir))
+    manifest: Dict[str, Any] = {"separate": {}}
+    journal = os.path.join(workdir, JOURNAL)
+    if JOURNAL in members and os.path.getsize(journal) > OUTBOX_SEPARATE_OVER:
+        # a large journal is fetched as it is, next to the outbox: no copy here or on the controller
+        members.remove(JOURNAL)
+        manifest["separate"][JOURNAL] = os.path.getsize(journal)
+    with open(tmp, "wb", buffering=0) as out:
+        data = json.dumps(manifest).encode()
+        info = tarfile.TarInfo(OUTBOX_MANIFEST)
+        info.size, info.mtime, info.mode = len(data), int(time.time()), 0o644
+        out.write(info.tobuf(tarfile.PAX_FORMAT) + data + b"\0" * (-len(data) % tarfile.BLOCKSIZE))
+        for name in members:
+            with open(os.path.join(workdir, name), "rb") as source:
+                size = os.fstat(source.fileno()).st_size  # a file still growing: what it had now
+                info = tarfile.TarInfo(name)
+                info.size, info.mtime, info.mode = size, int(time.time()), 0o644
+                out.write(info.tobuf(tarfile.PAX_FORMAT))
+                copy_range(source.fileno(), out.fileno(), size)
+                out.write(b"\0" * (-size % tarfile.BLOCKSIZE))
+        out.write(b"\0" * (2 * tarfile.BLOCKSIZE))
     os.replace(tmp, target)
     return target
 

@@ -89,8 +89,13 @@ class Proof(Task):
         return open("/root/become-proof").read().strip()
 
 
+class Big(Task):
+    def run(self):
+        return b"u" * (9 << 20)  # over 8 MB: the journal is fetched on its own, through become too
+
+
 def experiment(nodes):
-    return Experiment().map(Pipeline().then(Proof(name="proof")), nodes.take(1))
+    return Experiment().map(Pipeline().then(Proof(name="proof")).then(Big(name="big")), nodes.take(1))
 '''
 
 
@@ -102,6 +107,7 @@ def test_become_through_the_inventory_with_a_non_root_user(lab: Lab) -> None:
     lab.cli("run", "become.py", "-i", str(inventory), "--name", "become", check=0)
     entry = node(lab.results("become"), "h1")
     assert entry["tasks"]["proof"] == [{"type": "Success", "value": "0"}]
+    assert entry["tasks"]["big"][0]["value"].startswith("<bytes of 9437184 bytes: b'uuuu")
     assert (lab.host_root("h1") / "become-proof").read_text().strip() == "0"
     # the become password never lands in anything the run wrote
     run_dir = lab.home / "runs" / "become"

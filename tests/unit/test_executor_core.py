@@ -245,3 +245,32 @@ def test_the_node_time_limit_stops_the_pipeline(tmp_path: Path) -> None:
     results = NodeResults.read(str(tmp_path)).by_name
     assert results["quick"] == [Success(1)]
     assert results["slow"] == [Failure("task slow was stopped: the node's time limit of 1 s was reached")]
+
+
+class Sized(Task):
+    def __init__(self, size, name=None):
+        self.size = size
+        super().__init__(name=name)
+
+    def run(self):
+        return bytes(range(256)) * (self.size // 256)
+
+
+class SeesBig(Task):
+    def run(self):
+        return [len(r.unwrap()) for r in self.previous_steps["big"]]
+
+
+def test_small_and_large_results_come_back_whole_and_later_tasks_see_them(tmp_path):
+    """Results up to 64 KB travel as a datagram, larger ones in a memory file: both reach the journal."""
+    sizes = [256, 64 * 1024 - 512, 64 * 1024 + 256, 8 * 1024 * 1024]
+    pipeline = Pipeline().then([Sized(size, name=f"s{size}") for size in sizes]).then(Sized(3 << 20, name="big"))
+    pipeline.then(SeesBig(name="sees"))
+    state = run_pipeline(pipeline, str(tmp_path))
+    results = NodeResults.read(str(tmp_path))
+    assert state["status"] == "finished" and state["success"]
+    stage = results.by_stage[0]
+    assert [len(r.unwrap()) for r in stage] == sizes
+    assert stage[-1].unwrap() == bytes(range(256)) * (sizes[-1] // 256)
+    assert results.by_stage[2] == Success([3 << 20])
+    assert not os.listdir(tmp_path / "tmp")  # nothing left behind

@@ -1,0 +1,103 @@
+"""Fetch the executor's outbox from the host as it is: the connection's own transfer, nothing else.
+
+Ansible's ``fetch`` runs the ``stat`` module on the host first (one more round trip and a
+SHA-1 pass over the file there), then hashes the fetched copy twice (SHA-1 and MD5), even with
+``validate_checksum: false``. Results can be hundreds of megabytes; SSH already protects
+the transfer, and the controller checks every record it reads. With ``become`` the
+connecting user cannot read the file, so this hands over to ``ansible.builtin.fetch``
+(which then uses ``slurp``).
+
+When the outbox (a tar) says in its first member, ``outbox.json``, that a large journal stays
+out of it, the journal is fetched on its own next to it: a large result is not copied into
+the archive on the host and out of it on the controller.
+
+Arguments: ``src`` (path on the host), ``dest`` (path on the controller), ``fail_on_missing``
+(default true). Files are fetched to ``<name>.part`` and renamed, so each is whole or absent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import tarfile
+
+from ansible.errors import AnsibleConnectionFailure, AnsibleError
+from ansible.module_utils.common.text.converters import to_text
+from ansible.module_utils.parsing.convert_bool import boolean
+from ansible.plugins.action import ActionBase
+
+MANIFEST = "outbox.json"
+SEPARATE = ("journal",)  # the only files an outbox may ask to be fetched on their own
+
+
+def separate_files(outbox: str) -> list:
+    """Names the outbox's manifest asks to fetch on their own (the archive is untrusted)."""
+    try:
+        with tarfile.open(outbox, "r:") as archive:
+            member = archive.next()
+            if member is None or member.name != MANIFEST or not member.isfile() or member.size > 65536:
+                return []
+            manifest = json.loads(archive.extractfile(member).read())
+    except (tarfile.TarError, OSError, ValueError, AttributeError):
+        return []
+    separate = manifest.get("separate") if isinstance(manifest, dict) else None
+    return [name for name in SEPARATE if isinstance(separate, dict) and name in separate]
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = True
+    _VALID_ARGS = frozenset(("src", "dest", "fail_on_missing"))
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        src, dest = self._task.args.get("src"), self._task.args.get("dest")
+        if not src or not dest:
+            result.update(failed=True, msg="unicorn_fetch needs src and dest")
+            return result
+        dest = self._loader.path_dwim(dest)
+        fail_on_missing = boolean(self._task.args.get("fail_on_missing", True), strict=False)
+        outcome = self._fetch(src, dest, fail_on_missing, task_vars)
+        if outcome.get("failed") or outcome.get("skipped_file"):
+            result.update(outcome)
+            return result
+        fetched = [dest]
+        for name in separate_files(dest):
+            extra = os.path.join(os.path.dirname(dest), name)
+            more = self._fetch(posixpath.join(posixpath.dirname(src), name), extra, True, task_vars)
+            if more.get("failed"):
+                result.update(more)
+                return result
+            fetched.append(extra)
+        result.update(changed=True, dest=dest, file=src, fetched=fetched)
+        return result
+
+    def _fetch(self, src: str, dest: str, fail_on_missing: bool, task_vars) -> dict:
+        os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
+        part = f"{dest}.part"
+        if self._connection.become:
+            fetch = self._shared_loader_obj.action_loader.get(
+                "ansible.builtin.fetch", task=self._task.copy(), connection=self._connection,
+                play_context=self._play_context, loader=self._loader, templar=self._templar,
+                shared_loader_obj=self._shared_loader_obj)
+            fetch._task.args = {"src": src, "dest": part, "flat": True, "fail_on_missing": fail_on_missing,
+                                "validate_checksum": False}
+            outcome = fetch.run(task_vars=task_vars)
+            if outcome.get("failed"):
+                return outcome
+            if not os.path.exists(part):
+                return {"skipped_file": True, "msg": outcome.get("msg", f"{src} was not fetched")}
+        else:
+            source = self._remote_expand_user(self._connection._shell.join_path(src))
+            try:
+                self._connection.fetch_file(source, part)
+            except AnsibleConnectionFailure:
+                raise
+            except AnsibleError as exc:  # most often: the file is not there
+                if os.path.exists(part):
+                    os.unlink(part)
+                outcome = {"changed": False, "file": src, "msg": f"{src} was not fetched: {to_text(exc)}"}
+                outcome["failed" if fail_on_missing else "skipped_file"] = True
+                return outcome
+        os.replace(part, dest)
+        return {}
