@@ -50,7 +50,8 @@ def _directory(root: Path) -> Path:
     folder = root / "inventory-dir"
     (folder / "group_vars").mkdir(parents=True)
     (folder / "host_vars").mkdir()
-    (folder / "hosts.ini").write_text("[servers]\nsrv1\n\n[clients]\ncli1\ncli2\n")
+    # named "hosts", not hosts.ini: ansible-core 2.18 skips *.ini files in inventory folders
+    (folder / "hosts").write_text("[servers]\nsrv1\n\n[clients]\ncli1\ncli2\n")
     (folder / "group_vars" / "clients.yml").write_text(
         f"ansible_become_password: {SECRET}\nansible_ssh_pass: {SECRET}\nrate: 10mbit\npeer: 10.77.0.11\n")
     (folder / "host_vars" / "srv1.yml").write_text("ansible_host: 10.77.0.11\nrole: server\n")
