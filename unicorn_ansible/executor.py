@@ -456,8 +456,8 @@ class Executor:
         self.state_path = os.path.join(self.workdir, STATE)
         self.graph: Optional[GraphScheduler] = GraphScheduler(pipeline) if hasattr(pipeline, "vertices") else None
         self.stages: List[List[Any]] = [] if self.graph else [list(stage) for stage in pipeline.tasks]
-        self.total = sum(len(stage) for stage in self.stages) if self.stages else \
-            sum(1 for v in pipeline.vertices if hasattr(v, "run"))
+        self.total = sum(len(stage) for stage in self.stages) if self.graph is None else \
+            sum(1 for vertex in range(len(self.graph.vertices)) if self.graph.is_task(vertex))
         self.done = 0
         self.failed = 0
         self.seq = 0

@@ -274,3 +274,8 @@ def test_small_and_large_results_come_back_whole_and_later_tasks_see_them(tmp_pa
     assert stage[-1].unwrap() == bytes(range(256)) * (sizes[-1] // 256)
     assert results.by_stage[2] == Success([3 << 20])
     assert not os.listdir(tmp_path / "tmp")  # nothing left behind
+
+
+def test_an_empty_pipeline_finishes_with_nothing_run(tmp_path):
+    state = run_pipeline(Pipeline(), str(tmp_path))
+    assert (state["status"], state["total"], state["done"], state["not_run"]) == ("finished", 0, 0, [])
