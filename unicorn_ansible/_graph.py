@@ -8,12 +8,11 @@ plain lists of vertices and edges, built on the client after validation.
 
 from __future__ import annotations
 
-import uuid
 from collections import deque
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-from ._environment import EnvironmentDefinition, ShellExecution
-from ._pipeline import Pipeline, PipelineElement
+from ._environment import EnvironmentDefinition
+from ._pipeline import Flow, Pipeline, PipelineElement
 from ._task import Task, TaskDispatcher
 
 EDGE_TYPES = ("strong", "weak")
@@ -27,7 +26,15 @@ def _label(vertex: Any) -> str:
     return repr(vertex)
 
 
-class ExecutionGraph:
+def _unreachable(graph: Any) -> List[Any]:
+    """The vertices of a networkx DiGraph that no path from 'root' reaches."""
+    import networkx as nx
+
+    reachable = set(nx.descendants(graph, "root")) | {"root"}
+    return [v for v in graph.nodes if v not in reachable]
+
+
+class ExecutionGraph(Flow):
     """
     ExecutionGraph is a directed graph of tasks; ``self.graph`` is a networkx ``DiGraph``.
     Its rules are netunicorn's:
@@ -60,12 +67,7 @@ class ExecutionGraph:
     ) -> None:
         import networkx as nx
 
-        self.name: str = name or str(uuid.uuid4())
-        self.early_stopping = early_stopping
-        self.report_results = report_results
-        self.environment_definition: EnvironmentDefinition = (
-            environment_definition if environment_definition is not None else ShellExecution()
-        )
+        super().__init__(early_stopping, report_results, environment_definition, name)
         self.graph = nx.DiGraph()
         self.override_graph_validation = False
         self.graph.add_node("root")
@@ -103,8 +105,7 @@ class ExecutionGraph:
                     raise ValueError(
                         f"{edge} has traverse_on={data['traverse_on']!r}; use 'success', 'failure' or 'any'"
                     )
-        reachable = set(nx.descendants(graph, "root")) | {"root"}
-        unreachable = [v for v in graph.nodes if v not in reachable]
+        unreachable = _unreachable(graph)
         if unreachable:
             raise ValueError(
                 f"execution graph {obj.name}: {', '.join(_label(v) for v in unreachable)} cannot be reached "
@@ -120,8 +121,7 @@ class ExecutionGraph:
                 f"execution graph {obj.name} has a cycle of strong edges ({path}); a cycle would wait on "
                 "itself forever: make one of its edges type='weak'"
             )
-        reachable = set(nx.descendants(strong, "root")) | {"root"}
-        unreachable = [v for v in graph.nodes if v not in reachable]
+        unreachable = _unreachable(strong)
         if unreachable:
             raise ValueError(
                 f"execution graph {obj.name}: without its weak edges, {', '.join(_label(v) for v in unreachable)} "

@@ -12,7 +12,26 @@ from ._task import TaskElement
 PipelineElement = Union[TaskElement, Collection[TaskElement]]
 
 
-class Pipeline:
+class Flow:
+    """What every pipeline and execution graph has: a name, early stopping, whether results
+    are reported, and the environment its tasks' requirements run in (ShellExecution by default)."""
+
+    def __init__(
+        self,
+        early_stopping: bool = True,
+        report_results: bool = True,
+        environment_definition: Optional[EnvironmentDefinition] = None,
+        name: Optional[str] = None,
+    ) -> None:
+        self.name: str = name or str(uuid.uuid4())
+        self.early_stopping = early_stopping
+        self.report_results = report_results
+        self.environment_definition: EnvironmentDefinition = (
+            environment_definition if environment_definition is not None else ShellExecution()
+        )
+
+
+class Pipeline(Flow):
     """
     Pipeline is a class that takes a sequence of Tasks and executes them in order.
     Each element should be either a Task (or TaskDispatcher) or a collection of them:
@@ -30,12 +49,7 @@ class Pipeline:
         environment_definition: Optional[EnvironmentDefinition] = None,
         name: Optional[str] = None,
     ) -> None:
-        self.name: str = name or str(uuid.uuid4())
-        self.early_stopping = early_stopping
-        self.report_results = report_results
-        self.environment_definition: EnvironmentDefinition = (
-            environment_definition if environment_definition is not None else ShellExecution()
-        )
+        super().__init__(early_stopping, report_results, environment_definition, name)
         self.tasks: List[List[TaskElement]] = []
         for element in tasks:
             self.then(element)

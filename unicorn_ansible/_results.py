@@ -57,6 +57,10 @@ def _shape_to_json(entry: Any) -> Any:
     return result_to_json(entry)
 
 
+def _by_name_to_json(results: Dict[str, List[Any]]) -> Dict[str, List[Dict[str, Any]]]:
+    return {name: [result_to_json(r) for r in runs] for name, runs in results.items()}
+
+
 @dataclass
 class NodeResult:
     """The outcome of one node: its deployment, its pipeline's results, its errors."""
@@ -85,9 +89,9 @@ class NodeResult:
             "prepared": self.prepared,
             "error": self.error,
             "success": self.success,
-            "results": ({name: [result_to_json(r) for r in results] for name, results in self.results.items()}
-                        if isinstance(self.results, dict) else [_shape_to_json(entry) for entry in self.results]),
-            "tasks": {name: [result_to_json(r) for r in results] for name, results in self.tasks.items()},
+            "results": (_by_name_to_json(self.results) if isinstance(self.results, dict)
+                        else [_shape_to_json(entry) for entry in self.results]),
+            "tasks": _by_name_to_json(self.tasks),
             "timings": self.timings,
             "not_run": self.not_run,
             "reported": self.reported,
@@ -171,14 +175,14 @@ def unpack_outbox(folder: Path) -> None:
     if marker.exists() and marker.stat().st_mtime_ns >= outbox.stat().st_mtime_ns:
         return
     try:
-        with tarfile.open(outbox, "r:") as archive:
+        with open(outbox, "rb") as source, tarfile.open(fileobj=source, mode="r:") as archive:
             for member in archive:  # (outbox.json, the manifest, is for the fetch: not taken)
                 if not member.isfile() or not _OUTBOX_MEMBER.match(member.name) or ".." in member.name.split("/"):
                     continue
                 target = folder / member.name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 tmp = target.with_name(f".{target.name}.tmp")
-                with open(outbox, "rb") as source, open(tmp, "wb", buffering=0) as handle:
+                with open(tmp, "wb", buffering=0) as handle:
                     copy_range(source.fileno(), handle.fileno(), member.size, member.offset_data)
                 os.replace(tmp, target)
     except (tarfile.TarError, OSError, EOFError) as exc:

@@ -1248,17 +1248,18 @@ def pack_outbox(workdir: str) -> str:
         # a large journal is fetched as it is, next to the outbox: no copy here or on the controller
         members.remove(JOURNAL)
         manifest["separate"][JOURNAL] = os.path.getsize(journal)
+    def header(name: str, size: int) -> bytes:
+        info = tarfile.TarInfo(name)
+        info.size, info.mtime, info.mode = size, int(time.time()), 0o644
+        return info.tobuf(tarfile.PAX_FORMAT)
+
     with open(tmp, "wb", buffering=0) as out:
         data = json.dumps(manifest).encode()
-        info = tarfile.TarInfo(OUTBOX_MANIFEST)
-        info.size, info.mtime, info.mode = len(data), int(time.time()), 0o644
-        out.write(info.tobuf(tarfile.PAX_FORMAT) + data + b"\0" * (-len(data) % tarfile.BLOCKSIZE))
+        out.write(header(OUTBOX_MANIFEST, len(data)) + data + b"\0" * (-len(data) % tarfile.BLOCKSIZE))
         for name in members:
             with open(os.path.join(workdir, name), "rb") as source:
                 size = os.fstat(source.fileno()).st_size  # a file still growing: what it had now
-                info = tarfile.TarInfo(name)
-                info.size, info.mtime, info.mode = size, int(time.time()), 0o644
-                out.write(info.tobuf(tarfile.PAX_FORMAT))
+                out.write(header(name, size))
                 copy_range(source.fileno(), out.fileno(), size)
                 out.write(b"\0" * (-size % tarfile.BLOCKSIZE))
         out.write(b"\0" * (2 * tarfile.BLOCKSIZE))
