@@ -4,7 +4,7 @@ Started by executor_bench.py as ``python -I -S bench/_run_ours.py --bundle B --w
 --result R [--nofile L]``: no site-packages, so nothing but the standard library and the
 executor bundle B (unicorn-executor.pyz: executor.py, cloudpickle, returns) is importable
 - unicorn_ansible is not, like on a host. ``D`` holds ``pipeline.pkl`` (written with
-``unicorn_ansible._experiment.serialize_for_node``) and ``node.json`` (``{}``).
+``unicorn_ansible.model.experiment.serialize_for_node``) and ``node.json`` (``{}``).
 
 Sets RLIMIT_NOFILE to L if given, then runs the executor's own command line entry point,
 ``executor.main(["run", "--workdir", D])``, timed from that call to its return (which

@@ -15,7 +15,7 @@ Cases (the issue "Performance", item 1):
 Every run is a fresh process on a fresh work folder:
 
 - ours: ``python -I -S bench/_run_ours.py`` with the executor bundle the execution play
-  copies to hosts (unicorn-executor.pyz, built by unicorn_ansible._bundle) and nothing
+  copies to hosts (unicorn-executor.pyz, built by unicorn_ansible.compiler.bundle) and nothing
   else importable; the pipeline is built here with unicorn_ansible.Pipeline and a Task
   subclass and written with serialize_for_node, like the compiler does for a host.
 - netunicorn's: ``bench/.venv-netunicorn/bin/python bench/_run_netunicorn.py`` (the venv is
@@ -95,7 +95,7 @@ def ensure_netunicorn_venv() -> Dict[str, str]:
 
 
 def build_our_bundle(scratch: Path) -> Path:
-    from unicorn_ansible._bundle import build_bundle
+    from unicorn_ansible.compiler.bundle import build_bundle
 
     return build_bundle(scratch / "bundle")
 
@@ -103,7 +103,7 @@ def build_our_bundle(scratch: Path) -> Path:
 def write_our_pipeline(kind: str, tasks: int, workdir: Path) -> None:
     """pipeline.pkl and node.json for our executor, as the compiler writes them for a host."""
     from unicorn_ansible import Pipeline, Task
-    from unicorn_ansible._experiment import serialize_for_node
+    from unicorn_ansible.model.experiment import serialize_for_node
 
     class Trivial(Task):  # a local class: cloudpickle ships it by value, like a user's task
         def __init__(self, number: int) -> None:

@@ -8,12 +8,12 @@ Everything public is importable from here::
 from returns.pipeline import is_successful
 from returns.result import Failure, Result, Success
 
-from ._client import Client, DeploymentExecutionResult, ExperimentExecutionInformation, ExperimentStatus
-from ._engine import run
-from ._environment import DockerImage, EnvironmentDefinition, RuntimeContext, ShellExecution
-from ._experiment import Deployment, Experiment
-from ._nodes import Architecture, CountableNodePool, Node, Nodes
-from ._flags import (
+from .ui.client import Client, DeploymentExecutionResult, ExperimentExecutionInformation, ExperimentStatus
+from .engine.lifecycle import run
+from .model.environment import DockerImage, EnvironmentDefinition, RuntimeContext, ShellExecution
+from .model.experiment import Deployment, Experiment
+from .model.nodes import Architecture, CountableNodePool, Node, Nodes
+from .model.flags import (
     AtomicDecrementFlagTask,
     AtomicIncrementFlagTask,
     FlagError,
@@ -27,10 +27,10 @@ from ._flags import (
     set_flag,
     wait_for_flag,
 )
-from ._graph import CyclePipeline, ExecutionGraph
-from ._pipeline import Pipeline
-from ._results import NodeResult, RunResults
-from ._task import Task, TaskDispatcher
+from .model.graph import CyclePipeline, ExecutionGraph
+from .model.pipeline import Pipeline
+from .results.load import NodeResult, RunResults
+from .model.task import Task, TaskDispatcher
 from .errors import (
     ExperimentError,
     GraphError,

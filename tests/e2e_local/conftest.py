@@ -12,7 +12,7 @@ from typing import Dict, List, Optional
 
 import pytest
 
-CLI = [sys.executable, "-m", "unicorn_ansible.cli"]
+CLI = [sys.executable, "-m", "unicorn_ansible.ui.cli"]
 
 
 class Env:

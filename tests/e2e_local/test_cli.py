@@ -47,8 +47,8 @@ def test_a_run_through_the_cli_commands(env: Env) -> None:
 
 def test_python_api_results_filter_and_render(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     import unicorn_ansible
-    from unicorn_ansible._engine import load_experiment_file
-    from unicorn_ansible._inventory import load_inventory
+    from unicorn_ansible.engine.lifecycle import load_experiment_file
+    from unicorn_ansible.inventory import load_inventory
 
     monkeypatch.setenv("UNICORN_ANSIBLE_HOME", str(env.home))
     inventory = env.local_inventory(["api-a"])

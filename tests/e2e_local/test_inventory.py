@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from unicorn_ansible import Architecture, InventoryError
-from unicorn_ansible._inventory import load_inventory
+from unicorn_ansible.inventory import load_inventory
 
 SECRET = "s3cr3t-value-never-to-leak"
 
@@ -128,7 +128,7 @@ def test_vaulted_values_are_kept_out(tmp_path: Path) -> None:
 def test_the_cli_lists_nodes_as_json(sources: dict, tmp_path: Path) -> None:
     import subprocess
 
-    done = subprocess.run([sys.executable, "-m", "unicorn_ansible.cli", "nodes", "-i", str(sources["yaml"]), "--json"],
+    done = subprocess.run([sys.executable, "-m", "unicorn_ansible.ui.cli", "nodes", "-i", str(sources["yaml"]), "--json"],
                           capture_output=True, text=True, timeout=120,
                           env=dict(os.environ, UNICORN_ANSIBLE_HOME=str(tmp_path / "home")))
     assert done.returncode == 0, done.stderr

@@ -17,7 +17,7 @@ import pytest
 
 from unicorn_ansible import _testbed
 
-CLI = [sys.executable, "-m", "unicorn_ansible.cli"]
+CLI = [sys.executable, "-m", "unicorn_ansible.ui.cli"]
 SSH_ARGS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
 
 

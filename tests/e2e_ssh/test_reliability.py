@@ -363,7 +363,7 @@ def test_bad_input_and_large_data(lab: Lab) -> None:
     assert "output capped" in done.stdout
     assert len(done.stdout) < 12 * 1024 * 1024
     # the 200 MB result arrives intact (checked in Python: the JSON view abbreviates it)
-    from unicorn_ansible._results import load_results
+    from unicorn_ansible.results.load import load_results
 
     big = load_results(lab.home / "runs" / "bad-input")["h2"].tasks["big"][0].unwrap()
     import hashlib

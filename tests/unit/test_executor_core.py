@@ -15,10 +15,10 @@ import cloudpickle
 import pytest
 
 from unicorn_ansible import Failure, Pipeline, Success, Task
-from unicorn_ansible._experiment import serialize_for_node
-from unicorn_ansible.executor import NodeResults, run_pipeline
+from unicorn_ansible.model.experiment import serialize_for_node
+from unicorn_ansible.node.executor import NodeResults, run_pipeline
 
-EXECUTOR = Path(__file__).resolve().parents[2] / "unicorn_ansible" / "executor.py"
+EXECUTOR = Path(__file__).resolve().parents[2] / "unicorn_ansible" / "node" / "executor.py"
 
 
 class Value(Task):
@@ -218,7 +218,7 @@ def test_start_twice_runs_once_and_cancel_leaves_no_process(tmp_path: Path) -> N
 
 def test_deploy_runs_requirements_in_a_virtualenv_stops_at_the_first_failure_and_skips_when_unchanged(
         tmp_path: Path) -> None:
-    from unicorn_ansible.executor import deploy
+    from unicorn_ansible.node.executor import deploy
 
     spec = {"node": "n1", "python": "%d.%d" % sys.version_info[:2],
             "commands": ["echo $VIRTUAL_ENV > where.txt", "python -c 'import sys; print(sys.prefix)' >> where.txt"]}

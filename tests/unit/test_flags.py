@@ -9,8 +9,8 @@ import time
 import pytest
 
 from unicorn_ansible import FlagError, FlagValues, decrement_flag, get_flag, increment_flag, set_flag, wait_for_flag
-from unicorn_ansible._flag_server import ENDPOINT_FILE, flag_request, new_endpoint, serve_flags
-from unicorn_ansible._flags import request
+from unicorn_ansible.engine.flag_server import ENDPOINT_FILE, flag_request, new_endpoint, serve_flags
+from unicorn_ansible.model.flags import request
 
 
 @pytest.fixture()

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from unicorn_ansible import is_successful, CyclePipeline, ExecutionGraph, Experiment, GraphError, Node, Task, TaskDispatcher
-from unicorn_ansible._experiment import _dispatched
-from unicorn_ansible.executor import NodeResults, run_pipeline
+from unicorn_ansible.model.experiment import _dispatched
+from unicorn_ansible.node.executor import NodeResults, run_pipeline
 
 NODE = Node("n1")
 

@@ -147,7 +147,7 @@ def test_dispatch_errors_and_docker_images_are_refused_with_the_node_named() -> 
 
 def test_a_pickled_pipeline_loads_where_only_cloudpickle_and_returns_exist(tmp_path: Path) -> None:
     """Hosts have no unicorn_ansible: the model's classes travel inside the pickle."""
-    from unicorn_ansible._bundle import build_bundle
+    from unicorn_ansible.compiler.bundle import build_bundle
 
     class Greets(Task):
         def run(self):

@@ -6,7 +6,7 @@ import io
 import json
 from pathlib import Path
 
-from unicorn_ansible._progress import Progress, describe
+from unicorn_ansible.ui.progress import Progress, describe
 
 
 def _status(run_dir: Path, host: str, **status) -> None:

@@ -12,7 +12,7 @@ import cloudpickle
 import pytest
 
 from unicorn_ansible import Failure, Success, UntrustedDataError
-from unicorn_ansible._safe_pickle import safe_loads
+from unicorn_ansible.results.safe_pickle import safe_loads
 
 
 class _RunsACommand:

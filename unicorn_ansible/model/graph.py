@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-from ._environment import EnvironmentDefinition
-from ._pipeline import Flow, Pipeline, PipelineElement
-from ._task import Task, TaskDispatcher
+from .environment import EnvironmentDefinition
+from .pipeline import Flow, Pipeline, PipelineElement
+from .task import Task, TaskDispatcher
 
 EDGE_TYPES = ("strong", "weak")
 TRAVERSE_ON = ("success", "failure", "any")

@@ -19,7 +19,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, Optional
 
-from ._task import Task
+from .task import Task
 
 ENDPOINT_VARIABLE = "UNICORN_FLAGS"
 TOKEN_VARIABLE = "UNICORN_FLAGS_TOKEN"

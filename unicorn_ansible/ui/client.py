@@ -32,16 +32,16 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import cloudpickle
 from returns.result import Failure, Result, Success
 
-from ._compiler import CompileOptions, check_run_name, compile_experiment
-from ._engine import prepare_run_dir, run_path, run_playbook, update_run_record
-from ._experiment import Experiment
-from ._flag_server import flag_request, serve_flags
-from ._flags import FlagValues
-from ._home import runs_dir
-from ._inventory import Inventory, load_inventory
-from ._nodes import CountableNodePool, Node
-from ._results import NodeResult, RunResults, load_results
-from .errors import RunError
+from ..compiler.compile import CompileOptions, check_run_name, compile_experiment
+from ..engine.lifecycle import prepare_run_dir, run_path, run_playbook, update_run_record
+from ..model.experiment import Experiment
+from ..engine.flag_server import flag_request, serve_flags
+from ..model.flags import FlagValues
+from ..home import runs_dir
+from ..inventory import Inventory, load_inventory
+from ..model.nodes import CountableNodePool, Node
+from ..results.load import NodeResult, RunResults, load_results
+from ..errors import RunError
 
 
 class ExperimentStatus(enum.Enum):
@@ -134,7 +134,7 @@ class Client:
 
     def healthcheck(self) -> bool:
         """True when Ansible can be run and the home folder is writable."""
-        from ._inventory import ensure_ansible_on_path
+        from ..inventory import ensure_ansible_on_path
 
         ensure_ansible_on_path()
         runs_dir().mkdir(parents=True, exist_ok=True)
@@ -233,7 +233,7 @@ class Client:
 
     def cancel_experiment(self, experiment_name: str) -> None:
         """Stop the executors on every node of the experiment."""
-        from ._engine import cancel_run
+        from ..engine.lifecycle import cancel_run
 
         cancel_run(self._run_dir(experiment_name), self.inventory)
 

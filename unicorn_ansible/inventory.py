@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from ._nodes import Architecture, CountableNodePool, Node
+from .model.nodes import Architecture, CountableNodePool, Node
 from .errors import InventoryError
 
 LOCALHOST = "localhost"

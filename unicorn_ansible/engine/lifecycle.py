@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence
 
-from ._compiler import CompileOptions, check_run_name, compile_experiment
-from ._experiment import Experiment
-from ._flag_server import serve_flags
-from ._home import runs_dir
-from ._inventory import Inventory, ensure_ansible_on_path, load_inventory
-from ._nodes import CountableNodePool
-from ._results import RunResults, load_results
-from .errors import ExperimentError, RunError
+from ..compiler.compile import CompileOptions, check_run_name, compile_experiment
+from ..model.experiment import Experiment
+from .flag_server import serve_flags
+from ..home import runs_dir
+from ..inventory import Inventory, ensure_ansible_on_path, load_inventory
+from ..model.nodes import CountableNodePool
+from ..results.load import RunResults, load_results
+from ..errors import ExperimentError, RunError
 
 EventHandler = Callable[[Dict[str, Any]], None]
 

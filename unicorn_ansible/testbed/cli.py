@@ -8,7 +8,7 @@ from typing import Optional
 
 import click
 
-from . import _testbed
+from . import lab as _testbed
 
 
 @click.group()

@@ -32,13 +32,13 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import cloudpickle
 import jinja2
 
-from ._version import __version__
-from ._bundle import NODE_BUNDLE_NAME, build_bundle, node_bundle
-from ._experiment import Experiment
-from ._flag_server import ENDPOINT_FILE, new_endpoint
-from ._inventory import Inventory, default_inventory_yaml, is_secret
-from ._resources import callback_plugin, playbooks_dir, roles_dir
-from .errors import ExperimentError, InventoryError, RunError
+from .._version import __version__
+from .bundle import NODE_BUNDLE_NAME, build_bundle, node_bundle
+from ..model.experiment import Experiment
+from ..engine.flag_server import ENDPOINT_FILE, new_endpoint
+from ..inventory import Inventory, default_inventory_yaml, is_secret
+from ..resources import callback_plugin, playbooks_dir, roles_dir
+from ..errors import ExperimentError, InventoryError, RunError
 
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 FORKS_CAP = 50

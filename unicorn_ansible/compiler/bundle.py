@@ -21,8 +21,8 @@ import cloudpickle
 import returns
 import typing_extensions
 
-from ._home import home_dir
-from ._resources import executor_source
+from ..home import home_dir
+from ..resources import executor_source
 
 BUNDLE_NAME = "unicorn-executor.pyz"
 NODE_BUNDLE_NAME = "unicorn-node.pyz"

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional
 
 import jinja2
 
-from ._results import load_results
+from ..results.load import load_results
 
 COLOURS = {"ok": "#2da44e", "failure": "#cf222e", "exception": "#cf222e", "crash": "#8250df",
            "timeout": "#bf8700", "unpicklable": "#cf222e", "cancelled": "#6e7781", "deploy": "#0969da",

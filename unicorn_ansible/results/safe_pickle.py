@@ -20,8 +20,8 @@ from typing import Any, Callable, Dict, Iterable
 
 import cloudpickle
 
-from .errors import UntrustedDataError
-from .executor import SHIPPED_CLASS
+from ..errors import UntrustedDataError
+from ..node.executor import SHIPPED_CLASS
 
 _BUILTIN_TYPES = {
     "bool", "bytearray", "bytes", "complex", "dict", "float", "frozenset", "int", "list", "object", "range",

@@ -15,11 +15,11 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import click
 
-from ._compiler import CompileOptions, check_run_name, compile_experiment, inventory_args
-from ._engine import load_experiment_file, new_run_name, run_experiment, run_path
-from ._inventory import load_inventory
-from ._results import RunResults, load_results
-from .errors import TestbedError, UnicornError
+from ..compiler.compile import CompileOptions, check_run_name, compile_experiment, inventory_args
+from ..engine.lifecycle import load_experiment_file, new_run_name, run_experiment, run_path
+from ..inventory import load_inventory
+from ..results.load import RunResults, load_results
+from ..errors import TestbedError, UnicornError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -69,7 +69,7 @@ def _engine_options(function: Any) -> Any:
 
 
 def _secrets(engine: Dict[str, Any]) -> Any:
-    from ._engine import Secrets
+    from ..engine.lifecycle import Secrets
 
     become = engine.pop("ask_become_pass", False)
     connection = engine.pop("ask_pass", False)
@@ -87,7 +87,7 @@ def _options(forks: Optional[int], task_timeout: Optional[float], run_timeout: i
 
 def _with_progress(run_dir: Path, work: Any) -> Any:
     """Run ``work(event_handler)`` while showing the run's progress."""
-    from ._progress import Progress
+    from .progress import Progress
 
     with Progress(run_dir, _run_record(run_dir).get("hosts", []), sys.stderr) as progress:
         return work(progress.handle)
@@ -114,7 +114,7 @@ def _summary(results: RunResults) -> None:
 
 
 def _short(value: Any, limit: int = 300) -> str:
-    from ._results import _bounded_repr
+    from ..results.load import _bounded_repr
 
     text = _bounded_repr(value)  # never the whole repr of a 100 MB result
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -161,7 +161,7 @@ def run(experiment_file: str, inventories: Sequence[str], name: Optional[str], r
     experiment = load_experiment_file(experiment_file, inventory.nodes())
     name = name or new_run_name(Path(experiment_file).stem)
     click.echo(f"run {name}: {len(experiment)} node(s)", err=True)
-    from ._progress import Progress
+    from .progress import Progress
 
     with Progress(run_path(name), [d.node.name for d in experiment], sys.stderr) as progress:
         results = run_experiment(experiment, inventory, name, replace, _options(**engine), progress.handle, secrets)
@@ -234,7 +234,7 @@ def nodes(inventories: Sequence[str], facts: bool, as_json: bool) -> None:
     Example:
       unicorn-ansible nodes -i inventory.ini --facts --json
     """
-    from ._inventory import gather_architectures
+    from ..inventory import gather_architectures
 
     inventory = load_inventory(inventories)
     pool = inventory.nodes(gather_architectures(inventory) if facts else None)
@@ -326,7 +326,7 @@ def flags(run_name: str, flag: Optional[str], text_value: Optional[str], int_val
       unicorn-ansible flags iperf-test server_ready --int 1
       unicorn-ansible flags iperf-test clients --increment 1 --json
     """
-    from ._flag_server import flag_request
+    from ..engine.flag_server import flag_request
 
     run_dir = _resolve_run(run_name)
     changing = text_value is not None or int_value is not None
@@ -369,7 +369,7 @@ def list_runs(as_json: bool) -> None:
     Example:
       unicorn-ansible list --json
     """
-    from ._home import runs_dir
+    from ..home import runs_dir
 
     folder = runs_dir()
     records = [_read_json(path / "run.json") for path in folder.iterdir()] if folder.exists() else []
@@ -420,7 +420,7 @@ def cancel(run_name: str) -> None:
     Example:
       unicorn-ansible cancel ping-1
     """
-    from ._engine import cancel_run
+    from ..engine.lifecycle import cancel_run
 
     run_dir = _resolve_run(run_name)
     results = _with_progress(run_dir, lambda handler: cancel_run(run_dir, event_handler=handler))
@@ -438,7 +438,7 @@ def collect(run_name: str) -> None:
     Example:
       unicorn-ansible collect ping-1
     """
-    from ._engine import collect_run
+    from ..engine.lifecycle import collect_run
 
     run_dir = _resolve_run(run_name)
     results = _with_progress(run_dir, lambda handler: collect_run(run_dir, event_handler=handler))
@@ -495,7 +495,7 @@ def report(run_name: str, output: Optional[str]) -> None:
     Example:
       unicorn-ansible report ping-1 -o ping-1.html
     """
-    from ._report import report_for
+    from .report import report_for
 
     written = report_for(_resolve_run(run_name), Path(output) if output else None)
     click.echo(f"report: {written}")
@@ -503,7 +503,7 @@ def report(run_name: str, output: Optional[str]) -> None:
 
 def _attach_testbed() -> None:
     try:
-        from ._testbed_cli import testbed
+        from ..testbed.cli import testbed
     except ImportError:  # pragma: no cover - the testbed ships with the package
         return
     cli.add_command(testbed)

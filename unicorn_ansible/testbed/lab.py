@@ -27,9 +27,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from ._home import testbed_dir
-from ._resources import PACKAGE_DIR
-from .errors import TestbedError
+from ..home import testbed_dir
+from ..resources import PACKAGE_DIR
+from ..errors import TestbedError
 
 BRIDGE = "ua-br0"
 PREFIX = "ua-h"

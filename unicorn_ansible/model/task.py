@@ -7,7 +7,7 @@ import uuid
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ._nodes import Node
+    from .nodes import Node
 
 
 def _new_name() -> str:

@@ -10,13 +10,13 @@ from typing import Iterable, Iterator, List, Optional, Union
 
 import cloudpickle
 
-from . import _environment, _flags, _graph, _pipeline, _task
-from ._environment import DockerImage, EnvironmentDefinition, ShellExecution
-from ._graph import ExecutionGraph, GraphPlan, as_graph, dispatch_graph
-from ._nodes import CountableNodePool, Node, Nodes
-from ._pipeline import Pipeline
-from ._task import Task, TaskDispatcher, TaskElement
-from .errors import ExperimentError, GraphError
+from . import environment as _environment, flags as _flags, graph as _graph, pipeline as _pipeline, task as _task
+from .environment import DockerImage, EnvironmentDefinition, ShellExecution
+from .graph import ExecutionGraph, GraphPlan, as_graph, dispatch_graph
+from .nodes import CountableNodePool, Node, Nodes
+from .pipeline import Pipeline
+from .task import Task, TaskDispatcher, TaskElement
+from ..errors import ExperimentError, GraphError
 
 # Hosts have no unicorn_ansible installed: the model classes a pickled pipeline
 # refers to travel inside the pickle (by value), like the user's own classes.

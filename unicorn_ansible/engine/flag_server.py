@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional
 
-from ._flags import MAX_MESSAGE, FlagError, FlagValues, request
-from .errors import RunError
+from ..model.flags import MAX_MESSAGE, FlagError, FlagValues, request
+from ..errors import RunError
 
 FLAGS_FILE = "flags.json"
 ENDPOINT_FILE = "flags-endpoint.json"

@@ -6,8 +6,8 @@ import uuid
 import warnings
 from typing import Collection, Iterable, List, Optional, Union
 
-from ._environment import EnvironmentDefinition, ShellExecution
-from ._task import TaskElement
+from .environment import EnvironmentDefinition, ShellExecution
+from .task import TaskElement
 
 PipelineElement = Union[TaskElement, Collection[TaskElement]]
 

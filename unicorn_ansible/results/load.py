@@ -18,9 +18,9 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Union
 from returns.pipeline import is_successful
 from returns.result import Result
 
-from ._safe_pickle import loader_for, register_shipped
-from .executor import JOURNAL, STATE, bounded_repr, copy_range, iter_records, read_json, results_by_name, results_by_stage
-from .errors import RunError, UntrustedDataError
+from .safe_pickle import loader_for, register_shipped
+from ..node.executor import JOURNAL, STATE, bounded_repr, copy_range, iter_records, read_json, results_by_name, results_by_stage
+from ..errors import RunError, UntrustedDataError
 
 # What a node's outcome can be, from the worst to the best.
 STATUSES = ("unreachable", "deploy_failed", "execution_failed", "timed_out", "cancelled", "failed", "not_run", "ok")

@@ -29,8 +29,8 @@ def roles_dir() -> Path:
 
 
 def callback_plugin() -> Path:
-    return PACKAGE_DIR / "plugins" / "callback" / "unicorn_collector.py"
+    return PACKAGE_DIR / "ansible" / "unicorn_collector.py"
 
 
 def executor_source() -> Path:
-    return PACKAGE_DIR / "executor.py"
+    return PACKAGE_DIR / "node" / "executor.py"
