@@ -15,7 +15,7 @@ from typing import Dict, Iterator, List, Optional
 
 import pytest
 
-from unicorn_ansible import _testbed
+from unicorn_ansible.testbed import lab as _testbed
 
 CLI = [sys.executable, "-m", "unicorn_ansible.ui.cli"]
 SSH_ARGS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from unicorn_ansible import _testbed
+from unicorn_ansible.testbed import lab as _testbed
 from unicorn_ansible.errors import TestbedError as BedError
 
 from .conftest import Lab
