@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from .model.nodes import Architecture, CountableNodePool, Node
 from .errors import InventoryError
+from .home import home_dir
 
 LOCALHOST = "localhost"
 
@@ -81,7 +82,9 @@ class Inventory:
 
 
 def default_inventory() -> Inventory:
-    """The embedded default: the local machine, run with the controller's own Python."""
+    """The embedded default: the local machine, run with the controller's own Python; its work
+    folders (hosts/localhost/...) are in the controller's home folder, which is where a host
+    keeps them by default (~/.unicorn-ansible) unless UNICORN_ANSIBLE_HOME moves both."""
     return Inventory(
         sources=[],
         hostvars={
@@ -89,6 +92,7 @@ def default_inventory() -> Inventory:
                 "ansible_connection": "local",
                 "ansible_python_interpreter": sys.executable,
                 "unicorn_architecture": _local_architecture().value,
+                "unicorn_remote_root": str(home_dir()),
             }
         },
         groups={"ungrouped": [LOCALHOST]},

@@ -1,5 +1,7 @@
 """End-to-end tests on the local machine: real ansible-runner, real ansible-playbook,
-local-connection hosts. Each test gets its own home folder (runs) and HOME (host work folders)."""
+local-connection hosts. Each test gets its own home folder (UNICORN_ANSIBLE_HOME: runs, and the
+embedded default's local host work folders) and, in inventories made here, its own host work
+root (unicorn_remote_root)."""
 
 from __future__ import annotations
 
@@ -16,9 +18,9 @@ CLI = [sys.executable, "-m", "unicorn_ansible.ui.cli"]
 
 
 class Env:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, home: Path) -> None:
         self.root = root
-        self.home = root / "ua-home"
+        self.home = home
         self.vars = dict(os.environ, UNICORN_ANSIBLE_HOME=str(self.home))
 
     def cli(self, *args: str, check: Optional[int] = None, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -42,6 +44,10 @@ class Env:
         """A local-connection host's work folder (inventories made here put it under the test's folder)."""
         return self.root / "hosts-root" / "hosts" / host
 
+    def default_host_dir(self) -> Path:
+        """The embedded default's localhost work folder: in the home folder."""
+        return self.home / "hosts" / "localhost"
+
     def run_dir_on_host(self, host: str, run: str) -> Path:
         run_id = json.loads((self.home / "runs" / run / "run.json").read_text())["run_id"]
         return self.host_dir(host) / "runs" / run_id
@@ -53,9 +59,14 @@ class Env:
         return self.write("inventory.ini", "\n".join(lines) + "\n")
 
 
+@pytest.fixture(autouse=True)
+def _own_home(isolated_home: Path) -> Path:
+    return isolated_home
+
+
 @pytest.fixture
-def env(tmp_path: Path) -> Env:
-    return Env(tmp_path)
+def env(tmp_path: Path, isolated_home: Path) -> Env:
+    return Env(tmp_path, isolated_home)
 
 
 def node(results: Dict, name: str) -> Dict:

@@ -37,12 +37,6 @@ class Explode(Task):
         raise ValueError("exploded")
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("UNICORN_ANSIBLE_HOME", str(tmp_path / "home"))
-    return tmp_path
-
-
 def _poll(client: Client, name: str, wanted: ExperimentStatus, timeout: float = 120) -> object:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -53,7 +47,7 @@ def _poll(client: Client, name: str, wanted: ExperimentStatus, timeout: float = 
     raise AssertionError(f"{name} did not reach {wanted} in {timeout} s: {client.get_experiment_status(name)}")
 
 
-def test_basic_notebook_flow(home: Path) -> None:
+def test_basic_notebook_flow(isolated_home: Path) -> None:
     client = Client()
     assert client.healthcheck()
     nodes = client.get_nodes()
@@ -86,7 +80,7 @@ def test_basic_notebook_flow(home: Path) -> None:
     assert name not in client.get_experiments()
 
 
-def test_blocking_run_returns_results(home: Path) -> None:
+def test_blocking_run_returns_results(isolated_home: Path) -> None:
     client = Client()
     results = client.run(Experiment().map(Pipeline().then(Measure(5)), client.get_nodes().take(1)), "blocking")
     assert results.success
@@ -94,13 +88,13 @@ def test_blocking_run_returns_results(home: Path) -> None:
     assert results["localhost"].results == [Success(10)]
 
 
-def test_starting_an_unprepared_experiment_is_refused(home: Path) -> None:
+def test_starting_an_unprepared_experiment_is_refused(isolated_home: Path) -> None:
     client = Client()
     with pytest.raises(Exception, match="no experiment named"):
         client.start_execution("never-prepared")
 
 
-def test_flags_set_from_the_client_reach_a_running_task(home: Path) -> None:
+def test_flags_set_from_the_client_reach_a_running_task(isolated_home: Path) -> None:
     """A task waits for a flag the notebook sets while the execution runs; the notebook reads
     back the flag the task set."""
     client = Client()
