@@ -1,7 +1,9 @@
 """Where unicorn-ansible keeps its state on the controller.
 
-The home folder holds one run directory per experiment run (``runs/<name>``)
-and the local testbed's state (``testbed/``). It is ``~/.unicorn-ansible`` unless
+The home folder holds one run folder per experiment run (``runs/<name>``, laid out
+by ``engine/rundir.py``), the cached executor bundles (``bundles/``), the local
+testbed's state (``testbed/``) and, for the embedded default inventory, the local
+machine's host work folders (``hosts/localhost/``). It is ``~/.unicorn-ansible`` unless
 the environment variable ``UNICORN_ANSIBLE_HOME`` names another folder.
 """
 

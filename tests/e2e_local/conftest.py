@@ -14,6 +14,8 @@ from typing import Dict, List, Optional
 
 import pytest
 
+from unicorn_ansible.engine.rundir import RunDir
+
 CLI = [sys.executable, "-m", "unicorn_ansible.ui.cli"]
 
 
@@ -49,7 +51,7 @@ class Env:
         return self.home / "hosts" / "localhost"
 
     def run_dir_on_host(self, host: str, run: str) -> Path:
-        run_id = json.loads((self.home / "runs" / run / "run.json").read_text())["run_id"]
+        run_id = RunDir(self.home / "runs" / run).record()["run_id"]
         return self.host_dir(host) / "runs" / run_id
 
     def local_inventory(self, hosts: List[str], extra: str = "") -> Path:

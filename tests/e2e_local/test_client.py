@@ -21,6 +21,7 @@ from unicorn_ansible import (
     WaitForExactFlagResultTask,
     is_successful,
 )
+from unicorn_ansible.engine.rundir import RunDir, RunStatus
 
 
 class Measure(Task):
@@ -35,6 +36,19 @@ class Measure(Task):
 class Explode(Task):
     def run(self):
         raise ValueError("exploded")
+
+
+class SleepAfterSaying(Task):
+    """Writes a file when it starts, then sleeps longer than any test waits."""
+
+    def __init__(self, started: Path) -> None:
+        self.started = str(started)
+        super().__init__(name="sleep")
+
+    def run(self):
+        Path(self.started).write_text("started")
+        time.sleep(300)
+        return "woke up"
 
 
 def _poll(client: Client, name: str, wanted: ExperimentStatus, timeout: float = 120) -> object:
@@ -119,3 +133,31 @@ def test_flags_set_from_the_client_reach_a_running_task(isolated_home: Path) -> 
     outcome, _ = result.result
     assert is_successful(outcome), outcome
     assert client.get_flags(name)["done"] == FlagValues(text_value="before", int_value=11)
+
+
+def _until(condition, what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not happen in {timeout} s"
+        time.sleep(0.2)
+
+
+def test_a_run_cancelled_through_the_client_stays_cancelled(isolated_home: Path, tmp_path: Path) -> None:
+    """As in a notebook, the client's process stays alive: its background execution play ends
+    after the cancel, and the run is still recorded as cancelled, not finished."""
+    client = Client()
+    name = "cancelled-in-a-notebook"
+    started = tmp_path / "task-started"
+    client.prepare_experiment(Experiment().map(Pipeline().then(SleepAfterSaying(started)), client.get_nodes().take(1)),
+                              name)
+    _poll(client, name, ExperimentStatus.READY)
+    client.start_execution(name)
+    _until(started.exists, "the task's start")
+    client.cancel_experiment(name)
+    run = RunDir(isolated_home / "runs" / name)
+    _until(lambda: "ansible_rc" in run.record(), "the end of the background execution play")
+    assert run.record()["status"] == RunStatus.CANCELLED.value
+    info = client.get_experiment_status(name)
+    assert info.status == ExperimentStatus.FINISHED  # netunicorn's statuses end in FINISHED
+    [result] = info.execution_result
+    assert result.status == "cancelled"

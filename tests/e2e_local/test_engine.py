@@ -10,6 +10,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+from unicorn_ansible.engine.rundir import OUTBOX, RunDir
+
 from .conftest import Env, node
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,7 +33,7 @@ def test_hello_world_on_the_embedded_default(env: Env) -> None:
         assert (run_dir / part).exists(), part
     # the host's work folder carries the inventory host name; the embedded default keeps it
     # in the home folder (here the test's own)
-    run_id = json.loads((run_dir / "run.json").read_text())["run_id"]
+    run_id = RunDir(run_dir).record()["run_id"]
     assert (env.default_host_dir() / "runs" / run_id / "journal").exists()
 
 
@@ -208,9 +210,10 @@ def test_compiled_playbooks_run_by_plain_ansible_playbook_give_the_same_results(
     playbook = Path(sys.executable).parent / "ansible-playbook"
     subprocess.run([str(playbook), "-i", str(inventory), "site.yml"], cwd=compiled / "project", env=env.vars,
                    check=True, capture_output=True, timeout=300)
-    for host in ("one", "two"):
-        for name in ("outbox.tar", "status.json"):  # fetched by the play, written by the callback
-            assert (compiled / "nodes" / host / name).exists(), (host, name)
+    run = RunDir(compiled)
+    for host in ("one", "two"):  # fetched by the play, written by the callback
+        for path in (run.node_dir(host) / OUTBOX, run.node_status_file(host)):
+            assert path.exists(), path
     by_hand = json.loads(env.cli("results", str(compiled), "--json", check=0).stdout)
     by_run = env.results("measured")
     strip = lambda results: [  # noqa: E731 - the environment path holds the run name

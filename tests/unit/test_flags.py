@@ -9,7 +9,8 @@ import time
 import pytest
 
 from unicorn_ansible import FlagError, FlagValues, decrement_flag, get_flag, increment_flag, set_flag, wait_for_flag
-from unicorn_ansible.engine.flag_server import ENDPOINT_FILE, flag_request, new_endpoint, serve_flags
+from unicorn_ansible.engine.flag_server import flag_request, new_endpoint, serve_flags
+from unicorn_ansible.engine.rundir import RunDir
 from unicorn_ansible.model.flags import request
 
 
@@ -17,7 +18,7 @@ from unicorn_ansible.model.flags import request
 def store(tmp_path, monkeypatch):
     """A run folder with a live flag store; the environment a task on a local host gets."""
     endpoint = new_endpoint(tmp_path)
-    (tmp_path / ENDPOINT_FILE).write_text(json.dumps(endpoint))
+    RunDir(tmp_path).flags_endpoint_file.write_text(json.dumps(endpoint))
     monkeypatch.setenv("UNICORN_FLAGS", f"unix:{endpoint['socket']}")
     monkeypatch.setenv("UNICORN_FLAGS_TOKEN", endpoint["token"])
     with serve_flags(tmp_path):
@@ -28,7 +29,7 @@ def test_set_get_and_unset(store):
     assert get_flag("ready") is None
     assert set_flag("ready", FlagValues(text_value="10.0.0.1", int_value=1)) == FlagValues("10.0.0.1", 1)
     assert get_flag("ready") == FlagValues("10.0.0.1", 1)
-    assert json.loads((store / "flags.json").read_text())["ready"] == {"text_value": "10.0.0.1", "int_value": 1}
+    assert json.loads(RunDir(store).flags_file.read_text())["ready"] == {"text_value": "10.0.0.1", "int_value": 1}
 
 
 def test_concurrent_increments_and_decrements_are_atomic(store):
@@ -84,7 +85,7 @@ def test_no_store_is_a_clear_error(monkeypatch):
 
 def test_values_set_before_the_run_executes_are_there_when_it_does(tmp_path):
     endpoint = new_endpoint(tmp_path)
-    (tmp_path / ENDPOINT_FILE).write_text(json.dumps(endpoint))
+    RunDir(tmp_path).flags_endpoint_file.write_text(json.dumps(endpoint))
     flag_request(tmp_path, {"op": "set", "name": "mode", "value": {"text_value": "fast"}})
     with serve_flags(tmp_path):
         answer = request({"op": "get", "name": "mode"}, f"unix:{endpoint['socket']}", endpoint["token"])

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
+from unicorn_ansible.engine.rundir import RunDir, write_json
 from unicorn_ansible.ui.progress import Progress, describe
 
 
 def _status(run_dir: Path, host: str, **status) -> None:
-    folder = run_dir / "nodes" / host
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "status.json").write_text(json.dumps(status))
+    write_json(RunDir(run_dir).node_status_file(host), status)
 
 
 def test_phases_read_as_a_person_would() -> None:

@@ -1,6 +1,8 @@
 # unicorn-ansible's collector: an Ansible aggregate callback plugin.
 # It is copied into every run's project/callback_plugins/ and enabled by the
 # run's settings, so a run by hand with ansible-playbook records the same files.
+# It imports the run folder's layout from unicorn_ansible (ansible-playbook runs from
+# the Python environment unicorn-ansible is installed in).
 """Record per-host status of a unicorn-ansible run into its run directory."""
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ DOCUMENTATION = """
     type: aggregate
     short_description: records unicorn-ansible per-host status into the run directory
     description:
-      - For each host of a unicorn-ansible run, writes nodes/<host>/status.json next to the
-        generated playbooks. It records whether the host was deployed, failed to deploy, was
+      - For each host of a unicorn-ansible run, writes the host's status file
+        (nodes/<host>/status.json) in the run folder that holds the generated playbooks. It records whether the host was deployed, failed to deploy, was
         unreachable, executed or failed to execute, with the error and the executor's progress.
     requirements:
       - enabled in callbacks_enabled (the generated ansible.cfg does it)
@@ -22,6 +24,8 @@ import os
 import time
 
 from ansible.plugins.callback import CallbackBase
+
+from unicorn_ansible.engine.rundir import RunDir, read_json, write_json
 
 _MAX_TEXT = 4000
 
@@ -49,39 +53,27 @@ class CallbackModule(CallbackBase):
 
     def __init__(self):
         super().__init__()
-        self.run_dir = None
+        self.run = None
         self.hosts = {}
 
     # -- where and what ----------------------------------------------------
     def v2_playbook_on_start(self, playbook):
         project = os.path.dirname(os.path.abspath(playbook._file_name))
-        run_dir = os.path.dirname(project)
-        if os.path.exists(os.path.join(run_dir, "run.json")):
-            self.run_dir = run_dir
+        run = RunDir(os.path.dirname(project))
+        if run.exists():
+            self.run = run
 
     def _status(self, host):
         if host not in self.hosts:
-            path = self._path(host)
-            try:
-                with open(path, encoding="utf-8") as handle:
-                    self.hosts[host] = json.load(handle)
-            except (OSError, ValueError):
-                self.hosts[host] = {"host": host, "phase": "connecting", "prepared": False, "error": None, "events": []}
+            self.hosts[host] = read_json(self.run.node_status_file(host)) or {
+                "host": host, "phase": "connecting", "prepared": False, "error": None, "events": []}
         return self.hosts[host]
 
-    def _path(self, host):
-        return os.path.join(self.run_dir, "nodes", host, "status.json")
-
     def _save(self, host):
-        path = self._path(host)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = "%s.tmp%d" % (path, os.getpid())
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(self.hosts[host], handle, indent=1)
-        os.replace(tmp, path)
+        write_json(self.run.node_status_file(host), self.hosts[host])
 
     def _update(self, result, outcome, **changes):
-        if self.run_dir is None:
+        if self.run is None:
             return
         host = result._host.get_name()
         step = (result._task.vars or {}).get("unicorn_step")
@@ -98,10 +90,10 @@ class CallbackModule(CallbackBase):
 
     # -- events --------------------------------------------------------------
     def v2_runner_on_start(self, host, task):
-        if self.run_dir is None:
+        if self.run is None:
             return
         step = (task.vars or {}).get("unicorn_step")
-        phase = {"ship": "connecting", "deploy": "deploying", "run": "running"}.get(step)
+        phase = {"deploy": "deploying", "run": "running"}.get(step)
         if phase is None:
             return
         status = self._status(host.get_name())
@@ -139,7 +131,7 @@ class CallbackModule(CallbackBase):
             self._update(result, "ok", phase="cancelled", cancelled=True, progress=_json(data.get("stdout")))
 
     def v2_runner_retry(self, result):
-        if self.run_dir is None or self._step(result) != "run":
+        if self.run is None or self._step(result) != "run":
             return
         state = _json(result._result.get("stdout"))
         if state is not None:
@@ -162,7 +154,7 @@ class CallbackModule(CallbackBase):
         step = self._step(result)
         data = result._result
         message = _text(data.get("msg") or data.get("stderr") or data.get("stdout") or "failed")
-        if step in ("ship", "deploy", "deploy-failed"):
+        if step in ("deploy", "deploy-failed"):
             self._update(result, "failed", phase="deploy_failed", prepared=False, error=message,
                          deploy_finished=time.time())
         elif step is not None:

@@ -1,61 +1,47 @@
-"""Compile an Experiment into a self-contained run directory (ansible-runner's private data dir).
+"""Compile an Experiment into a self-contained run folder (ansible-runner's private data dir).
 
-Compiling touches no host. The run directory holds everything a run needs and
-everything it produces::
+Compiling touches no host. The folder's layout is :mod:`unicorn_ansible.engine.rundir`'s;
+what the compiler writes there:
 
-    run.json                 what was compiled: name, nodes, inventory, versions
-    inventory/hosts.yml      the embedded default inventory (user inventories are referenced, never copied)
-    inventory-snapshot.json  the experiment's hosts and their variables, secrets removed
-    env/envvars              Ansible settings for ansible-runner
+    run.json, experiment.pkl, flags-endpoint.json, inventory-snapshot.json, env/envvars,
+    inventory/hosts.yml      (the embedded default inventory only; user inventories are referenced)
     project/                 ansible.cfg, site.yml, deploy.yml, execute.yml, cancel.yml, roles/, callback_plugins/,
-                             files/nodes/<node>/unicorn-node.pyz (the executor bundle with the node's files),
-                             files/nodes/<node>/{pipeline.pkl,node.json,deploy.json} (readable copies)
-    nodes/<node>/            what comes back: status.json (callback), state.json and journal (fetched)
-    artifacts/               ansible-runner's own records
+                             files/nodes/<node>/: the node's bundle (the executor with the node's files)
+                             and readable copies of those files (pipeline.pkl, node.json, deploy.json)
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
 import re
 import secrets
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 import cloudpickle
 import jinja2
 
 from .._version import __version__
-from .bundle import NODE_BUNDLE_NAME, build_bundle, node_bundle
-from ..model.experiment import Experiment
-from ..engine.flag_server import ENDPOINT_FILE, new_endpoint
-from ..inventory import Inventory, default_inventory_yaml, is_secret
-from ..resources import callback_plugin, playbooks_dir, roles_dir
+from ..engine.flag_server import new_endpoint
+from ..engine.rundir import RunDir, RunStatus, write_atomic, write_json
 from ..errors import ExperimentError, InventoryError, RunError
+from ..inventory import Inventory, default_inventory_yaml, is_secret
+from ..model.experiment import Deployment, Experiment
+from ..resources import callback_plugin, playbooks_dir, roles_dir
+from .bundle import NODE_BUNDLE_NAME, build_bundle, node_bundle
+from .settings import CompileOptions, ansible_settings, node_limits
+
+__all__ = ["CompileOptions", "check_run_name", "compile_experiment", "environment_key", "inventory_args"]
 
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-FORKS_CAP = 50
 PLAYBOOKS = ("site.yml", "deploy.yml", "execute.yml", "cancel.yml", "ansible.cfg")
-
-
-@dataclass
-class CompileOptions:
-    """Settings of a run that are not part of the experiment."""
-
-    forks: Optional[int] = None
-    poll_seconds: int = 20
-    run_timeout_seconds: int = 86400
-    task_timeout: Optional[float] = None
-    log_cap: int = 10 * 1024 * 1024
-    redeploy: bool = False
-    strategy: Optional[str] = None
 
 
 def check_run_name(name: str) -> str:
@@ -72,53 +58,10 @@ def _check_host_name(host: str) -> None:
         raise InventoryError(f"inventory host name {host!r} cannot name a folder; rename the host in the inventory")
 
 
-def environment_key(commands: Sequence[str], variables: Dict[str, str], python: str) -> str:
+def environment_key(commands: Sequence[str], variables: dict[str, str], python: str) -> str:
     """The name of a node's environment folder: runs with the same requirements share it."""
     text = json.dumps({"commands": list(commands), "variables": variables, "python": python}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def ansible_settings(host_count: int, options: CompileOptions, project: Path,
-                     flags: Optional[Dict[str, Any]] = None) -> List[Tuple[str, str, str, str]]:
-    """Our Ansible settings as (section, key, environment variable, value): one source for
-    the generated ansible.cfg and for the environment ansible-runner gets.
-
-    ``flags``: the run's flag store endpoint; every SSH connection then carries a reverse
-    tunnel from the host's loopback port to the store's socket on the controller."""
-    ssh_args = "-o ControlMaster=auto -o ControlPersist=120s -o ServerAliveInterval=5 -o ServerAliveCountMax=3"
-    if flags:
-        # -o, not -R: Ansible gives ssh_args to sftp and scp too, where -R means something else
-        ssh_args += f" -o 'RemoteForward=127.0.0.1:{flags['port']} {flags['socket']}'"
-    forks = options.forks or max(1, min(host_count, FORKS_CAP))
-    settings = [
-        ("defaults", "forks", "ANSIBLE_FORKS", str(forks)),
-        ("defaults", "callback_plugins", "ANSIBLE_CALLBACK_PLUGINS", str(project / "callback_plugins")),
-        ("defaults", "callbacks_enabled", "ANSIBLE_CALLBACKS_ENABLED", "unicorn_collector"),
-        ("defaults", "roles_path", "ANSIBLE_ROLES_PATH", str(project / "roles")),
-        ("defaults", "interpreter_python", "ANSIBLE_PYTHON_INTERPRETER", "auto_silent"),
-        ("defaults", "retry_files_enabled", "ANSIBLE_RETRY_FILES_ENABLED", "False"),
-        ("defaults", "gathering", "ANSIBLE_GATHERING", "explicit"),
-        ("ssh_connection", "pipelining", "ANSIBLE_PIPELINING", "True"),
-        # No -C: results files are large and lab links fast. ServerAlive: a host whose link
-        # dies is noticed within about 15 s instead of hanging.
-        ("ssh_connection", "ssh_args", "ANSIBLE_SSH_ARGS", ssh_args),
-    ]
-    if options.strategy:
-        settings.append(("defaults", "strategy", "ANSIBLE_STRATEGY", options.strategy))
-        if options.strategy.startswith("mitogen"):
-            settings.append(("defaults", "strategy_plugins", "ANSIBLE_STRATEGY_PLUGINS", _mitogen_strategies()))
-    return settings
-
-
-def _mitogen_strategies() -> str:
-    """Where Mitogen's strategy plugins are (pip install mitogen)."""
-    try:
-        import ansible_mitogen
-    except ImportError as exc:
-        raise ExperimentError(
-            "--strategy mitogen_* needs Mitogen in unicorn-ansible's environment: pip install mitogen"
-        ) from exc
-    return str(Path(ansible_mitogen.__file__).parent / "plugins" / "strategy")
 
 
 def _templates() -> jinja2.Environment:
@@ -139,17 +82,7 @@ def _templates() -> jinja2.Environment:
     )
 
 
-def _write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    tmp.write_bytes(data)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
-
-
-def versions() -> Dict[str, str]:
+def versions() -> dict[str, str]:
     import ansible
     import ansible_runner
     import cloudpickle
@@ -178,11 +111,32 @@ def compile_experiment(
     inventory: Inventory,
     run_dir: Path,
     name: str,
-    options: Optional[CompileOptions] = None,
+    options: CompileOptions | None = None,
 ) -> Path:
-    """Write the run directory for ``experiment`` on ``inventory``; return its path."""
+    """Write the run folder for ``experiment`` on ``inventory``; return its path."""
     options = options or CompileOptions()
     check_run_name(name)
+    hosts = _checked_hosts(experiment, inventory)
+    run = RunDir(Path(run_dir).resolve())
+    _lay_out(run)
+    flags = new_endpoint(run.path)
+    write_json(run.flags_endpoint_file, flags, 0o600)
+    compiled = _Compilation(run, name, inventory, options, flags)
+    for deployment in experiment:
+        compiled.write_node(deployment)
+    settings = ansible_settings(len(hosts), options, run.project, flags)
+    run_id = _host_run_id(name)
+    _write_playbooks(run, compiled.playbook_context(name, run_id, hosts, settings))
+    _write_inventory(run, inventory, hosts)
+    write_json(run.envvars_file, {e: v for _, _, e, v in settings})
+    run.create_record(_run_record(name, run_id, hosts, inventory, options))
+    # The experiment itself, for the client's get_experiment_status (a controller-side file).
+    write_atomic(run.experiment_file, cloudpickle.dumps(experiment), 0o600)
+    return run.path
+
+
+def _checked_hosts(experiment: Experiment, inventory: Inventory) -> list[str]:
+    """The experiment's node names, each an inventory host that can name a folder."""
     if not isinstance(experiment, Experiment):
         raise ExperimentError(f"expected an Experiment, got {type(experiment).__name__}")
     if len(experiment) == 0:
@@ -197,103 +151,129 @@ def compile_experiment(
         )
     for host in hosts:
         _check_host_name(host)
+    return hosts
 
-    run_dir = Path(run_dir).resolve()
-    project = run_dir / "project"
-    for folder in ("inventory", "env", "nodes", "artifacts"):
-        (run_dir / folder).mkdir(parents=True, exist_ok=True)
+
+def _lay_out(run: RunDir) -> None:
+    """The run folder's folders, with fresh copies of the role and the callback plugin."""
+    for folder in (run.inventory_dir, run.envvars_file.parent, run.nodes_dir, run.path / "artifacts"):
+        folder.mkdir(parents=True, exist_ok=True)
     for folder in ("roles", "callback_plugins", "files/nodes"):
-        shutil.rmtree(project / folder, ignore_errors=True)
-        (project / folder).mkdir(parents=True, exist_ok=True)
-    shutil.copytree(roles_dir(), project / "roles", dirs_exist_ok=True)
-    shutil.copy2(callback_plugin(), project / "callback_plugins" / callback_plugin().name)
-    bundle = build_bundle()
+        shutil.rmtree(run.project / folder, ignore_errors=True)
+        (run.project / folder).mkdir(parents=True, exist_ok=True)
+    shutil.copytree(roles_dir(), run.project / "roles", dirs_exist_ok=True)
+    shutil.copy2(callback_plugin(), run.project / "callback_plugins" / callback_plugin().name)
 
-    # The host-side folder of this run: its name plus a random part, so a replaced
-    # or recompiled run never finds an older run's files on a host.
-    run_id = f"{name}-{secrets.token_hex(4)}"
-    python = "%d.%d" % sys.version_info[:2]
-    flags = new_endpoint(run_dir)
-    _write(run_dir / ENDPOINT_FILE, json.dumps(flags, indent=2) + "\n", 0o600)
-    requirement_counts: Dict[str, int] = {}
-    for deployment in experiment:
+
+def _host_run_id(name: str) -> str:
+    """The host-side folder of this run: its name plus a random part, so a replaced
+    or recompiled run never finds an older run's files on a host."""
+    return f"{name}-{secrets.token_hex(4)}"
+
+
+class _Compilation:
+    """What the nodes' files of one compilation share, and what they tell the playbooks."""
+
+    def __init__(self, run: RunDir, name: str, inventory: Inventory, options: CompileOptions,
+                 flags: dict[str, Any]) -> None:
+        self.run, self.name, self.inventory, self.options, self.flags = run, name, inventory, options, flags
+        self.bundle = build_bundle()
+        self.python = "%d.%d" % sys.version_info[:2]
+        self.requirement_counts: dict[str, int] = {}
+        self.time_limits: dict[str, int] = {}
+        self.polls: dict[str, int] = {}
+
+    def write_node(self, deployment: Deployment) -> None:
+        """The node's bundle, and readable copies of the files it carries."""
         host = deployment.node.name
-        folder = project / "files" / "nodes" / host
+        limits = node_limits(deployment, self.options)
+        self.time_limits[host], self.polls[host] = limits.play_limit, limits.poll
         environment = deployment.environment_definition
         env_vars = {str(k): str(v) for k, v in environment.runtime_context.environment_variables.items()}
         commands = list(environment.commands)
-        requirement_counts[host] = len(commands)
+        self.requirement_counts[host] = len(commands)
         files = {
             "pipeline.pkl": deployment.pipeline,
-            "node.json": (json.dumps({
-                "node": host,
-                "run": name,
-                "environment_variables": env_vars,
-                "task_timeout": options.task_timeout,
-                "log_cap": options.log_cap,
-                # the executor enforces the node's limit itself, controller or not
-                "time_limit": (float(deployment.keep_alive_timeout_minutes) * 60
-                               if deployment.keep_alive_timeout_minutes else options.run_timeout_seconds),
-                # where tasks find the run's flags: the controller's socket on a local host,
-                # the reverse tunnel's port on the host's loopback over SSH
-                "flags": {
-                    "endpoint": (f"unix:{flags['socket']}" if _is_local(inventory, host)
-                                 else f"tcp:127.0.0.1:{flags['port']}"),
-                    "token": flags["token"],
-                },
-            }, indent=2) + "\n").encode(),
-            "deploy.json": (json.dumps({
-                "node": host,
-                "python": python,
-                "env_dir": f"../../envs/{environment_key(commands, env_vars, python)}",
-                "commands": commands,
-                "environment_variables": env_vars,
-                "redeploy": options.redeploy,
-            }, indent=2) + "\n").encode(),
+            "node.json": _json_bytes(self._node_spec(host, env_vars, limits.time_limit)),
+            "deploy.json": _json_bytes(self._deploy_spec(host, commands, env_vars)),
         }
-        for file_name, data in files.items():  # readable copies of what the node bundle carries
-            _write(folder / file_name, data, 0o600)
-        _write(folder / NODE_BUNDLE_NAME, node_bundle(bundle, files), 0o600)
+        folder = self.run.shipped_dir(host)
+        for file_name, data in files.items():
+            write_atomic(folder / file_name, data, 0o600)
+        write_atomic(folder / NODE_BUNDLE_NAME, node_bundle(self.bundle, files), 0o600)
 
-    # per-deployment time limits (seconds), where a deployment sets one
-    limits = {d.node.name: int(float(d.keep_alive_timeout_minutes) * 60) for d in experiment
-              if getattr(d, "keep_alive_timeout_minutes", None)}
-    settings = ansible_settings(len(hosts), options, project, flags)
-    context = {
-        "deployment_timeouts": limits,
-        "version": __version__,
-        "run": name,
-        "run_id": run_id,
-        "hosts": hosts,
-        "requirement_counts": requirement_counts,
-        "poll_seconds": max(1, min(int(options.poll_seconds), int(options.run_timeout_seconds))),
-        "run_timeout_seconds": int(options.run_timeout_seconds),
-        "settings": [(s, k, e, v.replace(str(project), ".")) for s, k, e, v in settings],
-    }
+    def _node_spec(self, host: str, env_vars: dict[str, str], time_limit: float) -> dict[str, Any]:
+        # where tasks find the run's flags: the controller's socket on a local host,
+        # the reverse tunnel's port on the host's loopback over SSH
+        endpoint = (f"unix:{self.flags['socket']}" if _is_local(self.inventory, host)
+                    else f"tcp:127.0.0.1:{self.flags['port']}")
+        return {
+            "node": host,
+            "run": self.name,
+            "environment_variables": env_vars,
+            "task_timeout": self.options.task_timeout,
+            "log_cap": self.options.log_cap,
+            "time_limit": time_limit,
+            "flags": {"endpoint": endpoint, "token": self.flags["token"]},
+        }
+
+    def _deploy_spec(self, host: str, commands: list[str], env_vars: dict[str, str]) -> dict[str, Any]:
+        return {
+            "node": host,
+            "python": self.python,
+            "env_dir": f"../../envs/{environment_key(commands, env_vars, self.python)}",
+            "commands": commands,
+            "environment_variables": env_vars,
+            "redeploy": self.options.redeploy,
+        }
+
+    def playbook_context(self, name: str, run_id: str, hosts: list[str],
+                         settings: list[tuple[str, str, str, str]]) -> dict[str, Any]:
+        project = str(self.run.project)
+        return {
+            "version": __version__,
+            "run": name,
+            "run_id": run_id,
+            "hosts": hosts,
+            "bundle_name": NODE_BUNDLE_NAME,
+            "requirement_counts": self.requirement_counts,
+            "time_limits": self.time_limits,
+            "polls": self.polls,
+            "settings": [(s, k, e, v.replace(project, ".")) for s, k, e, v in settings],
+        }
+
+
+def _json_bytes(data: dict[str, Any]) -> bytes:
+    return (json.dumps(data, indent=2) + "\n").encode()
+
+
+def _write_playbooks(run: RunDir, context: dict[str, Any]) -> None:
     templates = _templates()
     for playbook in PLAYBOOKS:
-        _write(project / playbook, templates.get_template(f"{playbook}.j2").render(context))
+        write_atomic(run.project / playbook, templates.get_template(f"{playbook}.j2").render(context))
 
+
+def _write_inventory(run: RunDir, inventory: Inventory, hosts: list[str]) -> None:
+    """The embedded default inventory as a file, and the hosts' variables without secrets."""
     if inventory.is_default:
-        _write(run_dir / "inventory" / "hosts.yml", default_inventory_yaml(inventory))
-    snapshot = {host: {k: v for k, v in inventory.node(host).properties.items() if not is_secret(k, v)} for host in hosts}
-    _write(run_dir / "inventory-snapshot.json", json.dumps(snapshot, indent=2, default=str) + "\n")
-    _write(run_dir / "env" / "envvars", json.dumps({e: v for _, _, e, v in settings}, indent=2) + "\n")
+        write_atomic(run.default_inventory_file, default_inventory_yaml(inventory))
+    snapshot = {host: {k: v for k, v in inventory.node(host).properties.items() if not is_secret(k, v)}
+                for host in hosts}
+    write_json(run.inventory_snapshot, snapshot)
 
-    record = {
+
+def _run_record(name: str, run_id: str, hosts: list[str], inventory: Inventory,
+                options: CompileOptions) -> dict[str, Any]:
+    return {
         "name": name,
         "run_id": run_id,
         "created": time.time(),
-        "status": "compiled",
+        "status": RunStatus.COMPILED.value,
         "hosts": hosts,
         "inventory": inventory.sources,
         "options": asdict(options),
         "versions": versions(),
     }
-    _write(run_dir / "run.json", json.dumps(record, indent=2) + "\n")
-    # The experiment itself, for the client's get_experiment_status (a controller-side file).
-    _write(run_dir / "experiment.pkl", cloudpickle.dumps(experiment), 0o600)
-    return run_dir
 
 
 def _is_local(inventory: Inventory, host: str) -> bool:
@@ -301,11 +281,11 @@ def _is_local(inventory: Inventory, host: str) -> bool:
     return connection in ("local", "ansible.builtin.local")
 
 
-def inventory_args(run_dir: Path, sources: Sequence[str]) -> List[str]:
+def inventory_args(run_dir: Path, sources: Sequence[str]) -> list[str]:
     """The -i arguments for a run by hand from the project folder."""
     if not sources:
-        return ["-i", str(Path(run_dir) / "inventory" / "hosts.yml")]
-    args: List[str] = []
+        return ["-i", str(RunDir(run_dir).default_inventory_file)]
+    args: list[str] = []
     for source in sources:
         args += ["-i", source]
     return args

@@ -1,8 +1,8 @@
-"""The controller's flag store for one run: values in memory, kept in ``flags.json`` in the run
-folder, served on a Unix socket while the run's execution play runs.
+"""The controller's flag store for one run: values in memory, kept in the run folder's flags file
+(``RunDir.flags_file``), served on a Unix socket while the run's execution play runs.
 
 Hosts reach the socket through the reverse tunnel the run's ssh arguments open on their
-loopback (``RemoteForward 127.0.0.1:PORT SOCKET``, see ``_compiler``); local-connection hosts, the
+loopback (``RemoteForward 127.0.0.1:PORT SOCKET``, see ``compiler/settings.py``); local-connection hosts, the
 client and the CLI connect to the socket itself. Every request carries the run's token:
 the tunnel's port on a host is open to that host's other users.
 """
@@ -23,11 +23,10 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional
 
-from ..model.flags import MAX_MESSAGE, FlagError, FlagValues, request
 from ..errors import RunError
+from ..model.flags import MAX_MESSAGE, FlagError, FlagValues, request
+from .rundir import RunDir, read_json, write_json
 
-FLAGS_FILE = "flags.json"
-ENDPOINT_FILE = "flags-endpoint.json"
 MAX_WAIT = 600.0
 
 
@@ -46,16 +45,7 @@ def new_endpoint(run_dir: Path) -> Dict[str, Any]:
 
 
 def read_endpoint(run_dir: Path) -> Optional[Dict[str, Any]]:
-    try:
-        return json.loads((Path(run_dir) / ENDPOINT_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{threading.get_ident()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    return read_json(RunDir(run_dir).flags_endpoint_file)
 
 
 def _check_name(name: Any) -> str:
@@ -78,20 +68,20 @@ def _check_value(value: Any) -> FlagValues:
 
 
 class FlagStore:
-    """Flags of one run, thread-safe, written through to ``flags.json``."""
+    """Flags of one run, thread-safe, written through to the run folder's flags file."""
 
     def __init__(self, run_dir: Path) -> None:
-        self.path = Path(run_dir) / FLAGS_FILE
+        self.path = RunDir(run_dir).flags_file
         self.changed = threading.Condition()
         self.flags: Dict[str, FlagValues] = {}
         try:
-            stored = json.loads(self.path.read_text())
+            stored = read_json(self.path) or {}
             self.flags = {name: _check_value(value) for name, value in stored.items()}
-        except (OSError, ValueError, FlagError):
+        except FlagError:
             pass
 
     def _save(self) -> None:
-        _write_json(self.path, {name: value.dict() for name, value in self.flags.items()})
+        write_json(self.path, {name: value.dict() for name, value in self.flags.items()}, sort_keys=True)
 
     def get(self, name: str) -> Optional[FlagValues]:
         with self.changed:
@@ -217,7 +207,7 @@ def _live(endpoint: Dict[str, Any]) -> bool:
 
 def flag_request(run_dir: Path, message: Dict[str, Any]) -> Dict[str, Any]:
     """A flag request from the client or the CLI: to the run's live store, or, when the run is not
-    executing, to its flags.json (values set then are there when the execution starts)."""
+    executing, to its flags file (values set then are there when the execution starts)."""
     endpoint = read_endpoint(run_dir)
     if endpoint is None:
         raise RunError(f"run {Path(run_dir).name} has no flags (it was compiled by an older unicorn-ansible)")

@@ -1,27 +1,32 @@
-"""Running experiments: load an experiment file, compile it into a run directory,
-run the generated playbooks with ansible-runner, read the results back."""
+"""A run's lifetime, for the CLI and the Client alike: load an experiment file, prepare (compile
+into a run folder), deploy, execute, cancel, collect. Each step records its progress in the
+run's record under the run folder's lock; once cancelled, a run stays cancelled whatever
+step ends after the cancel."""
 
 from __future__ import annotations
 
-import json
-import os
 import runpy
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Any
 
-from ..compiler.compile import CompileOptions, check_run_name, compile_experiment
-from ..model.experiment import Experiment
-from .flag_server import serve_flags
+from ..compiler.compile import check_run_name, compile_experiment
+from ..compiler.settings import CompileOptions
+from ..errors import ExperimentError, RunError
 from ..home import runs_dir
 from ..inventory import Inventory, ensure_ansible_on_path, load_inventory
+from ..model.experiment import Experiment
 from ..model.nodes import CountableNodePool
 from ..results.load import RunResults, load_results
-from ..errors import ExperimentError, RunError
+from .flag_server import serve_flags
+from .rundir import RunDir, RunStatus
 
-EventHandler = Callable[[Dict[str, Any]], None]
+EventHandler = Callable[[dict[str, Any]], None]
+
+SITE, DEPLOY, EXECUTE, CANCEL = "site.yml", "deploy.yml", "execute.yml", "cancel.yml"
 
 
 def load_experiment_file(path: str, nodes: CountableNodePool) -> Experiment:
@@ -58,8 +63,62 @@ def load_experiment_file(path: str, nodes: CountableNodePool) -> Experiment:
     return value
 
 
-def run_path(name: str) -> Path:
-    return runs_dir() / check_run_name(name)
+@dataclass(frozen=True)
+class Secrets:
+    """Passwords typed by the user. They go to Ansible's prompts through ansible-runner's
+    pexpect answers only: never into a file, an environment variable or a log."""
+
+    become_password: str | None = None
+    connection_password: str | None = None
+
+    def runner_arguments(self) -> dict[str, Any]:
+        flags, answers = [], {}
+        if self.become_password is not None:
+            flags.append("--ask-become-pass")
+            answers[r"^BECOME password.*:\s*?$"] = self.become_password
+        if self.connection_password is not None:
+            flags.append("--ask-pass")
+            answers[r"^SSH password:\s*?$"] = self.connection_password
+        return {"cmdline": " ".join(flags), "passwords": answers} if flags else {}
+
+
+def run_playbook(
+    run: RunDir,
+    playbook: str,
+    inventory: Inventory,
+    event_handler: EventHandler | None = None,
+    secrets: Secrets | None = None,
+) -> int:
+    """Run one of the run directory's playbooks with ansible-runner; return its exit code."""
+    ensure_ansible_on_path()
+    import ansible_runner
+
+    # suppress_env_files: ansible-runner would otherwise write passwords to env/passwords.
+    kwargs: dict[str, Any] = {"suppress_env_files": True}
+    kwargs.update((secrets or Secrets()).runner_arguments())
+    if inventory.sources:
+        kwargs["inventory"] = list(inventory.sources)
+    runner = ansible_runner.run(
+        private_data_dir=str(run.path),
+        playbook=playbook,
+        quiet=True,
+        event_handler=(lambda event: (event_handler(event), True)[1]) if event_handler else None,
+        **kwargs,
+    )
+    return int(runner.rc if runner.rc is not None else 1)
+
+
+def run_path(name: str) -> RunDir:
+    """The folder of the run ``name`` in the home folder (it may not exist)."""
+    return RunDir(runs_dir() / check_run_name(name))
+
+
+def find_run(name: str, noun: str = "run", listing: str = "`unicorn-ansible list`") -> RunDir:
+    """The run ``name`` in the home folder; RunError naming ``listing`` if there is none."""
+    run = run_path(name)
+    if not run.exists():
+        raise RunError(f"no {noun} named {name}; see {listing}")
+    return run
 
 
 def new_run_name(stem: str) -> str:
@@ -72,103 +131,105 @@ def new_run_name(stem: str) -> str:
     return name
 
 
-def prepare_run_dir(name: str, replace: bool = False) -> Path:
-    path = run_path(name)
-    if path.exists():
+def _new_run_folder(name: str, replace: bool) -> RunDir:
+    run = run_path(name)
+    if run.path.exists():
         if not replace:
             raise RunError(f"a run named {name} exists; choose another --name or pass --replace to overwrite it")
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
-    return path
+        shutil.rmtree(run.path)
+    run.path.mkdir(parents=True)
+    return run
 
 
-def update_run_record(run_dir: Path, **changes: Any) -> None:
-    path = run_dir / "run.json"
-    record = json.loads(path.read_text())
-    record.update(changes)
-    tmp = path.with_name(f".run.json.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, path)
+def prepare(experiment: Experiment, inventory: Inventory, name: str, options: CompileOptions | None = None,
+            replace: bool = False) -> RunDir:
+    """Compile ``experiment`` into a new run folder in the home folder (status ``compiled``);
+    nothing half-made is left behind when compiling fails."""
+    run = _new_run_folder(check_run_name(name), replace)
+    try:
+        compile_experiment(experiment, inventory, run.path, name, options)
+    except BaseException:
+        shutil.rmtree(run.path, ignore_errors=True)
+        raise
+    return run
 
 
-@dataclass(frozen=True)
-class Secrets:
-    """Passwords typed by the user. They go to Ansible's prompts through ansible-runner's
-    pexpect answers only: never into a file, an environment variable or a log."""
+def _unless_cancelled(status: RunStatus) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A record change to ``status``, except for a run someone cancelled meanwhile."""
 
-    become_password: Optional[str] = None
-    connection_password: Optional[str] = None
+    def change(record: dict[str, Any]) -> dict[str, Any]:
+        cancelled = record.get("status") == RunStatus.CANCELLED.value or "cancel_requested" in record
+        return {"status": (RunStatus.CANCELLED if cancelled else status).value}
 
-    def runner_arguments(self) -> Dict[str, Any]:
-        flags, answers = [], {}
-        if self.become_password is not None:
-            flags.append("--ask-become-pass")
-            answers[r"^BECOME password.*:\s*?$"] = self.become_password
-        if self.connection_password is not None:
-            flags.append("--ask-pass")
-            answers[r"^SSH password:\s*?$"] = self.connection_password
-        return {"cmdline": " ".join(flags), "passwords": answers} if flags else {}
+    return change
 
 
-def run_playbook(
-    run_dir: Path,
-    playbook: str,
-    inventory: Inventory,
-    event_handler: Optional[EventHandler] = None,
-    cancel_callback: Optional[Callable[[], bool]] = None,
-    secrets: Optional[Secrets] = None,
-) -> int:
-    """Run one of the run directory's playbooks with ansible-runner; return its exit code."""
-    ensure_ansible_on_path()
-    import ansible_runner
+def settle(run: RunDir, status: RunStatus, **fields: Any) -> dict[str, Any]:
+    """Record that a step ended in ``status`` (a cancelled run stays cancelled)."""
+    return run.update(_unless_cancelled(status), **fields)
 
-    # suppress_env_files: ansible-runner would otherwise write passwords to env/passwords.
-    kwargs: Dict[str, Any] = {"suppress_env_files": True}
-    kwargs.update((secrets or Secrets()).runner_arguments())
-    if inventory.sources:
-        kwargs["inventory"] = list(inventory.sources)
-    runner = ansible_runner.run(
-        private_data_dir=str(run_dir),
-        playbook=playbook,
-        quiet=True,
-        event_handler=(lambda event: (event_handler(event), True)[1]) if event_handler else None,
-        cancel_callback=cancel_callback,
-        **kwargs,
-    )
-    return int(runner.rc if runner.rc is not None else 1)
+
+def mark_preparing(run: RunDir) -> None:
+    run.update(status=RunStatus.PREPARING.value, prepare_started=time.time())
+
+
+def deploy(run: RunDir, inventory: Inventory, event_handler: EventHandler | None = None,
+           secrets: Secrets | None = None) -> int:
+    """Run the deployment play; the run is then ``ready`` (each node's outcome is in its status)."""
+    rc = run_playbook(run, DEPLOY, inventory, event_handler, secrets=secrets)
+    settle(run, RunStatus.READY, prepare_finished=time.time(), deploy_rc=rc)
+    return rc
+
+
+def mark_running(run: RunDir, expected: RunStatus | None = None) -> None:
+    """Record that the execution starts; with ``expected``, only from that status (else RunError)."""
+
+    def change(record: dict[str, Any]) -> dict[str, Any]:
+        status = record.get("status")
+        if expected is not None and status != expected.value:
+            raise RunError(f"experiment {run.name} is {status}, not {expected.value}; "
+                           "call prepare_experiment and wait for READY")
+        return {"status": RunStatus.RUNNING.value, "started": time.time()}
+
+    run.update(change)
+
+
+def execute(run: RunDir, inventory: Inventory, event_handler: EventHandler | None = None,
+            secrets: Secrets | None = None, playbook: str = EXECUTE) -> int:
+    """Run the execution play (``site.yml``: deployment and execution) with the run's flag store
+    served; the run is then ``finished``, or stays ``cancelled``."""
+    with serve_flags(run.path):
+        rc = run_playbook(run, playbook, inventory, event_handler, secrets=secrets)
+    settle(run, RunStatus.FINISHED, finished=time.time(), ansible_rc=rc)
+    return rc
+
+
+def record_failure(run: RunDir, error: BaseException) -> None:
+    """A step raised instead of ending: the run is over, with the error recorded."""
+    settle(run, RunStatus.FINISHED, finished=time.time(), error=f"{type(error).__name__}: {error}")
 
 
 def run_experiment(
     experiment: Experiment,
-    inventory: Optional[Inventory] = None,
-    name: Optional[str] = None,
+    inventory: Inventory | None = None,
+    name: str | None = None,
     replace: bool = False,
-    options: Optional[CompileOptions] = None,
-    event_handler: Optional[EventHandler] = None,
-    secrets: Optional[Secrets] = None,
+    options: CompileOptions | None = None,
+    event_handler: EventHandler | None = None,
+    secrets: Secrets | None = None,
 ) -> RunResults:
     """Compile and run an experiment; block until every node is done; return the results."""
     inventory = inventory or load_inventory(None)
-    name = name or new_run_name("experiment")
-    check_run_name(name)
-    run_dir = prepare_run_dir(name, replace)
-    try:
-        compile_experiment(experiment, inventory, run_dir, name, options)
-    except Exception:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        raise
-    update_run_record(run_dir, status="running", started=time.time())
-    with serve_flags(run_dir):
-        rc = run_playbook(run_dir, "site.yml", inventory, event_handler, secrets=secrets)
-    cancelled = json.loads((run_dir / "run.json").read_text()).get("status") == "cancelled"
-    update_run_record(run_dir, status="cancelled" if cancelled else "finished", finished=time.time(), ansible_rc=rc)
-    return load_results(run_dir)
+    run = prepare(experiment, inventory, name or new_run_name("experiment"), options, replace)
+    mark_running(run)
+    execute(run, inventory, event_handler, secrets, playbook=SITE)
+    return load_results(run.path)
 
 
 def run(
     experiment: Experiment,
-    inventory: Optional[Sequence[str]] = None,
-    name: Optional[str] = None,
+    inventory: Sequence[str] | None = None,
+    name: str | None = None,
     replace: bool = False,
     **options: Any,
 ) -> RunResults:
@@ -180,28 +241,26 @@ def run(
     return run_experiment(experiment, load_inventory(inventory), name, replace, CompileOptions(**options))
 
 
-def run_inventory(run_dir: Path) -> Inventory:
+def run_inventory(run: RunDir) -> Inventory:
     """The inventory a run was compiled for (its sources are re-read: they may have changed)."""
-    record = json.loads((Path(run_dir) / "run.json").read_text())
-    return load_inventory(record.get("inventory") or None)
+    return load_inventory(run.record().get("inventory") or None)
 
 
-def cancel_run(run_dir: Path, inventory: Optional[Inventory] = None,
-               event_handler: Optional[EventHandler] = None) -> RunResults:
-    """Stop every node's executor and the processes its tasks started; fetch what finished."""
-    inventory = inventory or run_inventory(run_dir)
-    update_run_record(run_dir, cancel_requested=time.time())
-    rc = run_playbook(run_dir, "cancel.yml", inventory, event_handler)
-    update_run_record(run_dir, status="cancelled", cancelled=time.time(), cancel_rc=rc)
-    return load_results(run_dir)
+def cancel(run: RunDir, inventory: Inventory | None = None,
+           event_handler: EventHandler | None = None) -> RunResults:
+    """Stop every node's executor and the processes its tasks started; fetch what finished.
+    The run is ``cancelled`` from the moment the cancel is asked for."""
+    inventory = inventory or run_inventory(run)
+    run.update(cancel_requested=time.time())
+    rc = run_playbook(run, CANCEL, inventory, event_handler)
+    run.update(status=RunStatus.CANCELLED.value, cancelled=time.time(), cancel_rc=rc)
+    return load_results(run.path)
 
 
-def collect_run(run_dir: Path, inventory: Optional[Inventory] = None,
-                event_handler: Optional[EventHandler] = None) -> RunResults:
+def collect(run: RunDir, inventory: Inventory | None = None,
+            event_handler: EventHandler | None = None) -> RunResults:
     """Fetch a run's results again, waiting for pipelines still running (none is started twice)."""
-    inventory = inventory or run_inventory(run_dir)
-    rc = run_playbook(run_dir, "execute.yml", inventory, event_handler)
-    record = json.loads((Path(run_dir) / "run.json").read_text())
-    if record.get("status") != "cancelled":
-        update_run_record(run_dir, status="finished", collected=time.time(), ansible_rc=rc)
-    return load_results(run_dir)
+    inventory = inventory or run_inventory(run)
+    rc = run_playbook(run, EXECUTE, inventory, event_handler)
+    settle(run, RunStatus.FINISHED, collected=time.time(), ansible_rc=rc)
+    return load_results(run.path)

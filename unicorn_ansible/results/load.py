@@ -18,9 +18,10 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Union
 from returns.pipeline import is_successful
 from returns.result import Result
 
+from ..engine.rundir import RunDir
 from .safe_pickle import loader_for, register_shipped
 from ..node.executor import JOURNAL, STATE, bounded_repr, copy_range, iter_records, read_json, results_by_name, results_by_stage
-from ..errors import RunError, UntrustedDataError
+from ..errors import UntrustedDataError
 
 # What a node's outcome can be, from the worst to the best.
 STATUSES = ("unreachable", "deploy_failed", "execution_failed", "timed_out", "cancelled", "failed", "not_run", "ok")
@@ -192,13 +193,14 @@ def unpack_outbox(folder: Path) -> None:
 
 def load_node(run_dir: Path, node: str, loads: Optional[Callable[[bytes], Any]] = None) -> NodeResult:
     """One node's outcome; its results are loaded with the untrusted-data loader unless ``loads`` is given."""
-    folder = run_dir / "nodes" / node
+    run = RunDir(run_dir)
+    folder = run.node_dir(node)
     loads = loads or loader_for(node)
     try:
         unpack_outbox(folder)
     except UntrustedDataError as exc:
         return NodeResult(node=node, status="execution_failed", prepared=True, error=str(exc))
-    status = read_json(str(folder / "status.json")) or {}
+    status = run.node_status(node)
     state = read_json(str(folder / STATE)) or {}
     records = list(iter_records(str(folder / JOURNAL)))
     phase = status.get("phase")
@@ -264,7 +266,7 @@ def _task_names(run_dir: Path, node: str) -> List[str]:
     """The node's task names in the order the executor numbers them (stage by stage)."""
     import cloudpickle
 
-    path = run_dir / "project" / "files" / "nodes" / node / "pipeline.pkl"
+    path = RunDir(run_dir).shipped_dir(node) / "pipeline.pkl"
     try:
         pipeline = cloudpickle.loads(path.read_bytes())  # written by this controller
     except Exception:
@@ -276,10 +278,8 @@ def load_results(run_dir: Path, loads: Optional[Callable[[bytes], Any]] = None) 
     """Every node's outcome of a run directory. Results fetched from hosts are untrusted:
     they load with the restricted loader, after the run's own pipelines told it which
     classes the experiment shipped."""
-    run_dir = Path(run_dir)
-    record = read_json(str(run_dir / "run.json"))
-    if record is None:
-        raise RunError(f"{run_dir} is not a unicorn-ansible run directory (no run.json)")
-    register_shipped(sorted((run_dir / "project" / "files" / "nodes").glob("*/pipeline.pkl")))
-    nodes = [load_node(run_dir, host, loads) for host in record.get("hosts", [])]
-    return RunResults(record.get("name", run_dir.name), run_dir, nodes, record.get("status", "unknown"))
+    run = RunDir(run_dir)
+    record = run.record()
+    register_shipped(run.shipped_pipelines())
+    nodes = [load_node(run.path, host, loads) for host in record.get("hosts", [])]
+    return RunResults(record.get("name", run.name), run.path, nodes, record.get("status", "unknown"))

@@ -10,16 +10,20 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any
 
 import click
 
-from ..compiler.compile import CompileOptions, check_run_name, compile_experiment, inventory_args
-from ..engine.lifecycle import load_experiment_file, new_run_name, run_experiment, run_path
+from ..compiler.compile import check_run_name, compile_experiment, inventory_args
+from ..compiler.settings import DEFAULT_RUN_TIMEOUT_SECONDS, CompileOptions
+from ..engine.lifecycle import find_run, load_experiment_file, new_run_name, run_experiment, run_path
+from ..engine.rundir import RunDir, read_json
+from ..errors import TestbedError, UnicornError
 from ..inventory import load_inventory
 from ..results.load import RunResults, load_results
-from ..errors import TestbedError, UnicornError
+from .tables import console, print_table
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -56,7 +60,7 @@ def _engine_options(function: Any) -> Any:
     for option in reversed([
         click.option("--forks", type=click.IntRange(1), help="Hosts worked on in parallel (default: all, up to 50)."),
         click.option("--task-timeout", type=click.FloatRange(min=0, min_open=True), help="Seconds a task may run."),
-        click.option("--run-timeout", type=click.IntRange(1), default=86400, show_default=True,
+        click.option("--run-timeout", type=click.IntRange(1), default=DEFAULT_RUN_TIMEOUT_SECONDS, show_default=True,
                      help="Seconds the pipelines may run before the run stops waiting."),
         click.option("--redeploy", is_flag=True, help="Run requirements even if the host has that environment."),
         click.option("--strategy", help="Ansible strategy plugin, e.g. mitogen_linear."),
@@ -68,7 +72,7 @@ def _engine_options(function: Any) -> Any:
     return function
 
 
-def _secrets(engine: Dict[str, Any]) -> Any:
+def _secrets(engine: dict[str, Any]) -> Any:
     from ..engine.lifecycle import Secrets
 
     become = engine.pop("ask_become_pass", False)
@@ -79,8 +83,8 @@ def _secrets(engine: Dict[str, Any]) -> Any:
     )
 
 
-def _options(forks: Optional[int], task_timeout: Optional[float], run_timeout: int, redeploy: bool,
-             strategy: Optional[str]) -> CompileOptions:
+def _options(forks: int | None, task_timeout: float | None, run_timeout: int, redeploy: bool,
+             strategy: str | None) -> CompileOptions:
     return CompileOptions(forks=forks, task_timeout=task_timeout, run_timeout_seconds=run_timeout,
                           redeploy=redeploy, strategy=strategy)
 
@@ -89,28 +93,26 @@ def _with_progress(run_dir: Path, work: Any) -> Any:
     """Run ``work(event_handler)`` while showing the run's progress."""
     from .progress import Progress
 
-    with Progress(run_dir, _run_record(run_dir).get("hosts", []), sys.stderr) as progress:
+    with Progress(run_dir, RunDir(run_dir).record().get("hosts", []), sys.stderr) as progress:
         return work(progress.handle)
 
 
 def _summary(results: RunResults) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"run {results.name}")
-    for column in ("node", "status", "tasks ok", "tasks failed", "not run", "error"):
-        table.add_column(column)
+    rows = []
     for node in results:
         ok = sum(1 for timing in node.timings if timing.get("kind") == "ok")
-        failed = len(node.timings) - ok
-        error = (node.error or "").strip().splitlines()
-        table.add_row(node.node, node.status, str(ok), str(failed), str(len(node.not_run)), error[0] if error else "")
-    console = Console(width=max(100, Console().width))
-    console.print(table)
+        rows.append((node.node, node.status, ok, len(node.timings) - ok, len(node.not_run), _first_line(node.error)))
+    out = console()
+    print_table(("node", "status", "tasks ok", "tasks failed", "not run", "error"), rows, f"run {results.name}", out)
     for node in results:
         for task, values in node.tasks.items():
             for value in values:
-                console.print(f"{node.node}  {task}: {_short(value)}", markup=False, highlight=False)
+                out.print(f"{node.node}  {task}: {_short(value)}", markup=False, highlight=False)
+
+
+def _first_line(text: str | None) -> str:
+    lines = (text or "").strip().splitlines()
+    return lines[0] if lines else ""
 
 
 def _short(value: Any, limit: int = 300) -> str:
@@ -121,16 +123,13 @@ def _short(value: Any, limit: int = 300) -> str:
 
 
 def _resolve_run(name_or_dir: str) -> Path:
-    path = Path(name_or_dir)
-    if (path / "run.json").exists():
-        return path
+    """A run folder given by path, or by name in the home folder."""
+    given = RunDir(Path(name_or_dir))
+    if given.exists():
+        return given.path
     if "/" in name_or_dir:
-        raise UnicornError(f"{name_or_dir} is not a run directory (no run.json)")
-    check_run_name(name_or_dir)
-    found = run_path(name_or_dir)
-    if not (found / "run.json").exists():
-        raise UnicornError(f"no run named {name_or_dir}; see unicorn-ansible list")
-    return found
+        raise UnicornError(f"{name_or_dir} is not a run folder (it has no run record)")
+    return find_run(check_run_name(name_or_dir)).path
 
 
 @cli.command()
@@ -140,7 +139,7 @@ def _resolve_run(name_or_dir: str) -> Path:
 @click.option("--replace", is_flag=True, help="Overwrite an existing run of that name.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON instead of a table.")
 @_engine_options
-def run(experiment_file: str, inventories: Sequence[str], name: Optional[str], replace: bool, as_json: bool,
+def run(experiment_file: str, inventories: Sequence[str], name: str | None, replace: bool, as_json: bool,
         **engine: Any) -> None:
     """Run an experiment file on the inventory's hosts and print every node's outcome.
 
@@ -154,7 +153,7 @@ def run(experiment_file: str, inventories: Sequence[str], name: Optional[str], r
     """
     if name is not None:
         check_run_name(name)
-        if not replace and (run_path(name) / "run.json").exists():
+        if not replace and run_path(name).exists():
             raise UnicornError(f"a run named {name} exists; choose another --name or pass --replace to overwrite it")
     secrets = _secrets(engine)
     inventory = load_inventory(inventories)
@@ -163,7 +162,7 @@ def run(experiment_file: str, inventories: Sequence[str], name: Optional[str], r
     click.echo(f"run {name}: {len(experiment)} node(s)", err=True)
     from .progress import Progress
 
-    with Progress(run_path(name), [d.node.name for d in experiment], sys.stderr) as progress:
+    with Progress(run_path(name).path, [d.node.name for d in experiment], sys.stderr) as progress:
         results = run_experiment(experiment, inventory, name, replace, _options(**engine), progress.handle, secrets)
     if as_json:
         click.echo(json.dumps(results.to_dict(), indent=2))
@@ -179,7 +178,7 @@ def run(experiment_file: str, inventories: Sequence[str], name: Optional[str], r
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Folder to write the run into.")
 @click.option("--name", help="Run name used on the hosts (default: the output folder's name).")
 @_engine_options
-def compile_command(experiment_file: str, inventories: Sequence[str], output: str, name: Optional[str],
+def compile_command(experiment_file: str, inventories: Sequence[str], output: str, name: str | None,
                     **engine: Any) -> None:
     """Write an experiment's run folder (playbooks, pipelines, inventory) without running anything.
 
@@ -189,7 +188,7 @@ def compile_command(experiment_file: str, inventories: Sequence[str], output: st
       cd /tmp/hello-run/project && ansible-playbook -i ../inventory/hosts.yml site.yml
     """
     target = Path(output)
-    if target.exists() and any(target.iterdir()) and not (target / "run.json").exists():
+    if target.exists() and any(target.iterdir()) and not RunDir(target).exists():
         raise UnicornError(f"{output} exists and is not empty; pass a new folder to -o")
     name = check_run_name(name or target.resolve().name)
     engine.pop("ask_become_pass", None)
@@ -241,21 +240,10 @@ def nodes(inventories: Sequence[str], facts: bool, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([node.to_dict() for node in pool.flatten()], indent=2, default=str))
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table()
-    for column in ("node", "architecture", "groups", "properties"):
-        table.add_column(column)
-    for node in pool.flatten():
-        properties = {k: v for k, v in node.properties.items() if k != "groups"}
-        table.add_row(node.name, node.architecture.value, ", ".join(node["groups"] or []),
-                      ", ".join(f"{k}={v}" for k, v in properties.items()))
-    Console(width=max(100, Console().width)).print(table)
-
-
-def _run_record(run_dir: Path) -> Dict[str, Any]:
-    return json.loads((run_dir / "run.json").read_text())
+    rows = [(node.name, node.architecture.value, ", ".join(node["groups"] or []),
+             ", ".join(f"{k}={v}" for k, v in node.properties.items() if k != "groups"))
+            for node in pool.flatten()]
+    print_table(("node", "architecture", "groups", "properties"), rows)
 
 
 @cli.command()
@@ -268,11 +256,11 @@ def status(run_name: str, as_json: bool) -> None:
     Example:
       unicorn-ansible status ping-1
     """
-    run_dir = _resolve_run(run_name)
-    record = _run_record(run_dir)
+    run = RunDir(_resolve_run(run_name))
+    record = run.record()
     nodes_status = []
     for host in record.get("hosts", []):
-        node_status = _read_json(run_dir / "nodes" / host / "status.json") or {}
+        node_status = run.node_status(host)
         progress = node_status.get("progress") or {}
         nodes_status.append({
             "node": host,
@@ -284,23 +272,9 @@ def status(run_name: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"name": record["name"], "status": record.get("status"), "nodes": nodes_status}, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"run {record['name']}: {record.get('status')}")
-    for column in ("node", "phase", "tasks done", "error"):
-        table.add_column(column)
-    for entry in nodes_status:
-        done = "" if entry["total"] is None else f"{entry['done']}/{entry['total']}"
-        table.add_row(entry["node"], entry["phase"], done, (entry["error"] or "").splitlines()[0] if entry["error"] else "")
-    Console(width=max(100, Console().width)).print(table)
-
-
-def _read_json(path: Path) -> Optional[Dict[str, Any]]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+    rows = [(entry["node"], entry["phase"], "" if entry["total"] is None else f"{entry['done']}/{entry['total']}",
+             _first_line(entry["error"])) for entry in nodes_status]
+    print_table(("node", "phase", "tasks done", "error"), rows, f"run {record['name']}: {record.get('status')}")
 
 
 @cli.command()
@@ -310,8 +284,8 @@ def _read_json(path: Path) -> Optional[Dict[str, Any]]:
 @click.option("--int", "int_value", type=int, help="Set the flag's integer.")
 @click.option("--increment", type=int, help="Add this to the flag's integer, atomically (negative: subtract).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def flags(run_name: str, flag: Optional[str], text_value: Optional[str], int_value: Optional[int],
-          increment: Optional[int], as_json: bool) -> None:
+def flags(run_name: str, flag: str | None, text_value: str | None, int_value: int | None,
+          increment: int | None, as_json: bool) -> None:
     """Show or set a run's flags, the values its tasks share across nodes.
 
     With no FLAG, every flag; with FLAG, that one; with --text and/or --int, set it
@@ -349,15 +323,8 @@ def flags(run_name: str, flag: Optional[str], text_value: Optional[str], int_val
     if flag and values[flag] is None:
         click.echo(f"flag {flag} is not set", err=True)
         sys.exit(EXIT_FAILED)
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"flags of {run_dir.name}")
-    for column in ("flag", "text_value", "int_value"):
-        table.add_column(column)
-    for name, value in sorted(values.items()):
-        table.add_row(name, str(value["text_value"]), str(value["int_value"]))
-    Console(width=max(100, Console().width)).print(table)
+    rows = [(name, value["text_value"], value["int_value"]) for name, value in sorted(values.items())]
+    print_table(("flag", "text_value", "int_value"), rows, f"flags of {run_dir.name}")
 
 
 @cli.command("list")
@@ -372,22 +339,15 @@ def list_runs(as_json: bool) -> None:
     from ..home import runs_dir
 
     folder = runs_dir()
-    records = [_read_json(path / "run.json") for path in folder.iterdir()] if folder.exists() else []
+    records = [read_json(RunDir(path).record_file) for path in folder.iterdir()] if folder.exists() else []
     entries = sorted((r for r in records if r), key=lambda r: r.get("created", 0), reverse=True)
     rows = [{"name": r["name"], "status": r.get("status"), "nodes": len(r.get("hosts", [])),
              "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.get("created", 0)))} for r in entries]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table()
-    for column in ("name", "status", "nodes", "created"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(row["name"], str(row["status"]), str(row["nodes"]), row["created"])
-    Console(width=max(100, Console().width)).print(table)
+    print_table(("name", "status", "nodes", "created"),
+                [(row["name"], row["status"], row["nodes"], row["created"]) for row in rows])
 
 
 @cli.command()
@@ -420,10 +380,10 @@ def cancel(run_name: str) -> None:
     Example:
       unicorn-ansible cancel ping-1
     """
-    from ..engine.lifecycle import cancel_run
+    from ..engine.lifecycle import cancel as cancel_run
 
     run_dir = _resolve_run(run_name)
-    results = _with_progress(run_dir, lambda handler: cancel_run(run_dir, event_handler=handler))
+    results = _with_progress(run_dir, lambda handler: cancel_run(RunDir(run_dir), event_handler=handler))
     _summary(results)
 
 
@@ -438,10 +398,10 @@ def collect(run_name: str) -> None:
     Example:
       unicorn-ansible collect ping-1
     """
-    from ..engine.lifecycle import collect_run
+    from ..engine.lifecycle import collect as collect_run
 
     run_dir = _resolve_run(run_name)
-    results = _with_progress(run_dir, lambda handler: collect_run(run_dir, event_handler=handler))
+    results = _with_progress(run_dir, lambda handler: collect_run(RunDir(run_dir), event_handler=handler))
     _summary(results)
     sys.exit(EXIT_OK if results.success else EXIT_FAILED)
 
@@ -451,25 +411,25 @@ def collect(run_name: str) -> None:
 @click.option("--node", "node_name", help="Only this node.")
 @click.option("--task", "task_name", help="Only this task (its name).")
 @click.option("--executor", is_flag=True, help="The executor's own log instead of the tasks'.")
-def logs(run_name: str, node_name: Optional[str], task_name: Optional[str], executor: bool) -> None:
+def logs(run_name: str, node_name: str | None, task_name: str | None, executor: bool) -> None:
     """Show the captured stdout and stderr of a run's tasks (and requirements), node by node.
 
     \b
     Example:
       unicorn-ansible logs ping-1 --node h1 --task ping-10.77.0.12
     """
-    run_dir = _resolve_run(run_name)
-    loaded = load_results(run_dir)  # unpacks what was fetched
+    run = RunDir(_resolve_run(run_name))
+    loaded = load_results(run.path)  # unpacks what was fetched
     shown = 0
     for node in loaded:
         if node_name and node.node != node_name:
             continue
-        folder = run_dir / "nodes" / node.node
-        sections: List[Any] = []
+        folder = run.node_dir(node.node)
+        sections: list[Any] = []
         if executor:
-            sections.append(("executor", folder / "logs" / "executor.log"))
+            sections.append(("executor", run.node_logs_dir(node.node) / "executor.log"))
         else:
-            report = _read_json(folder / "deploy-report.json") or {}
+            report = run.deploy_report(node.node)
             if not task_name:
                 for command in report.get("commands", []):
                     sections.append((f"requirement: {command['command']} (exit {command['rc']})", folder / command["log"]))
@@ -488,7 +448,7 @@ def logs(run_name: str, node_name: Optional[str], task_name: Optional[str], exec
 @cli.command()
 @click.argument("run_name")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="HTML file to write (default: in the run folder).")
-def report(run_name: str, output: Optional[str]) -> None:
+def report(run_name: str, output: str | None) -> None:
     """Write a self-contained HTML report: a timeline per node, results, errors, links to logs.
 
     \b
@@ -512,7 +472,7 @@ def _attach_testbed() -> None:
 _attach_testbed()
 
 
-def main(argv: Optional[List[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     cli.main(args=argv, prog_name="unicorn-ansible")
 
 

@@ -21,27 +21,28 @@ sees the same status; the background work runs in this process's threads.
 from __future__ import annotations
 
 import enum
-import json
 import shutil
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any
 
 import cloudpickle
 from returns.result import Failure, Result, Success
 
-from ..compiler.compile import CompileOptions, check_run_name, compile_experiment
-from ..engine.lifecycle import prepare_run_dir, run_path, run_playbook, update_run_record
-from ..model.experiment import Experiment
-from ..engine.flag_server import flag_request, serve_flags
-from ..model.flags import FlagValues
+from ..compiler.settings import CompileOptions
+from ..engine import lifecycle
+from ..engine.flag_server import flag_request
+from ..engine.rundir import RunDir, RunStatus
+from ..errors import RunError
 from ..home import runs_dir
 from ..inventory import Inventory, load_inventory
+from ..model.experiment import Experiment
+from ..model.flags import FlagValues
 from ..model.nodes import CountableNodePool, Node
 from ..results.load import NodeResult, RunResults, load_results
-from ..errors import RunError
 
 
 class ExperimentStatus(enum.Enum):
@@ -54,14 +55,14 @@ class ExperimentStatus(enum.Enum):
     FINISHED = 4
 
 
-# run.json "status" -> ExperimentStatus
+# the run record's status -> ExperimentStatus
 _STATUS = {
-    "compiled": ExperimentStatus.PREPARING,
-    "preparing": ExperimentStatus.PREPARING,
-    "ready": ExperimentStatus.READY,
-    "running": ExperimentStatus.RUNNING,
-    "finished": ExperimentStatus.FINISHED,
-    "cancelled": ExperimentStatus.FINISHED,
+    RunStatus.COMPILED.value: ExperimentStatus.PREPARING,
+    RunStatus.PREPARING.value: ExperimentStatus.PREPARING,
+    RunStatus.READY.value: ExperimentStatus.READY,
+    RunStatus.RUNNING.value: ExperimentStatus.RUNNING,
+    RunStatus.FINISHED.value: ExperimentStatus.FINISHED,
+    RunStatus.CANCELLED.value: ExperimentStatus.FINISHED,
 }
 
 
@@ -73,22 +74,22 @@ class DeploymentExecutionResult:
     one of ok / failed / deploy_failed / execution_failed / unreachable / not_run.
     """
 
-    def __init__(self, outcome: NodeResult, node: Node, logs: List[str]) -> None:
+    def __init__(self, outcome: NodeResult, node: Node, logs: list[str]) -> None:
         self.node = node
         self.outcome = outcome
-        self.error: Optional[str] = outcome.error
+        self.error: str | None = outcome.error
         self.status = outcome.status
         self._logs = logs
 
     @property
-    def result(self) -> Optional[Tuple[Result, List[str]]]:
+    def result(self) -> tuple[Result, list[str]] | None:
         if not self.outcome.tasks and self.outcome.status in ("unreachable", "deploy_failed", "not_run"):
             return None
         wrapped = Success(self.outcome.tasks) if self.outcome.success else Failure(self.outcome.tasks)
         return wrapped, self._logs
 
     @property
-    def logs(self) -> List[str]:
+    def logs(self) -> list[str]:
         return self._logs
 
     def __str__(self) -> str:
@@ -107,8 +108,8 @@ class ExperimentExecutionInformation:
     """What get_experiment_status returns: status, the experiment, the per-node results."""
 
     status: ExperimentStatus
-    experiment: Optional[Experiment]
-    execution_result: Union[None, Exception, List[DeploymentExecutionResult]]
+    experiment: Experiment | None
+    execution_result: None | Exception | list[DeploymentExecutionResult]
 
 
 class Client:
@@ -119,12 +120,12 @@ class Client:
     :param options: further CompileOptions fields (task_timeout, run_timeout_seconds, redeploy, strategy)
     """
 
-    def __init__(self, inventory: Union[None, str, Sequence[str]] = None, forks: Optional[int] = None,
+    def __init__(self, inventory: str | Sequence[str] | None = None, forks: int | None = None,
                  **options: Any) -> None:
         sources = [inventory] if isinstance(inventory, (str, Path)) else list(inventory or [])
         self.inventory: Inventory = load_inventory([str(s) for s in sources])
         self.options = CompileOptions(forks=forks, **options)
-        self._threads: Dict[str, threading.Thread] = {}
+        self._threads: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
 
     # -- nodes and health ----------------------------------------------------------
@@ -140,40 +141,20 @@ class Client:
         runs_dir().mkdir(parents=True, exist_ok=True)
         return shutil.which("ansible-playbook") is not None
 
-    # -- the experiment's lifetime -------------------------------------------------
+    # -- the experiment's lifetime (engine/lifecycle.py, as for the CLI) ------------
     def prepare_experiment(self, experiment: Experiment, experiment_name: str) -> str:
         """Compile the experiment and run its deployment play in the background; returns the name."""
-        check_run_name(experiment_name)
-        run_dir = prepare_run_dir(experiment_name)
-        try:
-            compile_experiment(experiment, self.inventory, run_dir, experiment_name, self.options)
-        except Exception:
-            shutil.rmtree(run_dir, ignore_errors=True)
-            raise
-        update_run_record(run_dir, status="preparing", prepare_started=time.time())
-        self._background(experiment_name, self._prepare, run_dir)
+        run = lifecycle.prepare(experiment, self.inventory, experiment_name, self.options)
+        lifecycle.mark_preparing(run)
+        self._background(experiment_name, run, lambda: lifecycle.deploy(run, self.inventory))
         return experiment_name
-
-    def _prepare(self, run_dir: Path) -> None:
-        rc = run_playbook(run_dir, "deploy.yml", self.inventory)
-        update_run_record(run_dir, status="ready", prepare_finished=time.time(), deploy_rc=rc)
 
     def start_execution(self, experiment_name: str) -> str:
         """Run the execution play of a prepared experiment in the background."""
-        run_dir = self._run_dir(experiment_name)
-        status = self._record(run_dir).get("status")
-        if status != "ready":
-            raise RunError(
-                f"experiment {experiment_name} is {status}, not ready; call prepare_experiment and wait for READY"
-            )
-        update_run_record(run_dir, status="running", started=time.time())
-        self._background(experiment_name, self._execute, run_dir)
+        run = self._find(experiment_name)
+        lifecycle.mark_running(run, expected=RunStatus.READY)
+        self._background(experiment_name, run, lambda: lifecycle.execute(run, self.inventory))
         return experiment_name
-
-    def _execute(self, run_dir: Path) -> None:
-        with serve_flags(run_dir):
-            rc = run_playbook(run_dir, "execute.yml", self.inventory)
-        update_run_record(run_dir, status="finished", finished=time.time(), ansible_rc=rc)
 
     def run(self, experiment: Experiment, experiment_name: str, poll: float = 0.5) -> RunResults:
         """Prepare, execute and wait: return the results (blocking)."""
@@ -184,7 +165,7 @@ class Client:
         return load_results(self._run_dir(experiment_name))
 
     def wait(self, experiment_name: str, status: ExperimentStatus, poll: float = 0.5,
-             timeout: Optional[float] = None) -> ExperimentStatus:
+             timeout: float | None = None) -> ExperimentStatus:
         """Block until the experiment reaches ``status`` (or a later one)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -206,7 +187,7 @@ class Client:
                 outcome = results[deployment.node.name]
                 deployment.prepared = outcome.prepared
                 deployment.error = Exception(outcome.error) if outcome.error and not outcome.prepared else None
-        execution: Optional[List[DeploymentExecutionResult]] = None
+        execution: list[DeploymentExecutionResult] | None = None
         if status in (ExperimentStatus.RUNNING, ExperimentStatus.FINISHED):
             nodes = {d.node.name: d.node for d in experiment} if experiment is not None else {}
             execution = [
@@ -216,12 +197,12 @@ class Client:
             ]
         return ExperimentExecutionInformation(status, experiment, execution)
 
-    def get_experiments(self) -> Dict[str, ExperimentStatus]:
+    def get_experiments(self) -> dict[str, ExperimentStatus]:
         """Every run in the home folder with its status."""
         folder = runs_dir()
         if not folder.exists():
             return {}
-        return {path.name: self._status(path) for path in sorted(folder.iterdir()) if (path / "run.json").exists()}
+        return {path.name: self._status(path) for path in sorted(folder.iterdir()) if RunDir(path).exists()}
 
     def delete_experiment(self, experiment_name: str) -> None:
         """Remove a run's folder from the controller (hosts keep their work folders)."""
@@ -232,13 +213,12 @@ class Client:
         shutil.rmtree(run_dir)
 
     def cancel_experiment(self, experiment_name: str) -> None:
-        """Stop the executors on every node of the experiment."""
-        from ..engine.lifecycle import cancel_run
-
-        cancel_run(self._run_dir(experiment_name), self.inventory)
+        """Stop the executors on every node of the experiment; it stays cancelled, even when
+        its background play ends afterwards."""
+        lifecycle.cancel(self._find(experiment_name), self.inventory)
 
     # -- flags ---------------------------------------------------------------------
-    def get_flag_values(self, experiment_name: str, flag_name: str) -> Optional[FlagValues]:
+    def get_flag_values(self, experiment_name: str, flag_name: str) -> FlagValues | None:
         """A flag of the experiment (None if never set), from its live store or, when it is not
         executing, from its run folder."""
         value = flag_request(self._run_dir(experiment_name), {"op": "get", "name": flag_name})["value"]
@@ -249,18 +229,18 @@ class Client:
         message = {"op": "set", "name": flag_name, "value": flag_values.dict()}
         return FlagValues.from_dict(flag_request(self._run_dir(experiment_name), message)["value"])
 
-    def get_flags(self, experiment_name: str) -> Dict[str, FlagValues]:
+    def get_flags(self, experiment_name: str) -> dict[str, FlagValues]:
         """Every flag of the experiment."""
         flags = flag_request(self._run_dir(experiment_name), {"op": "list"})["flags"]
         return {name: FlagValues.from_dict(value) for name, value in flags.items()}
 
     # -- helpers -------------------------------------------------------------------
-    def _background(self, name: str, target: Any, run_dir: Path) -> None:
+    def _background(self, name: str, run: RunDir, step: Callable[[], Any]) -> None:
         def work() -> None:
             try:
-                target(run_dir)
+                step()
             except Exception as exc:  # recorded for get_experiment_status; never lost in a thread
-                update_run_record(run_dir, status="finished", error=f"{type(exc).__name__}: {exc}")
+                lifecycle.record_failure(run, exc)
 
         thread = threading.Thread(target=work, name=f"unicorn-{name}", daemon=True)
         with self._lock:
@@ -268,29 +248,26 @@ class Client:
         thread.start()
 
     @staticmethod
-    def _run_dir(name: str) -> Path:
-        path = run_path(name)
-        if not (path / "run.json").exists():
-            raise RunError(f"no experiment named {name}; see get_experiments()")
-        return path
+    def _find(name: str) -> RunDir:
+        return lifecycle.find_run(name, "experiment", "get_experiments()")
+
+    def _run_dir(self, name: str) -> Path:
+        return self._find(name).path
 
     @staticmethod
-    def _record(run_dir: Path) -> Dict[str, Any]:
-        return json.loads((run_dir / "run.json").read_text())
-
-    def _status(self, run_dir: Path) -> ExperimentStatus:
-        return _STATUS.get(self._record(run_dir).get("status", ""), ExperimentStatus.UNKNOWN)
+    def _status(run_dir: Path) -> ExperimentStatus:
+        return _STATUS.get(RunDir(run_dir).record().get("status", ""), ExperimentStatus.UNKNOWN)
 
     @staticmethod
-    def _experiment(run_dir: Path) -> Optional[Experiment]:
-        path = run_dir / "experiment.pkl"
+    def _experiment(run_dir: Path) -> Experiment | None:
+        path = RunDir(run_dir).experiment_file
         if not path.exists():
             return None
         return cloudpickle.loads(path.read_bytes())  # written by this controller, not by a host
 
     @staticmethod
-    def _logs(run_dir: Path, node: str) -> List[str]:
-        folder = run_dir / "nodes" / node / "logs"
+    def _logs(run_dir: Path, node: str) -> list[str]:
+        folder = RunDir(run_dir).node_logs_dir(node)
         if not folder.is_dir():
             return []
         return [line for path in sorted(folder.glob("*.log")) for line in path.read_text(errors="replace").splitlines(True)]

@@ -1,18 +1,19 @@
 """Live progress of a run: one row per node and an overall bar on a terminal,
 plain timestamped lines (one per change) anywhere else.
 
-Progress comes from the run directory: the callback plugin writes each node's
-phase and the executor's progress (stage, tasks done) to ``nodes/<node>/status.json``
-while the pipeline runs; this reads those files twice a second.
+Progress comes from the run folder: the callback plugin writes each node's
+phase and the executor's progress (stage, tasks done) to the node's status file
+(``RunDir.node_status_file``) while the pipeline runs; this reads those files twice a second.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from pathlib import Path
 from typing import IO, Any, Dict, List, Optional, Tuple
+
+from ..engine.rundir import RunDir
 
 FINAL_PHASES = {"executed": "done", "execution_failed": "failed", "deploy_failed": "failed",
                 "unreachable": "unreachable", "cancelled": "cancelled", "timed_out": "timed out"}
@@ -52,14 +53,8 @@ class Progress:
 
     # -- reading ---------------------------------------------------------------
     def snapshot(self) -> Dict[str, Tuple[str, int, int]]:
-        out = {}
-        for host in self.hosts:
-            try:
-                status = json.loads((self.run_dir / "nodes" / host / "status.json").read_text())
-            except (OSError, ValueError):
-                status = {}
-            out[host] = describe(status)
-        return out
+        run = RunDir(self.run_dir)
+        return {host: describe(run.node_status(host)) for host in self.hosts}
 
     # -- showing -----------------------------------------------------------------
     def lines(self, snapshot: Dict[str, Tuple[str, int, int]]) -> List[str]:

@@ -9,13 +9,13 @@ from the experiment or a host is escaped (jinja2 autoescape).
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import jinja2
 
+from ..engine.rundir import RunDir
 from ..results.load import load_results
 
 COLOURS = {"ok": "#2da44e", "failure": "#cf222e", "exception": "#cf222e", "crash": "#8250df",
@@ -70,19 +70,13 @@ STATUS_COLOURS = {"ok": "#2da44e", "failed": "#cf222e", "deploy_failed": "#cf222
                   "unreachable": "#8250df", "cancelled": "#6e7781", "not_run": "#6e7781"}
 
 
-def _read_json(path: Path) -> Dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def write_report(run_dir: Path, output: Path, width: int = 900) -> Path:
     """Write the run's report to ``output``; return its path."""
     run_dir = Path(run_dir)
     results = load_results(run_dir)
-    record = _read_json(run_dir / "run.json")
-    statuses = {node.node: _read_json(run_dir / "nodes" / node.node / "status.json") for node in results}
+    run = RunDir(run_dir)
+    record = run.record()
+    statuses = {node.node: run.node_status(node.node) for node in results}
     starts = [s["deploy_started"] for s in statuses.values() if s.get("deploy_started")]
     starts += [t["start"] for node in results for t in node.timings if t.get("start")]
     ends = [s.get("deploy_finished") or 0 for s in statuses.values()]

@@ -1,0 +1,61 @@
+"""The run folder's record: changes under its lock are never lost; a cancelled run stays cancelled."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from pathlib import Path
+
+import pytest
+
+from unicorn_ansible.engine.lifecycle import settle
+from unicorn_ansible.engine.rundir import RunDir, RunStatus, read_json, write_atomic
+from unicorn_ansible.errors import RunError
+
+WRITERS, UPDATES = 4, 50
+
+
+def _count(record: dict) -> dict:
+    return {"count": record.get("count", 0) + 1}
+
+
+def _add_many(path: str) -> None:
+    run = RunDir(Path(path))
+    for _ in range(UPDATES):
+        run.update(_count)
+
+
+def test_concurrent_updates_from_threads_and_processes_lose_nothing(tmp_path: Path) -> None:
+    run = RunDir(tmp_path)
+    run.create_record({"name": "counted"})
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=_add_many, args=(str(tmp_path),)) for _ in range(WRITERS)]
+    threads = [threading.Thread(target=_add_many, args=(str(tmp_path),)) for _ in range(WRITERS)]
+    for worker in processes + threads:
+        worker.start()
+    for worker in processes + threads:
+        worker.join()
+    assert all(process.exitcode == 0 for process in processes)
+    assert run.record() == {"name": "counted", "count": 2 * WRITERS * UPDATES}
+
+
+def test_a_step_ending_after_a_cancel_leaves_the_run_cancelled(tmp_path: Path) -> None:
+    run = RunDir(tmp_path)
+    run.create_record({"status": RunStatus.RUNNING.value})
+    run.update(cancel_requested=1.0)  # the cancel is under way: its play has not ended yet
+    assert settle(run, RunStatus.FINISHED, ansible_rc=0)["status"] == RunStatus.CANCELLED.value
+    run.update(status=RunStatus.CANCELLED.value)
+    assert settle(run, RunStatus.READY)["status"] == RunStatus.CANCELLED.value
+    assert run.record()["ansible_rc"] == 0  # what the step reports is kept
+
+
+def test_a_missing_or_broken_record_is_a_run_error(tmp_path: Path) -> None:
+    run = RunDir(tmp_path)
+    assert not run.exists()
+    with pytest.raises(RunError, match="no readable run.json"):
+        run.record()
+    write_atomic(run.record_file, "[1, 2]")
+    assert read_json(run.record_file) is None  # JSON, but not an object
+    with pytest.raises(RunError):
+        run.update(status="finished")
+    assert not list(tmp_path.glob(".*.tmp*"))  # no temporary file left behind

@@ -1,0 +1,104 @@
+"""A run's settings, computed once: the options a user gives (CompileOptions), each node's time
+limit and poll time, and the Ansible settings of the generated ansible.cfg and environment.
+
+The generated plays receive the computed values (``unicorn_time_limits``, ``unicorn_polls``,
+``unicorn_bundle_name``); the role only looks them up.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ExperimentError
+from ..model.experiment import Deployment
+
+DEFAULT_POLL_SECONDS = 20
+DEFAULT_RUN_TIMEOUT_SECONDS = 86400
+DEFAULT_LOG_CAP = 10 * 1024 * 1024
+FORKS_CAP = 50
+
+
+@dataclass
+class CompileOptions:
+    """Settings of a run that are not part of the experiment."""
+
+    forks: int | None = None
+    poll_seconds: int = DEFAULT_POLL_SECONDS
+    run_timeout_seconds: int = DEFAULT_RUN_TIMEOUT_SECONDS
+    task_timeout: float | None = None
+    log_cap: int = DEFAULT_LOG_CAP
+    redeploy: bool = False
+    strategy: str | None = None
+
+
+@dataclass(frozen=True)
+class NodeLimits:
+    """How long one node's pipeline may run, and how the execution play waits for it."""
+
+    #: seconds the pipeline may run: Deployment.keep_alive_timeout_minutes, else the run's limit
+    #: (the executor enforces it itself, controller or not)
+    time_limit: float
+    #: the same limit in whole seconds (at least 1), for the play's wait
+    play_limit: int
+    #: seconds one wait call on the host blocks (at least 1, at most the limit)
+    poll: int
+
+
+def node_limits(deployment: Deployment, options: CompileOptions) -> NodeLimits:
+    minutes = deployment.keep_alive_timeout_minutes
+    time_limit = float(minutes) * 60 if minutes else float(options.run_timeout_seconds)
+    play_limit = max(1, math.ceil(time_limit))
+    return NodeLimits(time_limit, play_limit, max(1, min(int(options.poll_seconds), play_limit)))
+
+
+def forks(host_count: int, options: CompileOptions) -> int:
+    return options.forks or max(1, min(host_count, FORKS_CAP))
+
+
+def ansible_settings(host_count: int, options: CompileOptions, project: Path,
+                     flags: dict[str, Any] | None = None) -> list[tuple[str, str, str, str]]:
+    """Our Ansible settings as (section, key, environment variable, value): one source for
+    the generated ansible.cfg and for the environment ansible-runner gets.
+
+    ``flags``: the run's flag store endpoint; every SSH connection then carries a reverse
+    tunnel from the host's loopback port to the store's socket on the controller."""
+    settings = [
+        ("defaults", "forks", "ANSIBLE_FORKS", str(forks(host_count, options))),
+        ("defaults", "callback_plugins", "ANSIBLE_CALLBACK_PLUGINS", str(project / "callback_plugins")),
+        ("defaults", "callbacks_enabled", "ANSIBLE_CALLBACKS_ENABLED", "unicorn_collector"),
+        ("defaults", "roles_path", "ANSIBLE_ROLES_PATH", str(project / "roles")),
+        ("defaults", "interpreter_python", "ANSIBLE_PYTHON_INTERPRETER", "auto_silent"),
+        ("defaults", "retry_files_enabled", "ANSIBLE_RETRY_FILES_ENABLED", "False"),
+        ("defaults", "gathering", "ANSIBLE_GATHERING", "explicit"),
+        ("ssh_connection", "pipelining", "ANSIBLE_PIPELINING", "True"),
+        ("ssh_connection", "ssh_args", "ANSIBLE_SSH_ARGS", _ssh_args(flags)),
+    ]
+    if options.strategy:
+        settings.append(("defaults", "strategy", "ANSIBLE_STRATEGY", options.strategy))
+        if options.strategy.startswith("mitogen"):
+            settings.append(("defaults", "strategy_plugins", "ANSIBLE_STRATEGY_PLUGINS", _mitogen_strategies()))
+    return settings
+
+
+def _ssh_args(flags: dict[str, Any] | None) -> str:
+    # No -C: results files are large and lab links fast. ServerAlive: a host whose link
+    # dies is noticed within about 15 s instead of hanging.
+    ssh_args = "-o ControlMaster=auto -o ControlPersist=120s -o ServerAliveInterval=5 -o ServerAliveCountMax=3"
+    if flags:
+        # -o, not -R: Ansible gives ssh_args to sftp and scp too, where -R means something else
+        ssh_args += f" -o 'RemoteForward=127.0.0.1:{flags['port']} {flags['socket']}'"
+    return ssh_args
+
+
+def _mitogen_strategies() -> str:
+    """Where Mitogen's strategy plugins are (pip install mitogen)."""
+    try:
+        import ansible_mitogen
+    except ImportError as exc:
+        raise ExperimentError(
+            "--strategy mitogen_* needs Mitogen in unicorn-ansible's environment: pip install mitogen"
+        ) from exc
+    return str(Path(ansible_mitogen.__file__).parent / "plugins" / "strategy")

@@ -1,0 +1,199 @@
+"""The run folder: the one owner of its paths and of its record, ``run.json``.
+
+A run folder is ansible-runner's private data dir plus what unicorn-ansible keeps::
+
+    run.json                 the run's record: name, nodes, inventory, options, versions, status
+    .run.lock                taken (flock) by every change of the record
+    experiment.pkl           the Experiment, for the client (written by this controller)
+    flags.json               the run's flag values; flags-endpoint.json: where its flag store listens
+    inventory/hosts.yml      the embedded default inventory (user inventories are referenced, never copied)
+    inventory-snapshot.json  the experiment's hosts and their variables, secrets removed
+    env/envvars              Ansible settings for ansible-runner
+    project/                 the generated playbooks, roles/, callback_plugins/, files/nodes/<node>/
+    nodes/<node>/            what comes back: status.json (the callback), outbox.tar (fetched) and
+                             what it unpacks to (state.json, journal, deploy-report.json, logs/)
+    artifacts/               ansible-runner's own records
+
+The controller writes files here only through :func:`write_atomic` (readers never see half a
+file) and changes the record only through :meth:`RunDir.update`, a read-modify-write under
+the folder's lock, so concurrent writers (a client's background play, a cancel from the CLI)
+never lose each other's changes. This module imports only the standard library and
+``errors``: the callback plugin, loaded by ansible-playbook, imports it too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import fcntl
+import json
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import RunError
+
+RECORD = "run.json"
+LOCK = ".run.lock"
+EXPERIMENT = "experiment.pkl"
+FLAGS = "flags.json"
+FLAGS_ENDPOINT = "flags-endpoint.json"
+INVENTORY_SNAPSHOT = "inventory-snapshot.json"
+NODE_STATUS = "status.json"
+OUTBOX = "outbox.tar"
+DEPLOY_REPORT = "deploy-report.json"
+
+
+
+class RunStatus(str, enum.Enum):
+    """A run's ``status`` in its record, in the order a run goes through them."""
+
+    COMPILED = "compiled"
+    PREPARING = "preparing"
+    READY = "ready"
+    RUNNING = "running"
+    FINISHED = "finished"
+    CANCELLED = "cancelled"
+
+
+def write_atomic(path: Path, data: bytes | str, mode: int = 0o644) -> None:
+    """Write ``path`` whole or not at all (a temporary file renamed over it)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{threading.get_ident()}")
+    tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, data: Any, mode: int = 0o644, sort_keys: bool = False) -> None:
+    """``data`` as indented JSON (what JSON cannot say, as text), written atomically."""
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=sort_keys, default=str) + "\n", mode)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object from ``path``; None when the file is missing, unreadable or not an object."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """One run folder: every path in it, and its record read and changed under its lock."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    # -- the controller's files ---------------------------------------------------
+    @property
+    def record_file(self) -> Path:
+        return self.path / RECORD
+
+    @property
+    def experiment_file(self) -> Path:
+        return self.path / EXPERIMENT
+
+    @property
+    def flags_file(self) -> Path:
+        return self.path / FLAGS
+
+    @property
+    def flags_endpoint_file(self) -> Path:
+        return self.path / FLAGS_ENDPOINT
+
+    @property
+    def inventory_dir(self) -> Path:
+        return self.path / "inventory"
+
+    @property
+    def default_inventory_file(self) -> Path:
+        return self.inventory_dir / "hosts.yml"
+
+    @property
+    def inventory_snapshot(self) -> Path:
+        return self.path / INVENTORY_SNAPSHOT
+
+    @property
+    def envvars_file(self) -> Path:
+        return self.path / "env" / "envvars"
+
+    @property
+    def project(self) -> Path:
+        return self.path / "project"
+
+    @property
+    def nodes_dir(self) -> Path:
+        return self.path / "nodes"
+
+    def shipped_dir(self, node: str) -> Path:
+        """What the compiler prepared for ``node``: its bundle and readable copies of its files."""
+        return self.project / "files" / "nodes" / node
+
+    def shipped_pipelines(self) -> list[Path]:
+        return sorted((self.project / "files" / "nodes").glob("*/pipeline.pkl"))
+
+    # -- what comes back from a node --------------------------------------------
+    def node_dir(self, node: str) -> Path:
+        return self.nodes_dir / node
+
+    def node_status_file(self, node: str) -> Path:
+        """Written by the callback plugin while the plays run: the node's phase and progress."""
+        return self.node_dir(node) / NODE_STATUS
+
+    def node_status(self, node: str) -> dict[str, Any]:
+        return read_json(self.node_status_file(node)) or {}
+
+    def node_logs_dir(self, node: str) -> Path:
+        return self.node_dir(node) / "logs"
+
+    def deploy_report(self, node: str) -> dict[str, Any]:
+        return read_json(self.node_dir(node) / DEPLOY_REPORT) or {}
+
+    # -- the record ----------------------------------------------------------------
+    def exists(self) -> bool:
+        return self.record_file.is_file()
+
+    def record(self) -> dict[str, Any]:
+        record = read_json(self.record_file)
+        if record is None:
+            raise RunError(f"{self.path} is not a unicorn-ansible run folder (no readable {RECORD})")
+        return record
+
+    def create_record(self, record: dict[str, Any]) -> None:
+        with self.locked():
+            write_json(self.record_file, record)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the run folder's lock (between processes and between threads)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / LOCK, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def update(self, change: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+               **fields: Any) -> dict[str, Any]:
+        """Change the record atomically: ``fields`` are set, then ``change(record)`` returns
+        more fields computed from the record as it is under the lock. Returns the new record."""
+        with self.locked():
+            record = self.record()
+            record.update(fields)
+            if change is not None:
+                record.update(change(record))
+            write_json(self.record_file, record)
+        return record

@@ -1,0 +1,25 @@
+"""The CLI's tables: one look for every command (rich, at least 100 columns wide)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+
+def console() -> Any:
+    from rich.console import Console
+
+    return Console(width=max(100, Console().width))
+
+
+def print_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None,
+                out: Any = None) -> None:
+    """Print ``rows`` (each cell shown with ``str``) under ``columns``, on ``out`` or a new console."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(cell) for cell in row))
+    (out or console()).print(table)
