@@ -39,6 +39,7 @@ from .errors import (
     TestbedError,
     UnicornError,
     UntrustedDataError,
+    UsageError,
 )
 
 from ._version import __version__  # noqa: E402
@@ -88,5 +89,6 @@ __all__ = [
     "TestbedError",
     "UnicornError",
     "UntrustedDataError",
+    "UsageError",
     "is_successful",
 ]

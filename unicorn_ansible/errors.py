@@ -1,7 +1,8 @@
 """The exceptions unicorn-ansible raises for user mistakes and failed runs.
 
 Every message names what is wrong and how to fix it; the CLI prints it on one
-line and exits non-zero.
+line and exits 2 for a usage mistake (UsageError, ExperimentError, InventoryError), 1 for
+anything else (a run or trust failure: RunError, UntrustedDataError, TestbedError).
 """
 
 from __future__ import annotations
@@ -9,6 +10,10 @@ from __future__ import annotations
 
 class UnicornError(Exception):
     """Base class of every error unicorn-ansible raises on purpose."""
+
+
+class UsageError(UnicornError):
+    """A command or call was given something it cannot use: a bad or unknown run name, a taken one."""
 
 
 class ExperimentError(UnicornError):

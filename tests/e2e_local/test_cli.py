@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from unicorn_ansible.engine.rundir import RunDir
+
 from .conftest import Env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,3 +61,13 @@ def test_python_api_results_filter_and_render(env: Env, monkeypatch: pytest.Monk
     assert [r.node for r in results.filter(status="ok")] == ["api-a"] and results.filter(status="failed") == []
     assert results["api-a"].tasks["hello"][0].unwrap().startswith("Hello from")
     assert "<table>" in results._repr_html_() and "api-a" in results._repr_html_()
+
+
+def test_a_run_that_cannot_be_read_exits_1_a_usage_mistake_2(env: Env) -> None:
+    broken = RunDir(env.home / "runs" / "broken")
+    broken.path.mkdir(parents=True)
+    broken.record_file.write_text("{half a record")
+    failed = env.cli("results", "broken", check=1)  # a run failure (RunError)
+    assert failed.stderr.startswith("error: ") and len(failed.stderr.strip().splitlines()) == 1
+    env.cli("results", "no-such-run", check=2)  # a usage mistake
+    env.cli("results", "bad name", check=2)

@@ -31,7 +31,7 @@ import jinja2
 from .._version import __version__
 from ..engine.flag_server import new_endpoint
 from ..engine.rundir import RunDir, RunStatus, write_atomic, write_json
-from ..errors import ExperimentError, InventoryError, RunError
+from ..errors import ExperimentError, InventoryError, UsageError
 from ..inventory import Inventory, default_inventory_yaml, is_secret
 from ..model.experiment import Deployment, Experiment
 from ..resources import callback_plugin, playbooks_dir, roles_dir
@@ -46,7 +46,7 @@ PLAYBOOKS = ("site.yml", "deploy.yml", "execute.yml", "cancel.yml", "ansible.cfg
 
 def check_run_name(name: str) -> str:
     if not RUN_NAME.match(name or ""):
-        raise RunError(
+        raise UsageError(
             f"run name {name!r} is not allowed; use letters, digits, '.', '_' and '-' "
             "(up to 100 characters, starting with a letter or digit)"
         )

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..compiler.compile import check_run_name, compile_experiment
 from ..compiler.settings import CompileOptions
-from ..errors import ExperimentError, RunError
+from ..errors import ExperimentError, RunError, UsageError
 from ..home import runs_dir
 from ..inventory import Inventory, ensure_ansible_on_path, load_inventory
 from ..model.experiment import Experiment
@@ -117,7 +117,7 @@ def find_run(name: str, noun: str = "run", listing: str = "`unicorn-ansible list
     """The run ``name`` in the home folder; RunError naming ``listing`` if there is none."""
     run = run_path(name)
     if not run.exists():
-        raise RunError(f"no {noun} named {name}; see {listing}")
+        raise UsageError(f"no {noun} named {name}; see {listing}")
     return run
 
 
@@ -135,7 +135,7 @@ def _new_run_folder(name: str, replace: bool) -> RunDir:
     run = run_path(name)
     if run.path.exists():
         if not replace:
-            raise RunError(f"a run named {name} exists; choose another --name or pass --replace to overwrite it")
+            raise UsageError(f"a run named {name} exists; choose another --name or pass --replace to overwrite it")
         shutil.rmtree(run.path)
     run.path.mkdir(parents=True)
     return run

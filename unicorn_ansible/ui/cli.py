@@ -1,8 +1,8 @@
 """The ``unicorn-ansible`` command.
 
 Exit codes: 0 every node's pipeline succeeded (or the command did what it was
-asked), 1 some node or task failed, 2 a usage error (bad arguments, experiment
-file, inventory or run name).
+asked), 1 some node or task failed, or the run failed (RunError, UntrustedDataError,
+TestbedError), 2 a usage error (bad arguments, experiment file, inventory or run name).
 """
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ from ..compiler.compile import check_run_name, compile_experiment, inventory_arg
 from ..compiler.settings import DEFAULT_RUN_TIMEOUT_SECONDS, CompileOptions
 from ..engine.lifecycle import find_run, load_experiment_file, new_run_name, run_experiment, run_path
 from ..engine.rundir import RunDir, read_json
-from ..errors import TestbedError, UnicornError
+from ..errors import ExperimentError, InventoryError, UnicornError, UsageError
 from ..inventory import load_inventory
 from ..results.load import RunResults, load_results
 from .tables import console, print_table
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+USAGE_ERRORS = (UsageError, ExperimentError, InventoryError)
 
 
 class _Group(click.Group):
@@ -36,7 +37,7 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except UnicornError as exc:
             click.echo(f"error: {exc}", err=True)
-            ctx.exit(EXIT_FAILED if isinstance(exc, TestbedError) else EXIT_USAGE)
+            ctx.exit(EXIT_USAGE if isinstance(exc, USAGE_ERRORS) else EXIT_FAILED)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -45,7 +46,7 @@ def cli() -> None:
     """Run netunicorn-style experiments on the hosts of an Ansible inventory.
 
     \b
-    Exit codes: 0 ok, 1 some node or task failed, 2 usage error.
+    Exit codes: 0 ok, 1 some node or task failed or the run failed, 2 usage error.
     Runs are kept in ~/.unicorn-ansible/runs (set UNICORN_ANSIBLE_HOME to move it).
     """
 
@@ -128,7 +129,7 @@ def _resolve_run(name_or_dir: str) -> Path:
     if given.exists():
         return given.path
     if "/" in name_or_dir:
-        raise UnicornError(f"{name_or_dir} is not a run folder (it has no run record)")
+        raise UsageError(f"{name_or_dir} is not a run folder (it has no run record)")
     return find_run(check_run_name(name_or_dir)).path
 
 
@@ -154,7 +155,7 @@ def run(experiment_file: str, inventories: Sequence[str], name: str | None, repl
     if name is not None:
         check_run_name(name)
         if not replace and run_path(name).exists():
-            raise UnicornError(f"a run named {name} exists; choose another --name or pass --replace to overwrite it")
+            raise UsageError(f"a run named {name} exists; choose another --name or pass --replace to overwrite it")
     secrets = _secrets(engine)
     inventory = load_inventory(inventories)
     experiment = load_experiment_file(experiment_file, inventory.nodes())
@@ -189,7 +190,7 @@ def compile_command(experiment_file: str, inventories: Sequence[str], output: st
     """
     target = Path(output)
     if target.exists() and any(target.iterdir()) and not RunDir(target).exists():
-        raise UnicornError(f"{output} exists and is not empty; pass a new folder to -o")
+        raise UsageError(f"{output} exists and is not empty; pass a new folder to -o")
     name = check_run_name(name or target.resolve().name)
     engine.pop("ask_become_pass", None)
     engine.pop("ask_pass", None)
@@ -442,7 +443,7 @@ def logs(run_name: str, node_name: str | None, task_name: str | None, executor: 
             click.echo(f"===== {node.node}: {title}")
             click.echo(path.read_text(errors="replace") if path.is_file() else "(no output)")
     if not shown:
-        raise UnicornError(f"no logs match in run {run_name}; check --node and --task against `unicorn-ansible results {run_name}`")
+        raise UsageError(f"no logs match in run {run_name}; check --node and --task against `unicorn-ansible results {run_name}`")
 
 
 @cli.command()
