@@ -114,7 +114,7 @@ def run_path(name: str) -> RunDir:
 
 
 def find_run(name: str, noun: str = "run", listing: str = "`unicorn-ansible list`") -> RunDir:
-    """The run ``name`` in the home folder; RunError naming ``listing`` if there is none."""
+    """The run ``name`` in the home folder; a UsageError naming ``listing`` if there is none."""
     run = run_path(name)
     if not run.exists():
         raise UsageError(f"no {noun} named {name}; see {listing}")
@@ -196,8 +196,8 @@ def mark_running(run: RunDir, expected: RunStatus | None = None) -> None:
 
 def execute(run: RunDir, inventory: Inventory, event_handler: EventHandler | None = None,
             secrets: Secrets | None = None, playbook: str = EXECUTE) -> int:
-    """Run the execution play (``site.yml``: deployment and execution) with the run's flag store
-    served; the run is then ``finished``, or stays ``cancelled``."""
+    """Run the execution play (or ``site.yml``: deployment and execution in one go) with the run's
+    flag store served; the run is then ``finished``, or stays ``cancelled``."""
     with serve_flags(run.path):
         rc = run_playbook(run, playbook, inventory, event_handler, secrets=secrets)
     settle(run, RunStatus.FINISHED, finished=time.time(), ansible_rc=rc)
