@@ -1,7 +1,9 @@
-"""Where the package's data lives: playbook templates, roles, the callback plugin, the executor.
+"""Where the package's data lives: playbook templates, roles, inventories, the callback plugin,
+the executor.
 
-In a source checkout (and an editable install) ``playbooks/`` and ``roles/`` sit
-at the top of the tree; an installed wheel carries them inside the package.
+In a source checkout (and an editable install) ``playbooks/``, ``roles/`` and
+``inventories/`` sit at the top of the tree; an installed wheel carries them inside
+the package.
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ def playbooks_dir() -> Path:
 
 def roles_dir() -> Path:
     return _data_dir("roles")
+
+
+def inventories_dir() -> Path:
+    """``local/`` (the embedded default), ``examples/`` and ``testbed/`` (the testbed's template)."""
+    return _data_dir("inventories")
 
 
 def callback_plugin() -> Path:
