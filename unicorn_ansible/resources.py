@@ -35,6 +35,11 @@ def inventories_dir() -> Path:
     return _data_dir("inventories")
 
 
+def ui_templates_dir() -> Path:
+    """The templates of what the UI writes (the HTML report), inside the package."""
+    return PACKAGE_DIR / "ui" / "templates"
+
+
 def callback_plugin() -> Path:
     return PACKAGE_DIR / "ansible" / "unicorn_collector.py"
 
