@@ -16,11 +16,14 @@ from typing import Any, Dict, List, Optional
 
 import jinja2
 
+from ..node.protocol import TaskKind
 from ..results.load import load_results
+from ..results.status import NodeStatus
 
-COLOURS = {"ok": "#2da44e", "failure": "#cf222e", "exception": "#cf222e", "crash": "#8250df",
-           "timeout": "#bf8700", "unpicklable": "#cf222e", "cancelled": "#6e7781", "deploy": "#0969da",
-           "reported": "#57606a"}
+# a task's bar by how it ended; the deployment's bar; a task known only from a progress report
+COLOURS = {TaskKind.OK: "#2da44e", TaskKind.FAILURE: "#cf222e", TaskKind.CRASH: "#8250df",
+           TaskKind.TIMEOUT: "#bf8700", TaskKind.UNPICKLABLE: "#cf222e", TaskKind.CANCELLED: "#6e7781",
+           "deploy": "#0969da", "reported": "#57606a"}
 
 TEMPLATE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>unicorn-ansible run {{ run.name }}</title>
@@ -66,8 +69,9 @@ ul.logs { font-size: 12px; columns: 2; }
 </body></html>
 """
 
-STATUS_COLOURS = {"ok": "#2da44e", "failed": "#cf222e", "deploy_failed": "#cf222e", "execution_failed": "#cf222e",
-                  "unreachable": "#8250df", "cancelled": "#6e7781", "not_run": "#6e7781"}
+STATUS_COLOURS = {NodeStatus.OK: "#2da44e", NodeStatus.FAILED: "#cf222e", NodeStatus.DEPLOY_FAILED: "#cf222e",
+                  NodeStatus.EXECUTION_FAILED: "#cf222e", NodeStatus.UNREACHABLE: "#8250df",
+                  NodeStatus.CANCELLED: "#6e7781", NodeStatus.NOT_RUN: "#6e7781"}
 
 
 def _read_json(path: Path) -> Dict[str, Any]:
