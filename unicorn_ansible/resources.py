@@ -1,4 +1,4 @@
-"""Where the package's data lives: playbook templates, roles, the callback plugin, the executor.
+"""Where the package's data lives: playbook templates, roles, the callback plugin, the node package.
 
 In a source checkout (and an editable install) ``playbooks/`` and ``roles/`` sit
 at the top of the tree; an installed wheel carries them inside the package.
@@ -32,5 +32,6 @@ def callback_plugin() -> Path:
     return PACKAGE_DIR / "ansible" / "unicorn_collector.py"
 
 
-def executor_source() -> Path:
-    return PACKAGE_DIR / "node" / "executor.py"
+def node_package_dir() -> Path:
+    """The node package: what runs on hosts, shipped in the bundle."""
+    return PACKAGE_DIR / "node"
