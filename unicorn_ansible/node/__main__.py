@@ -46,7 +46,9 @@ def _bundle() -> str | None:
 def _self_command() -> list[str]:
     """How to run this node package again: its bundle, or the package itself (``-m``)."""
     bundle = _bundle()
-    return [bundle] if bundle else ["-m", __spec__.parent if __spec__ else "unicorn_ansible.node"]
+    if bundle:
+        return [bundle]
+    return ["-m", __spec__.parent if __spec__ and __spec__.parent else "unicorn_ansible.node"]
 
 
 def _replace(target: str, data: bytes) -> None:
@@ -123,7 +125,8 @@ def _run(workdir: str) -> int:
             os.path.join(workdir, STATE),
             {"status": ExecutorStatus.FAILED, "finished": time.time(), "done": 0, "total": 0,
              "error": f"cannot load the pipeline: {type(exc).__name__}: {exc} (a module your tasks import must be "
-                      "installed on the host by a requirement, or registered with cloudpickle.register_pickle_by_value)"},
+                      "installed on the host by a requirement, or registered with "
+                      "cloudpickle.register_pickle_by_value)"},
         )
         traceback.print_exc()
         return 1

@@ -75,7 +75,7 @@ def _new_report(node: str) -> dict[str, Any]:
 def deploy(workdir: str, spec: dict[str, Any]) -> dict[str, Any]:
     """Prepare the environment described by ``spec``; return (and save) the report."""
     deployment = Deployment(os.path.abspath(workdir), spec, _new_report(spec.get("node", "?")))
-    wanted, here = spec.get("python"), "%d.%d" % sys.version_info[:2]
+    wanted, here = spec.get("python"), "{}.{}".format(*sys.version_info[:2])
     if wanted and wanted != here:
         return deployment.save(error=(
             f"host {deployment.node} has Python {here} ({sys.executable}) but the controller has Python {wanted}; "

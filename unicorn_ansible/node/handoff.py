@@ -42,7 +42,7 @@ class Handoff:
         return cls({"type": result_type(result), "kind": kind, "preview": preview(result)}, io.BytesIO(data), len(data))
 
 
-def _pickled(task: Any, result: Result) -> tuple[bytes, Result, TaskKind]:
+def _pickled(task: Any, result: Result[Any, Any]) -> tuple[bytes, Result[Any, Any], TaskKind]:
     """The pickled Result; a Result that cannot be pickled becomes a Failure saying so."""
     kind = TaskKind.OK if result_type(result) == SUCCESS else TaskKind.FAILURE
     try:

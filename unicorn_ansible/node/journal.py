@@ -111,7 +111,7 @@ def results_by_stage(records: list[Record], loads: Callable[[bytes], Any] = pick
     return out
 
 
-class PreviousSteps(Mapping):
+class PreviousSteps(Mapping[str, list[Any]]):
     """``task.previous_steps``: task name -> list of Results of every task that ran before,
     read from the journal when asked for (a large result is not loaded unless used)."""
 

@@ -22,14 +22,14 @@ from returns.result import Failure, Result, Success
 from .protocol import FAILURE, SHIPPED_CLASS, SUCCESS
 
 
-def as_result(value: Any) -> Result:
+def as_result(value: Any) -> Result[Any, Any]:
     """What ``run()`` returned, as a Result: a Result is kept as is, anything else becomes Success(value)."""
     if isinstance(value, Result):
         return value
     return Success(value)
 
 
-def call_task(task: Any, log: IO[str] | None = None) -> Result:
+def call_task(task: Any, log: IO[str] | None = None) -> Result[Any, Any]:
     """Run ``task.run()`` and apply the Result semantics.
 
     An exception becomes ``Failure(str(exception))``; its full traceback goes
@@ -45,7 +45,7 @@ def call_task(task: Any, log: IO[str] | None = None) -> Result:
         return Failure(f"task ended with {type(exc).__name__}({exc})")
 
 
-def result_type(result: Result) -> str:
+def result_type(result: Result[Any, Any]) -> str:
     """``Success`` or ``Failure``: a journal header's ``type``."""
     return SUCCESS if is_successful(result) else FAILURE
 
@@ -99,7 +99,7 @@ def bounded_repr(value: Any, limit: int) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
 
 
-def preview(result: Result, limit: int = 200) -> str:
+def preview(result: Result[Any, Any], limit: int = 200) -> str:
     """A journal header's ``preview``: the Result as at most ``limit`` characters."""
     text = bounded_repr(result, limit)
     return text if len(text) <= limit else text[: limit - 3] + "..."
