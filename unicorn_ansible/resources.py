@@ -1,5 +1,5 @@
 """Where the package's data lives: playbook templates, roles, inventories, the callback plugin,
-the executor.
+the node package.
 
 In a source checkout (and an editable install) ``playbooks/``, ``roles/`` and
 ``inventories/`` sit at the top of the tree; an installed wheel carries them inside
@@ -44,5 +44,6 @@ def callback_plugin() -> Path:
     return PACKAGE_DIR / "ansible" / "unicorn_collector.py"
 
 
-def executor_source() -> Path:
-    return PACKAGE_DIR / "node" / "executor.py"
+def node_package_dir() -> Path:
+    """The node package: what runs on hosts, shipped in the bundle."""
+    return PACKAGE_DIR / "node"

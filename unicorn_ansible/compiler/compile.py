@@ -37,6 +37,7 @@ from .bundle import NODE_BUNDLE_NAME, build_bundle, node_bundle
 from ..model.experiment import Experiment
 from ..engine.flag_server import ENDPOINT_FILE, new_endpoint
 from ..inventory import Inventory, default_inventory_text, is_secret
+from ..node.protocol import FINAL_STATUSES
 from ..resources import callback_plugin, playbooks_dir, roles_dir
 from ..errors import ExperimentError, InventoryError, RunError
 
@@ -261,6 +262,7 @@ def compile_experiment(
     settings = ansible_settings(len(hosts), options, project, flags)
     context = {
         "deployment_timeouts": limits,
+        "final_statuses": [status.value for status in FINAL_STATUSES],
         "version": __version__,
         "run": name,
         "run_id": run_id,

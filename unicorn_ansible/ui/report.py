@@ -18,18 +18,22 @@ from typing import Any
 
 import jinja2
 
+from ..node.protocol import TaskKind
 from ..resources import ui_templates_dir
 from ..results.load import NodeResult, RunResults, load_results
+from ..results.status import NodeStatus
 
 TEMPLATE = "report.html.j2"
 LANE = 20  # pixels from one bar to the next
 
-COLOURS = {"ok": "#2da44e", "failure": "#cf222e", "exception": "#cf222e", "crash": "#8250df",
-           "timeout": "#bf8700", "unpicklable": "#cf222e", "cancelled": "#6e7781", "deploy": "#0969da",
-           "reported": "#57606a"}
+# a task's bar by how it ended; the deployment's bar; a task known only from a progress report
+COLOURS = {TaskKind.OK: "#2da44e", TaskKind.FAILURE: "#cf222e", TaskKind.CRASH: "#8250df",
+           TaskKind.TIMEOUT: "#bf8700", TaskKind.UNPICKLABLE: "#cf222e", TaskKind.CANCELLED: "#6e7781",
+           "deploy": "#0969da", "reported": "#57606a"}
 
-STATUS_COLOURS = {"ok": "#2da44e", "failed": "#cf222e", "deploy_failed": "#cf222e", "execution_failed": "#cf222e",
-                  "unreachable": "#8250df", "cancelled": "#6e7781", "not_run": "#6e7781"}
+STATUS_COLOURS = {NodeStatus.OK: "#2da44e", NodeStatus.FAILED: "#cf222e", NodeStatus.DEPLOY_FAILED: "#cf222e",
+                  NodeStatus.EXECUTION_FAILED: "#cf222e", NodeStatus.UNREACHABLE: "#8250df",
+                  NodeStatus.CANCELLED: "#6e7781", NodeStatus.NOT_RUN: "#6e7781"}
 
 
 def _read_json(path: Path) -> dict[str, Any]:
