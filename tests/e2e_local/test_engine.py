@@ -10,7 +10,8 @@ import sys
 import zipfile
 from pathlib import Path
 
-from unicorn_ansible.engine.rundir import OUTBOX, RunDir
+from unicorn_ansible.engine.rundir import RunDir
+from unicorn_ansible.node.protocol import OUTBOX
 
 from .conftest import Env, node
 

@@ -4,7 +4,8 @@ Compiling touches no host. The folder's layout is :mod:`unicorn_ansible.engine.r
 what the compiler writes there:
 
     run.json, experiment.pkl, flags-endpoint.json, inventory-snapshot.json, env/envvars,
-    inventory/hosts.yml      (the embedded default inventory only; user inventories are referenced)
+    inventory/hosts.yml      (the embedded default inventory only, with host_vars/ putting the local
+                             machine's work folders in the home folder; user inventories are referenced)
     project/                 ansible.cfg, site.yml, deploy.yml, execute.yml, cancel.yml, roles/, callback_plugins/,
                              files/nodes/<node>/: the node's bundle (the executor with the node's files)
                              and readable copies of those files (pipeline.pkl, node.json, deploy.json)
@@ -32,8 +33,10 @@ from .._version import __version__
 from ..engine.flag_server import new_endpoint
 from ..engine.rundir import RunDir, RunStatus, write_atomic, write_json
 from ..errors import ExperimentError, InventoryError, UsageError
-from ..inventory import Inventory, default_inventory_yaml, is_secret
+from ..home import home_dir
+from ..inventory import Inventory, default_inventory_text, is_secret
 from ..model.experiment import Deployment, Experiment
+from ..node.protocol import FINAL_STATUSES
 from ..resources import callback_plugin, playbooks_dir, roles_dir
 from .bundle import NODE_BUNDLE_NAME, build_bundle, node_bundle
 from .settings import CompileOptions, ansible_settings, node_limits
@@ -236,6 +239,7 @@ class _Compilation:
             "run_id": run_id,
             "hosts": hosts,
             "bundle_name": NODE_BUNDLE_NAME,
+            "final_statuses": [status.value for status in FINAL_STATUSES],
             "requirement_counts": self.requirement_counts,
             "time_limits": self.time_limits,
             "polls": self.polls,
@@ -256,7 +260,10 @@ def _write_playbooks(run: RunDir, context: dict[str, Any]) -> None:
 def _write_inventory(run: RunDir, inventory: Inventory, hosts: list[str]) -> None:
     """The embedded default inventory as a file, and the hosts' variables without secrets."""
     if inventory.is_default:
-        write_atomic(run.default_inventory_file, default_inventory_yaml(inventory))
+        write_atomic(run.default_inventory_file, default_inventory_text())
+        # the local machine keeps its host work folders in the home folder (hosts/<host>/...)
+        for host in inventory.hostvars:
+            write_json(run.inventory_dir / "host_vars" / f"{host}.yml", {"unicorn_remote_root": str(home_dir())})
     snapshot = {host: {k: v for k, v in inventory.node(host).properties.items() if not is_secret(k, v)}
                 for host in hosts}
     write_json(run.inventory_snapshot, snapshot)

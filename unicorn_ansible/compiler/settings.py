@@ -14,10 +14,10 @@ from typing import Any
 
 from ..errors import ExperimentError
 from ..model.experiment import Deployment
+from ..node.protocol import DEFAULT_LOG_CAP
 
 DEFAULT_POLL_SECONDS = 20
 DEFAULT_RUN_TIMEOUT_SECONDS = 86400
-DEFAULT_LOG_CAP = 10 * 1024 * 1024
 FORKS_CAP = 50
 
 

@@ -17,8 +17,9 @@ A run folder is ansible-runner's private data dir plus what unicorn-ansible keep
 The controller writes files here only through :func:`write_atomic` (readers never see half a
 file) and changes the record only through :meth:`RunDir.update`, a read-modify-write under
 the folder's lock, so concurrent writers (a client's background play, a cancel from the CLI)
-never lose each other's changes. This module imports only the standard library and
-``errors``: the callback plugin, loaded by ansible-playbook, imports it too.
+never lose each other's changes. This module imports only the standard library, ``errors``
+and ``node/protocol`` (the names of the files a node sends back): the callback plugin,
+loaded by ansible-playbook, imports it too.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RunError
+from ..node.protocol import DEPLOY_REPORT, LOGS, PIPELINE
 
 RECORD = "run.json"
 LOCK = ".run.lock"
@@ -43,8 +45,6 @@ FLAGS = "flags.json"
 FLAGS_ENDPOINT = "flags-endpoint.json"
 INVENTORY_SNAPSHOT = "inventory-snapshot.json"
 NODE_STATUS = "status.json"
-OUTBOX = "outbox.tar"
-DEPLOY_REPORT = "deploy-report.json"
 
 
 
@@ -142,7 +142,7 @@ class RunDir:
         return self.project / "files" / "nodes" / node
 
     def shipped_pipelines(self) -> list[Path]:
-        return sorted((self.project / "files" / "nodes").glob("*/pipeline.pkl"))
+        return sorted((self.project / "files" / "nodes").glob(f"*/{PIPELINE}"))
 
     # -- what comes back from a node --------------------------------------------
     def node_dir(self, node: str) -> Path:
@@ -156,7 +156,7 @@ class RunDir:
         return read_json(self.node_status_file(node)) or {}
 
     def node_logs_dir(self, node: str) -> Path:
-        return self.node_dir(node) / "logs"
+        return self.node_dir(node) / LOGS
 
     def deploy_report(self, node: str) -> dict[str, Any]:
         return read_json(self.node_dir(node) / DEPLOY_REPORT) or {}
