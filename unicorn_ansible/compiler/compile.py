@@ -35,7 +35,7 @@ import jinja2
 from .._version import __version__
 from .bundle import NODE_BUNDLE_NAME, build_bundle, node_bundle
 from ..model.experiment import Experiment
-from ..engine.flag_server import ENDPOINT_FILE, new_endpoint
+from ..engine.flag_server import ENDPOINT_FILE, new_endpoint, task_settings
 from ..inventory import Inventory, default_inventory_yaml, is_secret
 from ..resources import callback_plugin, playbooks_dir, roles_dir
 from ..errors import ExperimentError, InventoryError, RunError
@@ -87,8 +87,9 @@ def ansible_settings(host_count: int, options: CompileOptions, project: Path,
     tunnel from the host's loopback port to the store's socket on the controller."""
     ssh_args = "-o ControlMaster=auto -o ControlPersist=120s -o ServerAliveInterval=5 -o ServerAliveCountMax=3"
     if flags:
-        # -o, not -R: Ansible gives ssh_args to sftp and scp too, where -R means something else
-        ssh_args += f" -o 'RemoteForward=127.0.0.1:{flags['port']} {flags['socket']}'"
+        # -o, not -R: Ansible gives ssh_args to sftp and scp too, where -R means something else.
+        # ExitOnForwardFailure: a host where another program holds the port fails, not its tasks' flags.
+        ssh_args += f" -o 'RemoteForward=127.0.0.1:{flags['port']} {flags['socket']}' -o ExitOnForwardFailure=yes"
     forks = options.forks or max(1, min(host_count, FORKS_CAP))
     settings = [
         ("defaults", "forks", "ANSIBLE_FORKS", str(forks)),
@@ -213,7 +214,7 @@ def compile_experiment(
     # or recompiled run never finds an older run's files on a host.
     run_id = f"{name}-{secrets.token_hex(4)}"
     python = "%d.%d" % sys.version_info[:2]
-    flags = new_endpoint(run_dir)
+    flags = new_endpoint(run_dir, local=any(_is_local(inventory, d.node.name) for d in experiment))
     _write(run_dir / ENDPOINT_FILE, json.dumps(flags, indent=2) + "\n", 0o600)
     requirement_counts: Dict[str, int] = {}
     for deployment in experiment:
@@ -235,12 +236,8 @@ def compile_experiment(
                 "time_limit": (float(deployment.keep_alive_timeout_minutes) * 60
                                if deployment.keep_alive_timeout_minutes else options.run_timeout_seconds),
                 # where tasks find the run's flags: the controller's socket on a local host,
-                # the reverse tunnel's port on the host's loopback over SSH
-                "flags": {
-                    "endpoint": (f"unix:{flags['socket']}" if _is_local(inventory, host)
-                                 else f"tcp:127.0.0.1:{flags['port']}"),
-                    "token": flags["token"],
-                },
+                # the reverse tunnel's port on the host's loopback over SSH (and netunicorn's variables)
+                "flags": task_settings(flags, _is_local(inventory, host), f"{run_id}-{host}"),
             }, indent=2) + "\n").encode(),
             "deploy.json": (json.dumps({
                 "node": host,

@@ -1395,6 +1395,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     flags = spec.get("flags") or {}
     if flags.get("endpoint"):  # for unicorn_ansible's flag functions and tasks (see _flags.py)
         environment.update(UNICORN_FLAGS=flags["endpoint"], UNICORN_FLAGS_TOKEN=flags.get("token", ""))
+    environment.update(flags.get("environment") or {})  # flag-store: NETUNICORN_* for netunicorn's flag tasks
     state = run_pipeline(
         pipeline,
         workdir,
