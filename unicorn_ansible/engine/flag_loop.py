@@ -240,9 +240,11 @@ class FlagLoop:
 
     def _request(self, peer: Peer) -> None:
         end = peer.inbox.find(b"\n")
+        if max(end, len(peer.inbox) if end < 0 else 0) > MAX_LINE:  # refused unread: too long for any request
+            body = json.dumps({"ok": False, "error": f"a request is at most {MAX_LINE} bytes"}).encode()
+            self._refuse(peer, mac(self.token, "answer", *peer.nonces, body) + b" " + body + b"\n")
+            return
         if end < 0:
-            if len(peer.inbox) > MAX_LINE:
-                self._close(peer)
             return
         signature, _, body = bytes(peer.inbox[:end]).partition(b" ")
         if end + 1 != len(peer.inbox) or not hmac.compare_digest(
@@ -257,11 +259,11 @@ class FlagLoop:
             request = flag_http.read_request(peer.inbox)
             if request is None:
                 return
-            self._settle(peer)
             status, body, changed = flag_http.answer(request, self.store, self.experiment_id)
-        except flag_http.HttpError as exc:
-            status, body, changed = exc.status, exc.detail, None
             self._settle(peer)
+        except flag_http.HttpError as exc:  # a short answer, and the peer is gone: it holds nothing
+            self._refuse(peer, flag_http.response(exc.status, exc.detail))
+            return
         self._send(peer, flag_http.response(status, body))
         if changed:
             self._wake_waiters(changed)
@@ -299,6 +301,11 @@ class FlagLoop:
         body = json.dumps(answer).encode()
         peer.waiting = None
         self._send(peer, mac(self.token, "answer", *peer.nonces, body) + b" " + body + b"\n")
+
+    def _refuse(self, peer: Peer, data: bytes) -> None:
+        with contextlib.suppress(OSError):
+            peer.sock.send(data)
+        self._close(peer)
 
     def _send(self, peer: Peer, data: bytes) -> None:
         peer.stage, peer.outbox = "answering", data

@@ -56,6 +56,11 @@ def _socket_base() -> Path:
     return Path(tempfile.gettempdir())
 
 
+def _random_port() -> int:
+    """A port below Linux's default range of outgoing ports (32768-60999), so none of them holds it."""
+    return 20000 + secrets.randbelow(12000)
+
+
 def new_endpoint(run_dir: Path, local: bool = False) -> dict[str, Any]:
     """Where a run's flag store will listen: a socket in a folder of its own, a port for the hosts'
     end of the tunnel, the token of our protocol, netunicorn's experiment id (the capability of its
@@ -63,12 +68,12 @@ def new_endpoint(run_dir: Path, local: bool = False) -> dict[str, Any]:
     folder = _socket_base() / f"{_folder_prefix()}{secrets.token_hex(6)}"
     endpoint: dict[str, Any] = {
         "socket": str(folder / SOCKET_NAME),
-        "port": 20000 + secrets.randbelow(40000),
+        "port": _random_port(),
         "token": secrets.token_hex(16),
         "experiment_id": secrets.token_hex(16),
     }
     if local:
-        endpoint["local_port"] = 20000 + secrets.randbelow(40000)
+        endpoint["local_port"] = _random_port()
     return endpoint
 
 
@@ -145,6 +150,7 @@ def _unix_listener(path: Path) -> socket.socket:
 
 def _tcp_listener(port: int) -> socket.socket:
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # refused only by another listener
     try:
         listener.bind(("127.0.0.1", port))
     except OSError as exc:
