@@ -215,7 +215,8 @@ with serve_flags(Path(sys.argv[1])):
 
 
 def _flood(path: str, until: float, opened: list[int]) -> None:
-    """Keep 2,000 connections open that each send half a hello and stall; reopen each one dropped."""
+    """Keep 2,000 connections open that each send half a hello, or a whole one, and stall; reopen each one
+    dropped."""
     socks: list[socket.socket] = []
     while time.monotonic() < until:
         while len(socks) < 2000 and time.monotonic() < until:
@@ -223,7 +224,7 @@ def _flood(path: str, until: float, opened: list[int]) -> None:
             sock.setblocking(False)
             try:
                 sock.connect(path)
-                sock.send(HELLO[:8])
+                sock.send(HELLO[:8] if opened[0] % 2 else HELLO + b"%032x\n" % opened[0])
             except OSError:
                 sock.close()
                 break
@@ -232,7 +233,7 @@ def _flood(path: str, until: float, opened: list[int]) -> None:
         alive = []
         for sock in socks:
             try:
-                gone = sock.recv(64) in (b"", b"busy\n")
+                gone = sock.recv(4096) in (b"", b"busy\n")
             except BlockingIOError:
                 gone = False
             except OSError:

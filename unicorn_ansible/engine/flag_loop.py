@@ -164,11 +164,13 @@ class FlagLoop:
         self.selector.register(sock, selectors.EVENT_READ, peer)
 
     def _evict_oldest(self) -> None:
+        """Drop the oldest pending peer, telling it to try again (after the handshake: authenticated)."""
         oldest = next(iter(self.pending.values()))
-        if oldest.stage in ("new", "http") or not oldest.nonces[1]:
-            with contextlib.suppress(OSError):
-                oldest.sock.send(BUSY)
-        self._close(oldest)
+        if oldest.stage == "request":
+            body = json.dumps({"ok": False, "error": "busy", "retry": True}).encode()
+            self._refuse(oldest, mac(self.token, "answer", *oldest.nonces, body) + b" " + body + b"\n")
+        else:
+            self._refuse(oldest, BUSY)
 
     def _close(self, peer: Peer) -> None:
         self.buffered -= len(peer.inbox) if peer.sock in self.pending else 0

@@ -81,12 +81,19 @@ def _address(endpoint: str) -> tuple[int, Any, str]:
     raise FlagError(f"flag store address {endpoint!r} is not unix:PATH or tcp:HOST:PORT")
 
 
+class _Busy(Exception):
+    """The store dropped this connection before it read the request: nothing was done, try again."""
+
+
 def _connect(endpoint: str, timeout: float | None) -> socket.socket:
     family, address, where = _address(endpoint)
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
         sock.connect(address)
+    except BlockingIOError:  # the store's queue of new connections is full: a moment
+        sock.close()
+        raise _Busy() from None
     except OSError as exc:
         sock.close()
         raise FlagError(
@@ -95,10 +102,6 @@ def _connect(endpoint: str, timeout: float | None) -> socket.socket:
             "reverse tunnel (the host's sshd must allow TCP forwarding)"
         ) from exc
     return sock
-
-
-class _Busy(Exception):
-    """The store dropped this connection before it was authenticated: nothing was done, try again."""
 
 
 def _read_line(sock: socket.socket, limit: int) -> bytes:
@@ -143,7 +146,10 @@ def _exchange(sock: socket.socket, message: dict[str, Any], token: str) -> dict[
     signature, _, answer = line.strip().partition(b" ")
     if not hmac.compare_digest(signature, mac(token, "answer", nonce_client, nonce_store, answer)):
         raise FlagError("the flag store's answer is not authenticated by the run's token (refused)")
-    return json.loads(answer)
+    reply = json.loads(answer)
+    if reply.get("retry"):  # the store, authenticated, says it dropped the request unread
+        raise _Busy()
+    return reply
 
 
 def request(message: dict[str, Any], endpoint: str | None = None, token: str | None = None,
