@@ -377,3 +377,11 @@ def test_tasks_get_netunicorns_variables(tmp_path):
     local = task_settings(endpoint, True, "run-1-local")
     assert local["environment"]["NETUNICORN_GATEWAY_ENDPOINT"] == f"http://127.0.0.1:{endpoint['local_port']}"
     assert local["endpoint"] == f"unix:{endpoint['socket']}"
+
+
+def test_a_text_too_long_is_refused_before_it_is_sent(live):
+    with pytest.raises(FlagError, match="at most 8192 characters"):
+        set_flag("x", FlagValues("é" * 20000))
+    with pytest.raises(FlagError, match="at most 8192 characters"):
+        set_flag("x", FlagValues("a" * 9000))
+    assert get_flag("x") is None

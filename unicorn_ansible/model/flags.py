@@ -133,9 +133,8 @@ def _greet(sock: socket.socket, token: str) -> tuple[bytes, bytes]:
     return nonce_client, nonce_store
 
 
-def _exchange(sock: socket.socket, message: dict[str, Any], token: str) -> dict[str, Any]:
+def _exchange(sock: socket.socket, body: bytes, token: str) -> dict[str, Any]:
     nonce_client, nonce_store = _greet(sock, token)
-    body = json.dumps(message).encode()
     try:
         sock.sendall(mac(token, "request", nonce_client, nonce_store, body) + b" " + body + b"\n")
         line = _read_line(sock, MAX_ANSWER)
@@ -160,10 +159,13 @@ def request(message: dict[str, Any], endpoint: str | None = None, token: str | N
         raise FlagError("no flag store: flags are available to tasks run by unicorn-ansible "
                         f"(${ENDPOINT_VARIABLE} is not set)")
     token = token if token is not None else os.environ.get(TOKEN_VARIABLE, "")
+    body = json.dumps(message).encode()
+    if len(body) >= MAX_LINE - 100:
+        raise FlagError(f"a flag request is at most {MAX_LINE} bytes (a text at most {MAX_TEXT} characters)")
     for attempt in range(40):
         try:
             with _connect(endpoint, timeout) as sock:
-                answer = _exchange(sock, message, token)
+                answer = _exchange(sock, body, token)
             break
         except _Busy:  # dropped before the request was sent: nothing happened
             time.sleep(min(0.01 * (attempt + 1), 0.25))
