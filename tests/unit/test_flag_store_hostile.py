@@ -181,7 +181,7 @@ def test_slow_and_oversized_clients_are_dropped_and_others_served(live, monkeypa
         sock.sendall([HELLO[:5], HELLO + b"0" * 32 + b"\n" + b"x" * 60000, b"POST /api HTTP/1.1\r\n"][number % 3])
         hostile.append(sock)
     try:
-        latencies = [_timed(lambda: set_flag("n", FlagValues(int_value=i))) for i in range(20)]
+        latencies = [_timed(lambda i=i: set_flag("n", FlagValues(int_value=i))) for i in range(20)]
         assert max(latencies) < 0.5, latencies
         time.sleep(1.5)  # every hostile peer is past its deadline: each has been dropped
         assert all(_closed_by_store(sock) for sock in hostile)
@@ -264,9 +264,10 @@ def test_2000_hostile_connections_under_ulimit_1024(tmp_path):
         attacker.start()
         time.sleep(2)  # the flood is at full strength
         latencies = []
+        address = f"unix:{endpoint['socket']}"
         for number in range(30):
-            latencies.append(_timed(lambda: request({"op": "set", "name": "n", "value": {"int_value": number}},
-                                                    f"unix:{endpoint['socket']}", endpoint["token"], timeout=5)))
+            message = {"op": "set", "name": "n", "value": {"int_value": number}}
+            latencies.append(_timed(lambda m=message: request(m, address, endpoint["token"], timeout=5)))
             time.sleep(0.1)
         attacker.join(20)
         assert opened[0] >= 2000
@@ -354,7 +355,7 @@ def test_http_answers_as_netunicorns_gateway_and_refuses_other_experiments(live)
     assert requests.post(f"{flag}/a", data=b'{"int_value": 99999999999999999999}').status_code == 422
     assert requests.post(f"{flag}/a", data=b"[" * 5000).status_code == 422
     with socket.create_connection(("127.0.0.1", endpoint["local_port"])) as sock:
-        sock.sendall(f"POST /api/v1/experiment/x/flag/a HTTP/1.1\r\nContent-Length: 100000\r\n\r\n".encode())
+        sock.sendall("POST /api/v1/experiment/x/flag/a HTTP/1.1\r\nContent-Length: 100000\r\n\r\n".encode())
         assert sock.recv(100).startswith(b"HTTP/1.1 413 ")
     assert requests.put(f"{flag}/a", json={"int_value": 1}).status_code == 405
     assert requests.get(f"{flag}/a").status_code == 404
