@@ -1,7 +1,7 @@
 """Flags: named values that tasks on different nodes, the client and the CLI share during a run.
 
 A flag holds a text and an integer (netunicorn's ``FlagValues``). The store lives on the
-controller while the run's execution play runs (``_flag_server``); tasks reach it through
+controller while the run's execution play runs (``engine/flag_server.py``); tasks reach it through
 the SSH connection Ansible already has (a reverse tunnel on the host's loopback), so hosts
 behind NAT need no way back to the controller. Task code uses the functions below or the
 ready-made tasks (netunicorn's SetFlagTask, GetFlagTask, WaitForExactFlagResultTask,
@@ -39,7 +39,7 @@ HELLO = b"unicorn-flags/1 "
 NONCE_BYTES = 16
 MAX_LINE = 1 << 16        # a request or an answer of one flag (lists are longer: see MAX_ANSWER)
 MAX_ANSWER = 1 << 24      # the whole store, as 'list' returns it
-MAX_TEXT = 8192           # characters of a flag's text (and of nothing longer than that is a name)
+MAX_TEXT = 8192           # characters of a flag's text
 MAX_NAME = 200
 INT_MIN, INT_MAX = -(1 << 63), (1 << 63) - 1
 BUSY = b"busy\n"          # the store had too many connections waiting: try again (nothing was done)
@@ -167,7 +167,7 @@ def request(message: dict[str, Any], endpoint: str | None = None, token: str | N
             with _connect(endpoint, timeout) as sock:
                 answer = _exchange(sock, body, token)
             break
-        except _Busy:  # dropped before the request was sent: nothing happened
+        except _Busy:  # dropped before the store read the request: nothing happened
             time.sleep(min(0.01 * (attempt + 1), 0.25))
         except socket.timeout as exc:
             raise FlagError(f"the flag store did not answer within {timeout:g} s") from exc
