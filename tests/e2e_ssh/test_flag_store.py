@@ -122,3 +122,78 @@ def test_a_prebound_tunnel_port_fails_that_host_clearly_and_the_others_run(lab: 
         assert node(results, other.name)["status"] == "ok", results
     flags = json.loads(lab.cli("flags", "prebound", "--json", check=0).stdout)
     assert set(flags) == {"up-1", "up-2"}
+
+
+MEASURE_UNDER_FLOOD = '''
+import time
+from unicorn_ansible import Experiment, FlagValues, Pipeline, Task, get_flag, set_flag
+
+
+class Measure(Task):
+    def run(self):
+        time.sleep(4)  # the host's other user is flooding the tunnel's port by now
+        latencies = []
+        for number in range(40):
+            started = time.monotonic()
+            set_flag("n", FlagValues(int_value=number))
+            assert get_flag("n").int_value == number
+            latencies.append(time.monotonic() - started)
+            time.sleep(0.05)
+        return latencies
+
+
+def experiment(nodes):
+    return Experiment().append(nodes.take(1)[0], Pipeline([Measure(name="measure")]))
+'''
+
+FLOOD = """
+import socket, sys, time
+port, count, until = int(sys.argv[1]), int(sys.argv[2]), time.monotonic() + float(sys.argv[3])
+socks, opened = [], 0
+while time.monotonic() < until:
+    while len(socks) < count and time.monotonic() < until:
+        sock = socket.socket()
+        sock.settimeout(0.5)
+        try:
+            sock.connect(("127.0.0.1", port))
+            sock.send(b"unicorn-fl")
+        except OSError:
+            sock.close()
+            time.sleep(0.05)
+            break
+        sock.setblocking(False)
+        socks.append(sock)
+        opened += 1
+    alive = []
+    for sock in socks:
+        try:
+            gone = sock.recv(4096) in (b"", b"busy\\n")
+        except BlockingIOError:
+            gone = False
+        except OSError:
+            gone = True
+        (sock.close() if gone else alive.append(sock))
+    socks = alive
+    time.sleep(0.01)
+print(opened, flush=True)
+"""
+
+
+def test_flag_operations_stay_fast_while_another_user_floods_the_port(lab: Lab, monkeypatch) -> None:
+    host = lab.hosts[2]
+    port = 31200 + int(host.address.rsplit(".", 1)[1])
+    monkeypatch.setattr(flag_server, "_random_port", lambda: port)
+    flooder = subprocess.Popen(["ip", "netns", "exec", host.netns, "setpriv", "--reuid=65534", "--regid=65534",
+                                "--clear-groups", sys.executable, "-c", FLOOD, str(port), "500", "40"],
+                               stdout=subprocess.PIPE, text=True)
+    namespace: dict = {}
+    exec(compile(MEASURE_UNDER_FLOOD, "measure.py", "exec"), namespace)
+    client = Client(str(lab.inventory("flooded", hosts=[host.name])))
+    try:
+        client.run(namespace["experiment"](client.get_nodes()), "flooded")
+    finally:
+        opened = int(flooder.communicate(timeout=60)[0] or 0)
+    measured = node(lab.results("flooded"), host.name)
+    assert measured["status"] == "ok", measured
+    latencies = measured["tasks"]["measure"][0]["value"]
+    assert opened >= 500 and max(latencies) < 1.0, (opened, sorted(latencies)[-5:])
