@@ -2,12 +2,12 @@
 
 Started by executor_bench.py as ``python -I -S bench/_run_ours.py --bundle B --workdir D
 --result R [--nofile L]``: no site-packages, so nothing but the standard library and the
-executor bundle B (unicorn-executor.pyz: executor.py, cloudpickle, returns) is importable
+executor bundle B (the node package as unicorn_node, cloudpickle, returns) is importable
 - unicorn_ansible is not, like on a host. ``D`` holds ``pipeline.pkl`` (written with
 ``unicorn_ansible.model.experiment.serialize_for_node``) and ``node.json`` (``{}``).
 
 Sets RLIMIT_NOFILE to L if given, then runs the executor's own command line entry point,
-``executor.main(["run", "--workdir", D])``, timed from that call to its return (which
+``unicorn_node.__main__.main(["run", "--workdir", D])``, timed from that call to its return (which
 includes loading the pipeline). Reads the work folder back to check that every task
 finished with Success(its number), and writes a JSON summary to R.
 """
@@ -38,7 +38,11 @@ def main() -> int:
     if args.nofile:
         resource.setrlimit(resource.RLIMIT_NOFILE, (args.nofile, args.nofile))
     sys.path.insert(0, args.bundle)
-    import executor  # the bundle's executor.py
+    # the bundle's node package
+    from unicorn_node.__main__ import main as node_main
+    from unicorn_node.files import read_json
+    from unicorn_node.journal import iter_records, results_by_stage
+    from unicorn_node.protocol import JOURNAL, STATE
 
     summary = {"nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
                "unicorn_ansible_importable": "unicorn_ansible" in sys.modules}
@@ -47,7 +51,7 @@ def main() -> int:
     error = None
     rc = None
     try:
-        rc = executor.main(["run", "--workdir", args.workdir])
+        rc = node_main(["run", "--workdir", args.workdir])
     except BaseException as exc:
         error = f"{type(exc).__name__}: {exc}"
         traceback.print_exc()
@@ -56,15 +60,15 @@ def main() -> int:
     cpu = _cpu(resource.RUSAGE_SELF) - cpu0 + _cpu(resource.RUSAGE_CHILDREN)
     usage_self = resource.getrusage(resource.RUSAGE_SELF)
     usage_children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    state = executor.read_json(os.path.join(args.workdir, executor.STATE)) or {}
+    state = read_json(os.path.join(args.workdir, STATE)) or {}
     correct = False
     finished = successes = 0
     check_error = None
     try:
-        results = executor.NodeResults.read(args.workdir)
-        finished = len(results.records)
-        successes = sum(1 for record in results.records if record.successful)
-        values = [result.unwrap() for stage in results.by_stage
+        records = list(iter_records(os.path.join(args.workdir, JOURNAL)))
+        finished = len(records)
+        successes = sum(1 for record in records if record.successful)
+        values = [result.unwrap() for stage in results_by_stage(records)
                   for result in (stage if isinstance(stage, list) else [stage])]
         correct = values == list(range(state.get("total", -1)))
     except Exception as exc:  # reading the results back failed: report it, it is a finding

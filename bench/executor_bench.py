@@ -15,7 +15,7 @@ Cases (the issue "Performance", item 1):
 Every run is a fresh process on a fresh work folder:
 
 - ours: ``python -I -S bench/_run_ours.py`` with the executor bundle the execution play
-  copies to hosts (unicorn-executor.pyz, built by unicorn_ansible.compiler.bundle) and nothing
+  copies to hosts (the node package with cloudpickle and returns, built by unicorn_ansible.compiler.bundle) and nothing
   else importable; the pipeline is built here with unicorn_ansible.Pipeline and a Task
   subclass and written with serialize_for_node, like the compiler does for a host.
 - netunicorn's: ``bench/.venv-netunicorn/bin/python bench/_run_netunicorn.py`` (the venv is

@@ -1,10 +1,11 @@
 """A requirement, a parallel stage, and a TaskDispatcher that reads host vars.
 
-Each node gets a ``target`` host var (an address to probe; see the inventory
-below) — the dispatcher builds the node's task from it. Requirements run in
+Each node gets a ``target`` host var (an address to probe; the example lab in
+inventories/examples/ sets it per group and per host) — the dispatcher builds
+the node's task from it. Requirements run in
 the node's own virtual environment, so what they install is importable in run().
 
-    unicorn-ansible run examples/measure.py -i examples/measure-inventory.ini
+    unicorn-ansible run examples/measure.py -i inventories/examples
 """
 
 import time

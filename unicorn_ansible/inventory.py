@@ -3,22 +3,26 @@
 Ansible parses the inventory (``ansible-inventory --list`` through ansible-runner),
 so every form Ansible reads works: INI, YAML, a directory with group_vars and
 host_vars, a dynamic inventory script or plugin. Secrets never become properties.
+Without sources the inventory is the embedded default, ``inventories/local/hosts.yml``.
 """
 
 from __future__ import annotations
 
-import json
 import os
+import platform
 import re
 import sys
+import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any
 
-from .model.nodes import Architecture, CountableNodePool, Node
+import yaml
+
 from .errors import InventoryError
-
-LOCALHOST = "localhost"
+from .model.nodes import Architecture, CountableNodePool, Node
+from .resources import inventories_dir
 
 # Variable names whose values are secrets: connection and become passwords, vault
 # passwords, tokens. Their values never become node properties.
@@ -50,11 +54,11 @@ def ensure_ansible_on_path() -> None:
 
 @dataclass
 class Inventory:
-    """An inventory: where it comes from (None: the embedded local default) and its hosts."""
+    """An inventory: where it comes from (no sources: the embedded local default) and its hosts."""
 
-    sources: List[str]
-    hostvars: Dict[str, Dict[str, Any]]
-    groups: Dict[str, List[str]] = field(default_factory=dict)
+    sources: list[str]
+    hostvars: dict[str, dict[str, Any]]
+    groups: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def is_default(self) -> bool:
@@ -66,7 +70,7 @@ class Inventory:
         variables["groups"] = member_of
         return Node(host, variables, _architecture(variables.get("unicorn_architecture")))
 
-    def nodes(self, architectures: Optional[Dict[str, Architecture]] = None) -> CountableNodePool:
+    def nodes(self, architectures: dict[str, Architecture] | None = None) -> CountableNodePool:
         """The node pool; ``architectures`` (from gathered facts) fill in what host vars do not say."""
         pool = []
         for host in self.hostvars:
@@ -80,27 +84,31 @@ class Inventory:
         return host in self.hostvars
 
 
+def local_inventory_file() -> Path:
+    """The embedded default inventory, a real file: ``inventories/local/hosts.yml``."""
+    return inventories_dir() / "local" / "hosts.yml"
+
+
 def default_inventory() -> Inventory:
-    """The embedded default: the local machine, run with the controller's own Python."""
-    return Inventory(
-        sources=[],
-        hostvars={
-            LOCALHOST: {
-                "ansible_connection": "local",
-                "ansible_python_interpreter": sys.executable,
-                "unicorn_architecture": _local_architecture().value,
-            }
-        },
-        groups={"ungrouped": [LOCALHOST]},
-    )
+    """The embedded default: the local machine, run with the controller's own Python.
+
+    Read from its file without Ansible (it is ours, and plain YAML); the architecture
+    is this machine's, known without asking.
+    """
+    data = yaml.safe_load(local_inventory_file().read_text())
+    architecture = local_architecture().value
+    hostvars = {host: {"unicorn_architecture": architecture, **(variables or {})}
+                for host, variables in data["all"]["hosts"].items()}
+    return Inventory(sources=[], hostvars=hostvars, groups={"ungrouped": list(hostvars)})
 
 
-def _local_architecture() -> Architecture:
-    import platform
+def default_inventory_text() -> str:
+    """The embedded default inventory as Ansible reads it (a run folder keeps a copy)."""
+    return local_inventory_file().read_text()
 
-    machine = platform.machine().lower()
-    system = platform.system().lower()
-    return architecture_of(system, machine)
+
+def local_architecture() -> Architecture:
+    return architecture_of(platform.system(), platform.machine())
 
 
 def architecture_of(system: str, machine: str) -> Architecture:
@@ -114,25 +122,30 @@ def architecture_of(system: str, machine: str) -> Architecture:
     return Architecture(f"{prefix}/{arch}")
 
 
-def default_inventory_yaml(inventory: Inventory) -> str:
-    """The default inventory as a YAML file Ansible reads (JSON is YAML)."""
-    return json.dumps({"all": {"hosts": inventory.hostvars}}, indent=2) + "\n"
-
-
-def load_inventory(sources: Optional[Sequence[str]] = None) -> Inventory:
+def load_inventory(sources: Sequence[str] | None = None) -> Inventory:
     """Parse inventory sources with Ansible; no sources: the embedded local default."""
     if not sources:
         return default_inventory()
-    resolved = []
-    for source in sources:
-        path = Path(source).expanduser()
-        if not path.exists():
-            raise InventoryError(f"inventory {source} does not exist; pass an inventory file, folder or script with -i")
-        resolved.append(str(path.resolve()))
+    named = ", ".join(sources)
+    resolved = [_existing(source) for source in sources]
+    listing = _ansible_inventory_list(resolved, named)
+    hostvars = _hosts_in_order(listing)
+    if not hostvars:
+        raise InventoryError(f"inventory {named} has no hosts; add at least one host")
+    return Inventory(sources=resolved, hostvars=hostvars, groups=_groups(listing))
+
+
+def _existing(source: str) -> str:
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise InventoryError(f"inventory {source} does not exist; pass an inventory file, folder or script with -i")
+    return str(path.resolve())
+
+
+def _ansible_inventory_list(resolved: list[str], named: str) -> dict[str, Any]:
+    """``ansible-inventory --list`` of the sources, through ansible-runner."""
     ensure_ansible_on_path()
     import ansible_runner
-
-    import tempfile
 
     # our own scratch folder: ansible-runner would leave one behind in /tmp per call
     with tempfile.TemporaryDirectory(prefix="unicorn-inventory-") as scratch:
@@ -147,37 +160,39 @@ def load_inventory(sources: Optional[Sequence[str]] = None) -> Inventory:
                          "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "True"},
             )
         except Exception as exc:  # ansible-runner reports a failed ansible-inventory this way
-            raise InventoryError(f"cannot read inventory {', '.join(sources)}: {_first_line(str(exc))}") from exc
+            raise InventoryError(f"cannot read inventory {named}: {_first_line(str(exc))}") from exc
     if not isinstance(out, dict) or "_meta" not in out:
         raise InventoryError(
-            f"cannot parse inventory {', '.join(sources)}: {_first_line(err) or 'ansible-inventory gave no hosts'}; "
+            f"cannot parse inventory {named}: {_first_line(err) or 'ansible-inventory gave no hosts'}; "
             "check it with: ansible-inventory -i SOURCE --list"
         )
-    hostvars: Dict[str, Dict[str, Any]] = dict(out["_meta"].get("hostvars", {}))
-    groups: Dict[str, List[str]] = {}
+    return out
 
-    def members(group: str, seen: set) -> List[str]:
-        if group in seen:
-            return []
-        seen.add(group)
-        entry = out.get(group, {})
-        hosts = list(entry.get("hosts", []))
-        for child in entry.get("children", []):
-            hosts.extend(members(child, seen))
-        return hosts
 
-    for group in out:
-        if group in ("_meta", "all"):
-            continue
-        groups[group] = sorted(set(members(group, set())))
-    # hosts in the inventory's own order (groups as written, hosts as listed)
-    ordered: Dict[str, Dict[str, Any]] = {}
-    for host in members("all", set()) + list(hostvars):
+def _members(listing: dict[str, Any], group: str, seen: set[str]) -> list[str]:
+    """The hosts of a group and of its children, as listed."""
+    if group in seen:
+        return []
+    seen.add(group)
+    entry = listing.get(group, {})
+    hosts = list(entry.get("hosts", []))
+    for child in entry.get("children", []):
+        hosts.extend(_members(listing, child, seen))
+    return hosts
+
+
+def _groups(listing: dict[str, Any]) -> dict[str, list[str]]:
+    return {group: sorted(set(_members(listing, group, set())))
+            for group in listing if group not in ("_meta", "all")}
+
+
+def _hosts_in_order(listing: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every host's variables, hosts in the inventory's own order (groups as written, hosts as listed)."""
+    hostvars: dict[str, dict[str, Any]] = dict(listing["_meta"].get("hostvars", {}))
+    ordered: dict[str, dict[str, Any]] = {}
+    for host in _members(listing, "all", set()) + list(hostvars):
         ordered.setdefault(host, hostvars.get(host, {}))
-    hostvars = ordered
-    if not hostvars:
-        raise InventoryError(f"inventory {', '.join(sources)} has no hosts; add at least one host")
-    return Inventory(sources=resolved, hostvars=hostvars, groups=groups)
+    return ordered
 
 
 def _first_line(text: str) -> str:
@@ -189,32 +204,23 @@ def _first_line(text: str) -> str:
     return lines[0].removeprefix("[WARNING]: ") if lines else ""
 
 
-def gather_architectures(inventory: Inventory, forks: int = 50) -> Dict[str, Architecture]:
+def gather_architectures(inventory: Inventory, forks: int = 50) -> dict[str, Architecture]:
     """Ask every host for its system and machine (Ansible's platform facts); unreachable hosts are left out."""
-    import tempfile
-
     ensure_ansible_on_path()
     import ansible_runner
 
     with tempfile.TemporaryDirectory(prefix="unicorn-facts-") as private:
-        inventory_args: Dict[str, Any] = {}
-        if inventory.is_default:
-            path = Path(private) / "inventory" / "hosts.yml"
-            path.parent.mkdir()
-            path.write_text(default_inventory_yaml(inventory))
-        else:
-            inventory_args["inventory"] = list(inventory.sources)
         runner = ansible_runner.run(
             private_data_dir=private,
+            inventory=list(inventory.sources) or [str(local_inventory_file())],
             host_pattern="all",
             module="ansible.builtin.setup",
             module_args="gather_subset=!all,!min,platform",
             forks=forks,
             quiet=True,
             envvars={"ANSIBLE_PYTHON_INTERPRETER": "auto_silent"},
-            **inventory_args,
         )
-        found: Dict[str, Architecture] = {}
+        found: dict[str, Architecture] = {}
         for event in runner.events:
             if event.get("event") != "runner_on_ok":
                 continue

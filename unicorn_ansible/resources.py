@@ -1,7 +1,9 @@
-"""Where the package's data lives: playbook templates, roles, the callback plugin, the executor.
+"""Where the package's data lives: playbook templates, roles, inventories, the callback plugin,
+the node package.
 
-In a source checkout (and an editable install) ``playbooks/`` and ``roles/`` sit
-at the top of the tree; an installed wheel carries them inside the package.
+In a source checkout (and an editable install) ``playbooks/``, ``roles/`` and
+``inventories/`` sit at the top of the tree; an installed wheel carries them inside
+the package.
 """
 
 from __future__ import annotations
@@ -28,9 +30,20 @@ def roles_dir() -> Path:
     return _data_dir("roles")
 
 
+def inventories_dir() -> Path:
+    """``local/`` (the embedded default), ``examples/`` and ``testbed/`` (the testbed's template)."""
+    return _data_dir("inventories")
+
+
+def ui_templates_dir() -> Path:
+    """The templates of what the UI writes (the HTML report), inside the package."""
+    return PACKAGE_DIR / "ui" / "templates"
+
+
 def callback_plugin() -> Path:
     return PACKAGE_DIR / "ansible" / "unicorn_collector.py"
 
 
-def executor_source() -> Path:
-    return PACKAGE_DIR / "node" / "executor.py"
+def node_package_dir() -> Path:
+    """The node package: what runs on hosts, shipped in the bundle."""
+    return PACKAGE_DIR / "node"

@@ -141,3 +141,33 @@ def test_an_empty_inventory_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "empty.ini").write_text("# nothing here\n")
     with pytest.raises(InventoryError, match="no hosts"):
         load_inventory([str(tmp_path / "empty.ini")])
+
+
+def test_the_embedded_default_is_a_real_inventory_file_ansible_reads_alike() -> None:
+    from unicorn_ansible.inventory import local_inventory_file
+
+    default = load_inventory()
+    assert default.is_default and list(default.hostvars) == ["localhost"]
+    [node] = default.nodes().flatten()
+    assert node["ansible_connection"] == "local" and node.architecture is not Architecture.UNKNOWN
+    read_by_ansible = load_inventory([str(local_inventory_file())])
+    assert read_by_ansible.hostvars["localhost"]["ansible_connection"] == "local"
+    assert read_by_ansible.hostvars["localhost"]["ansible_python_interpreter"] == node["ansible_python_interpreter"]
+
+
+def test_the_example_lab_has_groups_and_host_vars_and_compiles(tmp_path: Path) -> None:
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    lab = load_inventory([str(root / "inventories" / "examples")])
+    pool = lab.nodes()
+    assert [node.name for node in pool.filter(lambda node: "probes" in node["groups"])] == ["probe-a", "probe-b",
+                                                                                           "probe-c"]
+    targets = {node.name: node["target"] for node in pool.flatten()}
+    assert targets == {"probe-a": "localhost", "probe-b": "127.0.0.1", "probe-c": "localhost"}  # host var wins
+    done = subprocess.run([sys.executable, "-m", "unicorn_ansible.ui.cli", "compile", str(root / "examples" / "measure.py"),
+                           "-i", str(root / "inventories" / "examples"), "-o", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, UNICORN_ANSIBLE_HOME=str(tmp_path / "home")))
+    assert done.returncode == 0, done.stderr
+    assert "compiled 3 node(s)" in done.stdout

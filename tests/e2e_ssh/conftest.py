@@ -1,7 +1,8 @@
 """End-to-end tests over real SSH: a testbed of network-namespace hosts, each with its own sshd.
 
 Needs root, iproute2, util-linux, sudo and openssh-server (scripts/test.sh installs them).
-Each test module gets its own testbed (bringing one up takes well under a second).
+Each test module gets its own testbed (bringing one up takes well under a second), in a home
+folder of its own, and takes down only that one.
 """
 
 from __future__ import annotations
@@ -91,8 +92,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         pytest.fail("the SSH tests need root to create the testbed; run them as root (scripts/test.sh does)")
     root = tmp_path_factory.mktemp("lab")
     previous = os.environ.get("UNICORN_ANSIBLE_HOME")
-    os.environ["UNICORN_ANSIBLE_HOME"] = str(root / "home")
-    _testbed.down()
+    os.environ["UNICORN_ANSIBLE_HOME"] = str(root / "home")  # its own home: down() takes down only this testbed
     try:
         yield Lab(_testbed.up(3), root)
     finally:

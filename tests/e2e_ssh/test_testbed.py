@@ -1,8 +1,10 @@
-"""The testbed itself: isolation of hosts, link shaping, a clean teardown."""
+"""The testbed itself: isolation of hosts, their own hostnames, link shaping, a teardown of its own."""
 
 from __future__ import annotations
 
 import os
+import re
+import socket
 import subprocess
 import sys
 import time
@@ -13,7 +15,7 @@ import pytest
 from unicorn_ansible.testbed import lab as _testbed
 from unicorn_ansible.errors import TestbedError as BedError
 
-from .conftest import Lab
+from .conftest import Lab, node
 
 SERVER = """
 import socket, sys
@@ -63,9 +65,16 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     if os.geteuid() != 0:
         pytest.fail("the testbed tests need root; run them as root (scripts/test.sh does)")
     monkeypatch.setenv("UNICORN_ANSIBLE_HOME", str(tmp_path))
-    _testbed.down()
     yield tmp_path
     _testbed.down()
+
+
+def _namespaces() -> list[str]:
+    return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+
+
+def _bridge_exists() -> bool:
+    return subprocess.run(["ip", "link", "show", _testbed.BRIDGE], capture_output=True).returncode == 0
 
 
 def test_a_rate_limited_link_slows_a_transfer(home: Path) -> None:
@@ -95,14 +104,35 @@ def test_down_leaves_nothing_and_up_twice_is_refused(home: Path) -> None:
     status = _testbed.status()
     assert status["healthy"] and [h["name"] for h in status["hosts"]] == ["h1", "h2", "h3"]
     pids = [h.pid for h in bed.hosts]
-    _testbed.down()
-    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    assert "ua-h" not in namespaces
-    assert subprocess.run(["ip", "link", "show", _testbed.BRIDGE], capture_output=True).returncode != 0
+    assert _testbed.down() is True
+    assert not {h.netns for h in bed.hosts} & set(_namespaces())
+    assert not _bridge_exists()
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[1][:3]
-    assert _testbed.status() is None
-    _testbed.down()  # idempotent
+    assert _testbed.status() is None and not Path(bed.state_dir).exists() and not Path(bed.key).exists()
+    assert _testbed.down() is False  # idempotent
+
+
+def test_down_takes_down_only_the_testbed_of_its_own_home(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bed = _testbed.up(2)
+    monkeypatch.setenv("UNICORN_ANSIBLE_HOME", str(home / "another-home"))  # another suite, another user
+    assert _testbed.down() is False
+    with pytest.raises(BedError, match=f"already up, from {re.escape(bed.state_dir)}"):
+        _testbed.up(1)
+    monkeypatch.setenv("UNICORN_ANSIBLE_HOME", str(home))
+    assert _testbed.status()["healthy"]
+    assert {h.netns for h in bed.hosts} <= set(_namespaces()) and _bridge_exists()
+
+
+def test_a_failed_up_removes_what_it_made_and_nothing_else(home: Path) -> None:
+    subprocess.run(["ip", "netns", "add", "ua-h2"], check=True)  # not the testbed's: in the way of its h2
+    try:
+        with pytest.raises(BedError, match="ua-h2"):
+            _testbed.up(2)
+        assert "ua-h1" not in _namespaces() and "ua-h2" in _namespaces()
+        assert not _bridge_exists() and _testbed.status() is None
+    finally:
+        subprocess.run(["ip", "netns", "del", "ua-h2"], check=True)
 
 
 def test_hosts_are_isolated_from_each_other_and_the_controller(lab: Lab) -> None:
@@ -132,3 +162,27 @@ def test_the_cli(lab: Lab) -> None:
     assert '"healthy": true' in done.stdout
     done = lab.cli("testbed", "up", "--hosts", "2", check=1)
     assert "already up" in done.stderr and "Traceback" not in done.stderr
+
+
+WHO_AM_I = """
+from unicorn_ansible import Experiment, Pipeline, Task
+
+class WhoAmI(Task):
+    def run(self):
+        import socket
+        name = socket.gethostname()
+        return {"hostname": name, "address": socket.gethostbyname(name)}
+
+def experiment(nodes):
+    return Experiment().map(Pipeline().then(WhoAmI(name="who")), nodes.take(len(nodes)))
+"""
+
+
+def test_tasks_see_their_own_hosts_name(lab: Lab) -> None:
+    (lab.root / "whoami.py").write_text(WHO_AM_I)
+    lab.cli("run", "whoami.py", "-i", lab.bed.inventory, "--name", "whoami", check=0)  # the testbed's own inventory
+    results = lab.results("whoami")
+    for host in lab.hosts:
+        [seen] = node(results, host.name)["tasks"]["who"]
+        assert seen["value"] == {"hostname": host.name, "address": host.address}, host.name
+    assert socket.gethostname() not in {host.name for host in lab.hosts}  # the controller keeps its own

@@ -16,9 +16,9 @@ import pytest
 
 from unicorn_ansible import Failure, Pipeline, Success, Task
 from unicorn_ansible.model.experiment import serialize_for_node
-from unicorn_ansible.node.executor import NodeResults, run_pipeline
+from unicorn_ansible.node.scheduler import run_pipeline
 
-EXECUTOR = Path(__file__).resolve().parents[2] / "unicorn_ansible" / "node" / "executor.py"
+from node_results import NodeResults
 
 
 class Value(Task):
@@ -160,7 +160,7 @@ def _write_work_folder(folder: Path, pipeline: Pipeline, spec: dict | None = Non
 def test_finished_tasks_survive_a_killed_executor(tmp_path: Path) -> None:
     pipeline = Pipeline().then(Value("a", name="a")).then(Value("b", name="b")).then(Sleeps(60, name="long"))
     _write_work_folder(tmp_path, pipeline)
-    process = subprocess.Popen([sys.executable, str(EXECUTOR), "run", "--workdir", str(tmp_path)],
+    process = subprocess.Popen([sys.executable, "-m", "unicorn_ansible.node", "run", "--workdir", str(tmp_path)],
                                start_new_session=True)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and len(NodeResults.read(str(tmp_path)).records) < 2:
@@ -172,7 +172,8 @@ def test_finished_tasks_survive_a_killed_executor(tmp_path: Path) -> None:
 
 
 def _executor(*args: str) -> dict:
-    done = subprocess.run([sys.executable, str(EXECUTOR), *args], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-m", "unicorn_ansible.node", *args], capture_output=True, text=True,
+                          timeout=60)
     assert done.returncode in (0, 1), done.stderr
     return json.loads(done.stdout)
 
@@ -218,7 +219,7 @@ def test_start_twice_runs_once_and_cancel_leaves_no_process(tmp_path: Path) -> N
 
 def test_deploy_runs_requirements_in_a_virtualenv_stops_at_the_first_failure_and_skips_when_unchanged(
         tmp_path: Path) -> None:
-    from unicorn_ansible.node.executor import deploy
+    from unicorn_ansible.node.deploy import deploy
 
     spec = {"node": "n1", "python": "%d.%d" % sys.version_info[:2],
             "commands": ["echo $VIRTUAL_ENV > where.txt", "python -c 'import sys; print(sys.prefix)' >> where.txt"]}

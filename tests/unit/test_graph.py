@@ -8,7 +8,9 @@ import pytest
 
 from unicorn_ansible import is_successful, CyclePipeline, ExecutionGraph, Experiment, GraphError, Node, Task, TaskDispatcher
 from unicorn_ansible.model.experiment import _dispatched
-from unicorn_ansible.node.executor import NodeResults, run_pipeline
+from unicorn_ansible.node.scheduler import run_pipeline
+
+from node_results import NodeResults
 
 NODE = Node("n1")
 

@@ -24,6 +24,9 @@ import time
 
 from ansible.plugins.callback import CallbackBase
 
+from unicorn_ansible.node.protocol import ExecutorStatus
+from unicorn_ansible.results.status import FAILED_PHASES, Phase
+
 _MAX_TEXT = 4000
 
 
@@ -80,7 +83,7 @@ class CallbackModule(CallbackBase):
                 with open(path, encoding="utf-8") as handle:
                     self.hosts[host] = json.load(handle)
             except (OSError, ValueError):
-                self.hosts[host] = {"host": host, "phase": "connecting", "prepared": False, "error": None, "events": []}
+                self.hosts[host] = {"host": host, "phase": Phase.CONNECTING, "prepared": False, "error": None, "events": []}
         return self.hosts[host]
 
     def _path(self, host):
@@ -115,11 +118,11 @@ class CallbackModule(CallbackBase):
         if self.run_dir is None:
             return
         step = (task.vars or {}).get("unicorn_step")
-        phase = {"ship": "connecting", "deploy": "deploying", "run": "running"}.get(step)
+        phase = {"ship": Phase.CONNECTING, "deploy": Phase.DEPLOYING, "run": Phase.RUNNING}.get(step)
         if phase is None:
             return
         status = self._status(host.get_name())
-        if status.get("phase") not in ("unreachable", "deploy_failed", "execution_failed"):
+        if status.get("phase") not in FAILED_PHASES:
             status["phase"] = phase
             if step == "deploy":
                 status["deploy_started"] = time.time()
@@ -131,26 +134,26 @@ class CallbackModule(CallbackBase):
         if step == "deploy":
             report = _json(data.get("stdout"))
             if data.get("rc") == 0 and report is not None:
-                self._update(result, "ok", phase="deployed", prepared=True, deploy=report,
+                self._update(result, "ok", phase=Phase.DEPLOYED, prepared=True, deploy=report,
                              deploy_finished=time.time())
             else:
                 self._update(result, "failed", deploy=report, deploy_finished=time.time())
         elif step == "run":
             state = _json(data.get("stdout")) or {}
             self._remember_finished(result._host.get_name(), state)
-            phase = {"finished": "executed", "timed_out": "timed_out", "cancelled": "cancelled"}.get(
-                state.get("status"), "execution_failed")
-            error = None if phase in ("executed", "timed_out", "cancelled") else _text(
+            phase = {ExecutorStatus.FINISHED: Phase.EXECUTED, ExecutorStatus.TIMED_OUT: Phase.TIMED_OUT,
+                     ExecutorStatus.CANCELLED: Phase.CANCELLED}.get(state.get("status"), Phase.EXECUTION_FAILED)
+            error = None if phase != Phase.EXECUTION_FAILED else _text(
                 state.get("error") or "executor ended: %s" % state.get("status"))
             self._update(result, "ok", phase=phase, progress=state, error=error)
         elif step == "fetch":
             self._update(result, "ok", fetched=True)
         elif step == "timeout":
-            self._update(result, "ok", phase="timed_out", timed_out=True, progress=_json(data.get("stdout")),
+            self._update(result, "ok", phase=Phase.TIMED_OUT, timed_out=True, progress=_json(data.get("stdout")),
                          error="the pipeline was still running when the run's time limit was reached; "
                                "it was stopped (raise --run-timeout)")
         elif step == "cancel":
-            self._update(result, "ok", phase="cancelled", cancelled=True, progress=_json(data.get("stdout")))
+            self._update(result, "ok", phase=Phase.CANCELLED, cancelled=True, progress=_json(data.get("stdout")))
 
     def v2_runner_retry(self, result):
         if self.run_dir is None or self._step(result) != "run":
@@ -177,11 +180,11 @@ class CallbackModule(CallbackBase):
         data = result._result
         message = _text(data.get("msg") or data.get("stderr") or data.get("stdout") or "failed")
         if step in ("ship", "deploy", "deploy-failed"):
-            self._update(result, "failed", phase="deploy_failed", prepared=False, error=message,
+            self._update(result, "failed", phase=Phase.DEPLOY_FAILED, prepared=False, error=message,
                          deploy_finished=time.time())
         elif step is not None:
-            self._update(result, "failed", phase="execution_failed", error=message)
+            self._update(result, "failed", phase=Phase.EXECUTION_FAILED, error=message)
 
     def v2_runner_on_unreachable(self, result):
         message = _explain_unreachable(_text(result._result.get("msg") or "unreachable"))
-        self._update(result, "unreachable", phase="unreachable", error=message, unreachable=True)
+        self._update(result, "unreachable", phase=Phase.UNREACHABLE, error=message, unreachable=True)

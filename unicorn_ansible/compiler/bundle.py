@@ -1,8 +1,11 @@
-"""The executor bundle: one zipapp with the node-side executor, cloudpickle and returns.
+"""The node bundle: one zipapp with the node package, cloudpickle and returns.
 
 Hosts need nothing but a Python of the controller's major.minor version: the
-bundle carries the executor's pure-Python dependencies. It is built once per
-content and cached in the home folder.
+bundle carries the node package (``unicorn_ansible/node``, as the top-level
+package ``unicorn_node``: its modules import each other relatively, so it runs
+under either name) and its pure-Python dependencies. It is built once per
+content and cached in the home folder; the compiler adds each node's own files
+under ``node/``.
 """
 
 from __future__ import annotations
@@ -14,18 +17,19 @@ import py_compile
 import sys
 import tempfile
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Dict, Iterable, Tuple
 
 import cloudpickle
 import returns
 import typing_extensions
 
 from ..home import home_dir
-from ..resources import executor_source
+from ..node.protocol import BUNDLE_NODE_FILES, BUNDLE_PACKAGE, NODE_BUNDLE
+from ..resources import node_package_dir
 
-BUNDLE_NAME = "unicorn-executor.pyz"
-NODE_BUNDLE_NAME = "unicorn-node.pyz"
+BUNDLE_NAME = "unicorn-executor.pyz"  # the cached bundle without any node's files
+NODE_BUNDLE_NAME = NODE_BUNDLE
 # Checked before anything else is imported: the bundled libraries and the pickled
 # pipelines are for the controller's Python major.minor.
 _MAIN = """import json
@@ -40,12 +44,12 @@ if "%d.%d" % sys.version_info[:2] != EXPECTED:
         + EXPECTED + " on this host")}}))
     sys.exit(1)
 
-from executor import main
+from {package}.__main__ import main
 sys.exit(main())
 """
 
 
-def _package_files(module: object) -> Iterable[Tuple[str, Path]]:
+def _package_files(module: object) -> Iterable[tuple[str, Path]]:
     path = Path(module.__file__)  # type: ignore[attr-defined]
     if path.name != "__init__.py":
         yield path.name, path
@@ -69,17 +73,18 @@ def _compiled(name: str, source: bytes) -> bytes:
         return compiled_path.read_bytes()
 
 
-def _sources() -> Dict[str, bytes]:
+def _sources() -> dict[str, bytes]:
     expected = "%d.%d" % sys.version_info[:2]
-    members: Dict[str, bytes] = {"__main__.py": _MAIN.format(expected=expected).encode(),
-                                 "executor.py": executor_source().read_bytes()}
+    members: dict[str, bytes] = {"__main__.py": _MAIN.format(expected=expected, package=BUNDLE_PACKAGE).encode()}
+    for path in sorted(node_package_dir().glob("*.py")):
+        members[f"{BUNDLE_PACKAGE}/{path.name}"] = path.read_bytes()
     for module in (cloudpickle, returns, typing_extensions):
         for name, path in _package_files(module):
             members[name] = path.read_bytes()
     return members
 
 
-def bundle_members() -> Dict[str, bytes]:
+def bundle_members() -> dict[str, bytes]:
     """The bundle's files: sources and their byte code for this Python."""
     members = _sources()
     for name in [n for n in members if n.endswith(".py")]:
@@ -111,13 +116,13 @@ def build_bundle(cache_dir: Path | None = None) -> Path:
     return target
 
 
-def node_bundle(base: Path, files: Dict[str, bytes]) -> bytes:
-    """The executor bundle with one node's files (pipeline, specifications) added under ``node/``:
+def node_bundle(base: Path, files: dict[str, bytes]) -> bytes:
+    """The bundle with one node's files (pipeline, specifications) added under ``node/``:
     what the deployment play ships to that host, in a single transfer."""
     buffer = io.BytesIO(base.read_bytes())
     with zipfile.ZipFile(buffer, "a", zipfile.ZIP_DEFLATED) as archive:
         for name in sorted(files):
-            info = zipfile.ZipInfo(f"node/{name}", date_time=(2020, 1, 1, 0, 0, 0))
+            info = zipfile.ZipInfo(f"{BUNDLE_NODE_FILES}{name}", date_time=(2020, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(info, files[name])
     return buffer.getvalue()

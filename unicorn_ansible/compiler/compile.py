@@ -36,7 +36,8 @@ from .._version import __version__
 from .bundle import NODE_BUNDLE_NAME, build_bundle, node_bundle
 from ..model.experiment import Experiment
 from ..engine.flag_server import ENDPOINT_FILE, new_endpoint, task_settings
-from ..inventory import Inventory, default_inventory_yaml, is_secret
+from ..inventory import Inventory, default_inventory_text, is_secret
+from ..node.protocol import FINAL_STATUSES
 from ..resources import callback_plugin, playbooks_dir, roles_dir
 from ..errors import ExperimentError, InventoryError, RunError
 
@@ -258,6 +259,7 @@ def compile_experiment(
     settings = ansible_settings(len(hosts), options, project, flags)
     context = {
         "deployment_timeouts": limits,
+        "final_statuses": [status.value for status in FINAL_STATUSES],
         "version": __version__,
         "run": name,
         "run_id": run_id,
@@ -272,7 +274,7 @@ def compile_experiment(
         _write(project / playbook, templates.get_template(f"{playbook}.j2").render(context))
 
     if inventory.is_default:
-        _write(run_dir / "inventory" / "hosts.yml", default_inventory_yaml(inventory))
+        _write(run_dir / "inventory" / "hosts.yml", default_inventory_text())
     snapshot = {host: {k: v for k, v in inventory.node(host).properties.items() if not is_secret(k, v)} for host in hosts}
     _write(run_dir / "inventory-snapshot.json", json.dumps(snapshot, indent=2, default=str) + "\n")
     _write(run_dir / "env" / "envvars", json.dumps({e: v for _, _, e, v in settings}, indent=2) + "\n")

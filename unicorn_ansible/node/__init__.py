@@ -1,0 +1,18 @@
+"""What runs on hosts: the standard library, cloudpickle and returns, nothing of the controller.
+
+The bundle ships this package as ``unicorn_node`` (its modules import each other
+relatively, so it works under either name). One concern per module:
+
+- ``protocol``   file names, the journal's format, statuses (shared with the controller)
+- ``__main__``   the command line: deploy, start, state, run, cancel
+- ``deploy``     a node's requirements, run in a virtual environment
+- ``control``    the detached executor seen from outside: start, state, wait, cancel
+- ``scheduler``  the executor: one loop running a plan's tasks, the journal written as they end
+- ``plans``      what to run next: a pipeline's stages or a graph's vertices
+- ``processes``  task processes: forked, output captured and capped, reaped, killed
+- ``handoff``    a task's Result, from its process to the executor
+- ``outcome``    the Result semantics, pickling for the controller, previews
+- ``journal``    append-only records of finished tasks, read back
+- ``outbox``     everything the controller fetches, packed in one file
+- ``files``      atomic JSON writes, JSON reads, kernel copies
+"""

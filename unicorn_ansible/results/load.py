@@ -19,11 +19,12 @@ from returns.pipeline import is_successful
 from returns.result import Result
 
 from .safe_pickle import loader_for, register_shipped
-from ..node.executor import JOURNAL, STATE, bounded_repr, copy_range, iter_records, read_json, results_by_name, results_by_stage
+from .status import NodeStatus, Phase
+from ..node.files import copy_range, read_json
+from ..node.journal import iter_records, results_by_name, results_by_stage
+from ..node.outcome import bounded_repr
+from ..node.protocol import FAILURE, JOURNAL, OUTBOX, PIPELINE, STATE, SUCCESS, ExecutorStatus
 from ..errors import RunError, UntrustedDataError
-
-# What a node's outcome can be, from the worst to the best.
-STATUSES = ("unreachable", "deploy_failed", "execution_failed", "timed_out", "cancelled", "failed", "not_run", "ok")
 
 
 REPR_LIMIT = 10_000
@@ -39,10 +40,10 @@ def result_to_json(result: Any) -> Dict[str, Any]:
     A repr longer than 10,000 characters is cut and says how much is left out; the
     full value is in the Result objects (Python API, ``NodeResult.tasks``)."""
     if isinstance(result, Result):
-        kind = "Success" if is_successful(result) else "Failure"
-        inner = result.unwrap() if kind == "Success" else result.failure()
+        kind = SUCCESS if is_successful(result) else FAILURE
+        inner = result.unwrap() if kind == SUCCESS else result.failure()
     else:
-        kind, inner = "Success", result
+        kind, inner = SUCCESS, result
     try:
         json.dumps(inner, allow_nan=False)
         value = inner
@@ -80,7 +81,7 @@ class NodeResult:
 
     @property
     def success(self) -> bool:
-        return self.status == "ok"
+        return self.status == NodeStatus.OK
 
     def to_dict(self) -> Dict[str, Any]:
         return {
@@ -168,7 +169,7 @@ def unpack_outbox(folder: Path) -> None:
     are taken, each written by us under ``folder``; links, devices and other paths are
     ignored, so nothing outside the node's folder can be touched.
     """
-    outbox = folder / "outbox.tar"
+    outbox = folder / OUTBOX
     marker = folder / ".outbox-unpacked"
     if not outbox.is_file():
         return
@@ -197,31 +198,31 @@ def load_node(run_dir: Path, node: str, loads: Optional[Callable[[bytes], Any]] 
     try:
         unpack_outbox(folder)
     except UntrustedDataError as exc:
-        return NodeResult(node=node, status="execution_failed", prepared=True, error=str(exc))
+        return NodeResult(node=node, status=NodeStatus.EXECUTION_FAILED, prepared=True, error=str(exc))
     status = read_json(str(folder / "status.json")) or {}
     state = read_json(str(folder / STATE)) or {}
     records = list(iter_records(str(folder / JOURNAL)))
     phase = status.get("phase")
     prepared = bool(status.get("prepared"))
     error = status.get("error")
-    if status.get("unreachable") or phase == "unreachable":
-        outcome = "unreachable"
-    elif phase == "deploy_failed":
-        outcome = "deploy_failed"
-    elif status.get("timed_out") or state.get("status") == "timed_out":
-        outcome = "timed_out"
+    if status.get("unreachable") or phase == Phase.UNREACHABLE:
+        outcome = NodeStatus.UNREACHABLE
+    elif phase == Phase.DEPLOY_FAILED:
+        outcome = NodeStatus.DEPLOY_FAILED
+    elif status.get("timed_out") or state.get("status") == ExecutorStatus.TIMED_OUT:
+        outcome = NodeStatus.TIMED_OUT
         error = error or (f"the pipeline was still running when the node's time limit was reached; "
                           f"it was stopped ({state.get('done', 0)} of {state.get('total', '?')} tasks ran)")
-    elif state.get("status") == "finished":
-        outcome = "failed" if state.get("failed") or state.get("not_run") else "ok"
-    elif state.get("status") == "cancelled" and not status.get("timed_out"):
-        outcome = "cancelled"
+    elif state.get("status") == ExecutorStatus.FINISHED:
+        outcome = NodeStatus.FAILED if state.get("failed") or state.get("not_run") else NodeStatus.OK
+    elif state.get("status") == ExecutorStatus.CANCELLED and not status.get("timed_out"):
+        outcome = NodeStatus.CANCELLED
         error = error or "cancelled"
-    elif records or state or phase in ("starting", "running", "executed", "execution_failed"):
-        outcome = "execution_failed"
+    elif records or state or phase in (Phase.RUNNING, Phase.EXECUTED, Phase.EXECUTION_FAILED):
+        outcome = NodeStatus.EXECUTION_FAILED
         error = error or state.get("error") or f"executor ended: {state.get('status', 'without a state')}"
     else:
-        outcome = "not_run"
+        outcome = NodeStatus.NOT_RUN
     prepared = prepared or bool(records or state)  # results exist: the node was prepared
     timings = [{k: r.header.get(k) for k in ("name", "stage", "index", "start", "end", "kind", "log")} for r in records]
     try:
@@ -237,7 +238,7 @@ def load_node(run_dir: Path, node: str, loads: Optional[Callable[[bytes], Any]] 
         by_stage = by_name if state.get("shape") == "graph" else results_by_stage(records, once)
     except UntrustedDataError as exc:
         by_stage, by_name = [], {}
-        outcome, error = "execution_failed", str(exc)
+        outcome, error = NodeStatus.EXECUTION_FAILED, str(exc)
     reported: List[Dict[str, Any]] = []
     not_run = list(state.get("not_run", []))
     if not records and status.get("finished"):
@@ -264,7 +265,7 @@ def _task_names(run_dir: Path, node: str) -> List[str]:
     """The node's task names in the order the executor numbers them (stage by stage)."""
     import cloudpickle
 
-    path = run_dir / "project" / "files" / "nodes" / node / "pipeline.pkl"
+    path = run_dir / "project" / "files" / "nodes" / node / PIPELINE
     try:
         pipeline = cloudpickle.loads(path.read_bytes())  # written by this controller
     except Exception:
@@ -280,6 +281,6 @@ def load_results(run_dir: Path, loads: Optional[Callable[[bytes], Any]] = None) 
     record = read_json(str(run_dir / "run.json"))
     if record is None:
         raise RunError(f"{run_dir} is not a unicorn-ansible run directory (no run.json)")
-    register_shipped(sorted((run_dir / "project" / "files" / "nodes").glob("*/pipeline.pkl")))
+    register_shipped(sorted((run_dir / "project" / "files" / "nodes").glob(f"*/{PIPELINE}")))
     nodes = [load_node(run_dir, host, loads) for host in record.get("hosts", [])]
     return RunResults(record.get("name", run_dir.name), run_dir, nodes, record.get("status", "unknown"))

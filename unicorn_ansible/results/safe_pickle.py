@@ -5,7 +5,7 @@ A host may be compromised, so its journal is never unpickled with the plain
 contain: the ``returns`` Result classes, builtins and standard containers and
 value types, exceptions, and the classes the experiment itself defined and
 shipped. The executor refers to those shipped classes by cloudpickle's tracker
-id instead of sending their code back (see ``executor.dumps_result``); this side
+id instead of sending their code back (see ``node/outcome.py``); this side
 looks the id up among the classes the controller itself pickled for the run.
 Anything else is refused with an UntrustedDataError naming the node.
 """
@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, Iterable
 import cloudpickle
 
 from ..errors import UntrustedDataError
-from ..node.executor import SHIPPED_CLASS
+from ..node.protocol import SHIPPED_CLASS
 
 _BUILTIN_TYPES = {
     "bool", "bytearray", "bytes", "complex", "dict", "float", "frozenset", "int", "list", "object", "range",

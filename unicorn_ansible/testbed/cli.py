@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Optional
-
 import click
 
+from ..home import testbed_dir
 from . import lab as _testbed
 
 
@@ -28,7 +27,7 @@ def testbed() -> None:
 @click.option("--delay", "delay_ms", type=click.FloatRange(min=0), help="Added delay per link direction, ms (netem).")
 @click.option("--loss", "loss_pct", type=click.FloatRange(0, 100), help="Packet loss per link direction, % (netem).")
 @click.option("--rate", help="Rate limit per link direction, e.g. 10mbit (tc tbf).")
-def up(count: int, delay_ms: Optional[float], loss_pct: Optional[float], rate: Optional[str]) -> None:
+def up(count: int, delay_ms: float | None, loss_pct: float | None, rate: str | None) -> None:
     """Bring up N hosts h1..hN and write their inventory.
 
     \b
@@ -69,14 +68,18 @@ def status(as_json: bool) -> None:
 
 @testbed.command()
 def down() -> None:
-    """Stop every testbed host and remove its namespaces, bridge and files.
+    """Stop the testbed's hosts and remove its namespaces, bridge and files (keys included).
+
+    Only the testbed of this home folder (UNICORN_ANSIBLE_HOME) is taken down.
 
     \b
     Example:
       unicorn-ansible testbed down
     """
-    _testbed.down()
-    click.echo("testbed down")
+    if _testbed.down():
+        click.echo("testbed down")
+    else:
+        click.echo(f"no testbed is up in {testbed_dir()}")
 
 
 if __name__ == "__main__":

@@ -2,10 +2,16 @@
 
 ``up(N)`` makes hosts ``h1``..``hN``: network namespace ``ua-hK`` with address
 10.77.x.y on the bridge ``ua-br0`` (the controller is 10.77.0.1), an sshd of its
-own (key-only login, keys generated for the testbed) in a mount namespace of
-its own: a private /tmp, /root and /home, and the controller's virtual
-environment and project folder hidden, so hosts have nothing but the system
-Python — like real lab hosts. It writes an inventory to pass to ``-i``.
+own (key-only login, keys generated for the testbed) in a mount and a UTS
+namespace of its own: its own hostname (``hK``, resolving to its address), a
+private /tmp, /root and /home, and the controller's virtual environment and
+project folder hidden, so hosts have nothing but the system Python — like real
+lab hosts. It fills the template ``inventories/testbed/inventory.ini.j2`` into
+an inventory to pass to ``-i``.
+
+The state folder (``~/.unicorn-ansible/testbed``) records, as they are made, the
+namespaces, the bridge and the sshd processes; ``down()`` removes those and the
+folder (keys included), nothing else, so a testbed of another home is left alone.
 
 Optional link emulation on each host's link: ``rate`` (tc tbf) and
 ``delay_ms``/``loss_pct`` (tc netem, where the kernel has it). Needs root,
@@ -23,13 +29,17 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any
 
-from ..home import testbed_dir
-from ..resources import PACKAGE_DIR
+import jinja2
+
 from ..errors import TestbedError
+from ..home import HOME_ENV, testbed_dir
+from ..inventory import architecture_of
+from ..resources import PACKAGE_DIR, inventories_dir
 
 BRIDGE = "ua-br0"
 PREFIX = "ua-h"
@@ -37,13 +47,16 @@ CONTROLLER_ADDRESS = "10.77.0.1"
 USER = "unicorn"
 MAX_HOSTS = 250 * 200
 SUDOERS = Path("/etc/sudoers.d/unicorn-testbed")
+SSHD = "/usr/sbin/sshd"
+SSHD_CONFIG = "/root/.testbed/sshd_config"  # as a host's sshd sees it (its own /root)
+INVENTORY_TEMPLATE = "inventory.ini.j2"  # in inventories/testbed/
 _REQUIRED = {
     "ip": "iproute2",
     "tc": "iproute2",
     "unshare": "util-linux",
     "sudo": "sudo",
     "ssh-keygen": "openssh-client",
-    "/usr/sbin/sshd": "openssh-server",
+    SSHD: "openssh-server",
 }
 
 
@@ -60,18 +73,19 @@ class Testbed:
     """A running testbed, as ``testbed.json`` records it."""
 
     state_dir: str
-    hosts: List[TestbedHost]
+    hosts: list[TestbedHost]
     key: str
     inventory: str
     user: str = USER
     become_password_file: str = ""
-    rate: Optional[str] = None
-    delay_ms: Optional[float] = None
-    loss_pct: Optional[float] = None
+    rate: str | None = None
+    delay_ms: float | None = None
+    loss_pct: float | None = None
     created: float = field(default_factory=time.time)
+    bridge: str = ""  # set once this testbed made it: down() removes only what is recorded
 
     @classmethod
-    def load(cls, path: Path) -> "Testbed":
+    def load(cls, path: Path) -> Testbed:
         data = json.loads(path.read_text())
         data["hosts"] = [TestbedHost(**host) for host in data["hosts"]]
         return cls(**data)
@@ -93,7 +107,7 @@ def address_of(number: int) -> str:
     return f"10.77.{block}.{offset + 11 if block == 0 else offset + 10}"
 
 
-def _run(*command: str, check: bool = True, input: Optional[str] = None) -> subprocess.CompletedProcess:
+def _run(*command: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
     done = subprocess.run(list(command), capture_output=True, text=True, input=input)
     if check and done.returncode != 0:
         detail = (done.stderr or done.stdout).strip().splitlines()
@@ -121,7 +135,7 @@ def _qdisc_works(*qdisc: str) -> bool:
         _run("ip", "link", "del", probe, check=False)
 
 
-def _hidden_paths(hide: Optional[Sequence[str]]) -> List[str]:
+def _hidden_paths(hide: Sequence[str] | None) -> list[str]:
     """What hosts must not see: the controller's Python environment and the project folder
     (a path inside another hidden one is covered by it)."""
     if hide is None:
@@ -129,7 +143,7 @@ def _hidden_paths(hide: Optional[Sequence[str]]) -> List[str]:
         if (PACKAGE_DIR.parent / "pyproject.toml").exists():
             hide.append(str(PACKAGE_DIR.parent))
     paths = sorted({Path(p).resolve() for p in hide if Path(p).exists()} - {Path("/usr"), Path("/")})
-    kept: List[Path] = []
+    kept: list[Path] = []
     for path in paths:
         if not any(parent in kept for parent in path.parents):
             kept.append(path)
@@ -172,6 +186,11 @@ def _sshd_config(address: str) -> str:
     ])
 
 
+def _etc_hosts(name: str, address: str) -> str:
+    """A host's /etc/hosts: its own name resolves to its address, as on a lab host."""
+    return f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{address}\t{name}\n"
+
+
 def _prepare_host_files(state: Path, name: str, address: str, public_key: str, host_key: Path, unicorn_uid: int,
                         unicorn_gid: int) -> Path:
     folder = state / "hosts" / name
@@ -189,17 +208,21 @@ def _prepare_host_files(state: Path, name: str, address: str, public_key: str, h
     shutil.copyfile(host_key, root / ".testbed" / "ssh_host_ed25519_key")
     os.chmod(root / ".testbed" / "ssh_host_ed25519_key", 0o600)
     _write(root / ".testbed" / "sshd_config", _sshd_config(address))
+    _write(folder / "etc" / "hosts", _etc_hosts(name, address))
     for path in (home, home / ".ssh", home / ".ssh" / "authorized_keys", home / ".bashrc", home / ".profile"):
         os.chown(path, unicorn_uid, unicorn_gid)
     os.chmod(home, 0o750)
     return folder
 
 
-def _start_sshd(folder: Path, netns: str, hidden: List[str], log: Path) -> int:
-    # Bind the private /home first, then /root (the state folder may live under /root),
+def _start_sshd(folder: Path, name: str, netns: str, hidden: list[str], log: Path) -> int:
+    # In a UTS namespace of its own the host gets its own hostname. Bind its /etc/hosts
+    # and the private /home first, then /root (the state folder may live under /root),
     # then a private /tmp, then hide the controller's environment and project.
     script = "\n".join([
         "set -e",
+        f"hostname {_quote(name)}",
+        f"mount --bind {_quote(str(folder / 'etc' / 'hosts'))} /etc/hosts",
         f"mount --bind {_quote(str(folder / 'home'))} /home",
         f"mount --bind {_quote(str(folder / 'root'))} /root",
         "mount -t tmpfs -o mode=1777 tmpfs /tmp",
@@ -207,11 +230,12 @@ def _start_sshd(folder: Path, netns: str, hidden: List[str], log: Path) -> int:
         *[f"if [ -d {_quote(path)} ]; then mount -t tmpfs -o size=1m,mode=755 tmpfs {_quote(path)}; fi"
           for path in hidden],
         "mkdir -p /run/sshd",
-        "exec /usr/sbin/sshd -D -e -f /root/.testbed/sshd_config",
+        f"exec {SSHD} -D -e -f {SSHD_CONFIG}",
     ])
     with open(log, "ab") as output:
         process = subprocess.Popen(
-            ["ip", "netns", "exec", netns, "unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+            ["ip", "netns", "exec", netns, "unshare", "--mount", "--uts", "--propagation", "private",
+             "sh", "-c", script],
             stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
         )
     return process.pid
@@ -221,7 +245,7 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "'\"'\"'") + "'"
 
 
-def _wait_for_ssh(hosts: List[TestbedHost], log_dir: Path, timeout: float = 30.0) -> None:
+def _wait_for_ssh(hosts: list[TestbedHost], log_dir: Path, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     pending = list(hosts)
     while pending:
@@ -242,8 +266,8 @@ def _wait_for_ssh(hosts: List[TestbedHost], log_dir: Path, timeout: float = 30.0
             time.sleep(0.05)
 
 
-def _shape(device: str, netns: Optional[str], rate: Optional[str], delay_ms: Optional[float],
-           loss_pct: Optional[float]) -> None:
+def _shape(device: str, netns: str | None, rate: str | None, delay_ms: float | None,
+           loss_pct: float | None) -> None:
     prefix = ["ip", "netns", "exec", netns] if netns else []
     if delay_ms or loss_pct:
         netem = ["netem"]
@@ -259,15 +283,14 @@ def _shape(device: str, netns: Optional[str], rate: Optional[str], delay_ms: Opt
              "latency", "400ms")
 
 
-def up(hosts: int, *, delay_ms: Optional[float] = None, loss_pct: Optional[float] = None, rate: Optional[str] = None,
-       hide: Optional[Sequence[str]] = None) -> Testbed:
+def up(hosts: int, *, delay_ms: float | None = None, loss_pct: float | None = None, rate: str | None = None,
+       hide: Sequence[str] | None = None) -> Testbed:
     """Bring up ``hosts`` SSH hosts; return the Testbed (its inventory is ``Testbed.inventory``)."""
     check_prerequisites()
     if not 1 <= hosts <= MAX_HOSTS:
         raise TestbedError(f"--hosts must be between 1 and {MAX_HOSTS}, got {hosts}")
     state = testbed_dir()
-    if (state / "testbed.json").exists() or _run("ip", "link", "show", BRIDGE, check=False).returncode == 0:
-        raise TestbedError("a testbed is already up; run `unicorn-ansible testbed down` first")
+    _refuse_when_up(state)
     if (delay_ms or loss_pct) and not _qdisc_works("netem", "delay", "1ms"):
         raise TestbedError(
             "--delay and --loss need the kernel's netem qdisc (sch_netem), which this kernel does not have; "
@@ -278,80 +301,105 @@ def up(hosts: int, *, delay_ms: Optional[float] = None, loss_pct: Optional[float
     shutil.rmtree(state, ignore_errors=True)
     state.mkdir(parents=True)
     os.chmod(state, 0o700)
+    testbed = Testbed(str(state), [], str(state / "id_ed25519"), str(state / "inventory.ini"), USER,
+                      str(state / "become_password"), rate, delay_ms, loss_pct)
     try:
-        return _up(state, hosts, delay_ms, loss_pct, rate, _hidden_paths(hide))
+        return _up(testbed, hosts, _hidden_paths(hide))
     except BaseException:
         down()
         raise
 
 
-def _up(state: Path, count: int, delay_ms: Optional[float], loss_pct: Optional[float], rate: Optional[str],
-        hidden: List[str]) -> Testbed:
-    key = state / "id_ed25519"
-    host_key = state / "ssh_host_ed25519_key"
-    _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "unicorn-ansible-testbed", "-f", str(key))
-    _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "unicorn-ansible-testbed-host", "-f", str(host_key))
-    password = secrets.token_urlsafe(18)
-    _write(state / "become_password", password + "\n", 0o600)
-    _ensure_user(password)
-    import pwd
+def _refuse_when_up(state: Path) -> None:
+    """Refuse a second testbed: the one here, or another home's (the bridge names the state that owns it)."""
+    if (state / "testbed.json").exists():
+        raise TestbedError("a testbed is already up; run `unicorn-ansible testbed down` first")
+    shown = _run("ip", "-json", "link", "show", BRIDGE, check=False)
+    if shown.returncode != 0:
+        return
+    owner = (json.loads(shown.stdout or "[{}]") or [{}])[0].get("ifalias", "")
+    if owner:
+        raise TestbedError(f"a testbed is already up, from {owner}; take it down first: "
+                           f"{HOME_ENV}={_quote(str(Path(owner).parent))} unicorn-ansible testbed down")
+    raise TestbedError(f"a testbed is already up (the bridge {BRIDGE} exists); take it down first with "
+                       f"`unicorn-ansible testbed down` in the home that made it")
 
-    entry = pwd.getpwnam(USER)
-    public_key = (state / "id_ed25519.pub").read_text()
-    logs = state / "logs"
-    logs.mkdir()
-    _run("ip", "link", "add", BRIDGE, "type", "bridge")
-    _run("ip", "addr", "add", f"{CONTROLLER_ADDRESS}/16", "dev", BRIDGE)
-    _run("ip", "link", "set", BRIDGE, "up")
-    testbed_hosts: List[TestbedHost] = []
+
+def _up(testbed: Testbed, count: int, hidden: list[str]) -> Testbed:
+    state = Path(testbed.state_dir)
+    testbed.save()
+    public_key, host_key = _make_keys(state)
+    owner = _prepare_user(state)
+    (state / "logs").mkdir()
+    _make_bridge(testbed)
     for number in range(1, count + 1):
-        name, netns, address = f"h{number}", f"{PREFIX}{number}", address_of(number)
-        outside = f"ua-v{number}"
-        _run("ip", "netns", "add", netns)
-        _run("ip", "link", "add", outside, "type", "veth", "peer", "name", "eth0", "netns", netns)
-        _run("ip", "link", "set", outside, "master", BRIDGE, "up")
-        _run("ip", "-n", netns, "addr", "add", f"{address}/16", "dev", "eth0")
-        _run("ip", "-n", netns, "link", "set", "eth0", "up")
-        _run("ip", "-n", netns, "link", "set", "lo", "up")
-        if rate or delay_ms or loss_pct:
-            _shape(outside, None, rate, delay_ms, loss_pct)
-            _shape("eth0", netns, rate, delay_ms, loss_pct)
-        folder = _prepare_host_files(state, name, address, public_key, host_key, entry.pw_uid, entry.pw_gid)
-        host = TestbedHost(name, address, netns)
-        host.pid = _start_sshd(folder, netns, hidden, logs / f"{name}.log")
-        testbed_hosts.append(host)
-    _wait_for_ssh(testbed_hosts, logs)
-    inventory = state / "inventory.ini"
-    _write(inventory, _inventory(testbed_hosts, key))
-    testbed = Testbed(str(state), testbed_hosts, str(key), str(inventory), USER, str(state / "become_password"),
-                      rate, delay_ms, loss_pct)
+        _add_host(testbed, number, public_key, host_key, owner, hidden)
+    _wait_for_ssh(testbed.hosts, state / "logs")
+    _write(Path(testbed.inventory), _inventory(testbed.hosts, testbed.key))
     testbed.save()
     return testbed
 
 
-def _inventory(hosts: List[TestbedHost], key: Path) -> str:
-    lines = [
-        "# Generated by `unicorn-ansible testbed up`: network-namespace hosts, each with its own sshd.",
-        "# Log in as root with the testbed's key; the non-root user `unicorn` may use sudo with the",
-        "# password in become_password (next to this file): set ansible_user=unicorn ansible_become=true.",
-        "[testbed]",
-    ]
-    for host in hosts:
-        lines.append(f"{host.name} ansible_host={host.address} unicorn_address={host.address} unicorn_netns={host.netns}")
-    lines += [
-        "",
-        "[testbed:vars]",
-        "ansible_user=root",
-        f"ansible_ssh_private_key_file={key}",
-        "ansible_python_interpreter=/usr/bin/python3",
-        "ansible_ssh_common_args='-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR'",
-        "unicorn_architecture=linux/amd64" if os.uname().machine == "x86_64" else "",
-        "",
-    ]
-    return "\n".join(lines)
+def _make_keys(state: Path) -> tuple[str, Path]:
+    """The testbed's login key and the hosts' host key: (the login key's public half, the host key)."""
+    host_key = state / "ssh_host_ed25519_key"
+    _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "unicorn-ansible-testbed", "-f", str(state / "id_ed25519"))
+    _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "unicorn-ansible-testbed-host", "-f", str(host_key))
+    return (state / "id_ed25519.pub").read_text(), host_key
 
 
-def status() -> Optional[Dict[str, Any]]:
+def _prepare_user(state: Path) -> tuple[int, int]:
+    """The sudo user with a fresh password (kept in the state folder): its uid and gid."""
+    import pwd
+
+    password = secrets.token_urlsafe(18)
+    _write(state / "become_password", password + "\n", 0o600)
+    _ensure_user(password)
+    entry = pwd.getpwnam(USER)
+    return entry.pw_uid, entry.pw_gid
+
+
+def _make_bridge(testbed: Testbed) -> None:
+    """The hosts' bridge, recorded as this testbed's once made, and naming its state as its alias."""
+    _run("ip", "link", "add", BRIDGE, "type", "bridge")
+    testbed.bridge = BRIDGE
+    testbed.save()
+    _run("ip", "link", "set", BRIDGE, "alias", testbed.state_dir)
+    _run("ip", "addr", "add", f"{CONTROLLER_ADDRESS}/16", "dev", BRIDGE)
+    _run("ip", "link", "set", BRIDGE, "up")
+
+
+def _add_host(testbed: Testbed, number: int, public_key: str, host_key: Path, owner: tuple[int, int],
+              hidden: list[str]) -> None:
+    """Host K: its namespace (recorded once made), its link to the bridge, its files and its sshd."""
+    state = Path(testbed.state_dir)
+    name, netns, address, outside = f"h{number}", f"{PREFIX}{number}", address_of(number), f"ua-v{number}"
+    _run("ip", "netns", "add", netns)
+    host = TestbedHost(name, address, netns)
+    testbed.hosts.append(host)
+    testbed.save()
+    _run("ip", "link", "add", outside, "type", "veth", "peer", "name", "eth0", "netns", netns)
+    _run("ip", "link", "set", outside, "master", testbed.bridge, "up")
+    _run("ip", "-n", netns, "addr", "add", f"{address}/16", "dev", "eth0")
+    _run("ip", "-n", netns, "link", "set", "eth0", "up")
+    _run("ip", "-n", netns, "link", "set", "lo", "up")
+    if testbed.rate or testbed.delay_ms or testbed.loss_pct:
+        _shape(outside, None, testbed.rate, testbed.delay_ms, testbed.loss_pct)
+        _shape("eth0", netns, testbed.rate, testbed.delay_ms, testbed.loss_pct)
+    folder = _prepare_host_files(state, name, address, public_key, host_key, *owner)
+    host.pid = _start_sshd(folder, name, netns, hidden, state / "logs" / f"{name}.log")
+
+
+def _inventory(hosts: list[TestbedHost], key: str) -> str:
+    """The template ``inventories/testbed/inventory.ini.j2`` filled with the hosts and the key."""
+    loader = jinja2.FileSystemLoader(str(inventories_dir() / "testbed"))
+    environment = jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined)
+    machine = os.uname()
+    return environment.get_template(INVENTORY_TEMPLATE).render(
+        hosts=hosts, key=key, architecture=architecture_of(machine.sysname, machine.machine).value)
+
+
+def status() -> dict[str, Any] | None:
     """The testbed's hosts and whether each namespace and sshd is alive; None when no testbed is up."""
     path = testbed_dir() / "testbed.json"
     if not path.exists():
@@ -375,32 +423,59 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def down() -> None:
-    """Stop every process in the testbed's namespaces, delete them, the bridge and the state. Idempotent."""
+def down() -> bool:
+    """Take down this home's testbed: stop its processes, delete the namespaces and the bridge its state
+    records, then the state (keys included). Another home's testbed is left alone. Idempotent; False when
+    there was nothing recorded to take down."""
     state = testbed_dir()
-    namespaces = [ns for ns in _run("ip", "netns", "list", check=False).stdout.split() if ns.startswith(PREFIX)]
-    pids: List[int] = []
-    path = state / "testbed.json"
-    if path.exists():
-        try:
-            pids = [host.pid for host in Testbed.load(path).hosts if host.pid]
-        except (ValueError, KeyError, TypeError):
-            pids = []
-    for netns in namespaces:
-        pids += [int(p) for p in _run("ip", "netns", "pids", netns, check=False).stdout.split() if p.isdigit()]
-    for pid in set(pids):
+    testbed = _recorded(state / "testbed.json")
+    if testbed is not None:
+        _stop_processes(testbed)
+        for host in testbed.hosts:
+            _run("ip", "netns", "del", host.netns, check=False)
+        if testbed.bridge:
+            _run("ip", "link", "del", testbed.bridge, check=False)
+        _retire_user_unless_a_testbed_is_up()
+    shutil.rmtree(state, ignore_errors=True)
+    return testbed is not None
+
+
+def _recorded(path: Path) -> Testbed | None:
+    try:
+        return Testbed.load(path)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _stop_processes(testbed: Testbed) -> None:
+    """Kill every process in the testbed's namespaces, and its sshds (also where a namespace is gone)."""
+    pids = {host.pid for host in testbed.hosts if host.pid and _is_testbed_sshd(host.pid)}
+    for host in testbed.hosts:
+        found = _run("ip", "netns", "pids", host.netns, check=False).stdout.split()
+        pids.update(int(pid) for pid in found if pid.isdigit())
+    for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-    for netns in namespaces:
-        _run("ip", "netns", "del", netns, check=False)
-    _run("ip", "link", "del", BRIDGE, check=False)
+
+
+def _is_testbed_sshd(pid: int) -> bool:
+    """Whether ``pid`` is still a testbed host's sshd (a recorded pid may since belong to another process)."""
+    try:
+        return SSHD_CONFIG in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
+
+
+def _retire_user_unless_a_testbed_is_up() -> None:
+    """The sudo rule and the user's login go with the last testbed (the bridge's name is fixed)."""
+    if _run("ip", "link", "show", BRIDGE, check=False).returncode == 0:
+        return
     if SUDOERS.exists():
         SUDOERS.unlink()
     if _run("id", "-u", USER, check=False).returncode == 0:
         _run("usermod", "--lock", USER, check=False)
-    shutil.rmtree(state, ignore_errors=True)
 
 
 def restart(name: str) -> TestbedHost:
@@ -409,7 +484,7 @@ def restart(name: str) -> TestbedHost:
     testbed = Testbed.load(state / "testbed.json")
     host = testbed.host(name)
     folder = state / "hosts" / name
-    host.pid = _start_sshd(folder, host.netns, _hidden_paths(None), state / "logs" / f"{name}.log")
+    host.pid = _start_sshd(folder, name, host.netns, _hidden_paths(None), state / "logs" / f"{name}.log")
     _wait_for_ssh([host], state / "logs")
     testbed.save()
     return host

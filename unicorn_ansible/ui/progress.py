@@ -14,8 +14,7 @@ import time
 from pathlib import Path
 from typing import IO, Any, Dict, List, Optional, Tuple
 
-FINAL_PHASES = {"executed": "done", "execution_failed": "failed", "deploy_failed": "failed",
-                "unreachable": "unreachable", "cancelled": "cancelled", "timed_out": "timed out"}
+from ..results.status import FINAL_PHASES, Phase
 
 
 def describe(status: Dict[str, Any]) -> Tuple[str, int, int]:
@@ -25,12 +24,12 @@ def describe(status: Dict[str, Any]) -> Tuple[str, int, int]:
     done, total = int(progress.get("done") or 0), int(progress.get("total") or 0)
     if phase in FINAL_PHASES:
         label = FINAL_PHASES[phase]
-        if phase == "executed" and progress.get("failed"):
+        if phase == Phase.EXECUTED and progress.get("failed"):
             label = "done, with failed tasks"
         return label, done, total
-    if phase == "running" and progress.get("stages"):
+    if phase == Phase.RUNNING and progress.get("stages"):
         return f"running stage {progress.get('stage', 0)} of {progress['stages']}", done, total
-    if phase == "deployed":
+    if phase == Phase.DEPLOYED:
         return "deployed", done, total
     return phase, done, total
 

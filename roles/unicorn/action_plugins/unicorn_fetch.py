@@ -27,8 +27,10 @@ from ansible.module_utils.common.text.converters import to_text
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
-MANIFEST = "outbox.json"
-SEPARATE = ("journal",)  # the only files an outbox may ask to be fetched on their own
+from unicorn_ansible.node.protocol import JOURNAL, OUTBOX_MANIFEST
+
+MANIFEST = OUTBOX_MANIFEST
+SEPARATE = (JOURNAL,)  # the only files an outbox may ask to be fetched on their own
 
 
 def separate_files(outbox: str) -> list:

@@ -1,0 +1,161 @@
+"""The node's command line: ``python unicorn-node.pyz COMMAND --workdir DIR``.
+
+``deploy``
+    Prepare the node's environment from ``DIR/deploy.json``: check the Python
+    version, create a virtual environment, run every requirement in order with
+    ``/bin/sh`` inside it, stop at the first failing one. Skipped when the host
+    already has exactly that environment. Writes ``DIR/deploy-report.json``.
+``start``
+    Start ``run`` detached from the SSH session (its own session, stdio to
+    files), unless this work folder already has an executor started; with
+    ``--timeout``, then wait that long at most for it to finish or progress.
+``state``
+    Print the executor's state.
+``run``
+    Run the pipeline in ``DIR/pipeline.pkl`` in the foreground.
+``cancel``
+    Stop the executor and every process its tasks started.
+
+Each prints one JSON object. The files of a work folder are described in protocol.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+import traceback
+import zipfile
+from typing import Any
+
+from .control import cancel, current_state, start, wait
+from .files import read_json, write_json_atomic
+from .protocol import (BUNDLE_NODE_FILES, DEFAULT_LOG_CAP, DEPLOY_SPEC, NODE_BUNDLE, NODE_SPEC, PIPELINE, STATE,
+                       ExecutorStatus)
+
+
+def _bundle() -> str | None:
+    """The zipapp this runs from, if it runs from one."""
+    path = os.path.abspath(sys.argv[0])
+    return path if zipfile.is_zipfile(path) else None
+
+
+def _self_command() -> list[str]:
+    """How to run this node package again: its bundle, or the package itself (``-m``)."""
+    bundle = _bundle()
+    if bundle:
+        return [bundle]
+    return ["-m", __spec__.parent if __spec__ and __spec__.parent else "unicorn_ansible.node"]
+
+
+def _replace(target: str, data: bytes) -> None:
+    tmp = f"{target}.tmp{os.getpid()}"
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, target)
+
+
+def keep_bundle(workdir: str) -> None:
+    """Keep this bundle in the work folder: Ansible's script action runs it from a
+    temporary copy it removes afterwards, and start and cancel need it later."""
+    bundle, target = _bundle(), os.path.join(workdir, NODE_BUNDLE)
+    if bundle and bundle != target:
+        tmp = f"{target}.tmp{os.getpid()}"
+        shutil.copyfile(bundle, tmp)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, target)
+
+
+def unpack_node_files(workdir: str) -> None:
+    """The bundle the deployment play shipped carries this node's files under node/: put them in the work folder."""
+    bundle = _bundle()
+    if bundle is None:
+        return
+    with zipfile.ZipFile(bundle) as archive:
+        for member in archive.namelist():
+            name = member[len(BUNDLE_NODE_FILES):]
+            if member.startswith(BUNDLE_NODE_FILES) and name and "/" not in name:
+                _replace(os.path.join(workdir, name), archive.read(member))
+
+
+def _deploy(workdir: str) -> int:
+    from .deploy import deploy
+
+    os.makedirs(workdir, mode=0o700, exist_ok=True)
+    keep_bundle(workdir)
+    unpack_node_files(workdir)
+    report = deploy(workdir, read_json(os.path.join(workdir, DEPLOY_SPEC)) or {})
+    summary = {k: report.get(k) for k in ("ok", "skipped", "error", "python", "environment")}
+    summary["commands"] = [{"command": c["command"][:200], "rc": c["rc"], "seconds": round(c["end"] - c["start"], 3)}
+                           for c in report["commands"]]
+    print(json.dumps(summary))
+    return 0 if report["ok"] else 1
+
+
+def _start(workdir: str, timeout: float | None) -> int:
+    started = start(workdir, _self_command())
+    state = wait(workdir, timeout) if timeout else started
+    print(json.dumps(dict(state, already_started=bool(started.get("already_started")))))
+    return 0
+
+
+def _run_environment(spec: dict[str, Any]) -> dict[str, str]:
+    environment = dict(spec.get("environment_variables") or {})
+    flags = spec.get("flags") or {}
+    if flags.get("endpoint"):  # for unicorn_ansible's flag functions and tasks (see model/flags.py)
+        environment.update(UNICORN_FLAGS=flags["endpoint"], UNICORN_FLAGS_TOKEN=flags.get("token", ""))
+    environment.update(flags.get("environment") or {})  # flag-store: NETUNICORN_* for netunicorn's flag tasks
+    return environment
+
+
+def _run(workdir: str) -> int:
+    import cloudpickle
+
+    from .scheduler import run_pipeline
+
+    spec = read_json(os.path.join(workdir, NODE_SPEC)) or {}
+    try:
+        with open(os.path.join(workdir, PIPELINE), "rb") as handle:
+            pipeline = cloudpickle.load(handle)
+    except Exception as exc:
+        write_json_atomic(
+            os.path.join(workdir, STATE),
+            {"status": ExecutorStatus.FAILED, "finished": time.time(), "done": 0, "total": 0,
+             "error": f"cannot load the pipeline: {type(exc).__name__}: {exc} (a module your tasks import must be "
+                      "installed on the host by a requirement, or registered with "
+                      "cloudpickle.register_pickle_by_value)"},
+        )
+        traceback.print_exc()
+        return 1
+    state = run_pipeline(pipeline, workdir, environment=_run_environment(spec), task_timeout=spec.get("task_timeout"),
+                         log_cap=int(spec.get("log_cap", DEFAULT_LOG_CAP)), time_limit=spec.get("time_limit"))
+    return 0 if state.get("status") == ExecutorStatus.FINISHED else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="unicorn-node", description="The node side of unicorn-ansible.")
+    parser.add_argument("command", choices=["deploy", "start", "run", "cancel", "state"])
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="start: seconds to wait at most for the pipeline to finish (0 by default: return at once)")
+    args = parser.parse_args(argv)
+    workdir = os.path.abspath(os.path.expanduser(args.workdir))
+    if args.command == "deploy":
+        return _deploy(workdir)
+    if args.command == "start":
+        return _start(workdir, args.timeout)
+    if args.command == "state":
+        print(json.dumps(current_state(workdir)))
+        return 0
+    if args.command == "cancel":
+        print(json.dumps(cancel(workdir)))
+        return 0
+    return _run(workdir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""The executor seen from outside: started detached, its state, waited for, cancelled.
+
+Each of these runs as a short process on the host (one SSH command), beside the
+detached executor that runs the pipeline.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from .files import read_json, write_json_atomic
+from .journal import unreported
+from .outbox import pack_outbox
+from .processes import kill_session, pid_alive
+from .protocol import DEPLOY_REPORT, EXECUTOR_OUT, FINAL_STATUSES, LOGS, STARTED, STATE, ExecutorStatus
+
+
+def _task_environment(report: dict[str, Any]) -> dict[str, str]:
+    """The executor's environment: the node's virtual environment is active for the tasks too."""
+    env = dict(os.environ)
+    if report.get("environment"):
+        env["VIRTUAL_ENV"] = env["UNICORN_ENVIRONMENT"] = report["environment"]
+        env["PATH"] = os.path.join(report["environment"], "bin") + os.pathsep + env.get("PATH", "")
+        env.pop("PYTHONHOME", None)
+    return env
+
+
+def start(workdir: str, command: list[str]) -> dict[str, Any]:
+    """Start ``command + ["run", ...]`` (this node package) detached, once: a work folder that
+    already has a started executor is left alone."""
+    workdir = os.path.abspath(workdir)
+    marker = os.path.join(workdir, STARTED)
+    if read_json(marker) is not None:
+        state = read_json(os.path.join(workdir, STATE)) or {"status": ExecutorStatus.STARTING}
+        return dict(state, already_started=True)
+    report = read_json(os.path.join(workdir, DEPLOY_REPORT)) or {}
+    interpreter = report.get("interpreter") or sys.executable
+    os.makedirs(os.path.join(workdir, LOGS), exist_ok=True)
+    with open(os.path.join(workdir, LOGS, EXECUTOR_OUT), "ab") as out:
+        process = subprocess.Popen(
+            [interpreter, *command, "run", "--workdir", workdir],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=_task_environment(report),
+            start_new_session=True, close_fds=True, cwd=workdir,
+        )
+    write_json_atomic(marker, {"pid": process.pid, "time": time.time(), "interpreter": interpreter})
+    return {"status": ExecutorStatus.STARTING, "pid": process.pid}
+
+
+def current_state(workdir: str) -> dict[str, Any]:
+    """The executor's state; a running state whose process is gone is reported as lost."""
+    state = read_json(os.path.join(workdir, STATE))
+    started = read_json(os.path.join(workdir, STARTED))
+    if state is None:
+        if started is None:
+            return {"status": ExecutorStatus.NOT_STARTED}
+        if not pid_alive(started.get("pid")):
+            return {"status": ExecutorStatus.LOST,
+                    "error": f"the executor ended before it wrote any state; see {LOGS}/{EXECUTOR_OUT}"}
+        return {"status": ExecutorStatus.STARTING}
+    if state.get("status") == ExecutorStatus.RUNNING and not pid_alive(state.get("pid")):
+        state["status"] = ExecutorStatus.LOST
+        state["error"] = "the executor process died while the pipeline ran; finished tasks are kept"
+    return state
+
+
+def wait(workdir: str, timeout: float, progress_interval: float = 2.0) -> dict[str, Any]:
+    """Block until the executor is done, or has made progress and ``progress_interval``
+    seconds passed, or ``timeout`` seconds passed; return its state. A final state comes
+    with the outbox packed, ready to be fetched."""
+    begin = time.monotonic()
+    deadline = begin + timeout
+    state = current_state(workdir)
+    done_at_start = state.get("done")
+    while state.get("status") not in FINAL_STATUSES and time.monotonic() < deadline:
+        if state.get("done") != done_at_start and time.monotonic() - begin >= progress_interval:
+            break
+        time.sleep(0.02)
+        state = current_state(workdir)
+    if state.get("status") in FINAL_STATUSES:
+        pack_outbox(workdir)
+    return dict(state, new=unreported(workdir))
+
+
+def cancel(workdir: str, grace: float = 5.0) -> dict[str, Any]:
+    """Stop the executor and every process of its session; return the final state."""
+    state = current_state(workdir)
+    started = read_json(os.path.join(workdir, STARTED)) or {}
+    pid = state.get("pid") or started.get("pid")
+    if pid and pid_alive(pid):
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + grace
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        kill_session(pid)
+    state = current_state(workdir)
+    if state.get("status") == ExecutorStatus.RUNNING:  # killed before it could record the cancel
+        state = dict(state, status=ExecutorStatus.CANCELLED)
+        write_json_atomic(os.path.join(workdir, STATE), state)
+    pack_outbox(workdir)
+    return state

@@ -1,0 +1,49 @@
+"""Small file helpers of the node side: atomic JSON writes, tolerant JSON reads, kernel copies."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+
+def write_json_atomic(path: str, data: Any) -> None:
+    """Write ``data`` as JSON to ``path``: readers see the old file or the new one, never half."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(data, handle)
+    os.replace(tmp, path)
+
+
+def read_json(path: str) -> dict[str, Any] | None:
+    """The JSON in ``path``; None if it is missing or unreadable."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
+def copy_range(source: int, target: int, count: int, offset: int | None = None) -> None:
+    """Copy ``count`` bytes from file descriptor ``source`` (at ``offset``, or its position) to
+    ``target``'s position, inside the kernel where it can (copy_file_range), else by reading."""
+    if count and hasattr(os, "copy_file_range"):
+        try:
+            while count:
+                copied = os.copy_file_range(source, target, count, offset)
+                if not copied:
+                    raise EOFError(f"the file ended {count} bytes early")
+                count -= copied
+                if offset is not None:
+                    offset += copied
+            return
+        except OSError:  # another file system, an old kernel: the portable way
+            pass
+    if offset is not None:
+        os.lseek(source, offset, os.SEEK_SET)
+    while count:
+        chunk = os.read(source, min(count, 1 << 20))
+        if not chunk:
+            raise EOFError(f"the file ended {count} bytes early")
+        os.write(target, chunk)
+        count -= len(chunk)

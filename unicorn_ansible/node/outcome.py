@@ -1,0 +1,105 @@
+"""A task's outcome as a Result: the Result semantics, the pickling for the controller, previews.
+
+The one place where what a task did becomes a Result. Results go back to the
+controller, which loads them as untrusted data: classes the experiment shipped
+(pickled by value into the pipeline) are referred to by cloudpickle's tracker id,
+never sent back as code (see unicorn_ansible/results/safe_pickle.py).
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import reprlib
+import sys
+import traceback
+from typing import IO, Any
+
+import cloudpickle
+from returns.pipeline import is_successful
+from returns.result import Failure, Result, Success
+
+from .protocol import FAILURE, SHIPPED_CLASS, SUCCESS
+
+
+def as_result(value: Any) -> Result[Any, Any]:
+    """What ``run()`` returned, as a Result: a Result is kept as is, anything else becomes Success(value)."""
+    if isinstance(value, Result):
+        return value
+    return Success(value)
+
+
+def call_task(task: Any, log: IO[str] | None = None) -> Result[Any, Any]:
+    """Run ``task.run()`` and apply the Result semantics.
+
+    An exception becomes ``Failure(str(exception))``; its full traceback goes
+    to ``log`` (the task's log, stderr by default).
+    """
+    try:
+        return as_result(task.run())
+    except Exception as exc:  # the task's own error: its result, not ours
+        traceback.print_exc(file=log or sys.stderr)
+        return Failure(str(exc))
+    except BaseException as exc:  # SystemExit, KeyboardInterrupt raised by the task
+        traceback.print_exc(file=log or sys.stderr)
+        return Failure(f"task ended with {type(exc).__name__}({exc})")
+
+
+def result_type(result: Result[Any, Any]) -> str:
+    """``Success`` or ``Failure``: a journal header's ``type``."""
+    return SUCCESS if is_successful(result) else FAILURE
+
+
+def _shipped_class_id(obj: Any) -> Any:
+    if isinstance(obj, type):
+        tracker = getattr(cloudpickle.cloudpickle, "_DYNAMIC_CLASS_TRACKER_BY_CLASS", {}).get(obj)
+        if tracker is not None:
+            return (SHIPPED_CLASS, tracker)
+    return None
+
+
+def dumps_result(result: Any) -> bytes:
+    """Pickle a task's Result for the controller."""
+    buffer = io.BytesIO()
+    pickler = cloudpickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler.persistent_id = _shipped_class_id
+    pickler.dump(result)
+    return buffer.getvalue()
+
+
+class _ShortRepr(reprlib.Repr):
+    """repr that never builds the whole text of a huge value (a 200 MB bytes, a long list)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxstring = self.maxother = 2000
+        self.maxlist = self.maxtuple = self.maxset = self.maxfrozenset = self.maxdeque = self.maxdict = 200
+        self.maxlevel = 8
+
+    def repr_bytes(self, value: bytes, level: int) -> str:
+        if len(value) <= 200:
+            return repr(value)
+        return f"<{type(value).__name__} of {len(value)} bytes: {bytes(value[:64])!r}...>"
+
+    repr_bytearray = repr_bytes
+
+
+def bounded_repr(value: Any, limit: int) -> str:
+    """A Result (or any value) as text of at most about ``limit`` characters, built without
+    the whole repr of a huge value; a Result reads as the returns library shows it."""
+    try:
+        if isinstance(value, Result):
+            inner = value.unwrap() if is_successful(value) else value.failure()
+            shown = inner[:limit] if isinstance(inner, str) else _ShortRepr().repr(inner)
+            text = f"<{result_type(value)}: {shown}>"
+        else:
+            text = _ShortRepr().repr(value)
+    except Exception as exc:  # a user's __repr__ may raise
+        text = f"<unprintable {type(value).__name__}: {exc}>"
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
+def preview(result: Result[Any, Any], limit: int = 200) -> str:
+    """A journal header's ``preview``: the Result as at most ``limit`` characters."""
+    text = bounded_repr(result, limit)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,209 @@
+"""Task processes: forked, their output captured up to a cap, reaped, killed.
+
+Each task runs in its own process (a fork of the executor, its own process
+group), its stdout and stderr one pipe the executor reads into the task's log.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import io
+import os
+import selectors
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+#: captured output is written to the log file in pieces of this size
+_LOG_FLUSH = 256 * 1024
+
+
+@dataclass
+class CappedLog:
+    """A task's log file: the first ``cap`` bytes of its output are kept, the rest counted."""
+
+    path: str
+    cap: int
+    buffer: bytearray = field(default_factory=bytearray)
+    logged: int = 0
+    dropped: int = 0
+
+    def add(self, chunk: bytes) -> None:
+        room = self.cap - self.logged - len(self.buffer)
+        if room > 0:
+            self.buffer += chunk[:room]
+        self.dropped += max(0, len(chunk) - max(room, 0))
+        if len(self.buffer) >= _LOG_FLUSH:
+            self.flush()
+
+    def flush(self, trailer: bytes = b"") -> None:
+        if not self.buffer and not trailer:  # a task that printed nothing has no log file
+            return
+        with open(self.path, "ab") as handle:
+            handle.write(self.buffer + trailer)
+        self.logged += len(self.buffer)
+        self.buffer.clear()
+
+    def close(self) -> None:
+        """Write what is left, with a line saying how much was dropped, if any."""
+        trailer = b""
+        if self.dropped:
+            trailer = (f"\n[unicorn-ansible: output capped at {self.cap} bytes; "
+                       f"{self.dropped} more bytes were dropped]\n").encode()
+        self.flush(trailer)
+
+
+def _become_task_process(write_fd: int) -> None:
+    """In the fork: an own process group, stdin from /dev/null, stdout and stderr to the pipe."""
+    os.setpgid(0, 0)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(write_fd, 1)
+    os.dup2(write_fd, 2)
+    os.close(write_fd)
+    os.close(null)
+    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), line_buffering=True)
+    sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True)
+    if faulthandler.is_enabled():  # a crash dump belongs in the task's log, not the parent's stderr
+        faulthandler.enable(file=sys.stderr)
+
+
+def fork_task(body: Callable[[], None]) -> tuple[int, int]:
+    """Run ``body`` in a new process; return its pid and the read end of its output."""
+    read_fd, write_fd = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the task's own process
+        try:
+            os.close(read_fd)
+            _become_task_process(write_fd)
+            body()
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    return pid, read_fd
+
+
+@dataclass
+class TaskProcess:
+    """A task's running process: its output pipe, its log, how it ended."""
+
+    pid: int
+    fd: int
+    seq: int  # the task's number on this node
+    name: str
+    log: CappedLog
+    deadline: float | None  # monotonic time of its task timeout
+    start: float = field(default_factory=time.time)
+    eof: bool = False
+    status: int | None = None  # waitpid's status once reaped
+    killed_for: str | None = None  # why the executor killed it
+
+    def read_output(self, selector: selectors.BaseSelector) -> None:
+        """Read what the task wrote (once ready to read); at its end, stop watching the pipe."""
+        try:
+            chunk = os.read(self.fd, 65536)
+        except BlockingIOError:
+            raise
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self._close_output(selector)
+            return
+        self.log.add(chunk)
+
+    def read_rest(self, selector: selectors.BaseSelector) -> None:
+        """The task exited, but a process it started may hold its output open: take what is there."""
+        os.set_blocking(self.fd, False)
+        try:
+            while not self.eof:
+                self.read_output(selector)
+        except BlockingIOError:
+            self._close_output(selector)
+
+    def _close_output(self, selector: selectors.BaseSelector) -> None:
+        selector.unregister(self.fd)
+        os.close(self.fd)
+        self.eof = True
+
+    def reap(self) -> None:
+        """Record its exit status if it has exited (without waiting)."""
+        try:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            self.status = -1
+            return
+        if pid:
+            self.status = status
+
+    def kill(self, reason: str) -> None:
+        self.killed_for = reason
+        kill_group(self.pid)
+
+    @property
+    def running(self) -> bool:
+        """Neither exited nor being killed."""
+        return self.status is None and self.killed_for is None
+
+
+def describe_exit(status: int | None) -> str:
+    if status is None or status < 0:
+        return "ended in an unknown way"
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        try:
+            label = signal.Signals(number).name
+        except ValueError:
+            label = f"signal {number}"
+        return f"was killed by {label}"
+    return f"exited with code {os.WEXITSTATUS(status)}"
+
+
+def kill_group(pid: int) -> None:
+    """SIGKILL a task's process group (the task and what it started), or the task alone."""
+    for target in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
+        try:
+            target()
+            return
+        except (ProcessLookupError, PermissionError):
+            continue
+
+
+def kill_session(sid: int) -> None:
+    """SIGKILL every process whose session is ``sid`` (the executor and all its tasks started)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            if int(fields[3]) == sid:
+                os.kill(int(entry), signal.SIGKILL)
+        except (OSError, ValueError, IndexError):
+            continue
+
+
+def pid_alive(pid: int | None) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is not alive
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def safe_file_name(name: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    return cleaned[:80] or "task"

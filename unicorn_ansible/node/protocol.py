@@ -1,0 +1,103 @@
+"""What the node side and the controller agree on: file names, the journal's format, statuses.
+
+Every name and status word here is defined once; the controller imports them from
+this module (it is the only node module the controller may import), the generated
+plays get them as variables.
+
+A node's work folder (``~/.unicorn-ansible/hosts/<host>/runs/<run>/`` on the host),
+every file written atomically or append-only, so whatever finished survives a
+crash of anything later:
+
+- ``node.json``          the node's run specification (environment variables, limits, flags)
+- ``deploy.json``        the node's requirements; ``deploy-report.json`` how they ran
+- ``pipeline.pkl``       the node's cloudpickled pipeline
+- ``started.json``       the pid of the detached executor, written once by ``start``
+- ``state.json``         the executor's status (an :class:`ExecutorStatus`), progress, pid
+- ``journal``            one record per finished task (see below)
+- ``logs/``              each task's captured output, ``executor.log``, ``executor.out``
+- ``outbox.tar``         everything above the controller fetches, packed in one file
+
+A journal record is a JSON header line, then ``payload_len`` bytes (the task's pickled
+Result), then a newline. The header holds ``seq`` (the task's number on this node),
+``name``, ``stage``, ``index``, ``stage_size``, ``kind`` (a :class:`TaskKind`), ``type``
+(``Success`` or ``Failure``), ``preview``, ``start``, ``end``, ``log`` and ``log_dropped``.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+EXECUTOR_VERSION = "1"
+
+# -- file names in a node's work folder -------------------------------------------------------
+NODE_SPEC = "node.json"
+DEPLOY_SPEC = "deploy.json"
+DEPLOY_REPORT = "deploy-report.json"
+PIPELINE = "pipeline.pkl"
+STARTED = "started.json"
+STATE = "state.json"
+JOURNAL = "journal"
+REPORTED = "reported.json"  # the last task whose header went back with a progress report
+LOGS = "logs"
+EXECUTOR_LOG = "executor.log"
+EXECUTOR_OUT = "executor.out"
+OUTBOX = "outbox.tar"
+OUTBOX_MANIFEST = "outbox.json"  # the outbox's first member: which files are fetched on their own
+#: the bundle the deployment play ships, kept in the work folder for start and cancel
+NODE_BUNDLE = "unicorn-node.pyz"
+#: the folder inside the bundle that carries the node's own files (pipeline, specifications)
+BUNDLE_NODE_FILES = "node/"
+#: the node package's name inside the bundle
+BUNDLE_PACKAGE = "unicorn_node"
+#: the files of a work folder an outbox carries besides the logs
+OUTBOX_FILES = (STATE, JOURNAL, DEPLOY_REPORT, STARTED)
+
+# -- the journal ----------------------------------------------------------------------------
+#: the header fields a progress report carries for each newly finished task
+REPORTED_FIELDS = ("seq", "name", "stage", "index", "type", "kind", "preview", "start", "end")
+SUCCESS = "Success"
+FAILURE = "Failure"
+
+# -- results going back ---------------------------------------------------------------------
+#: classes the experiment shipped are pickled as (SHIPPED_CLASS, cloudpickle's tracker id)
+SHIPPED_CLASS = "unicorn-ansible-class"
+DEFAULT_LOG_CAP = 10 * 1024 * 1024
+
+
+class Word(str, Enum):
+    """A status word: equal to, hashed like and printed as its text, so JSON read back
+    (plain strings) compares with it, finds it in sets and dicts, and JSON written shows the text."""
+
+    __hash__ = str.__hash__
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class ExecutorStatus(Word):
+    """The ``status`` in state.json, as ``state``, ``start`` and ``cancel`` report it."""
+
+    NOT_STARTED = "not started"
+    STARTING = "starting"
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+    LOST = "lost"
+
+
+#: the statuses after which the executor does nothing more: the execution play stops polling
+FINAL_STATUSES = (ExecutorStatus.FINISHED, ExecutorStatus.FAILED, ExecutorStatus.CANCELLED,
+                  ExecutorStatus.TIMED_OUT, ExecutorStatus.LOST, ExecutorStatus.NOT_STARTED)
+
+
+class TaskKind(Word):
+    """How a task ended (a journal header's ``kind``)."""
+
+    OK = "ok"  # returned a Success
+    FAILURE = "failure"  # returned a Failure or raised
+    UNPICKLABLE = "unpicklable"  # returned something that cannot be pickled
+    CRASH = "crash"  # its process ended without a result
+    TIMEOUT = "timeout"  # stopped at the task timeout or the node's time limit
+    CANCELLED = "cancelled"  # stopped by a cancel
