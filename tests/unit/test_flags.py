@@ -62,7 +62,7 @@ def test_wait_times_out_with_a_clear_message(store):
 
 def test_a_wrong_token_is_refused(store, monkeypatch):
     monkeypatch.setenv("UNICORN_FLAGS_TOKEN", "guessed")
-    with pytest.raises(FlagError, match="wrong token"):
+    with pytest.raises(FlagError, match="does not match this task.s token"):
         get_flag("ready")
 
 

@@ -21,6 +21,7 @@ DOCUMENTATION = """
 
 import json
 import os
+import re
 import time
 
 from ansible.plugins.callback import CallbackBase
@@ -30,6 +31,19 @@ from unicorn_ansible.node.protocol import ExecutorStatus
 from unicorn_ansible.results.status import FAILED_PHASES, Phase
 
 _MAX_TEXT = 4000
+
+
+_FORWARD_FAILED = re.compile(r"remote port forwarding failed for listen port (\d+)")
+
+
+def _explain_unreachable(message):
+    """ssh's words for a tunnel port someone else holds, said in ours (ExitOnForwardFailure ends there)."""
+    match = _FORWARD_FAILED.search(message)
+    if not match:
+        return message
+    return (f"{message} (another program on the host holds 127.0.0.1:{match.group(1)}, the port this run's flag "
+            "tunnel needs, so the host was not used; run again (a new run chooses another port), or find the "
+            f"program with 'ss -ltnp' on the host)")
 
 
 def _text(value, limit=_MAX_TEXT):
@@ -163,5 +177,5 @@ class CallbackModule(CallbackBase):
             self._update(result, "failed", phase=Phase.EXECUTION_FAILED, error=message)
 
     def v2_runner_on_unreachable(self, result):
-        message = _text(result._result.get("msg") or "unreachable")
+        message = _explain_unreachable(_text(result._result.get("msg") or "unreachable"))
         self._update(result, "unreachable", phase=Phase.UNREACHABLE, error=message, unreachable=True)

@@ -30,7 +30,7 @@ import cloudpickle
 import jinja2
 
 from .._version import __version__
-from ..engine.flag_server import new_endpoint
+from ..engine.flag_server import new_endpoint, task_settings
 from ..engine.rundir import RunDir, RunStatus, write_atomic, write_json
 from ..errors import ExperimentError, InventoryError, UsageError
 from ..home import home_dir
@@ -122,13 +122,13 @@ def compile_experiment(
     hosts = _checked_hosts(experiment, inventory)
     run = RunDir(Path(run_dir).resolve())
     _lay_out(run)
-    flags = new_endpoint(run.path)
+    flags = new_endpoint(run.path, local=any(_is_local(inventory, d.node.name) for d in experiment))
     write_json(run.flags_endpoint_file, flags, 0o600)
-    compiled = _Compilation(run, name, inventory, options, flags)
+    run_id = _host_run_id(name)
+    compiled = _Compilation(run, name, run_id, inventory, options, flags)
     for deployment in experiment:
         compiled.write_node(deployment)
     settings = ansible_settings(len(hosts), options, run.project, flags)
-    run_id = _host_run_id(name)
     _write_playbooks(run, compiled.playbook_context(name, run_id, hosts, settings))
     _write_inventory(run, inventory, hosts)
     write_json(run.envvars_file, {e: v for _, _, e, v in settings})
@@ -177,9 +177,10 @@ def _host_run_id(name: str) -> str:
 class _Compilation:
     """What the nodes' files of one compilation share, and what they tell the playbooks."""
 
-    def __init__(self, run: RunDir, name: str, inventory: Inventory, options: CompileOptions,
+    def __init__(self, run: RunDir, name: str, run_id: str, inventory: Inventory, options: CompileOptions,
                  flags: dict[str, Any]) -> None:
-        self.run, self.name, self.inventory, self.options, self.flags = run, name, inventory, options, flags
+        self.run, self.name, self.run_id, self.inventory = run, name, run_id, inventory
+        self.options, self.flags = options, flags
         self.bundle = build_bundle()
         self.python = "%d.%d" % sys.version_info[:2]
         self.requirement_counts: dict[str, int] = {}
@@ -206,10 +207,6 @@ class _Compilation:
         write_atomic(folder / NODE_BUNDLE_NAME, node_bundle(self.bundle, files), 0o600)
 
     def _node_spec(self, host: str, env_vars: dict[str, str], time_limit: float) -> dict[str, Any]:
-        # where tasks find the run's flags: the controller's socket on a local host,
-        # the reverse tunnel's port on the host's loopback over SSH
-        endpoint = (f"unix:{self.flags['socket']}" if _is_local(self.inventory, host)
-                    else f"tcp:127.0.0.1:{self.flags['port']}")
         return {
             "node": host,
             "run": self.name,
@@ -217,7 +214,9 @@ class _Compilation:
             "task_timeout": self.options.task_timeout,
             "log_cap": self.options.log_cap,
             "time_limit": time_limit,
-            "flags": {"endpoint": endpoint, "token": self.flags["token"]},
+            # where tasks find the run's flags: the controller's socket on a local host, the reverse
+            # tunnel's port on the host's loopback over SSH (and netunicorn's variables)
+            "flags": task_settings(self.flags, _is_local(self.inventory, host), f"{self.run_id}-{host}"),
         }
 
     def _deploy_spec(self, host: str, commands: list[str], env_vars: dict[str, str]) -> dict[str, Any]:

@@ -88,8 +88,9 @@ def _ssh_args(flags: dict[str, Any] | None) -> str:
     # dies is noticed within about 15 s instead of hanging.
     ssh_args = "-o ControlMaster=auto -o ControlPersist=120s -o ServerAliveInterval=5 -o ServerAliveCountMax=3"
     if flags:
-        # -o, not -R: Ansible gives ssh_args to sftp and scp too, where -R means something else
-        ssh_args += f" -o 'RemoteForward=127.0.0.1:{flags['port']} {flags['socket']}'"
+        # -o, not -R: Ansible gives ssh_args to sftp and scp too, where -R means something else.
+        # ExitOnForwardFailure: a host where another program holds the port fails, not its tasks' flags.
+        ssh_args += f" -o 'RemoteForward=127.0.0.1:{flags['port']} {flags['socket']}' -o ExitOnForwardFailure=yes"
     return ssh_args
 
 

@@ -1,202 +1,203 @@
-"""The controller's flag store for one run: values in memory, kept in the run folder's flags file
-(``RunDir.flags_file``), served on a Unix socket while the run's execution play runs.
+"""The controller's flag store for one run, served while the run's execution play runs.
 
-Hosts reach the socket through the reverse tunnel the run's ssh arguments open on their
-loopback (``RemoteForward 127.0.0.1:PORT SOCKET``, see ``compiler/settings.py``); local-connection hosts, the
-client and the CLI connect to the socket itself. Every request carries the run's token:
-the tunnel's port on a host is open to that host's other users.
+Hosts reach it through the reverse tunnel the run's ssh arguments open on their loopback
+(``RemoteForward 127.0.0.1:PORT SOCKET``, see ``compiler``; ``ExitOnForwardFailure`` makes a host
+where the port is taken fail at once); local-connection hosts, the client and the CLI connect to the
+socket itself, and local hosts' netunicorn tasks to ``127.0.0.1:LOCAL_PORT``. The same listeners speak
+two protocols: ours (a challenge-response on the run's token, ``model/flags.py``) and netunicorn's
+HTTP (``flag_http``). The server is ``flag_loop``, the values ``flag_store``.
+
+The socket lives in a folder only the user owns (created 0700 under ``$XDG_RUNTIME_DIR`` or the
+temporary folder, checked before use); a folder someone else made is refused with one line.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
-import json
 import os
 import secrets
 import socket
-import socketserver
+import stat
 import tempfile
 import threading
-import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Iterator
 
 from ..errors import RunError
-from ..model.flags import MAX_MESSAGE, FlagError, FlagValues, request
-from .rundir import RunDir, read_json, write_json
+from ..model.flags import FlagError, request
+from .flag_loop import FlagLoop
+from .flag_store import FlagStore
+from .rundir import RunDir, read_json
 
-MAX_WAIT = 600.0
+__all__ = ["FlagStore", "flag_request", "new_endpoint", "read_endpoint",
+           "serve_flags", "task_settings"]
+
+SOCKET_NAME = "flags.sock"
+_MAX_SOCKET_PATH = 100  # a Unix socket path is limited to about 100 bytes
 
 
-def new_endpoint(run_dir: Path) -> Dict[str, Any]:
-    """Where a run's flag store will listen: a short socket path (a Unix socket path is limited
-    to about 100 bytes), a port for the hosts' end of the tunnel, and a token."""
-    folder = Path(tempfile.gettempdir()) / f"unicorn-ansible-{os.getuid()}"
-    folder.mkdir(mode=0o700, exist_ok=True)
-    os.chmod(folder, 0o700)
-    digest = hashlib.sha256(str(Path(run_dir).resolve()).encode()).hexdigest()[:16]
-    return {
-        "socket": str(folder / f"{digest}.sock"),
-        "port": 20000 + secrets.randbelow(40000),
+def _folder_prefix() -> str:
+    return f"unicorn-ansible-{os.getuid()}-"
+
+
+def _private(folder: Path) -> bool:
+    try:
+        info = os.lstat(folder)
+    except OSError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077
+
+
+def _socket_base() -> Path:
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and _private(Path(runtime)) and len(runtime) < _MAX_SOCKET_PATH - 60:
+        return Path(runtime)
+    return Path(tempfile.gettempdir())
+
+
+def _random_port() -> int:
+    """A port below Linux's default range of outgoing ports (32768-60999), so none of them holds it."""
+    return 20000 + secrets.randbelow(12000)
+
+
+def new_endpoint(run_dir: Path, local: bool = False) -> dict[str, Any]:
+    """Where a run's flag store will listen: a socket in a folder of its own, a port for the hosts'
+    end of the tunnel, the token of our protocol, netunicorn's experiment id (the capability of its
+    HTTP protocol) and, with ``local`` hosts, a loopback port on the controller for their HTTP."""
+    folder = _socket_base() / f"{_folder_prefix()}{secrets.token_hex(6)}"
+    endpoint: dict[str, Any] = {
+        "socket": str(folder / SOCKET_NAME),
+        "port": _random_port(),
         "token": secrets.token_hex(16),
+        "experiment_id": secrets.token_hex(16),
+    }
+    if local:
+        endpoint["local_port"] = _random_port()
+    return endpoint
+
+
+def read_endpoint(run_dir: Path) -> dict[str, Any] | None:
+    endpoint = read_json(RunDir(run_dir).flags_endpoint_file)
+    return endpoint if isinstance(endpoint, dict) and "socket" in endpoint else None
+
+
+def task_settings(endpoint: dict[str, Any], local: bool, executor_id: str) -> dict[str, Any]:
+    """What a node's executor gives its tasks (node.json's ``flags``): our address and token, and
+    netunicorn's variables (``environment``) for netunicorn-library's flag tasks."""
+    port = endpoint.get("local_port") if local else endpoint["port"]
+    environment = {"NETUNICORN_EXPERIMENT_ID": endpoint["experiment_id"], "NETUNICORN_EXECUTOR_ID": executor_id}
+    if port:
+        environment["NETUNICORN_GATEWAY_ENDPOINT"] = f"http://127.0.0.1:{port}"
+    return {
+        "endpoint": f"unix:{endpoint['socket']}" if local else f"tcp:127.0.0.1:{endpoint['port']}",
+        "token": endpoint["token"],
+        "environment": environment,
     }
 
 
-def read_endpoint(run_dir: Path) -> Optional[Dict[str, Any]]:
-    return read_json(RunDir(run_dir).flags_endpoint_file)
-
-
-def _check_name(name: Any) -> str:
-    if not isinstance(name, str) or not name or len(name) > 200:
-        raise FlagError("a flag name is a text of 1 to 200 characters")
-    return name
-
-
-def _check_value(value: Any) -> FlagValues:
-    if not isinstance(value, dict):
-        raise FlagError("a flag value is {\"text_value\": ..., \"int_value\": ...}")
-    text, number = value.get("text_value"), value.get("int_value", 0)
-    if text is not None and not isinstance(text, str):
-        raise FlagError("text_value must be a text or null")
-    if number is None:
-        number = 0
-    if isinstance(number, bool) or not isinstance(number, int):
-        raise FlagError("int_value must be an integer")
-    return FlagValues(text, number)
-
-
-class FlagStore:
-    """Flags of one run, thread-safe, written through to the run folder's flags file."""
-
-    def __init__(self, run_dir: Path) -> None:
-        self.path = RunDir(run_dir).flags_file
-        self.changed = threading.Condition()
-        self.flags: Dict[str, FlagValues] = {}
+def _own_folder(folder: Path) -> None:
+    """Create the socket's folder 0700, or accept it only if it is ours and private already."""
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(folder, 0o700)
+    if not _private(folder):
         try:
-            stored = read_json(self.path) or {}
-            self.flags = {name: _check_value(value) for name, value in stored.items()}
-        except FlagError:
-            pass
-
-    def _save(self) -> None:
-        write_json(self.path, {name: value.dict() for name, value in self.flags.items()}, sort_keys=True)
-
-    def get(self, name: str) -> Optional[FlagValues]:
-        with self.changed:
-            return self.flags.get(name)
-
-    def set(self, name: str, value: FlagValues) -> FlagValues:
-        with self.changed:
-            self.flags[name] = value
-            self._save()
-            self.changed.notify_all()
-            return value
-
-    def add(self, name: str, by: int) -> FlagValues:
-        with self.changed:
-            current = self.flags.get(name) or FlagValues()
-            value = FlagValues(current.text_value, current.int_value + by)
-            self.flags[name] = value
-            self._save()
-            self.changed.notify_all()
-            return value
-
-    def wait(self, name: str, value: FlagValues, timeout: float) -> Optional[FlagValues]:
-        deadline = time.monotonic() + timeout
-        with self.changed:
-            while self.flags.get(name) != value:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                self.changed.wait(left)
-            return value
-
-    def handle(self, message: Dict[str, Any]) -> Dict[str, Any]:
-        op = message.get("op")
-        if op == "list":
-            with self.changed:
-                return {"ok": True, "flags": {name: value.dict() for name, value in self.flags.items()}}
-        name = _check_name(message.get("name"))
-        if op == "get":
-            value = self.get(name)
-        elif op == "set":
-            value = self.set(name, _check_value(message.get("value")))
-        elif op == "add":
-            by = message.get("by", 1)
-            if isinstance(by, bool) or not isinstance(by, int):
-                raise FlagError("'by' must be an integer")
-            value = self.add(name, by)
-        elif op == "wait":
-            timeout = message.get("timeout", 60)
-            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
-                raise FlagError("'timeout' must be a number of seconds")
-            value = self.wait(name, _check_value(message.get("value")), min(float(timeout), MAX_WAIT))
-            if value is None:
-                return {"ok": False, "error": "timeout"}
-        else:
-            raise FlagError(f"unknown operation {op!r}")
-        return {"ok": True, "value": None if value is None else value.dict()}
+            info = os.lstat(folder)
+            what = f"owner uid {info.st_uid}, mode {stat.filemode(info.st_mode)}"
+        except OSError as exc:
+            what = exc.strerror or str(exc)
+        raise RunError(f"refusing the flag socket folder {folder} ({what}): it must be a folder only you "
+                       "can use; remove it, or set XDG_RUNTIME_DIR to a private folder and run again")
 
 
-class _Handler(socketserver.StreamRequestHandler):
-    server: "_Server"
-
-    def handle(self) -> None:
-        line = self.rfile.readline(MAX_MESSAGE + 1)
+def _dead_socket(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
         try:
-            if len(line) > MAX_MESSAGE:
-                raise FlagError("request too long")
-            message = json.loads(line)
-            if not isinstance(message, dict):
-                raise FlagError("a request is a JSON object")
-            if not hmac.compare_digest(str(message.get("token", "")), self.server.token):
-                raise FlagError("wrong token: this connection is not from the run's hosts")
-            answer = self.server.store.handle(message)
-        except (ValueError, FlagError) as exc:
-            answer = {"ok": False, "error": str(exc)}
-        with contextlib.suppress(OSError):
-            self.wfile.write(json.dumps(answer).encode() + b"\n")
+            probe.connect(str(path))
+        except ConnectionRefusedError:
+            return True
+        except OSError:
+            return False
+    return False
 
 
-class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
-    request_queue_size = 512  # every task of every host may call at once
+def remove_stale_sockets(base: Path) -> int:
+    """Remove the socket folders of this user's runs whose store is gone (a killed controller)."""
+    removed = 0
+    with contextlib.suppress(OSError):
+        for folder in base.iterdir():
+            if folder.name.startswith(_folder_prefix()) and _private(folder) and \
+                    _dead_socket(folder / SOCKET_NAME):
+                with contextlib.suppress(OSError):
+                    (folder / SOCKET_NAME).unlink()
+                    folder.rmdir()
+                    removed += 1
+    return removed
 
-    def __init__(self, path: str, store: FlagStore, token: str) -> None:
-        self.store = store
-        self.token = token
-        super().__init__(path, _Handler)
+
+def _unix_listener(path: Path) -> socket.socket:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    os.chmod(path, 0o600)
+    listener.listen(4096)
+    return listener
+
+
+def _tcp_listener(port: int) -> socket.socket:
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # refused only by another listener
+    try:
+        listener.bind(("127.0.0.1", port))
+    except OSError as exc:
+        listener.close()
+        raise RunError(f"the flag store cannot listen on 127.0.0.1:{port} for this run's local hosts "
+                       f"({exc.strerror or exc}); compile the run again to choose another port") from None
+    listener.listen(4096)
+    return listener
+
+
+def _listeners(endpoint: dict[str, Any]) -> list[socket.socket]:
+    path = Path(endpoint["socket"])
+    _own_folder(path.parent)
+    listeners = [_unix_listener(path)]
+    if endpoint.get("local_port"):
+        try:
+            listeners.append(_tcp_listener(int(endpoint["local_port"])))
+        except RunError:
+            listeners[0].close()
+            raise
+    return listeners
 
 
 @contextlib.contextmanager
-def serve_flags(run_dir: Path) -> Iterator[Optional[FlagStore]]:
+def serve_flags(run_dir: Path) -> Iterator[FlagStore | None]:
     """Serve the run's flags while the block runs (nothing if the run has no flag endpoint)."""
     endpoint = read_endpoint(run_dir)
     if endpoint is None:
         yield None
         return
-    path = endpoint["socket"]
-    Path(path).parent.mkdir(mode=0o700, exist_ok=True)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
+    path = Path(endpoint["socket"])
+    remove_stale_sockets(path.parent.parent)
     store = FlagStore(run_dir)
-    server = _Server(path, store, endpoint["token"])
-    os.chmod(path, 0o600)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
-                              name="unicorn-flags", daemon=True)
+    loop = FlagLoop(store, endpoint["token"], endpoint.get("experiment_id"), _listeners(endpoint))
+    thread = threading.Thread(target=loop.serve, name="unicorn-flags", daemon=True)
     thread.start()
     try:
         yield store
     finally:
-        server.shutdown()
-        server.server_close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+        loop.stop()
+        thread.join(10)
+        for listener in loop.listeners:
+            listener.close()
+        with contextlib.suppress(OSError):
+            path.unlink()
+            path.parent.rmdir()
 
 
-def _live(endpoint: Dict[str, Any]) -> bool:
+def _live(endpoint: dict[str, Any]) -> bool:
+    if not _private(Path(endpoint["socket"]).parent):
+        return False
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         try:
             sock.connect(endpoint["socket"])
@@ -205,18 +206,16 @@ def _live(endpoint: Dict[str, Any]) -> bool:
             return False
 
 
-def flag_request(run_dir: Path, message: Dict[str, Any]) -> Dict[str, Any]:
+def flag_request(run_dir: Path, message: dict[str, Any]) -> dict[str, Any]:
     """A flag request from the client or the CLI: to the run's live store, or, when the run is not
-    executing, to its flags file (values set then are there when the execution starts)."""
+    executing, to its flags.json (values set then are there when the execution starts)."""
     endpoint = read_endpoint(run_dir)
     if endpoint is None:
         raise RunError(f"run {Path(run_dir).name} has no flags (it was compiled by an older unicorn-ansible)")
-    if _live(endpoint):
-        try:
-            return request(message, f"unix:{endpoint['socket']}", endpoint["token"], timeout=None)
-        except FlagError as exc:
-            raise RunError(str(exc)) from exc
     try:
+        if _live(endpoint):
+            return request(message, f"unix:{endpoint['socket']}", endpoint["token"], timeout=60)
         return FlagStore(run_dir).handle(message)
     except FlagError as exc:
         raise RunError(str(exc)) from exc
+

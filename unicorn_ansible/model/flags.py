@@ -1,7 +1,7 @@
 """Flags: named values that tasks on different nodes, the client and the CLI share during a run.
 
 A flag holds a text and an integer (netunicorn's ``FlagValues``). The store lives on the
-controller while the run's execution play runs (``_flag_server``); tasks reach it through
+controller while the run's execution play runs (``engine/flag_server.py``); tasks reach it through
 the SSH connection Ansible already has (a reverse tunnel on the host's loopback), so hosts
 behind NAT need no way back to the controller. Task code uses the functions below or the
 ready-made tasks (netunicorn's SetFlagTask, GetFlagTask, WaitForExactFlagResultTask,
@@ -12,18 +12,43 @@ This module travels to hosts inside the pickled pipeline: it uses the standard l
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
+import secrets
 import socket
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, Optional
+from typing import Any
 
 from .task import Task
 
 ENDPOINT_VARIABLE = "UNICORN_FLAGS"
 TOKEN_VARIABLE = "UNICORN_FLAGS_TOKEN"
-MAX_MESSAGE = 1 << 20
+
+# The wire protocol (the store is engine/flag_server.py; it imports these). The client speaks first;
+# the token itself never crosses the connection, each side proves it knows it:
+#   client: "unicorn-flags/1 NONCE_C\n"
+#   store:  "NONCE_S PROOF\n"       PROOF = mac("store", NONCE_C, NONCE_S): the store knows the token
+#   client: "MAC REQUEST-JSON\n"    MAC = mac("request", NONCE_C, NONCE_S, REQUEST-JSON)
+#   store:  "MAC ANSWER-JSON\n"     MAC = mac("answer", NONCE_C, NONCE_S, ANSWER-JSON)
+# Nothing is sent to a listener that cannot give PROOF, and an answer whose MAC is wrong is refused,
+# so whoever binds a host's port first learns nothing and cannot forge values.
+HELLO = b"unicorn-flags/1 "
+NONCE_BYTES = 16
+MAX_LINE = 1 << 16        # a request or an answer of one flag (lists are longer: see MAX_ANSWER)
+MAX_ANSWER = 1 << 24      # the whole store, as 'list' returns it
+MAX_TEXT = 8192           # characters of a flag's text
+MAX_NAME = 200
+INT_MIN, INT_MAX = -(1 << 63), (1 << 63) - 1
+BUSY = b"busy\n"          # the store had too many connections waiting: try again (nothing was done)
+
+
+def mac(token: str, kind: str, nonce_client: bytes, nonce_store: bytes, data: bytes = b"") -> bytes:
+    """The hex HMAC-SHA256 of one protocol step, bound to both nonces of this connection."""
+    message = b"|".join((kind.encode(), nonce_client, nonce_store, data))
+    return hmac.new(token.encode(), message, hashlib.sha256).hexdigest().encode()
 
 
 class FlagError(RuntimeError):
@@ -34,38 +59,41 @@ class FlagError(RuntimeError):
 class FlagValues:
     """A flag's value: a text, an integer (0 unless set), or both."""
 
-    text_value: Optional[str] = None
+    text_value: str | None = None
     int_value: int = 0
 
     @classmethod
-    def from_dict(cls, data: Dict[str, Any]) -> "FlagValues":
+    def from_dict(cls, data: dict[str, Any]) -> "FlagValues":
         return cls(data.get("text_value"), int(data.get("int_value") or 0))
 
-    def dict(self) -> Dict[str, Any]:  # pydantic's name, as netunicorn's FlagValues has it
+    def dict(self) -> dict[str, Any]:  # pydantic's name, as netunicorn's FlagValues has it
         return asdict(self)
 
 
-def _connect(endpoint: str, timeout: Optional[float]) -> socket.socket:
+def _address(endpoint: str) -> tuple[int, Any, str]:
     kind, _, where = endpoint.partition(":")
     if kind == "unix":
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        address: Any = where
-    elif kind == "tcp":
+        return socket.AF_UNIX, where, where
+    if kind == "tcp":
         host, _, port = where.rpartition(":")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        address = (host, int(port))
-    else:
-        raise FlagError(f"flag store address {endpoint!r} is not unix:PATH or tcp:HOST:PORT")
+        if port.isdigit():
+            return socket.AF_INET, (host, int(port)), where
+    raise FlagError(f"flag store address {endpoint!r} is not unix:PATH or tcp:HOST:PORT")
+
+
+class _Busy(Exception):
+    """The store dropped this connection before it read the request: nothing was done, try again."""
+
+
+def _connect(endpoint: str, timeout: float | None) -> socket.socket:
+    family, address, where = _address(endpoint)
+    sock = socket.socket(family, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
-        for attempt in range(50):
-            try:
-                sock.connect(address)
-                break
-            except BlockingIOError:  # the store's queue of new connections is full: a moment
-                if attempt == 49:
-                    raise
-                time.sleep(0.02 * (attempt + 1))
+        sock.connect(address)
+    except BlockingIOError:  # the store's queue of new connections is full: a moment
+        sock.close()
+        raise _Busy() from None
     except OSError as exc:
         sock.close()
         raise FlagError(
@@ -76,33 +104,81 @@ def _connect(endpoint: str, timeout: Optional[float]) -> socket.socket:
     return sock
 
 
-def request(message: Dict[str, Any], endpoint: Optional[str] = None, token: Optional[str] = None,
-            timeout: Optional[float] = 30.0) -> Dict[str, Any]:
+def _read_line(sock: socket.socket, limit: int) -> bytes:
+    data = bytearray()
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+        if len(data) > limit:
+            raise FlagError("the flag store's answer is too long")
+    return bytes(data)
+
+
+def _greet(sock: socket.socket, token: str) -> tuple[bytes, bytes]:
+    """The handshake: the store proves it knows the token before anything else is sent."""
+    nonce_client = secrets.token_hex(NONCE_BYTES).encode()
+    try:
+        sock.sendall(HELLO + nonce_client + b"\n")
+        greeting = _read_line(sock, 256)
+    except (ConnectionResetError, BrokenPipeError) as exc:
+        raise _Busy() from exc
+    if greeting in (b"", BUSY):
+        raise _Busy()
+    nonce_store, _, proof = greeting.strip().partition(b" ")
+    if not hmac.compare_digest(proof, mac(token, "store", nonce_client, nonce_store)):
+        raise FlagError("the flag store's proof does not match this task's token: something other than the run's "
+                        "store listens on its address, or the token is not this run's (nothing was sent)")
+    return nonce_client, nonce_store
+
+
+def _exchange(sock: socket.socket, body: bytes, token: str) -> dict[str, Any]:
+    nonce_client, nonce_store = _greet(sock, token)
+    try:
+        sock.sendall(mac(token, "request", nonce_client, nonce_store, body) + b" " + body + b"\n")
+        line = _read_line(sock, MAX_ANSWER)
+    except (ConnectionResetError, BrokenPipeError):
+        line = b""
+    if not line:
+        raise FlagError("the flag store closed the connection without an answer")
+    signature, _, answer = line.strip().partition(b" ")
+    if not hmac.compare_digest(signature, mac(token, "answer", nonce_client, nonce_store, answer)):
+        raise FlagError("the flag store's answer is not authenticated by the run's token (refused)")
+    reply = json.loads(answer)
+    if reply.get("retry"):  # the store, authenticated, says it dropped the request unread
+        raise _Busy()
+    return reply
+
+
+def request(message: dict[str, Any], endpoint: str | None = None, token: str | None = None,
+            timeout: float | None = 30.0) -> dict[str, Any]:
     """Send one request to the flag store and return its answer (a dict with ``ok``)."""
     endpoint = endpoint or os.environ.get(ENDPOINT_VARIABLE)
     if not endpoint:
         raise FlagError("no flag store: flags are available to tasks run by unicorn-ansible "
                         f"(${ENDPOINT_VARIABLE} is not set)")
     token = token if token is not None else os.environ.get(TOKEN_VARIABLE, "")
-    with _connect(endpoint, timeout) as sock:
-        sock.sendall(json.dumps({**message, "token": token}).encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-            if len(data) > MAX_MESSAGE:
-                raise FlagError("the flag store's answer is too long")
-    if not data:
-        raise FlagError("the flag store closed the connection without an answer")
-    answer = json.loads(data)
+    body = json.dumps(message).encode()
+    if len(body) >= MAX_LINE - 100:
+        raise FlagError(f"a flag request is at most {MAX_LINE} bytes (a text at most {MAX_TEXT} characters)")
+    for attempt in range(40):
+        try:
+            with _connect(endpoint, timeout) as sock:
+                answer = _exchange(sock, body, token)
+            break
+        except _Busy:  # dropped before the store read the request: nothing happened
+            time.sleep(min(0.01 * (attempt + 1), 0.25))
+        except socket.timeout as exc:
+            raise FlagError(f"the flag store did not answer within {timeout:g} s") from exc
+    else:
+        raise FlagError("the flag store kept refusing connections (too many at once); try again")
     if not answer.get("ok") and answer.get("error") != "timeout":
         raise FlagError(f"flag store: {answer.get('error', 'request refused')}")
     return answer
 
 
-def get_flag(name: str) -> Optional[FlagValues]:
+def get_flag(name: str) -> FlagValues | None:
     """The flag's value, or None if it was never set."""
     value = request({"op": "get", "name": name})["value"]
     return None if value is None else FlagValues.from_dict(value)
@@ -176,8 +252,8 @@ class WaitForExactFlagResultTask(Task):
     wait to ``sleep_time * attempts`` seconds; ``timeout`` (seconds) sets it directly; with
     neither, it waits until the node's time limit."""
 
-    def __init__(self, flag_name: str, values: FlagValues, sleep_time: float = 1, attempts: Optional[int] = None,
-                 *args: Any, timeout: Optional[float] = None, **kwargs: Any) -> None:
+    def __init__(self, flag_name: str, values: FlagValues, sleep_time: float = 1, attempts: int | None = None,
+                 *args: Any, timeout: float | None = None, **kwargs: Any) -> None:
         self.flag_name = flag_name
         self.values = values
         self.sleep_time = sleep_time

@@ -108,6 +108,7 @@ def _run_environment(spec: dict[str, Any]) -> dict[str, str]:
     flags = spec.get("flags") or {}
     if flags.get("endpoint"):  # for unicorn_ansible's flag functions and tasks (see model/flags.py)
         environment.update(UNICORN_FLAGS=flags["endpoint"], UNICORN_FLAGS_TOKEN=flags.get("token", ""))
+    environment.update(flags.get("environment") or {})  # flag-store: NETUNICORN_* for netunicorn's flag tasks
     return environment
 
 
