@@ -2,11 +2,13 @@
 # System packages the SSH testbed (and so the test suite) needs on Debian/Ubuntu:
 # sshd for each test host, iproute2 for namespaces and links, sudo for become,
 # ping for the experiments, python3-venv for node environments, chromium for the
-# report's browser test, pypy3 as a host Python of another version. Installs only what
+# report's browser test, pypy3 as a host Python of another version; tcpdump, tshark,
+# traceroute, iperf3 and dnsutils for the netunicorn-library conformance suite. Installs only what
 # is missing; needs root.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-packages=(openssh-server openssh-client iproute2 sudo util-linux iputils-ping python3 python3-venv procps chromium pypy3)
+packages=(openssh-server openssh-client iproute2 sudo util-linux iputils-ping python3 python3-venv procps chromium pypy3
+          tcpdump tshark traceroute iperf3 dnsutils)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -12,7 +12,7 @@ from .ui.client import Client, DeploymentExecutionResult, ExperimentExecutionInf
 from .engine.lifecycle import run
 from .model.environment import DockerImage, EnvironmentDefinition, RuntimeContext, ShellExecution
 from .model.experiment import Deployment, Experiment
-from .model.nodes import Architecture, CountableNodePool, Node, Nodes
+from .model.nodes import Architecture, CountableNodePool, Node, Nodes, UncountableNodePool
 from .model.flags import (
     AtomicDecrementFlagTask,
     AtomicIncrementFlagTask,
@@ -43,6 +43,9 @@ from .errors import (
 )
 
 from ._version import __version__  # noqa: E402
+from .compat import netunicorn as _netunicorn
+
+_netunicorn.adopt_netunicorn_classes()  # netunicorn's Tasks and Experiments accepted as ours
 
 __all__ = [
     "AtomicDecrementFlagTask",
@@ -87,6 +90,7 @@ __all__ = [
     "Task",
     "TaskDispatcher",
     "TestbedError",
+    "UncountableNodePool",
     "UnicornError",
     "UntrustedDataError",
     "UsageError",

@@ -30,6 +30,7 @@ import cloudpickle
 import jinja2
 
 from .._version import __version__
+from ..compat.netunicorn import as_experiment
 from ..engine.flag_server import new_endpoint, task_settings
 from ..engine.rundir import RunDir, RunStatus, write_atomic, write_json
 from ..errors import ExperimentError, InventoryError, UsageError
@@ -119,6 +120,7 @@ def compile_experiment(
     """Write the run folder for ``experiment`` on ``inventory``; return its path."""
     options = options or CompileOptions()
     check_run_name(name)
+    experiment = as_experiment(experiment)
     hosts = _checked_hosts(experiment, inventory)
     run = RunDir(Path(run_dir).resolve())
     _lay_out(run)
@@ -132,7 +134,7 @@ def compile_experiment(
     _write_playbooks(run, compiled.playbook_context(name, run_id, hosts, settings))
     _write_inventory(run, inventory, hosts)
     write_json(run.envvars_file, {e: v for _, _, e, v in settings})
-    run.create_record(_run_record(name, run_id, hosts, inventory, options))
+    run.create_record(_run_record(name, run_id, hosts, inventory, options, experiment))
     # The experiment itself, for the client's get_experiment_status (a controller-side file).
     write_atomic(run.experiment_file, cloudpickle.dumps(experiment), 0o600)
     return run.path
@@ -269,7 +271,7 @@ def _write_inventory(run: RunDir, inventory: Inventory, hosts: list[str]) -> Non
 
 
 def _run_record(name: str, run_id: str, hosts: list[str], inventory: Inventory,
-                options: CompileOptions) -> dict[str, Any]:
+                options: CompileOptions, experiment: Experiment) -> dict[str, Any]:
     return {
         "name": name,
         "run_id": run_id,
@@ -279,6 +281,7 @@ def _run_record(name: str, run_id: str, hosts: list[str], inventory: Inventory,
         "inventory": inventory.sources,
         "options": asdict(options),
         "versions": versions(),
+        "notices": [notice for deployment in experiment for notice in getattr(deployment, "notices", [])],
     }
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..compat.netunicorn import as_experiment
 from ..compiler.compile import check_run_name, compile_experiment
 from ..compiler.settings import CompileOptions
 from ..errors import ExperimentError, RunError, UsageError
@@ -47,7 +48,7 @@ def load_experiment_file(path: str, nodes: CountableNodePool) -> Experiment:
         raise ExperimentError(
             f"{path} defines no 'experiment'; set experiment = Experiment()... or def experiment(nodes): ..."
         )
-    value = namespace["experiment"]
+    value = as_experiment(namespace["experiment"])
     if callable(value) and not isinstance(value, Experiment):
         try:
             value = value(nodes)
@@ -55,6 +56,7 @@ def load_experiment_file(path: str, nodes: CountableNodePool) -> Experiment:
             raise
         except Exception as exc:
             raise ExperimentError(f"{path}: experiment(nodes) raised {type(exc).__name__}: {exc}") from exc
+        value = as_experiment(value)
     if not isinstance(value, Experiment):
         raise ExperimentError(
             f"{path}: 'experiment' is a {type(value).__name__}; it must be an Experiment "

@@ -6,7 +6,7 @@ import contextlib
 import copy
 
 import threading
-from typing import Iterable, Iterator, List, Optional, Union
+from typing import Dict, Iterable, Iterator, List, Optional, Union
 
 import cloudpickle
 
@@ -16,6 +16,7 @@ from .graph import ExecutionGraph, GraphPlan, as_graph, dispatch_graph
 from .nodes import CountableNodePool, Node, Nodes
 from .pipeline import Pipeline
 from .task import Task, TaskDispatcher, TaskElement
+from ..compat import netunicorn as _netunicorn
 from ..errors import ExperimentError, GraphError
 
 # Hosts have no unicorn_ansible installed: the model classes a pickled pipeline
@@ -26,6 +27,7 @@ _pickle_lock = threading.Lock()
 
 @contextlib.contextmanager
 def _model_by_value() -> Iterator[None]:
+    _netunicorn.register_netunicorn_by_value()
     with _pickle_lock:
         for module in _SHIPPED_MODULES:
             cloudpickle.register_pickle_by_value(module)
@@ -82,9 +84,15 @@ class Deployment:
     - ``environment_definition.commands``: every task's requirements, stage by stage, task by task
     - ``prepared`` / ``error``: filled in by the engine after deployment
     - ``keep_alive_timeout_minutes``: this node's time limit (netunicorn's name); None: the run's
+    - ``cleanup``: netunicorn's flag (remove containers afterwards); kept, nothing to clean up here
+    - ``notices``: what the user should know about how this deployment runs (printed by ``run``)
+
+    netunicorn's Node, Pipeline, CyclePipeline and ExecutionGraph are accepted as they are.
     """
 
-    def __init__(self, node: Node, pipeline: Union[Pipeline, ExecutionGraph], keep_alive_timeout_minutes: Optional[float] = None) -> None:
+    def __init__(self, node: Node, pipeline: Union[Pipeline, ExecutionGraph],
+                 keep_alive_timeout_minutes: Optional[float] = None, cleanup: bool = True) -> None:
+        node, pipeline = _netunicorn.as_node(node), _netunicorn.as_flow(pipeline)
         if not isinstance(node, Node):
             raise ExperimentError(f"expected a Node, got {type(node).__name__}: {node!r}")
         if not isinstance(pipeline, (Pipeline, ExecutionGraph)):
@@ -103,8 +111,12 @@ class Deployment:
         self.executor_id: str = ""
         self.error: Optional[Exception] = None
         self.keep_alive_timeout_minutes = keep_alive_timeout_minutes
+        self.cleanup = cleanup
+        notice = getattr(pipeline, "environment_notice", None)
+        self.notices: List[str] = [notice.format(node=node.name)] if notice else []
         dispatched = _dispatched(pipeline, node)
         self.environment_definition: EnvironmentDefinition = copy.deepcopy(environment)
+        self.environment_definition.commands.extend(_netunicorn.runtime_requirements(dispatched))
         tasks = (v for v in dispatched.vertices if isinstance(v, Task)) if isinstance(dispatched, GraphPlan) \
             else (task for stage in dispatched.tasks for task in stage)
         for task in tasks:
@@ -129,12 +141,17 @@ class Deployment:
 
 
 class Experiment:
-    """A mapping of pipelines to nodes: one Deployment per node."""
+    """A mapping of pipelines to nodes: one Deployment per node.
 
-    def __init__(self) -> None:
+    ``deployment_context`` is netunicorn's per-connector context ({connector: {key: value}});
+    this engine has no connectors and only keeps it with the experiment."""
+
+    def __init__(self, deployment_context: Optional[Dict[str, Dict[str, str]]] = None) -> None:
         self.deployment_map: List[Deployment] = []
+        self.deployment_context = deployment_context
 
-    def append(self, node: Node, pipeline: Union[Pipeline, ExecutionGraph], keep_alive_timeout_minutes: Optional[float] = None) -> "Experiment":
+    def append(self, node: Node, pipeline: Union[Pipeline, ExecutionGraph],
+               keep_alive_timeout_minutes: Optional[float] = None) -> "Experiment":
         """Dispatch and serialize ``pipeline`` for ``node`` and add it as a deployment; returns self.
 
         ``keep_alive_timeout_minutes`` limits how long this node's pipeline may run (default: the run's limit)."""
@@ -149,7 +166,7 @@ class Experiment:
     def map(self, pipeline: Union[Pipeline, ExecutionGraph], nodes: Union[Iterable[Node], Nodes]) -> "Experiment":
         """Append ``pipeline`` for every node of ``nodes`` (a sequence of nodes or a pool); returns self."""
         members = nodes.flatten() if isinstance(nodes, CountableNodePool) else list(nodes)
-        for node in members:
+        for node in map(_netunicorn.as_node, members):
             if not isinstance(node, Node):
                 raise ExperimentError(f"Experiment.map expects nodes, got {type(node).__name__}: {node!r}")
             self.append(node, pipeline)
@@ -173,6 +190,8 @@ class Experiment:
                     "one node runs one pipeline"
                 )
             merged.deployment_map.append(deployment)
+        if self.deployment_context or other.deployment_context:
+            merged.deployment_context = {**(self.deployment_context or {}), **(other.deployment_context or {})}
         return merged
 
     def __str__(self) -> str:

@@ -2,25 +2,36 @@
 
 from __future__ import annotations
 
+import copy
 import enum
 import itertools
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
 
+from ..compat.netunicorn import installed as _netunicorn_installed
 
-class Architecture(enum.Enum):
-    """Architecture and operating system of a node."""
+if _netunicorn_installed():
+    # With netunicorn-base installed our nodes are netunicorn Nodes too, with netunicorn's
+    # Architecture: netunicorn's Experiment and netunicorn-library's dispatchers accept them.
+    from netunicorn.base.architecture import Architecture
+    from netunicorn.base.nodes import Node as _NodeBase
+else:
+    _NodeBase = object  # type: ignore[misc,assignment]
 
-    LINUX_AMD64 = "linux/amd64"
-    LINUX_ARM64 = "linux/arm64"
-    WINDOWS_AMD64 = "win/amd64"
-    WINDOWS_ARM64 = "win/arm64"
-    UNKNOWN = "unknown"
+    class Architecture(enum.Enum):  # type: ignore[no-redef]
+        """Architecture and operating system of a node."""
+
+        LINUX_AMD64 = "linux/amd64"
+        LINUX_ARM64 = "linux/arm64"
+        WINDOWS_AMD64 = "win/amd64"
+        WINDOWS_ARM64 = "win/arm64"
+        UNKNOWN = "unknown"
 
 
-class Node:
+class Node(_NodeBase):  # type: ignore[misc,valid-type]
     """A host that runs a pipeline: a name, properties (host variables, groups) and an architecture.
 
-    ``node['key']`` reads a property and gives ``None`` when it is absent.
+    ``node['key']`` reads a property and gives ``None`` when it is absent; a node is not
+    iterable (``list(node)`` raises TypeError, as netunicorn's does).
     """
 
     def __init__(
@@ -33,6 +44,11 @@ class Node:
         self.properties: Dict[str, Any] = properties if properties is not None else {}
         self.additional_properties: Dict[str, Any] = {}
         self.architecture = architecture
+        if _NodeBase is not object:  # netunicorn's Deployment reads it
+            self.available_environments = self._infer_environments()
+
+    def __iter__(self) -> Iterator[Any]:
+        raise TypeError("Node is not iterable")
 
     def __getitem__(self, item: str) -> Any:
         return self.properties.get(item, None)
@@ -47,7 +63,7 @@ class Node:
         return self.name
 
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Node):
+        if not isinstance(other, (Node, _NodeBase if _NodeBase is not object else Node)):
             return NotImplemented
         return (
             self.name == other.name
@@ -162,4 +178,61 @@ class CountableNodePool(Nodes):
                 element.properties[name] = value
             else:
                 element.set_property(name, value)
+        return self
+
+
+class UncountableNodePool(Nodes):
+    """A pool that hands out nodes without end, made from templates (netunicorn's, e.g. a cloud):
+    each node is a copy of the next template, its name followed by a running number, until
+    ``soft_limit`` nodes have been handed out."""
+
+    def __init__(self, node_template: List[Node], soft_limit: Optional[float] = None) -> None:
+        if soft_limit is not None and soft_limit <= 0:
+            raise ValueError("Soft limit must be greater than 0.")
+        self._node_template = node_template
+        self._nodes = itertools.cycle(node_template)
+        self._counter = itertools.count(start=1)
+        self.soft_limit = float("inf") if soft_limit is None else soft_limit
+
+    def __str__(self) -> str:
+        return f"<Uncountable node pool with next node template: {self._node_template}>"
+
+    __repr__ = __str__
+
+    def __iter__(self) -> Iterator[Node]:
+        return self
+
+    def __next__(self) -> Node:
+        node = copy.deepcopy(next(self._nodes))
+        number = next(self._counter)
+        if number > self.soft_limit:
+            raise StopIteration
+        node.name += str(number)
+        return node
+
+    def __getitem__(self, key: int) -> Node:
+        return self._node_template[key]
+
+    def __setitem__(self, key: int, value: Node) -> None:
+        self._node_template[key] = value
+
+    def __len__(self) -> int:
+        return len(self._node_template)
+
+    def filter(self, function: Callable[[Node], bool]) -> "UncountableNodePool":
+        pool = UncountableNodePool([x for x in self._node_template if function(x)])
+        pool._counter, pool.soft_limit = self._counter, self.soft_limit
+        return pool
+
+    def take(self, count: int) -> List[Node]:
+        return [next(self) for _ in range(count)]
+
+    def skip(self, count: int) -> "UncountableNodePool":
+        for _ in range(count % len(self._node_template)):
+            next(self._nodes)
+        return self
+
+    def set_property(self, name: str, value: Any) -> "UncountableNodePool":
+        for node in self._node_template:
+            node.properties[name] = value
         return self

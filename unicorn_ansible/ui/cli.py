@@ -133,6 +133,13 @@ def _resolve_run(name_or_dir: str) -> Path:
     return find_run(check_run_name(name_or_dir)).path
 
 
+def _print_notices(experiment: Any) -> None:
+    """What the user should know about how their deployments run (e.g. a DockerImage run as shell)."""
+    for deployment in experiment:
+        for notice in getattr(deployment, "notices", []):
+            click.echo(f"notice: {notice}", err=True)
+
+
 @cli.command()
 @click.argument("experiment_file", type=click.Path(dir_okay=False))
 @_inventory_option
@@ -161,6 +168,7 @@ def run(experiment_file: str, inventories: Sequence[str], name: str | None, repl
     experiment = load_experiment_file(experiment_file, inventory.nodes())
     name = name or new_run_name(Path(experiment_file).stem)
     click.echo(f"run {name}: {len(experiment)} node(s)", err=True)
+    _print_notices(experiment)
     from .progress import Progress
 
     with Progress(run_path(name).path, [d.node.name for d in experiment], sys.stderr) as progress:
@@ -196,6 +204,7 @@ def compile_command(experiment_file: str, inventories: Sequence[str], output: st
     engine.pop("ask_pass", None)
     inventory = load_inventory(inventories)
     experiment = load_experiment_file(experiment_file, inventory.nodes())
+    _print_notices(experiment)
     run_dir = compile_experiment(experiment, inventory, target, name, _options(**engine))
     args = " ".join(inventory_args(run_dir, inventory.sources))
     click.echo(f"compiled {len(experiment)} node(s) into {run_dir}")

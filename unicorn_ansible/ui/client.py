@@ -24,6 +24,7 @@ import enum
 import shutil
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from typing import Any
 import cloudpickle
 from returns.result import Failure, Result, Success
 
+from ..compat.netunicorn import as_experiment
 from ..compiler.settings import CompileOptions
 from ..engine import lifecycle
 from ..engine.flag_server import flag_request
@@ -144,6 +146,9 @@ class Client:
     # -- the experiment's lifetime (engine/lifecycle.py, as for the CLI) ------------
     def prepare_experiment(self, experiment: Experiment, experiment_name: str) -> str:
         """Compile the experiment and run its deployment play in the background; returns the name."""
+        experiment = as_experiment(experiment)
+        for notice in [n for deployment in experiment for n in getattr(deployment, "notices", [])]:
+            warnings.warn(notice, stacklevel=2)
         run = lifecycle.prepare(experiment, self.inventory, experiment_name, self.options)
         lifecycle.mark_preparing(run)
         self._background(experiment_name, run, lambda: lifecycle.deploy(run, self.inventory))

@@ -1,0 +1,117 @@
+"""netunicorn-base's own objects accepted as ours, and our nodes accepted by netunicorn."""
+
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+
+import cloudpickle
+import pytest
+from netunicorn.base import Architecture as NArchitecture
+from netunicorn.base import CyclePipeline as NCyclePipeline
+from netunicorn.base import ExecutionGraph as NExecutionGraph
+from netunicorn.base import Experiment as NExperiment
+from netunicorn.base import FlagValues as NFlagValues
+from netunicorn.base import Pipeline as NPipeline
+from netunicorn.base import ShellExecution as NShellExecution
+from netunicorn.base import Task as NTask
+from netunicorn.base.nodes import Node as NNode
+from netunicorn.library.tasks.basic import ShellCommand, SleepTask
+from netunicorn.library.tasks.flags import GetFlagTask
+from netunicorn.library.tasks.measurements.ping import Ping
+
+from unicorn_ansible import Architecture, CountableNodePool, Experiment, ExecutionGraph, Node, Pipeline, Task
+from unicorn_ansible.compat.netunicorn import as_experiment, as_flow, runtime_requirements
+from unicorn_ansible.model.graph import GraphPlan
+
+
+def linux(name: str = "h1") -> Node:
+    return Node(name, {"ansible_host": "127.0.0.1"}, Architecture.LINUX_AMD64)
+
+
+def test_our_nodes_are_netunicorn_nodes_with_netunicorn_architecture():
+    node = linux()
+    assert isinstance(node, NNode)
+    assert Architecture is NArchitecture
+    assert node.available_environments  # netunicorn's Deployment checks it
+
+
+def test_a_node_is_not_iterable():
+    with pytest.raises(TypeError, match="not iterable"):
+        list(linux())
+    with pytest.raises(TypeError):
+        iter(linux())
+
+
+def test_netunicorn_experiment_takes_our_pool_nodes_and_dispatches_library_tasks():
+    pool = CountableNodePool([linux("h1"), linux("h2")])
+    experiment = NExperiment().map(NPipeline().then(Ping("127.0.0.1", count=1)), pool.take(2))
+    assert [d.node.name for d in experiment] == ["h1", "h2"]
+    with pytest.raises(TypeError, match="got Nodes instead"):  # netunicorn's own rule holds for our pools
+        NExperiment().map(NPipeline(), pool)
+
+
+def test_netunicorn_tasks_and_dispatchers_go_into_our_pipeline():
+    assert isinstance(SleepTask(1), Task)
+    experiment = Experiment().append(linux(), Pipeline().then(Ping("127.0.0.1", count=1)).then(SleepTask(0)))
+    stages = cloudpickle.loads(experiment[0].pipeline).tasks
+    assert type(stages[0][0]).__name__ == "PingLinuxImplementation"
+    assert "sudo apt-get install -y iputils-ping" in experiment[0].environment_definition.commands
+
+
+def test_netunicorn_pipeline_becomes_our_graph_with_the_same_vertices_and_a_docker_notice():
+    pipeline = NPipeline().then(SleepTask(1)).then([ShellCommand(["true"]), ShellCommand(["false"])])
+    graph = as_flow(pipeline)
+    assert isinstance(graph, ExecutionGraph) and graph.name == pipeline.name
+    assert set(graph.graph.nodes) == set(pipeline.graph.nodes)
+    deployment = Experiment().append(linux(), pipeline)[0]
+    assert "DockerImage" in deployment.notices[0] and "ShellExecution" in deployment.notices[0]
+    plan = cloudpickle.loads(deployment.pipeline)
+    assert isinstance(plan, GraphPlan) and sum(hasattr(v, "run") for v in plan.vertices) == 3
+
+
+def test_shell_execution_keeps_commands_and_variables_and_gives_no_notice():
+    environment = NShellExecution(commands=["echo prepared"])
+    environment.runtime_context.environment_variables["MODE"] = "fast"
+    deployment = Experiment().append(linux(), NPipeline(environment_definition=environment).then(SleepTask(0)))[0]
+    assert deployment.notices == []
+    assert deployment.environment_definition.commands[0] == "echo prepared"
+    assert deployment.environment_definition.runtime_context.environment_variables == {"MODE": "fast"}
+
+
+def test_netunicorn_experiment_becomes_ours_with_context():
+    experiment = NExperiment(deployment_context={"ssh": {"user": "x"}})
+    experiment.append(linux("h1"), NCyclePipeline(cycles=3).then(SleepTask(0)))
+    ours = as_experiment(experiment)
+    assert isinstance(ours, Experiment) and ours.deployment_context == {"ssh": {"user": "x"}}
+    assert ours[0].node.name == "h1"
+
+
+def test_hand_made_netunicorn_node_and_graph_accepted():
+    graph = NExecutionGraph()
+    task = SleepTask(0)
+    graph.graph.add_edge("root", task)
+    deployment = Experiment().append(NNode("h9", {}), graph)[0]
+    assert isinstance(deployment.node, Node) and deployment.node.name == "h9"
+
+
+def test_netunicorn_code_travels_by_value(tmp_path):
+    """A host without netunicorn loads and runs the pipeline of a netunicorn-library task."""
+    (tmp_path / "p.pkl").write_bytes(Experiment().append(linux(), Pipeline().then(SleepTask(0)))[0].pipeline)
+    code = ("import sys, cloudpickle; sys.modules['netunicorn'] = None; "
+            f"p = cloudpickle.loads(open({str(tmp_path / 'p.pkl')!r}, 'rb').read()); print(p.tasks[0][0].run())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "0", done.stderr
+
+
+def test_runtime_requirements_name_what_netunicorns_executor_would_have():
+    assert runtime_requirements(Pipeline().then(SleepTask(0))) == []
+    commands = runtime_requirements(Pipeline().then(GetFlagTask("f")))
+    assert [c.split("'")[1] for c in commands] == ["import pydantic", "import requests"]
+    assert all("failed: install" in c for c in commands)
+
+
+def test_flag_values_travel_and_validate():
+    value = pickle.loads(pickle.dumps(NFlagValues(int_value=3)))
+    assert value.int_value == 3

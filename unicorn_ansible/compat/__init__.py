@@ -1,0 +1,1 @@
+"""Compatibility with objects of other tools: netunicorn-base and netunicorn-library."""
