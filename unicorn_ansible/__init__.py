@@ -10,6 +10,8 @@ from returns.result import Failure, Result, Success
 
 from .ui.client import Client, DeploymentExecutionResult, ExperimentExecutionInformation, ExperimentStatus
 from .engine.lifecycle import run
+from .engine.local import LocalExecutor, get_local_executor
+from .compat.remote_client import RemoteClient
 from .model.environment import DockerImage, EnvironmentDefinition, RuntimeContext, ShellExecution
 from .model.experiment import Deployment, Experiment
 from .model.nodes import Architecture, CountableNodePool, Node, Nodes, UncountableNodePool
@@ -35,6 +37,7 @@ from .errors import (
     ExperimentError,
     GraphError,
     InventoryError,
+    RemoteClientException,
     RunError,
     TestbedError,
     UnicornError,
@@ -84,6 +87,10 @@ __all__ = [
     "Pipeline",
     "Result",
     "RunError",
+    "RemoteClient",
+    "RemoteClientException",
+    "LocalExecutor",
+    "get_local_executor",
     "RuntimeContext",
     "ShellExecution",
     "Success",

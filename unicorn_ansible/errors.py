@@ -28,7 +28,11 @@ class InventoryError(UnicornError):
     """The inventory is missing, unparsable, or lacks a node."""
 
 
-class RunError(UnicornError):
+class RemoteClientException(UnicornError):
+    """What netunicorn's client raises when a verb fails; the client raises its subclasses."""
+
+
+class RunError(RemoteClientException):
     """A run cannot be created, found or read."""
 
 

@@ -90,8 +90,10 @@ def run_playbook(
     inventory: Inventory,
     event_handler: EventHandler | None = None,
     secrets: Secrets | None = None,
+    limit: Sequence[str] | None = None,
 ) -> int:
-    """Run one of the run directory's playbooks with ansible-runner; return its exit code."""
+    """Run one of the run directory's playbooks with ansible-runner (on the ``limit`` hosts only,
+    if given); return its exit code."""
     ensure_ansible_on_path()
     import ansible_runner
 
@@ -100,6 +102,8 @@ def run_playbook(
     kwargs.update((secrets or Secrets()).runner_arguments())
     if inventory.sources:
         kwargs["inventory"] = list(inventory.sources)
+    if limit is not None:
+        kwargs["limit"] = ",".join(limit)
     runner = ansible_runner.run(
         private_data_dir=str(run.path),
         playbook=playbook,
@@ -256,6 +260,15 @@ def cancel(run: RunDir, inventory: Inventory | None = None,
     run.update(cancel_requested=time.time())
     rc = run_playbook(run, CANCEL, inventory, event_handler)
     run.update(status=RunStatus.CANCELLED.value, cancelled=time.time(), cancel_rc=rc)
+    return load_results(run.path)
+
+
+def cancel_nodes(run: RunDir, nodes: Sequence[str], inventory: Inventory | None = None,
+                 event_handler: EventHandler | None = None) -> RunResults:
+    """Stop the executors of ``nodes`` only; the run and its other nodes go on."""
+    rc = run_playbook(run, CANCEL, inventory or run_inventory(run), event_handler, limit=nodes)
+    run.update(cancelled_nodes=sorted(set(run.record().get("cancelled_nodes", [])) | set(nodes)),
+               cancel_nodes_rc=rc)
     return load_results(run.path)
 
 

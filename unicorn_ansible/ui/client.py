@@ -144,9 +144,15 @@ class Client:
         return shutil.which("ansible-playbook") is not None
 
     # -- the experiment's lifetime (engine/lifecycle.py, as for the CLI) ------------
-    def prepare_experiment(self, experiment: Experiment, experiment_name: str) -> str:
-        """Compile the experiment and run its deployment play in the background; returns the name."""
+    def prepare_experiment(self, experiment: Experiment, experiment_name: str,
+                           deployment_context: dict[str, dict[str, str]] | None = None) -> str:
+        """Compile the experiment and run its deployment play in the background; returns the name.
+
+        ``deployment_context`` (netunicorn's, for its connectors) is merged into the experiment's
+        and kept with it; this engine has no connectors to hand it to."""
         experiment = as_experiment(experiment)
+        if deployment_context is not None:
+            experiment.deployment_context = {**(experiment.deployment_context or {}), **deployment_context}
         for notice in [n for deployment in experiment for n in getattr(deployment, "notices", [])]:
             warnings.warn(notice, stacklevel=2)
         run = lifecycle.prepare(experiment, self.inventory, experiment_name, self.options)
@@ -154,8 +160,11 @@ class Client:
         self._background(experiment_name, run, lambda: lifecycle.deploy(run, self.inventory))
         return experiment_name
 
-    def start_execution(self, experiment_name: str) -> str:
-        """Run the execution play of a prepared experiment in the background."""
+    def start_execution(self, experiment_name: str,
+                        execution_context: dict[str, dict[str, str]] | None = None) -> str:
+        """Run the execution play of a prepared experiment in the background.
+
+        ``execution_context`` (netunicorn's, for its connectors) is accepted and not used."""
         run = self._find(experiment_name)
         lifecycle.mark_running(run, expected=RunStatus.READY)
         self._background(experiment_name, run, lambda: lifecycle.execute(run, self.inventory))
@@ -191,6 +200,7 @@ class Client:
             for deployment in experiment:
                 outcome = results[deployment.node.name]
                 deployment.prepared = outcome.prepared
+                deployment.executor_id = deployment.node.name
                 deployment.error = Exception(outcome.error) if outcome.error and not outcome.prepared else None
         execution: list[DeploymentExecutionResult] | None = None
         if status in (ExperimentStatus.RUNNING, ExperimentStatus.FINISHED):
@@ -202,12 +212,13 @@ class Client:
             ]
         return ExperimentExecutionInformation(status, experiment, execution)
 
-    def get_experiments(self) -> dict[str, ExperimentStatus]:
-        """Every run in the home folder with its status."""
+    def get_experiments(self) -> dict[str, ExperimentExecutionInformation]:
+        """Every run in the home folder with its status, experiment and results (netunicorn's shape)."""
         folder = runs_dir()
         if not folder.exists():
             return {}
-        return {path.name: self._status(path) for path in sorted(folder.iterdir()) if RunDir(path).exists()}
+        return {path.name: self.get_experiment_status(path.name)
+                for path in sorted(folder.iterdir()) if RunDir(path).exists()}
 
     def delete_experiment(self, experiment_name: str) -> None:
         """Remove a run's folder from the controller (hosts keep their work folders)."""
@@ -217,10 +228,24 @@ class Client:
             raise RunError(f"experiment {experiment_name} is still {self._status(run_dir).name}; cancel it first")
         shutil.rmtree(run_dir)
 
-    def cancel_experiment(self, experiment_name: str) -> None:
+    def cancel_experiment(self, experiment_name: str,
+                          cancellation_context: dict[str, dict[str, str]] | None = None) -> None:
         """Stop the executors on every node of the experiment; it stays cancelled, even when
-        its background play ends afterwards."""
+        its background play ends afterwards. ``cancellation_context`` (netunicorn's, for its
+        connectors) is accepted and not used."""
         lifecycle.cancel(self._find(experiment_name), self.inventory)
+
+    def cancel_executors(self, experiment_name: str, executors: Sequence[str],
+                         cancellation_context: dict[str, dict[str, str]] | None = None) -> None:
+        """Stop some executors of the experiment: ``executors`` are Deployment.executor_id values
+        (a deployment's node name here); the others go on."""
+        run = self._find(experiment_name)
+        known = set(run.record().get("hosts", []))
+        unknown = [e for e in executors if e not in known]
+        if unknown:
+            raise RunError(f"experiment {experiment_name} has no executor {', '.join(unknown)}; "
+                           f"its executors: {', '.join(sorted(known))}")
+        lifecycle.cancel_nodes(run, list(executors), self.inventory)
 
     # -- flags ---------------------------------------------------------------------
     def get_flag_values(self, experiment_name: str, flag_name: str) -> FlagValues | None:

@@ -1,0 +1,55 @@
+"""netunicorn-library tasks, unmodified, in one netunicorn pipeline: the conformance suite's
+experiment (read by tests/e2e_local/test_netunicorn_library.py and tests/e2e_ssh).
+
+Settings come from the environment: CONFORMANCE_DIR (where captures go), HTTP_PORT (the test's
+HTTP server), DNS_PORT (the test's DNS responder), TARGET (the address probed)."""
+
+import datetime
+import os
+
+from netunicorn.base import Experiment, Pipeline
+from netunicorn.library.tasks.basic import DummyTask, ShellCommand, SleepTask, SleepUntilTask
+from netunicorn.library.tasks.capture import tcpdump, tshark
+from netunicorn.library.tasks.data_transfer.fetch_data import FetchData
+from netunicorn.library.tasks.data_transfer.send_data import SendData
+from netunicorn.library.tasks.measurements.iperf3 import Iperf3Client, Iperf3ServerStart, Iperf3ServerStop
+from netunicorn.library.tasks.measurements.ping import Ping
+from netunicorn.library.tasks.preprocessing.scapy import GetDNSQueries, GetHTTPHostHeaders, Get5Tuples
+from netunicorn.library.tasks.preprocessing.tshark import TsharkCommand
+from netunicorn.library.tasks.utils.network import PortKnock
+from netunicorn.library.tasks.utils.sleep import RandomSleepTask
+
+folder = os.environ["CONFORMANCE_DIR"]
+target = os.environ.get("TARGET", "127.0.0.1")
+http = f"http://{target}:{os.environ['HTTP_PORT']}/analysis"
+pcap, tshark_pcap = f"{folder}/tcpdump.pcap", f"{folder}/tshark.pcap"
+
+pipeline = (
+    Pipeline(early_stopping=False)
+    .then([DummyTask(name="dummy"), SleepTask(1, name="sleep"), RandomSleepTask(0, 1, name="random-sleep"),
+           SleepUntilTask(datetime.datetime.now() - datetime.timedelta(seconds=1), name="sleep-until")])
+    .then([tcpdump.StartCapture(pcap, ["-i", "lo"], name="tcpdump"),
+           tshark.StartCapture(tshark_pcap, ["-i", "lo"], name="tshark"),
+           Iperf3ServerStart(["-p", os.environ.get("IPERF_PORT", "5201")], name="iperf-server")])
+    .then([Ping(target, count=2, name="ping"),
+           PortKnock(target, int(os.environ["HTTP_PORT"]), name="knock"),
+           ShellCommand(["dig", f"@{target}", "-p", os.environ["DNS_PORT"], "+tries=1", "+time=2",
+                         "conformance.test"], name="dig"),
+           SendData([SendData.TaskDescriptor(name="sleep")], http, name="send"),
+           Iperf3Client(["-c", target, "-p", os.environ.get("IPERF_PORT", "5201"), "-t", "1", "-J"],
+                        name="iperf-client")])
+    .then([FetchData("send", http, name="fetch"),
+           Iperf3ServerStop("iperf-server", name="iperf-stop")])
+    .then(SleepTask(1, name="settle"))
+    .then([tcpdump.StopNamedCapture("tcpdump", name="tcpdump-stop"),
+           tshark.StopCapture("tshark", name="tshark-stop")])
+    .then(SleepTask(1, name="flush"))
+    .then([Get5Tuples(pcap, name="5tuples"), GetDNSQueries(pcap, name="dns-queries"),
+           GetHTTPHostHeaders(pcap, name="http-hosts"),
+           TsharkCommand(["tshark", "-r", tshark_pcap, "-Y", "icmp.type == 8", "-T", "fields", "-e", "ip.dst"],
+                         name="tshark-read")])
+)
+
+
+def experiment(nodes):
+    return Experiment().map(pipeline, nodes.take(1))
