@@ -33,7 +33,7 @@ from typing import Any
 import cloudpickle
 from returns.result import Failure, Result, Success
 
-from ..compat.netunicorn import as_experiment
+from ..compat.netunicorn import as_experiment, installed as netunicorn_installed
 from ..compiler.settings import CompileOptions
 from ..engine import lifecycle
 from ..engine.flag_server import flag_request
@@ -47,14 +47,17 @@ from ..model.nodes import CountableNodePool, Node
 from ..results.load import NodeResult, RunResults, load_results
 
 
-class ExperimentStatus(enum.Enum):
-    """netunicorn's experiment statuses."""
+if netunicorn_installed():  # netunicorn's own enum: its notebooks compare with it
+    from netunicorn.base.experiment import ExperimentStatus
+else:
+    class ExperimentStatus(enum.Enum):  # type: ignore[no-redef]
+        """netunicorn's experiment statuses."""
 
-    UNKNOWN = 0
-    PREPARING = 1
-    READY = 2
-    RUNNING = 3
-    FINISHED = 4
+        UNKNOWN = 0
+        PREPARING = 1
+        READY = 2
+        RUNNING = 3
+        FINISHED = 4
 
 
 # the run record's status -> ExperimentStatus
