@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -151,3 +152,25 @@ def test_task_needing_the_internet_fails_clearly(env: Env) -> None:
     done = env.cli("run", str(upload), "--name", "upload", "--json", check=1, timeout=600)
     result = json.loads(done.stdout)["nodes"][0]["tasks"]["upload"][0]
     assert result["type"] == "Failure" and "file.io" in str(result["value"]), result
+
+
+def test_host_without_netunicorns_runtime_gets_an_error_naming_it(env: Env, tmp_path: Path) -> None:
+    """netunicorn's flag tasks import requests (and carry a pydantic model): a host whose Python
+    lacks them and cannot install them fails its deployment with a message naming the module."""
+    if subprocess.run(["/usr/bin/python3", "-c", "import requests"], capture_output=True).returncode == 0:
+        pytest.skip("/usr/bin/python3 has requests here")
+    inventory = env.local_inventory(["bare ansible_python_interpreter=/usr/bin/python3"])
+    env.write("flags.py", (
+        "from netunicorn.base import Experiment, Pipeline, ShellExecution\n"
+        "from netunicorn.library.tasks.flags import GetFlagTask\n"
+        "environment = ShellExecution()\n"
+        "environment.runtime_context.environment_variables.update(\n"
+        f"    PIP_CONFIG_FILE='/dev/null', PIP_NO_INDEX='1', PIP_FIND_LINKS={str(tmp_path / 'none')!r})\n"
+        "def experiment(nodes):\n"
+        "    pipeline = Pipeline(environment_definition=environment).then(GetFlagTask('f', name='get'))\n"
+        "    return Experiment().map(pipeline, nodes.take(1))\n"))
+    done = env.cli("run", "flags.py", "-i", str(inventory), "--name", "bare", "--json", check=1, timeout=600)
+    node = json.loads(done.stdout)["nodes"][0]
+    assert node["status"] == "deploy_failed", node
+    assert "imports pydantic (netunicorn's executor always has it)" in node["error"]
+    assert "install pydantic into this host's Python" in node["error"]

@@ -115,3 +115,38 @@ def test_runtime_requirements_name_what_netunicorns_executor_would_have():
 def test_flag_values_travel_and_validate():
     value = pickle.loads(pickle.dumps(NFlagValues(int_value=3)))
     assert value.int_value == 3
+
+
+@pytest.mark.parametrize("values", [
+    {"int_value": "3"}, {"int_value": 3.0}, {"int_value": True}, {"int_value": 3.5}, {"int_value": "x"},
+    {"int_value": None}, {"text_value": 5}, {"text_value": "a", "int_value": -2},
+])
+def test_flag_values_validate_and_coerce_as_netunicorns(values):
+    from unicorn_ansible import FlagValues
+
+    def outcome(cls):
+        try:
+            made = cls(**values)
+        except ValueError:
+            return "ValueError"
+        return made.text_value, made.int_value
+
+    assert outcome(FlagValues) == outcome(NFlagValues)
+
+
+def test_draw_pipelines_and_graphs(tmp_path):
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from unicorn_ansible import CyclePipeline
+
+    graph = ExecutionGraph()
+    graph.graph.add_edge("root", SleepTask(0), counter=2)
+    for number, flow in enumerate([Pipeline().then(SleepTask(0)).then([SleepTask(1), SleepTask(2)]),
+                                   CyclePipeline(3).then(SleepTask(0)), graph]):
+        plt.figure()
+        flow.draw()
+        plt.savefig(tmp_path / f"{number}.png")
+        assert (tmp_path / f"{number}.png").stat().st_size > 1000
+    assert sorted(map(str, Pipeline().then(SleepTask(0)).networkx_graph().nodes))[0] == "1"

@@ -62,12 +62,29 @@ class FlagValues:
     text_value: str | None = None
     int_value: int = 0
 
+    def __post_init__(self) -> None:
+        """Validate and coerce as netunicorn's pydantic model does (a ValueError otherwise)."""
+        if self.text_value is not None and not isinstance(self.text_value, str):
+            raise ValueError(f"FlagValues text_value: input should be a valid string, got {self.text_value!r}")
+        self.int_value = _valid_int(self.int_value)
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "FlagValues":
         return cls(data.get("text_value"), int(data.get("int_value") or 0))
 
     def dict(self) -> dict[str, Any]:  # pydantic's name, as netunicorn's FlagValues has it
         return asdict(self)
+
+
+def _valid_int(value: Any) -> int:
+    """pydantic's lax int: ints and bools, integral floats, strings of an integer."""
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        return int(value.strip())
+    raise ValueError(f"FlagValues int_value: input should be a valid integer, got {value!r}")
 
 
 def _address(endpoint: str) -> tuple[int, Any, str]:

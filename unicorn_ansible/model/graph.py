@@ -138,6 +138,9 @@ class ExecutionGraph(Flow):
     def copy(self) -> "ExecutionGraph":
         return self.__copy__()
 
+    def networkx_graph(self) -> Any:
+        return self.graph
+
     def __str__(self) -> str:
         return f"ExecutionGraph(name={self.name}, {self.graph})"
 
@@ -233,6 +236,9 @@ class CyclePipeline(Pipeline):
         elif self.cycles > 1:
             graph.graph.add_edge(previous, "root", type="weak", counter=self.cycles - 1)
         return graph
+
+    def networkx_graph(self) -> Any:
+        return self.execution_graph().graph
 
     def __str__(self) -> str:
         return f"CyclePipeline({self.name}, cycles={self.cycles}): {self.tasks}"

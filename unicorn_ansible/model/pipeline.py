@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 import warnings
-from typing import Collection, Iterable, List, Optional, Union
+from typing import Any, Collection, Iterable, List, Optional, Union
 
 from .environment import EnvironmentDefinition, ShellExecution
 from .task import TaskElement
@@ -29,6 +29,29 @@ class Flow:
         self.environment_definition: EnvironmentDefinition = (
             environment_definition if environment_definition is not None else ShellExecution()
         )
+
+
+    def networkx_graph(self) -> Any:
+        """The flow as netunicorn draws it: a networkx DiGraph from 'root'."""
+        raise NotImplementedError
+
+    def draw(self, nx_layout_function: Any = None) -> None:
+        """Draw the flow with networkx and matplotlib (``pip install 'unicorn-ansible[draw]'``),
+        as netunicorn draws it: vertices labelled with task names, edges with their attributes."""
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise ImportError("draw() needs matplotlib: pip install 'unicorn-ansible[draw]'") from None
+        import networkx as nx
+
+        graph = self.networkx_graph()
+        labels = {v: getattr(v, "name", v) for v in graph.nodes}
+        edge_labels = {(u, v): ", ".join(f"'{k}': {x}" for k, x in d.items() if x is not None)
+                       for u, v, d in graph.edges(data=True)}
+        layout = (nx_layout_function or nx.shell_layout)(graph)
+        nx.draw(graph, layout)
+        nx.draw_networkx_labels(graph, layout, labels=labels)
+        nx.draw_networkx_edge_labels(graph, layout, edge_labels={k: f"{{{v}}}" if v else "" for k, v in edge_labels.items()})
 
 
 class Pipeline(Flow):
@@ -74,6 +97,19 @@ class Pipeline(Flow):
             known.add(task.name)
         self.tasks.append(stage)
         return self
+
+    def networkx_graph(self) -> Any:
+        """netunicorn's graph of this pipeline: root -> stage 1 tasks -> 1 -> stage 2 tasks -> 2 ..."""
+        import networkx as nx
+
+        graph = nx.DiGraph()
+        graph.add_node("root")
+        previous: Any = "root"
+        for number, stage in enumerate(self.tasks, start=1):
+            graph.add_edges_from((previous, task) for task in stage)
+            graph.add_edges_from((task, number) for task in stage)
+            previous = number
+        return graph
 
     def __str__(self) -> str:
         return f"Pipeline({self.name}): {self.tasks}"
