@@ -71,17 +71,35 @@ class Inventory:
         return Node(host, variables, _architecture(variables.get("unicorn_architecture")))
 
     def nodes(self, architectures: dict[str, Architecture] | None = None) -> CountableNodePool:
-        """The node pool; ``architectures`` (from gathered facts) fill in what host vars do not say."""
+        """The node pool; ``architectures`` (from gathered facts) fill in what host vars do not say.
+        A node whose architecture is still unknown learns it from the hosts' facts the first time
+        it is read (e.g. by a TaskDispatcher), for every such node of the pool at once."""
         pool = []
+        learner = _ArchitectureLearner(self)
         for host in self.hostvars:
             node = self.node(host)
             if node.architecture is Architecture.UNKNOWN and architectures and host in architectures:
                 node.architecture = architectures[host]
+            if node.architecture is Architecture.UNKNOWN:
+                node.learn_architecture_with(learner)
             pool.append(node)
         return CountableNodePool(pool)
 
     def __contains__(self, host: str) -> bool:
         return host in self.hostvars
+
+
+class _ArchitectureLearner:
+    """Gathers the hosts' platform facts once, when the first node asks, and answers every node."""
+
+    def __init__(self, inventory: Inventory) -> None:
+        self.inventory = inventory
+        self.found: dict[str, Architecture] | None = None
+
+    def __call__(self, host: str) -> Architecture:
+        if self.found is None:
+            self.found = gather_architectures(self.inventory)
+        return self.found.get(host, Architecture.UNKNOWN)
 
 
 def local_inventory_file() -> Path:

@@ -150,3 +150,18 @@ def test_draw_pipelines_and_graphs(tmp_path):
         plt.savefig(tmp_path / f"{number}.png")
         assert (tmp_path / f"{number}.png").stat().st_size > 1000
     assert sorted(map(str, Pipeline().then(SleepTask(0)).networkx_graph().nodes))[0] == "1"
+
+
+def test_unknown_architecture_is_learned_once_when_read():
+    asked = []
+
+    def learn(name):
+        asked.append(name)
+        return Architecture.LINUX_ARM64
+
+    node = Node("h1", {})
+    node.learn_architecture_with(learn)
+    assert node.architecture is Architecture.LINUX_ARM64 and node.architecture is Architecture.LINUX_ARM64
+    assert asked == ["h1"]
+    copy = pickle.loads(pickle.dumps(node))  # the learner stays behind
+    assert copy.architecture is Architecture.LINUX_ARM64 and "_learn_architecture" not in copy.__dict__

@@ -43,9 +43,31 @@ class Node(_NodeBase):  # type: ignore[misc,valid-type]
         self.name = name
         self.properties: Dict[str, Any] = properties if properties is not None else {}
         self.additional_properties: Dict[str, Any] = {}
+        self._learn_architecture: Optional[Callable[[str], Architecture]] = None
         self.architecture = architecture
         if _NodeBase is not object:  # netunicorn's Deployment reads it
             self.available_environments = self._infer_environments()
+
+    @property
+    def architecture(self) -> Architecture:
+        """The node's architecture; an unknown one is learned from the host when first read,
+        if the node's pool can ask (see ``learn_architecture_with``)."""
+        learn = self.__dict__.get("_learn_architecture")
+        if self._architecture is Architecture.UNKNOWN and learn is not None:
+            self._learn_architecture = None
+            self._architecture = learn(self.name)
+        return self._architecture
+
+    @architecture.setter
+    def architecture(self, value: Architecture) -> None:
+        self._architecture = value
+
+    def learn_architecture_with(self, learn: Callable[[str], Architecture]) -> None:
+        """Let ``learn(name)`` find the architecture the first time it is read while unknown."""
+        self._learn_architecture = learn
+
+    def __getstate__(self) -> Dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_learn_architecture"}
 
     def __iter__(self) -> Iterator[Any]:
         raise TypeError("Node is not iterable")
