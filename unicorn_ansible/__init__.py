@@ -29,8 +29,8 @@ from .model.flags import (
     set_flag,
     wait_for_flag,
 )
-from .model.graph import CyclePipeline, ExecutionGraph
-from .model.pipeline import Pipeline
+from .model.graph import ExecutionGraph
+from .model.pipeline import CyclePipeline, Pipeline
 from .results.load import NodeResult, RunResults
 from .model.task import Task, TaskDispatcher
 from .errors import (

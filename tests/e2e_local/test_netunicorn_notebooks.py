@@ -166,8 +166,13 @@ def test_execution_graphs_run_as_netunicorns_executor_runs_them(home: Path) -> N
     _wait(client, "graph", ExperimentStatus.READY)
     client.start_execution("graph")
     result, _ = _wait(client, "graph", ExperimentStatus.FINISHED).execution_result[0].result
-    assert _counts(result) == _counts(theirs.execution_graph_results)
-    assert _counts(result) == {"task1": 4, "task2": 4, "task3": 4, "task4": 4, "task6": 4, "task7": 4}
+    ours = _counts(result)
+    assert ours == {"task1": 4, "task2": 4, "task3": 4, "task4": 4, "task6": 4, "task7": 4}
+    # netunicorn's executor, depending on timing, runs the weak edge's source (and what follows
+    # it) once more than its counter allows (README: differences); otherwise the same
+    theirs_counts = _counts(theirs.execution_graph_results)
+    assert theirs_counts.keys() == ours.keys()
+    assert all(theirs_counts[name] - ours[name] in (0, 1) for name in ours), theirs_counts
 
 
 def test_cycle_pipeline_runs_its_cycles(home: Path) -> None:
@@ -196,3 +201,27 @@ def test_local_executor(home: Path) -> None:
     theirs()
     assert type(executor.execution_graph_results) is type(theirs.execution_graph_results)
     assert dict(executor.execution_graph_results.unwrap()) == dict(theirs.execution_graph_results.unwrap())
+
+
+def test_cancel_executors_stops_only_those(home: Path) -> None:
+    inventory = home / "inventory.ini"
+    inventory.write_text("\n".join(["[lab]", "h1", "h2", "", "[lab:vars]", "ansible_connection=local",
+                                    f"ansible_python_interpreter={sys.executable}",
+                                    f"unicorn_remote_root={home / 'hosts-root'}", "unicorn_architecture=linux/amd64"]))
+    client = RemoteClient(inventory=str(inventory))
+    h1, h2 = client.get_nodes().take(2)
+    experiment = (Experiment().append(h1, Pipeline().then(SleepTask(60, name="long")))
+                  .append(h2, Pipeline().then(SleepTask(3, name="short"))))
+    client.prepare_experiment(experiment, "partial")
+    _wait(client, "partial", ExperimentStatus.READY)
+    client.start_execution("partial")
+    _wait(client, "partial", ExperimentStatus.RUNNING)
+    time.sleep(2)
+    with pytest.raises(RemoteClientException, match="no executor h9"):
+        client.cancel_executors("partial", ["h9"])
+    started = time.monotonic()
+    client.cancel_executors("partial", [d.node.name for d in experiment if d.node.name == "h1"])
+    info = _wait(client, "partial", ExperimentStatus.FINISHED)
+    assert time.monotonic() - started < 50
+    outcome = {r.node.name: r for r in info.execution_result}
+    assert outcome["h2"].status == "ok" and outcome["h1"].status != "ok"

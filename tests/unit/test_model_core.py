@@ -84,8 +84,11 @@ def test_pipeline_stages() -> None:
     assert pipeline.tasks == [[a], [b, c], [d]]
     assert str(pipeline) == f"Pipeline({pipeline.name}): {pipeline.tasks}"
     assert isinstance(pipeline.environment_definition, ShellExecution)
-    with pytest.raises(ValueError):
-        Pipeline().then([])
+    # as netunicorn's: an empty stage is accepted, a stage after it cannot be reached
+    assert Pipeline().then([]).tasks == []
+    unreachable = Pipeline().then([]).then(a)
+    with pytest.raises(ValueError, match="cannot be reached"):
+        Experiment().append(Node("n1", {}), unreachable)
 
 
 def test_nodes_and_pools() -> None:

@@ -106,8 +106,10 @@ def test_netunicorn_code_travels_by_value(tmp_path):
 
 
 def test_runtime_requirements_name_what_netunicorns_executor_would_have():
-    assert runtime_requirements(Pipeline().then(SleepTask(0))) == []
-    commands = runtime_requirements(Pipeline().then(GetFlagTask("f")))
+    assert Experiment().append(linux(), Pipeline().then(SleepTask(0)))[0].environment_definition.commands == []
+    assert runtime_requirements([SleepTask(0)]) == []
+    commands = Experiment().append(linux(), Pipeline().then(GetFlagTask("f")))[0].environment_definition.commands
+    assert commands == runtime_requirements([GetFlagTask("f")])
     assert [c.split("'")[1] for c in commands] == ["import pydantic", "import requests"]
     assert all("failed: install" in c for c in commands)
 
@@ -165,3 +167,33 @@ def test_unknown_architecture_is_learned_once_when_read():
     assert asked == ["h1"]
     copy = pickle.loads(pickle.dumps(node))  # the learner stays behind
     assert copy.architecture is Architecture.LINUX_ARM64 and "_learn_architecture" not in copy.__dict__
+
+
+def _shape(graph):
+    """A graph's edges with tasks named: comparable between our objects and netunicorn's."""
+    label = lambda v: getattr(v, "name", v)  # noqa: E731
+    return sorted((str(label(u)), str(label(v)), sorted(d.items())) for u, v, d in graph.edges(data=True))
+
+
+def test_pipeline_is_an_execution_graph_built_as_netunicorns():
+    from unicorn_ansible import CyclePipeline
+
+    a, b, c = SleepTask(0, name="a"), SleepTask(0, name="b"), SleepTask(0, name="c")
+    ours = Pipeline().then(a).then([b, c])
+    theirs = NPipeline().then(a).then([b, c])
+    assert isinstance(ours, ExecutionGraph) and ExecutionGraph.is_execution_graph_valid(ours)
+    assert _shape(ours.graph) == _shape(theirs.graph) and ours.last_stage == theirs.last_stage == 2
+    copied = ours.copy()
+    assert _shape(copied.graph) == _shape(ours.graph) and copied.tasks == ours.tasks and copied.name != ours.name
+    ours_cycle = CyclePipeline(cycles=3).then(a).then(b)
+    theirs_cycle = NCyclePipeline(cycles=3).then(a).then(b)
+    assert _shape(ours_cycle.graph) == _shape(theirs_cycle.graph)
+
+
+def test_a_pipeline_whose_graph_was_changed_runs_as_that_graph():
+    a, b, c = SleepTask(0, name="a"), SleepTask(0, name="b"), SleepTask(0, name="c")
+    pipeline = Pipeline().then(a).then(b)
+    assert isinstance(cloudpickle.loads(Experiment().append(linux(), pipeline)[0].pipeline), Pipeline)
+    pipeline.graph.add_edge(a, c)
+    plan = cloudpickle.loads(Experiment().append(linux(), pipeline)[0].pipeline)
+    assert isinstance(plan, GraphPlan) and {getattr(v, "name", v) for v in plan.vertices} >= {"a", "b", "c"}

@@ -8,7 +8,7 @@ Everything here is a no-op when netunicorn-base is not installed. When it is:
   same networkx graph (:func:`as_flow`), and netunicorn's Experiment becomes ours
   (:func:`as_experiment`);
 - our pools hand out nodes that are netunicorn Nodes too (see ``model/nodes.py``);
-- netunicorn's code travels to hosts by value (:func:`netunicorn_by_value`), as netunicorn
+- netunicorn's code travels to hosts by value (:func:`register_netunicorn_by_value`), as netunicorn
   ships its library, and what netunicorn's own executor environment would give that code
   (requests, pydantic, networkx) is installed by the deployment (:func:`runtime_requirements`).
 """
@@ -54,11 +54,16 @@ def register_netunicorn_by_value() -> None:
     """Make netunicorn-base's and netunicorn-library's code travel by value in every cloudpickle,
     as netunicorn itself ships netunicorn-library: hosts need not install netunicorn. The one
     place this is decided; idempotent, and never undone (netunicorn never undoes its own)."""
+    for module in _shipped_packages():
+        cloudpickle.register_pickle_by_value(module)
+
+
+@functools.lru_cache(maxsize=None)
+def _shipped_packages() -> tuple[types.ModuleType, ...]:
     if not installed():
-        return
-    for name in ("netunicorn.base", "netunicorn.library"):
-        if importlib.util.find_spec(name) is not None:
-            cloudpickle.register_pickle_by_value(importlib.import_module(name))
+        return ()
+    names = [name for name in ("netunicorn.base", "netunicorn.library") if importlib.util.find_spec(name)]
+    return tuple(importlib.import_module(name) for name in names)
 
 
 def adopt_netunicorn_classes() -> None:

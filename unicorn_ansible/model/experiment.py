@@ -12,9 +12,9 @@ import cloudpickle
 
 from . import environment as _environment, flags as _flags, graph as _graph, pipeline as _pipeline, task as _task
 from .environment import DockerImage, EnvironmentDefinition, ShellExecution
-from .graph import ExecutionGraph, GraphPlan, as_graph, dispatch_graph
+from .graph import ExecutionGraph, GraphPlan, dispatch_graph
 from .nodes import CountableNodePool, Node, Nodes
-from .pipeline import Pipeline
+from .pipeline import Pipeline, as_graph
 from .task import Task, TaskDispatcher, TaskElement
 from ..compat import netunicorn as _netunicorn
 from ..errors import ExperimentError, GraphError
@@ -74,6 +74,7 @@ def _dispatched(pipeline: Union[Pipeline, ExecutionGraph], node: Node) -> Union[
             raise GraphError(f"node {node.name}: {exc}") from exc
     dispatched = copy.copy(pipeline)
     dispatched.tasks = [[_dispatch_one(element, node) for element in stage] for stage in pipeline.tasks]
+    dispatched.graph = None  # hosts have no networkx; they run the stages
     return dispatched
 
 

@@ -1,4 +1,4 @@
-"""Execution graphs and repeated pipelines, with netunicorn's rules.
+"""Execution graphs, with netunicorn's rules (Pipeline and CyclePipeline are graphs too: pipeline.py).
 
 An :class:`ExecutionGraph` is a networkx ``DiGraph`` whose vertices are Tasks,
 TaskDispatchers or synchronisation points (any other hashable value; ``"root"``
@@ -8,12 +8,54 @@ plain lists of vertices and edges, built on the client after validation.
 
 from __future__ import annotations
 
+import uuid
 from collections import deque
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-from .environment import EnvironmentDefinition
-from .pipeline import Flow, Pipeline, PipelineElement
+from .environment import EnvironmentDefinition, ShellExecution
 from .task import Task, TaskDispatcher
+
+
+class Flow:
+    """What every pipeline and execution graph has: a name, early stopping, whether results
+    are reported, and the environment its tasks' requirements run in (ShellExecution by default)."""
+
+    def __init__(
+        self,
+        early_stopping: bool = True,
+        report_results: bool = True,
+        environment_definition: Optional[EnvironmentDefinition] = None,
+        name: Optional[str] = None,
+    ) -> None:
+        self.name: str = name or str(uuid.uuid4())
+        self.early_stopping = early_stopping
+        self.report_results = report_results
+        self.environment_definition: EnvironmentDefinition = (
+            environment_definition if environment_definition is not None else ShellExecution()
+        )
+
+    def networkx_graph(self) -> Any:
+        """The flow as netunicorn draws it: a networkx DiGraph from 'root'."""
+        raise NotImplementedError
+
+    def draw(self, nx_layout_function: Any = None) -> None:
+        """Draw the flow with networkx and matplotlib (``pip install 'unicorn-ansible[draw]'``),
+        as netunicorn draws it: vertices labelled with task names, edges with their attributes."""
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise ImportError("draw() needs matplotlib: pip install 'unicorn-ansible[draw]'") from None
+        import networkx as nx
+
+        graph = self.networkx_graph()
+        labels = {v: getattr(v, "name", v) for v in graph.nodes}
+        edge_labels = {(u, v): ", ".join(f"'{k}': {x}" for k, x in d.items() if x is not None)
+                       for u, v, d in graph.edges(data=True)}
+        layout = (nx_layout_function or nx.shell_layout)(graph)
+        nx.draw(graph, layout)
+        nx.draw_networkx_labels(graph, layout, labels=labels)
+        nx.draw_networkx_edge_labels(graph, layout, edge_labels={k: f"{{{v}}}" if v else "" for k, v in edge_labels.items()})
+
 
 EDGE_TYPES = ("strong", "weak")
 TRAVERSE_ON = ("success", "failure", "any")
@@ -200,59 +242,6 @@ class GraphPlan:
         return f"GraphPlan({self.name}: {len(self.vertices)} vertices, {len(self.edges)} edges)"
 
 
-class CyclePipeline(Pipeline):
-    """
-    A Pipeline run several times: after its last stage it starts again from the first,
-    ``cycles`` times in all, or until stopped (cancelled, or its time limit) when ``cycles``
-    is None. It runs as an execution graph (stages joined by synchronisation points, a
-    weak edge back to the start), so its results are netunicorn's graph shape: task name ->
-    list of Results, one per cycle.
-    """
-
-    def __init__(
-        self,
-        cycles: Optional[int] = None,
-        tasks: Iterable[PipelineElement] = (),
-        early_stopping: bool = True,
-        report_results: bool = True,
-        environment_definition: Optional[EnvironmentDefinition] = None,
-        name: Optional[str] = None,
-    ) -> None:
-        if cycles is not None and (isinstance(cycles, bool) or not isinstance(cycles, int) or cycles < 1):
-            raise ValueError(f"cycles must be a positive integer or None (until stopped), got {cycles!r}")
-        self.cycles = cycles
-        super().__init__(tasks, early_stopping, report_results, environment_definition, name)
-
-    def execution_graph(self) -> ExecutionGraph:
-        """The equivalent graph: root -> stage 1 -> point 1 -> ... -> point n -weak-> root."""
-        graph = ExecutionGraph(self.early_stopping, self.report_results, self.environment_definition, self.name)
-        previous: Any = "root"
-        for number, stage in enumerate(self.tasks, start=1):
-            graph.graph.add_edges_from((previous, task) for task in stage)
-            graph.graph.add_edges_from((task, number) for task in stage)
-            previous = number
-        if self.cycles is None:
-            graph.graph.add_edge(previous, "root", type="weak")
-        elif self.cycles > 1:
-            graph.graph.add_edge(previous, "root", type="weak", counter=self.cycles - 1)
-        return graph
-
-    def networkx_graph(self) -> Any:
-        return self.execution_graph().graph
-
-    def __str__(self) -> str:
-        return f"CyclePipeline({self.name}, cycles={self.cycles}): {self.tasks}"
-
-
-def as_graph(pipeline: Any) -> Optional[ExecutionGraph]:
-    """The execution graph a pipeline runs as, or None for a plain (stage by stage) Pipeline."""
-    if isinstance(pipeline, ExecutionGraph):
-        return pipeline
-    if isinstance(pipeline, CyclePipeline):
-        return pipeline.execution_graph()
-    return None
-
-
 def dispatch_graph(graph: ExecutionGraph, dispatch: Any) -> GraphPlan:
     """Validate ``graph`` and return its plan with every TaskDispatcher dispatched by ``dispatch``."""
     ExecutionGraph.is_execution_graph_valid(graph)
@@ -260,4 +249,4 @@ def dispatch_graph(graph: ExecutionGraph, dispatch: Any) -> GraphPlan:
     return graph.plan(dispatched)
 
 
-__all__ = ["CyclePipeline", "ExecutionGraph", "GraphPlan", "as_graph", "dispatch_graph"]
+__all__ = ["ExecutionGraph", "Flow", "GraphPlan", "dispatch_graph"]

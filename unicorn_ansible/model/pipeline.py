@@ -6,55 +6,14 @@ import uuid
 import warnings
 from typing import Any, Collection, Iterable, List, Optional, Union
 
-from .environment import EnvironmentDefinition, ShellExecution
+from .environment import EnvironmentDefinition
+from .graph import ExecutionGraph
 from .task import TaskElement
 
 PipelineElement = Union[TaskElement, Collection[TaskElement]]
 
 
-class Flow:
-    """What every pipeline and execution graph has: a name, early stopping, whether results
-    are reported, and the environment its tasks' requirements run in (ShellExecution by default)."""
-
-    def __init__(
-        self,
-        early_stopping: bool = True,
-        report_results: bool = True,
-        environment_definition: Optional[EnvironmentDefinition] = None,
-        name: Optional[str] = None,
-    ) -> None:
-        self.name: str = name or str(uuid.uuid4())
-        self.early_stopping = early_stopping
-        self.report_results = report_results
-        self.environment_definition: EnvironmentDefinition = (
-            environment_definition if environment_definition is not None else ShellExecution()
-        )
-
-
-    def networkx_graph(self) -> Any:
-        """The flow as netunicorn draws it: a networkx DiGraph from 'root'."""
-        raise NotImplementedError
-
-    def draw(self, nx_layout_function: Any = None) -> None:
-        """Draw the flow with networkx and matplotlib (``pip install 'unicorn-ansible[draw]'``),
-        as netunicorn draws it: vertices labelled with task names, edges with their attributes."""
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise ImportError("draw() needs matplotlib: pip install 'unicorn-ansible[draw]'") from None
-        import networkx as nx
-
-        graph = self.networkx_graph()
-        labels = {v: getattr(v, "name", v) for v in graph.nodes}
-        edge_labels = {(u, v): ", ".join(f"'{k}': {x}" for k, x in d.items() if x is not None)
-                       for u, v, d in graph.edges(data=True)}
-        layout = (nx_layout_function or nx.shell_layout)(graph)
-        nx.draw(graph, layout)
-        nx.draw_networkx_labels(graph, layout, labels=labels)
-        nx.draw_networkx_edge_labels(graph, layout, edge_labels={k: f"{{{v}}}" if v else "" for k, v in edge_labels.items()})
-
-
-class Pipeline(Flow):
+class Pipeline(ExecutionGraph):
     """
     Pipeline is a class that takes a sequence of Tasks and executes them in order.
     Each element should be either a Task (or TaskDispatcher) or a collection of them:
@@ -62,6 +21,11 @@ class Pipeline(Flow):
 
     The result of pipeline execution is a Success if all tasks succeed, a Failure otherwise.
     If early_stopping is True (the default), no stage starts after a stage in which a task failed.
+
+    As in netunicorn, a Pipeline is an ExecutionGraph: ``graph`` is
+    ``root -> stage 1 tasks -> 1 -> stage 2 tasks -> 2 ...`` (the integers are the stages'
+    synchronisation points, ``last_stage`` the last of them). It runs stage by stage; a graph
+    changed by hand (``pipeline.graph.add_edge(...)``) runs as the graph it has become.
     """
 
     def __init__(
@@ -69,19 +33,30 @@ class Pipeline(Flow):
         tasks: Iterable[PipelineElement] = (),
         early_stopping: bool = True,
         report_results: bool = True,
-        environment_definition: Optional[EnvironmentDefinition] = None,
-        name: Optional[str] = None,
+        environment_definition: EnvironmentDefinition | None = None,
+        name: str | None = None,
     ) -> None:
         super().__init__(early_stopping, report_results, environment_definition, name)
-        self.tasks: List[List[TaskElement]] = []
+        self.tasks: list[list[TaskElement]] = []
+        self.last_stage: str | int = "root"
         for element in tasks:
             self.then(element)
 
-    def then(self, element: PipelineElement) -> "Pipeline":
-        """Add a task, or a list/tuple/set of tasks run in parallel, as the next stage; returns self."""
+    def then(self, element: PipelineElement) -> Pipeline:
+        """Add a task, or a list/tuple/set of tasks run in parallel, as the next stage; returns self.
+        An empty collection adds an empty stage, as netunicorn's does (a stage after it cannot
+        be reached, which the pipeline's validation then reports)."""
         stage = list(element) if isinstance(element, (list, tuple, set, frozenset)) else [element]
-        if not stage:
-            raise ValueError(f"{self}: a stage needs at least one task, got an empty {type(element).__name__}")
+        self._check_stage(stage)
+        next_stage = self.last_stage + 1 if isinstance(self.last_stage, int) else 1
+        self.graph.add_edges_from((self.last_stage, task) for task in stage)
+        self.graph.add_edges_from((task, next_stage) for task in stage)
+        self.last_stage = next_stage
+        if stage:
+            self.tasks.append(stage)
+        return self
+
+    def _check_stage(self, stage: list[Any]) -> None:
         known = {task.name for existing in self.tasks for task in existing}
         for task in stage:
             if not hasattr(task, "run") and not hasattr(task, "dispatch"):
@@ -92,14 +67,12 @@ class Pipeline(Flow):
                 warnings.warn(
                     f"Task with name {task.name} already exists in pipeline {self.name}; "
                     "its results are reported under the same name.",
-                    stacklevel=2,
+                    stacklevel=3,
                 )
             known.add(task.name)
-        self.tasks.append(stage)
-        return self
 
-    def networkx_graph(self) -> Any:
-        """netunicorn's graph of this pipeline: root -> stage 1 tasks -> 1 -> stage 2 tasks -> 2 ..."""
+    def stage_graph(self) -> Any:
+        """The graph the stages make: root -> stage 1 tasks -> 1 -> stage 2 tasks -> 2 ..."""
         import networkx as nx
 
         graph = nx.DiGraph()
@@ -111,8 +84,97 @@ class Pipeline(Flow):
             previous = number
         return graph
 
+    def runs_by_stages(self) -> bool:
+        """True while ``graph`` is what the stages make (nobody changed it by hand)."""
+        built = self.stage_graph()
+        return (set(self.graph.nodes) == set(built.nodes)
+                and {(u, v): d for u, v, d in self.graph.edges(data=True)}
+                == {(u, v): d for u, v, d in built.edges(data=True)})
+
+    def copy(self) -> Pipeline:
+        """A copy with the same stages and graph (and a new name)."""
+        copied = type(self).__new__(type(self))
+        copied.__dict__.update(self.__dict__)
+        copied.name = str(uuid.uuid4())
+        copied.tasks = [list(stage) for stage in self.tasks]
+        copied.graph = self.graph.copy()
+        return copied
+
+    def __copy__(self) -> Pipeline:
+        copied = type(self).__new__(type(self))
+        copied.__dict__.update(self.__dict__)
+        return copied
+
     def __str__(self) -> str:
         return f"Pipeline({self.name}): {self.tasks}"
 
     def __repr__(self) -> str:
         return str(self)
+
+
+class CyclePipeline(Pipeline):
+    """
+    A Pipeline run several times: after its last stage it starts again from the first,
+    ``cycles`` times in all, or until stopped (cancelled, or its time limit) when ``cycles``
+    is None. It runs as an execution graph (stages joined by synchronisation points, a
+    weak edge back to the start), so its results are netunicorn's graph shape: task name ->
+    list of Results, one per cycle.
+    """
+
+    def __init__(
+        self,
+        cycles: Optional[int] = None,
+        tasks: Iterable[PipelineElement] = (),
+        early_stopping: bool = True,
+        report_results: bool = True,
+        environment_definition: Optional[EnvironmentDefinition] = None,
+        name: Optional[str] = None,
+    ) -> None:
+        if cycles is not None and (isinstance(cycles, bool) or not isinstance(cycles, int) or cycles < 1):
+            raise ValueError(f"cycles must be a positive integer or None (until stopped), got {cycles!r}")
+        self.cycles = cycles
+        super().__init__(tasks, early_stopping, report_results, environment_definition, name)
+
+    def then(self, element: PipelineElement) -> Pipeline:
+        """Add a stage; the edge back to 'root' moves to follow it (as netunicorn's does)."""
+        if self.graph.has_edge(self.last_stage, "root"):
+            self.graph.remove_edge(self.last_stage, "root")
+        super().then(element)
+        if self._back_edge() is not None:
+            self.graph.add_edge(self.last_stage, "root", **self._back_edge())
+        return self
+
+    def _back_edge(self) -> dict[str, Any] | None:
+        """The weak edge from the last stage back to 'root' (none when it runs once)."""
+        if self.cycles is None:
+            return {"type": "weak"}
+        return {"type": "weak", "counter": self.cycles - 1} if self.cycles > 1 else None
+
+    def stage_graph(self) -> Any:
+        graph = super().stage_graph()
+        if self.tasks and self._back_edge() is not None:
+            graph.add_edge(len(self.tasks), "root", **self._back_edge())
+        return graph
+
+    def execution_graph(self) -> ExecutionGraph:
+        """The equivalent graph: root -> stage 1 -> point 1 -> ... -> point n -weak-> root."""
+        graph = ExecutionGraph(self.early_stopping, self.report_results, self.environment_definition, self.name)
+        graph.graph = self.stage_graph()
+        return graph
+
+    def __str__(self) -> str:
+        return f"CyclePipeline({self.name}, cycles={self.cycles}): {self.tasks}"
+
+
+def as_graph(pipeline: Any) -> ExecutionGraph | None:
+    """The execution graph a flow runs as, or None for a Pipeline run stage by stage."""
+    if isinstance(pipeline, CyclePipeline):
+        return pipeline.execution_graph() if pipeline.runs_by_stages() else pipeline
+    if isinstance(pipeline, Pipeline):
+        return None if pipeline.runs_by_stages() else pipeline
+    if isinstance(pipeline, ExecutionGraph):
+        return pipeline
+    return None
+
+
+__all__ = ["CyclePipeline", "Pipeline", "PipelineElement", "as_graph"]
