@@ -62,6 +62,11 @@ class Node(_NodeBase):  # type: ignore[misc,valid-type]
     def architecture(self, value: Architecture) -> None:
         self._architecture = value
 
+    @property
+    def known_architecture(self) -> Architecture:
+        """The architecture as far as it is known, without asking the host."""
+        return self._architecture
+
     def learn_architecture_with(self, learn: Callable[[str], Architecture]) -> None:
         """Let ``learn(name)`` find the architecture the first time it is read while unknown."""
         self._learn_architecture = learn
@@ -91,7 +96,7 @@ class Node(_NodeBase):  # type: ignore[misc,valid-type]
             self.name == other.name
             and self.properties == other.properties
             and self.additional_properties == other.additional_properties
-            and self.architecture == other.architecture
+            and self.known_architecture == getattr(other, "known_architecture", other.architecture)
         )
 
     def __hash__(self) -> int:
@@ -102,7 +107,7 @@ class Node(_NodeBase):  # type: ignore[misc,valid-type]
             "name": self.name,
             "properties": self.properties,
             "additional_properties": self.additional_properties,
-            "architecture": self.architecture.value,
+            "architecture": self.known_architecture.value,
         }
 
 

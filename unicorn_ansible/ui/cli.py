@@ -250,7 +250,7 @@ def nodes(inventories: Sequence[str], facts: bool, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([node.to_dict() for node in pool.flatten()], indent=2, default=str))
         return
-    rows = [(node.name, node.architecture.value, ", ".join(node["groups"] or []),
+    rows = [(node.name, node.known_architecture.value, ", ".join(node["groups"] or []),
              ", ".join(f"{k}={v}" for k, v in node.properties.items() if k != "groups"))
             for node in pool.flatten()]
     print_table(("node", "architecture", "groups", "properties"), rows)
