@@ -12,7 +12,11 @@ class UnicornError(Exception):
     """Base class of every error unicorn-ansible raises on purpose."""
 
 
-class UsageError(UnicornError):
+class RemoteClientException(UnicornError):
+    """What netunicorn's client raises when a verb fails; the client raises its subclasses."""
+
+
+class UsageError(RemoteClientException):
     """A command or call was given something it cannot use: a bad or unknown run name, a taken one."""
 
 
@@ -26,10 +30,6 @@ class GraphError(ExperimentError, ValueError):
 
 class InventoryError(UnicornError):
     """The inventory is missing, unparsable, or lacks a node."""
-
-
-class RemoteClientException(UnicornError):
-    """What netunicorn's client raises when a verb fails; the client raises its subclasses."""
 
 
 class RunError(RemoteClientException):

@@ -68,6 +68,13 @@ def _dns_responder(sock: socket.socket, stop: threading.Event) -> None:
         sock.sendto(bytes(reply), address)
 
 
+@pytest.fixture(autouse=True)
+def apt_waits_for_its_lock(env: Env) -> None:
+    """The library's requirements run apt-get; other runs on this machine may hold dpkg's lock."""
+    config = env.write("apt.conf", 'DPkg::Lock::Timeout "300";\n')
+    env.vars["APT_CONFIG"] = str(config)
+
+
 @pytest.fixture
 def servers() -> Iterator[dict]:
     http = ThreadingHTTPServer(("127.0.0.1", 0), _Analysis)

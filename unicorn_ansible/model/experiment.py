@@ -38,10 +38,19 @@ def _model_by_value() -> Iterator[None]:
                 cloudpickle.unregister_pickle_by_value(module)
 
 
+def for_node(obj: object) -> object:
+    """``obj`` as a host gets it: a Pipeline run stage by stage loses its networkx graph (hosts
+    have no networkx; they run the stages)."""
+    if isinstance(obj, Pipeline) and getattr(obj, "graph", None) is not None and as_graph(obj) is None:
+        obj = copy.copy(obj)
+        obj.graph = None
+    return obj
+
+
 def serialize_for_node(obj: object) -> bytes:
     """Cloudpickle an object for a host that has only Python, cloudpickle and returns."""
     with _model_by_value():
-        return cloudpickle.dumps(obj)
+        return cloudpickle.dumps(for_node(obj))
 
 
 def _dispatch_one(element: TaskElement, node: Node) -> Task:
@@ -74,8 +83,8 @@ def _dispatched(pipeline: Union[Pipeline, ExecutionGraph], node: Node) -> Union[
             raise GraphError(f"node {node.name}: {exc}") from exc
     dispatched = copy.copy(pipeline)
     dispatched.tasks = [[_dispatch_one(element, node) for element in stage] for stage in pipeline.tasks]
-    dispatched.graph = None  # hosts have no networkx; they run the stages
-    return dispatched
+    dispatched.graph = dispatched.stage_graph()  # the dispatched tasks' own graph
+    return for_node(dispatched)
 
 
 class Deployment:
