@@ -126,11 +126,12 @@ class Deployment:
         self.notices: List[str] = [notice.format(node=node.name)] if notice else []
         dispatched = _dispatched(pipeline, node)
         self.environment_definition: EnvironmentDefinition = copy.deepcopy(environment)
-        self.environment_definition.commands.extend(_netunicorn.runtime_requirements(dispatched))
         tasks = (v for v in dispatched.vertices if isinstance(v, Task)) if isinstance(dispatched, GraphPlan) \
             else (task for stage in dispatched.tasks for task in stage)
         for task in tasks:
             self.environment_definition.commands.extend(task.requirements)
+        # after the tasks' own requirements, which may install them already
+        self.environment_definition.commands.extend(_netunicorn.runtime_requirements(dispatched))
         try:
             self.pipeline: bytes = serialize_for_node(dispatched)
         except Exception as exc:
