@@ -22,7 +22,7 @@ from ..engine.lifecycle import find_run, load_experiment_file, new_run_name, run
 from ..engine.rundir import RunDir, read_json
 from ..errors import ExperimentError, InventoryError, UnicornError, UsageError
 from ..inventory import load_inventory
-from ..results.load import RunResults, load_results
+from ..results.load import RunResults, load_results, node_file
 from .tables import console, print_table
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -407,6 +407,18 @@ def collect(run_name: str) -> None:
     sys.exit(EXIT_OK if results.success else EXIT_FAILED)
 
 
+def _requirement_logs(run: RunDir, node: str) -> list[Any]:
+    """(title, log) of each requirement the deploy report (from the host) lists; a log only inside the node's folder."""
+    commands = run.deploy_report(node).get("commands")
+    folder = run.node_dir(node)
+    sections = []
+    for command in commands if isinstance(commands, list) else []:
+        if isinstance(command, dict):
+            title = f"requirement: {str(command.get('command'))[:200]} (exit {command.get('rc')!s:.20})"
+            sections.append((title, node_file(folder, command.get("log"))))
+    return sections
+
+
 @cli.command()
 @click.argument("run_name")
 @click.option("--node", "node_name", help="Only this node.")
@@ -420,7 +432,7 @@ def logs(run_name: str, node_name: str | None, task_name: str | None, executor: 
       unicorn-ansible logs ping-1 --node h1 --task ping-10.77.0.12
     """
     run = RunDir(_resolve_run(run_name))
-    loaded = load_results(run.path)  # unpacks what was fetched
+    loaded = load_results(run.path, with_values=False)  # unpacks what was fetched
     shown = 0
     for node in loaded:
         if node_name and node.node != node_name:
@@ -430,18 +442,16 @@ def logs(run_name: str, node_name: str | None, task_name: str | None, executor: 
         if executor:
             sections.append(("executor", run.node_logs_dir(node.node) / "executor.log"))
         else:
-            report = run.deploy_report(node.node)
             if not task_name:
-                for command in report.get("commands", []):
-                    sections.append((f"requirement: {command['command']} (exit {command['rc']})", folder / command["log"]))
+                sections += _requirement_logs(run, node.node)
             for timing in node.timings:
                 if task_name and timing["name"] != task_name:
                     continue
-                sections.append((f"task {timing['name']} ({timing['kind']})", folder / timing["log"]))
+                sections.append((f"task {timing['name']} ({timing['kind']})", node_file(folder, timing.get("log"))))
         for title, path in sections:
             shown += 1
             click.echo(f"===== {node.node}: {title}")
-            click.echo(path.read_text(errors="replace") if path.is_file() else "(no output)")
+            click.echo(path.read_text(errors="replace") if path and path.is_file() else "(no output)")
     if not shown:
         raise UsageError(f"no logs match in run {run_name}; check --node and --task against `unicorn-ansible results {run_name}`")
 
