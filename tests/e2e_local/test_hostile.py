@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import pickle
+import sys
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ class Value(Task):
         return {"rtt": 1.5}
 
 def experiment(nodes):
-    return Experiment().map(Pipeline().then(Value(name="value")), nodes.take(2))
+    return Experiment().map(Pipeline().then(Value(name="value")), nodes.take(len(nodes)))
 '''
 
 HEALTHY, VICTIM = "good-host", "evil-host"
@@ -134,3 +135,21 @@ def test_paths_from_a_host_stay_inside_its_folder(hostile_run: Env) -> None:
     assert "root:" not in logs and "(no output)" in logs
     hostile_run.cli("report", "attacked", "-o", str(hostile_run.root / "r.html"), check=0)
     assert "passwd" not in (hostile_run.root / "r.html").read_text()
+
+
+UNICODE = "ünïcødé ✓ 名前"
+
+
+def test_home_elsewhere_and_any_task_name(env: Env) -> None:
+    """$HOME is not the passwd home (sudo -E, CI, containers): deployment, execution and the fetch
+    use one work folder; a task named in any script keeps its log."""
+    home = env.root / "elsewhere"
+    home.mkdir()
+    env.vars["HOME"] = str(home)
+    inventory = env.write("inventory.ini", f"[lab]\nhome-a\n\n[lab:vars]\nansible_connection=local\n"
+                                           f"ansible_python_interpreter={sys.executable}\n")
+    env.write("names.py", EXPERIMENT.replace('name="value"', f'name={UNICODE!r}'))
+    env.cli("run", "names.py", "-i", str(inventory), "--name", "elsewhere", check=0)
+    assert list((home / ".unicorn-ansible" / "hosts" / "home-a" / "runs").iterdir())
+    shown = env.cli("logs", "elsewhere", "--task", UNICODE, check=0).stdout
+    assert "healthy output" in shown and "(no output)" not in shown

@@ -33,8 +33,8 @@ from typing import Any
 
 from .control import cancel, current_state, start, wait
 from .files import read_json, write_json_atomic
-from .protocol import (BUNDLE_NODE_FILES, DEFAULT_LOG_CAP, DEPLOY_SPEC, NODE_BUNDLE, NODE_SPEC, PIPELINE, STATE,
-                       ExecutorStatus)
+from .protocol import (BUNDLE_NODE_FILES, DEFAULT_LOG_CAP, DEPLOY_SPEC, NODE_BUNDLE, NODE_SPEC, OUTBOX, PIPELINE,
+                       STATE, ExecutorStatus)
 
 
 def _bundle() -> str | None:
@@ -96,10 +96,16 @@ def _deploy(workdir: str) -> int:
     return 0 if report["ok"] else 1
 
 
+def _reply(workdir: str, state: dict[str, Any]) -> str:
+    """A command's JSON answer; ``outbox`` is where this host keeps the outbox, with the work folder
+    resolved here, once (``~`` is ``$HOME``), so the fetch never resolves it another way."""
+    return json.dumps(dict(state, outbox=os.path.join(workdir, OUTBOX)))
+
+
 def _start(workdir: str, timeout: float | None) -> int:
     started = start(workdir, _self_command())
     state = wait(workdir, timeout) if timeout else started
-    print(json.dumps(dict(state, already_started=bool(started.get("already_started")))))
+    print(_reply(workdir, dict(state, already_started=bool(started.get("already_started")))))
     return 0
 
 
@@ -149,10 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "start":
         return _start(workdir, args.timeout)
     if args.command == "state":
-        print(json.dumps(current_state(workdir)))
+        print(_reply(workdir, current_state(workdir)))
         return 0
     if args.command == "cancel":
-        print(json.dumps(cancel(workdir)))
+        print(_reply(workdir, cancel(workdir)))
         return 0
     return _run(workdir)
 

@@ -205,5 +205,6 @@ def pid_alive(pid: int | None) -> bool:
 
 
 def safe_file_name(name: str) -> str:
-    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    """A task name as a file name: ASCII letters, digits, ``-_.`` (the outbox carries nothing else)."""
+    cleaned = "".join(c if (c.isascii() and c.isalnum()) or c in "-_." else "_" for c in name)
     return cleaned[:80] or "task"
