@@ -34,7 +34,7 @@ from ..engine.flag_server import new_endpoint, task_settings
 from ..engine.rundir import RunDir, RunStatus, write_atomic, write_json
 from ..errors import ExperimentError, InventoryError, UsageError
 from ..home import home_dir
-from ..inventory import Inventory, default_inventory_text, is_secret
+from ..inventory import Inventory, default_inventory_text
 from ..model.experiment import Deployment, Experiment
 from ..node.protocol import FINAL_STATUSES
 from ..resources import callback_plugin, playbooks_dir, roles_dir
@@ -263,9 +263,7 @@ def _write_inventory(run: RunDir, inventory: Inventory, hosts: list[str]) -> Non
         # the local machine keeps its host work folders in the home folder (hosts/<host>/...)
         for host in inventory.hostvars:
             write_json(run.inventory_dir / "host_vars" / f"{host}.yml", {"unicorn_remote_root": str(home_dir())})
-    snapshot = {host: {k: v for k, v in inventory.node(host).properties.items() if not is_secret(k, v)}
-                for host in hosts}
-    write_json(run.inventory_snapshot, snapshot)
+    write_json(run.inventory_snapshot, inventory.snapshot(hosts))
 
 
 def _run_record(name: str, run_id: str, hosts: list[str], inventory: Inventory,
