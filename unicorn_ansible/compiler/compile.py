@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import re
 import secrets
@@ -164,8 +165,17 @@ def _lay_out(run: RunDir) -> None:
     for folder in ("roles", "callback_plugins", "files/nodes"):
         shutil.rmtree(run.project / folder, ignore_errors=True)
         (run.project / folder).mkdir(parents=True, exist_ok=True)
-    shutil.copytree(roles_dir(), run.project / "roles", dirs_exist_ok=True)
-    shutil.copy2(callback_plugin(), run.project / "callback_plugins" / callback_plugin().name)
+    shutil.copytree(roles_dir(), run.project / "roles", dirs_exist_ok=True, copy_function=shutil.copyfile)
+    shutil.copyfile(callback_plugin(), run.project / "callback_plugins" / callback_plugin().name)
+    _make_private(run.project)
+
+
+def _make_private(tree: Path) -> None:
+    """Folders 0700, files 0600 (copies of the package's files would keep its modes)."""
+    for folder, _, files in os.walk(tree):
+        os.chmod(folder, 0o700)
+        for name in files:
+            os.chmod(os.path.join(folder, name), 0o600)
 
 
 def _host_run_id(name: str) -> str:

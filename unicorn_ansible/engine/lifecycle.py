@@ -16,12 +16,14 @@ from typing import Any
 from ..compiler.compile import check_run_name, compile_experiment
 from ..compiler.settings import CompileOptions
 from ..errors import ExperimentError, RunError, UsageError
-from ..home import runs_dir
+from ..home import make_private_dir, private_files, runs_dir
 from ..inventory import Inventory, ensure_ansible_on_path, load_inventory
 from ..model.experiment import Experiment
 from ..model.nodes import CountableNodePool
 from ..results.load import RunResults, load_results
+from .controller import controller_env, is_alive, this_controller
 from .flag_server import serve_flags
+from .privacy import scrub_once_started, scrub_runner_records
 from .rundir import RunDir, RunStatus
 
 EventHandler = Callable[[dict[str, Any]], None]
@@ -39,6 +41,9 @@ def load_experiment_file(path: str, nodes: CountableNodePool) -> Experiment:
         namespace = runpy.run_path(str(file), run_name="__unicorn_experiment__")
     except SyntaxError as exc:
         raise ExperimentError(f"{path}, line {exc.lineno}: {exc.msg}; fix the syntax error") from exc
+    except SystemExit as exc:
+        raise ExperimentError(f"{path} called sys.exit({exc.code!r}) while loading; an experiment file "
+                              "defines `experiment` and returns") from None
     except ExperimentError:
         raise
     except Exception as exc:
@@ -53,6 +58,8 @@ def load_experiment_file(path: str, nodes: CountableNodePool) -> Experiment:
             value = value(nodes)
         except ExperimentError:
             raise
+        except SystemExit as exc:
+            raise ExperimentError(f"{path}: experiment(nodes) called sys.exit({exc.code!r})") from None
         except Exception as exc:
             raise ExperimentError(f"{path}: experiment(nodes) raised {type(exc).__name__}: {exc}") from exc
     if not isinstance(value, Experiment):
@@ -93,18 +100,24 @@ def run_playbook(
     ensure_ansible_on_path()
     import ansible_runner
 
-    # suppress_env_files: ansible-runner would otherwise write passwords to env/passwords.
-    kwargs: dict[str, Any] = {"suppress_env_files": True}
+    # suppress_env_files: ansible-runner would otherwise write passwords to env/passwords;
+    # envvars: ansible-playbook ends with this controller (engine/controller.py)
+    kwargs: dict[str, Any] = {"suppress_env_files": True, "envvars": controller_env(),
+                              "status_handler": scrub_once_started(run.path)}
     kwargs.update((secrets or Secrets()).runner_arguments())
     if inventory.sources:
         kwargs["inventory"] = list(inventory.sources)
-    runner = ansible_runner.run(
-        private_data_dir=str(run.path),
-        playbook=playbook,
-        quiet=True,
-        event_handler=(lambda event: (event_handler(event), True)[1]) if event_handler else None,
-        **kwargs,
-    )
+    try:
+        with private_files():
+            runner = ansible_runner.run(
+                private_data_dir=str(run.path),
+                playbook=playbook,
+                quiet=True,
+                event_handler=(lambda event: (event_handler(event), True)[1]) if event_handler else None,
+                **kwargs,
+            )
+    finally:
+        scrub_runner_records(run.path)
     return int(runner.rc if runner.rc is not None else 1)
 
 
@@ -137,7 +150,8 @@ def _new_run_folder(name: str, replace: bool) -> RunDir:
         if not replace:
             raise UsageError(f"a run named {name} exists; choose another --name or pass --replace to overwrite it")
         shutil.rmtree(run.path)
-    run.path.mkdir(parents=True)
+    make_private_dir(runs_dir())
+    run.path.mkdir(mode=0o700)
     return run
 
 
@@ -147,11 +161,33 @@ def prepare(experiment: Experiment, inventory: Inventory, name: str, options: Co
     nothing half-made is left behind when compiling fails."""
     run = _new_run_folder(check_run_name(name), replace)
     try:
-        compile_experiment(experiment, inventory, run.path, name, options)
+        with private_files():
+            compile_experiment(experiment, inventory, run.path, name, options)
     except BaseException:
         shutil.rmtree(run.path, ignore_errors=True)
         raise
     return run
+
+
+#: the statuses of a run some controller is playing (preparing: the client's deployment)
+ACTIVE = (RunStatus.PREPARING.value, RunStatus.RUNNING.value)
+
+
+def is_playing(record: dict[str, Any]) -> bool:
+    """Whether a controller is playing the run right now (it is active and its controller lives)."""
+    return record.get("status") in ACTIVE and is_alive(record.get("controller"))
+
+
+def controller_died(record: dict[str, Any]) -> bool:
+    """Whether the run was left active by a controller that died (kill -9): ``collect`` takes it over."""
+    return record.get("status") in ACTIVE and not is_alive(record.get("controller"))
+
+
+def wait_for_controller(record: dict[str, Any], seconds: float) -> None:
+    """Until the controller a record names has ended (at most ``seconds``)."""
+    deadline = time.monotonic() + seconds
+    while is_alive(record.get("controller")) and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def _unless_cancelled(status: RunStatus) -> Callable[[dict[str, Any]], dict[str, Any]]:
@@ -170,7 +206,7 @@ def settle(run: RunDir, status: RunStatus, **fields: Any) -> dict[str, Any]:
 
 
 def mark_preparing(run: RunDir) -> None:
-    run.update(status=RunStatus.PREPARING.value, prepare_started=time.time())
+    run.update(status=RunStatus.PREPARING.value, prepare_started=time.time(), controller=this_controller())
 
 
 def deploy(run: RunDir, inventory: Inventory, event_handler: EventHandler | None = None,
@@ -189,7 +225,7 @@ def mark_running(run: RunDir, expected: RunStatus | None = None) -> None:
         if expected is not None and status != expected.value:
             raise RunError(f"experiment {run.name} is {status}, not {expected.value}; "
                            "call prepare_experiment and wait for READY")
-        return {"status": RunStatus.RUNNING.value, "started": time.time()}
+        return {"status": RunStatus.RUNNING.value, "started": time.time(), "controller": this_controller()}
 
     run.update(change)
 
@@ -261,6 +297,7 @@ def collect(run: RunDir, inventory: Inventory | None = None,
             event_handler: EventHandler | None = None) -> RunResults:
     """Fetch a run's results again, waiting for pipelines still running (none is started twice)."""
     inventory = inventory or run_inventory(run)
+    run.update(controller=this_controller())
     rc = run_playbook(run, EXECUTE, inventory, event_handler)
     settle(run, RunStatus.FINISHED, collected=time.time(), ansible_rc=rc)
     return load_results(run.path)

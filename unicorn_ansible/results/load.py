@@ -27,6 +27,7 @@ from ..node.journal import MalformedRecord, iter_records, results_by_name, resul
 from ..node.outcome import bounded_repr
 from ..node.protocol import FAILURE, JOURNAL, OUTBOX, PIPELINE, STATE, SUCCESS, ExecutorStatus
 from ..errors import UntrustedDataError
+from ..home import private_files
 
 
 REPR_LIMIT = 10_000
@@ -178,7 +179,7 @@ def unpack_outbox(folder: Path) -> None:
     if marker.exists() and marker.stat().st_mtime_ns >= outbox.stat().st_mtime_ns:
         return
     try:
-        with open(outbox, "rb") as source, tarfile.open(fileobj=source, mode="r:") as archive:
+        with private_files(), open(outbox, "rb") as source, tarfile.open(fileobj=source, mode="r:") as archive:
             for member in archive:  # (outbox.json, the manifest, is for the fetch: not taken)
                 if not member.isfile() or not _OUTBOX_MEMBER.match(member.name) or ".." in member.name.split("/"):
                     continue
@@ -190,7 +191,8 @@ def unpack_outbox(folder: Path) -> None:
                 os.replace(tmp, target)
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise UntrustedDataError(f"the results fetched from node {folder.name} are not a readable archive: {exc}") from exc
-    marker.touch()
+    with private_files():
+        marker.touch()
 
 
 def node_file(folder: Path, relative: Any) -> Optional[Path]:

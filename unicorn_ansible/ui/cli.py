@@ -18,7 +18,8 @@ import click
 
 from ..compiler.compile import check_run_name, compile_experiment, inventory_args
 from ..compiler.settings import DEFAULT_RUN_TIMEOUT_SECONDS, CompileOptions
-from ..engine.lifecycle import find_run, load_experiment_file, new_run_name, run_experiment, run_path
+from ..engine.lifecycle import (controller_died, find_run, load_experiment_file, new_run_name, run_experiment,
+                                run_path)
 from ..engine.rundir import RunDir, read_json
 from ..errors import ExperimentError, InventoryError, UnicornError, UsageError
 from ..inventory import load_inventory
@@ -124,12 +125,12 @@ def _short(value: Any, limit: int = 300) -> str:
 
 
 def _resolve_run(name_or_dir: str) -> Path:
-    """A run folder given by path, or by name in the home folder."""
-    given = RunDir(Path(name_or_dir))
-    if given.exists():
-        return given.path
+    """A run by name in the home folder; a run folder elsewhere by a path, which has a ``/``."""
     if "/" in name_or_dir:
-        raise UsageError(f"{name_or_dir} is not a run folder (it has no run record)")
+        given = RunDir(Path(name_or_dir))
+        if not given.exists():
+            raise UsageError(f"{name_or_dir} is not a run folder (it has no run record)")
+        return given.path
     return find_run(check_run_name(name_or_dir)).path
 
 
@@ -270,12 +271,17 @@ def status(run_name: str, as_json: bool) -> None:
             "total": progress.get("total"),
             "error": node_status.get("error"),
         })
+    died = controller_died(record)
     if as_json:
-        click.echo(json.dumps({"name": record["name"], "status": record.get("status"), "nodes": nodes_status}, indent=2))
+        click.echo(json.dumps({"name": record["name"], "status": record.get("status"), "controller_died": died,
+                               "nodes": nodes_status}, indent=2))
         return
     rows = [(entry["node"], entry["phase"], "" if entry["total"] is None else f"{entry['done']}/{entry['total']}",
              _first_line(entry["error"])) for entry in nodes_status]
     print_table(("node", "phase", "tasks done", "error"), rows, f"run {record['name']}: {record.get('status')}")
+    if died:
+        click.echo(f"its controller (pid {(record.get('controller') or {}).get('pid', '?')}) died; the pipelines may "
+                   f"still run on the hosts: unicorn-ansible collect {record['name']} fetches their results", err=True)
 
 
 @cli.command()
@@ -351,11 +357,18 @@ def list_runs(as_json: bool) -> None:
                 [(row["name"], row["status"], row["nodes"], row["created"]) for row in rows])
 
 
+#: seconds ``delete --force`` lets a cancelled run's controller take its results and end
+CONTROLLER_GRACE = 60.0
+
+
 @cli.command()
 @click.argument("run_name")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def delete(run_name: str, yes: bool) -> None:
+@click.option("--force", is_flag=True, help="Delete a run that is still running: cancel it first.")
+def delete(run_name: str, yes: bool, force: bool) -> None:
     """Delete a run's folder from the controller (hosts keep their work folders).
+
+    A run still running is refused unless --force, which cancels it first.
 
     \b
     Example:
@@ -363,7 +376,16 @@ def delete(run_name: str, yes: bool) -> None:
     """
     import shutil
 
+    from ..engine.lifecycle import cancel as cancel_run, is_playing, wait_for_controller
+
     run_dir = _resolve_run(run_name)
+    run = RunDir(run_dir)
+    if is_playing(run.record()):
+        if not force:
+            raise UsageError(f"run {run_name} is running; cancel it first (unicorn-ansible cancel {run_name}), "
+                             "or pass --force to cancel and delete it")
+        _with_progress(run_dir, lambda handler: cancel_run(run, event_handler=handler))
+        wait_for_controller(run.record(), CONTROLLER_GRACE)
     if not yes and not click.confirm(f"delete {run_dir}?", default=False):
         sys.exit(EXIT_FAILED)
     shutil.rmtree(run_dir)

@@ -10,6 +10,7 @@ the template ``templates/report.html.j2``; this module computes what it shows.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import jinja2
 
 from ..engine.rundir import RunDir
+from ..home import private_files
 from ..node.protocol import TaskKind
 from ..resources import ui_templates_dir
 from ..results.load import NodeResult, RunResults, load_results, node_file
@@ -128,7 +130,9 @@ def write_report(run_dir: Path, output: Path, width: int = 900) -> Path:
         width=width, span=f"{timeline.span:.2f}", colours=COLOURS)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(html, encoding="utf-8")
+    inside = output.resolve().is_relative_to(run_dir.resolve())
+    with private_files() if inside else contextlib.nullcontext():  # the run folder's files are private
+        output.write_text(html, encoding="utf-8")
     return output
 
 
