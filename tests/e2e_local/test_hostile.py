@@ -153,3 +153,42 @@ def test_home_elsewhere_and_any_task_name(env: Env) -> None:
     assert list((home / ".unicorn-ansible" / "hosts" / "home-a" / "runs").iterdir())
     shown = env.cli("logs", "elsewhere", "--task", UNICODE, check=0).stdout
     assert "healthy output" in shown and "(no output)" not in shown
+
+
+BIG = '''
+from unicorn_ansible import Experiment, Pipeline, Task
+
+class Big(Task):
+    def run(self):
+        return b"x" * (150 * 1024 * 1024)
+
+def experiment(nodes):
+    return Experiment().map(Pipeline().then(Big(name="big")), nodes.take(1))
+'''
+
+
+def _peak_kib(env: Env, *args: str) -> tuple[int, str]:
+    """Run the CLI; its exit code is checked by the caller through the output; return its peak memory (KiB)."""
+    import os
+    import subprocess
+
+    from .conftest import CLI
+
+    process = subprocess.Popen(CLI + list(args), env=env.vars, cwd=env.root, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True)
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return usage.ru_maxrss, output
+
+
+def test_results_json_and_report_memory_is_bounded_by_the_previews(env: Env) -> None:
+    inventory = env.local_inventory(["big-a"])
+    env.write("big.py", BIG)
+    env.cli("run", "big.py", "-i", str(inventory), "--name", "big", "--json", check=0)
+    peak, output = _peak_kib(env, "results", "big", "--json")
+    [value] = node(json.loads(output), "big-a")["tasks"]["big"]
+    assert value["abbreviated"] > 150 * 1024 * 1024 and "157286400 bytes" in value["value"]
+    assert peak < 120 * 1024, f"results --json peaked at {peak // 1024} MiB for a 150 MiB result"
+    peak, _ = _peak_kib(env, "report", "big")
+    assert peak < 120 * 1024, f"report peaked at {peak // 1024} MiB for a 150 MiB result"

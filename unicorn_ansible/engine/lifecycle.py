@@ -253,13 +253,15 @@ def run_experiment(
     options: CompileOptions | None = None,
     event_handler: EventHandler | None = None,
     secrets: Secrets | None = None,
+    payload_limit: int | None = None,
 ) -> RunResults:
-    """Compile and run an experiment; block until every node is done; return the results."""
+    """Compile and run an experiment; block until every node is done; return the results (those
+    whose payload is over ``payload_limit`` as their previews: see results/load.py)."""
     inventory = inventory or load_inventory(None)
     run = prepare(experiment, inventory, name or new_run_name("experiment"), options, replace)
     mark_running(run)
     execute(run, inventory, event_handler, secrets, playbook=SITE)
-    return load_results(run.path)
+    return load_results(run.path, payload_limit=payload_limit)
 
 
 def run(

@@ -107,9 +107,10 @@ def _skip_payload(handle: IO[bytes], size: int) -> bool:
     return True
 
 
-def iter_records(path: str, with_payload: bool = True) -> Iterator[Record]:
+def iter_records(path: str, with_payload: bool = True, payload_limit: int | None = None) -> Iterator[Record]:
     """The complete records of a journal; a record torn by a crash ends the iteration, a
-    complete record with a malformed header raises MalformedRecord."""
+    complete record with a malformed header raises MalformedRecord. A payload larger than
+    ``payload_limit`` is not read (its record's payload is empty)."""
     try:
         handle = open(path, "rb")
     except FileNotFoundError:
@@ -120,7 +121,7 @@ def iter_records(path: str, with_payload: bool = True) -> Iterator[Record]:
             if not _skip_payload(handle, size):  # torn by a crash: the payload is not all there
                 return
             payload = b""
-            if with_payload:
+            if with_payload and (payload_limit is None or size <= payload_limit):
                 handle.seek(-size, io.SEEK_CUR)
                 payload = handle.read(size)
             end = handle.read(1)

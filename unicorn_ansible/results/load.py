@@ -23,7 +23,7 @@ from ..engine.rundir import RunDir
 from .safe_pickle import loader_for, register_shipped
 from .status import NodeStatus, Phase
 from ..node.files import copy_range, read_json
-from ..node.journal import MalformedRecord, iter_records, results_by_name, results_by_stage
+from ..node.journal import MalformedRecord, Record, iter_records, results_by_name, results_by_stage
 from ..node.outcome import bounded_repr
 from ..node.protocol import FAILURE, JOURNAL, OUTBOX, PIPELINE, STATE, SUCCESS, ExecutorStatus
 from ..errors import UntrustedDataError
@@ -37,11 +37,31 @@ def _bounded_repr(value: Any) -> str:
     return bounded_repr(value, REPR_LIMIT)
 
 
+#: the command line's views (``results``, ``run``) show a result whose payload is larger than this by
+#: its preview, without loading it: their memory is bounded by what they show
+VIEW_PAYLOAD_LIMIT = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Abbreviated:
+    """A result not loaded for a view (its payload is over :data:`VIEW_PAYLOAD_LIMIT`): its preview."""
+
+    type: str
+    preview: str
+    size: int
+
+    def __repr__(self) -> str:
+        return f"{self.preview} ({self.size} bytes; the whole value: load_results in Python)"
+
+
 def result_to_json(result: Any) -> Dict[str, Any]:
     """``{"type": "Success" | "Failure", "value": <JSON, or repr where not JSON>}``.
 
     A repr longer than 10,000 characters is cut and says how much is left out; the
-    full value is in the Result objects (Python API, ``NodeResult.tasks``)."""
+    full value is in the Result objects (Python API, ``NodeResult.tasks``). A result
+    not loaded for a view is its preview, with ``"abbreviated": <payload bytes>``."""
+    if isinstance(result, Abbreviated):
+        return {"type": result.type, "value": result.preview, "abbreviated": result.size}
     if isinstance(result, Result):
         kind = SUCCESS if is_successful(result) else FAILURE
         inner = result.unwrap() if kind == SUCCESS else result.failure()
@@ -242,11 +262,27 @@ def _outcome(status: Dict[str, Any], state: Dict[str, Any], records: List[Any]) 
     return NodeStatus.NOT_RUN, error
 
 
+class _Unread(bytes):
+    """The place of a payload left unread (over the view's limit), with its record's header."""
+
+    header: Dict[str, Any]
+
+    def __new__(cls, header: Dict[str, Any]) -> "_Unread":
+        unread = super().__new__(cls)
+        unread.header = header
+        return unread
+
+
 def _values(records: List[Any], graph: bool, loads: Callable[[bytes], Any]) -> tuple[Any, Dict[str, List[Any]]]:
-    """Both shapes of the results, each payload unpickled once."""
+    """Both shapes of the results, each payload unpickled once (a payload left unread: its preview)."""
     loaded: Dict[int, Any] = {}
+    records = [Record(r.header, _Unread(r.header)) if r.header["payload_len"] and not r.payload else r
+               for r in records]
 
     def once(payload: bytes) -> Any:
+        if isinstance(payload, _Unread):
+            header = payload.header
+            return Abbreviated(str(header.get("type")), str(header.get("preview") or "")[:2000], header["payload_len"])
         if id(payload) not in loaded:
             loaded[id(payload)] = loads(payload)
         return loaded[id(payload)]
@@ -272,15 +308,16 @@ def _timing(entry: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def load_node(run_dir: Path, node: str, loads: Optional[Callable[[bytes], Any]] = None,
-              with_values: bool = True) -> NodeResult:
+              with_values: bool = True, payload_limit: Optional[int] = None) -> NodeResult:
     """One node's outcome; its results are loaded with the untrusted-data loader unless ``loads``
-    is given. Without values, only what the journal's headers say (timings, previews) is read."""
+    is given. Without values, only what the journal's headers say (timings, previews) is read;
+    a result whose payload is over ``payload_limit`` is its preview (:class:`Abbreviated`)."""
     run = RunDir(run_dir)
     folder = run.node_dir(node)
     loads = loads or loader_for(node)
     try:
         unpack_outbox(folder)
-        records = list(iter_records(str(folder / JOURNAL), with_payload=with_values))
+        records = list(iter_records(str(folder / JOURNAL), with_values, payload_limit))
     except (UntrustedDataError, MalformedRecord) as exc:
         return NodeResult(node=node, status=NodeStatus.EXECUTION_FAILED, prepared=True,
                           error=f"the results fetched from node {node} are refused: {exc}")
@@ -329,7 +366,7 @@ def _task_names(run_dir: Path, node: str) -> List[str]:
 
 
 def load_results(run_dir: Path, loads: Optional[Callable[[bytes], Any]] = None,
-                 with_values: bool = True) -> RunResults:
+                 with_values: bool = True, payload_limit: Optional[int] = None) -> RunResults:
     """Every node's outcome of a run directory. Results fetched from hosts are untrusted:
     they load with the restricted loader, after the run's own pipelines told it which
     classes the experiment shipped. Without values (the report), only the journals'
@@ -340,7 +377,7 @@ def load_results(run_dir: Path, loads: Optional[Callable[[bytes], Any]] = None,
     nodes = []
     for host in record.get("hosts", []):
         try:
-            nodes.append(load_node(run.path, host, loads, with_values))
+            nodes.append(load_node(run.path, host, loads, with_values, payload_limit))
         except Exception as exc:  # anything else a host's files do: that node's error alone
             nodes.append(_unreadable(host, exc))
     return RunResults(record.get("name", run.name), run.path, nodes, record.get("status", "unknown"))

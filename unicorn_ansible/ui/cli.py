@@ -23,7 +23,7 @@ from ..engine.lifecycle import (controller_died, find_run, load_experiment_file,
 from ..engine.rundir import RunDir, read_json
 from ..errors import ExperimentError, InventoryError, UnicornError, UsageError
 from ..inventory import load_inventory
-from ..results.load import RunResults, load_results, node_file
+from ..results.load import VIEW_PAYLOAD_LIMIT, RunResults, load_results, node_file
 from .tables import console, print_table
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -165,7 +165,8 @@ def run(experiment_file: str, inventories: Sequence[str], name: str | None, repl
     from .progress import Progress
 
     with Progress(run_path(name).path, [d.node.name for d in experiment], sys.stderr) as progress:
-        results = run_experiment(experiment, inventory, name, replace, _options(**engine), progress.handle, secrets)
+        results = run_experiment(experiment, inventory, name, replace, _options(**engine), progress.handle, secrets,
+                                 payload_limit=VIEW_PAYLOAD_LIMIT)
     if as_json:
         click.echo(json.dumps(results.to_dict(), indent=2))
     else:
@@ -213,7 +214,7 @@ def results(run_name: str, as_json: bool) -> None:
     Example:
       unicorn-ansible results hello-20261124-120000 --json
     """
-    loaded = load_results(_resolve_run(run_name))
+    loaded = load_results(_resolve_run(run_name), payload_limit=VIEW_PAYLOAD_LIMIT)
     if as_json:
         click.echo(json.dumps(loaded.to_dict(), indent=2))
     else:
