@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from unicorn_ansible.engine.rundir import RunDir
+
 from .conftest import CLI, Env
 
 SLOW = '''
@@ -120,6 +122,11 @@ def test_after_kill_9_of_the_controller_its_play_ends_status_says_so_and_collect
     finally:
         if controller.poll() is None:
             controller.kill()
+    socket = Path(json.loads(RunDir(env.home / "runs" / "orphan").flags_endpoint_file.read_text())["socket"])
+    assert socket.exists()  # the dead controller's flag socket ...
+    env.write("fast.py", SLOW.format(seconds=0))
+    env.cli("run", "fast.py", "-i", str(inventory), "--name", "next", check=0)
+    assert not socket.exists() and not socket.parent.exists()  # ... is removed by the next run
     status = env.cli("status", "orphan", check=0)
     assert "controller (pid" in status.stderr and "died" in status.stderr and "collect orphan" in status.stderr
     assert json.loads(env.cli("status", "orphan", "--json", check=0).stdout)["controller_died"] is True
