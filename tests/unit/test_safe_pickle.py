@@ -207,3 +207,10 @@ def test_shipped_enums_dataclasses_and_tuples_come_back_as_they_were() -> None:
     buffer = io.BytesIO()
     ByReference(buffer, protocol=5).dump(value)
     assert safe_loads(buffer.getvalue(), "n5", {v: k for k, v in shipped.items()}) == value
+
+
+def test_a_value_that_contains_itself_loads() -> None:
+    looped: list = [1]
+    looped.append(looped)
+    loaded = safe_loads(cloudpickle.dumps(Success(looped)), "n6", classes={}).unwrap()
+    assert loaded[0] == 1 and loaded[1] is loaded
