@@ -24,17 +24,31 @@ from .errors import InventoryError
 from .model.nodes import Architecture, CountableNodePool, Node
 from .resources import inventories_dir
 
-# Variable names whose values are secrets: connection and become passwords, vault
-# passwords, tokens. Their values never become node properties.
-_SECRET_NAME = re.compile(r"(^|_)(pass|passwd|password|passphrase|secret|token|vault)(_|$)", re.IGNORECASE)
+# Variable names whose values are secrets: a part of the name (split at _ - . and case changes)
+# holding one of these words (api_key, aws_access_key_id, db_credentials, github_token,
+# ansible_become_pass, ssl_cert, vault_password_file). Their values never become node
+# properties and never reach a run folder; vault-encrypted values neither, whatever their name.
+_SECRET_WORDS = ("key", "token", "secret", "credential", "password", "passwd", "passphrase", "private", "vault",
+                 "cert")
+_NAME_PARTS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+#: what the inventory snapshot says in place of a value left out
+LEFT_OUT = "(left out: a secret by its name, or vault-encrypted)"
+
+
+def is_secret_name(name: str) -> bool:
+    parts = [part.lower() for part in _NAME_PARTS.findall(name)]
+    return any(part == "pass" or any(word in part for word in _SECRET_WORDS) for part in parts)
+
+
+def is_vault_encrypted(value: Any) -> bool:
+    if isinstance(value, dict) and "__ansible_vault" in value:
+        return True
+    return type(value).__name__ == "AnsibleVaultEncryptedUnicode" or (
+        isinstance(value, str) and value.lstrip().startswith("$ANSIBLE_VAULT"))
 
 
 def is_secret(name: str, value: Any) -> bool:
-    if _SECRET_NAME.search(name):
-        return True
-    if isinstance(value, dict) and "__ansible_vault" in value:
-        return True
-    return isinstance(value, str) and value.lstrip().startswith("$ANSIBLE_VAULT")
+    return is_secret_name(str(name)) or is_vault_encrypted(value)
 
 
 def _architecture(value: Any) -> Architecture:
@@ -69,6 +83,11 @@ class Inventory:
         member_of = sorted(group for group, hosts in self.groups.items() if host in hosts)
         variables["groups"] = member_of
         return Node(host, variables, _architecture(variables.get("unicorn_architecture")))
+
+    def snapshot(self, hosts: list[str]) -> dict[str, dict[str, Any]]:
+        """The hosts' variables as a run folder keeps them: a secret's value replaced by :data:`LEFT_OUT`."""
+        return {host: {**{k: LEFT_OUT if is_secret(k, v) else v for k, v in self.hostvars.get(host, {}).items()},
+                       "groups": self.node(host)["groups"]} for host in hosts}
 
     def nodes(self, architectures: dict[str, Architecture] | None = None) -> CountableNodePool:
         """The node pool; ``architectures`` (from gathered facts) fill in what host vars do not say.

@@ -80,3 +80,137 @@ def test_a_class_the_experiment_shipped_is_admitted_by_reference() -> None:
     assert isinstance(loaded.unwrap(), Measurement) and loaded.unwrap().rtt == 1.25
     with pytest.raises(UntrustedDataError, match="did not ship"):
         safe_loads(buffer.getvalue(), "n4", classes={})
+
+
+# -- a compromised host's hand-made pickles -------------------------------------------------
+
+def _shipped_ref(tracker: str) -> bytes:
+    """The pickle bytes of a reference to a shipped class (as the executor writes it)."""
+    return (pickle.MARK + _unicode("unicorn-ansible-class") + _unicode(tracker) + pickle.TUPLE
+            + pickle.BINPERSID)
+
+
+def _unicode(text: str) -> bytes:
+    data = text.encode()
+    return pickle.SHORT_BINUNICODE + bytes([len(data)]) + data
+
+
+def _global(module: str, name: str) -> bytes:
+    return _unicode(module) + _unicode(name) + pickle.STACK_GLOBAL
+
+
+def _program(*parts: bytes) -> bytes:
+    return pickle.PROTO + b"\x04" + b"".join(parts) + pickle.STOP
+
+
+def test_a_dotted_name_does_not_reach_os_system_through_an_allowed_module(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    for module, name in (("pathlib", "os.system"), ("collections", "_sys.modules"), ("builtins", "__import__")):
+        payload = _program(_global(module, name), _unicode(f"touch {marker}"), pickle.TUPLE1, pickle.REDUCE)
+        with pytest.raises(UntrustedDataError, match=f"refer to {module}.{name}"):
+            safe_loads(payload, "evil")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("callee, argument", [
+    (("builtins", "bytes"), pickle.LONG1 + b"\x05\x00\x00\x00\x00\x02"),  # bytes(2**33)
+    (("builtins", "bytearray"), pickle.LONG1 + b"\x05\x00\x00\x00\x00\x02"),
+    (("builtins", "list"), _global("builtins", "range") + pickle.LONG1 + b"\x06\x00\x00\x00\x00\x00\x01"
+     + pickle.TUPLE1 + pickle.REDUCE),  # list(range(2**40))
+    (("collections", "Counter"), _global("builtins", "range") + pickle.LONG1 + b"\x05\x00\x00\x00\x00\x02"
+     + pickle.TUPLE1 + pickle.REDUCE),
+])
+def test_an_allocation_larger_than_the_payload_is_refused_at_once(callee, argument) -> None:
+    import time
+
+    payload = _program(_global(*callee), argument, pickle.TUPLE1, pickle.REDUCE)
+    started = time.monotonic()
+    with pytest.raises(UntrustedDataError, match="larger than the payload"):
+        safe_loads(payload, "evil")
+    assert time.monotonic() - started < 1
+
+
+def test_nesting_deeper_than_the_bound_is_refused_without_recursion() -> None:
+    deep = _program(pickle.EMPTY_LIST * 100_000, pickle.APPEND * 99_999)
+    with pytest.raises(UntrustedDataError, match="levels deep"):
+        safe_loads(deep, "evil")
+    assert safe_loads(_program(pickle.EMPTY_LIST * 100, pickle.APPEND * 99), "fine") is not None
+
+
+def test_a_shipped_class_is_rebuilt_without_running_its_code(tmp_path: Path) -> None:
+    written = tmp_path / "written"
+
+    class Measurement:  # a class the experiment shipped, whose every method writes a file
+        def __init__(self, *args) -> None:
+            written.write_text(f"__init__{args}")
+
+        def __new__(cls, *args):
+            written.write_text("__new__")
+            return super().__new__(cls)
+
+        def __setstate__(self, state) -> None:
+            written.write_text("__setstate__")
+
+        def __hash__(self) -> int:
+            written.write_text("__hash__")
+            return 1
+
+        def append(self, item) -> None:
+            written.write_text("append")
+
+    classes = {"t1": Measurement}
+    reduce_call = _program(_shipped_ref("t1"), _unicode(str(tmp_path / "chosen")), pickle.TUPLE1, pickle.REDUCE)
+    assert type(safe_loads(reduce_call, "evil", classes)) is Measurement
+    built = _program(_shipped_ref("t1"), pickle.EMPTY_TUPLE, pickle.NEWOBJ,
+                     pickle.EMPTY_DICT, _unicode("rtt"), pickle.BINFLOAT + b"?\xf4\x00\x00\x00\x00\x00\x00",
+                     pickle.SETITEM, pickle.BUILD)
+    assert safe_loads(built, "evil", classes).rtt == 1.25
+    with pytest.raises(UntrustedDataError, match="not its attributes"):
+        safe_loads(_program(_shipped_ref("t1"), pickle.EMPTY_TUPLE, pickle.NEWOBJ, _unicode("x"), pickle.BUILD),
+                   "evil", classes)
+    with pytest.raises(UntrustedDataError, match="as a key"):
+        safe_loads(_program(pickle.EMPTY_DICT, _shipped_ref("t1"), pickle.EMPTY_TUPLE, pickle.NEWOBJ,
+                            pickle.NONE, pickle.SETITEM), "evil", classes)
+    with pytest.raises(UntrustedDataError, match="add members to a Measurement"):
+        safe_loads(_program(_shipped_ref("t1"), pickle.EMPTY_TUPLE, pickle.NEWOBJ, pickle.NONE, pickle.APPEND),
+                   "evil", classes)
+    with pytest.raises(UntrustedDataError, match="state of a class"):
+        safe_loads(_program(_shipped_ref("t1"), pickle.EMPTY_DICT, pickle.BUILD), "evil", classes)
+    assert not written.exists()
+
+
+def test_shipped_enums_dataclasses_and_tuples_come_back_as_they_were() -> None:
+    import dataclasses
+    import enum
+    import io
+    import typing
+
+    class Colour(enum.Enum):
+        RED = 1
+
+    @dataclasses.dataclass(frozen=True)
+    class Sample:
+        rtt: float
+        colour: Colour
+
+    class Pair(typing.NamedTuple):
+        a: int
+        b: str
+
+    shipped = {Colour: "c", Sample: "s", Pair: "p"}
+
+    class ByReference(pickle.Pickler):
+        def persistent_id(self, obj):
+            return ("unicorn-ansible-class", shipped[obj]) if isinstance(obj, type) and obj in shipped else None
+
+    value = Success({"sample": Sample(1.5, Colour.RED), "pair": Pair(1, "x"), Colour.RED: [Pair(2, "y")]})
+    buffer = io.BytesIO()
+    ByReference(buffer, protocol=5).dump(value)
+    assert safe_loads(buffer.getvalue(), "n5", {v: k for k, v in shipped.items()}) == value
+
+
+def test_a_value_that_contains_itself_loads() -> None:
+    looped: list = [1]
+    looped.append(looped)
+    loaded = safe_loads(cloudpickle.dumps(Success(looped)), "n6", classes={}).unwrap()
+    assert loaded[0] == 1 and loaded[1] is loaded

@@ -26,6 +26,7 @@ import time
 
 from ansible.plugins.callback import CallbackBase
 
+from unicorn_ansible.engine.controller import end_with_controller
 from unicorn_ansible.engine.rundir import RunDir, read_json, write_json
 from unicorn_ansible.node.protocol import ExecutorStatus
 from unicorn_ansible.results.status import FAILED_PHASES, Phase
@@ -71,6 +72,7 @@ class CallbackModule(CallbackBase):
         super().__init__()
         self.run = None
         self.hosts = {}
+        self.watching = False
 
     # -- where and what ----------------------------------------------------
     def v2_playbook_on_start(self, playbook):
@@ -78,6 +80,8 @@ class CallbackModule(CallbackBase):
         run = RunDir(os.path.dirname(project))
         if run.exists():
             self.run = run
+        if not self.watching:  # the play ends within a second of its controller's death (kill -9)
+            self.watching = end_with_controller()
 
     def _status(self, host):
         if host not in self.hosts:

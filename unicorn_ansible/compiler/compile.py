@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import re
 import secrets
@@ -35,7 +36,7 @@ from ..engine.flag_server import new_endpoint, task_settings
 from ..engine.rundir import RunDir, RunStatus, write_atomic, write_json
 from ..errors import ExperimentError, InventoryError, UsageError
 from ..home import home_dir
-from ..inventory import Inventory, default_inventory_text, is_secret
+from ..inventory import Inventory, default_inventory_text
 from ..model.experiment import Deployment, Experiment
 from ..node.protocol import FINAL_STATUSES
 from ..resources import callback_plugin, playbooks_dir, roles_dir
@@ -166,8 +167,17 @@ def _lay_out(run: RunDir) -> None:
     for folder in ("roles", "callback_plugins", "files/nodes"):
         shutil.rmtree(run.project / folder, ignore_errors=True)
         (run.project / folder).mkdir(parents=True, exist_ok=True)
-    shutil.copytree(roles_dir(), run.project / "roles", dirs_exist_ok=True)
-    shutil.copy2(callback_plugin(), run.project / "callback_plugins" / callback_plugin().name)
+    shutil.copytree(roles_dir(), run.project / "roles", dirs_exist_ok=True, copy_function=shutil.copyfile)
+    shutil.copyfile(callback_plugin(), run.project / "callback_plugins" / callback_plugin().name)
+    _make_private(run.project)
+
+
+def _make_private(tree: Path) -> None:
+    """Folders 0700, files 0600 (copies of the package's files would keep its modes)."""
+    for folder, _, files in os.walk(tree):
+        os.chmod(folder, 0o700)
+        for name in files:
+            os.chmod(os.path.join(folder, name), 0o600)
 
 
 def _host_run_id(name: str) -> str:
@@ -265,9 +275,7 @@ def _write_inventory(run: RunDir, inventory: Inventory, hosts: list[str]) -> Non
         # the local machine keeps its host work folders in the home folder (hosts/<host>/...)
         for host in inventory.hostvars:
             write_json(run.inventory_dir / "host_vars" / f"{host}.yml", {"unicorn_remote_root": str(home_dir())})
-    snapshot = {host: {k: v for k, v in inventory.node(host).properties.items() if not is_secret(k, v)}
-                for host in hosts}
-    write_json(run.inventory_snapshot, snapshot)
+    write_json(run.inventory_snapshot, inventory.snapshot(hosts))
 
 
 def _run_record(name: str, run_id: str, hosts: list[str], inventory: Inventory,

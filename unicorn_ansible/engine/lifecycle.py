@@ -17,12 +17,14 @@ from ..compat.netunicorn import as_experiment
 from ..compiler.compile import check_run_name, compile_experiment
 from ..compiler.settings import CompileOptions
 from ..errors import ExperimentError, RunError, UsageError
-from ..home import runs_dir
+from ..home import make_private_dir, private_files, runs_dir
 from ..inventory import Inventory, ensure_ansible_on_path, load_inventory
 from ..model.experiment import Experiment
 from ..model.nodes import CountableNodePool
 from ..results.load import RunResults, load_results
+from .controller import controller_env, is_alive, this_controller
 from .flag_server import serve_flags
+from .privacy import scrub_once_started, scrub_runner_records
 from .rundir import RunDir, RunStatus
 
 EventHandler = Callable[[dict[str, Any]], None]
@@ -40,6 +42,9 @@ def load_experiment_file(path: str, nodes: CountableNodePool) -> Experiment:
         namespace = runpy.run_path(str(file), run_name="__unicorn_experiment__")
     except SyntaxError as exc:
         raise ExperimentError(f"{path}, line {exc.lineno}: {exc.msg}; fix the syntax error") from exc
+    except SystemExit as exc:
+        raise ExperimentError(f"{path} called sys.exit({exc.code!r}) while loading; an experiment file "
+                              "defines `experiment` and returns") from None
     except ExperimentError:
         raise
     except Exception as exc:
@@ -54,6 +59,8 @@ def load_experiment_file(path: str, nodes: CountableNodePool) -> Experiment:
             value = value(nodes)
         except ExperimentError:
             raise
+        except SystemExit as exc:
+            raise ExperimentError(f"{path}: experiment(nodes) called sys.exit({exc.code!r})") from None
         except Exception as exc:
             raise ExperimentError(f"{path}: experiment(nodes) raised {type(exc).__name__}: {exc}") from exc
         value = as_experiment(value)
@@ -97,20 +104,26 @@ def run_playbook(
     ensure_ansible_on_path()
     import ansible_runner
 
-    # suppress_env_files: ansible-runner would otherwise write passwords to env/passwords.
-    kwargs: dict[str, Any] = {"suppress_env_files": True}
+    # suppress_env_files: ansible-runner would otherwise write passwords to env/passwords;
+    # envvars: ansible-playbook ends with this controller (engine/controller.py)
+    kwargs: dict[str, Any] = {"suppress_env_files": True, "envvars": controller_env(),
+                              "status_handler": scrub_once_started(run.path)}
     kwargs.update((secrets or Secrets()).runner_arguments())
     if inventory.sources:
         kwargs["inventory"] = list(inventory.sources)
     if limit is not None:
         kwargs["limit"] = ",".join(limit)
-    runner = ansible_runner.run(
-        private_data_dir=str(run.path),
-        playbook=playbook,
-        quiet=True,
-        event_handler=(lambda event: (event_handler(event), True)[1]) if event_handler else None,
-        **kwargs,
-    )
+    try:
+        with private_files():
+            runner = ansible_runner.run(
+                private_data_dir=str(run.path),
+                playbook=playbook,
+                quiet=True,
+                event_handler=(lambda event: (event_handler(event), True)[1]) if event_handler else None,
+                **kwargs,
+            )
+    finally:
+        scrub_runner_records(run.path)
     return int(runner.rc if runner.rc is not None else 1)
 
 
@@ -143,7 +156,8 @@ def _new_run_folder(name: str, replace: bool) -> RunDir:
         if not replace:
             raise UsageError(f"a run named {name} exists; choose another --name or pass --replace to overwrite it")
         shutil.rmtree(run.path)
-    run.path.mkdir(parents=True)
+    make_private_dir(runs_dir())
+    run.path.mkdir(mode=0o700)
     return run
 
 
@@ -153,11 +167,33 @@ def prepare(experiment: Experiment, inventory: Inventory, name: str, options: Co
     nothing half-made is left behind when compiling fails."""
     run = _new_run_folder(check_run_name(name), replace)
     try:
-        compile_experiment(experiment, inventory, run.path, name, options)
+        with private_files():
+            compile_experiment(experiment, inventory, run.path, name, options)
     except BaseException:
         shutil.rmtree(run.path, ignore_errors=True)
         raise
     return run
+
+
+#: the statuses of a run some controller is playing (preparing: the client's deployment)
+ACTIVE = (RunStatus.PREPARING.value, RunStatus.RUNNING.value)
+
+
+def is_playing(record: dict[str, Any]) -> bool:
+    """Whether a controller is playing the run right now (it is active and its controller lives)."""
+    return record.get("status") in ACTIVE and is_alive(record.get("controller"))
+
+
+def controller_died(record: dict[str, Any]) -> bool:
+    """Whether the run was left active by a controller that died (kill -9): ``collect`` takes it over."""
+    return record.get("status") in ACTIVE and not is_alive(record.get("controller"))
+
+
+def wait_for_controller(record: dict[str, Any], seconds: float) -> None:
+    """Until the controller a record names has ended (at most ``seconds``)."""
+    deadline = time.monotonic() + seconds
+    while is_alive(record.get("controller")) and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def _unless_cancelled(status: RunStatus) -> Callable[[dict[str, Any]], dict[str, Any]]:
@@ -176,7 +212,7 @@ def settle(run: RunDir, status: RunStatus, **fields: Any) -> dict[str, Any]:
 
 
 def mark_preparing(run: RunDir) -> None:
-    run.update(status=RunStatus.PREPARING.value, prepare_started=time.time())
+    run.update(status=RunStatus.PREPARING.value, prepare_started=time.time(), controller=this_controller())
 
 
 def deploy(run: RunDir, inventory: Inventory, event_handler: EventHandler | None = None,
@@ -195,7 +231,7 @@ def mark_running(run: RunDir, expected: RunStatus | None = None) -> None:
         if expected is not None and status != expected.value:
             raise RunError(f"experiment {run.name} is {status}, not {expected.value}; "
                            "call prepare_experiment and wait for READY")
-        return {"status": RunStatus.RUNNING.value, "started": time.time()}
+        return {"status": RunStatus.RUNNING.value, "started": time.time(), "controller": this_controller()}
 
     run.update(change)
 
@@ -223,13 +259,15 @@ def run_experiment(
     options: CompileOptions | None = None,
     event_handler: EventHandler | None = None,
     secrets: Secrets | None = None,
+    payload_limit: int | None = None,
 ) -> RunResults:
-    """Compile and run an experiment; block until every node is done; return the results."""
+    """Compile and run an experiment; block until every node is done; return the results (those
+    whose payload is over ``payload_limit`` as their previews: see results/load.py)."""
     inventory = inventory or load_inventory(None)
     run = prepare(experiment, inventory, name or new_run_name("experiment"), options, replace)
     mark_running(run)
     execute(run, inventory, event_handler, secrets, playbook=SITE)
-    return load_results(run.path)
+    return load_results(run.path, payload_limit=payload_limit)
 
 
 def run(
@@ -276,6 +314,7 @@ def collect(run: RunDir, inventory: Inventory | None = None,
             event_handler: EventHandler | None = None) -> RunResults:
     """Fetch a run's results again, waiting for pipelines still running (none is started twice)."""
     inventory = inventory or run_inventory(run)
+    run.update(controller=this_controller())
     rc = run_playbook(run, EXECUTE, inventory, event_handler)
     settle(run, RunStatus.FINISHED, collected=time.time(), ansible_rc=rc)
     return load_results(run.path)

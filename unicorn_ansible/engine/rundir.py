@@ -59,7 +59,7 @@ class RunStatus(str, enum.Enum):
     CANCELLED = "cancelled"
 
 
-def write_atomic(path: Path, data: bytes | str, mode: int = 0o644) -> None:
+def write_atomic(path: Path, data: bytes | str, mode: int = 0o600) -> None:
     """Write ``path`` whole or not at all (a temporary file renamed over it)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -69,7 +69,7 @@ def write_atomic(path: Path, data: bytes | str, mode: int = 0o644) -> None:
     os.replace(tmp, path)
 
 
-def write_json(path: Path, data: Any, mode: int = 0o644, sort_keys: bool = False) -> None:
+def write_json(path: Path, data: Any, mode: int = 0o600, sort_keys: bool = False) -> None:
     """``data`` as indented JSON (what JSON cannot say, as text), written atomically."""
     write_atomic(path, json.dumps(data, indent=2, sort_keys=sort_keys, default=str) + "\n", mode)
 

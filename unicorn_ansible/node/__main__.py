@@ -33,8 +33,9 @@ from typing import Any
 
 from .control import cancel, current_state, start, wait
 from .files import read_json, write_json_atomic
-from .protocol import (BUNDLE_NODE_FILES, DEFAULT_LOG_CAP, DEPLOY_SPEC, NODE_BUNDLE, NODE_SPEC, PIPELINE, STATE,
-                       ExecutorStatus)
+from .processes import keep_files_private
+from .protocol import (BUNDLE_NODE_FILES, DEFAULT_LOG_CAP, DEPLOY_SPEC, NODE_BUNDLE, NODE_SPEC, OUTBOX, PIPELINE,
+                       STATE, ExecutorStatus)
 
 
 def _bundle() -> str | None:
@@ -82,10 +83,21 @@ def unpack_node_files(workdir: str) -> None:
                 _replace(os.path.join(workdir, name), archive.read(member))
 
 
+def _make_private(workdir: str) -> None:
+    """The work folder and the folders above it up to ``hosts/`` (made by older versions, maybe
+    readable by others) only for this user: ``<root>/hosts/<host>/runs/<run>``."""
+    folder = workdir
+    for _ in range(4):
+        if os.stat(folder).st_uid == os.getuid():
+            os.chmod(folder, 0o700)
+        folder = os.path.dirname(folder)
+
+
 def _deploy(workdir: str) -> int:
     from .deploy import deploy
 
     os.makedirs(workdir, mode=0o700, exist_ok=True)
+    _make_private(workdir)
     keep_bundle(workdir)
     unpack_node_files(workdir)
     report = deploy(workdir, read_json(os.path.join(workdir, DEPLOY_SPEC)) or {})
@@ -96,10 +108,16 @@ def _deploy(workdir: str) -> int:
     return 0 if report["ok"] else 1
 
 
+def _reply(workdir: str, state: dict[str, Any]) -> str:
+    """A command's JSON answer; ``outbox`` is where this host keeps the outbox, with the work folder
+    resolved here, once (``~`` is ``$HOME``), so the fetch never resolves it another way."""
+    return json.dumps(dict(state, outbox=os.path.join(workdir, OUTBOX)))
+
+
 def _start(workdir: str, timeout: float | None) -> int:
     started = start(workdir, _self_command())
     state = wait(workdir, timeout) if timeout else started
-    print(json.dumps(dict(state, already_started=bool(started.get("already_started")))))
+    print(_reply(workdir, dict(state, already_started=bool(started.get("already_started")))))
     return 0
 
 
@@ -143,16 +161,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=None,
                         help="start: seconds to wait at most for the pipeline to finish (0 by default: return at once)")
     args = parser.parse_args(argv)
+    keep_files_private()
     workdir = os.path.abspath(os.path.expanduser(args.workdir))
     if args.command == "deploy":
         return _deploy(workdir)
     if args.command == "start":
         return _start(workdir, args.timeout)
     if args.command == "state":
-        print(json.dumps(current_state(workdir)))
+        print(_reply(workdir, current_state(workdir)))
         return 0
     if args.command == "cancel":
-        print(json.dumps(cancel(workdir)))
+        print(_reply(workdir, cancel(workdir)))
         return 0
     return _run(workdir)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import pickle
 import shutil
@@ -45,15 +46,55 @@ def append_record(journal: IO[bytes], header: dict[str, Any], payload_source: IO
     return offset
 
 
+#: a header line longer than this is not one the executor wrote
+HEADER_LIMIT = 64 * 1024
+#: the largest payload a record may claim (1 TiB)
+PAYLOAD_LIMIT = 1 << 40
+_REQUIRED_INTS = ("seq", "stage", "index", "stage_size", "payload_len")
+_OPTIONAL_TEXTS = ("type", "kind", "preview", "log")
+_OPTIONAL_TIMES = ("start", "end")
+
+
+class MalformedRecord(ValueError):
+    """A complete journal record whose header is not what an executor writes (a host to distrust)."""
+
+
+def _is_int(value: Any, limit: int = PAYLOAD_LIMIT) -> bool:
+    return type(value) is int and 0 <= value <= limit
+
+
+def check_header(header: Any) -> dict[str, Any]:
+    """The header if every field has the type and range the executor writes; else MalformedRecord."""
+    if not isinstance(header, dict):
+        raise MalformedRecord(f"a record header is a {type(header).__name__}, not an object")
+    for field in _REQUIRED_INTS:
+        if not _is_int(header.get(field)):
+            raise MalformedRecord(f"a record header's {field} is {header.get(field)!r:.60}, "
+                                  f"not a whole number from 0 to {PAYLOAD_LIMIT}")
+    if type(header.get("name")) is not str:
+        raise MalformedRecord(f"a record header's name is {header.get('name')!r:.60}, not a text")
+    for field in _OPTIONAL_TEXTS:
+        if header.get(field) is not None and type(header[field]) is not str:
+            raise MalformedRecord(f"a record header's {field} is {header[field]!r:.60}, not a text")
+    for field in _OPTIONAL_TIMES:
+        value = header.get(field)
+        if value is not None and (type(value) not in (int, float) or not math.isfinite(value)):
+            raise MalformedRecord(f"a record header's {field} is {value!r:.60}, not a time")
+    return header
+
+
 def _read_header(handle: IO[bytes]) -> tuple[dict[str, Any], int] | None:
-    line = handle.readline()
+    """The next header and its payload's size; None at the end or at a record torn by a crash."""
+    line = handle.readline(HEADER_LIMIT + 1)
     if not line.endswith(b"\n"):
+        if len(line) > HEADER_LIMIT:
+            raise MalformedRecord(f"a record header is longer than {HEADER_LIMIT} bytes")
         return None
     try:
         header = json.loads(line)
-        return header, int(header["payload_len"])
-    except (ValueError, KeyError, TypeError):
-        return None
+    except (ValueError, RecursionError) as exc:
+        raise MalformedRecord(f"a record header is not JSON ({type(exc).__name__})") from None
+    return check_header(header), header["payload_len"]
 
 
 def _skip_payload(handle: IO[bytes], size: int) -> bool:
@@ -66,8 +107,10 @@ def _skip_payload(handle: IO[bytes], size: int) -> bool:
     return True
 
 
-def iter_records(path: str, with_payload: bool = True) -> Iterator[Record]:
-    """The complete records of a journal; a record torn by a crash ends the iteration."""
+def iter_records(path: str, with_payload: bool = True, payload_limit: int | None = None) -> Iterator[Record]:
+    """The complete records of a journal; a record torn by a crash ends the iteration, a
+    complete record with a malformed header raises MalformedRecord. A payload larger than
+    ``payload_limit`` is not read (its record's payload is empty)."""
     try:
         handle = open(path, "rb")
     except FileNotFoundError:
@@ -75,14 +118,16 @@ def iter_records(path: str, with_payload: bool = True) -> Iterator[Record]:
     with handle:
         while (read := _read_header(handle)) is not None:
             header, size = read
-            payload = b""
-            if with_payload:
-                payload = handle.read(size)
-                if len(payload) != size:
-                    return
-            elif not _skip_payload(handle, size):
+            if not _skip_payload(handle, size):  # torn by a crash: the payload is not all there
                 return
-            if handle.read(1) != b"\n":
+            payload = b""
+            if with_payload and (payload_limit is None or size <= payload_limit):
+                handle.seek(-size, io.SEEK_CUR)
+                payload = handle.read(size)
+            end = handle.read(1)
+            if end != b"\n":
+                if end:
+                    raise MalformedRecord(f"a record's payload is followed by {end!r}, not its newline")
                 return
             yield Record(header, payload)
 

@@ -55,9 +55,22 @@ class CappedLog:
         self.flush(trailer)
 
 
+#: the umask the node was started with (the node's own files are private; a task's files are as its user makes them)
+TASK_UMASK_ENV = "UNICORN_NODE_TASK_UMASK"
+
+
+def keep_files_private() -> None:
+    """Every file and folder the node writes is its user's alone (0600, 0700); tasks get the user's umask back."""
+    previous = os.umask(0o077)
+    os.environ.setdefault(TASK_UMASK_ENV, str(previous))
+
+
 def _become_task_process(write_fd: int) -> None:
-    """In the fork: an own process group, stdin from /dev/null, stdout and stderr to the pipe."""
+    """In the fork: an own process group, the user's umask, stdin from /dev/null, stdout and stderr to the pipe."""
     os.setpgid(0, 0)
+    umask = os.environ.pop(TASK_UMASK_ENV, "")
+    if umask.isdigit():
+        os.umask(int(umask))
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
@@ -205,5 +218,6 @@ def pid_alive(pid: int | None) -> bool:
 
 
 def safe_file_name(name: str) -> str:
-    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    """A task name as a file name: ASCII letters, digits, ``-_.`` (the outbox carries nothing else)."""
+    cleaned = "".join(c if (c.isascii() and c.isalnum()) or c in "-_." else "_" for c in name)
     return cleaned[:80] or "task"

@@ -8,6 +8,7 @@ the callback plugin during the run) and ``nodes/<node>/state.json`` and
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import tarfile
@@ -22,10 +23,11 @@ from ..engine.rundir import RunDir
 from .safe_pickle import loader_for, register_shipped
 from .status import NodeStatus, Phase
 from ..node.files import copy_range, read_json
-from ..node.journal import iter_records, results_by_name, results_by_stage
+from ..node.journal import MalformedRecord, Record, iter_records, results_by_name, results_by_stage
 from ..node.outcome import bounded_repr
 from ..node.protocol import FAILURE, JOURNAL, OUTBOX, PIPELINE, STATE, SUCCESS, ExecutorStatus
 from ..errors import UntrustedDataError
+from ..home import private_files
 
 
 REPR_LIMIT = 10_000
@@ -35,11 +37,31 @@ def _bounded_repr(value: Any) -> str:
     return bounded_repr(value, REPR_LIMIT)
 
 
+#: the command line's views (``results``, ``run``) show a result whose payload is larger than this by
+#: its preview, without loading it: their memory is bounded by what they show
+VIEW_PAYLOAD_LIMIT = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Abbreviated:
+    """A result not loaded for a view (its payload is over :data:`VIEW_PAYLOAD_LIMIT`): its preview."""
+
+    type: str
+    preview: str
+    size: int
+
+    def __repr__(self) -> str:
+        return f"{self.preview} ({self.size} bytes; the whole value: load_results in Python)"
+
+
 def result_to_json(result: Any) -> Dict[str, Any]:
     """``{"type": "Success" | "Failure", "value": <JSON, or repr where not JSON>}``.
 
     A repr longer than 10,000 characters is cut and says how much is left out; the
-    full value is in the Result objects (Python API, ``NodeResult.tasks``)."""
+    full value is in the Result objects (Python API, ``NodeResult.tasks``). A result
+    not loaded for a view is its preview, with ``"abbreviated": <payload bytes>``."""
+    if isinstance(result, Abbreviated):
+        return {"type": result.type, "value": result.preview, "abbreviated": result.size}
     if isinstance(result, Result):
         kind = SUCCESS if is_successful(result) else FAILURE
         inner = result.unwrap() if kind == SUCCESS else result.failure()
@@ -177,7 +199,7 @@ def unpack_outbox(folder: Path) -> None:
     if marker.exists() and marker.stat().st_mtime_ns >= outbox.stat().st_mtime_ns:
         return
     try:
-        with open(outbox, "rb") as source, tarfile.open(fileobj=source, mode="r:") as archive:
+        with private_files(), open(outbox, "rb") as source, tarfile.open(fileobj=source, mode="r:") as archive:
             for member in archive:  # (outbox.json, the manifest, is for the fetch: not taken)
                 if not member.isfile() or not _OUTBOX_MEMBER.match(member.name) or ".." in member.name.split("/"):
                     continue
@@ -189,78 +211,146 @@ def unpack_outbox(folder: Path) -> None:
                 os.replace(tmp, target)
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise UntrustedDataError(f"the results fetched from node {folder.name} are not a readable archive: {exc}") from exc
-    marker.touch()
+    with private_files():
+        marker.touch()
 
 
-def load_node(run_dir: Path, node: str, loads: Optional[Callable[[bytes], Any]] = None) -> NodeResult:
-    """One node's outcome; its results are loaded with the untrusted-data loader unless ``loads`` is given."""
+def node_file(folder: Path, relative: Any) -> Optional[Path]:
+    """A path a host named (a log), inside the node's folder; None for anything else
+    (absolute, ``..``, a link out of it, not a text)."""
+    if not isinstance(relative, str) or not relative or relative.startswith("/") or "\0" in relative:
+        return None
+    root = folder.resolve()
+    path = (folder / relative).resolve()
+    return path if path.is_relative_to(root) and path != root else None
+
+
+_STATE_TYPES = {"status": str, "error": str, "shape": str, "done": int, "total": int, "failed": int}
+
+
+def host_state(folder: Path) -> Dict[str, Any]:
+    """The executor's state.json (from the host): fields of the wrong type are left out."""
+    state = read_json(str(folder / STATE))
+    if not isinstance(state, dict):
+        return {}
+    kept = {k: v for k, v in state.items() if k in _STATE_TYPES and type(v) is _STATE_TYPES[k]}
+    not_run = state.get("not_run")
+    if isinstance(not_run, list):
+        kept["not_run"] = [str(name)[:200] for name in not_run[:100_000]]
+    return kept
+
+
+def _outcome(status: Dict[str, Any], state: Dict[str, Any], records: List[Any]) -> tuple[str, Optional[str]]:
+    """The node's status word and error from the callback's status, the executor's state and its journal."""
+    phase = status.get("phase")
+    error = status.get("error")
+    if status.get("unreachable") or phase == Phase.UNREACHABLE:
+        return NodeStatus.UNREACHABLE, error
+    if phase == Phase.DEPLOY_FAILED:
+        return NodeStatus.DEPLOY_FAILED, error
+    if status.get("timed_out") or state.get("status") == ExecutorStatus.TIMED_OUT:
+        return NodeStatus.TIMED_OUT, error or (
+            f"the pipeline was still running when the node's time limit was reached; "
+            f"it was stopped ({state.get('done', 0)} of {state.get('total', '?')} tasks ran)")
+    if state.get("status") == ExecutorStatus.FINISHED:
+        return (NodeStatus.FAILED if state.get("failed") or state.get("not_run") else NodeStatus.OK), error
+    if state.get("status") == ExecutorStatus.CANCELLED:
+        return NodeStatus.CANCELLED, error or "cancelled"
+    if records or state or phase in (Phase.RUNNING, Phase.EXECUTED, Phase.EXECUTION_FAILED):
+        return NodeStatus.EXECUTION_FAILED, (error or state.get("error")
+                                             or f"executor ended: {state.get('status', 'without a state')}")
+    return NodeStatus.NOT_RUN, error
+
+
+class _Unread(bytes):
+    """The place of a payload left unread (over the view's limit), with its record's header."""
+
+    header: Dict[str, Any]
+
+    def __new__(cls, header: Dict[str, Any]) -> "_Unread":
+        unread = super().__new__(cls)
+        unread.header = header
+        return unread
+
+
+def _values(records: List[Any], graph: bool, loads: Callable[[bytes], Any]) -> tuple[Any, Dict[str, List[Any]]]:
+    """Both shapes of the results, each payload unpickled once (a payload left unread: its preview)."""
+    loaded: Dict[int, Any] = {}
+    records = [Record(r.header, _Unread(r.header)) if r.header["payload_len"] and not r.payload else r
+               for r in records]
+
+    def once(payload: bytes) -> Any:
+        if isinstance(payload, _Unread):
+            header = payload.header
+            return Abbreviated(str(header.get("type")), str(header.get("preview") or "")[:2000], header["payload_len"])
+        if id(payload) not in loaded:
+            loaded[id(payload)] = loads(payload)
+        return loaded[id(payload)]
+
+    by_name = results_by_name(records, once)
+    # a graph (ExecutionGraph, CyclePipeline) keeps netunicorn's shape: task name -> Results
+    return (by_name if graph else results_by_stage(records, once)), by_name
+
+
+_TIMING_TYPES: Dict[str, tuple] = {"name": (str,), "stage": (int,), "index": (int,), "start": (int, float),
+                                    "end": (int, float), "kind": (str,), "log": (str,), "preview": (str,)}
+
+
+def _timing(entry: Dict[str, Any]) -> Dict[str, Any]:
+    """A task's timing from a host (a journal header, a progress report): fields of another type are None."""
+    timing = {}
+    for field, kinds in _TIMING_TYPES.items():
+        value = entry.get(field)
+        ok = type(value) in kinds and (not isinstance(value, float) or math.isfinite(value))
+        timing[field] = (value[:2000] if isinstance(value, str) else value) if ok else None
+    timing["name"] = timing["name"] if timing["name"] is not None else "?"
+    return timing
+
+
+def load_node(run_dir: Path, node: str, loads: Optional[Callable[[bytes], Any]] = None,
+              with_values: bool = True, payload_limit: Optional[int] = None) -> NodeResult:
+    """One node's outcome; its results are loaded with the untrusted-data loader unless ``loads``
+    is given. Without values, only what the journal's headers say (timings, previews) is read;
+    a result whose payload is over ``payload_limit`` is its preview (:class:`Abbreviated`)."""
     run = RunDir(run_dir)
     folder = run.node_dir(node)
     loads = loads or loader_for(node)
     try:
         unpack_outbox(folder)
-    except UntrustedDataError as exc:
-        return NodeResult(node=node, status=NodeStatus.EXECUTION_FAILED, prepared=True, error=str(exc))
+        records = list(iter_records(str(folder / JOURNAL), with_values, payload_limit))
+    except (UntrustedDataError, MalformedRecord) as exc:
+        return NodeResult(node=node, status=NodeStatus.EXECUTION_FAILED, prepared=True,
+                          error=f"the results fetched from node {node} are refused: {exc}")
     status = run.node_status(node)
-    state = read_json(str(folder / STATE)) or {}
-    records = list(iter_records(str(folder / JOURNAL)))
-    phase = status.get("phase")
-    prepared = bool(status.get("prepared"))
-    error = status.get("error")
-    if status.get("unreachable") or phase == Phase.UNREACHABLE:
-        outcome = NodeStatus.UNREACHABLE
-    elif phase == Phase.DEPLOY_FAILED:
-        outcome = NodeStatus.DEPLOY_FAILED
-    elif status.get("timed_out") or state.get("status") == ExecutorStatus.TIMED_OUT:
-        outcome = NodeStatus.TIMED_OUT
-        error = error or (f"the pipeline was still running when the node's time limit was reached; "
-                          f"it was stopped ({state.get('done', 0)} of {state.get('total', '?')} tasks ran)")
-    elif state.get("status") == ExecutorStatus.FINISHED:
-        outcome = NodeStatus.FAILED if state.get("failed") or state.get("not_run") else NodeStatus.OK
-    elif state.get("status") == ExecutorStatus.CANCELLED and not status.get("timed_out"):
-        outcome = NodeStatus.CANCELLED
-        error = error or "cancelled"
-    elif records or state or phase in (Phase.RUNNING, Phase.EXECUTED, Phase.EXECUTION_FAILED):
-        outcome = NodeStatus.EXECUTION_FAILED
-        error = error or state.get("error") or f"executor ended: {state.get('status', 'without a state')}"
-    else:
-        outcome = NodeStatus.NOT_RUN
-    prepared = prepared or bool(records or state)  # results exist: the node was prepared
-    timings = [{k: r.header.get(k) for k in ("name", "stage", "index", "start", "end", "kind", "log")} for r in records]
-    try:
-        loaded: Dict[int, Any] = {}  # each payload unpickled once, for both shapes
-
-        def once(payload: bytes) -> Any:
-            if id(payload) not in loaded:
-                loaded[id(payload)] = loads(payload)
-            return loaded[id(payload)]
-
-        by_name = results_by_name(records, once)
-        # a graph (ExecutionGraph, CyclePipeline) keeps netunicorn's shape: task name -> Results
-        by_stage = by_name if state.get("shape") == "graph" else results_by_stage(records, once)
-    except UntrustedDataError as exc:
-        by_stage, by_name = [], {}
-        outcome, error = NodeStatus.EXECUTION_FAILED, str(exc)
+    state = host_state(folder)
+    outcome, error = _outcome(status, state, records)
+    prepared = bool(status.get("prepared")) or bool(records or state)  # results exist: the node was prepared
+    timings = [_timing(r.header) for r in records]
+    for timing in timings:  # a log path from the host: kept only if it stays inside the node's folder
+        timing["log"] = timing["log"] if node_file(folder, timing["log"]) else None
+    by_stage: Any = []
+    by_name: Dict[str, List[Any]] = {}
+    if with_values:
+        try:
+            by_stage, by_name = _values(records, state.get("shape") == "graph", loads)
+        except UntrustedDataError as exc:
+            outcome, error = NodeStatus.EXECUTION_FAILED, str(exc)
     reported: List[Dict[str, Any]] = []
     not_run = list(state.get("not_run", []))
-    if not records and status.get("finished"):
+    if not records and isinstance(status.get("finished"), list):
         # the host was lost before its results came back: keep what it had reported
-        reported = list(status["finished"])
-        timings = [{k: entry.get(k) for k in ("name", "stage", "index", "start", "end", "kind", "preview")}
-                   for entry in reported]
+        reported = [entry for entry in status["finished"] if isinstance(entry, dict)]
+        timings = [dict(_timing(entry), log=None) for entry in reported]
         done = {entry.get("seq") for entry in reported}
         not_run = [name for seq, name in enumerate(_task_names(run_dir, node)) if seq not in done]
-    return NodeResult(
-        node=node,
-        status=outcome,
-        prepared=prepared,
-        error=error,
-        results=by_stage,
-        tasks=by_name,
-        timings=timings,
-        not_run=not_run,
-        reported=reported,
-    )
+    return NodeResult(node=node, status=outcome, prepared=prepared, error=error, results=by_stage, tasks=by_name,
+                      timings=timings, not_run=not_run, reported=reported)
+
+
+def _unreadable(node: str, exc: Exception) -> NodeResult:
+    """A node whose files could not be read at all: its error, never the other nodes' results."""
+    return NodeResult(node=node, status=NodeStatus.EXECUTION_FAILED, prepared=True,
+                      error=f"the results of node {node} cannot be read: {type(exc).__name__}: {exc!s:.300}")
 
 
 def _task_names(run_dir: Path, node: str) -> List[str]:
@@ -275,12 +365,19 @@ def _task_names(run_dir: Path, node: str) -> List[str]:
     return [str(getattr(task, "name", "?")) for stage in getattr(pipeline, "tasks", []) for task in stage]
 
 
-def load_results(run_dir: Path, loads: Optional[Callable[[bytes], Any]] = None) -> RunResults:
+def load_results(run_dir: Path, loads: Optional[Callable[[bytes], Any]] = None,
+                 with_values: bool = True, payload_limit: Optional[int] = None) -> RunResults:
     """Every node's outcome of a run directory. Results fetched from hosts are untrusted:
     they load with the restricted loader, after the run's own pipelines told it which
-    classes the experiment shipped."""
+    classes the experiment shipped. Without values (the report), only the journals'
+    headers are read: memory is bounded by the previews, not by the results."""
     run = RunDir(run_dir)
     record = run.record()
     register_shipped(run.shipped_pipelines())
-    nodes = [load_node(run.path, host, loads) for host in record.get("hosts", [])]
+    nodes = []
+    for host in record.get("hosts", []):
+        try:
+            nodes.append(load_node(run.path, host, loads, with_values, payload_limit))
+        except Exception as exc:  # anything else a host's files do: that node's error alone
+            nodes.append(_unreadable(host, exc))
     return RunResults(record.get("name", run.name), run.path, nodes, record.get("status", "unknown"))

@@ -7,27 +7,51 @@ value types, exceptions, and the classes the experiment itself defined and
 shipped. The executor refers to those shipped classes by cloudpickle's tracker
 id instead of sending their code back (see ``node/outcome.py``); this side
 looks the id up among the classes the controller itself pickled for the run.
+
+Every opcode that could run code is checked (pickle's own pure-Python
+unpickler, with its dispatch table narrowed):
+
+- a global is admitted by its exact module and name (no dotted names, so
+  ``pathlib`` cannot lead to ``os.system``);
+- a call (REDUCE, NEWOBJ) is made only to an admitted type, with arguments that
+  are already built values (``bytes(2**33)`` or ``list(range(2**40))`` would
+  allocate what the payload does not hold: refused);
+- an instance of a shipped class is built without running any of its code: its
+  nearest builtin base makes it (never its ``__init__``, ``__new__`` or
+  ``__reduce__``), its state is put in its ``__dict__`` and slots directly (never
+  its ``__setstate__``), its members are added with the builtin container's own
+  methods; an enum member is looked up among the enum's members;
+- the loaded value nests at most :data:`MAX_DEPTH` containers deep (``--json``
+  and the report print it).
+
 Anything else is refused with an UntrustedDataError naming the node.
 """
 
 from __future__ import annotations
 
 import builtins
+import collections
+import enum
 import io
 import pickle
+import types
+from collections.abc import Callable, Hashable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable
+from typing import Any
 
 import cloudpickle
 
 from ..errors import UntrustedDataError
 from ..node.protocol import SHIPPED_CLASS
 
+#: how deep containers may nest in a loaded result
+MAX_DEPTH = 200
+
 _BUILTIN_TYPES = {
     "bool", "bytearray", "bytes", "complex", "dict", "float", "frozenset", "int", "list", "object", "range",
     "set", "slice", "str", "tuple", "NoneType", "Ellipsis", "NotImplemented",
 }
-_ALLOWED: Dict[str, set] = {
+_ALLOWED: dict[str, set[str]] = {
     "builtins": _BUILTIN_TYPES,
     "collections": {"OrderedDict", "deque", "defaultdict", "Counter"},
     "datetime": {"date", "datetime", "time", "timedelta", "timezone"},
@@ -36,10 +60,15 @@ _ALLOWED: Dict[str, set] = {
     "uuid": {"UUID", "SafeUUID"},
     "ipaddress": {"IPv4Address", "IPv6Address", "IPv4Network", "IPv6Network", "IPv4Interface", "IPv6Interface"},
     "pathlib": {"PurePosixPath", "PosixPath", "PureWindowsPath"},
-    "copyreg": {"_reconstructor"},
     "returns.result": {"Success", "Failure", "Result"},
     "returns.maybe": {"Some", "Nothing", "_Nothing", "Maybe"},
 }
+#: builtin bases whose instances start empty (members are added with the builtin's own methods)
+_CONTAINERS = (list, dict, set, collections.deque)
+#: constructors that turn a number into that much memory
+_SIZED_BY_NUMBER = (bytes, bytearray)
+#: constructors that hash what they are given
+_HASHING = (set, frozenset, dict)
 
 
 def _is_builtin_exception(module: str, name: str) -> bool:
@@ -47,7 +76,7 @@ def _is_builtin_exception(module: str, name: str) -> bool:
     return isinstance(value, type) and issubclass(value, BaseException)
 
 
-def shipped_classes() -> Dict[str, type]:
+def shipped_classes() -> dict[str, type]:
     """The classes this controller pickled by value (or loaded from its own pickles), by tracker id."""
     registry = getattr(cloudpickle.cloudpickle, "_DYNAMIC_CLASS_TRACKER_BY_ID", {})
     return dict(registry)
@@ -62,36 +91,264 @@ def register_shipped(pickles: Iterable[Path]) -> None:
             continue
 
 
-class _Unpickler(pickle.Unpickler):
-    def __init__(self, data: bytes, node: str, classes: Dict[str, type]) -> None:
+def _builtin_base(cls: type) -> type:
+    """The nearest builtin type ``cls`` derives from: it makes instances without running ``cls``'s code."""
+    return next(base for base in cls.__mro__ if base.__module__ == "builtins")
+
+
+def _is(value: Any, kinds: type | tuple[type, ...]) -> bool:
+    """isinstance by the value's real type (a shipped class's ``__class__`` property never runs)."""
+    return issubclass(type(value), kinds)
+
+
+class _Unpickler(pickle._Unpickler):  # type: ignore[name-defined]  # pure Python: its dispatch is ours to narrow
+    dispatch = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
+
+    def __init__(self, data: bytes, node: str, classes: dict[str, type]) -> None:
         super().__init__(io.BytesIO(data))
         self.node = node
         self.classes = classes
+        self.shipped = {id(cls) for cls in classes.values()}
 
+    def refuse(self, what: str) -> UntrustedDataError:
+        return UntrustedDataError(
+            f"results from node {self.node} {what}; refusing to load them "
+            "(a compromised host, or a result type to return as plain data instead)"
+        )
+
+    def is_shipped(self, cls: Any) -> bool:
+        return _is(cls, type) and any(id(base) in self.shipped for base in cls.__mro__)
+
+    def own_methods(self, cls: type, *names: str) -> bool:
+        """Whether a shipped class in ``cls``'s ancestry defines one of ``names``."""
+        return any(id(base) in self.shipped and any(n in base.__dict__ for n in names) for base in cls.__mro__)
+
+    # -- names ---------------------------------------------------------------------
     def find_class(self, module: str, name: str) -> Any:
         if name in _ALLOWED.get(module, ()) or _is_builtin_exception(module, name):
             return super().find_class(module, name)
-        raise UntrustedDataError(
-            f"results from node {self.node} refer to {module}.{name}, which a result may not contain; "
-            "refusing to load them (a compromised host, or a result type to return as plain data instead)"
-        )
+        raise self.refuse(f"refer to {module}.{name}, which a result may not contain")
 
     def persistent_load(self, pid: Any) -> Any:
-        if isinstance(pid, tuple) and len(pid) == 2 and pid[0] == SHIPPED_CLASS and pid[1] in self.classes:
+        if _is(pid, tuple) and len(pid) == 2 and pid[0] == SHIPPED_CLASS and pid[1] in self.classes:
             return self.classes[pid[1]]
-        raise UntrustedDataError(
-            f"results from node {self.node} refer to a class the experiment did not ship ({pid!r}); refusing to load them"
-        )
+        raise self.refuse(f"refer to a class the experiment did not ship ({pid!r:.100})")
+
+    def load_never(self) -> None:
+        raise self.refuse("use a pickle opcode results never contain (old-style instances or extension codes)")
+
+    # -- calls -----------------------------------------------------------------------
+    def check_arguments(self, callee: type, args: Any, kwargs: Any = None) -> None:
+        if not _is(args, tuple) or not _is(kwargs or {}, dict):
+            raise self.refuse("call a constructor with malformed arguments")
+        values = (*args, *(kwargs or {}).values())
+        for value in values:
+            if _is(value, range) or (_is(value, int) and issubclass(callee, _SIZED_BY_NUMBER)):
+                raise self.refuse(f"ask for {callee.__name__}({value!r:.50}), "
+                                  "a value larger than the payload that describes it")
+        if issubclass(callee, _HASHING):
+            self.check_keys(values)
+
+    def construct(self, callee: Any, args: Any, kwargs: Any = None) -> Any:
+        """What a REDUCE or NEWOBJ makes, without running any code of a shipped class."""
+        if not _is(callee, type):
+            raise self.refuse(f"call {type(callee).__name__} {callee!r:.60}, which is not a type a result may contain")
+        if not _is(args, tuple):
+            raise self.refuse("call a constructor with malformed arguments")
+        if self.is_shipped(callee):
+            return self.shipped_instance(callee, args)
+        self.check_arguments(callee, args, kwargs)
+        return callee(*args, **(kwargs or {}))
+
+    def shipped_instance(self, cls: type, args: tuple) -> Any:
+        if issubclass(cls, enum.Enum):
+            self.check_keys(args)
+            member = cls._value2member_map_.get(args[0]) if len(args) == 1 and _is(args[0], Hashable) else None
+            if member is None:
+                raise self.refuse(f"name a member {args!r:.60} the enum {cls.__name__} does not have")
+            return member
+        base = _builtin_base(cls)
+        if base is object or issubclass(base, _CONTAINERS):
+            return base.__new__(cls)
+        self.check_arguments(base, args)
+        return tuple.__new__(cls, args) if base is tuple else base.__new__(cls, *args)
+
+    def load_reduce(self) -> None:
+        args = self.stack.pop()
+        self.stack[-1] = self.construct(self.stack[-1], args)
+
+    def load_newobj(self) -> None:
+        args = self.stack.pop()
+        cls = self.stack.pop()
+        if not _is(cls, type):
+            raise self.refuse("build an instance of something that is not a class")
+        if self.is_shipped(cls):
+            self.append(self.construct(cls, args))
+            return
+        self.check_arguments(cls, args)
+        self.append(cls.__new__(cls, *args))
+
+    def load_newobj_ex(self) -> None:
+        kwargs = self.stack.pop()
+        if kwargs:
+            raise self.refuse("build an instance with keyword arguments")
+        self.load_newobj()
+
+    # -- state and members -------------------------------------------------------------
+    def load_build(self) -> None:
+        target = self.stack[-2]
+        if _is(target, type):
+            raise self.refuse("set the state of a class")
+        if not self.is_shipped(type(target)):
+            pickle._Unpickler.load_build(self)  # type: ignore[attr-defined]  # an admitted library type's own
+            return
+        state = self.stack.pop()
+        slots = None
+        if _is(state, tuple) and len(state) == 2:
+            state, slots = state
+        if not _is(state or {}, dict) or not _is(slots or {}, dict):
+            raise self.refuse(f"give an instance of {type(target).__name__} a state that is not its attributes")
+        for name, value in [*dict.items(state or {}), *dict.items(slots or {})]:
+            if not _is(name, str):
+                raise self.refuse(f"give an instance of {type(target).__name__} an attribute that is not a name")
+            object.__setattr__(target, name, value)
+
+    def target(self, kinds: type | tuple[type, ...]) -> Any:
+        target = self.stack[-1]
+        if not _is(target, kinds):
+            raise self.refuse(f"add members to a {type(target).__name__}")
+        return target
+
+    def check_keys(self, keys: Iterable[Any]) -> None:
+        """Keys and set members whose hash would run a shipped class's code are refused."""
+        pending = list(keys)
+        while pending:
+            key = pending.pop()
+            if self.is_shipped(type(key)) and (not _is(key, enum.Enum)
+                                               or self.own_methods(type(key), "__hash__", "__eq__")):
+                raise self.refuse(f"use an instance of {type(key).__name__} as a key (its own hash would run)")
+            if type(key) in (tuple, frozenset, list):
+                pending.extend(key)
+
+    def add_items(self, items: list[Any]) -> None:
+        target = self.target((list, collections.deque, set))
+        if _is(target, set):
+            self.check_keys(items)
+            set.update(target, items)
+        elif _is(target, list):
+            list.extend(target, items)
+        else:
+            collections.deque.extend(target, items)
+
+    def set_items(self, items: list[Any]) -> None:
+        target = self.target(dict)
+        keys = items[0::2]
+        self.check_keys(keys)
+        setter = dict.__setitem__ if self.is_shipped(type(target)) else type(target).__setitem__
+        for key, value in zip(keys, items[1::2]):
+            setter(target, key, value)
+
+    def load_append(self) -> None:
+        self.add_items([self.stack.pop()])
+
+    def load_appends(self) -> None:
+        self.add_items(self.pop_mark())
+
+    def load_setitem(self) -> None:
+        value = self.stack.pop()
+        key = self.stack.pop()
+        self.set_items([key, value])
+
+    def load_setitems(self) -> None:
+        self.set_items(self.pop_mark())
+
+    def load_additems(self) -> None:
+        items = self.pop_mark()
+        self.check_keys(items)
+        set.update(self.target(set), items)
+
+    def load_frozenset(self) -> None:
+        items = self.pop_mark()
+        self.check_keys(items)
+        self.append(frozenset(items))
+
+    for _opcode, _method in ((pickle.INST, load_never), (pickle.OBJ, load_never), (pickle.EXT1, load_never),
+                             (pickle.EXT2, load_never), (pickle.EXT4, load_never), (pickle.DICT, load_never),
+                             (pickle.REDUCE, load_reduce), (pickle.NEWOBJ, load_newobj),
+                             (pickle.NEWOBJ_EX, load_newobj_ex), (pickle.BUILD, load_build),
+                             (pickle.APPEND, load_append), (pickle.APPENDS, load_appends),
+                             (pickle.SETITEM, load_setitem), (pickle.SETITEMS, load_setitems),
+                             (pickle.ADDITEMS, load_additems), (pickle.FROZENSET, load_frozenset)):
+        dispatch[_opcode[0]] = _method
+    del _opcode, _method
 
 
-def safe_loads(data: bytes, node: str, classes: Dict[str, type] | None = None) -> Any:
+def _iterate(value: Any) -> Iterable[Any]:
+    """What a container holds, read with the builtin's own methods (a subclass's never run)."""
+    if _is(value, dict):
+        return [*dict.keys(value), *dict.values(value)]
+    for kind in (list, tuple, set, frozenset, collections.deque):
+        if _is(value, kind):
+            return kind.__iter__(value)
+    return ()
+
+
+def _attributes(value: Any) -> list[Any]:
+    """An instance's attribute values, read through the builtin descriptors only."""
+    held: list[Any] = []
+    for cls in type(value).__mro__:
+        descriptor = cls.__dict__.get("__dict__")
+        if _is(descriptor, types.GetSetDescriptorType):
+            held.extend(dict.values(descriptor.__get__(value)))
+            break
+    for cls in type(value).__mro__:
+        slots = cls.__dict__.get("__slots__", ())
+        for slot in (slots,) if _is(slots, str) else slots:
+            descriptor = cls.__dict__.get(slot)
+            if _is(descriptor, types.MemberDescriptorType):
+                try:
+                    held.append(descriptor.__get__(value))
+                except AttributeError:  # a slot never set
+                    pass
+    return held
+
+
+_LEAVES = frozenset({str, bytes, bytearray, int, float, complex, bool, type(None), range})
+
+
+def _held(value: Any) -> Iterable[Any]:
+    kind = type(value)
+    if kind is dict:
+        return [*value.keys(), *value.values()]
+    if kind in (list, tuple, set, frozenset):
+        return value
+    return [*_iterate(value), *_attributes(value)]
+
+
+def check_depth(value: Any, node: str, limit: int = MAX_DEPTH) -> None:
+    """Refuse a value nested more than ``limit`` containers deep (walked without recursion)."""
+    seen: set[int] = set()
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if id(item) in seen or _is(item, type):
+            continue
+        if depth > limit:
+            raise UntrustedDataError(f"results from node {node} nest more than {limit} levels deep; refusing to load them")
+        seen.add(id(item))
+        pending.extend([(child, depth + 1) for child in _held(item) if type(child) not in _LEAVES])
+
+
+def safe_loads(data: bytes, node: str, classes: dict[str, type] | None = None) -> Any:
     """Unpickle one result from ``node`` admitting only result-like data."""
     try:
-        return _Unpickler(data, node, shipped_classes() if classes is None else classes).load()
+        value = _Unpickler(data, node, shipped_classes() if classes is None else classes).load()
     except UntrustedDataError:
         raise
     except Exception as exc:
-        raise UntrustedDataError(f"results from node {node} are not readable: {type(exc).__name__}: {exc}") from exc
+        raise UntrustedDataError(f"results from node {node} are not readable: {type(exc).__name__}: {exc!s:.200}") from exc
+    check_depth(value, node)
+    return value
 
 
 def loader_for(node: str) -> Callable[[bytes], Any]:

@@ -18,11 +18,12 @@ import click
 
 from ..compiler.compile import check_run_name, compile_experiment, inventory_args
 from ..compiler.settings import DEFAULT_RUN_TIMEOUT_SECONDS, CompileOptions
-from ..engine.lifecycle import find_run, load_experiment_file, new_run_name, run_experiment, run_path
+from ..engine.lifecycle import (controller_died, find_run, load_experiment_file, new_run_name, run_experiment,
+                                run_path)
 from ..engine.rundir import RunDir, read_json
 from ..errors import ExperimentError, InventoryError, UnicornError, UsageError
 from ..inventory import load_inventory
-from ..results.load import RunResults, load_results
+from ..results.load import VIEW_PAYLOAD_LIMIT, RunResults, load_results, node_file
 from .tables import console, print_table
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -124,12 +125,12 @@ def _short(value: Any, limit: int = 300) -> str:
 
 
 def _resolve_run(name_or_dir: str) -> Path:
-    """A run folder given by path, or by name in the home folder."""
-    given = RunDir(Path(name_or_dir))
-    if given.exists():
-        return given.path
+    """A run by name in the home folder; a run folder elsewhere by a path, which has a ``/``."""
     if "/" in name_or_dir:
-        raise UsageError(f"{name_or_dir} is not a run folder (it has no run record)")
+        given = RunDir(Path(name_or_dir))
+        if not given.exists():
+            raise UsageError(f"{name_or_dir} is not a run folder (it has no run record)")
+        return given.path
     return find_run(check_run_name(name_or_dir)).path
 
 
@@ -172,7 +173,8 @@ def run(experiment_file: str, inventories: Sequence[str], name: str | None, repl
     from .progress import Progress
 
     with Progress(run_path(name).path, [d.node.name for d in experiment], sys.stderr) as progress:
-        results = run_experiment(experiment, inventory, name, replace, _options(**engine), progress.handle, secrets)
+        results = run_experiment(experiment, inventory, name, replace, _options(**engine), progress.handle, secrets,
+                                 payload_limit=VIEW_PAYLOAD_LIMIT)
     if as_json:
         click.echo(json.dumps(results.to_dict(), indent=2))
     else:
@@ -221,7 +223,7 @@ def results(run_name: str, as_json: bool) -> None:
     Example:
       unicorn-ansible results hello-20261124-120000 --json
     """
-    loaded = load_results(_resolve_run(run_name))
+    loaded = load_results(_resolve_run(run_name), payload_limit=VIEW_PAYLOAD_LIMIT)
     if as_json:
         click.echo(json.dumps(loaded.to_dict(), indent=2))
     else:
@@ -279,12 +281,17 @@ def status(run_name: str, as_json: bool) -> None:
             "total": progress.get("total"),
             "error": node_status.get("error"),
         })
+    died = controller_died(record)
     if as_json:
-        click.echo(json.dumps({"name": record["name"], "status": record.get("status"), "nodes": nodes_status}, indent=2))
+        click.echo(json.dumps({"name": record["name"], "status": record.get("status"), "controller_died": died,
+                               "nodes": nodes_status}, indent=2))
         return
     rows = [(entry["node"], entry["phase"], "" if entry["total"] is None else f"{entry['done']}/{entry['total']}",
              _first_line(entry["error"])) for entry in nodes_status]
     print_table(("node", "phase", "tasks done", "error"), rows, f"run {record['name']}: {record.get('status')}")
+    if died:
+        click.echo(f"its controller (pid {(record.get('controller') or {}).get('pid', '?')}) died; the pipelines may "
+                   f"still run on the hosts: unicorn-ansible collect {record['name']} fetches their results", err=True)
 
 
 @cli.command()
@@ -360,11 +367,18 @@ def list_runs(as_json: bool) -> None:
                 [(row["name"], row["status"], row["nodes"], row["created"]) for row in rows])
 
 
+#: seconds ``delete --force`` lets a cancelled run's controller take its results and end
+CONTROLLER_GRACE = 60.0
+
+
 @cli.command()
 @click.argument("run_name")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def delete(run_name: str, yes: bool) -> None:
+@click.option("--force", is_flag=True, help="Delete a run that is still running: cancel it first.")
+def delete(run_name: str, yes: bool, force: bool) -> None:
     """Delete a run's folder from the controller (hosts keep their work folders).
+
+    A run still running is refused unless --force, which cancels it first.
 
     \b
     Example:
@@ -372,7 +386,16 @@ def delete(run_name: str, yes: bool) -> None:
     """
     import shutil
 
+    from ..engine.lifecycle import cancel as cancel_run, is_playing, wait_for_controller
+
     run_dir = _resolve_run(run_name)
+    run = RunDir(run_dir)
+    if is_playing(run.record()):
+        if not force:
+            raise UsageError(f"run {run_name} is running; cancel it first (unicorn-ansible cancel {run_name}), "
+                             "or pass --force to cancel and delete it")
+        _with_progress(run_dir, lambda handler: cancel_run(run, event_handler=handler))
+        wait_for_controller(run.record(), CONTROLLER_GRACE)
     if not yes and not click.confirm(f"delete {run_dir}?", default=False):
         sys.exit(EXIT_FAILED)
     shutil.rmtree(run_dir)
@@ -416,6 +439,18 @@ def collect(run_name: str) -> None:
     sys.exit(EXIT_OK if results.success else EXIT_FAILED)
 
 
+def _requirement_logs(run: RunDir, node: str) -> list[Any]:
+    """(title, log) of each requirement the deploy report (from the host) lists; a log only inside the node's folder."""
+    commands = run.deploy_report(node).get("commands")
+    folder = run.node_dir(node)
+    sections = []
+    for command in commands if isinstance(commands, list) else []:
+        if isinstance(command, dict):
+            title = f"requirement: {str(command.get('command'))[:200]} (exit {command.get('rc')!s:.20})"
+            sections.append((title, node_file(folder, command.get("log"))))
+    return sections
+
+
 @cli.command()
 @click.argument("run_name")
 @click.option("--node", "node_name", help="Only this node.")
@@ -429,7 +464,7 @@ def logs(run_name: str, node_name: str | None, task_name: str | None, executor: 
       unicorn-ansible logs ping-1 --node h1 --task ping-10.77.0.12
     """
     run = RunDir(_resolve_run(run_name))
-    loaded = load_results(run.path)  # unpacks what was fetched
+    loaded = load_results(run.path, with_values=False)  # unpacks what was fetched
     shown = 0
     for node in loaded:
         if node_name and node.node != node_name:
@@ -439,18 +474,16 @@ def logs(run_name: str, node_name: str | None, task_name: str | None, executor: 
         if executor:
             sections.append(("executor", run.node_logs_dir(node.node) / "executor.log"))
         else:
-            report = run.deploy_report(node.node)
             if not task_name:
-                for command in report.get("commands", []):
-                    sections.append((f"requirement: {command['command']} (exit {command['rc']})", folder / command["log"]))
+                sections += _requirement_logs(run, node.node)
             for timing in node.timings:
                 if task_name and timing["name"] != task_name:
                     continue
-                sections.append((f"task {timing['name']} ({timing['kind']})", folder / timing["log"]))
+                sections.append((f"task {timing['name']} ({timing['kind']})", node_file(folder, timing.get("log"))))
         for title, path in sections:
             shown += 1
             click.echo(f"===== {node.node}: {title}")
-            click.echo(path.read_text(errors="replace") if path.is_file() else "(no output)")
+            click.echo(path.read_text(errors="replace") if path and path.is_file() else "(no output)")
     if not shown:
         raise UsageError(f"no logs match in run {run_name}; check --node and --task against `unicorn-ansible results {run_name}`")
 

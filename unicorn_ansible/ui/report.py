@@ -10,6 +10,7 @@ the template ``templates/report.html.j2``; this module computes what it shows.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +19,10 @@ from typing import Any
 import jinja2
 
 from ..engine.rundir import RunDir
+from ..home import private_files
 from ..node.protocol import TaskKind
 from ..resources import ui_templates_dir
-from ..results.load import NodeResult, RunResults, load_results
+from ..results.load import NodeResult, RunResults, load_results, node_file
 from ..results.status import NodeStatus
 
 TEMPLATE = "report.html.j2"
@@ -70,16 +72,11 @@ def _deploy_bars(status: dict[str, Any], timeline: Timeline, y: int) -> list[dic
 
 
 def _task_bars(node: NodeResult, timeline: Timeline, y: int) -> list[dict[str, Any]]:
-    """One bar per task run, in stage order; a task run several times shows each run's own value."""
-    values = {name: [repr(v) for v in results] for name, results in node.tasks.items()}
-    seen: dict[str, int] = {}
+    """One bar per task run, in stage order, with its preview."""
     bars = []
     for timing in sorted(node.timings, key=lambda t: (t.get("stage") or 0, t.get("index") or 0)):
         name = str(timing.get("name"))
-        occurrence = seen.get(name, 0)
-        seen[name] = occurrence + 1
-        preview = timing.get("preview") or (values.get(name, [""] * (occurrence + 1))[occurrence:occurrence + 1]
-                                            or [""])[0]
+        preview = timing.get("preview") or ""
         start, end = timing.get("start") or timeline.origin, timing.get("end") or timeline.origin
         kind = timing.get("kind") or ("reported" if node.reported else "ok")
         bars.append(timeline.bar(start, end, y, COLOURS.get(kind, "#cf222e"), name,
@@ -94,8 +91,9 @@ def _log_links(run: RunDir, node: NodeResult) -> list[dict[str, str]]:
     node_dir = run.node_dir(node.node)
     links = []
     for timing in node.timings:
-        if timing.get("log") and (node_dir / timing["log"]).is_file():
-            links.append({"href": (node_dir / timing["log"]).resolve().as_uri(), "label": f"{timing['name']} log"})
+        log = node_file(node_dir, timing.get("log"))  # a path from the host: inside the node's folder or none
+        if log is not None and log.is_file():
+            links.append({"href": log.as_uri(), "label": f"{timing['name']} log"})
     executor_log = run.node_logs_dir(node.node) / "executor.log"
     if executor_log.is_file():
         links.append({"href": executor_log.resolve().as_uri(), "label": "executor log"})
@@ -119,7 +117,7 @@ def _render(**context: Any) -> str:
 def write_report(run_dir: Path, output: Path, width: int = 900) -> Path:
     """Write the run's report to ``output``; return its path."""
     run_dir = Path(run_dir)
-    results = load_results(run_dir)
+    results = load_results(run_dir, with_values=False)  # the previews: memory bounded by them, not by the results
     run = RunDir(run_dir)
     record = run.record()
     statuses = {node.node: run.node_status(node.node) for node in results}
@@ -132,7 +130,9 @@ def write_report(run_dir: Path, output: Path, width: int = 900) -> Path:
         width=width, span=f"{timeline.span:.2f}", colours=COLOURS)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(html, encoding="utf-8")
+    inside = output.resolve().is_relative_to(run_dir.resolve())
+    with private_files() if inside else contextlib.nullcontext():  # the run folder's files are private
+        output.write_text(html, encoding="utf-8")
     return output
 
 

@@ -74,6 +74,15 @@ class ActionModule(ActionBase):
         result.update(changed=True, dest=dest, file=src, fetched=fetched)
         return result
 
+    def _home_expanded(self, path: str) -> str:
+        """``~/...`` with the home the node side uses ($HOME, like os.path.expanduser), not the
+        passwd database's (Ansible's _remote_expand_user asks for ~user): one work folder for every step."""
+        if not path.startswith("~/"):
+            return path
+        home = self._low_level_execute_command(self._connection._shell.expand_user("~"), sudoable=False)
+        lines = to_text(home.get("stdout", "")).strip().splitlines()
+        return self._connection._shell.join_path(lines[-1], path[2:]) if lines else path
+
     def _fetch(self, src: str, dest: str, fail_on_missing: bool, task_vars) -> dict:
         os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
         part = f"{dest}.part"
@@ -90,7 +99,7 @@ class ActionModule(ActionBase):
             if not os.path.exists(part):
                 return {"skipped_file": True, "msg": outcome.get("msg", f"{src} was not fetched")}
         else:
-            source = self._remote_expand_user(self._connection._shell.join_path(src))
+            source = self._home_expanded(src)
             try:
                 self._connection.fetch_file(source, part)
             except AnsibleConnectionFailure:

@@ -1,0 +1,46 @@
+"""A run's files carry no controller secrets (and are private: see home.py).
+
+ansible-runner saves the command it ran with the whole controller
+environment (``artifacts/<ident>/command``); the variables whose names look secret (the
+inventory's rule: AWS_SECRET_ACCESS_KEY, GITHUB_TOKEN, ...) are replaced there by a note as
+soon as ansible-playbook has started, and again when it ends. ansible-playbook itself keeps
+them: a dynamic inventory may need them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ..home import private_files
+from ..inventory import LEFT_OUT, is_secret_name
+
+def without_secrets(environment: dict[str, Any]) -> dict[str, Any]:
+    return {name: LEFT_OUT if is_secret_name(name) else value for name, value in environment.items()}
+
+
+def scrub_runner_records(run_dir: Path) -> None:
+    """Rewrite ansible-runner's saved commands (``artifacts/*/command``) without secret values."""
+    for path in Path(run_dir).glob("artifacts/*/command"):
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(saved, dict) and isinstance(saved.get("env"), dict):
+            saved["env"] = without_secrets(saved["env"])
+            tmp = path.with_name(f".command.tmp{os.getpid()}")
+            with private_files():
+                tmp.write_text(json.dumps(saved, ensure_ascii=False))
+            os.replace(tmp, path)
+
+
+def scrub_once_started(run_dir: Path) -> Any:
+    """An ansible-runner ``status_handler``: scrubs the saved command once the play is running."""
+
+    def handler(status: dict[str, Any], runner_config: Any = None) -> None:
+        if status.get("status") == "running":
+            scrub_runner_records(run_dir)
+
+    return handler
