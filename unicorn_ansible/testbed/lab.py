@@ -378,6 +378,9 @@ def _add_host(testbed: Testbed, number: int, public_key: str, host_key: Path, ow
     host = TestbedHost(name, address, netns)
     testbed.hosts.append(host)
     testbed.save()
+    # The namespace is new (adding it succeeded), so a link already named like its own is an orphan
+    # whose peer's namespace the kernel has not finished removing (a testbed taken down moments ago).
+    _run("ip", "link", "del", outside, check=False)
     _run("ip", "link", "add", outside, "type", "veth", "peer", "name", "eth0", "netns", netns)
     _run("ip", "link", "set", outside, "master", testbed.bridge, "up")
     _run("ip", "-n", netns, "addr", "add", f"{address}/16", "dev", "eth0")
