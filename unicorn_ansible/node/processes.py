@@ -163,7 +163,8 @@ class StartPacer:
 
     def __init__(self, window: float = 0.2) -> None:
         self.window = window
-        self.limit = max(1, len(os.sched_getaffinity(0)))
+        processors = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+        self.limit = max(1, len(processors))
         self._recent: deque[tuple[TaskProcess, float]] = deque()
 
     def started(self, process: TaskProcess) -> None:
