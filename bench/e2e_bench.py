@@ -6,12 +6,19 @@ Prints, in one run, markdown tables of medians over --runs repetitions:
 1. one-task experiment on N testbed hosts (default N = 1, 10, 30): wall time of
    `unicorn-ansible run` beside the hand-written mkdir/copy/run/fetch playbook
    (bench/e2e/handwritten.yml) and a trivial one-task playbook, same forks, SSH
-   pipelining and ControlPersist, cold connections every time;
-2. re-run: the same experiment again with unchanged requirements;
-3. scale (--scale 100): wall time and the controller's peak memory (all its processes);
+   pipelining and ControlPersist, cold connections every time; with Mitogen installed,
+   all three again with the mitogen_linear strategy (--no-mitogen skips them);
+   the controller's memory in the same runs: peak PSS of the whole process tree
+   (ours and the hand-written play, sampled every 0.1 s), per host;
+   where the time goes: ours per phase (controller start, inventory, deploy, start + wait,
+   fetch, load; from the run's ansible-runner events), the baselines per task (the
+   profile_tasks-style callback bench/e2e/callback_plugins/task_times.py);
+2. re-run: the same experiment again with unchanged requirements (--skip-rerun skips it);
+3. scale (--scale 100): wall time and controller peak PSS, ours beside the hand-written play;
 4. transfer: a task returning 100 MB, time to results on the controller (the run's
    time minus the same run whose task makes the 100 MB but returns only its size)
-   beside `scp` of a 100 MB file from the same host.
+   beside `scp` of a 100 MB file from the same host; logged in as root, and as the
+   non-root user `unicorn` with sudo (become) (--transfer-as).
 
 Needs root (it brings up the testbed). Usage:
     .venv/bin/python bench/e2e_bench.py [--hosts 1 10 30] [--runs 3] [--scale 100] [--skip-transfer]
@@ -20,6 +27,9 @@ Needs root (it brings up the testbed). Usage:
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
+import math
 import os
 import shutil
 import statistics
@@ -28,6 +38,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Tuple
 
@@ -36,37 +47,79 @@ SCRIPTS = Path(sys.executable).parent
 SSH_ARGS = "-o ControlMaster=auto -o ControlPersist=120s -o ServerAliveInterval=5 -o ServerAliveCountMax=3"
 
 
-def tree_rss_mb(root: int) -> float:
-    """Resident memory of a process and all its descendants, MB."""
+def _processes() -> Dict[int, List[int]]:
+    """Parent pid -> child pids, for every process."""
     children: Dict[int, List[int]] = {}
-    rss: Dict[int, int] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
             children.setdefault(int(stat[1]), []).append(int(entry))
-            rss[int(entry)] = int(stat[21]) * os.sysconf("SC_PAGE_SIZE")
         except (OSError, IndexError, ValueError):
             continue
-    total, stack = 0, [root]
+    return children
+
+
+def _pss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as handle:
+            for line in handle:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _runs_inventory(pid: int) -> bool:
+    try:
+        return b"ansible-inventory" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def tree_sample(root: int) -> Tuple[float, bool]:
+    """PSS of a process and all its descendants (MB: pages shared between them counted once, as
+    the machine holds them), and whether one of them is ansible-inventory."""
+    children = _processes()
+    total, inventory, stack = 0, False, [root]
     while stack:
         pid = stack.pop()
-        total += rss.get(pid, 0)
+        total += _pss_kb(pid)
+        inventory = inventory or _runs_inventory(pid)
         stack.extend(children.get(pid, []))
-    return total / 1e6
+    return total / 1024, inventory
 
 
-def measure(command: List[str], env: Dict[str, str], cwd: Path) -> Tuple[float, float, int]:
-    """Wall seconds, peak MB of the whole process tree, exit code."""
+@dataclass
+class Measured:
+    """One command: wall seconds, peak PSS of its process tree (MB), exit code, when it was launched
+    and exited (epoch seconds), and when an ansible-inventory below it was first and last seen."""
+
+    wall: float
+    peak: float
+    code: int
+    launched: float
+    exited: float
+    inventory: Tuple[float, float] | None
+
+
+def measure(command: List[str], env: Dict[str, str], cwd: Path) -> Measured:
+    """Run ``command``, sampling its process tree every 0.1 s."""
     peak = [0.0]
+    seen: List[float] = []
+    launched = time.time()
     started = time.perf_counter()
     process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     done = threading.Event()
 
     def sample() -> None:
         while not done.is_set():
-            peak[0] = max(peak[0], tree_rss_mb(process.pid))
+            pss, inventory = tree_sample(process.pid)
+            peak[0] = max(peak[0], pss)
+            if inventory:
+                seen.append(time.time())
             done.wait(0.1)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -77,7 +130,74 @@ def measure(command: List[str], env: Dict[str, str], cwd: Path) -> Tuple[float, 
     sampler.join()
     if process.returncode not in (0,):
         sys.stderr.write(f"warning: {' '.join(command[:3])} exited {process.returncode}: {err.decode()[-300:]}\n")
-    return elapsed, peak[0], process.returncode
+    return Measured(elapsed, peak[0], process.returncode, launched, launched + elapsed,
+                    (seen[0], seen[-1]) if seen else None)
+
+
+def _epoch(stamp: str) -> float:
+    return datetime.datetime.fromisoformat(stamp).timestamp()
+
+
+#: our run's phases by the action of the role's tasks (see roles/unicorn/tasks/)
+PHASES = {"ansible.builtin.script": "deploy", "ansible.builtin.command": "start + wait", "unicorn_fetch": "fetch"}
+PHASE_ORDER = ["controller start", "inventory", "deploy", "start + wait", "fetch", "load", "other"]
+
+
+def our_phases(run_dir: Path, measured: Measured) -> Dict[str, float]:
+    """Where a run's time went, from its ansible-runner events: controller start (launch to the first
+    play, less the inventory), inventory (ansible-inventory seen running, sampled every 0.1 s), deploy,
+    start + wait (one command starts the pipeline and waits for it in long polls), fetch (first start to
+    last end over all hosts), load (the last event to exit: results loaded and shown), other (the rest)."""
+    events = [json.loads(p.read_text()) for p in run_dir.glob("artifacts/*/job_events/*.json")]
+    first = min((_epoch(e["created"]) for e in events if e["event"] == "playbook_on_start"), default=measured.launched)
+    last = max((_epoch(e["created"]) for e in events), default=measured.exited)
+    spans: Dict[str, List[float]] = {}
+    for event in events:
+        data = event.get("event_data", {})
+        phase = PHASES.get(data.get("task_action", ""))
+        if phase and data.get("start") and data.get("end"):
+            span = spans.setdefault(phase, [math.inf, -math.inf])
+            span[0], span[1] = min(span[0], _epoch(data["start"])), max(span[1], _epoch(data["end"]))
+    inventory = measured.inventory[1] - measured.inventory[0] + 0.1 if measured.inventory else 0.0
+    phases = {"inventory": inventory, "controller start": first - measured.launched - inventory,
+              "load": measured.exited - last}
+    phases.update({name: end - begin for name, (begin, end) in spans.items()})
+    phases["other"] = measured.wall - sum(phases.values())
+    return phases
+
+
+def playbook_phases(times: Path, measured: Measured) -> Dict[str, float]:
+    """A baseline's time per task (task_times callback: first start to last end over all hosts),
+    with its controller start (launch to the playbook's start) and end (last task to exit)."""
+    data = json.loads(times.read_text())
+    tasks = data["tasks"]
+    phases = {"controller start": data["playbook_start"] - measured.launched}
+    phases.update({task["name"]: task["end"] - task["start"] for task in tasks})
+    phases["end"] = measured.exited - max((task["end"] for task in tasks), default=measured.exited)
+    return phases
+
+
+def median_phases(samples: List[Dict[str, float]]) -> Dict[str, float]:
+    names = list(dict.fromkeys(name for sample in samples for name in sample))
+    return {name: statistics.median(sample.get(name, 0.0) for sample in samples) for name in names}
+
+
+@dataclass
+class Sample:
+    """One measured run: wall seconds, controller peak PSS (MB), where the time went."""
+
+    wall: float
+    peak: float
+    phases: Dict[str, float]
+
+
+def mitogen_strategies() -> str | None:
+    """Mitogen's strategy plugins folder, if Mitogen is installed."""
+    try:
+        import ansible_mitogen
+    except ImportError:
+        return None
+    return str(Path(ansible_mitogen.__file__).parent / "plugins" / "strategy")
 
 
 class Bench:
@@ -108,27 +228,45 @@ class Bench:
                        check=True, capture_output=True)
         return self.home / "testbed" / "inventory.ini"
 
+    def become_inventory(self, inventory: Path) -> Path:
+        """The testbed's inventory logging in as the non-root user ``unicorn``, with sudo to root."""
+        password = (self.home / "testbed" / "become_password").read_text().strip()
+        text = inventory.read_text().replace(
+            "ansible_user=root", f"ansible_user=unicorn\nansible_become=true\nansible_become_password={password}")
+        target = self.work / "become.ini"
+        target.write_text(text)
+        return target
+
     def down(self) -> None:
         subprocess.run([str(SCRIPTS / "unicorn-ansible"), "testbed", "down"], env=self.env, capture_output=True)
 
-    def playbook(self, name: str, inventory: Path, forks: int) -> Tuple[float, float]:
+    def playbook(self, name: str, inventory: Path, forks: int, strategy: str | None = None) -> Sample:
         out = self.work / "fetched"
         out.mkdir(exist_ok=True)
-        wall, peak, _ = measure([str(SCRIPTS / "ansible-playbook"), "-i", str(inventory), name, "-e",
-                                 f"out_dir={out}"], self.cold(forks), self.work)
-        return wall, peak
+        times = self.work / f"times-{self.counter + 1}.json"
+        environment = dict(self.cold(forks), ANSIBLE_CALLBACK_PLUGINS=str(HERE / "callback_plugins"),
+                           ANSIBLE_CALLBACKS_ENABLED="task_times", BENCH_TASK_TIMES=str(times))
+        if strategy:
+            environment.update(ANSIBLE_STRATEGY=strategy, ANSIBLE_STRATEGY_PLUGINS=mitogen_strategies() or "")
+        measured = measure([str(SCRIPTS / "ansible-playbook"), "-i", str(inventory), name, "-e", f"out_dir={out}"],
+                           environment, self.work)
+        return Sample(measured.wall, measured.peak, playbook_phases(times, measured))
 
-    def ours(self, experiment: Path, inventory: Path, forks: int, name: str) -> Tuple[float, float]:
+    def ours(self, experiment: Path, inventory: Path, forks: int, name: str, strategy: str | None = None) -> Sample:
         environment = self.cold(forks)  # also makes the run name unique
-        wall, peak, code = measure([str(SCRIPTS / "unicorn-ansible"), "run", str(experiment), "-i", str(inventory),
-                                    "--name", f"{name}-{self.counter}", "--forks", str(forks)], environment, self.work)
-        if code != 0:
-            raise SystemExit(f"unicorn-ansible run {experiment.name} failed (exit {code}); figures would be wrong")
-        return wall, peak
+        run_name = f"{name}-{self.counter}"
+        command = [str(SCRIPTS / "unicorn-ansible"), "run", str(experiment), "-i", str(inventory), "--name", run_name,
+                   "--forks", str(forks)] + (["--strategy", strategy] if strategy else [])
+        measured = measure(command, environment, self.work)
+        if measured.code != 0:
+            raise SystemExit(f"unicorn-ansible run {experiment.name} failed (exit {measured.code}); "
+                             "figures would be wrong")
+        return Sample(measured.wall, measured.peak, our_phases(self.home / "runs" / run_name, measured))
 
-    def median(self, function, *args) -> Tuple[float, float]:
-        samples = [function(*args) for _ in range(self.runs)]
-        return statistics.median(s[0] for s in samples), statistics.median(s[1] for s in samples)
+    def median(self, function, *args, **options) -> Sample:
+        samples = [function(*args, **options) for _ in range(self.runs)]
+        return Sample(statistics.median(s.wall for s in samples), statistics.median(s.peak for s in samples),
+                      median_phases([s.phases for s in samples]))
 
 
 def main() -> int:
@@ -137,6 +275,12 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--scale", type=int, nargs="*", default=[100], help="host counts for the scale table")
     parser.add_argument("--skip-transfer", action="store_true")
+    parser.add_argument("--skip-rerun", action="store_true", help="skip the re-run table")
+    parser.add_argument("--transfer-as", choices=["root", "become", "both"], default="both",
+                        help="the transfer case logs in as root, as the non-root user unicorn with sudo (become), "
+                             "or both (default)")
+    parser.add_argument("--no-mitogen", action="store_true",
+                        help="skip the mitogen_linear columns (measured when Mitogen is installed)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("the end-to-end benchmark needs root (it brings up the testbed)", file=sys.stderr)
@@ -149,70 +293,128 @@ def main() -> int:
             bench.down()
 
 
-def run(bench: Bench, args: argparse.Namespace) -> int:
-    from importlib.metadata import version
+def _phase_table(title: str, rows: List[Tuple[int, Sample]], names: List[str]) -> None:
+    print(f"\n### {title}\n")
+    print("| hosts | " + " | ".join(names) + " | total |")
+    print("|---:|" + "---:|" * (len(names) + 1))
+    for hosts, sample in rows:
+        print(f"| {hosts} | " + " | ".join(f"{sample.phases.get(n, 0.0):.2f}" for n in names) + f" | {sample.wall:.2f} |")
 
-    print(f"# unicorn-ansible end-to-end benchmark — {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
-          f"ansible-core {version('ansible-core')}, Python {sys.version.split()[0]}, median of {args.runs}\n")
+
+def one_task(bench: Bench, args: argparse.Namespace, strategy: str | None) -> None:
+    """The one-task table beside the baselines, per-phase breakdowns, controller memory per host."""
     experiment = HERE / "one_task.py"
-    with_requirement = HERE / "with_requirement.py"
-    rows = []
-    rerun_rows = []
+    rows: List[Tuple[int, Sample, Sample, Sample, Dict[str, Sample]]] = []
     for hosts in args.hosts:
         inventory = bench.testbed(hosts)
         trivial = bench.median(bench.playbook, "trivial.yml", inventory, hosts)
         hand = bench.median(bench.playbook, "handwritten.yml", inventory, hosts)
         ours = bench.median(bench.ours, experiment, inventory, hosts, f"one-task-{hosts}")
-        first_runs, reruns = [], []
-        for attempt in range(args.runs):
-            bench.testbed(hosts)  # a fresh testbed: hosts have no environment yet
-            first_runs.append(bench.ours(with_requirement, inventory, hosts, f"first-{hosts}-{attempt}"))
-            reruns.append(bench.ours(with_requirement, inventory, hosts, f"again-{hosts}-{attempt}"))
-        first = statistics.median(r[0] for r in first_runs)
-        again = statistics.median(r[0] for r in reruns)
-        rows.append((hosts, ours[0], hand[0], trivial[0]))
-        rerun_rows.append((hosts, first, again))
+        mitogen = {}
+        if strategy:
+            mitogen = {"trivial": bench.median(bench.playbook, "trivial.yml", inventory, hosts, strategy),
+                       "hand": bench.median(bench.playbook, "handwritten.yml", inventory, hosts, strategy),
+                       "ours": bench.median(bench.ours, experiment, inventory, hosts, f"mitogen-{hosts}", strategy)}
+        rows.append((hosts, ours, hand, trivial, mitogen))
     print("## One-task experiment, wall time (s)\n")
-    print("| hosts | unicorn-ansible run | hand-written 4-task playbook | trivial 1-task playbook | ours / hand-written |")
-    print("|---:|---:|---:|---:|---:|")
-    for hosts, ours, hand, trivial in rows:
-        print(f"| {hosts} | {ours:.2f} | {hand:.2f} | {trivial:.2f} | {ours / hand:.2f}× |")
+    extra = " | ours, mitogen_linear | hand-written, mitogen_linear | trivial, mitogen_linear" if strategy else ""
+    print("| hosts | unicorn-ansible run | hand-written 4-task playbook | trivial 1-task playbook | ours / hand-written "
+          f"| ours / trivial{extra} |")
+    print("|---:|---:|---:|---:|---:|---:|" + ("---:|" * 3 if strategy else ""))
+    for hosts, ours, hand, trivial, mitogen in rows:
+        cells = [f"{ours.wall:.2f}", f"{hand.wall:.2f}", f"{trivial.wall:.2f}", f"{ours.wall / hand.wall:.2f}×",
+                 f"{ours.wall / trivial.wall:.2f}×"]
+        cells += [f"{mitogen[k].wall:.2f}" for k in ("ours", "hand", "trivial") if k in mitogen]
+        print(f"| {hosts} | " + " | ".join(cells) + " |")
+    print("\n## Controller memory: peak PSS of the whole process tree (MB), same runs\n")
+    print("| hosts | unicorn-ansible run | per host | hand-written playbook | per host | ours / hand-written |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for hosts, ours, hand, _, _ in rows:
+        print(f"| {hosts} | {ours.peak:.0f} | {ours.peak / hosts:.1f} | {hand.peak:.0f} | {hand.peak / hosts:.1f} | "
+              f"{ours.peak / hand.peak:.2f}× |")
+    print("\n## Where the time goes (s, medians)")
+    _phase_table("unicorn-ansible run", [(h, o) for h, o, _, _, _ in rows], PHASE_ORDER)
+    hand_names = list(dict.fromkeys(n for _, _, hand, _, _ in rows for n in hand.phases))
+    _phase_table("hand-written playbook (task_times callback)", [(h, p) for h, _, p, _, _ in rows], hand_names)
+    trivial_names = list(dict.fromkeys(n for _, _, _, t, _ in rows for n in t.phases))
+    _phase_table("trivial playbook (task_times callback)", [(h, t) for h, _, _, t, _ in rows], trivial_names)
+
+
+def rerun(bench: Bench, args: argparse.Namespace) -> None:
+    with_requirement = HERE / "with_requirement.py"
     print("\n## Re-run with unchanged requirements: a one-task experiment with one requirement (s)\n")
     print("| hosts | first run | re-run | re-run / first |")
     print("|---:|---:|---:|---:|")
-    for hosts, first, again in rerun_rows:
+    for hosts in args.hosts:
+        inventory = bench.testbed(hosts)
+        first_runs, reruns = [], []
+        for attempt in range(args.runs):
+            bench.testbed(hosts)  # a fresh testbed: hosts have no environment yet
+            first_runs.append(bench.ours(with_requirement, inventory, hosts, f"first-{hosts}-{attempt}").wall)
+            reruns.append(bench.ours(with_requirement, inventory, hosts, f"again-{hosts}-{attempt}").wall)
+        first, again = statistics.median(first_runs), statistics.median(reruns)
         print(f"| {hosts} | {first:.2f} | {again:.2f} | {again / first:.2f}× |")
+
+
+def scale(bench: Bench, args: argparse.Namespace) -> None:
+    experiment = HERE / "one_task.py"
+    print("\n## Scale: wall time and controller peak memory (PSS of the process tree)\n")
+    print("| hosts | unicorn-ansible run (s) | hand-written playbook (s) | ours: peak MB | per host | "
+          "hand-written: peak MB | per host | memory ours / hand-written |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for hosts in sorted(set(args.scale)):
+        inventory = bench.testbed(hosts)
+        forks = min(hosts, 50)
+        ours = bench.ours(experiment, inventory, forks, f"scale-{hosts}")
+        hand = bench.playbook("handwritten.yml", inventory, forks)
+        print(f"| {hosts} | {ours.wall:.2f} | {hand.wall:.2f} | {ours.peak:.0f} | {ours.peak / hosts:.1f} | "
+              f"{hand.peak:.0f} | {hand.peak / hosts:.1f} | {ours.peak / hand.peak:.2f}× |")
+
+
+def transfer(bench: Bench, args: argparse.Namespace) -> None:
+    """A task returning 100 MB beside scp of 100 MB from the same host, as root and/or through become."""
+    inventory = bench.testbed(1)
+    address = "10.77.0.11"
+    key = bench.home / "testbed" / "id_ed25519"
+    ssh = ["-i", str(key), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+           "-o", "LogLevel=ERROR"]
+    subprocess.run(["ssh", *ssh, f"root@{address}", "head -c 104857600 /dev/urandom > /root/big.bin"], check=True)
+    scp = []
+    for _ in range(args.runs):
+        started = time.perf_counter()
+        subprocess.run(["scp", "-q", *ssh, f"root@{address}:/root/big.bin", str(bench.work / "big.bin")], check=True)
+        scp.append(time.perf_counter() - started)
+    scp_time = statistics.median(scp)
+    print("\n## Transfer: a task returning 100 MB (s)\n")
+    print("| login | run returning 100 MB | same 100 MB made, size returned | difference (transfer) | scp of 100 MB | "
+          "our throughput / scp |")
+    print("|---|---:|---:|---:|---:|---:|")
+    modes = ["root", "become"] if args.transfer_as == "both" else [args.transfer_as]
+    for mode in modes:
+        chosen = inventory if mode == "root" else bench.become_inventory(inventory)
+        base = bench.median(bench.ours, HERE / "big_kept.py", chosen, 1, f"base-{mode}").wall
+        big = statistics.median(bench.ours(HERE / "big_result.py", chosen, 1, f"big-{mode}-{i}").wall
+                                for i in range(args.runs))
+        extra = max(big - base, 1e-6)
+        label = "root" if mode == "root" else "unicorn + sudo (become)"
+        print(f"| {label} | {big:.2f} | {base:.2f} | {extra:.2f} | {scp_time:.2f} | {scp_time / extra:.2f}× |")
+
+
+def run(bench: Bench, args: argparse.Namespace) -> int:
+    from importlib.metadata import version
+
+    strategy = None if args.no_mitogen or not mitogen_strategies() else "mitogen_linear"
+    mitogen = f", mitogen {version('mitogen')}" if strategy else ""
+    print(f"# unicorn-ansible end-to-end benchmark — {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
+          f"ansible-core {version('ansible-core')}{mitogen}, Python {sys.version.split()[0]}, median of {args.runs}\n")
+    if args.hosts:
+        one_task(bench, args, strategy)
+        if not args.skip_rerun:
+            rerun(bench, args)
     if args.scale:
-        print("\n## Scale: wall time and controller peak memory\n")
-        print("| hosts | unicorn-ansible run (s) | controller peak (MB) | MB per host |")
-        print("|---:|---:|---:|---:|")
-        for hosts in sorted(set([10, 30] + list(args.scale))):
-            inventory = bench.testbed(hosts)
-            wall, peak = bench.ours(experiment, inventory, min(hosts, 50), f"scale-{hosts}")
-            print(f"| {hosts} | {wall:.2f} | {peak:.0f} | {peak / hosts:.1f} |")
+        scale(bench, args)
     if not args.skip_transfer:
-        inventory = bench.testbed(1)
-        base = bench.median(bench.ours, HERE / "big_kept.py", inventory, 1, "base")[0]
-        big = [bench.ours(HERE / "big_result.py", inventory, 1, f"big-{i}")[0] for i in range(args.runs)]
-        big_time = statistics.median(big)
-        address = "10.77.0.11"
-        key = bench.home / "testbed" / "id_ed25519"
-        ssh = ["-i", str(key), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-               "-o", "LogLevel=ERROR"]
-        subprocess.run(["ssh", *ssh, f"root@{address}", "head -c 104857600 /dev/urandom > /root/big.bin"], check=True)
-        scp = []
-        for _ in range(args.runs):
-            started = time.perf_counter()
-            subprocess.run(["scp", "-q", *ssh, f"root@{address}:/root/big.bin", str(bench.work / "big.bin")],
-                           check=True)
-            scp.append(time.perf_counter() - started)
-        scp_time = statistics.median(scp)
-        extra = max(big_time - base, 1e-6)
-        print("\n## Transfer: a task returning 100 MB (s)\n")
-        print("| run returning 100 MB | same 100 MB made, size returned | difference (transfer) | scp of 100 MB | "
-              "our throughput / scp |")
-        print("|---:|---:|---:|---:|---:|")
-        print(f"| {big_time:.2f} | {base:.2f} | {extra:.2f} | {scp_time:.2f} | {scp_time / extra:.2f}× |")
+        transfer(bench, args)
     return 0
 
 

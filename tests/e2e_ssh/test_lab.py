@@ -110,8 +110,15 @@ def test_become_through_the_inventory_with_a_non_root_user(lab: Lab) -> None:
     big = entry["tasks"]["big"][0]  # over a megabyte: the view shows its preview
     assert "<bytes of 9437184 bytes: b'uuuu" in big["value"] and big["abbreviated"] > 9 << 20
     assert (lab.host_root("h1") / "become-proof").read_text().strip() == "0"
-    # the become password never lands in anything the run wrote
+    # results came through the connection's own transfer (not base64 through slurp), and the
+    # login user's hand-over folder is gone
     run_dir = lab.home / "runs" / "become"
+    events = [json.loads(p.read_text()) for p in (run_dir / "artifacts").rglob("job_events/*.json")]
+    routes = {e["event_data"]["res"].get("route") for e in events
+              if e.get("event") == "runner_on_ok" and e["event_data"].get("task_action", "").endswith("unicorn_fetch")}
+    assert routes == {"become hand-over"}
+    assert lab.ssh("h1", "ls -A /tmp").stdout.split() == []
+    # the become password never lands in anything the run wrote
     leaks = [str(p) for p in run_dir.rglob("*") if p.is_file() and password.encode() in p.read_bytes()]
     assert leaks == []
 

@@ -280,3 +280,52 @@ def test_small_and_large_results_come_back_whole_and_later_tasks_see_them(tmp_pa
 def test_an_empty_pipeline_finishes_with_nothing_run(tmp_path):
     state = run_pipeline(Pipeline(), str(tmp_path))
     assert (state["status"], state["total"], state["done"], state["not_run"]) == ("finished", 0, 0, [])
+
+
+class Quick(Task):
+    def run(self):
+        return 1
+
+
+class SpinsUntilAllStarted(Task):
+    """Busy (always runnable) until every task of its stage has started: needs them all at once."""
+
+    def __init__(self, folder, count, name=None):
+        self.folder, self.count = folder, count
+        super().__init__(name=name)
+
+    def run(self):
+        Path(self.folder, self.name).touch()
+        deadline = time.monotonic() + 20
+        while len(os.listdir(self.folder)) < self.count:
+            if time.monotonic() > deadline:
+                return Failure(f"only {len(os.listdir(self.folder))} of {self.count} tasks started")
+        return self.count
+
+
+def _most_at_once(tmp_path: Path) -> int:
+    """The largest number of tasks whose processes lived at the same time (journal start to end)."""
+    edges = sorted(edge for record in NodeResults.read(str(tmp_path)).records
+                   for edge in ((record.header["start"], 1), (record.header["end"], -1)))
+    alive = most = 0
+    for _, change in edges:
+        alive += change
+        most = max(most, alive)
+    return most
+
+
+def test_a_burst_of_short_tasks_starts_at_the_pace_of_the_processors(tmp_path: Path) -> None:
+    """300 quick tasks in one stage do not become 300 processes at once (each a few MB of copied pages)."""
+    state = run_pipeline(Pipeline().then([Quick(name=f"q{i}") for i in range(300)]), str(tmp_path))
+    assert state["status"] == "finished" and state["done"] == 300 and state["success"]
+    assert _most_at_once(tmp_path) < 100
+
+
+def test_busy_tasks_that_need_each_other_all_start(tmp_path: Path) -> None:
+    """Pacing never holds a task back for long: busy tasks that wait for every other task of their stage finish."""
+    folder = tmp_path / "started"
+    folder.mkdir()
+    count = 3 * len(os.sched_getaffinity(0)) + 2
+    pipeline = Pipeline().then([SpinsUntilAllStarted(str(folder), count, name=f"spin{i}") for i in range(count)])
+    state = run_pipeline(pipeline, str(tmp_path / "work"))
+    assert state["success"], NodeResults.read(str(tmp_path / "work")).by_stage

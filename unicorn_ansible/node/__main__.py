@@ -22,6 +22,7 @@ Each prints one JSON object. The files of a work folder are described in protoco
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import shutil
@@ -149,6 +150,7 @@ def _run(workdir: str) -> int:
         )
         traceback.print_exc()
         return 1
+    gc.freeze()  # what is loaded now is never collected: no collection (here or in a task) writes to its pages
     state = run_pipeline(pipeline, workdir, environment=_run_environment(spec), task_timeout=spec.get("task_timeout"),
                          log_cap=int(spec.get("log_cap", DEFAULT_LOG_CAP)), time_limit=spec.get("time_limit"))
     return 0 if state.get("status") == ExecutorStatus.FINISHED else 1

@@ -13,6 +13,7 @@ import selectors
 import signal
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -161,6 +162,48 @@ class TaskProcess:
     def running(self) -> bool:
         """Neither exited nor being killed."""
         return self.status is None and self.killed_for is None
+
+
+class StartPacer:
+    """When to start the next task of a stage: while fewer of the tasks started in the last
+    ``window`` seconds are runnable than there are processors.
+
+    A stage's tasks all start, but at the pace the processors take them: a burst of short
+    tasks does not fork hundreds of processes that then wait for a processor, each holding
+    its own copy of every page the executor wrote since (a few MB each); tasks that wait
+    (sleep, network) are not runnable and do not hold the next ones back, and a task counts
+    only in its first ``window`` seconds, so a busy one never stops a stage from starting."""
+
+    def __init__(self, window: float = 0.2) -> None:
+        self.window = window
+        processors = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+        self.limit = max(1, len(processors))
+        self._recent: deque[tuple[TaskProcess, float]] = deque()
+
+    def started(self, process: TaskProcess) -> None:
+        self._recent.append((process, time.monotonic()))
+
+    def busy(self) -> bool:
+        """Whether the processors are taken by tasks just started."""
+        horizon = time.monotonic() - self.window
+        while self._recent and (self._recent[0][1] < horizon or self._recent[0][0].eof):
+            self._recent.popleft()
+        runnable = 0
+        for process, _ in self._recent:
+            if not process.eof and _runnable(process.pid):
+                runnable += 1
+                if runnable >= self.limit:
+                    return True
+        return False
+
+
+def _runnable(pid: int) -> bool:
+    """Whether process ``pid`` is running or waiting for a processor (state R in /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1][1:2] == b"R"
+    except (OSError, IndexError):
+        return False
 
 
 def describe_exit(status: int | None) -> str:

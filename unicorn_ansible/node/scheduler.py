@@ -15,6 +15,7 @@ import selectors
 import signal
 import time
 import traceback
+from collections import deque
 from typing import IO, Any
 
 from returns.result import Failure
@@ -23,7 +24,7 @@ from .files import write_json_atomic
 from .handoff import Handoff, ResultInbox, run_and_send
 from .journal import PreviousSteps, append_record
 from .plans import TaskSlot, plan_for
-from .processes import CappedLog, TaskProcess, describe_exit, fork_task, kill_group, safe_file_name
+from .processes import CappedLog, StartPacer, TaskProcess, describe_exit, fork_task, kill_group, safe_file_name
 from .protocol import (DEFAULT_LOG_CAP, EXECUTOR_LOG, EXECUTOR_VERSION, JOURNAL, LOGS, STATE, SUCCESS, ExecutorStatus,
                        TaskKind)
 
@@ -61,6 +62,8 @@ class Executor:
         self._running: dict[int, tuple[TaskSlot, TaskProcess]] = {}
         self._selector = selectors.DefaultSelector()
         self._exiting: list[TaskProcess] = []  # output ended or killed, not reaped yet
+        self._pending: deque[TaskSlot] = deque()  # to start when the processors have room (see StartPacer)
+        self._pacer = StartPacer()
 
     # -- logging and state ---------------------------------------------------
     def log(self, message: str) -> None:
@@ -159,10 +162,12 @@ class Executor:
                 self._start(self.plan.first())
             last_scan = time.monotonic()
             stopping = False
-            while self._running:
+            while self._running or self._pending:
                 if not stopping and self._should_stop():
                     stopping = True
+                    self._pending.clear()
                     self._kill_all("cancelled" if self.cancelled else "time limit")
+                self._start_pending()
                 ended = self._collect_output()
                 self._save_state_if_due()
                 now = time.monotonic()
@@ -190,8 +195,15 @@ class Executor:
             self._state_dirty = True
             self._save_state_if_due()
             self.log(f"stage {stage + 1}/{len(self.plan.stages)}: {len(slots)} task(s)")
-        for slot in slots:
+        self._pending.extend(slots)
+        self._start_pending()
+
+    def _start_pending(self) -> None:
+        """Start the tasks waiting to start, as fast as the processors take them."""
+        while self._pending and not self._pacer.busy():
+            slot = self._pending.popleft()
             process = self._spawn(slot)
+            self._pacer.started(process)
             self._running[process.pid] = (slot, process)
             self._selector.register(process.fd, selectors.EVENT_READ, process)
 
@@ -209,7 +221,7 @@ class Executor:
         return ended
 
     def _next_timeout(self) -> float:
-        if self._exiting:
+        if self._exiting or self._pending:
             return 0.001
         timeout = SCAN_INTERVAL
         deadlines = [process.deadline for _, process in self._running.values() if process.deadline is not None]

@@ -4,8 +4,11 @@ Ansible's ``fetch`` runs the ``stat`` module on the host first (one more round t
 SHA-1 pass over the file there), then hashes the fetched copy twice (SHA-1 and MD5), even with
 ``validate_checksum: false``. Results can be hundreds of megabytes; SSH already protects
 the transfer, and the controller checks every record it reads. With ``become`` the
-connecting user cannot read the file, so this hands over to ``ansible.builtin.fetch``
-(which then uses ``slurp``).
+connecting user cannot read the file: the become user copies it into a folder that only
+the connecting user can enter (made by it with ``mktemp -d``, 0700), as a file of the
+connecting user's, which the same transfer fetches; the folder is removed afterwards.
+Where the become user cannot write there (a become user other than root), this hands over
+to ``ansible.builtin.fetch`` (base64 through ``slurp``: slow for large files).
 
 When the outbox (a tar) says in its first member, ``outbox.json``, that a large journal stays
 out of it, the journal is fetched on its own next to it: a large result is not copied into
@@ -20,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+import shlex
 import tarfile
 
 from ansible.errors import AnsibleConnectionFailure, AnsibleError
@@ -31,6 +35,9 @@ from unicorn_ansible.node.protocol import JOURNAL, OUTBOX_MANIFEST
 
 MANIFEST = OUTBOX_MANIFEST
 SEPARATE = (JOURNAL,)  # the only files an outbox may ask to be fetched on their own
+MISSING_RC = 3  # the become user's copy command: the file is not there
+# how the files travelled (the result's ``route``)
+ROUTE_CONNECTION, ROUTE_HANDOVER, ROUTE_ANSIBLE = "connection", "become hand-over", "ansible.builtin.fetch"
 
 
 def separate_files(outbox: str) -> list:
@@ -59,6 +66,18 @@ class ActionModule(ActionBase):
             return result
         dest = self._loader.path_dwim(dest)
         fail_on_missing = boolean(self._task.args.get("fail_on_missing", True), strict=False)
+        self._handover: str | None = None  # with become: the connecting user's private folder
+        self._route = ROUTE_CONNECTION
+        try:
+            result.update(self._fetch_all(src, dest, fail_on_missing, task_vars))
+        finally:
+            if self._handover:
+                self._low_level_execute_command(f"rm -rf -- {shlex.quote(self._handover)}", sudoable=False)
+        return result
+
+    def _fetch_all(self, src: str, dest: str, fail_on_missing: bool, task_vars) -> dict:
+        """The outbox, then the files its manifest asks for on their own."""
+        result: dict = {}
         outcome = self._fetch(src, dest, fail_on_missing, task_vars)
         if outcome.get("failed") or outcome.get("skipped_file"):
             result.update(outcome)
@@ -71,7 +90,7 @@ class ActionModule(ActionBase):
                 result.update(more)
                 return result
             fetched.append(extra)
-        result.update(changed=True, dest=dest, file=src, fetched=fetched)
+        result.update(changed=True, dest=dest, file=src, fetched=fetched, route=self._route)
         return result
 
     def _home_expanded(self, path: str) -> str:
@@ -86,29 +105,84 @@ class ActionModule(ActionBase):
     def _fetch(self, src: str, dest: str, fail_on_missing: bool, task_vars) -> dict:
         os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
         part = f"{dest}.part"
-        if self._connection.become:
-            fetch = self._shared_loader_obj.action_loader.get(
-                "ansible.builtin.fetch", task=self._task.copy(), connection=self._connection,
-                play_context=self._play_context, loader=self._loader, templar=self._templar,
-                shared_loader_obj=self._shared_loader_obj)
-            fetch._task.args = {"src": src, "dest": part, "flat": True, "fail_on_missing": fail_on_missing,
-                                "validate_checksum": False}
-            outcome = fetch.run(task_vars=task_vars)
-            if outcome.get("failed"):
-                return outcome
-            if not os.path.exists(part):
-                return {"skipped_file": True, "msg": outcome.get("msg", f"{src} was not fetched")}
-        else:
+        if not self._connection.become:
             source = self._home_expanded(src)
-            try:
-                self._connection.fetch_file(source, part)
-            except AnsibleConnectionFailure:
-                raise
-            except AnsibleError as exc:  # most often: the file is not there
-                if os.path.exists(part):
-                    os.unlink(part)
-                outcome = {"changed": False, "file": src, "msg": f"{src} was not fetched: {to_text(exc)}"}
-                outcome["failed" if fail_on_missing else "skipped_file"] = True
-                return outcome
+            outcome = self._transfer(source, src, part, fail_on_missing)
+        else:
+            handed = self._hand_over(src, fail_on_missing)
+            if handed is None:
+                self._route = ROUTE_ANSIBLE
+                outcome = self._fetch_with_ansible(src, part, fail_on_missing, task_vars)
+            elif "path" in handed:
+                self._route = ROUTE_HANDOVER
+                outcome = self._transfer(handed["path"], src, part, fail_on_missing)
+            else:
+                outcome = handed
+        if outcome:
+            return outcome
         os.replace(part, dest)
         return {}
+
+    def _transfer(self, source: str, src: str, part: str, fail_on_missing: bool) -> dict:
+        """The connection's own transfer of ``source`` to ``part``; an outcome if it failed."""
+        try:
+            self._connection.fetch_file(source, part)
+        except AnsibleConnectionFailure:
+            raise
+        except AnsibleError as exc:  # most often: the file is not there
+            if os.path.exists(part):
+                os.unlink(part)
+            outcome = {"changed": False, "file": src, "msg": f"{src} was not fetched: {to_text(exc)}"}
+            outcome["failed" if fail_on_missing else "skipped_file"] = True
+            return outcome
+        return {}
+
+    def _fetch_with_ansible(self, src: str, part: str, fail_on_missing: bool, task_vars) -> dict:
+        """``ansible.builtin.fetch`` (through ``slurp`` with become); an outcome if it failed."""
+        fetch = self._shared_loader_obj.action_loader.get(
+            "ansible.builtin.fetch", task=self._task.copy(), connection=self._connection,
+            play_context=self._play_context, loader=self._loader, templar=self._templar,
+            shared_loader_obj=self._shared_loader_obj)
+        fetch._task.args = {"src": src, "dest": part, "flat": True, "fail_on_missing": fail_on_missing,
+                            "validate_checksum": False}
+        outcome = fetch.run(task_vars=task_vars)
+        if outcome.get("failed"):
+            return outcome
+        if not os.path.exists(part):
+            return {"skipped_file": True, "msg": outcome.get("msg", f"{src} was not fetched")}
+        return {}
+
+    def _hand_over(self, src: str, fail_on_missing: bool) -> dict | None:
+        """With become: the become user copies ``src`` into the connecting user's private folder,
+        as a file of the connecting user's. Its path, an outcome for a missing file, or None
+        where that cannot be done (then Ansible's own fetch is used)."""
+        if self._handover is None:
+            made = self._low_level_execute_command(
+                'umask 077 && printf "%s %s\\n" "$(id -u)" "$(mktemp -d)"', sudoable=False)
+            words = to_text(made.get("stdout", "")).split()
+            if made.get("rc") != 0 or len(words) != 2 or not words[0].isdigit():
+                return None
+            self._handover_uid, self._handover = words
+        copied = self._low_level_execute_command(_copy_command(src, self._handover, self._handover_uid))
+        if copied.get("rc") == MISSING_RC:
+            outcome = {"changed": False, "file": src, "msg": f"{src} was not fetched: it does not exist"}
+            outcome["failed" if fail_on_missing else "skipped_file"] = True
+            return outcome
+        path = to_text(copied.get("stdout", "")).strip().splitlines()
+        if copied.get("rc") != 0 or not path or not path[-1].startswith(self._handover + "/"):
+            return None
+        return {"path": path[-1]}
+
+
+def _host_path(path: str) -> str:
+    """``path`` for the host's shell: quoted, with ``~/`` as the become user's ``$HOME``."""
+    if path == "~" or path.startswith("~/"):
+        return '"$HOME"' + (shlex.quote(path[1:]) if len(path) > 1 else "")
+    return shlex.quote(path)
+
+
+def _copy_command(src: str, folder: str, uid: str) -> str:
+    """Run by the become user: copy ``src`` to a new file in ``folder``, give it to ``uid``, print its path."""
+    return (f"umask 077 && src={_host_path(src)} && {{ [ -f \"$src\" ] || exit {MISSING_RC}; }} && "
+            f"to=$(mktemp {shlex.quote(folder + '/fetch.XXXXXX')}) && cat -- \"$src\" > \"$to\" && "
+            f"chown {uid} \"$to\" && printf '%s\\n' \"$to\"")
