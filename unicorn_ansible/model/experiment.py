@@ -84,7 +84,8 @@ class Deployment:
     - ``keep_alive_timeout_minutes``: this node's time limit (netunicorn's name); None: the run's
     """
 
-    def __init__(self, node: Node, pipeline: Union[Pipeline, ExecutionGraph], keep_alive_timeout_minutes: Optional[float] = None) -> None:
+    def __init__(self, node: Node, pipeline: Union[Pipeline, ExecutionGraph], keep_alive_timeout_minutes: Optional[float] = None,
+                 artifacts: Iterable[str] = ()) -> None:
         if not isinstance(node, Node):
             raise ExperimentError(f"expected a Node, got {type(node).__name__}: {node!r}")
         if not isinstance(pipeline, (Pipeline, ExecutionGraph)):
@@ -107,8 +108,12 @@ class Deployment:
         self.environment_definition: EnvironmentDefinition = copy.deepcopy(environment)
         tasks = (v for v in dispatched.vertices if isinstance(v, Task)) if isinstance(dispatched, GraphPlan) \
             else (task for stage in dispatched.tasks for task in stage)
+        #: files brought home from the node: {"task": name or None (the pipeline's), "pattern": path or glob}
+        self.artifacts: List[dict] = [{"task": None, "pattern": str(p)}
+                                      for p in [*getattr(pipeline, "artifacts", []), *artifacts]]
         for task in tasks:
             self.environment_definition.commands.extend(task.requirements)
+            self.artifacts += [{"task": task.name, "pattern": str(p)} for p in getattr(task, "artifacts", [])]
         try:
             self.pipeline: bytes = serialize_for_node(dispatched)
         except Exception as exc:
@@ -134,16 +139,18 @@ class Experiment:
     def __init__(self) -> None:
         self.deployment_map: List[Deployment] = []
 
-    def append(self, node: Node, pipeline: Union[Pipeline, ExecutionGraph], keep_alive_timeout_minutes: Optional[float] = None) -> "Experiment":
+    def append(self, node: Node, pipeline: Union[Pipeline, ExecutionGraph], keep_alive_timeout_minutes: Optional[float] = None,
+               artifacts: Iterable[str] = ()) -> "Experiment":
         """Dispatch and serialize ``pipeline`` for ``node`` and add it as a deployment; returns self.
 
-        ``keep_alive_timeout_minutes`` limits how long this node's pipeline may run (default: the run's limit)."""
+        ``keep_alive_timeout_minutes`` limits how long this node's pipeline may run (default: the run's limit).
+        ``artifacts``: paths or glob patterns on the node whose files come home when its pipeline ends."""
         if any(d.node.name == getattr(node, "name", None) for d in self.deployment_map):
             raise ExperimentError(
                 f"node {node.name} already has a pipeline in this experiment; "
                 "one node runs one pipeline (put the tasks in one pipeline, or use another node)"
             )
-        self.deployment_map.append(Deployment(node, pipeline, keep_alive_timeout_minutes))
+        self.deployment_map.append(Deployment(node, pipeline, keep_alive_timeout_minutes, artifacts))
         return self
 
     def map(self, pipeline: Union[Pipeline, ExecutionGraph], nodes: Union[Iterable[Node], Nodes]) -> "Experiment":

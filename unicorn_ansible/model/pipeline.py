@@ -29,6 +29,8 @@ class Flow:
         self.environment_definition: EnvironmentDefinition = (
             environment_definition if environment_definition is not None else ShellExecution()
         )
+        #: paths or glob patterns of files the whole pipeline leaves (see Task.artifacts)
+        self.artifacts: List[str] = []
 
 
 class Pipeline(Flow):
@@ -48,8 +50,10 @@ class Pipeline(Flow):
         report_results: bool = True,
         environment_definition: Optional[EnvironmentDefinition] = None,
         name: Optional[str] = None,
+        artifacts: Iterable[str] = (),
     ) -> None:
         super().__init__(early_stopping, report_results, environment_definition, name)
+        self.artifacts = [str(pattern) for pattern in artifacts]
         self.tasks: List[List[TaskElement]] = []
         for element in tasks:
             self.then(element)

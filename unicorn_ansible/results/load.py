@@ -19,6 +19,7 @@ from returns.pipeline import is_successful
 from returns.result import Result
 
 from ..engine.rundir import RunDir
+from .artifacts import Artifact, load_artifacts
 from .safe_pickle import loader_for, register_shipped
 from .status import NodeStatus, Phase
 from ..node.files import copy_range, read_json
@@ -79,6 +80,8 @@ class NodeResult:
     #: when the host was lost before its results were fetched: what it reported as finished
     #: (name, type, preview of the value), from the executor's progress reports
     reported: List[Dict[str, Any]] = field(default_factory=list)
+    #: the files its tasks left: brought home (``file``, relative to the run folder) or left on the host
+    artifacts: List[Artifact] = field(default_factory=list)
 
     @property
     def success(self) -> bool:
@@ -97,6 +100,7 @@ class NodeResult:
             "timings": self.timings,
             "not_run": self.not_run,
             "reported": self.reported,
+            "artifacts": [artifact.to_dict() for artifact in self.artifacts],
         }
 
 
@@ -159,7 +163,7 @@ class RunResults:
 
 # What an outbox fetched from a host may contain: these names, as regular files, nothing else.
 _OUTBOX_MEMBER = re.compile(
-    r"^(journal|state\.json|deploy-report\.json|started\.json|logs/[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)?)$"
+    r"^(journal|state\.json|deploy-report\.json|started\.json|artifacts\.json|logs/[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)?)$"
 )
 
 
@@ -260,6 +264,7 @@ def load_node(run_dir: Path, node: str, loads: Optional[Callable[[bytes], Any]] 
         timings=timings,
         not_run=not_run,
         reported=reported,
+        artifacts=load_artifacts(run_dir, node),
     )
 
 
