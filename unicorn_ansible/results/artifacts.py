@@ -115,8 +115,17 @@ def _check_offer(entry: Any) -> dict[str, Any]:
             "source": str(entry.get("source"))[:PATH_LIMIT]}
 
 
+def _refused(entry: Any, reason: str) -> dict[str, Any]:
+    """An entry that cannot be taken, kept to show: what it said, and why it was refused."""
+    fields = entry if isinstance(entry, dict) else {}
+    task = fields.get("task")
+    return {"task": task[:PATH_LIMIT] if isinstance(task, str) else None, "path": str(fields.get("path"))[:PATH_LIMIT],
+            "source": str(fields.get("source"))[:PATH_LIMIT], "left": f"refused: {reason}"}
+
+
 def read_offer(outbox: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """The artifacts a host's outbox offers, checked, and a message for each entry refused."""
+    """The artifacts a host's outbox offers, each checked (a refused one says why), and a
+    message when the list itself cannot be read."""
     try:
         with tarfile.open(outbox, "r:") as archive:
             member = next((m for m in archive if m.name == ARTIFACTS_MANIFEST), None)
@@ -128,14 +137,13 @@ def read_offer(outbox: Path) -> tuple[list[dict[str, Any]], list[str]]:
     except (OSError, tarfile.TarError, ValueError, AttributeError) as exc:
         return [], [f"the list of artifacts cannot be read: {exc}"]
     entries = data.get("artifacts") if isinstance(data, dict) else None
-    offers, refused = [], []
+    offers = []
     for entry in entries if isinstance(entries, list) else []:
         try:
             offers.append(_check_offer(entry))
         except ValueError as exc:
-            shown = repr(entry.get("path"))[:200] if isinstance(entry, dict) else "?"
-            refused.append(f"artifact {shown} refused: {exc}")
-    return offers, refused
+            offers.append(_refused(entry, str(exc)))
+    return offers, []
 
 
 def prepare_target(node_dir: Path, task: str | None, path: str) -> Path:
@@ -263,7 +271,7 @@ class ArtifactFetch:
             try:
                 target = prepare_target(self.node_dir, offer["task"], offer["path"])
             except ValueError as exc:
-                self.messages.append(f"artifact {offer['path']!r} refused: {exc}")
+                self._leave(offer, f"refused: {exc}")
                 continue
             if not self.budget.reserve(f"{self.node_dir.name}\0{self._key(offer)}", offer["size"]):
                 self._leave(offer, f"the run's artifact cap of {human_size(self.cap)} was reached "
@@ -275,6 +283,9 @@ class ArtifactFetch:
 
     def fetched(self, job: Job) -> None:
         """The job's file arrived at ``job.part``: check it and put it in place."""
+        if job.part.stat().st_size > job.offer["size"]:  # the cap counted what the host said
+            self.failed(job, f"it is larger than the {job.offer['size']} bytes the host listed")
+            return
         os.replace(job.part, job.target)
         run_dir = self.node_dir.parent.parent
         self.index[self._key(job.offer)] = {
