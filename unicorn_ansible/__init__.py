@@ -29,7 +29,9 @@ from .model.flags import (
 )
 from .model.graph import CyclePipeline, ExecutionGraph
 from .model.pipeline import Pipeline
+from .results.artifacts import Artifact
 from .results.load import NodeResult, RunResults
+from .results.measurements import measurements, measurements_frame
 from .model.task import Task, TaskDispatcher
 from .errors import (
     ExperimentError,
@@ -64,6 +66,9 @@ __all__ = [
     "ExperimentStatus",
     "NodeResult",
     "RunResults",
+    "Artifact",
+    "measurements",
+    "measurements_frame",
     "run",
     "CountableNodePool",
     "CyclePipeline",

@@ -132,6 +132,18 @@ class RunResults:
     def filter(self, status: Optional[str] = None, node: Optional[str] = None) -> List[NodeResult]:
         return [r for r in self.nodes if (status is None or r.status == status) and (node is None or r.node == node)]
 
+    def measurements(self) -> List[Dict[str, Any]]:
+        """Every number the tasks returned, one row each: node, task, repetition, field, value."""
+        from .measurements import measurements
+
+        return measurements(self)
+
+    def to_dataframe(self) -> Any:
+        """:meth:`measurements` as a pandas DataFrame (needs pandas)."""
+        from .measurements import measurements_frame
+
+        return measurements_frame(self)
+
     def to_dict(self) -> Dict[str, Any]:
         return {"name": self.name, "status": self.status, "success": self.success,
                 "nodes": [result.to_dict() for result in self.nodes]}
