@@ -94,3 +94,35 @@ def test_the_run_cap_leaves_files_on_the_host_and_says_where(env: Env) -> None:
     assert "--artifact-cap" in bad.stderr and "Traceback" not in bad.stderr
     listing = json.loads(env.cli("artifacts", "capped", "--json", check=1).stdout)
     assert {a["path"] for a in listing} == {a["path"] for a in artifacts}
+
+
+STOPPED = '''
+import os, time
+from unicorn_ansible import Experiment, Pipeline, Task
+
+class WritesThenCrashes(Task):
+    def run(self):
+        with open(os.path.join(self.artifacts_dir, "before-crash.txt"), "w") as handle:
+            handle.write("written before os._exit")
+        os._exit(3)
+
+class WritesThenSleeps(Task):
+    def run(self):
+        with open(os.path.join(self.artifacts_dir, "before-limit.txt"), "w") as handle:
+            handle.write("written before the time limit")
+        time.sleep(120)
+
+def experiment(nodes):
+    pipeline = Pipeline([WritesThenCrashes(name="crashes"), WritesThenSleeps(name="sleeps")], early_stopping=False)
+    return Experiment().map(pipeline, nodes.take(1))
+'''
+
+
+def test_artifacts_come_home_after_a_crashed_task_and_a_time_limit(env: Env) -> None:
+    inventory = env.local_inventory(["stop-a"])
+    env.write("stopped.py", STOPPED)
+    env.cli("run", "stopped.py", "-i", str(inventory), "--name", "stopped", "--run-timeout", "6", check=1)
+    entry = node(env.results("stopped"), "stop-a")
+    assert entry["status"] == "timed_out"
+    files = {a["path"]: (env.home / "runs" / "stopped" / a["file"]).read_text() for a in entry["artifacts"]}
+    assert files == {"before-crash.txt": "written before os._exit", "before-limit.txt": "written before the time limit"}
