@@ -31,7 +31,9 @@ from .model.flags import (
 )
 from .model.graph import ExecutionGraph
 from .model.pipeline import CyclePipeline, Pipeline
+from .results.artifacts import Artifact
 from .results.load import NodeResult, RunResults
+from .results.measurements import measurements, measurements_frame
 from .model.task import Task, TaskDispatcher
 from .errors import (
     ExperimentError,
@@ -70,6 +72,9 @@ __all__ = [
     "ExperimentStatus",
     "NodeResult",
     "RunResults",
+    "Artifact",
+    "measurements",
+    "measurements_frame",
     "run",
     "CountableNodePool",
     "CyclePipeline",

@@ -210,7 +210,8 @@ class _Compilation:
         self.requirement_counts[host] = len(commands)
         files = {
             "pipeline.pkl": deployment.pipeline,
-            "node.json": _json_bytes(self._node_spec(host, env_vars, limits.time_limit)),
+            "node.json": _json_bytes(dict(self._node_spec(host, env_vars, limits.time_limit),
+                                          artifacts={"declared": deployment.artifacts})),
             "deploy.json": _json_bytes(self._deploy_spec(host, commands, env_vars)),
         }
         folder = self.run.shipped_dir(host)

@@ -15,6 +15,7 @@ from typing import Any
 from ..errors import ExperimentError
 from ..model.experiment import Deployment
 from ..node.protocol import DEFAULT_LOG_CAP
+from ..results.artifacts import DEFAULT_ARTIFACT_CAP
 
 DEFAULT_POLL_SECONDS = 20
 DEFAULT_RUN_TIMEOUT_SECONDS = 86400
@@ -30,6 +31,8 @@ class CompileOptions:
     run_timeout_seconds: int = DEFAULT_RUN_TIMEOUT_SECONDS
     task_timeout: float | None = None
     log_cap: int = DEFAULT_LOG_CAP
+    #: bytes of artifacts brought home per run, over every node (see results/artifacts.py)
+    artifact_cap: int = DEFAULT_ARTIFACT_CAP
     redeploy: bool = False
     strategy: str | None = None
 

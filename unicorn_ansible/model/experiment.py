@@ -101,7 +101,8 @@ class Deployment:
     """
 
     def __init__(self, node: Node, pipeline: Union[Pipeline, ExecutionGraph],
-                 keep_alive_timeout_minutes: Optional[float] = None, cleanup: bool = True) -> None:
+                 keep_alive_timeout_minutes: Optional[float] = None, cleanup: bool = True,
+                 artifacts: Iterable[str] = ()) -> None:
         node, pipeline = _netunicorn.as_node(node), _netunicorn.as_flow(pipeline)
         if not isinstance(node, Node):
             raise ExperimentError(f"expected a Node, got {type(node).__name__}: {node!r}")
@@ -128,8 +129,12 @@ class Deployment:
         self.environment_definition: EnvironmentDefinition = copy.deepcopy(environment)
         tasks = (v for v in dispatched.vertices if isinstance(v, Task)) if isinstance(dispatched, GraphPlan) \
             else (task for stage in dispatched.tasks for task in stage)
+        #: files brought home from the node: {"task": name or None (the pipeline's), "pattern": path or glob}
+        self.artifacts: List[dict] = [{"task": None, "pattern": str(p)}
+                                      for p in [*getattr(pipeline, "artifacts", []), *artifacts]]
         for task in tasks:
             self.environment_definition.commands.extend(task.requirements)
+            self.artifacts += [{"task": task.name, "pattern": str(p)} for p in getattr(task, "artifacts", [])]
         # after the tasks' own requirements, which may install them already
         self.environment_definition.commands.extend(_netunicorn.runtime_requirements(dispatched))
         try:
@@ -162,16 +167,17 @@ class Experiment:
         self.deployment_context = deployment_context
 
     def append(self, node: Node, pipeline: Union[Pipeline, ExecutionGraph],
-               keep_alive_timeout_minutes: Optional[float] = None) -> "Experiment":
+               keep_alive_timeout_minutes: Optional[float] = None, artifacts: Iterable[str] = ()) -> "Experiment":
         """Dispatch and serialize ``pipeline`` for ``node`` and add it as a deployment; returns self.
 
-        ``keep_alive_timeout_minutes`` limits how long this node's pipeline may run (default: the run's limit)."""
+        ``keep_alive_timeout_minutes`` limits how long this node's pipeline may run (default: the run's limit).
+        ``artifacts``: paths or glob patterns on the node whose files come home when its pipeline ends."""
         if any(d.node.name == getattr(node, "name", None) for d in self.deployment_map):
             raise ExperimentError(
                 f"node {node.name} already has a pipeline in this experiment; "
                 "one node runs one pipeline (put the tasks in one pipeline, or use another node)"
             )
-        self.deployment_map.append(Deployment(node, pipeline, keep_alive_timeout_minutes))
+        self.deployment_map.append(Deployment(node, pipeline, keep_alive_timeout_minutes, artifacts=artifacts))
         return self
 
     def map(self, pipeline: Union[Pipeline, ExecutionGraph], nodes: Union[Iterable[Node], Nodes]) -> "Experiment":

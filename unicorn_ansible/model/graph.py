@@ -33,6 +33,8 @@ class Flow:
         self.environment_definition: EnvironmentDefinition = (
             environment_definition if environment_definition is not None else ShellExecution()
         )
+        #: paths or glob patterns of files the whole pipeline leaves (see Task.artifacts)
+        self.artifacts: list[str] = []
 
     def networkx_graph(self) -> Any:
         """The flow as netunicorn draws it: a networkx DiGraph from 'root'."""

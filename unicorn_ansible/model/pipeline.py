@@ -35,8 +35,10 @@ class Pipeline(ExecutionGraph):
         report_results: bool = True,
         environment_definition: EnvironmentDefinition | None = None,
         name: str | None = None,
+        artifacts: Iterable[str] = (),
     ) -> None:
         super().__init__(early_stopping, report_results, environment_definition, name)
+        self.artifacts = [str(pattern) for pattern in artifacts]
         self.tasks: list[list[TaskElement]] = []
         self.last_stage: str | int = "root"
         for element in tasks:

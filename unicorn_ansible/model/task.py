@@ -36,12 +36,20 @@ class Task(abc.ABC):
     #: Filled in on the node before the task runs: {task_name: [Result, ...]} of every task that ran before.
     previous_steps: Dict[str, list] = {}
 
+    #: Paths or glob patterns (absolute, ``~``, or relative to the run's work folder on the node) of
+    #: files this task leaves for the user; they come home under nodes/<node>/artifacts/<task>/.
+    artifacts: List[str] = []
+
+    #: Set on the node before the task runs (also $UNICORN_ARTIFACTS): a folder whose files come home.
+    artifacts_dir: Optional[str] = None
+
     def __new__(cls, *args: Any, **kwargs: Any) -> Task:
         # Set here rather than in __init__ so that a subclass that never calls
         # super().__init__() still has a name and its own copy of requirements.
         instance = super().__new__(cls)
         instance.name = _new_name()
         instance.requirements = list(cls.requirements)
+        instance.artifacts = list(cls.artifacts)
         return instance
 
     def __init__(self, name: Optional[str] = None) -> None:
@@ -64,6 +72,15 @@ class Task(abc.ABC):
         """
         self.requirements = list(self.requirements)
         self.requirements.append(command)
+        return self
+
+    def add_artifact(self, pattern: str) -> Task:
+        """
+        Bring home the files at ``pattern`` (a path or a glob) when the pipeline ends, as this task's artifacts.
+        :return: the task itself, so calls can be chained
+        """
+        self.artifacts = list(self.artifacts)
+        self.artifacts.append(str(pattern))
         return self
 
     @abc.abstractmethod

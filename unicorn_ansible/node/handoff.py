@@ -20,7 +20,7 @@ from returns.result import Failure, Result
 
 from .journal import PreviousSteps
 from .outcome import call_task, dumps_result, preview, result_type
-from .protocol import SUCCESS, TaskKind
+from .protocol import ARTIFACTS_ENV, SUCCESS, TaskKind
 
 #: results up to this size travel as one datagram (Linux's default socket buffer takes ~200 KB)
 RESULT_DATAGRAM_MAX = 64 * 1024
@@ -80,6 +80,7 @@ def run_and_send(task: Any, previous: PreviousSteps, environment: dict[str, str]
     os.environ.update(environment)
     try:
         task.previous_steps = previous
+        task.artifacts_dir = environment.get(ARTIFACTS_ENV)
     except Exception:  # a task class may forbid new attributes; it then has no previous steps
         pass
     payload, result, kind = _pickled(task, call_task(task))

@@ -8,6 +8,7 @@ import tarfile
 import time
 from typing import Any
 
+from .artifacts import write_manifest
 from .files import copy_range
 from .protocol import JOURNAL, LOGS, OUTBOX, OUTBOX_FILES, OUTBOX_MANIFEST
 
@@ -37,10 +38,11 @@ def _padding(size: int) -> bytes:
 
 
 def pack_outbox(workdir: str) -> str:
-    """Pack the outbox; return its path. A plain tar whose first member, the manifest, says
+    """Pack the outbox (with the artifacts' manifest, written afresh); return its path. A plain tar whose first member, the manifest, says
     which files are fetched on their own; file contents are copied inside the kernel."""
     target = os.path.join(workdir, OUTBOX)
     tmp = f"{target}.tmp{os.getpid()}"
+    write_manifest(workdir)
     members = _members(workdir)
     manifest: dict[str, Any] = {"separate": {}}
     journal = os.path.join(workdir, JOURNAL)

@@ -15,6 +15,10 @@ crash of anything later:
 - ``state.json``         the executor's status (an :class:`ExecutorStatus`), progress, pid
 - ``journal``            one record per finished task (see below)
 - ``logs/``              each task's captured output, ``executor.log``, ``executor.out``
+- ``artifacts/<task>/``  the files each task leaves for the user (its artifacts folder)
+- ``artifacts.json``     what the node offers to bring home: the artifacts folders and the files
+  matched by declared paths, each with its size and sha256 (written when the outbox is packed)
+- ``outgoing/<n>``       a link to each artifact offered, the name the controller fetches it by
 - ``outbox.tar``         everything above the controller fetches, packed in one file
 
 A journal record is a JSON header line, then ``payload_len`` bytes (the task's pickled
@@ -43,6 +47,13 @@ EXECUTOR_LOG = "executor.log"
 EXECUTOR_OUT = "executor.out"
 OUTBOX = "outbox.tar"
 OUTBOX_MANIFEST = "outbox.json"  # the outbox's first member: which files are fetched on their own
+ARTIFACTS = "artifacts"  # the tasks' artifacts folders (on the host and in the node's folder at home)
+ARTIFACTS_MANIFEST = "artifacts.json"
+ARTIFACTS_OUTGOING = "outgoing"
+#: the environment variable (and, as ``artifacts_dir``, the task attribute) naming a task's artifacts folder
+ARTIFACTS_ENV = "UNICORN_ARTIFACTS"
+#: the folder of artifacts declared on a pipeline or experiment rather than a task
+PIPELINE_ARTIFACTS = "_pipeline"
 #: the bundle the deployment play ships, kept in the work folder for start and cancel
 NODE_BUNDLE = "unicorn-node.pyz"
 #: the folder inside the bundle that carries the node's own files (pipeline, specifications)
@@ -50,7 +61,18 @@ BUNDLE_NODE_FILES = "node/"
 #: the node package's name inside the bundle
 BUNDLE_PACKAGE = "unicorn_node"
 #: the files of a work folder an outbox carries besides the logs
-OUTBOX_FILES = (STATE, JOURNAL, DEPLOY_REPORT, STARTED)
+OUTBOX_FILES = (STATE, JOURNAL, DEPLOY_REPORT, STARTED, ARTIFACTS_MANIFEST)
+
+
+
+def artifact_folder(task: str | None) -> str:
+    """The folder a task's artifacts are kept in, on the host and at home: its name as it is,
+    except ``/`` and NUL (``_``), and ``.``/``..``/empty (prefixed with ``_``); at most 200 characters."""
+    if task is None:
+        return PIPELINE_ARTIFACTS
+    name = task.replace("/", "_").replace("\0", "_")[:200]
+    return f"_{name}" if name in ("", ".", "..") else name
+
 
 # -- the journal ----------------------------------------------------------------------------
 #: the header fields a progress report carries for each newly finished task

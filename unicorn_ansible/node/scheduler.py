@@ -20,12 +20,13 @@ from typing import IO, Any
 
 from returns.result import Failure
 
+from .artifacts import TaskFolders
 from .files import write_json_atomic
 from .handoff import Handoff, ResultInbox, run_and_send
 from .journal import PreviousSteps, append_record
 from .plans import TaskSlot, plan_for
 from .processes import CappedLog, StartPacer, TaskProcess, describe_exit, fork_task, kill_group, safe_file_name
-from .protocol import (DEFAULT_LOG_CAP, EXECUTOR_LOG, EXECUTOR_VERSION, JOURNAL, LOGS, STATE, SUCCESS, ExecutorStatus,
+from .protocol import (ARTIFACTS_ENV, DEFAULT_LOG_CAP, EXECUTOR_LOG, EXECUTOR_VERSION, JOURNAL, LOGS, STATE, SUCCESS, ExecutorStatus,
                        TaskKind)
 
 #: progress goes to state.json at most this often (the journal has every result at once)
@@ -52,6 +53,7 @@ class Executor:
         self.journal_path = os.path.join(self.workdir, JOURNAL)
         self.state_path = os.path.join(self.workdir, STATE)
         self.inbox = ResultInbox(os.path.join(self.workdir, "tmp"))
+        self.artifact_folders = TaskFolders(self.workdir)
         self.done = self.failed = self.seq = 0
         self.cancelled = False
         self.state: dict[str, Any] = {}
@@ -268,7 +270,8 @@ class Executor:
         log_path = os.path.join(self.logs_dir, f"{seq:05d}-{safe_file_name(name)}.log")
         # the child's copy of memory is a snapshot: the index needs no copy
         previous = PreviousSteps(self.journal_path, self._index)
-        pid, fd = fork_task(lambda: run_and_send(slot.task, previous, self.environment, self.inbox.sender, seq,
+        environment = dict(self.environment, **{ARTIFACTS_ENV: self.artifact_folders.folder_for(name)})
+        pid, fd = fork_task(lambda: run_and_send(slot.task, previous, environment, self.inbox.sender, seq,
                                                  self.inbox.result_path(seq)))
         deadline = time.monotonic() + self.task_timeout if self.task_timeout else None
         self.log(f"task {name} started (stage {slot.stage + 1}, pid {pid})")

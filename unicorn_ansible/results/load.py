@@ -20,6 +20,7 @@ from returns.pipeline import is_successful
 from returns.result import Result
 
 from ..engine.rundir import RunDir
+from .artifacts import Artifact, load_artifacts
 from .safe_pickle import loader_for, register_shipped
 from .status import NodeStatus, Phase
 from ..node.files import copy_range, read_json
@@ -101,6 +102,8 @@ class NodeResult:
     #: when the host was lost before its results were fetched: what it reported as finished
     #: (name, type, preview of the value), from the executor's progress reports
     reported: List[Dict[str, Any]] = field(default_factory=list)
+    #: the files its tasks left: brought home (``file``, relative to the run folder) or left on the host
+    artifacts: List[Artifact] = field(default_factory=list)
 
     @property
     def success(self) -> bool:
@@ -119,6 +122,7 @@ class NodeResult:
             "timings": self.timings,
             "not_run": self.not_run,
             "reported": self.reported,
+            "artifacts": [artifact.to_dict() for artifact in self.artifacts],
         }
 
 
@@ -149,6 +153,18 @@ class RunResults:
 
     def filter(self, status: Optional[str] = None, node: Optional[str] = None) -> List[NodeResult]:
         return [r for r in self.nodes if (status is None or r.status == status) and (node is None or r.node == node)]
+
+    def measurements(self) -> List[Dict[str, Any]]:
+        """Every number the tasks returned, one row each: node, task, repetition, field, value."""
+        from .measurements import measurements
+
+        return measurements(self)
+
+    def to_dataframe(self) -> Any:
+        """:meth:`measurements` as a pandas DataFrame (needs pandas)."""
+        from .measurements import measurements_frame
+
+        return measurements_frame(self)
 
     def to_dict(self) -> Dict[str, Any]:
         return {"name": self.name, "status": self.status, "success": self.success,
@@ -181,7 +197,7 @@ class RunResults:
 
 # What an outbox fetched from a host may contain: these names, as regular files, nothing else.
 _OUTBOX_MEMBER = re.compile(
-    r"^(journal|state\.json|deploy-report\.json|started\.json|logs/[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)?)$"
+    r"^(journal|state\.json|deploy-report\.json|started\.json|artifacts\.json|logs/[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)?)$"
 )
 
 
@@ -344,7 +360,8 @@ def load_node(run_dir: Path, node: str, loads: Optional[Callable[[bytes], Any]] 
         done = {entry.get("seq") for entry in reported}
         not_run = [name for seq, name in enumerate(_task_names(run_dir, node)) if seq not in done]
     return NodeResult(node=node, status=outcome, prepared=prepared, error=error, results=by_stage, tasks=by_name,
-                      timings=timings, not_run=not_run, reported=reported)
+                      timings=timings, not_run=not_run, reported=reported,
+                      artifacts=load_artifacts(run_dir, node))
 
 
 def _unreadable(node: str, exc: Exception) -> NodeResult:

@@ -23,6 +23,7 @@ from ..engine.lifecycle import (controller_died, find_run, load_experiment_file,
 from ..engine.rundir import RunDir, read_json
 from ..errors import ExperimentError, InventoryError, UnicornError, UsageError
 from ..inventory import load_inventory
+from ..results.artifacts import parse_size
 from ..results.load import VIEW_PAYLOAD_LIMIT, RunResults, load_results, node_file
 from .tables import console, print_table
 
@@ -66,6 +67,8 @@ def _engine_options(function: Any) -> Any:
                      help="Seconds the pipelines may run before the run stops waiting."),
         click.option("--redeploy", is_flag=True, help="Run requirements even if the host has that environment."),
         click.option("--strategy", help="Ansible strategy plugin, e.g. mitogen_linear."),
+        click.option("--artifact-cap", default="10G", show_default=True, metavar="SIZE",
+                     help="Bytes of artifacts brought home per run (e.g. 500M, 2G); the rest stays on the hosts."),
         click.option("-K", "--ask-become-pass", is_flag=True,
                      help="Ask for the become (sudo) password; it is never written anywhere."),
         click.option("-k", "--ask-pass", is_flag=True, help="Ask for the SSH password; it is never written anywhere."),
@@ -86,9 +89,13 @@ def _secrets(engine: dict[str, Any]) -> Any:
 
 
 def _options(forks: int | None, task_timeout: float | None, run_timeout: int, redeploy: bool,
-             strategy: str | None) -> CompileOptions:
+             strategy: str | None, artifact_cap: str) -> CompileOptions:
+    try:
+        cap = parse_size(artifact_cap)
+    except ValueError as exc:
+        raise UsageError(f"--artifact-cap: {exc}") from None
     return CompileOptions(forks=forks, task_timeout=task_timeout, run_timeout_seconds=run_timeout,
-                          redeploy=redeploy, strategy=strategy)
+                          redeploy=redeploy, strategy=strategy, artifact_cap=cap)
 
 
 def _with_progress(run_dir: Path, work: Any) -> Any:
@@ -486,6 +493,34 @@ def logs(run_name: str, node_name: str | None, task_name: str | None, executor: 
             click.echo(path.read_text(errors="replace") if path and path.is_file() else "(no output)")
     if not shown:
         raise UsageError(f"no logs match in run {run_name}; check --node and --task against `unicorn-ansible results {run_name}`")
+
+
+@cli.command()
+@click.argument("run_name")
+@click.option("--node", "node_name", help="Only this node.")
+@click.option("--task", "task_name", help="Only this task (its name).")
+@click.option("-o", "--output", type=click.Path(file_okay=False), help="Copy them into this folder (<node>/<task>/...).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def artifacts(run_name: str, node_name: str | None, task_name: str | None, output: str | None,
+              as_json: bool) -> None:
+    """List the files a run's tasks left (node, task, path, size, sha256, where), or copy them.
+
+    \b
+    Example:
+      unicorn-ansible artifacts capture-1 --node h1 --task capture -o captures/
+    """
+    from . import artifacts as listing
+
+    run_dir = _resolve_run(run_name)
+    chosen = listing.select(load_results(run_dir), node_name, task_name)
+    if output:
+        copied = listing.copy_to(run_dir, chosen, Path(output))
+        click.echo(f"copied {copied} artifact(s) into {output}", err=True)
+    elif as_json:
+        click.echo(json.dumps([a.to_dict() for a in chosen], indent=2))
+    else:
+        click.echo("\n".join(listing.table(chosen)))
+    sys.exit(EXIT_OK if all(a.file for a in chosen) else EXIT_FAILED)
 
 
 @cli.command()

@@ -97,6 +97,11 @@ class DeploymentExecutionResult:
     def logs(self) -> list[str]:
         return self._logs
 
+    @property
+    def artifacts(self) -> list:
+        """The files this node's tasks left (``Artifact``: task, path, size, sha256, file, left)."""
+        return self.outcome.artifacts
+
     def __str__(self) -> str:
         text = f"DeploymentExecutionResult:\n  Node: {self.node}\n  Status: {self.status}\n"
         for name, results in self.outcome.tasks.items():

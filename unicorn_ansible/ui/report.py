@@ -1,11 +1,14 @@
 """`unicorn-ansible report NAME -o report.html`: one self-contained HTML file per run.
 
-A timeline per node — the deployment, then every task as a bar from its start to
-its end, coloured by result, the tasks of a parallel stage on lanes of their own —
-with per-node status and errors and links to the logs. No script, font or style
-sheet is loaded from anywhere: the file opens offline. Every text that comes
-from the experiment or a host is escaped (jinja2 autoescape). The page itself is
-the template ``templates/report.html.j2``; this module computes what it shows.
+Per node: its status and why it stopped, its time limits, the deployment's requirements
+with their output, its pipeline or graph drawn with tasks coloured by outcome and cycles
+counted (report_graph.py), a timeline (the deployment, then a lane per task, each run a bar
+coloured by result), every task's result preview and failure text in view with a log
+excerpt on demand, and the artifacts linked. For the run: a chart per task and numeric field
+of measurements repeated over cycles, loops or nodes (report_charts.py). No script, font or
+style sheet is loaded from anywhere: the file opens offline. Every text that comes from the
+experiment or a host is escaped (jinja2 autoescape), and values appear as bounded previews so
+a large run's file stays small. The page is the template ``templates/report.html.j2``.
 """
 
 from __future__ import annotations
@@ -18,12 +21,16 @@ from typing import Any
 
 import jinja2
 
-from ..engine.rundir import RunDir
+from ..engine.rundir import RunDir, read_json
 from ..home import private_files
-from ..node.protocol import TaskKind
+from ..node.protocol import NODE_SPEC, PIPELINE, STATE, TaskKind
 from ..resources import ui_templates_dir
-from ..results.load import NodeResult, RunResults, load_results, node_file
+from ..results.load import VIEW_PAYLOAD_LIMIT, NodeResult, RunResults, load_results, node_file
+from ..results.measurements import measurements
 from ..results.status import NodeStatus
+from .report_charts import charts
+from .report_details import artifact_links, deployment_view, preview, seconds_text, task_rows, why_stopped
+from .report_graph import OUTCOME_COLOURS, draw_graph, load_plan
 
 TEMPLATE = "report.html.j2"
 LANE = 20  # pixels from one bar to the next
@@ -71,19 +78,26 @@ def _deploy_bars(status: dict[str, Any], timeline: Timeline, y: int) -> list[dic
                          f"deployment: {finished - started:.2f} s{reused}")]
 
 
-def _task_bars(node: NodeResult, timeline: Timeline, y: int) -> list[dict[str, Any]]:
-    """One bar per task run, in stage order, with its preview."""
+def _task_bars(node: NodeResult, timeline: Timeline, y: int) -> tuple[list[dict[str, Any]], int]:
+    """One bar per task run, a lane per task name (the runs of a cycle side by side); the bars
+    and the number of lanes. A bar's title has that run's own value."""
+    lanes: dict[str, int] = {}
+    seen: dict[str, int] = {}
     bars = []
-    for timing in sorted(node.timings, key=lambda t: (t.get("stage") or 0, t.get("index") or 0)):
+    for timing in sorted(node.timings, key=lambda t: (t.get("start") or 0, t.get("stage") or 0)):
         name = str(timing.get("name"))
-        preview = timing.get("preview") or ""
+        lane = lanes.setdefault(name, len(lanes))
+        occurrence = seen.get(name, 0)
+        seen[name] = occurrence + 1
+        runs = node.tasks.get(name) or []
+        shown = timing.get("preview") or (preview(runs[occurrence]) if occurrence < len(runs) else "")
         start, end = timing.get("start") or timeline.origin, timing.get("end") or timeline.origin
         kind = timing.get("kind") or ("reported" if node.reported else "ok")
-        bars.append(timeline.bar(start, end, y, COLOURS.get(kind, "#cf222e"), name,
-                                 f"{name} (stage {(timing.get('stage') or 0) + 1}): {end - start:.3f} s, {kind}: "
-                                 f"{str(preview)[:200]}"))
-        y += LANE
-    return bars
+        bars.append(timeline.bar(start, end, y + lane * LANE, COLOURS.get(kind, "#cf222e"),
+                                 name if not occurrence else "",
+                                 f"{name} #{occurrence + 1} (stage {(timing.get('stage') or 0) + 1}): "
+                                 f"{end - start:.3f} s, {kind}: {str(shown)[:200]}"))
+    return bars, len(lanes)
 
 
 def _log_links(run: RunDir, node: NodeResult) -> list[dict[str, str]]:
@@ -100,12 +114,20 @@ def _log_links(run: RunDir, node: NodeResult) -> list[dict[str, str]]:
     return links
 
 
-def _node_view(run_dir: Path, node: NodeResult, status: dict[str, Any], timeline: Timeline) -> dict[str, Any]:
+def _node_view(run: RunDir, node: NodeResult, status: dict[str, Any], timeline: Timeline,
+               output_dir: Path) -> dict[str, Any]:
     bars = _deploy_bars(status, timeline, 4)
-    bars += _task_bars(node, timeline, 4 + LANE * len(bars))
+    task_bars, lanes = _task_bars(node, timeline, 4 + LANE * len(bars))
+    lanes += len(bars)
+    spec = read_json(run.shipped_dir(node.node) / NODE_SPEC) or {}
     return {"name": node.node, "status": node.status, "colour": STATUS_COLOURS.get(node.status, "#cf222e"),
-            "error": node.error, "bars": bars, "height": 4 + LANE * len(bars) + 24,
-            "logs": _log_links(RunDir(run_dir), node), "not_run": node.not_run}
+            "error": node.error, "bars": bars + task_bars, "height": 4 + LANE * lanes + 24,
+            "logs": _log_links(run, node), "not_run": node.not_run,
+            "stopped": why_stopped(node, read_json(run.node_dir(node.node) / STATE) or {}),
+            "limits": {"time limit": seconds_text(spec.get("time_limit")), "task timeout": seconds_text(spec.get("task_timeout"))},
+            "deploy": deployment_view(run, node.node), "tasks": task_rows(run, node),
+            "graph": draw_graph(load_plan(run.shipped_dir(node.node) / PIPELINE), node.timings),
+            "artifacts": artifact_links(run, node, output_dir)}
 
 
 def _render(**context: Any) -> str:
@@ -117,18 +139,20 @@ def _render(**context: Any) -> str:
 def write_report(run_dir: Path, output: Path, width: int = 900) -> Path:
     """Write the run's report to ``output``; return its path."""
     run_dir = Path(run_dir)
-    results = load_results(run_dir, with_values=False)  # the previews: memory bounded by them, not by the results
+    # values up to a size (charts, failure texts); bigger ones by their preview: memory bounded by the previews
+    results = load_results(run_dir, payload_limit=VIEW_PAYLOAD_LIMIT)
     run = RunDir(run_dir)
     record = run.record()
     statuses = {node.node: run.node_status(node.node) for node in results}
     timeline = Timeline.of(results, statuses, width)
+    output = Path(output)
     html = _render(
         run={"name": results.name, "status": results.status},
         created=time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.get("created", 0))),
         versions=record.get("versions", {}),
-        nodes=[_node_view(run_dir, node, statuses[node.node], timeline) for node in results],
-        width=width, span=f"{timeline.span:.2f}", colours=COLOURS)
-    output = Path(output)
+        nodes=[_node_view(run, node, statuses[node.node], timeline, output.resolve().parent) for node in results],
+        charts=charts(measurements(results), [node.node for node in results]),
+        width=width, span=f"{timeline.span:.2f}", colours=COLOURS, outcome_colours=OUTCOME_COLOURS)
     output.parent.mkdir(parents=True, exist_ok=True)
     inside = output.resolve().is_relative_to(run_dir.resolve())
     with private_files() if inside else contextlib.nullcontext():  # the run folder's files are private

@@ -14,8 +14,14 @@ When the outbox (a tar) says in its first member, ``outbox.json``, that a large 
 out of it, the journal is fetched on its own next to it: a large result is not copied into
 the archive on the host and out of it on the controller.
 
+With ``artifacts: true``, the artifacts the outbox lists (``artifacts.json``) come next, one
+file at a time, streamed to disk by the connection: each checked, placed, capped and indexed by
+unicorn_ansible/results/artifacts.py; a file already home unchanged is not fetched again. A
+file that cannot be fetched is listed as left on the host; the task does not fail for it.
+
 Arguments: ``src`` (path on the host), ``dest`` (path on the controller), ``fail_on_missing``
-(default true). Files are fetched to ``<name>.part`` and renamed, so each is whole or absent.
+(default true), ``artifacts`` (default false). Files are fetched to ``<name>.part`` and renamed,
+so each is whole or absent.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import os
 import posixpath
 import shlex
 import tarfile
+from pathlib import Path
 
 from ansible.errors import AnsibleConnectionFailure, AnsibleError
 from ansible.module_utils.common.text.converters import to_text
@@ -32,6 +39,7 @@ from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
 from unicorn_ansible.node.protocol import JOURNAL, OUTBOX_MANIFEST
+from unicorn_ansible.results.artifacts import ArtifactFetch
 
 MANIFEST = OUTBOX_MANIFEST
 SEPARATE = (JOURNAL,)  # the only files an outbox may ask to be fetched on their own
@@ -56,7 +64,7 @@ def separate_files(outbox: str) -> list:
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = True
-    _VALID_ARGS = frozenset(("src", "dest", "fail_on_missing"))
+    _VALID_ARGS = frozenset(("src", "dest", "fail_on_missing", "artifacts"))
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
@@ -91,6 +99,8 @@ class ActionModule(ActionBase):
                 return result
             fetched.append(extra)
         result.update(changed=True, dest=dest, file=src, fetched=fetched, route=self._route)
+        if boolean(self._task.args.get("artifacts", False), strict=False):
+            result["artifacts"] = self._fetch_artifacts(src, dest, task_vars)
         return result
 
     def _home_expanded(self, path: str) -> str:
@@ -101,6 +111,25 @@ class ActionModule(ActionBase):
         home = self._low_level_execute_command(self._connection._shell.expand_user("~"), sudoable=False)
         lines = to_text(home.get("stdout", "")).strip().splitlines()
         return self._connection._shell.join_path(lines[-1], path[2:]) if lines else path
+
+    def _fetch_artifacts(self, src: str, dest: str, task_vars) -> dict:
+        """Bring home the artifacts the outbox at ``dest`` lists; what was fetched and what was left."""
+        plan = ArtifactFetch.for_outbox(Path(dest))
+        fetched = 0
+        try:
+            for job in plan.jobs():
+                remote = posixpath.join(posixpath.dirname(src), job.offer["transfer"])
+                outcome = self._fetch(remote, str(job.part), True, task_vars)
+                if outcome.get("failed") or outcome.get("skipped_file"):
+                    plan.failed(job, to_text(outcome.get("msg", "not fetched")))
+                else:
+                    plan.fetched(job)
+                    fetched += 1
+        finally:
+            plan.save()
+        if plan.messages:
+            self._display.warning(f"{task_vars.get('inventory_hostname')}: " + "; ".join(plan.messages[:20]))
+        return {"fetched": fetched, "messages": plan.messages}
 
     def _fetch(self, src: str, dest: str, fail_on_missing: bool, task_vars) -> dict:
         os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)

@@ -1,0 +1,322 @@
+"""Artifacts at home: what a host offers, where each file goes, the run's size cap, the index.
+
+A host lists its artifacts in ``artifacts.json`` inside its outbox (see node/artifacts.py).
+That list is untrusted: every entry is checked here before anything is written. A file goes
+to ``nodes/<node>/artifacts/<task folder>/<path>``; a path that is absolute, has ``..`` or
+``.`` parts, or would pass through a symbolic link is refused, so nothing outside the node's
+folder is ever touched. The run's cap (``CompileOptions.artifact_cap``) is shared by all
+nodes, whose fetches run in parallel processes: each file's bytes are reserved under a lock
+before it is fetched. What a node brought home (or left on its host, and why) is kept in
+``nodes/<node>/artifacts-index.json``; a file already there with the same size and sha256 is
+not fetched again.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import tarfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..engine.rundir import RunDir
+from ..errors import RunError
+from ..node.files import read_json, write_json_atomic
+from ..node.protocol import ARTIFACTS, ARTIFACTS_MANIFEST, OUTBOX, artifact_folder
+
+DEFAULT_ARTIFACT_CAP = 10 * 1024**3
+INDEX = "artifacts-index.json"
+#: the run-wide reservations of the cap, in nodes/
+BUDGET = ".artifact-bytes.json"
+MANIFEST_LIMIT = 64 * 1024 * 1024
+PATH_LIMIT = 4096
+
+
+@dataclass
+class Artifact:
+    """One file a task left: where it is at home (``file``, relative to the run folder), or why it
+    is still on the host (``left``), and where it was there (``source``)."""
+
+    node: str
+    task: str | None
+    path: str
+    size: int | None = None
+    sha256: str | None = None
+    file: str | None = None
+    source: str | None = None
+    left: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def human_size(size: int | None) -> str:
+    if size is None:
+        return "?"
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+def parse_size(text: str) -> int:
+    """``500M``, ``2G``, ``1.5GB``, ``1000`` -> bytes."""
+    units = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+    cleaned = text.strip().upper().removesuffix("B").removesuffix("I")
+    number, unit = (cleaned[:-1], cleaned[-1]) if cleaned[-1:] in units and cleaned[-1:].isalpha() else (cleaned, "")
+    try:
+        value = float(number) * units[unit]
+    except (ValueError, KeyError):
+        raise ValueError(f"{text!r} is not a size; write e.g. 500M, 2G or 1000000") from None
+    if value < 0:
+        raise ValueError(f"{text!r}: a size cannot be negative")
+    return int(value)
+
+
+def safe_parts(path: str) -> list[str]:
+    """A host's relative path as its parts; ValueError when it could leave its folder."""
+    if not isinstance(path, str) or not path or len(path) > PATH_LIMIT or "\0" in path:
+        raise ValueError("an empty, over-long or NUL-containing path")
+    if path.startswith("/"):
+        raise ValueError("an absolute path")
+    parts = path.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise ValueError("a path with '..', '.' or empty parts")
+    return parts
+
+
+def _check_offer(entry: Any) -> dict[str, Any]:
+    """One entry of a host's list, checked; ValueError saying what is wrong."""
+    if not isinstance(entry, dict):
+        raise ValueError("not an object")
+    task = entry.get("task")
+    if task is not None and (not isinstance(task, str) or len(task) > PATH_LIMIT):
+        raise ValueError("a task that is not a name")
+    safe_parts(entry.get("path"))
+    left = entry.get("left")
+    if left is not None:
+        return {"task": task, "path": entry["path"], "source": str(entry.get("source"))[:PATH_LIMIT],
+                "left": str(left)[:500]}
+    size, digest, transfer = entry.get("size"), entry.get("sha256"), entry.get("transfer")
+    if not isinstance(size, int) or size < 0:
+        raise ValueError("no size")
+    if not isinstance(digest, str) or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise ValueError("no sha256")
+    if not isinstance(transfer, str) or len(transfer) > 100 or ".." in transfer.split("/"):
+        raise ValueError("no transfer name")
+    return {"task": task, "path": entry["path"], "size": size, "sha256": digest, "transfer": transfer,
+            "source": str(entry.get("source"))[:PATH_LIMIT]}
+
+
+def _refused(entry: Any, reason: str) -> dict[str, Any]:
+    """An entry that cannot be taken, kept to show: what it said, and why it was refused."""
+    fields = entry if isinstance(entry, dict) else {}
+    task = fields.get("task")
+    return {"task": task[:PATH_LIMIT] if isinstance(task, str) else None, "path": str(fields.get("path"))[:PATH_LIMIT],
+            "source": str(fields.get("source"))[:PATH_LIMIT], "left": f"refused: {reason}"}
+
+
+def read_offer(outbox: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """The artifacts a host's outbox offers, each checked (a refused one says why), and a
+    message when the list itself cannot be read."""
+    try:
+        with tarfile.open(outbox, "r:") as archive:
+            member = next((m for m in archive if m.name == ARTIFACTS_MANIFEST), None)
+            if member is None:
+                return [], []
+            if not member.isfile() or member.size > MANIFEST_LIMIT:
+                return [], [f"{ARTIFACTS_MANIFEST} is not a file of at most {MANIFEST_LIMIT} bytes"]
+            data = json.loads(archive.extractfile(member).read())  # type: ignore[union-attr]
+    except (OSError, tarfile.TarError, ValueError, AttributeError) as exc:
+        return [], [f"the list of artifacts cannot be read: {exc}"]
+    entries = data.get("artifacts") if isinstance(data, dict) else None
+    offers = []
+    for entry in entries if isinstance(entries, list) else []:
+        try:
+            offers.append(_check_offer(entry))
+        except ValueError as exc:
+            offers.append(_refused(entry, str(exc)))
+    return offers, []
+
+
+def prepare_target(node_dir: Path, task: str | None, path: str) -> Path:
+    """Where an artifact goes, its folders made; ValueError when any part of the way is a link."""
+    parts = [ARTIFACTS, artifact_folder(task), *safe_parts(path)]
+    here = node_dir
+    for part in parts[:-1]:
+        here = here / part
+        if here.is_symlink():
+            raise ValueError(f"{here} is a symbolic link")
+        here.mkdir(exist_ok=True)
+    target = here / parts[-1]
+    if target.is_symlink() or (target.exists() and not target.is_file()):
+        raise ValueError(f"{target} exists and is not a regular file")
+    return target
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@dataclass
+class Budget:
+    """The run's cap, shared by every node's fetch: bytes are reserved before a file is fetched."""
+
+    nodes_dir: Path
+    cap: int
+
+    def reserve(self, key: str, size: int) -> bool:
+        path = self.nodes_dir / BUDGET
+        with _locked(self.nodes_dir / f"{BUDGET}.lock"):
+            reserved: dict[str, int] = read_json(str(path)) or {}
+            used = sum(v for k, v in reserved.items() if k != key and isinstance(v, int))
+            if used + size > self.cap:
+                return False
+            reserved[key] = size
+            write_json_atomic(str(path), reserved)
+            return True
+
+    def release(self, key: str) -> None:
+        path = self.nodes_dir / BUDGET
+        with _locked(self.nodes_dir / f"{BUDGET}.lock"):
+            reserved: dict[str, int] = read_json(str(path)) or {}
+            reserved.pop(key, None)
+            write_json_atomic(str(path), reserved)
+
+
+#: where files arrive before they are put in place (a name of our own: host names never reach a transfer)
+INCOMING = ".artifacts-incoming"
+
+
+@dataclass
+class Job:
+    """One file to fetch: from ``transfer`` in the host's work folder to ``part``, then ``target``."""
+
+    offer: dict[str, Any]
+    target: Path
+    part: Path
+
+
+@dataclass
+class ArtifactFetch:
+    """One node's artifacts brought home: which to fetch, and the index of what arrived."""
+
+    node_dir: Path
+    cap: int = DEFAULT_ARTIFACT_CAP
+    index: dict[str, dict[str, Any]] = field(default_factory=dict)
+    messages: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        known = read_json(str(self.node_dir / INDEX)) or {}
+        self.index = {k: v for k, v in known.items() if isinstance(v, dict)}
+        self.budget = Budget(self.node_dir.parent, self.cap)
+
+    @classmethod
+    def for_outbox(cls, outbox: Path) -> ArtifactFetch:
+        """The fetch for the node whose outbox this is; the cap from the run's record."""
+        node_dir = outbox.parent
+        try:
+            record = RunDir(node_dir.parent.parent).record()
+        except RunError:
+            record = {}
+        cap = (record.get("options") or {}).get("artifact_cap")
+        return cls(node_dir, cap if isinstance(cap, int) else DEFAULT_ARTIFACT_CAP)
+
+    def _key(self, offer: dict[str, Any]) -> str:
+        return json.dumps([offer["task"], offer["path"]])
+
+    def _leave(self, offer: dict[str, Any], reason: str) -> None:
+        self.index[self._key(offer)] = {k: offer.get(k) for k in ("task", "path", "size", "sha256", "source")} \
+            | {"left": reason, "file": None}
+        self.messages.append(f"{offer['path']!r} of task {offer['task']!r} left on the host at "
+                             f"{offer.get('source')}: {reason}")
+
+    def _unchanged(self, offer: dict[str, Any]) -> bool:
+        known = self.index.get(self._key(offer)) or {}
+        file = self.node_dir.parent.parent / str(known.get("file") or "-")
+        return (not known.get("left") and known.get("offered_sha256") == offer["sha256"]
+                and known.get("size") == offer["size"] and file.is_file() and file.stat().st_size == offer["size"])
+
+    def jobs(self) -> Iterator[Job]:
+        """The files to fetch from the host's outbox, in order; refused ones are noted, not given."""
+        offers, refused = read_offer(self.node_dir / OUTBOX)
+        self.messages += refused
+        for offer in offers:
+            if offer.get("left"):
+                self._leave(offer, offer["left"])
+                continue
+            if self._unchanged(offer):
+                continue
+            try:
+                target = prepare_target(self.node_dir, offer["task"], offer["path"])
+            except ValueError as exc:
+                self._leave(offer, f"refused: {exc}")
+                continue
+            if not self.budget.reserve(f"{self.node_dir.name}\0{self._key(offer)}", offer["size"]):
+                self._leave(offer, f"the run's artifact cap of {human_size(self.cap)} was reached "
+                                   "(raise it with --artifact-cap)")
+                continue
+            incoming = self.node_dir / INCOMING
+            incoming.mkdir(exist_ok=True)
+            yield Job(offer, target, incoming / hashlib.sha256(self._key(offer).encode()).hexdigest()[:32])
+
+    def fetched(self, job: Job) -> None:
+        """The job's file arrived at ``job.part``: check it and put it in place."""
+        if job.part.stat().st_size > job.offer["size"]:  # the cap counted what the host said
+            self.failed(job, f"it is larger than the {job.offer['size']} bytes the host listed")
+            return
+        os.replace(job.part, job.target)
+        run_dir = self.node_dir.parent.parent
+        self.index[self._key(job.offer)] = {
+            "task": job.offer["task"], "path": job.offer["path"], "size": job.target.stat().st_size,
+            "sha256": sha256_of(job.target), "offered_sha256": job.offer["sha256"],
+            "source": job.offer["source"], "file": str(job.target.relative_to(run_dir)), "left": None,
+        }
+
+    def failed(self, job: Job, reason: str) -> None:
+        if job.part.exists():
+            job.part.unlink()
+        self.budget.release(f"{self.node_dir.name}\0{self._key(job.offer)}")
+        self._leave(job.offer, f"fetching it failed: {reason}")
+
+    def save(self) -> None:
+        write_json_atomic(str(self.node_dir / INDEX), self.index)
+
+
+def load_artifacts(run_dir: Path, node: str) -> list[Artifact]:
+    """What a node's index says came home or stayed on its host (the index is read defensively)."""
+    index = read_json(str(RunDir(run_dir).node_dir(node) / INDEX)) or {}
+    artifacts = []
+    for entry in index.values():
+        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+            continue
+        size = entry.get("size")
+        artifacts.append(Artifact(
+            node=node, task=entry.get("task") if isinstance(entry.get("task"), str) else None,
+            path=entry["path"], size=size if isinstance(size, int) else None,
+            sha256=entry.get("sha256") if isinstance(entry.get("sha256"), str) else None,
+            file=entry.get("file") if isinstance(entry.get("file"), str) else None,
+            source=str(entry.get("source")) if entry.get("source") else None,
+            left=str(entry["left"]) if entry.get("left") else None))
+    return sorted(artifacts, key=lambda a: (a.task or "", a.path))

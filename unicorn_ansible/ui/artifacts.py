@@ -1,0 +1,51 @@
+"""Listing and copying a run's artifacts (``unicorn-ansible artifacts``)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from ..errors import UsageError
+from ..node.protocol import artifact_folder
+from ..results.artifacts import Artifact, human_size, safe_parts
+from ..results.load import RunResults
+
+
+def select(results: RunResults, node: str | None, task: str | None) -> list[Artifact]:
+    """The run's artifacts, of one node and one task if asked; an error when nothing matches."""
+    chosen = [a for n in results if node is None or n.node == node for a in n.artifacts
+              if task is None or a.task == task]
+    if not chosen:
+        where = " ".join(f"--{k} {v}" for k, v in (("node", node), ("task", task)) if v)
+        raise UsageError(f"run {results.name} has no artifacts{' for ' + where if where else ''}; "
+                           "tasks leave files in their artifacts folder ($UNICORN_ARTIFACTS) or declare "
+                           "them with artifacts=[...]")
+    return chosen
+
+
+def shown(text: str) -> str:
+    """A name as a terminal shows it: bytes that are not UTF-8 as escapes, control characters escaped."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def table(artifacts: list[Artifact]) -> list[str]:
+    lines = []
+    for a in artifacts:
+        where = a.file if a.file else f"left on the host at {a.source}: {a.left}"
+        lines.append(f"{a.node}\t{shown(a.task or '(pipeline)')}\t{shown(a.path)}\t{human_size(a.size)}\t"
+                     f"{a.sha256 or '-'}\t{shown(where)}")
+    return lines
+
+
+def copy_to(run_dir: Path, artifacts: list[Artifact], output: Path) -> int:
+    """Copy the artifacts that came home to ``output/<node>/<task>/<path>``; return how many."""
+    copied = 0
+    for a in artifacts:
+        if not a.file:
+            continue
+        target = output.joinpath(a.node, artifact_folder(a.task), *safe_parts(a.path))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(run_dir / a.file, target)
+        copied += 1
+    return copied
