@@ -33,6 +33,7 @@ from typing import Any
 
 from .control import cancel, current_state, start, wait
 from .files import read_json, write_json_atomic
+from .outbox import pack_outbox
 from .protocol import (BUNDLE_NODE_FILES, DEFAULT_LOG_CAP, DEPLOY_SPEC, NODE_BUNDLE, NODE_SPEC, PIPELINE, STATE,
                        ExecutorStatus)
 
@@ -89,6 +90,8 @@ def _deploy(workdir: str) -> int:
     keep_bundle(workdir)
     unpack_node_files(workdir)
     report = deploy(workdir, read_json(os.path.join(workdir, DEPLOY_SPEC)) or {})
+    if not report["ok"]:  # the deployment play fetches it: the requirements' logs reach the controller
+        pack_outbox(workdir)
     summary = {k: report.get(k) for k in ("ok", "skipped", "error", "python", "environment")}
     summary["commands"] = [{"command": c["command"][:200], "rc": c["rc"], "seconds": round(c["end"] - c["start"], 3)}
                            for c in report["commands"]]

@@ -62,6 +62,8 @@ FAILURE = "Failure"
 #: classes the experiment shipped are pickled as (SHIPPED_CLASS, cloudpickle's tracker id)
 SHIPPED_CLASS = "unicorn-ansible-class"
 DEFAULT_LOG_CAP = 10 * 1024 * 1024
+#: the environment variable every task and requirement process inherits (see sweep.py)
+MARKER_VARIABLE = "UNICORN_PIPELINE"
 
 
 class Word(str, Enum):
