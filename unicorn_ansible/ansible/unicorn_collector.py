@@ -40,11 +40,18 @@ def _text(value, limit=_MAX_TEXT):
 
 
 def _json(text):
-    try:
-        data = json.loads(text)
-    except (TypeError, ValueError):
+    """The output's last line that is a JSON object (a terminal or become may add lines and "\\r\\n")."""
+    if not isinstance(text, str):
         return None
-    return data if isinstance(data, dict) else None
+    for line in reversed(text.splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                data = json.loads(line)
+            except ValueError:
+                return None
+            return data if isinstance(data, dict) else None
+    return None
 
 
 class CallbackModule(CallbackBase):
@@ -95,7 +102,7 @@ class CallbackModule(CallbackBase):
         if self.run is None:
             return
         step = (task.vars or {}).get("unicorn_step")
-        phase = {"deploy": Phase.DEPLOYING, "run": Phase.RUNNING}.get(step)
+        phase = {"deploy": Phase.DEPLOYING, "start": Phase.RUNNING, "run": Phase.RUNNING}.get(step)
         if phase is None:
             return
         status = self._status(host.get_name())

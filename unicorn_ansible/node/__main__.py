@@ -34,7 +34,7 @@ from typing import Any
 from .control import cancel, current_state, start, wait
 from .files import read_json, write_json_atomic
 from .outbox import pack_outbox
-from .protocol import (BUNDLE_NODE_FILES, DEFAULT_LOG_CAP, DEPLOY_SPEC, NODE_BUNDLE, NODE_SPEC, PIPELINE, STATE,
+from .protocol import (BUNDLE_NODE_FILES, DEFAULT_LOG_CAP, DEPLOY_REPORT, DEPLOY_SPEC, NODE_BUNDLE, NODE_SPEC, PIPELINE, STATE,
                        ExecutorStatus)
 
 
@@ -114,6 +114,15 @@ def _run_environment(spec: dict[str, Any]) -> dict[str, str]:
     return environment
 
 
+def _time_left(workdir: str, spec: dict[str, Any]) -> float | None:
+    """The node's time limit covers its deployment too: what the deployment used is gone."""
+    limit = spec.get("time_limit")
+    report = read_json(os.path.join(workdir, DEPLOY_REPORT)) or {}
+    if limit is None or not report.get("finished") or not report.get("started"):
+        return limit
+    return max(0.001, float(limit) - max(0.0, float(report["finished"]) - float(report["started"])))
+
+
 def _run(workdir: str) -> int:
     import cloudpickle
 
@@ -134,7 +143,7 @@ def _run(workdir: str) -> int:
         traceback.print_exc()
         return 1
     state = run_pipeline(pipeline, workdir, environment=_run_environment(spec), task_timeout=spec.get("task_timeout"),
-                         log_cap=int(spec.get("log_cap", DEFAULT_LOG_CAP)), time_limit=spec.get("time_limit"))
+                         log_cap=int(spec.get("log_cap", DEFAULT_LOG_CAP)), time_limit=_time_left(workdir, spec))
     return 0 if state.get("status") == ExecutorStatus.FINISHED else 1
 
 

@@ -59,10 +59,14 @@ _inventory_option = click.option(
 
 def _engine_options(function: Any) -> Any:
     for option in reversed([
-        click.option("--forks", type=click.IntRange(1), help="Hosts worked on in parallel (default: all, up to 50)."),
+        click.option("--forks", type=click.IntRange(1),
+                     help="Hosts Ansible connects to and works on at once (default: all, up to 50); "
+                          "every node's pipeline runs at once whatever it says."),
         click.option("--task-timeout", type=click.FloatRange(min=0, min_open=True), help="Seconds a task may run."),
+        click.option("--requirement-timeout", type=click.FloatRange(min=0, min_open=True),
+                     help="Seconds one requirement may run."),
         click.option("--run-timeout", type=click.IntRange(1), default=DEFAULT_RUN_TIMEOUT_SECONDS, show_default=True,
-                     help="Seconds the pipelines may run before the run stops waiting."),
+                     help="Seconds a node's deployment and pipeline may take together."),
         click.option("--redeploy", is_flag=True, help="Run requirements even if the host has that environment."),
         click.option("--strategy", help="Ansible strategy plugin, e.g. mitogen_linear."),
         click.option("-K", "--ask-become-pass", is_flag=True,
@@ -84,10 +88,10 @@ def _secrets(engine: dict[str, Any]) -> Any:
     )
 
 
-def _options(forks: int | None, task_timeout: float | None, run_timeout: int, redeploy: bool,
-             strategy: str | None) -> CompileOptions:
-    return CompileOptions(forks=forks, task_timeout=task_timeout, run_timeout_seconds=run_timeout,
-                          redeploy=redeploy, strategy=strategy)
+def _options(forks: int | None, task_timeout: float | None, requirement_timeout: float | None,
+             run_timeout: int, redeploy: bool, strategy: str | None) -> CompileOptions:
+    return CompileOptions(forks=forks, task_timeout=task_timeout, requirement_timeout=requirement_timeout,
+                          run_timeout_seconds=run_timeout, redeploy=redeploy, strategy=strategy)
 
 
 def _with_progress(run_dir: Path, work: Any) -> Any:
