@@ -95,21 +95,21 @@ def test_a_requirement_past_its_time_limit_is_stopped_and_named(tmp_path: Path) 
             "commands": ["true", "setsid sleep 761 & sleep 762"]}
     began = time.monotonic()
     report = deploy(str(tmp_path), spec)
-    assert time.monotonic() - began < 15
+    assert time.monotonic() - began < 60  # bounded: never the sleep's 762 s
     assert not report["ok"]
-    assert "requirement 2/2 on n1 did not finish within 1 s" in report["error"]
-    assert "--requirement-timeout" in report["error"] and "setsid sleep 761 & sleep 762" in report["error"]
+    assert "requirement 2/2 on n1 did not finish within 1 s (--requirement-timeout)" in report["error"]
+    assert "setsid sleep 761 & sleep 762" in report["error"]
     left = subprocess.run(["pgrep", "-f", "sleep 76[12]"], capture_output=True, text=True).stdout.split()
     assert left == []
     whole = deploy(str(tmp_path), dict(spec, requirement_timeout=None, time_limit=1, env_dir="env2"))
-    assert "the deployment's time limit (--run-timeout)" in whole["error"]
+    assert "did not finish within the node's time limit of 1 s (--run-timeout)" in whole["error"]
 
 
 def test_a_requirement_waiting_for_input_fails_at_once_with_a_hint(tmp_path: Path) -> None:
     spec = {"node": "n1", "python": PYTHON, "commands": ["cat /dev/tty; read answer; test -n \"$answer\""]}
     began = time.monotonic()
     report = deploy(str(tmp_path), spec)
-    assert time.monotonic() - began < 15 and not report["ok"]  # no terminal, stdin empty: no wait
+    assert time.monotonic() - began < 60 and not report["ok"]  # no terminal, stdin empty: no wait
     sudo = deploy(str(tmp_path), dict(spec, env_dir="env2", commands=[
         "echo 'sudo: a terminal is required to read the password; either use the -S option' >&2; exit 1"]))
     assert "waited for sudo's password" in sudo["error"] and "-K" in sudo["error"] and "become" in sudo["error"]
@@ -136,3 +136,18 @@ def test_cancel_during_deployment_stops_its_processes_and_the_pipeline_never_sta
     assert subprocess.run(["pgrep", "-f", "sleep 77[12]"], capture_output=True).stdout == b""
     started = _node("start", "--workdir", str(workdir))
     assert started["already_started"] and started["status"] == "cancelled"
+
+
+def test_tracebacks_on_hosts_name_the_experiment_file_not_dynamic_code(tmp_path: Path) -> None:
+    import traceback
+
+    class Boom(Task):
+        def run(self):
+            raise ValueError("boom")
+
+    shipped = _ship(Pipeline().then(Boom(name="boom")))
+    try:
+        shipped.tasks[0][0].run()
+    except ValueError:
+        text = traceback.format_exc()
+    assert __file__ in text and "<dynamic-code>" not in text

@@ -129,7 +129,8 @@ class CallbackModule(CallbackBase):
                      ExecutorStatus.CANCELLED: Phase.CANCELLED}.get(state.get("status"), Phase.EXECUTION_FAILED)
             error = None if phase != Phase.EXECUTION_FAILED else _text(
                 state.get("error") or "executor ended: %s" % state.get("status"))
-            self._update(result, "ok", phase=phase, progress=state, error=error)
+            # a host lost earlier and reached again (collect): it is no longer unreachable
+            self._update(result, "ok", phase=phase, progress=state, error=error, unreachable=False)
         elif step == "fetch":
             self._update(result, "ok", fetched=True)
         elif step == "timeout":

@@ -68,12 +68,31 @@ def _connect(endpoint: str, timeout: Optional[float]) -> socket.socket:
                 time.sleep(0.02 * (attempt + 1))
     except OSError as exc:
         sock.close()
-        raise FlagError(
-            f"cannot reach the run's flag store at {where} ({exc.strerror or exc}); flags work while "
-            "'unicorn-ansible run' (or the client's start_execution) runs, over the SSH connection's "
-            "reverse tunnel (the host's sshd must allow TCP forwarding)"
-        ) from exc
+        raise _unreachable(where, exc) from exc
     return sock
+
+
+def _unreachable(where: str, exc: OSError) -> FlagError:
+    return FlagError(
+        f"cannot reach the run's flag store at {where} ({exc.strerror or exc}); flags work while "
+        "'unicorn-ansible run' (or the client's start_execution) runs, over the SSH connection's "
+        "reverse tunnel (the host's sshd must allow TCP forwarding); a run by hand with plain "
+        "ansible-playbook has no flag store"
+    )
+
+
+def _exchange(sock: socket.socket, line: bytes) -> bytes:
+    """Send one request line; the answer line."""
+    sock.sendall(line)
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+        if len(data) > MAX_MESSAGE:
+            raise FlagError("the flag store's answer is too long")
+    return data
 
 
 def request(message: Dict[str, Any], endpoint: Optional[str] = None, token: Optional[str] = None,
@@ -85,17 +104,13 @@ def request(message: Dict[str, Any], endpoint: Optional[str] = None, token: Opti
                         f"(${ENDPOINT_VARIABLE} is not set)")
     token = token if token is not None else os.environ.get(TOKEN_VARIABLE, "")
     with _connect(endpoint, timeout) as sock:
-        sock.sendall(json.dumps({**message, "token": token}).encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-            if len(data) > MAX_MESSAGE:
-                raise FlagError("the flag store's answer is too long")
+        try:
+            data = _exchange(sock, json.dumps({**message, "token": token}).encode() + b"\n")
+        except (ConnectionError, socket.timeout) as exc:  # a tunnel with no store behind it resets
+            raise _unreachable(endpoint.partition(":")[2], exc) from exc
     if not data:
-        raise FlagError("the flag store closed the connection without an answer")
+        raise FlagError(f"the flag store at {endpoint} closed the connection without an answer; a run by hand "
+                        "with plain ansible-playbook has no flag store: flags work while 'unicorn-ansible run' runs")
     answer = json.loads(data)
     if not answer.get("ok") and answer.get("error") != "timeout":
         raise FlagError(f"flag store: {answer.get('error', 'request refused')}")

@@ -237,10 +237,11 @@ def _requirement_error(deployment: Deployment, place: str, entry: dict[str, Any]
     """What went wrong with a requirement: the command, how it ended, the tail of its output, a hint."""
     tail = entry["output_tail"].rstrip()
     limit = entry.get("timed_out")
-    if limit is not None:
-        which = ("the requirement time limit (--requirement-timeout)" if entry.get("limit") == "requirement"
-                 else "the deployment's time limit (--run-timeout)")
-        ended = f"did not finish within {limit:g} s, {which}; its processes were stopped"
+    if limit is not None and entry.get("limit") == "requirement":
+        ended = f"did not finish within {limit:g} s (--requirement-timeout); its processes were stopped"
+    elif limit is not None:
+        ended = (f"did not finish within the node's time limit of {float(deployment.spec['time_limit']):g} s "
+                 "(--run-timeout), which covers deployment and pipeline; its processes were stopped")
     else:
         ended = f"failed with exit code {entry['rc']}"
     hint = next((fix for needles, fix in WAITED_FOR_INPUT if any(needle in tail for needle in needles)), None)

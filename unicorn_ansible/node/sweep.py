@@ -79,7 +79,8 @@ def stop_marked(marker: str, grace: float = 2.0, also: Iterable[int] = ()) -> li
     """Stop every process carrying ``marker`` (and the processes ``also`` names): SIGTERM, up to
     ``grace`` seconds to exit, then SIGKILL, looking again for processes forked meanwhile.
     Return what was stopped: pid and command line of each."""
-    found = {pid: command_line(pid) for pid in [*marked_processes(marker), *_alive(also)]}
+    # ``also`` first: a deployment hears of its cancel before its requirement's exit
+    found = {pid: command_line(pid) for pid in [*_alive(also), *marked_processes(marker)]}
     if not found:
         return []
     _signal(found, signal.SIGTERM)

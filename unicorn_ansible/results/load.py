@@ -79,6 +79,8 @@ class NodeResult:
     #: when the host was lost before its results were fetched: what it reported as finished
     #: (name, type, preview of the value), from the executor's progress reports
     reported: List[Dict[str, Any]] = field(default_factory=list)
+    #: processes the node's tasks left running that were stopped when its pipeline ended (pid, command)
+    stopped_processes: List[Dict[str, Any]] = field(default_factory=list)
 
     @property
     def success(self) -> bool:
@@ -97,6 +99,7 @@ class NodeResult:
             "timings": self.timings,
             "not_run": self.not_run,
             "reported": self.reported,
+            "stopped_processes": self.stopped_processes,
         }
 
 
@@ -260,7 +263,18 @@ def load_node(run_dir: Path, node: str, loads: Optional[Callable[[bytes], Any]] 
         timings=timings,
         not_run=not_run,
         reported=reported,
+        stopped_processes=_stopped_processes(state),
     )
+
+
+def _stopped_processes(state: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """What the node says it stopped at its pipeline's end (untrusted: bounded, plain values only)."""
+    entries = state.get("stopped_processes")
+    if not isinstance(entries, list):
+        return []
+    return [{"pid": entry.get("pid") if isinstance(entry.get("pid"), int) else None,
+             "command": str(entry.get("command", ""))[:200]}
+            for entry in entries[:1000] if isinstance(entry, dict)]
 
 
 def _task_names(run_dir: Path, node: str) -> List[str]:

@@ -23,6 +23,7 @@ from ..engine.rundir import RunDir, read_json
 from ..errors import ExperimentError, InventoryError, UnicornError, UsageError
 from ..inventory import load_inventory
 from ..results.load import RunResults, load_results
+from .progress import known_total, tasks_text
 from .tables import console, print_table
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -241,7 +242,12 @@ def nodes(inventories: Sequence[str], facts: bool, as_json: bool) -> None:
     from ..inventory import gather_architectures
 
     inventory = load_inventory(inventories)
-    pool = inventory.nodes(gather_architectures(inventory) if facts else None)
+    architectures = gather_architectures(inventory) if facts else None
+    pool = inventory.nodes(architectures)
+    for node in pool.flatten():
+        if architectures is not None and node.name not in architectures and node.architecture.value == "unknown":
+            click.echo(f"warning: {node.name} gave no facts (unreachable or failed): its architecture is unknown; "
+                       f"check it with: ansible {node.name} -i INVENTORY -m ping", err=True)
     if as_json:
         click.echo(json.dumps([node.to_dict() for node in pool.flatten()], indent=2, default=str))
         return
@@ -271,13 +277,13 @@ def status(run_name: str, as_json: bool) -> None:
             "node": host,
             "phase": node_status.get("phase", "pending"),
             "done": progress.get("done"),
-            "total": progress.get("total"),
+            "total": known_total(progress) or None,
             "error": node_status.get("error"),
         })
     if as_json:
         click.echo(json.dumps({"name": record["name"], "status": record.get("status"), "nodes": nodes_status}, indent=2))
         return
-    rows = [(entry["node"], entry["phase"], "" if entry["total"] is None else f"{entry['done']}/{entry['total']}",
+    rows = [(entry["node"], entry["phase"], tasks_text(int(entry["done"] or 0), entry["total"] or 0),
              _first_line(entry["error"])) for entry in nodes_status]
     print_table(("node", "phase", "tasks done", "error"), rows, f"run {record['name']}: {record.get('status')}")
 
