@@ -95,7 +95,7 @@ def test_a_failing_requirement_under_become_reads_the_same_in_run_results_and_lo
     done = lab.cli("run", write(lab, "failing.py", FAILING), "-i", str(inventory), "--name", "failing", check=1)
     shown = done.stdout + done.stderr
     print(shown)
-    assert "failed on h1 with exit code 7: echo 'probe: bad config' >&2; exit 7" in shown
+    assert "requirement 2/2 on h1 failed with exit code 7: echo 'probe: bad config' >&2; exit 7" in shown
     entry = node(lab.results("failing"), "h1")
     assert entry["status"] == "deploy_failed"
     assert "exit code 7" in entry["error"] and "probe: bad config" in entry["error"]
@@ -215,3 +215,76 @@ def test_processes_tasks_leave_are_stopped_unless_kept_and_templated_peers_arriv
         assert "sleep 777" in stopped and "http.server 77" in stopped and "778" not in stopped
     finally:
         lab.ssh("h1", "pkill -f 'sleep 778'; pkill -f 'http.server 78'")
+
+
+HANGS = '''
+from unicorn_ansible import Experiment, Pipeline, Task
+
+
+class Never(Task):
+    requirements = ["sleep %d"]
+
+    def run(self):
+        open("/tmp/executed-%d", "w").close()
+        return "ran"
+
+
+def experiment(nodes):
+    return Experiment().map(Pipeline().then(Never(name="never")), nodes.take(2))
+'''
+
+
+def _start_run(lab: Lab, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(CLI + ["run", *args], env=lab.vars, cwd=lab.root, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _wait_for(lab: Lab, host: str, pattern: str, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not left_on_host(lab, host, pattern):
+        assert time.monotonic() < deadline, f"{pattern} never started on {host}"
+        time.sleep(0.5)
+
+
+def _nothing_left(lab: Lab, pattern: str) -> None:
+    for host in ("h1", "h2"):
+        assert left_on_host(lab, host, pattern) == "", f"{pattern} left on {host}"
+    local = subprocess.run(["pgrep", "-af", f"[{pattern[0]}]{pattern[1:]}"], capture_output=True, text=True).stdout
+    assert "ansible-playbook" not in local and "ssh " not in local, local
+
+
+@pytest.mark.parametrize("how", ["cancel", "SIGINT"])
+def test_stopping_a_run_during_a_hanging_requirement(lab: Lab, how: str) -> None:
+    seconds = 311 if how == "cancel" else 312
+    inventory = lab_folder(lab, "become-lab")
+    name = f"hangs-{how.lower()}"
+    process = _start_run(lab, write(lab, f"{name}.py", HANGS % (seconds, seconds)), "-i", str(inventory),
+                         "--name", name, "--forks", "2")
+    try:
+        try:
+            _wait_for(lab, "h1", f"sleep {seconds}")
+        except AssertionError:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise AssertionError(process.communicate()) from None
+        began = time.monotonic()
+        if how == "cancel":
+            cancelled = lab.cli("cancel", name, timeout=120)
+            assert cancelled.returncode in (0, 1), cancelled.stderr
+        else:
+            process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+        assert time.monotonic() - began < 90
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 1, err
+    if how == "SIGINT":
+        assert f"unicorn-ansible collect {name}" in err
+    _nothing_left(lab, f"sleep {seconds}")
+    status = json.loads(lab.cli("status", name, "--json", check=0).stdout)
+    assert status["status"] == "cancelled"
+    results = lab.results(name)
+    assert {n["status"] for n in results["nodes"]} == {"cancelled"}, results
+    time.sleep(2)  # nothing executes afterwards
+    for host in ("h1", "h2"):
+        assert lab.ssh(host, f"test -e /tmp/executed-{seconds} && echo ran || echo never").stdout.strip() == "never"
