@@ -165,6 +165,25 @@ def test_flag_coordinated_nodes_finish_with_fewer_forks_than_nodes(lab: Lab) -> 
     assert [n["tasks"]["gather"][0]["value"] for n in results["nodes"]] == [5] * 5
 
 
+def test_flags_work_under_mitogens_strategy_and_imported_inside_run(lab: Lab) -> None:
+    inline = FLAGS.replace("    def run(self):\n", "    def run(self):\n        from unicorn_ansible import increment_flag, wait_for_flag\n")
+    inline = inline.replace("int_value=5", "int_value=2").replace("take(5)", "take(2)")
+    inventory = lab_folder(lab, "become-lab")
+    lab.cli("run", write(lab, "mitogen-flags.py", inline), "-i", str(inventory), "--name", "mitogen-flags",
+            "--strategy", "mitogen_linear", check=0, timeout=240)
+    assert [n["tasks"]["gather"][0]["value"] for n in lab.results("mitogen-flags")["nodes"]] == [2, 2]
+
+
+def test_nodes_facts_warns_about_a_host_that_is_down(lab: Lab) -> None:
+    inventory = lab.inventory("down", hosts=["h1"])
+    data = json.loads(inventory.read_text())
+    data["all"]["children"]["lab"]["hosts"]["gone"] = {"ansible_host": "10.77.0.99"}
+    inventory.write_text(json.dumps(data))
+    done = lab.cli("nodes", "-i", str(inventory), "--facts", "--json", check=0, timeout=120)
+    assert "warning: gone gave no facts (unreachable or failed): its architecture is unknown" in done.stderr
+    assert "h1 gave no facts" not in done.stderr
+
+
 LEFTOVERS = '''
 import subprocess
 

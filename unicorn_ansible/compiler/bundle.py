@@ -25,7 +25,7 @@ import returns
 import typing_extensions
 
 from ..home import home_dir
-from ..node.protocol import BUNDLE_NODE_FILES, BUNDLE_PACKAGE, NODE_BUNDLE
+from ..node.protocol import BUNDLE_NODE_FILES, BUNDLE_PACKAGE, BUNDLE_TASK_API, NODE_BUNDLE
 from ..resources import node_package_dir
 
 BUNDLE_NAME = "unicorn-executor.pyz"  # the cached bundle without any node's files
@@ -89,9 +89,10 @@ def _task_api() -> dict[str, bytes]:
     """A small ``unicorn_ansible`` package for tasks that import it inside run() on a host (the
     model's modules they need, never the controller's engine)."""
     model = Path(__file__).resolve().parent.parent / "model"
-    return {"unicorn_ansible/__init__.py": _TASK_API.encode(), "unicorn_ansible/model/__init__.py": b"",
-            "unicorn_ansible/model/flags.py": (model / "flags.py").read_bytes(),
-            "unicorn_ansible/model/task.py": (model / "task.py").read_bytes()}
+    package = f"{BUNDLE_TASK_API}/unicorn_ansible"
+    return {f"{package}/__init__.py": _TASK_API.encode(), f"{package}/model/__init__.py": b"",
+            f"{package}/model/flags.py": (model / "flags.py").read_bytes(),
+            f"{package}/model/task.py": (model / "task.py").read_bytes()}
 
 
 def _sources() -> dict[str, bytes]:

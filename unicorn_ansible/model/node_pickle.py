@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import types
 from collections import ChainMap
-from typing import Any
+from typing import Any, ClassVar
 
 import cloudpickle
 from cloudpickle import cloudpickle as _cloudpickle_module
@@ -26,7 +26,7 @@ def _code_reduce_keeping_file(code: types.CodeType) -> tuple[Any, tuple[Any, ...
 
 
 class _NodePickler(cloudpickle.Pickler):
-    dispatch_table = ChainMap({types.CodeType: _code_reduce_keeping_file}, cloudpickle.Pickler.dispatch_table)
+    dispatch_table: ClassVar[ChainMap[Any, Any]] = ChainMap({types.CodeType: _code_reduce_keeping_file}, cloudpickle.Pickler.dispatch_table)
 
 
 def dumps_for_node(obj: object) -> bytes:

@@ -34,8 +34,18 @@ from typing import Any
 from .control import cancel, current_state, start, wait
 from .files import read_json, write_json_atomic
 from .outbox import pack_outbox
-from .protocol import (BUNDLE_NODE_FILES, DEFAULT_LOG_CAP, DEPLOY_REPORT, DEPLOY_SPEC, NODE_BUNDLE, NODE_SPEC, PIPELINE, STATE,
-                       ExecutorStatus)
+from .protocol import (
+    BUNDLE_NODE_FILES,
+    BUNDLE_TASK_API,
+    DEFAULT_LOG_CAP,
+    DEPLOY_REPORT,
+    DEPLOY_SPEC,
+    NODE_BUNDLE,
+    NODE_SPEC,
+    PIPELINE,
+    STATE,
+    ExecutorStatus,
+)
 
 
 def _bundle() -> str | None:
@@ -123,8 +133,18 @@ def _time_left(workdir: str, spec: dict[str, Any]) -> float | None:
     return max(0.001, float(limit) - max(0.0, float(report["finished"]) - float(report["started"])))
 
 
+def _add_task_api() -> None:
+    """Tasks may ``import unicorn_ansible`` inside run() (flags, Results): the bundle's small one,
+    last on the path, so one installed on the host wins."""
+    bundle = _bundle()
+    if bundle:
+        sys.path.append(os.path.join(bundle, BUNDLE_TASK_API))
+
+
 def _run(workdir: str) -> int:
     import cloudpickle
+
+    _add_task_api()
 
     from .scheduler import run_pipeline
 

@@ -17,7 +17,15 @@ from .files import read_json, write_json_atomic
 from .journal import unreported
 from .outbox import pack_outbox
 from .processes import kill_session, pid_alive
-from .protocol import DEPLOY_REPORT, EXECUTOR_OUT, FINAL_STATUSES, LOGS, STARTED, STATE, ExecutorStatus
+from .protocol import (
+    DEPLOY_REPORT,
+    EXECUTOR_OUT,
+    FINAL_STATUSES,
+    LOGS,
+    STARTED,
+    STATE,
+    ExecutorStatus,
+)
 from .sweep import stop_marked
 
 

@@ -41,14 +41,14 @@ _TAIL = 2000
 WAITED_FOR_INPUT = (
     (("a terminal is required to read the password", "a password is required", "no tty present",
       "no password was provided", "askpass"),
-     "it waited for sudo's password; run the deployment as root instead: become (ansible_become=true in the "
-     "inventory, -K/--ask-become-pass for sudo's password) and drop sudo from the requirement, "
-     "or give the user passwordless sudo"),
+     ("it waited for sudo's password; run the deployment as root instead: become (ansible_become=true in the "
+      "inventory, -K/--ask-become-pass for sudo's password) and drop sudo from the requirement, "
+      "or give the user passwordless sudo")),
     (("Do you want to continue? [Y/n] Abort", "[Y/n] Abort"),
      "it waited for apt's confirmation; pass -y (apt-get install -y ...)"),
     (("debconf: unable to initialize frontend", "EOF when reading a line", "end of file on stdin"),
-     "it waited for an answer on stdin; make it non-interactive (DEBIAN_FRONTEND=noninteractive, -y, "
-     "--no-input, yes |)"),
+     ("it waited for an answer on stdin; make it non-interactive (DEBIAN_FRONTEND=noninteractive, -y, "
+      "--no-input, yes |)")),
 )
 
 

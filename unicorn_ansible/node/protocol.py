@@ -49,6 +49,9 @@ NODE_BUNDLE = "unicorn-node.pyz"
 BUNDLE_NODE_FILES = "node/"
 #: the node package's name inside the bundle
 BUNDLE_PACKAGE = "unicorn_node"
+#: the folder inside the bundle with the small ``unicorn_ansible`` tasks may import inside run();
+#: last on the executor's path, so a unicorn_ansible installed on the host wins
+BUNDLE_TASK_API = "task_api"
 #: the files of a work folder an outbox carries besides the logs
 OUTBOX_FILES = (STATE, JOURNAL, DEPLOY_REPORT, STARTED)
 

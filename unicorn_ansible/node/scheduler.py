@@ -23,9 +23,26 @@ from .files import write_json_atomic
 from .handoff import Handoff, ResultInbox, run_and_send
 from .journal import PreviousSteps, append_record
 from .plans import TaskSlot, plan_for
-from .processes import CappedLog, TaskProcess, describe_exit, fork_task, kill_group, safe_file_name
-from .protocol import (DEFAULT_LOG_CAP, EXECUTOR_LOG, EXECUTOR_VERSION, JOURNAL, LOGS, MARKER_VARIABLE, STATE, SUCCESS,
-                       ExecutorStatus, TaskKind)
+from .processes import (
+    CappedLog,
+    TaskProcess,
+    describe_exit,
+    fork_task,
+    kill_group,
+    safe_file_name,
+)
+from .protocol import (
+    DEFAULT_LOG_CAP,
+    EXECUTOR_LOG,
+    EXECUTOR_VERSION,
+    JOURNAL,
+    LOGS,
+    MARKER_VARIABLE,
+    STATE,
+    SUCCESS,
+    ExecutorStatus,
+    TaskKind,
+)
 from .sweep import kept, new_marker, stop_marked
 
 #: progress goes to state.json at most this often (the journal has every result at once)
