@@ -254,8 +254,8 @@ def experiment(nodes):
 
 
 def _start_run(lab: Lab, *args: str) -> subprocess.Popen:
-    return subprocess.Popen(CLI + ["run", *args], env=lab.vars, cwd=lab.root, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.Popen(CLI + ["run", *args], env=lab.vars, cwd=lab.root, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
 def _wait_for(lab: Lab, host: str, pattern: str, seconds: float = 120) -> None:

@@ -190,8 +190,18 @@ def deploy(run: RunDir, inventory: Inventory, event_handler: EventHandler | None
 
 
 def _cancel_requested(run: RunDir, noted: StopSignal | None = None) -> Callable[[], bool]:
-    """Whether a play of this run should stop: a cancel was asked for, or a stop signal arrived."""
-    return lambda: bool(noted and noted.arrived) or "cancel_requested" in run.record()
+    """Whether a play of this run should stop: a cancel was asked for, a stop signal arrived, or
+    the run folder is gone."""
+
+    def should_stop() -> bool:
+        if noted is not None and noted.arrived:
+            return True
+        try:
+            return "cancel_requested" in run.record()
+        except RunError:
+            return True
+
+    return should_stop
 
 
 def mark_running(run: RunDir, expected: RunStatus | None = None) -> None:

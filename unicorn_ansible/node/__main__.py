@@ -102,7 +102,7 @@ def _deploy(workdir: str) -> int:
     report = deploy(workdir, read_json(os.path.join(workdir, DEPLOY_SPEC)) or {})
     if not report["ok"]:  # the deployment play fetches it: the requirements' logs reach the controller
         pack_outbox(workdir)
-    summary = {k: report.get(k) for k in ("ok", "skipped", "error", "python", "environment")}
+    summary = {k: report.get(k) for k in ("ok", "skipped", "error", "python", "environment", "cancelled")}
     summary["commands"] = [{"command": c["command"][:200], "rc": c["rc"], "seconds": round(c["end"] - c["start"], 3)}
                            for c in report["commands"]]
     print(json.dumps(summary))

@@ -212,6 +212,8 @@ def load_node(run_dir: Path, node: str, loads: Optional[Callable[[bytes], Any]] 
     error = status.get("error")
     if status.get("unreachable") or phase == Phase.UNREACHABLE:
         outcome = NodeStatus.UNREACHABLE
+    elif phase == Phase.DEPLOY_FAILED and (status.get("deploy") or {}).get("cancelled"):
+        outcome = NodeStatus.CANCELLED  # a cancel stopped its deployment
     elif phase == Phase.DEPLOY_FAILED:
         outcome = NodeStatus.DEPLOY_FAILED
     elif status.get("timed_out") or state.get("status") == ExecutorStatus.TIMED_OUT:
