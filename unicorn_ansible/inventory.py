@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from .errors import InventoryError
+from .hostvars import is_templated, render_templated
 from .model.nodes import Architecture, CountableNodePool, Node
 from .resources import inventories_dir
 
@@ -134,9 +135,15 @@ def default_inventory() -> Inventory:
     """
     data = yaml.safe_load(local_inventory_file().read_text())
     architecture = local_architecture().value
-    hostvars = {host: {"unicorn_architecture": architecture, **(variables or {})}
+    hostvars = {host: {"unicorn_architecture": architecture, **_rendered_locally(variables or {})}
                 for host, variables in data["all"]["hosts"].items()}
     return Inventory(sources=[], hostvars=hostvars, groups={"ungrouped": list(hostvars)})
+
+
+def _rendered_locally(variables: dict[str, Any]) -> dict[str, Any]:
+    """The default's one templated value, as Ansible renders it: the controller's own Python."""
+    playbook_python = "{{ ansible_playbook_python }}"
+    return {name: sys.executable if value == playbook_python else value for name, value in variables.items()}
 
 
 def default_inventory_text() -> str:
@@ -169,7 +176,18 @@ def load_inventory(sources: Sequence[str] | None = None) -> Inventory:
     hostvars = _hosts_in_order(listing)
     if not hostvars:
         raise InventoryError(f"inventory {named} has no hosts; add at least one host")
+    _render_templated_values(resolved, hostvars)
     return Inventory(sources=resolved, hostvars=hostvars, groups=_groups(listing))
+
+
+def _render_templated_values(sources: list[str], hostvars: dict[str, dict[str, Any]]) -> None:
+    """Replace templated values (not secrets) by what Ansible renders them to, in place."""
+    templated = {host: [name for name, value in variables.items() if not is_secret(name, value) and is_templated(value)]
+                 for host, variables in hostvars.items()}
+    templated = {host: names for host, names in templated.items() if names}
+    if templated:
+        for host, values in render_templated(sources, templated).items():
+            hostvars[host].update(values)
 
 
 def _existing(source: str) -> str:

@@ -152,7 +152,8 @@ def test_the_embedded_default_is_a_real_inventory_file_ansible_reads_alike() -> 
     assert node["ansible_connection"] == "local" and node.architecture is not Architecture.UNKNOWN
     read_by_ansible = load_inventory([str(local_inventory_file())])
     assert read_by_ansible.hostvars["localhost"]["ansible_connection"] == "local"
-    assert read_by_ansible.hostvars["localhost"]["ansible_python_interpreter"] == node["ansible_python_interpreter"]
+    rendered = read_by_ansible.hostvars["localhost"]["ansible_python_interpreter"]  # Ansible renders the template
+    assert Path(rendered).resolve() == Path(node["ansible_python_interpreter"]).resolve() == Path(sys.executable).resolve()
 
 
 def test_the_example_lab_has_groups_and_host_vars_and_compiles(tmp_path: Path) -> None:
@@ -171,3 +172,21 @@ def test_the_example_lab_has_groups_and_host_vars_and_compiles(tmp_path: Path) -
                           env=dict(os.environ, UNICORN_ANSIBLE_HOME=str(tmp_path / "home")))
     assert done.returncode == 0, done.stderr
     assert "compiled 3 node(s)" in done.stdout
+
+
+def test_templated_host_vars_reach_nodes_as_ansible_renders_them(tmp_path: Path) -> None:
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "hosts").write_text("[lab]\nh1 ansible_host=10.77.0.11\nh2 ansible_host=10.77.0.12\n")
+    (tmp_path / "group_vars" / "lab.yml").write_text(
+        "ansible_connection: local\n"
+        "peer: \"{{ hostvars['h2']['ansible_host'] }}\"\n"
+        "members: \"{{ groups['lab'] | join(',') }}\"\n"
+        "nested: {me: \"{{ inventory_hostname }}\"}\n"
+        "api_token: \"{{ 'never-rendered' }}\"\n")
+    pool = {node.name: node for node in load_inventory([str(tmp_path)]).nodes().flatten()}
+    assert pool["h1"]["peer"] == pool["h2"]["peer"] == "10.77.0.12"
+    assert pool["h1"]["members"] == "h1,h2" and pool["h2"]["nested"] == {"me": "h2"}
+    assert "api_token" not in pool["h1"].properties
+    (tmp_path / "group_vars" / "lab.yml").write_text("broken: \"{{ no_such_variable }}\"\n")
+    with pytest.raises(InventoryError, match="inventory variable broken of host h[12] cannot be rendered: .*no_such"):
+        load_inventory([str(tmp_path)])

@@ -94,3 +94,31 @@ def test_values_set_before_the_run_executes_are_there_when_it_does(tmp_path):
         flag_request(tmp_path, {"op": "add", "name": "n", "by": 2})
         assert request({"op": "get", "name": "n"}, f"unix:{endpoint['socket']}", endpoint["token"])["value"][
             "int_value"] == 2
+
+
+def test_a_tunnel_with_no_store_behind_it_is_a_clear_error() -> None:
+    """A compiled run executed by hand with plain ansible-playbook: the reverse tunnel accepts the
+    connection and resets it (no store serves the socket)."""
+    import socket
+    import struct
+    import threading
+
+    from unicorn_ansible.model.flags import FlagError, request
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def reset_once() -> None:
+        peer, _ = server.accept()
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        peer.recv(1)
+        peer.close()
+
+    thread = threading.Thread(target=reset_once)
+    thread.start()
+    try:
+        with pytest.raises(FlagError, match="plain ansible-playbook has no flag store"):
+            request({"op": "get", "name": "x"}, endpoint=f"tcp:127.0.0.1:{port}", token="t", timeout=10)
+    finally:
+        thread.join(10)
+        server.close()

@@ -61,3 +61,12 @@ def test_start_and_stop_in_plain_mode(tmp_path: Path) -> None:
         progress.handle({"event": "runner_on_ok"})
         _status(tmp_path, "a", phase="executed")
     assert "a: done" in stream.getvalue()
+
+
+def test_a_graph_shows_tasks_done_without_a_total_it_cannot_know() -> None:
+    from unicorn_ansible.ui.progress import tasks_text
+
+    cycles = {"phase": "running", "progress": {"shape": "graph", "done": 20, "total": 1}}
+    label, done, total = describe(cycles)
+    assert tasks_text(done, total) == "20"  # not 20/1: a CyclePipeline's cycles decide as it runs
+    assert tasks_text(*describe({"phase": "executed", "progress": {"done": 3, "total": 9}})[1:]) == "3/9"

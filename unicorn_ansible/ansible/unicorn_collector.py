@@ -55,11 +55,18 @@ def _text(value, limit=_MAX_TEXT):
 
 
 def _json(text):
-    try:
-        data = json.loads(text)
-    except (TypeError, ValueError):
+    """The output's last line that is a JSON object (a terminal or become may add lines and "\\r\\n")."""
+    if not isinstance(text, str):
         return None
-    return data if isinstance(data, dict) else None
+    for line in reversed(text.splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                data = json.loads(line)
+            except ValueError:
+                return None
+            return data if isinstance(data, dict) else None
+    return None
 
 
 class CallbackModule(CallbackBase):
@@ -113,7 +120,7 @@ class CallbackModule(CallbackBase):
         if self.run is None:
             return
         step = (task.vars or {}).get("unicorn_step")
-        phase = {"deploy": Phase.DEPLOYING, "run": Phase.RUNNING}.get(step)
+        phase = {"deploy": Phase.DEPLOYING, "start": Phase.RUNNING, "run": Phase.RUNNING}.get(step)
         if phase is None:
             return
         status = self._status(host.get_name())
@@ -140,7 +147,8 @@ class CallbackModule(CallbackBase):
                      ExecutorStatus.CANCELLED: Phase.CANCELLED}.get(state.get("status"), Phase.EXECUTION_FAILED)
             error = None if phase != Phase.EXECUTION_FAILED else _text(
                 state.get("error") or "executor ended: %s" % state.get("status"))
-            self._update(result, "ok", phase=phase, progress=state, error=error)
+            # a host lost earlier and reached again (collect): it is no longer unreachable
+            self._update(result, "ok", phase=phase, progress=state, error=error, unreachable=False)
         elif step == "fetch":
             self._update(result, "ok", fetched=True)
         elif step == "timeout":

@@ -25,7 +25,7 @@ import returns
 import typing_extensions
 
 from ..home import home_dir
-from ..node.protocol import BUNDLE_NODE_FILES, BUNDLE_PACKAGE, NODE_BUNDLE
+from ..node.protocol import BUNDLE_NODE_FILES, BUNDLE_PACKAGE, BUNDLE_TASK_API, NODE_BUNDLE
 from ..resources import node_package_dir
 
 BUNDLE_NAME = "unicorn-executor.pyz"  # the cached bundle without any node's files
@@ -73,11 +73,34 @@ def _compiled(name: str, source: bytes) -> bytes:
         return compiled_path.read_bytes()
 
 
+#: ``import unicorn_ansible`` inside a task's run() on a host: the flag functions and Result types
+_TASK_API = """\"\"\"What a task may import from unicorn_ansible on a host (inside run()): flags and Results.\"\"\"
+from returns.pipeline import is_successful
+from returns.result import Failure, Result, Success
+
+from .model.flags import (AtomicDecrementFlagTask, AtomicIncrementFlagTask, FlagError, FlagValues, GetFlagTask,
+                          SetFlagTask, WaitForExactFlagResultTask, decrement_flag, get_flag, increment_flag, set_flag,
+                          wait_for_flag)
+from .model.task import Task, TaskDispatcher
+"""
+
+
+def _task_api() -> dict[str, bytes]:
+    """A small ``unicorn_ansible`` package for tasks that import it inside run() on a host (the
+    model's modules they need, never the controller's engine)."""
+    model = Path(__file__).resolve().parent.parent / "model"
+    package = f"{BUNDLE_TASK_API}/unicorn_ansible"
+    return {f"{package}/__init__.py": _TASK_API.encode(), f"{package}/model/__init__.py": b"",
+            f"{package}/model/flags.py": (model / "flags.py").read_bytes(),
+            f"{package}/model/task.py": (model / "task.py").read_bytes()}
+
+
 def _sources() -> dict[str, bytes]:
     expected = "%d.%d" % sys.version_info[:2]
     members: dict[str, bytes] = {"__main__.py": _MAIN.format(expected=expected, package=BUNDLE_PACKAGE).encode()}
     for path in sorted(node_package_dir().glob("*.py")):
         members[f"{BUNDLE_PACKAGE}/{path.name}"] = path.read_bytes()
+    members.update(_task_api())
     for module in (cloudpickle, returns, typing_extensions):
         for name, path in _package_files(module):
             members[name] = path.read_bytes()

@@ -212,7 +212,7 @@ class _Compilation:
             "pipeline.pkl": deployment.pipeline,
             "node.json": _json_bytes(dict(self._node_spec(host, env_vars, limits.time_limit),
                                           artifacts={"declared": deployment.artifacts})),
-            "deploy.json": _json_bytes(self._deploy_spec(host, commands, env_vars)),
+            "deploy.json": _json_bytes(self._deploy_spec(host, commands, env_vars, limits.time_limit)),
         }
         folder = self.run.shipped_dir(host)
         for file_name, data in files.items():
@@ -232,7 +232,8 @@ class _Compilation:
             "flags": task_settings(self.flags, _is_local(self.inventory, host), f"{self.run_id}-{host}"),
         }
 
-    def _deploy_spec(self, host: str, commands: list[str], env_vars: dict[str, str]) -> dict[str, Any]:
+    def _deploy_spec(self, host: str, commands: list[str], env_vars: dict[str, str],
+                     time_limit: float) -> dict[str, Any]:
         return {
             "node": host,
             "python": self.python,
@@ -240,6 +241,9 @@ class _Compilation:
             "commands": commands,
             "environment_variables": env_vars,
             "redeploy": self.options.redeploy,
+            "requirement_timeout": self.options.requirement_timeout,
+            # the node's time limit covers its deployment and its pipeline together
+            "time_limit": time_limit,
         }
 
     def playbook_context(self, name: str, run_id: str, hosts: list[str],

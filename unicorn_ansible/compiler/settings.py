@@ -30,6 +30,7 @@ class CompileOptions:
     poll_seconds: int = DEFAULT_POLL_SECONDS
     run_timeout_seconds: int = DEFAULT_RUN_TIMEOUT_SECONDS
     task_timeout: float | None = None
+    requirement_timeout: float | None = None
     log_cap: int = DEFAULT_LOG_CAP
     #: bytes of artifacts brought home per run, over every node (see results/artifacts.py)
     artifact_cap: int = DEFAULT_ARTIFACT_CAP

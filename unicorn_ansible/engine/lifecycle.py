@@ -24,12 +24,15 @@ from ..model.nodes import CountableNodePool
 from ..results.load import RunResults, load_results
 from .controller import controller_env, is_alive, this_controller
 from .flag_server import serve_flags
+from .interrupt import StopSignal, noting_stop_signals
 from .privacy import scrub_once_started, scrub_runner_records
 from .rundir import RunDir, RunStatus
 
 EventHandler = Callable[[dict[str, Any]], None]
 
 SITE, DEPLOY, EXECUTE, CANCEL = "site.yml", "deploy.yml", "execute.yml", "cancel.yml"
+#: how often a running play looks for a cancel or a stop signal
+STOP_CHECK_SECONDS = 1
 
 
 def load_experiment_file(path: str, nodes: CountableNodePool) -> Experiment:
@@ -98,9 +101,11 @@ def run_playbook(
     event_handler: EventHandler | None = None,
     secrets: Secrets | None = None,
     limit: Sequence[str] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> int:
     """Run one of the run directory's playbooks with ansible-runner (on the ``limit`` hosts only,
-    if given); return its exit code."""
+    if given); return its exit code. ``should_stop`` is asked every second: True kills
+    ansible-playbook with its workers and their SSH sessions (its process group)."""
     ensure_ansible_on_path()
     import ansible_runner
 
@@ -120,6 +125,8 @@ def run_playbook(
                 playbook=playbook,
                 quiet=True,
                 event_handler=(lambda event: (event_handler(event), True)[1]) if event_handler else None,
+                cancel_callback=should_stop,
+                settings={"pexpect_timeout": STOP_CHECK_SECONDS},
                 **kwargs,
             )
     finally:
@@ -218,9 +225,24 @@ def mark_preparing(run: RunDir) -> None:
 def deploy(run: RunDir, inventory: Inventory, event_handler: EventHandler | None = None,
            secrets: Secrets | None = None) -> int:
     """Run the deployment play; the run is then ``ready`` (each node's outcome is in its status)."""
-    rc = run_playbook(run, DEPLOY, inventory, event_handler, secrets=secrets)
+    rc = run_playbook(run, DEPLOY, inventory, event_handler, secrets=secrets, should_stop=_cancel_requested(run))
     settle(run, RunStatus.READY, prepare_finished=time.time(), deploy_rc=rc)
     return rc
+
+
+def _cancel_requested(run: RunDir, noted: StopSignal | None = None) -> Callable[[], bool]:
+    """Whether a play of this run should stop: a cancel was asked for, a stop signal arrived, or
+    the run folder is gone."""
+
+    def should_stop() -> bool:
+        if noted is not None and noted.arrived:
+            return True
+        try:
+            return "cancel_requested" in run.record()
+        except RunError:
+            return True
+
+    return should_stop
 
 
 def mark_running(run: RunDir, expected: RunStatus | None = None) -> None:
@@ -240,10 +262,22 @@ def execute(run: RunDir, inventory: Inventory, event_handler: EventHandler | Non
             secrets: Secrets | None = None, playbook: str = EXECUTE) -> int:
     """Run the execution play (or ``site.yml``: deployment and execution in one go) with the run's
     flag store served; the run is then ``finished``, or stays ``cancelled``."""
-    with serve_flags(run.path):
-        rc = run_playbook(run, playbook, inventory, event_handler, secrets=secrets)
+    with serve_flags(run.path), noting_stop_signals() as noted:
+        rc = run_playbook(run, playbook, inventory, event_handler, secrets=secrets,
+                          should_stop=_cancel_requested(run, noted))
+    if noted.arrived:
+        _stop_after_signal(run, inventory, noted, event_handler)
     settle(run, RunStatus.FINISHED, finished=time.time(), ansible_rc=rc)
     return rc
+
+
+def _stop_after_signal(run: RunDir, inventory: Inventory, noted: StopSignal,
+                       event_handler: EventHandler | None) -> None:
+    """A stop signal ended the play (ansible-playbook and its SSH sessions are gone): the hosts
+    are left as a cancel leaves them; the error says how to fetch what finished."""
+    cancel(run, inventory, event_handler)
+    raise RunError(f"run {run.name} stopped by {noted.name}: every node's deployment and pipeline was cancelled; "
+                   f"fetch what finished with: unicorn-ansible collect {run.name}")
 
 
 def record_failure(run: RunDir, error: BaseException) -> None:

@@ -10,6 +10,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Union
 
 import cloudpickle
 
+from .node_pickle import dumps_for_node
 from . import environment as _environment, flags as _flags, graph as _graph, pipeline as _pipeline, task as _task
 from .environment import DockerImage, EnvironmentDefinition, ShellExecution
 from .graph import ExecutionGraph, GraphPlan, dispatch_graph
@@ -50,7 +51,7 @@ def for_node(obj: object) -> object:
 def serialize_for_node(obj: object) -> bytes:
     """Cloudpickle an object for a host that has only Python, cloudpickle and returns."""
     with _model_by_value():
-        return cloudpickle.dumps(for_node(obj))
+        return dumps_for_node(for_node(obj))
 
 
 def _dispatch_one(element: TaskElement, node: Node) -> Task:

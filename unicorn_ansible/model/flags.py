@@ -113,12 +113,17 @@ def _connect(endpoint: str, timeout: float | None) -> socket.socket:
         raise _Busy() from None
     except OSError as exc:
         sock.close()
-        raise FlagError(
-            f"cannot reach the run's flag store at {where} ({exc.strerror or exc}); flags work while "
-            "'unicorn-ansible run' (or the client's start_execution) runs, over the SSH connection's "
-            "reverse tunnel (the host's sshd must allow TCP forwarding)"
-        ) from exc
+        raise _unreachable(where, exc) from exc
     return sock
+
+
+_NO_STORE = ("flags work while 'unicorn-ansible run' (or the client's start_execution) runs, over the SSH "
+             "connection's reverse tunnel (the host's sshd must allow TCP forwarding); a run by hand with plain "
+             "ansible-playbook has no flag store")
+
+
+def _unreachable(where: str, exc: OSError) -> FlagError:
+    return FlagError(f"cannot reach the run's flag store at {where} ({exc.strerror or exc}); {_NO_STORE}")
 
 
 def _read_line(sock: socket.socket, limit: int) -> bytes:
@@ -187,9 +192,10 @@ def request(message: dict[str, Any], endpoint: str | None = None, token: str | N
         except _Busy:  # dropped before the store read the request: nothing happened
             time.sleep(min(0.01 * (attempt + 1), 0.25))
         except socket.timeout as exc:
-            raise FlagError(f"the flag store did not answer within {timeout:g} s") from exc
+            raise FlagError(f"the flag store did not answer within {timeout:g} s; {_NO_STORE}") from exc
     else:
-        raise FlagError("the flag store kept refusing connections (too many at once); try again")
+        raise FlagError("the flag store kept closing connections without answering (too many at once, or no "
+                        f"store behind the tunnel); {_NO_STORE}")
     if not answer.get("ok") and answer.get("error") != "timeout":
         raise FlagError(f"flag store: {answer.get('error', 'request refused')}")
     return answer

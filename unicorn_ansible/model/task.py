@@ -33,6 +33,11 @@ class Task(abc.ABC):
     #: Commands executed with the OS shell, in the node's environment, before the pipeline starts.
     requirements: List[str] = []
 
+    #: Processes the task starts are stopped when the pipeline ends (success, failure, exception,
+    #: timeout or cancel alike). True keeps the ones still running then, e.g. a server a later
+    #: run uses; stopping them is then the experiment's job.
+    keep_processes: bool = False
+
     #: Filled in on the node before the task runs: {task_name: [Result, ...]} of every task that ran before.
     previous_steps: Dict[str, list] = {}
 

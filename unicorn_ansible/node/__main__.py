@@ -34,9 +34,21 @@ from typing import Any
 
 from .control import cancel, current_state, start, wait
 from .files import read_json, write_json_atomic
+from .outbox import pack_outbox
 from .processes import keep_files_private
-from .protocol import (BUNDLE_NODE_FILES, DEFAULT_LOG_CAP, DEPLOY_SPEC, NODE_BUNDLE, NODE_SPEC, OUTBOX, PIPELINE,
-                       STATE, ExecutorStatus)
+from .protocol import (
+    BUNDLE_NODE_FILES,
+    BUNDLE_TASK_API,
+    DEFAULT_LOG_CAP,
+    DEPLOY_REPORT,
+    DEPLOY_SPEC,
+    NODE_BUNDLE,
+    NODE_SPEC,
+    OUTBOX,
+    PIPELINE,
+    STATE,
+    ExecutorStatus,
+)
 
 
 def _bundle() -> str | None:
@@ -102,7 +114,9 @@ def _deploy(workdir: str) -> int:
     keep_bundle(workdir)
     unpack_node_files(workdir)
     report = deploy(workdir, read_json(os.path.join(workdir, DEPLOY_SPEC)) or {})
-    summary = {k: report.get(k) for k in ("ok", "skipped", "error", "python", "environment")}
+    if not report["ok"]:  # the deployment play fetches it: the requirements' logs reach the controller
+        pack_outbox(workdir)
+    summary = {k: report.get(k) for k in ("ok", "skipped", "error", "python", "environment", "cancelled")}
     summary["commands"] = [{"command": c["command"][:200], "rc": c["rc"], "seconds": round(c["end"] - c["start"], 3)}
                            for c in report["commands"]]
     print(json.dumps(summary))
@@ -131,8 +145,27 @@ def _run_environment(spec: dict[str, Any]) -> dict[str, str]:
     return environment
 
 
+def _time_left(workdir: str, spec: dict[str, Any]) -> float | None:
+    """The node's time limit covers its deployment too: what the deployment used is gone."""
+    limit = spec.get("time_limit")
+    report = read_json(os.path.join(workdir, DEPLOY_REPORT)) or {}
+    if limit is None or not report.get("finished") or not report.get("started"):
+        return limit
+    return max(0.001, float(limit) - max(0.0, float(report["finished"]) - float(report["started"])))
+
+
+def _add_task_api() -> None:
+    """Tasks may ``import unicorn_ansible`` inside run() (flags, Results): the bundle's small one,
+    last on the path, so one installed on the host wins."""
+    bundle = _bundle()
+    if bundle:
+        sys.path.append(os.path.join(bundle, BUNDLE_TASK_API))
+
+
 def _run(workdir: str) -> int:
     import cloudpickle
+
+    _add_task_api()
 
     from .scheduler import run_pipeline
 
@@ -152,7 +185,7 @@ def _run(workdir: str) -> int:
         return 1
     gc.freeze()  # what is loaded now is never collected: no collection (here or in a task) writes to its pages
     state = run_pipeline(pipeline, workdir, environment=_run_environment(spec), task_timeout=spec.get("task_timeout"),
-                         log_cap=int(spec.get("log_cap", DEFAULT_LOG_CAP)), time_limit=spec.get("time_limit"))
+                         log_cap=int(spec.get("log_cap", DEFAULT_LOG_CAP)), time_limit=_time_left(workdir, spec))
     return 0 if state.get("status") == ExecutorStatus.FINISHED else 1
 
 

@@ -17,7 +17,16 @@ from .files import read_json, write_json_atomic
 from .journal import unreported
 from .outbox import pack_outbox
 from .processes import kill_session, pid_alive
-from .protocol import DEPLOY_REPORT, EXECUTOR_OUT, FINAL_STATUSES, LOGS, STARTED, STATE, ExecutorStatus
+from .protocol import (
+    DEPLOY_REPORT,
+    EXECUTOR_OUT,
+    FINAL_STATUSES,
+    LOGS,
+    STARTED,
+    STATE,
+    ExecutorStatus,
+)
+from .sweep import stop_marked
 
 
 def _task_environment(report: dict[str, Any]) -> dict[str, str]:
@@ -87,22 +96,46 @@ def wait(workdir: str, timeout: float, progress_interval: float = 2.0) -> dict[s
 
 
 def cancel(workdir: str, grace: float = 5.0) -> dict[str, Any]:
-    """Stop the executor and every process of its session; return the final state."""
+    """Stop a deployment in progress, the executor, and every process either started (new
+    sessions and double forks included); an executor not started yet never starts. Return the
+    final state, with ``stopped``: how many processes were stopped."""
+    stopped = _stop_deployment(workdir)
+    started = read_json(os.path.join(workdir, STARTED))
+    if started is None:  # not started: it never will be (start sees this marker)
+        write_json_atomic(os.path.join(workdir, STARTED), {"pid": None, "time": time.time(), "cancelled": True})
+        write_json_atomic(os.path.join(workdir, STATE), {
+            "status": ExecutorStatus.CANCELLED, "finished": time.time(), "done": 0, "failed": 0,
+            "error": "cancelled before the pipeline started"})
+    _stop_executor(workdir, (started or {}).get("pid"), grace)
     state = current_state(workdir)
-    started = read_json(os.path.join(workdir, STARTED)) or {}
-    pid = state.get("pid") or started.get("pid")
-    if pid and pid_alive(pid):
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        deadline = time.monotonic() + grace
-        while pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        kill_session(pid)
-    state = current_state(workdir)
+    if state.get("marker"):  # what the tasks started and the executor did not stop (it was killed, say)
+        stopped += stop_marked(str(state["marker"]))
     if state.get("status") == ExecutorStatus.RUNNING:  # killed before it could record the cancel
         state = dict(state, status=ExecutorStatus.CANCELLED)
         write_json_atomic(os.path.join(workdir, STATE), state)
     pack_outbox(workdir)
-    return state
+    return dict(state, stopped=len(stopped) + len(state.get("stopped_processes", [])))
+
+
+def _stop_deployment(workdir: str) -> list[dict[str, Any]]:
+    """Stop a deployment still running, with every process its requirements started."""
+    report = read_json(os.path.join(workdir, DEPLOY_REPORT)) or {}
+    if report.get("finished") or not report.get("marker") or not pid_alive(report.get("pid")):
+        return []
+    return stop_marked(str(report["marker"]), also=[int(report["pid"])])
+
+
+def _stop_executor(workdir: str, pid: int | None, grace: float) -> None:
+    """SIGTERM the executor (it stops its tasks and records the cancel), then kill its session."""
+    state = read_json(os.path.join(workdir, STATE)) or {}
+    pid = state.get("pid") or pid
+    if not pid or not pid_alive(pid):
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + grace
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    kill_session(pid)

@@ -3,6 +3,13 @@
 The controller names the environment folder after the environment's content, so
 runs with the same requirements on a host share it, and a host that already has
 exactly that environment skips deployment.
+
+Requirements never wait for input: each runs in its own session (no terminal to prompt
+on), stdin from /dev/null, ``DEBIAN_FRONTEND=noninteractive`` unless the node sets it;
+one that needed input fails with what it waited for and how to fix it. Each runs
+within the requirement time limit and the deployment's; every process a requirement
+started carries the deployment's marker (see sweep.py), so a time limit or a cancel
+stops them all.
 """
 
 from __future__ import annotations
@@ -13,14 +20,16 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from .files import write_json_atomic
-from .protocol import DEPLOY_REPORT, LOGS
+from .files import read_json, write_json_atomic
+from .protocol import DEPLOY_REPORT, LOGS, MARKER_VARIABLE, STATE, ExecutorStatus
+from .sweep import new_marker, stop_marked
 
 #: written into an environment once every requirement ran: the hash of what made it
 ENVIRONMENT_MARKER = ".unicorn-environment"
@@ -28,13 +37,34 @@ ENVIRONMENT_MARKER = ".unicorn-environment"
 _TAIL = 2000
 
 
+#: what a requirement printed when it waited for input it could not get, and how to fix it
+WAITED_FOR_INPUT = (
+    (("a terminal is required to read the password", "a password is required", "no tty present",
+      "no password was provided", "askpass"),
+     ("it waited for sudo's password; run the deployment as root instead: become (ansible_become=true in the "
+      "inventory, -K/--ask-become-pass for sudo's password) and drop sudo from the requirement, "
+      "or give the user passwordless sudo")),
+    (("Do you want to continue? [Y/n] Abort", "[Y/n] Abort"),
+     "it waited for apt's confirmation; pass -y (apt-get install -y ...)"),
+    (("debconf: unable to initialize frontend", "EOF when reading a line", "end of file on stdin"),
+     ("it waited for an answer on stdin; make it non-interactive (DEBIAN_FRONTEND=noninteractive, -y, "
+      "--no-input, yes |)")),
+)
+
+
+class DeploymentStopped(BaseException):
+    """A SIGTERM (a cancel) reached the deployment."""
+
+
 @dataclass
 class Deployment:
-    """One deployment: where its report, environment and logs go."""
+    """One deployment: where its report, environment and logs go, and its time limits."""
 
     workdir: str
     spec: dict[str, Any]
     report: dict[str, Any]
+    deadline: float | None = None  # monotonic time the whole deployment must end by
+    marker: str = ""  # every requirement process carries it (see sweep.py)
 
     @property
     def node(self) -> str:
@@ -67,26 +97,76 @@ def _environment_key(spec: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _new_report(node: str) -> dict[str, Any]:
+def _new_report(node: str, marker: str) -> dict[str, Any]:
     return {"ok": False, "node": node, "python": platform.python_version(), "python_executable": sys.executable,
-            "skipped": False, "commands": [], "error": None}
+            "skipped": False, "commands": [], "error": None, "pid": os.getpid(), "marker": marker,
+            "started": time.time()}
+
+
+def _stop_on_term(signum: int, frame: Any) -> None:
+    raise DeploymentStopped()
 
 
 def deploy(workdir: str, spec: dict[str, Any]) -> dict[str, Any]:
-    """Prepare the environment described by ``spec``; return (and save) the report."""
-    deployment = Deployment(os.path.abspath(workdir), spec, _new_report(spec.get("node", "?")))
+    """Prepare the environment described by ``spec``; return (and save) the report. A SIGTERM
+    (a cancel) stops it with every requirement process, and the report says so."""
+    marker = new_marker()
+    limit = spec.get("time_limit")
+    deployment = Deployment(os.path.abspath(workdir), spec, _new_report(spec.get("node", "?"), marker),
+                            time.monotonic() + float(limit) if limit else None, marker)
+    if (read_json(os.path.join(deployment.workdir, STATE)) or {}).get("status") == ExecutorStatus.CANCELLED:
+        return _finished(deployment, error=f"the run was cancelled before {deployment.node} deployed")
+    deployment.save()
+    previous = _handle_term(_stop_on_term)
+    try:
+        return _finished(deployment, **_deploy(deployment))
+    except DeploymentStopped:
+        stop_marked(marker)
+        return _finished(deployment, error=f"the deployment of {deployment.node} was cancelled", cancelled=True)
+    finally:
+        _handle_term(previous)
+
+
+def _handle_term(handler: Any) -> Any:
+    """Install ``handler`` for SIGTERM (in the main thread only); the previous one."""
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:
+        return None
+
+
+def _finished(deployment: Deployment, **changes: Any) -> dict[str, Any]:
+    return deployment.save(finished=time.time(), **changes)
+
+
+def _deploy(deployment: Deployment) -> dict[str, Any]:
+    """What the deployment ends with: ok and the interpreter, or the error."""
+    spec = deployment.spec
     wanted, here = spec.get("python"), "{}.{}".format(*sys.version_info[:2])
     if wanted and wanted != here:
-        return deployment.save(error=(
+        return {"error": (
             f"host {deployment.node} has Python {here} ({sys.executable}) but the controller has Python {wanted}; "
             f"pipelines are pickled for Python {wanted}: set ansible_python_interpreter to a Python {wanted} "
-            "on this host"))
+            "on this host")}
     if not spec.get("commands"):
-        return deployment.save(ok=True, interpreter=sys.executable)
+        return {"ok": True, "interpreter": sys.executable}
     os.makedirs(os.path.dirname(deployment.env_dir), exist_ok=True)
     with open(deployment.env_dir + ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another run deploying the same environment now: wait for it
+        if not _lock_within(lock, deployment.deadline):  # another run deploying the same environment now
+            return {"error": f"{deployment.node}: another run kept deploying the same environment past this "
+                             f"deployment's time limit ({deployment.spec.get('time_limit')} s)"}
         return _deploy_locked(deployment)
+
+
+def _lock_within(lock: Any, deadline: float | None) -> bool:
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(0.2)
 
 
 def _deploy_locked(deployment: Deployment) -> dict[str, Any]:
@@ -94,7 +174,7 @@ def _deploy_locked(deployment: Deployment) -> dict[str, Any]:
     key = _environment_key(deployment.spec)
     marker = os.path.join(deployment.env_dir, ENVIRONMENT_MARKER)
     if not deployment.spec.get("redeploy") and _read_text(marker) == key:
-        return deployment.save(ok=True, skipped=True, interpreter=deployment.interpreter)
+        return {"ok": True, "skipped": True, "interpreter": deployment.interpreter}
     shutil.rmtree(deployment.env_dir, ignore_errors=True)
     shutil.rmtree(deployment.logs, ignore_errors=True)
     os.makedirs(deployment.logs, exist_ok=True)
@@ -102,10 +182,10 @@ def _deploy_locked(deployment: Deployment) -> dict[str, Any]:
     if error is None:
         error = _run_requirements(deployment)
     if error is not None:
-        return deployment.save(error=error)
+        return {"error": error}
     with open(marker, "w") as handle:
         handle.write(key)
-    return deployment.save(ok=True, interpreter=deployment.interpreter)
+    return {"ok": True, "interpreter": deployment.interpreter}
 
 
 def _read_text(path: str) -> str | None:
@@ -134,7 +214,9 @@ def _requirement_environment(deployment: Deployment) -> dict[str, str]:
     env["VIRTUAL_ENV"] = deployment.env_dir
     env["PATH"] = os.path.join(deployment.env_dir, "bin") + os.pathsep + env.get("PATH", "")
     env.pop("PYTHONHOME", None)
+    env["DEBIAN_FRONTEND"] = "noninteractive"  # apt and debconf never ask (the node may say otherwise)
     env.update(deployment.spec.get("environment_variables", {}))
+    env[MARKER_VARIABLE] = deployment.marker
     return env
 
 
@@ -145,23 +227,57 @@ def _run_requirements(deployment: Deployment) -> str | None:
     for number, command in enumerate(commands):
         entry = _run_requirement(deployment, number, command, env)
         deployment.report["commands"].append(entry)
-        if entry["rc"] != 0:
+        if entry["rc"] != 0 or "timed_out" in entry:
             deployment.report.update(failed_command=command, failed_rc=entry["rc"])
-            return (f"requirement {number + 1}/{len(commands)} failed on {deployment.node} with exit code "
-                    f"{entry['rc']}: {command}\n{entry['output_tail'].rstrip()}")
+            return _requirement_error(deployment, f"{number + 1}/{len(commands)}", entry)
     return None
+
+
+def _requirement_error(deployment: Deployment, place: str, entry: dict[str, Any]) -> str:
+    """What went wrong with a requirement: the command, how it ended, the tail of its output, a hint."""
+    tail = entry["output_tail"].rstrip()
+    limit = entry.get("timed_out")
+    if limit is not None and entry.get("limit") == "requirement":
+        ended = f"did not finish within {limit:g} s (--requirement-timeout); its processes were stopped"
+    elif limit is not None:
+        ended = (f"did not finish within the node's time limit of {float(deployment.spec['time_limit']):g} s "
+                 "(--run-timeout), which covers deployment and pipeline; its processes were stopped")
+    else:
+        ended = f"failed with exit code {entry['rc']}"
+    hint = next((fix for needles, fix in WAITED_FOR_INPUT if any(needle in tail for needle in needles)), None)
+    message = f"requirement {place} on {deployment.node} {ended}: {entry['command']}"
+    if hint:
+        message += f"\n{hint}"
+    return message + (f"\n{tail}" if tail else "")
+
+
+def _time_left(deployment: Deployment) -> tuple[float | None, str]:
+    """Seconds the next requirement may run, and which limit that is."""
+    per_command = deployment.spec.get("requirement_timeout")
+    left = None if deployment.deadline is None else max(0.0, deployment.deadline - time.monotonic())
+    if per_command is not None and (left is None or float(per_command) <= left):
+        return float(per_command), "requirement"
+    return left, "deployment"
 
 
 def _run_requirement(deployment: Deployment, number: int, command: str, env: dict[str, str]) -> dict[str, Any]:
     started = time.time()
     log_path = os.path.join(deployment.logs, f"{number:03d}.log")
+    timeout, limit = _time_left(deployment)
+    entry: dict[str, Any] = {"command": command, "start": started}
     with open(log_path, "wb") as log:
-        done = subprocess.run(
+        # its own session: no terminal to prompt on (sudo fails at once instead of waiting for a password)
+        process = subprocess.Popen(
             ["/bin/sh", "-c", command], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=env, cwd=deployment.env_dir,  # side effects in the folder stay with the environment
+            start_new_session=True,
         )
+        try:
+            entry["rc"] = process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            stop_marked(deployment.marker, also=[process.pid])
+            entry.update(rc=process.wait(), timed_out=round(timeout or 0.0, 3), limit=limit)
     with open(log_path, "rb") as log:
         log.seek(max(0, os.path.getsize(log_path) - _TAIL))
         tail = log.read().decode("utf-8", "replace")
-    return {"command": command, "rc": done.returncode, "start": started, "end": time.time(),
-            "log": os.path.relpath(log_path, deployment.workdir), "output_tail": tail}
+    return dict(entry, end=time.time(), log=os.path.relpath(log_path, deployment.workdir), output_tail=tail)

@@ -60,6 +60,9 @@ NODE_BUNDLE = "unicorn-node.pyz"
 BUNDLE_NODE_FILES = "node/"
 #: the node package's name inside the bundle
 BUNDLE_PACKAGE = "unicorn_node"
+#: the folder inside the bundle with the small ``unicorn_ansible`` tasks may import inside run();
+#: last on the executor's path, so a unicorn_ansible installed on the host wins
+BUNDLE_TASK_API = "task_api"
 #: the files of a work folder an outbox carries besides the logs
 OUTBOX_FILES = (STATE, JOURNAL, DEPLOY_REPORT, STARTED, ARTIFACTS_MANIFEST)
 
@@ -84,6 +87,8 @@ FAILURE = "Failure"
 #: classes the experiment shipped are pickled as (SHIPPED_CLASS, cloudpickle's tracker id)
 SHIPPED_CLASS = "unicorn-ansible-class"
 DEFAULT_LOG_CAP = 10 * 1024 * 1024
+#: the environment variable every task and requirement process inherits (see sweep.py)
+MARKER_VARIABLE = "UNICORN_PIPELINE"
 
 
 class Word(str, Enum):

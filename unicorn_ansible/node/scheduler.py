@@ -25,9 +25,29 @@ from .files import write_json_atomic
 from .handoff import Handoff, ResultInbox, run_and_send
 from .journal import PreviousSteps, append_record
 from .plans import TaskSlot, plan_for
-from .processes import CappedLog, StartPacer, TaskProcess, describe_exit, fork_task, kill_group, safe_file_name
-from .protocol import (ARTIFACTS_ENV, DEFAULT_LOG_CAP, EXECUTOR_LOG, EXECUTOR_VERSION, JOURNAL, LOGS, STATE, SUCCESS, ExecutorStatus,
-                       TaskKind)
+from .processes import (
+    CappedLog,
+    StartPacer,
+    TaskProcess,
+    describe_exit,
+    fork_task,
+    kill_group,
+    safe_file_name,
+)
+from .protocol import (
+    ARTIFACTS_ENV,
+    DEFAULT_LOG_CAP,
+    EXECUTOR_LOG,
+    EXECUTOR_VERSION,
+    JOURNAL,
+    LOGS,
+    MARKER_VARIABLE,
+    STATE,
+    SUCCESS,
+    ExecutorStatus,
+    TaskKind,
+)
+from .sweep import kept, new_marker, stop_marked
 
 #: progress goes to state.json at most this often (the journal has every result at once)
 STATE_INTERVAL = 0.1
@@ -56,6 +76,7 @@ class Executor:
         self.artifact_folders = TaskFolders(self.workdir)
         self.done = self.failed = self.seq = 0
         self.cancelled = False
+        self.marker = new_marker()  # every process the tasks start carries it (see sweep.py)
         self.state: dict[str, Any] = {}
         self._state_dirty = False
         self._state_saved = 0.0
@@ -112,9 +133,11 @@ class Executor:
         try:
             with open(self.journal_path, "ab") as journal:
                 self._run_plan(journal)
+            self._stop_leftovers()
             self._conclude()
         except BaseException as exc:
             self.log("executor error:\n" + traceback.format_exc())
+            self._stop_leftovers()
             self.save_state(status=ExecutorStatus.FAILED, finished=time.time(), error=f"{type(exc).__name__}: {exc}")
             raise
         finally:
@@ -137,12 +160,21 @@ class Executor:
             "executor_version": EXECUTOR_VERSION,
             "python": platform.python_version(),
             "not_run": [],
+            "marker": self.marker,
         }
         self.save_state()
         if self.time_limit:
             self.deadline = time.monotonic() + float(self.time_limit)
         self.log(f"pipeline {getattr(self.pipeline, 'name', '?')}: {len(self.plan.stages)} stages, "
                  f"{self.plan.total} tasks")
+
+    def _stop_leftovers(self) -> None:
+        """The pipeline ended: stop every process its tasks started and left running (except
+        those of tasks that keep theirs), and record what was stopped."""
+        stopped = stop_marked(self.marker)
+        for process in stopped:
+            self.log(f"stopped a process the tasks left running: pid {process['pid']}: {process['command']}")
+        self.state["stopped_processes"] = self.state.get("stopped_processes", []) + stopped
 
     def _conclude(self) -> None:
         self.plan.finish()
@@ -270,7 +302,9 @@ class Executor:
         log_path = os.path.join(self.logs_dir, f"{seq:05d}-{safe_file_name(name)}.log")
         # the child's copy of memory is a snapshot: the index needs no copy
         previous = PreviousSteps(self.journal_path, self._index)
-        environment = dict(self.environment, **{ARTIFACTS_ENV: self.artifact_folders.folder_for(name)})
+        marker = kept(self.marker) if getattr(slot.task, "keep_processes", False) else self.marker
+        environment = dict(self.environment, **{ARTIFACTS_ENV: self.artifact_folders.folder_for(name),
+                                                MARKER_VARIABLE: marker})
         pid, fd = fork_task(lambda: run_and_send(slot.task, previous, environment, self.inbox.sender, seq,
                                                  self.inbox.result_path(seq)))
         deadline = time.monotonic() + self.task_timeout if self.task_timeout else None

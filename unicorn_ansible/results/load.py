@@ -104,6 +104,8 @@ class NodeResult:
     reported: List[Dict[str, Any]] = field(default_factory=list)
     #: the files its tasks left: brought home (``file``, relative to the run folder) or left on the host
     artifacts: List[Artifact] = field(default_factory=list)
+    #: processes the node's tasks left running that were stopped when its pipeline ended (pid, command)
+    stopped_processes: List[Dict[str, Any]] = field(default_factory=list)
 
     @property
     def success(self) -> bool:
@@ -123,6 +125,7 @@ class NodeResult:
             "not_run": self.not_run,
             "reported": self.reported,
             "artifacts": [artifact.to_dict() for artifact in self.artifacts],
+            "stopped_processes": self.stopped_processes,
         }
 
 
@@ -263,7 +266,9 @@ def _outcome(status: Dict[str, Any], state: Dict[str, Any], records: List[Any]) 
     if status.get("unreachable") or phase == Phase.UNREACHABLE:
         return NodeStatus.UNREACHABLE, error
     if phase == Phase.DEPLOY_FAILED:
-        return NodeStatus.DEPLOY_FAILED, error
+        deploy = status.get("deploy")
+        cancelled = isinstance(deploy, dict) and deploy.get("cancelled")  # a cancel stopped its deployment
+        return (NodeStatus.CANCELLED if cancelled else NodeStatus.DEPLOY_FAILED), error
     if status.get("timed_out") or state.get("status") == ExecutorStatus.TIMED_OUT:
         return NodeStatus.TIMED_OUT, error or (
             f"the pipeline was still running when the node's time limit was reached; "
@@ -361,13 +366,23 @@ def load_node(run_dir: Path, node: str, loads: Optional[Callable[[bytes], Any]] 
         not_run = [name for seq, name in enumerate(_task_names(run_dir, node)) if seq not in done]
     return NodeResult(node=node, status=outcome, prepared=prepared, error=error, results=by_stage, tasks=by_name,
                       timings=timings, not_run=not_run, reported=reported,
-                      artifacts=load_artifacts(run_dir, node))
+                      artifacts=load_artifacts(run_dir, node), stopped_processes=_stopped_processes(state))
 
 
 def _unreadable(node: str, exc: Exception) -> NodeResult:
     """A node whose files could not be read at all: its error, never the other nodes' results."""
     return NodeResult(node=node, status=NodeStatus.EXECUTION_FAILED, prepared=True,
                       error=f"the results of node {node} cannot be read: {type(exc).__name__}: {exc!s:.300}")
+
+
+def _stopped_processes(state: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """What the node says it stopped at its pipeline's end (untrusted: bounded, plain values only)."""
+    entries = state.get("stopped_processes")
+    if not isinstance(entries, list):
+        return []
+    return [{"pid": entry.get("pid") if isinstance(entry.get("pid"), int) else None,
+             "command": str(entry.get("command", ""))[:200]}
+            for entry in entries[:1000] if isinstance(entry, dict)]
 
 
 def _task_names(run_dir: Path, node: str) -> List[str]:

@@ -25,6 +25,7 @@ from ..errors import ExperimentError, InventoryError, UnicornError, UsageError
 from ..inventory import load_inventory
 from ..results.artifacts import parse_size
 from ..results.load import VIEW_PAYLOAD_LIMIT, RunResults, load_results, node_file
+from .progress import known_total, tasks_text
 from .tables import console, print_table
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -61,10 +62,14 @@ _inventory_option = click.option(
 
 def _engine_options(function: Any) -> Any:
     for option in reversed([
-        click.option("--forks", type=click.IntRange(1), help="Hosts worked on in parallel (default: all, up to 50)."),
+        click.option("--forks", type=click.IntRange(1),
+                     help="Hosts Ansible connects to and works on at once (default: all, up to 50); "
+                          "every node's pipeline runs at once whatever it says."),
         click.option("--task-timeout", type=click.FloatRange(min=0, min_open=True), help="Seconds a task may run."),
+        click.option("--requirement-timeout", type=click.FloatRange(min=0, min_open=True),
+                     help="Seconds one requirement may run."),
         click.option("--run-timeout", type=click.IntRange(1), default=DEFAULT_RUN_TIMEOUT_SECONDS, show_default=True,
-                     help="Seconds the pipelines may run before the run stops waiting."),
+                     help="Seconds a node's deployment and pipeline may take together."),
         click.option("--redeploy", is_flag=True, help="Run requirements even if the host has that environment."),
         click.option("--strategy", help="Ansible strategy plugin, e.g. mitogen_linear."),
         click.option("--artifact-cap", default="10G", show_default=True, metavar="SIZE",
@@ -88,14 +93,14 @@ def _secrets(engine: dict[str, Any]) -> Any:
     )
 
 
-def _options(forks: int | None, task_timeout: float | None, run_timeout: int, redeploy: bool,
-             strategy: str | None, artifact_cap: str) -> CompileOptions:
+def _options(forks: int | None, task_timeout: float | None, requirement_timeout: float | None,
+             run_timeout: int, redeploy: bool, strategy: str | None, artifact_cap: str) -> CompileOptions:
     try:
         cap = parse_size(artifact_cap)
     except ValueError as exc:
         raise UsageError(f"--artifact-cap: {exc}") from None
-    return CompileOptions(forks=forks, task_timeout=task_timeout, run_timeout_seconds=run_timeout,
-                          redeploy=redeploy, strategy=strategy, artifact_cap=cap)
+    return CompileOptions(forks=forks, task_timeout=task_timeout, requirement_timeout=requirement_timeout,
+                          run_timeout_seconds=run_timeout, redeploy=redeploy, strategy=strategy, artifact_cap=cap)
 
 
 def _with_progress(run_dir: Path, work: Any) -> Any:
@@ -255,7 +260,12 @@ def nodes(inventories: Sequence[str], facts: bool, as_json: bool) -> None:
     from ..inventory import gather_architectures
 
     inventory = load_inventory(inventories)
-    pool = inventory.nodes(gather_architectures(inventory) if facts else None)
+    architectures = gather_architectures(inventory) if facts else None
+    pool = inventory.nodes(architectures)
+    for node in pool.flatten():
+        if architectures is not None and node.name not in architectures and node.architecture.value == "unknown":
+            click.echo(f"warning: {node.name} gave no facts (unreachable or failed): its architecture is unknown; "
+                       f"check it with: ansible {node.name} -i INVENTORY -m ping", err=True)
     if as_json:
         click.echo(json.dumps([node.to_dict() for node in pool.flatten()], indent=2, default=str))
         return
@@ -285,7 +295,7 @@ def status(run_name: str, as_json: bool) -> None:
             "node": host,
             "phase": node_status.get("phase", "pending"),
             "done": progress.get("done"),
-            "total": progress.get("total"),
+            "total": known_total(progress) or None,
             "error": node_status.get("error"),
         })
     died = controller_died(record)
@@ -293,7 +303,7 @@ def status(run_name: str, as_json: bool) -> None:
         click.echo(json.dumps({"name": record["name"], "status": record.get("status"), "controller_died": died,
                                "nodes": nodes_status}, indent=2))
         return
-    rows = [(entry["node"], entry["phase"], "" if entry["total"] is None else f"{entry['done']}/{entry['total']}",
+    rows = [(entry["node"], entry["phase"], tasks_text(int(entry["done"] or 0), entry["total"] or 0),
              _first_line(entry["error"])) for entry in nodes_status]
     print_table(("node", "phase", "tasks done", "error"), rows, f"run {record['name']}: {record.get('status')}")
     if died:

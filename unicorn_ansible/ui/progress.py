@@ -18,10 +18,10 @@ from ..results.status import FINAL_PHASES, Phase
 
 
 def describe(status: Dict[str, Any]) -> Tuple[str, int, int]:
-    """A node's phase as a person reads it, with tasks done and total."""
+    """A node's phase as a person reads it, with tasks done and total (0: not known in advance)."""
     phase = status.get("phase") or "waiting"
     progress = status.get("progress") or {}
-    done, total = int(progress.get("done") or 0), int(progress.get("total") or 0)
+    done, total = int(progress.get("done") or 0), known_total(progress)
     if phase in FINAL_PHASES:
         label = FINAL_PHASES[phase]
         if phase == Phase.EXECUTED and progress.get("failed"):
@@ -32,6 +32,17 @@ def describe(status: Dict[str, Any]) -> Tuple[str, int, int]:
     if phase == Phase.DEPLOYED:
         return "deployed", done, total
     return phase, done, total
+
+
+def known_total(progress: Dict[str, Any]) -> int:
+    """How many tasks a node runs, where that is known in advance (0 where not): a graph's loops
+    and branches (a CyclePipeline's cycles) decide as it runs."""
+    return 0 if progress.get("shape") == "graph" else int(progress.get("total") or 0)
+
+
+def tasks_text(done: int, total: int) -> str:
+    """``3/9``, or ``20`` where the total is not known in advance, or nothing before any task."""
+    return f"{done}/{total}" if total else (str(done) if done else "")
 
 
 class Progress:
@@ -61,7 +72,8 @@ class Progress:
         stamp = time.strftime("%H:%M:%S")
         for host, (label, done, total) in snapshot.items():
             if self._seen.get(host, ("", -1, -1))[0] != label:
-                tasks = f" ({done}/{total} tasks)" if total else ""
+                text = tasks_text(done, total)
+                tasks = f" ({text} tasks)" if text else ""
                 out.append(f"{stamp} {host}: {label}{tasks}")
             self._seen[host] = (label, done, total)
         return out
@@ -78,7 +90,7 @@ class Progress:
         for host, (label, done, total) in snapshot.items():
             colour = {"done": "green", "failed": "red", "unreachable": "magenta", "cancelled": "yellow"}.get(
                 label.split(",")[0], "")
-            table.add_row(host, f"[{colour}]{label}[/]" if colour else label, f"{done}/{total}" if total else "")
+            table.add_row(host, f"[{colour}]{label}[/]" if colour else label, tasks_text(done, total))
             finished += label.split(",")[0] in ("done", "failed", "unreachable", "cancelled")
         bar = ProgressBar(total=max(len(snapshot), 1), completed=finished, width=40)
         summary = Table.grid()
