@@ -31,7 +31,8 @@ from .model.flags import (
 )
 from .model.graph import ExecutionGraph
 from .model.pipeline import CyclePipeline, Pipeline
-from .results.load import NodeResult, RunResults
+from .results.load import NodeResult, RunResults, load_results
+from .results.refused import Refused
 from .model.task import Task, TaskDispatcher
 from .errors import (
     ExperimentError,
@@ -70,6 +71,8 @@ __all__ = [
     "ExperimentStatus",
     "NodeResult",
     "RunResults",
+    "Refused",
+    "load_results",
     "run",
     "CountableNodePool",
     "CyclePipeline",

@@ -307,14 +307,17 @@ def run(
     inventory: Sequence[str] | None = None,
     name: str | None = None,
     replace: bool = False,
+    trust_results: bool = False,
     **options: Any,
 ) -> RunResults:
     """Run ``experiment`` on the hosts of ``inventory`` (default: the local machine) and return its results.
 
-    ``options`` are CompileOptions fields: forks, poll_seconds, run_timeout_seconds,
-    task_timeout, log_cap, redeploy, strategy.
+    ``trust_results``: load every result fully, also those the restricted loader refuses (only
+    for hosts you trust). ``options`` are CompileOptions fields: forks, poll_seconds,
+    run_timeout_seconds, task_timeout, log_cap, redeploy, strategy.
     """
-    return run_experiment(experiment, load_inventory(inventory), name, replace, CompileOptions(**options))
+    results = run_experiment(experiment, load_inventory(inventory), name, replace, CompileOptions(**options))
+    return load_results(results.run_dir, trust=True) if trust_results else results
 
 
 def run_inventory(run: RunDir) -> Inventory:
