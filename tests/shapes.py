@@ -1,0 +1,161 @@
+"""Experiment folders as people write them (issue 12), shared by the local and the SSH tests.
+
+One folder holds a sibling module (``helper.py``), a two-level package whose modules import
+each other (``lab/``), and one experiment file per shape. Every shape runs the same
+CyclePipeline: ``measure`` returns a dataclass of ``lab``, ``sample`` a class of ``helper``,
+``box`` an object of ``tinylib`` (a wheel built here, installed on the host by the task's
+requirement) and ``check`` reads them all back through ``previous_steps``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import textwrap
+import zipfile
+from pathlib import Path
+
+FILES = {
+    "helper.py": """
+        class Sample:
+            def __init__(self, value):
+                self.value = value
+
+        def greet(who):
+            return f"hello {who}"
+    """,
+    "lab/__init__.py": "",
+    "lab/results.py": """
+        import socket
+        from dataclasses import dataclass
+
+        from . import probes
+
+        @dataclass
+        class Measurement:
+            rtt: float
+            host: str
+
+            def describe(self):
+                return f"{self.rtt}{probes.UNIT}"
+
+        def here():
+            return socket.gethostname()
+    """,
+    "lab/probes/__init__.py": """
+        UNIT = "ms"
+    """,
+    "lab/probes/rtt.py": """
+        from unicorn_ansible import Task
+
+        from .. import results
+
+        class Measure(Task):
+            def run(self):
+                return results.Measurement(1.5, results.here())
+    """,
+    "pipeline.py": """
+        from unicorn_ansible import CyclePipeline, Task
+
+        import helper
+        from lab.probes.rtt import Measure
+
+        WHEEL = @WHEEL@
+
+        class MakeSample(Task):
+            def run(self):
+                return helper.Sample(7)
+
+        class MakeBox(Task):
+            requirements = [f"pip install --no-index {WHEEL}"]
+
+            def run(self):
+                import tinylib
+                return tinylib.Box(3)
+
+        class Check(Task):
+            def run(self):
+                steps = self.previous_steps
+                measurements = [result.unwrap() for result in steps["measure"]]
+                sample, box = steps["sample"][-1].unwrap(), steps["box"][-1].unwrap()
+                return {"measurements": len(measurements), "describe": measurements[-1].describe(),
+                         "types": [type(measurements[-1]).__name__, type(sample).__name__, type(box).__name__],
+                         "sample": sample.value, "box": box.n, "greet": helper.greet("lab")}
+
+        def pipeline():
+            return CyclePipeline(cycles=2, tasks=[Measure(name="measure"), MakeSample(name="sample"),
+                                                  MakeBox(name="box"), Check(name="check")])
+    """,
+    "module_append.py": """
+        from unicorn_ansible import Experiment, Node
+
+        from pipeline import pipeline
+
+        experiment = Experiment()
+        for name in @HOSTS@:
+            experiment.append(Node(name, {}), pipeline())
+    """,
+    "module_map.py": """
+        from unicorn_ansible import Experiment, Node
+
+        from pipeline import pipeline
+
+        experiment = Experiment().map(pipeline(), [Node(name, {}) for name in @HOSTS@])
+    """,
+    "function.py": """
+        from unicorn_ansible import Experiment
+
+        from pipeline import pipeline
+
+        def experiment(nodes):
+            return Experiment().map(pipeline(), nodes.take(len(nodes)))
+    """,
+}
+SHAPES = ("module_append.py", "module_map.py", "function.py")
+#: what ``check`` returns in the second cycle, on every host
+CHECKED = {"measurements": 2, "describe": "1.5ms", "types": ["Measurement", "Sample", "Box"], "sample": 7, "box": 3,
+           "greet": "hello lab"}
+
+
+def write_experiments(folder: Path, hosts: list[str], wheel: str) -> Path:
+    """The experiment folder (see the module docstring); ``wheel``: the path hosts install tinylib from."""
+    for name, text in FILES.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip().replace("@HOSTS@", repr(hosts)).replace("@WHEEL@", repr(wheel)))
+    return folder
+
+
+def build_wheel(folder: Path) -> Path:
+    """tinylib 1.0, a pure-Python wheel built by hand (no build tool, no network)."""
+    files = {
+        "tinylib/__init__.py": "class Box:\n    def __init__(self, n):\n        self.n = n\n",
+        "tinylib-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: tinylib\nVersion: 1.0\n",
+        "tinylib-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    records = []
+    for name, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        records.append(f"{name},sha256={digest},{len(text.encode())}")
+    files["tinylib-1.0.dist-info/RECORD"] = "\n".join(records + ["tinylib-1.0.dist-info/RECORD,,"]) + "\n"
+    folder.mkdir(parents=True, exist_ok=True)
+    wheel = folder / "tinylib-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    return wheel
+
+
+def check_node(node: dict, tinylib_refused: bool = True) -> None:
+    """A node of a shapes run: ok, every task ran twice, check saw the objects it expected; on
+    the controller, the tinylib object (not installed here) is refused alone."""
+    assert node["status"] == "ok", node
+    assert {name: len(runs) for name, runs in node["tasks"].items()} == {"measure": 2, "sample": 2, "box": 2,
+                                                                          "check": 2}
+    assert node["tasks"]["check"][-1] == {"type": "Success", "value": CHECKED}
+    assert node["tasks"]["measure"][0]["type"] == "Success"
+    assert node["tasks"]["measure"][0]["value"].startswith("Measurement(rtt=1.5, host=")
+    if tinylib_refused:
+        box = node["tasks"]["box"][0]
+        assert box["type"] == "Refused" and box["refers_to"].startswith("tinylib"), box
+        assert "--trust" in box["value"]
