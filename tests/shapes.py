@@ -4,7 +4,8 @@ One folder holds a sibling module (``helper.py``), a two-level package whose mod
 each other (``lab/``), and one experiment file per shape. Every shape runs the same
 CyclePipeline: ``measure`` returns a dataclass of ``lab``, ``sample`` a class of ``helper``,
 ``box`` an object of ``tinylib`` (a wheel built here, installed on the host by the task's
-requirement) and ``check`` reads them all back through ``previous_steps``.
+requirement) and ``check`` reads them all back through ``previous_steps``. Beside them: an experiment
+with a refused result, one needing a module hosts lack, and a script using the client.
 """
 
 from __future__ import annotations
@@ -115,6 +116,73 @@ SHAPES = ("module_append.py", "module_map.py", "function.py")
 #: what ``check`` returns in the second cycle, on every host
 CHECKED = {"measurements": 2, "describe": "1.5ms", "types": ["Measurement", "Sample", "Box"], "sample": 7, "box": 3,
            "greet": "hello lab"}
+
+
+REFUSED_EXPERIMENT = """
+    import types
+    from unicorn_ansible import Experiment, Pipeline, Task
+
+    class Plain(Task):
+        def run(self):
+            return {"rtt": 1.5}
+
+    class Namespace(Task):
+        def run(self):
+            return types.SimpleNamespace(rtt=2.5)
+
+    def experiment(nodes):
+        return Experiment().map(Pipeline([Plain(name="plain"), Namespace(name="namespace"), Plain(name="after")]),
+                                nodes.take(1))
+"""
+
+
+SCRIPT = """
+    import json
+    import sys
+
+    from unicorn_ansible import Client, Experiment, Pipeline, Task
+    from helper import Sample
+
+    class Make(Task):
+        def run(self):
+            return Sample(5)
+
+    class Read(Task):
+        def run(self):
+            return self.previous_steps["make"][0].unwrap().value + 1
+
+    if __name__ == "__main__":
+        client = Client(inventory=sys.argv[1])
+        experiment = Experiment().map(Pipeline([Make(name="make"), Read(name="read")]), client.get_nodes().take(1))
+        results = client.run(experiment, "script")
+        made = results["bare-a"].tasks["make"][0].unwrap()
+        print(json.dumps({"made": [type(made).__name__, made.value], "read": results["bare-a"].tasks["read"][0].unwrap()}))
+"""
+
+
+MISSING_MODULE = {
+    "render.py": """
+        import jinja2  # installed on the controller, not on the host
+
+        def version():
+            return jinja2.__version__
+    """,
+    "exp.py": """
+        from unicorn_ansible import Experiment, Pipeline, Task
+        import render
+
+        class Render(Task):
+            def run(self):
+                return render.version()
+
+        class Plain(Task):
+            def run(self):
+                return 1
+
+        def experiment(nodes):
+            return Experiment().map(Pipeline([Plain(name="plain"), Render(name="render")]), nodes.take(1))
+    """,
+}
 
 
 def write_experiments(folder: Path, hosts: list[str], wheel: str) -> Path:

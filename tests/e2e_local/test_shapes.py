@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ..shapes import SHAPES, build_wheel, check_node, write_experiments
+from ..shapes import MISSING_MODULE, REFUSED_EXPERIMENT, SCRIPT, SHAPES, build_wheel, check_node, write_experiments
 from .conftest import Env, node
 
 BARE_PYTHON = "/usr/bin/python3"
@@ -55,24 +55,6 @@ def test_compile_then_plain_ansible_playbook(env: Env, folder: Path) -> None:
                             env=dict(env.vars, PATH=f"{Path(sys.executable).parent}:{env.vars['PATH']}"))
     assert played.returncode == 0, played.stdout[-3000:]
     check_node(node(env.results(str(out)), "bare-a"))
-
-
-REFUSED_EXPERIMENT = """
-    import types
-    from unicorn_ansible import Experiment, Pipeline, Task
-
-    class Plain(Task):
-        def run(self):
-            return {"rtt": 1.5}
-
-    class Namespace(Task):
-        def run(self):
-            return types.SimpleNamespace(rtt=2.5)
-
-    def experiment(nodes):
-        return Experiment().map(Pipeline([Plain(name="plain"), Namespace(name="namespace"), Plain(name="after")]),
-                                nodes.take(1))
-"""
 
 
 def test_a_refused_result_is_refused_alone_then_loaded_with_trust(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -139,31 +121,6 @@ def test_a_module_that_cannot_be_pickled_is_a_one_line_error(env: Env) -> None:
     assert json.loads(env.cli("list", "--json", check=0).stdout) == []
 
 
-MISSING_MODULE = {
-    "render.py": """
-        import jinja2  # installed on the controller, not on the host
-
-        def version():
-            return jinja2.__version__
-    """,
-    "exp.py": """
-        from unicorn_ansible import Experiment, Pipeline, Task
-        import render
-
-        class Render(Task):
-            def run(self):
-                return render.version()
-
-        class Plain(Task):
-            def run(self):
-                return 1
-
-        def experiment(nodes):
-            return Experiment().map(Pipeline([Plain(name="plain"), Render(name="render")]), nodes.take(1))
-    """,
-}
-
-
 def test_a_module_the_host_cannot_import_names_the_task_and_the_fix(env: Env) -> None:
     for name, text in MISSING_MODULE.items():
         env.write(name, textwrap.dedent(text))
@@ -173,30 +130,6 @@ def test_a_module_the_host_cannot_import_names_the_task_and_the_fix(env: Env) ->
     assert failed["status"] == "execution_failed"
     assert ("module jinja2 is not importable on this host and task(s) render need it; install it with a "
             "requirement of that task: requirements = ['pip install Jinja2']") in failed["error"]
-
-
-SCRIPT = """
-    import json
-    import sys
-
-    from unicorn_ansible import Client, Experiment, Pipeline, Task
-    from helper import Sample
-
-    class Make(Task):
-        def run(self):
-            return Sample(5)
-
-    class Read(Task):
-        def run(self):
-            return self.previous_steps["make"][0].unwrap().value + 1
-
-    if __name__ == "__main__":
-        client = Client(inventory=sys.argv[1])
-        experiment = Experiment().map(Pipeline([Make(name="make"), Read(name="read")]), client.get_nodes().take(1))
-        results = client.run(experiment, "script")
-        made = results["bare-a"].tasks["make"][0].unwrap()
-        print(json.dumps({"made": [type(made).__name__, made.value], "read": results["bare-a"].tasks["read"][0].unwrap()}))
-"""
 
 
 def test_a_scripts_main_module_with_the_client(env: Env, folder: Path) -> None:
