@@ -13,7 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from ..shapes import MISSING_MODULE, REFUSED_EXPERIMENT, SCRIPT, SHAPES, build_wheel, check_node, write_experiments
+from ..shapes import (
+    MISSING_MODULE,
+    REFUSED_EXPERIMENT,
+    SCRIPT,
+    SHAPES,
+    build_wheel,
+    check_node,
+    write_experiments,
+)
 from .conftest import Lab, node
 
 HOSTS = ["h1", "h2"]

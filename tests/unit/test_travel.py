@@ -10,7 +10,15 @@ from pathlib import Path
 import cloudpickle
 import pytest
 
-from unicorn_ansible import Experiment, ExperimentError, Node, Pipeline, Refused, Success, is_successful
+from unicorn_ansible import (
+    Experiment,
+    ExperimentError,
+    Node,
+    Pipeline,
+    Refused,
+    Success,
+    is_successful,
+)
 from unicorn_ansible.model.travel import users_modules
 from unicorn_ansible.results.load import result_to_json
 

@@ -36,7 +36,11 @@ from typing import Any
 import cloudpickle
 from cloudpickle import cloudpickle as _cloudpickle
 
-from . import environment as _environment, flags as _flags, graph as _graph, pipeline as _pipeline, task as _task
+from . import environment as _environment
+from . import flags as _flags
+from . import graph as _graph
+from . import pipeline as _pipeline
+from . import task as _task
 from ..compat import netunicorn as _netunicorn
 
 #: the model's modules: hosts have no unicorn-ansible, so what a pipeline refers to travels by value
@@ -129,9 +133,9 @@ class NodePickler(cloudpickle.Pickler):
                 return types.ModuleType, (obj.__name__,), _module_state(obj)
             self.by_reference.add(obj.__name__)
             return NotImplemented
-        if isinstance(obj, (type, types.FunctionType)) and _cloudpickle._should_pickle_by_reference(obj):
-            self.by_reference.add(str(getattr(obj, "__module__", None) or ""))
-        elif isinstance(obj, types.BuiltinFunctionType):
+        by_reference = isinstance(obj, types.BuiltinFunctionType) or (
+            isinstance(obj, (type, types.FunctionType)) and _cloudpickle._should_pickle_by_reference(obj))
+        if by_reference:
             self.by_reference.add(str(getattr(obj, "__module__", None) or ""))
         return super().reducer_override(obj)
 
