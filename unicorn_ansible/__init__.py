@@ -32,8 +32,9 @@ from .model.flags import (
 from .model.graph import ExecutionGraph
 from .model.pipeline import CyclePipeline, Pipeline
 from .results.artifacts import Artifact
-from .results.load import NodeResult, RunResults
+from .results.load import NodeResult, RunResults, load_results
 from .results.measurements import measurements, measurements_frame
+from .results.refused import Refused
 from .model.task import Task, TaskDispatcher
 from .errors import (
     ExperimentError,
@@ -75,6 +76,8 @@ __all__ = [
     "Artifact",
     "measurements",
     "measurements_frame",
+    "Refused",
+    "load_results",
     "run",
     "CountableNodePool",
     "CyclePipeline",

@@ -75,7 +75,10 @@ ATTACKS = {
     "payload_len 10**30": (_record(_header(), FINE, claimed=10**30), "payload_len"),
     "not JSON": (b"{not json\n", "not JSON"),
     "a header a megabyte long": (b'{"x": "' + b"a" * 2**20 + b'"}\n', "longer than"),
-    "a call to os.system through pathlib": (_record(_header(), SYSTEM), "refer to pathlib.os.system"),
+}
+#: crafted payloads under well-formed headers: that result alone is refused, never loaded
+PAYLOAD_ATTACKS = {
+    "a call to os.system through pathlib": (_record(_header(), SYSTEM), "refers to pathlib.os.system"),
     "100,000 nested lists": (_record(_header(), DEEP), "levels deep"),
     "bytes(2**33)": (_record(_header(), BYTES_BOMB), "larger than the payload"),
 }
@@ -118,6 +121,20 @@ def test_a_crafted_journal_is_that_node_s_named_error(hostile_run: Env, attack: 
     report = hostile_run.cli("report", "attacked", "-o", str(hostile_run.root / "r.html"), check=0)
     assert "Traceback" not in report.stderr
     assert "healthy output" in hostile_run.cli("logs", "attacked", "--node", HEALTHY, check=0).stdout
+
+
+@pytest.mark.parametrize("attack", list(PAYLOAD_ATTACKS))
+def test_a_crafted_result_is_refused_alone(hostile_run: Env, attack: str) -> None:
+    journal, error = PAYLOAD_ATTACKS[attack]
+    _send(hostile_run, {"state.json": STATE, "journal": journal})
+    done = hostile_run.cli("results", "attacked", "--json")
+    assert done.returncode in (0, 1) and "Traceback" not in done.stderr, done.stderr
+    results = json.loads(done.stdout)
+    assert node(results, HEALTHY)["tasks"]["value"] == [{"type": "Success", "value": {"rtt": 1.5}}]
+    refused = [entry for runs in node(results, VICTIM)["tasks"].values() for entry in runs]
+    assert [entry["type"] for entry in refused] == ["Refused"] and error in refused[0]["value"], refused
+    report = hostile_run.cli("report", "attacked", "-o", str(hostile_run.root / "r.html"), check=0)
+    assert "Traceback" not in report.stderr
 
 
 def test_paths_from_a_host_stay_inside_its_folder(hostile_run: Env) -> None:

@@ -289,12 +289,14 @@ def test_a_crafted_results_file_never_runs_code_on_the_controller(lab: Lab, tmp_
     marker = tmp_path / "controller-was-pwned"
     inventory = lab.inventory("untrusted", hosts=["h1"])
     (lab.root / "untrusted.py").write_text(UNTRUSTED.replace("MARKER", repr(str(marker))))
-    done = lab.cli("run", "untrusted.py", "-i", str(inventory), "--name", "untrusted", check=1)
+    done = lab.cli("run", "untrusted.py", "-i", str(inventory), "--name", "untrusted", check=0)
     assert not marker.exists()
     entry = node(lab.results("untrusted"), "h1")
     assert not marker.exists()
-    assert entry["status"] == "execution_failed"
-    assert "h1" in entry["error"] and "system" in entry["error"]
+    # the crafted result is refused alone; the task's own result is kept
+    assert entry["status"] == "ok" and entry["tasks"]["compromised"] == [{"type": "Success", "value": "innocent"}]
+    evil = entry["tasks"]["evil"][0]
+    assert evil["type"] == "Refused" and evil["refers_to"] == "posix.system" and "node h1" in evil["value"]
     assert "Traceback" not in done.stderr
 
 

@@ -38,7 +38,7 @@ from ..errors import ExperimentError, InventoryError, UsageError
 from ..home import home_dir
 from ..inventory import Inventory, default_inventory_text
 from ..model.experiment import Deployment, Experiment
-from ..node.protocol import FINAL_STATUSES
+from ..node.protocol import FINAL_STATUSES, SPEC_IMPORTS
 from ..resources import callback_plugin, playbooks_dir, roles_dir
 from .bundle import NODE_BUNDLE_NAME, build_bundle, node_bundle
 from .settings import CompileOptions, ansible_settings, node_limits
@@ -210,7 +210,7 @@ class _Compilation:
         self.requirement_counts[host] = len(commands)
         files = {
             "pipeline.pkl": deployment.pipeline,
-            "node.json": _json_bytes(dict(self._node_spec(host, env_vars, limits.time_limit),
+            "node.json": _json_bytes(dict(self._node_spec(host, env_vars, limits.time_limit, deployment.imports),
                                           artifacts={"declared": deployment.artifacts})),
             "deploy.json": _json_bytes(self._deploy_spec(host, commands, env_vars, limits.time_limit)),
         }
@@ -219,11 +219,13 @@ class _Compilation:
             write_atomic(folder / file_name, data, 0o600)
         write_atomic(folder / NODE_BUNDLE_NAME, node_bundle(self.bundle, files), 0o600)
 
-    def _node_spec(self, host: str, env_vars: dict[str, str], time_limit: float) -> dict[str, Any]:
+    def _node_spec(self, host: str, env_vars: dict[str, str], time_limit: float,
+                   imports: dict[str, Any]) -> dict[str, Any]:
         return {
             "node": host,
             "run": self.name,
             "environment_variables": env_vars,
+            SPEC_IMPORTS: imports,  # installed packages the pipeline imports, with the tasks that need them
             "task_timeout": self.options.task_timeout,
             "log_cap": self.options.log_cap,
             "time_limit": time_limit,

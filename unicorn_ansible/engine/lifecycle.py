@@ -5,10 +5,12 @@ step ends after the cancel."""
 
 from __future__ import annotations
 
+import contextlib
 import runpy
 import shutil
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,12 +39,43 @@ STOP_CHECK_SECONDS = 1
 
 def load_experiment_file(path: str, nodes: CountableNodePool) -> Experiment:
     """Run an experiment file and return its ``experiment``: an Experiment, or a callable
-    that takes the inventory's node pool and returns one."""
+    that takes the inventory's node pool and returns one.
+
+    As with ``python FILE``, the file's folder is importable while it loads (its modules and
+    packages travel to the hosts by value, see model/travel.py); afterwards the modules it
+    imported from there are forgotten, so another experiment's folder can have its own."""
     file = Path(path)
     if not file.is_file():
         raise ExperimentError(f"experiment file {path} does not exist")
+    with _importable(file.resolve().parent):
+        value = _experiment_of(path, _run_file(path, file), nodes)
+    if not isinstance(value, Experiment):
+        raise ExperimentError(
+            f"{path}: 'experiment' is a {type(value).__name__}; it must be an Experiment "
+            "or a function that takes the node pool and returns one"
+        )
+    return value
+
+
+@contextlib.contextmanager
+def _importable(folder: Path) -> Iterator[None]:
+    """``folder`` first on sys.path; afterwards, the modules imported from it are forgotten."""
+    before = set(sys.modules)
+    sys.path.insert(0, str(folder))
     try:
-        namespace = runpy.run_path(str(file), run_name="__unicorn_experiment__")
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(str(folder))
+        for name in set(sys.modules) - before:
+            module_file = getattr(sys.modules[name], "__file__", None) or ""
+            if isinstance(module_file, str) and Path(module_file).resolve().is_relative_to(folder):
+                del sys.modules[name]
+
+
+def _run_file(path: str, file: Path) -> dict[str, Any]:
+    try:
+        return runpy.run_path(str(file), run_name="__unicorn_experiment__")
     except SyntaxError as exc:
         raise ExperimentError(f"{path}, line {exc.lineno}: {exc.msg}; fix the syntax error") from exc
     except SystemExit as exc:
@@ -52,6 +85,10 @@ def load_experiment_file(path: str, nodes: CountableNodePool) -> Experiment:
         raise
     except Exception as exc:
         raise ExperimentError(f"{path} raised {type(exc).__name__}: {exc}") from exc
+
+
+def _experiment_of(path: str, namespace: dict[str, Any], nodes: CountableNodePool) -> Any:
+    """The file's ``experiment``, called with the node pool if it is a function."""
     if "experiment" not in namespace:
         raise ExperimentError(
             f"{path} defines no 'experiment'; set experiment = Experiment()... or def experiment(nodes): ..."
@@ -67,11 +104,6 @@ def load_experiment_file(path: str, nodes: CountableNodePool) -> Experiment:
         except Exception as exc:
             raise ExperimentError(f"{path}: experiment(nodes) raised {type(exc).__name__}: {exc}") from exc
         value = as_experiment(value)
-    if not isinstance(value, Experiment):
-        raise ExperimentError(
-            f"{path}: 'experiment' is a {type(value).__name__}; it must be an Experiment "
-            "or a function that takes the node pool and returns one"
-        )
     return value
 
 
@@ -309,14 +341,17 @@ def run(
     inventory: Sequence[str] | None = None,
     name: str | None = None,
     replace: bool = False,
+    trust_results: bool = False,
     **options: Any,
 ) -> RunResults:
     """Run ``experiment`` on the hosts of ``inventory`` (default: the local machine) and return its results.
 
-    ``options`` are CompileOptions fields: forks, poll_seconds, run_timeout_seconds,
-    task_timeout, log_cap, redeploy, strategy.
+    ``trust_results``: load every result fully, also those the restricted loader refuses (only
+    for hosts you trust). ``options`` are CompileOptions fields: forks, poll_seconds,
+    run_timeout_seconds, task_timeout, log_cap, redeploy, strategy.
     """
-    return run_experiment(experiment, load_inventory(inventory), name, replace, CompileOptions(**options))
+    results = run_experiment(experiment, load_inventory(inventory), name, replace, CompileOptions(**options))
+    return load_results(results.run_dir, trust=True) if trust_results else results
 
 
 def run_inventory(run: RunDir) -> Inventory:

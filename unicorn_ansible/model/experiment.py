@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
-
-import threading
 from typing import Dict, Iterable, Iterator, List, Optional, Union
 
-import cloudpickle
-
-from .node_pickle import dumps_for_node
-from . import environment as _environment, flags as _flags, graph as _graph, pipeline as _pipeline, task as _task
 from .environment import DockerImage, EnvironmentDefinition, ShellExecution
 from .graph import ExecutionGraph, GraphPlan, dispatch_graph
 from .nodes import CountableNodePool, Node, Nodes
@@ -19,39 +12,7 @@ from .pipeline import Pipeline, as_graph
 from .task import Task, TaskDispatcher, TaskElement
 from ..compat import netunicorn as _netunicorn
 from ..errors import ExperimentError, GraphError
-
-# Hosts have no unicorn_ansible installed: the model classes a pickled pipeline
-# refers to travel inside the pickle (by value), like the user's own classes.
-_SHIPPED_MODULES = (_task, _environment, _pipeline, _graph, _flags)
-_pickle_lock = threading.Lock()
-
-
-@contextlib.contextmanager
-def _model_by_value() -> Iterator[None]:
-    _netunicorn.register_netunicorn_by_value()
-    with _pickle_lock:
-        for module in _SHIPPED_MODULES:
-            cloudpickle.register_pickle_by_value(module)
-        try:
-            yield
-        finally:
-            for module in _SHIPPED_MODULES:
-                cloudpickle.unregister_pickle_by_value(module)
-
-
-def for_node(obj: object) -> object:
-    """``obj`` as a host gets it: a Pipeline run stage by stage loses its networkx graph (hosts
-    have no networkx; they run the stages)."""
-    if isinstance(obj, Pipeline) and getattr(obj, "graph", None) is not None and as_graph(obj) is None:
-        obj = copy.copy(obj)
-        obj.graph = None
-    return obj
-
-
-def serialize_for_node(obj: object) -> bytes:
-    """Cloudpickle an object for a host that has only Python, cloudpickle and returns."""
-    with _model_by_value():
-        return dumps_for_node(for_node(obj))
+from .travel import UnpicklableError, for_node, serialize_for_node, ship
 
 
 def _dispatch_one(element: TaskElement, node: Node) -> Task:
@@ -128,8 +89,8 @@ class Deployment:
         self.notices: List[str] = [notice.format(node=node.name)] if notice else []
         dispatched = _dispatched(pipeline, node)
         self.environment_definition: EnvironmentDefinition = copy.deepcopy(environment)
-        tasks = (v for v in dispatched.vertices if isinstance(v, Task)) if isinstance(dispatched, GraphPlan) \
-            else (task for stage in dispatched.tasks for task in stage)
+        tasks = [v for v in dispatched.vertices if isinstance(v, Task)] if isinstance(dispatched, GraphPlan) \
+            else [task for stage in dispatched.tasks for task in stage]
         #: files brought home from the node: {"task": name or None (the pipeline's), "pattern": path or glob}
         self.artifacts: List[dict] = [{"task": None, "pattern": str(p)}
                                       for p in [*getattr(pipeline, "artifacts", []), *artifacts]]
@@ -139,12 +100,12 @@ class Deployment:
         # after the tasks' own requirements, which may install them already
         self.environment_definition.commands.extend(_netunicorn.runtime_requirements(dispatched))
         try:
-            self.pipeline: bytes = serialize_for_node(dispatched)
-        except Exception as exc:
-            raise ExperimentError(
-                f"node {node.name}: pipeline {pipeline.name} cannot be serialized with cloudpickle: "
-                f"{type(exc).__name__}: {exc}; keep only picklable values in your tasks' attributes"
-            ) from exc
+            shipment = ship(dispatched, tasks)
+        except UnpicklableError as exc:
+            raise ExperimentError(f"node {node.name}: pipeline {pipeline.name}: {exc}") from exc
+        self.pipeline: bytes = shipment.pipeline
+        #: installed packages the pipeline imports on the host: module -> {"tasks": [...], "install": ...}
+        self.imports = shipment.imports
 
     # netunicorn names it execution_graph in newer versions
     @property

@@ -25,12 +25,14 @@ def _code_reduce_keeping_file(code: types.CodeType) -> tuple[Any, tuple[Any, ...
     return constructor, tuple(code.co_filename if arg == _DYNAMIC else arg for arg in args)
 
 
-class _NodePickler(cloudpickle.Pickler):
+class FileKeepingPickler(cloudpickle.Pickler):
+    """cloudpickle's Pickler, code objects keeping their file names."""
+
     dispatch_table: ClassVar[ChainMap[Any, Any]] = ChainMap({types.CodeType: _code_reduce_keeping_file}, cloudpickle.Pickler.dispatch_table)
 
 
 def dumps_for_node(obj: object) -> bytes:
     """``cloudpickle.dumps(obj)``, code objects keeping their file names."""
     buffer = io.BytesIO()
-    _NodePickler(buffer, protocol=cloudpickle.DEFAULT_PROTOCOL).dump(obj)
+    FileKeepingPickler(buffer, protocol=cloudpickle.DEFAULT_PROTOCOL).dump(obj)
     return buffer.getvalue()

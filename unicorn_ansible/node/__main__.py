@@ -46,6 +46,7 @@ from .protocol import (
     NODE_SPEC,
     OUTBOX,
     PIPELINE,
+    SPEC_IMPORTS,
     STATE,
     ExecutorStatus,
 )
@@ -162,6 +163,19 @@ def _add_task_api() -> None:
         sys.path.append(os.path.join(bundle, BUNDLE_TASK_API))
 
 
+def _load_error(exc: Exception, imports: dict[str, Any]) -> str:
+    """Why the pipeline cannot load; for a module this host cannot import, the tasks that need
+    it and the requirement that installs it (the controller listed them in node.json)."""
+    missing = exc.name if isinstance(exc, ImportError) else None
+    if not missing:
+        return f"cannot load the pipeline: {type(exc).__name__}: {exc}"
+    needed = imports.get(missing.split(".")[0]) or {}
+    install = needed.get("install") or f"pip install {missing.split('.')[0]}"
+    tasks = ", ".join(needed.get("tasks") or []) or "a task of the pipeline"
+    return (f"cannot load the pipeline: module {missing} is not importable on this host and task(s) {tasks} "
+            f"need it; install it with a requirement of that task: requirements = [{install!r}]")
+
+
 def _run(workdir: str) -> int:
     import cloudpickle
 
@@ -177,9 +191,7 @@ def _run(workdir: str) -> int:
         write_json_atomic(
             os.path.join(workdir, STATE),
             {"status": ExecutorStatus.FAILED, "finished": time.time(), "done": 0, "total": 0,
-             "error": f"cannot load the pipeline: {type(exc).__name__}: {exc} (a module your tasks import must be "
-                      "installed on the host by a requirement, or registered with "
-                      "cloudpickle.register_pickle_by_value)"},
+             "error": _load_error(exc, spec.get(SPEC_IMPORTS) or {})},
         )
         traceback.print_exc()
         return 1

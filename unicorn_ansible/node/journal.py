@@ -6,13 +6,13 @@ import io
 import json
 import math
 import os
-import pickle
 import shutil
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
 from .files import read_json, write_json_atomic
+from .outcome import loads_result
 from .protocol import JOURNAL, REPORTED, REPORTED_FIELDS, SUCCESS
 
 #: at most this many task headers go back with one progress report
@@ -132,7 +132,7 @@ def iter_records(path: str, with_payload: bool = True, payload_limit: int | None
             yield Record(header, payload)
 
 
-def results_by_name(records: list[Record], loads: Callable[[bytes], Any] = pickle.loads) -> dict[str, list[Any]]:
+def results_by_name(records: list[Record], loads: Callable[[bytes], Any] = loads_result) -> dict[str, list[Any]]:
     """netunicorn's shape: task name -> list of Results, in the order they finished."""
     out: dict[str, list[Any]] = {}
     for record in sorted(records, key=lambda r: r.header["seq"]):
@@ -140,7 +140,7 @@ def results_by_name(records: list[Record], loads: Callable[[bytes], Any] = pickl
     return out
 
 
-def results_by_stage(records: list[Record], loads: Callable[[bytes], Any] = pickle.loads) -> list[Any]:
+def results_by_stage(records: list[Record], loads: Callable[[bytes], Any] = loads_result) -> list[Any]:
     """The tutorial's shape: one entry per stage that ran, the Result of a single-task
     stage or the list of Results (in pipeline order) of a parallel stage."""
     stages: dict[int, dict[int, Record]] = {}
@@ -170,7 +170,7 @@ class PreviousSteps(Mapping[str, list[Any]]):
         with open(self._path, "rb") as handle:
             for offset, size in places:
                 handle.seek(offset)
-                out.append(pickle.loads(handle.read(size)))
+                out.append(loads_result(handle.read(size)))
         return out
 
     def __iter__(self) -> Iterator[str]:

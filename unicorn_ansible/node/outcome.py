@@ -37,6 +37,11 @@ def call_task(task: Any, log: IO[str] | None = None) -> Result[Any, Any]:
     """
     try:
         return as_result(task.run())
+    except ModuleNotFoundError as exc:  # an import in run(): say how a host gets it
+        traceback.print_exc(file=log or sys.stderr)
+        top = (exc.name or "?").split(".")[0]
+        return Failure(f"{exc}; install it on the host with a requirement of this task: "
+                       f"requirements = ['pip install {top}']")
     except Exception as exc:  # the task's own error: its result, not ours
         traceback.print_exc(file=log or sys.stderr)
         return Failure(str(exc))
@@ -65,6 +70,22 @@ def dumps_result(result: Any) -> bytes:
     pickler.persistent_id = _shipped_class_id
     pickler.dump(result)
     return buffer.getvalue()
+
+
+def _shipped_class(pid: Any) -> Any:
+    registry = getattr(cloudpickle.cloudpickle, "_DYNAMIC_CLASS_TRACKER_BY_ID", {})
+    if isinstance(pid, tuple) and len(pid) == 2 and pid[0] == SHIPPED_CLASS and pid[1] in registry:
+        return registry[pid[1]]
+    raise pickle.UnpicklingError(f"a result refers to a class this pipeline did not ship ({pid!r})")
+
+
+def loads_result(data: bytes) -> Any:
+    """Read back, on the node, a Result written by :func:`dumps_result`: the pipeline's data, so
+    with the pipeline's own classes (this process loaded them with the pipeline) and any module
+    the node's environment can import."""
+    unpickler = pickle.Unpickler(io.BytesIO(data))
+    unpickler.persistent_load = _shipped_class  # type: ignore[method-assign]
+    return unpickler.load()
 
 
 class _ShortRepr(reprlib.Repr):

@@ -35,6 +35,8 @@ EXECUTOR_VERSION = "1"
 
 # -- file names in a node's work folder -------------------------------------------------------
 NODE_SPEC = "node.json"
+#: the key in node.json of the installed packages the pipeline imports: module -> {"tasks": [...], "install": cmd}
+SPEC_IMPORTS = "imports"
 DEPLOY_SPEC = "deploy.json"
 DEPLOY_REPORT = "deploy-report.json"
 PIPELINE = "pipeline.pkl"

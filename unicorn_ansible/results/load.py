@@ -21,6 +21,7 @@ from returns.result import Result
 
 from ..engine.rundir import RunDir
 from .artifacts import Artifact, load_artifacts
+from .refused import Refused
 from .safe_pickle import loader_for, register_shipped
 from .status import NodeStatus, Phase
 from ..node.files import copy_range, read_json
@@ -28,7 +29,7 @@ from ..node.journal import MalformedRecord, Record, iter_records, results_by_nam
 from ..node.outcome import bounded_repr
 from ..node.protocol import FAILURE, JOURNAL, OUTBOX, PIPELINE, STATE, SUCCESS, ExecutorStatus
 from ..errors import UntrustedDataError
-from ..home import private_files
+from ..home import private_files, runs_dir
 
 
 REPR_LIMIT = 10_000
@@ -63,6 +64,8 @@ def result_to_json(result: Any) -> Dict[str, Any]:
     not loaded for a view is its preview, with ``"abbreviated": <payload bytes>``."""
     if isinstance(result, Abbreviated):
         return {"type": result.type, "value": result.preview, "abbreviated": result.size}
+    if isinstance(result, Refused):
+        return result.to_json()
     if isinstance(result, Result):
         kind = SUCCESS if is_successful(result) else FAILURE
         inner = result.unwrap() if kind == SUCCESS else result.failure()
@@ -137,6 +140,8 @@ class RunResults:
     run_dir: Path
     nodes: List[NodeResult]
     status: str = "unknown"
+    #: loaded with trust=True (every result fully, nothing refused)
+    trusted: bool = False
 
     def __iter__(self) -> Iterator[NodeResult]:
         return iter(self.nodes)
@@ -170,7 +175,7 @@ class RunResults:
         return measurements_frame(self)
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"name": self.name, "status": self.status, "success": self.success,
+        return {"name": self.name, "status": self.status, "success": self.success, "trusted": self.trusted,
                 "nodes": [result.to_dict() for result in self.nodes]}
 
     def __repr__(self) -> str:
@@ -178,7 +183,8 @@ class RunResults:
         for result in self.nodes:
             counts[result.status] = counts.get(result.status, 0) + 1
         summary = ", ".join(f"{count} {status}" for status, count in sorted(counts.items()))
-        return f"<RunResults {self.name}: {len(self.nodes)} node(s): {summary}>"
+        trusted = " (loaded with trust: nothing refused)" if self.trusted else ""
+        return f"<RunResults {self.name}: {len(self.nodes)} node(s): {summary}{trusted}>"
 
     def _repr_html_(self) -> str:
         """A table per node for Jupyter: status, error, every task's result."""
@@ -294,9 +300,12 @@ class _Unread(bytes):
         return unread
 
 
-def _values(records: List[Any], graph: bool, loads: Callable[[bytes], Any]) -> tuple[Any, Dict[str, List[Any]]]:
-    """Both shapes of the results, each payload unpickled once (a payload left unread: its preview)."""
+def _values(records: List[Any], graph: bool, loads: Callable[[bytes], Any], node: str,
+            run: str) -> tuple[Any, Dict[str, List[Any]]]:
+    """Both shapes of the results, each payload unpickled once (a payload left unread: its preview;
+    a payload the loader refuses: a :class:`Refused` in its place, alone)."""
     loaded: Dict[int, Any] = {}
+    headers = {id(record.payload): record.header for record in records}
     records = [Record(r.header, _Unread(r.header)) if r.header["payload_len"] and not r.payload else r
                for r in records]
 
@@ -305,7 +314,11 @@ def _values(records: List[Any], graph: bool, loads: Callable[[bytes], Any]) -> t
             header = payload.header
             return Abbreviated(str(header.get("type")), str(header.get("preview") or "")[:2000], header["payload_len"])
         if id(payload) not in loaded:
-            loaded[id(payload)] = loads(payload)
+            try:
+                loaded[id(payload)] = loads(payload)
+            except UntrustedDataError as exc:
+                refers_to = getattr(exc, "refers_to", None) or f"something a result may not contain ({exc})"
+                loaded[id(payload)] = Refused(node, run, str(headers[id(payload)].get("type", "?")), refers_to)
         return loaded[id(payload)]
 
     by_name = results_by_name(records, once)
@@ -352,10 +365,7 @@ def load_node(run_dir: Path, node: str, loads: Optional[Callable[[bytes], Any]] 
     by_stage: Any = []
     by_name: Dict[str, List[Any]] = {}
     if with_values:
-        try:
-            by_stage, by_name = _values(records, state.get("shape") == "graph", loads)
-        except UntrustedDataError as exc:
-            outcome, error = NodeStatus.EXECUTION_FAILED, str(exc)
+        by_stage, by_name = _values(records, state.get("shape") == "graph", loads, node, _run_argument(run.path))
     reported: List[Dict[str, Any]] = []
     not_run = list(state.get("not_run", []))
     if not records and isinstance(status.get("finished"), list):
@@ -367,6 +377,11 @@ def load_node(run_dir: Path, node: str, loads: Optional[Callable[[bytes], Any]] 
     return NodeResult(node=node, status=outcome, prepared=prepared, error=error, results=by_stage, tasks=by_name,
                       timings=timings, not_run=not_run, reported=reported,
                       artifacts=load_artifacts(run_dir, node), stopped_processes=_stopped_processes(state))
+
+
+def _run_argument(run_dir: Path) -> str:
+    """How commands name this run: its name in the home folder, else its folder."""
+    return run_dir.name if run_dir.resolve().parent == runs_dir().resolve() else str(run_dir)
 
 
 def _unreadable(node: str, exc: Exception) -> NodeResult:
@@ -398,18 +413,21 @@ def _task_names(run_dir: Path, node: str) -> List[str]:
 
 
 def load_results(run_dir: Path, loads: Optional[Callable[[bytes], Any]] = None,
-                 with_values: bool = True, payload_limit: Optional[int] = None) -> RunResults:
+                 with_values: bool = True, payload_limit: Optional[int] = None, trust: bool = False) -> RunResults:
     """Every node's outcome of a run directory. Results fetched from hosts are untrusted:
     they load with the restricted loader, after the run's own pipelines told it which
-    classes the experiment shipped. Without values (the report), only the journals'
-    headers are read: memory is bounded by the previews, not by the results."""
+    classes the experiment shipped; a result it refuses is a :class:`Refused` in its place.
+    ``trust=True`` loads every result fully, for users who trust their hosts (a crafted
+    result can then run code on this machine); the results say so (``trusted``). Without
+    values (the report), only the journals' headers are read: memory is bounded by the
+    previews, not by the results."""
     run = RunDir(run_dir)
     record = run.record()
     register_shipped(run.shipped_pipelines())
     nodes = []
     for host in record.get("hosts", []):
         try:
-            nodes.append(load_node(run.path, host, loads, with_values, payload_limit))
+            nodes.append(load_node(run.path, host, loads or loader_for(host, trust), with_values, payload_limit))
         except Exception as exc:  # anything else a host's files do: that node's error alone
             nodes.append(_unreadable(host, exc))
-    return RunResults(record.get("name", run.name), run.path, nodes, record.get("status", "unknown"))
+    return RunResults(record.get("name", run.name), run.path, nodes, record.get("status", "unknown"), trust)

@@ -228,14 +228,19 @@ def compile_command(experiment_file: str, inventories: Sequence[str], output: st
 @cli.command()
 @click.argument("run_name")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def results(run_name: str, as_json: bool) -> None:
+@click.option("--trust", is_flag=True,
+              help="Load every result fully, also those the restricted loader refuses (only for hosts you trust).")
+def results(run_name: str, as_json: bool, trust: bool) -> None:
     """Show every node's results of a run (a run name, or a run folder).
 
     \b
     Example:
       unicorn-ansible results hello-20261124-120000 --json
     """
-    loaded = load_results(_resolve_run(run_name), payload_limit=VIEW_PAYLOAD_LIMIT)
+    loaded = load_results(_resolve_run(run_name), payload_limit=VIEW_PAYLOAD_LIMIT, trust=trust)
+    if trust:
+        click.echo("results loaded with --trust: every result fully, as the hosts sent it "
+                   "(a crafted result could run code here)", err=True)
     if as_json:
         click.echo(json.dumps(loaded.to_dict(), indent=2))
     else:

@@ -127,11 +127,14 @@ class Client:
 
     :param inventory: inventory sources (a path or a list of paths); None: the local machine
     :param forks: hosts worked on in parallel (default: all, up to 50)
+    :param trust_results: load every result fully, also those the restricted loader refuses
+        (a :class:`Refused` otherwise); only for hosts you trust
     :param options: further CompileOptions fields (task_timeout, run_timeout_seconds, redeploy, strategy)
     """
 
     def __init__(self, inventory: str | Sequence[str] | None = None, forks: int | None = None,
-                 **options: Any) -> None:
+                 trust_results: bool = False, **options: Any) -> None:
+        self.trust_results = trust_results
         sources = [inventory] if isinstance(inventory, (str, Path)) else list(inventory or [])
         self.inventory: Inventory = load_inventory([str(s) for s in sources])
         self.options = CompileOptions(forks=forks, **options)
@@ -184,7 +187,7 @@ class Client:
         self.wait(experiment_name, ExperimentStatus.READY, poll)
         self.start_execution(experiment_name)
         self.wait(experiment_name, ExperimentStatus.FINISHED, poll)
-        return load_results(self._run_dir(experiment_name))
+        return load_results(self._run_dir(experiment_name), trust=self.trust_results)
 
     def wait(self, experiment_name: str, status: ExperimentStatus, poll: float = 0.5,
              timeout: float | None = None) -> ExperimentStatus:
@@ -203,7 +206,7 @@ class Client:
         run_dir = self._run_dir(experiment_name)
         status = self._status(run_dir)
         experiment = self._experiment(run_dir)
-        results = load_results(run_dir)
+        results = load_results(run_dir, trust=self.trust_results)
         if experiment is not None:
             for deployment in experiment:
                 outcome = results[deployment.node.name]

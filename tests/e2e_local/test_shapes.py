@@ -1,0 +1,262 @@
+"""Experiments as people write them, on local hosts that have none of the user's files: the
+host's Python is the system's (/usr/bin/python3: no controller environment, no PYTHONPATH)
+and every run starts from another folder than the experiment's."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from ..shapes import (
+    MISSING_MODULE,
+    REFUSED_EXPERIMENT,
+    SCRIPT,
+    SHAPES,
+    build_wheel,
+    check_node,
+    write_experiments,
+)
+from .conftest import Env, node
+
+BARE_PYTHON = "/usr/bin/python3"
+pytestmark = pytest.mark.skipif(
+    not Path(BARE_PYTHON).exists() or subprocess.run(
+        [BARE_PYTHON, "-c", f"import sys; sys.exit(sys.version_info[:2] != {tuple(sys.version_info[:2])})"]
+    ).returncode != 0, reason="needs a system Python of the controller's version")
+
+
+def bare_inventory(env: Env, hosts: list[str]) -> Path:
+    """Local hosts running the system Python: they can import nothing of the controller's."""
+    lines = ["[lab]"] + hosts + ["", "[lab:vars]", "ansible_connection=local",
+                                 f"ansible_python_interpreter={BARE_PYTHON}",
+                                 f"unicorn_remote_root={env.root / 'hosts-root'}"]
+    return env.write("bare.ini", "\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def folder(env: Env) -> Path:
+    wheel = build_wheel(env.root / "wheels")
+    return write_experiments(env.root / "experiments", ["bare-a"], str(wheel))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_every_shape_runs_on_a_host_without_the_users_files(env: Env, folder: Path, shape: str) -> None:
+    inventory = bare_inventory(env, ["bare-a"])
+    done = env.cli("run", str(folder / shape), "-i", str(inventory), "--name", "shape", "--json")
+    assert done.returncode == 0, done.stderr
+    check_node(node(json.loads(done.stdout), "bare-a"))
+
+
+def test_compile_then_plain_ansible_playbook(env: Env, folder: Path) -> None:
+    inventory = bare_inventory(env, ["bare-a"])
+    out = env.root / "compiled"
+    env.cli("compile", str(folder / "function.py"), "-i", str(inventory), "-o", str(out), check=0)
+    shutil.rmtree(folder)  # the run folder is all a run needs
+    played = subprocess.run(["ansible-playbook", "-i", str(inventory), "site.yml"], cwd=out / "project",
+                            capture_output=True, text=True, timeout=300,
+                            env=dict(env.vars, PATH=f"{Path(sys.executable).parent}:{env.vars['PATH']}"))
+    assert played.returncode == 0, played.stdout[-3000:]
+    check_node(node(env.results(str(out)), "bare-a"))
+
+
+def test_a_refused_result_is_refused_alone_then_loaded_with_trust(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    inventory = bare_inventory(env, ["bare-a"])
+    exp = env.write("refused.py", textwrap.dedent(REFUSED_EXPERIMENT))
+    env.cli("run", str(exp), "-i", str(inventory), "--name", "refused", check=0)
+    loaded = node(env.results("refused"), "bare-a")
+    assert loaded["status"] == "ok" and loaded["error"] is None
+    assert loaded["tasks"]["plain"] == loaded["tasks"]["after"] == [{"type": "Success", "value": {"rtt": 1.5}}]
+    refused = loaded["tasks"]["namespace"][0]
+    # cloudpickle sends the class as cloudpickle's _builtin_type("SimpleNamespace"), like scapy's packets
+    assert refused["type"] == "Refused" and refused["refers_to"] == "cloudpickle.cloudpickle._builtin_type"
+    assert refused["returned"] == "Success" and "unicorn-ansible results refused --trust" in refused["value"]
+    table = env.cli("results", "refused", check=0).stdout
+    assert "<Refused Success: refers to cloudpickle.cloudpickle._builtin_type" in table
+    trusted = env.cli("results", "refused", "--trust", "--json", check=0)
+    assert "loaded with --trust" in trusted.stderr
+    data = json.loads(trusted.stdout)
+    assert data["trusted"] is True
+    assert node(data, "bare-a")["tasks"]["namespace"] == [{"type": "Success", "value": "namespace(rtt=2.5)"}]
+
+    import unicorn_ansible
+
+    monkeypatch.setenv("UNICORN_ANSIBLE_HOME", str(env.home))
+    run_dir = env.home / "runs" / "refused"
+    kept = unicorn_ansible.load_results(run_dir)["bare-a"].tasks["namespace"][0]
+    assert isinstance(kept, unicorn_ansible.Refused) and not unicorn_ansible.is_successful(kept)
+    full = unicorn_ansible.load_results(run_dir, trust=True)
+    assert full.trusted and full["bare-a"].tasks["namespace"][0].unwrap().rtt == 2.5
+    client = unicorn_ansible.Client(inventory=str(inventory), trust_results=True)
+    outcome = client.get_experiment_status("refused").execution_result[0]
+    assert outcome.result[0].unwrap()["namespace"][0].unwrap().rtt == 2.5
+
+
+UNPICKLABLE = {
+    "conn.py": """
+        import socket
+        sock = socket.socket()
+
+        def send(data):
+            return sock.send(data)
+    """,
+    "exp.py": """
+        from unicorn_ansible import Experiment, Pipeline, Task
+        import conn
+
+        class Send(Task):
+            def run(self):
+                return conn.send(b"x")
+
+        def experiment(nodes):
+            return Experiment().map(Pipeline([Send(name="send")]), nodes.take(1))
+    """,
+}
+
+
+def test_a_module_that_cannot_be_pickled_is_a_one_line_error(env: Env) -> None:
+    for name, text in UNPICKLABLE.items():
+        env.write(name, textwrap.dedent(text))
+    done = env.cli("run", str(env.root / "exp.py"), "--name", "unpicklable", check=2)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "task send" in lines[0] and "conn.sock (a socket) cannot be pickled" in lines[0]
+    assert json.loads(env.cli("list", "--json", check=0).stdout) == []
+
+
+def test_a_module_the_host_cannot_import_names_the_task_and_the_fix(env: Env) -> None:
+    for name, text in MISSING_MODULE.items():
+        env.write(name, textwrap.dedent(text))
+    done = env.cli("run", str(env.root / "exp.py"), "-i", str(bare_inventory(env, ["bare-a"])), "--name", "missing",
+                   "--json", check=1)
+    failed = node(json.loads(done.stdout), "bare-a")
+    assert failed["status"] == "execution_failed"
+    assert ("module jinja2 is not importable on this host and task(s) render need it; install it with a "
+            "requirement of that task: requirements = ['pip install Jinja2']") in failed["error"]
+
+
+def test_a_scripts_main_module_with_the_client(env: Env, folder: Path) -> None:
+    script = folder / "script.py"
+    script.write_text(textwrap.dedent(SCRIPT))
+    done = subprocess.run([sys.executable, str(script), str(bare_inventory(env, ["bare-a"]))], cwd=env.root,
+                          env=env.vars, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"made": ["Sample", 5], "read": 6}
+
+
+CELLS = [
+    """
+    from dataclasses import dataclass
+    from unicorn_ansible import Client, Experiment, Pipeline, Task
+    client = Client(inventory=INVENTORY)
+    """,
+    """
+    @dataclass
+    class Point:
+        x: int
+        y: int
+    """,
+    """
+    class Make(Task):
+        def run(self):
+            return Point(1, 2)
+
+    class Read(Task):
+        def run(self):
+            point = self.previous_steps["make"][0].unwrap()
+            return point.x + point.y
+    """,
+    """
+    experiment = Experiment().map(Pipeline([Make(name="make"), Read(name="read")]), client.get_nodes().take(1))
+    results = client.run(experiment, "notebook")
+    """,
+    """
+    point = results["bare-a"].tasks["make"][0].unwrap()
+    print("RESULT", [type(point).__name__, point.x, point.y, results["bare-a"].tasks["read"][0].unwrap()])
+    """,
+]
+NOTEBOOK = """
+import sys, textwrap
+from IPython.core.interactiveshell import InteractiveShell
+
+shell = InteractiveShell.instance()
+shell.user_ns["INVENTORY"] = sys.argv[1]
+for cell in {cells!r}:
+    shell.run_cell(textwrap.dedent(cell)).raise_error()
+"""
+
+
+def test_classes_defined_in_notebook_cells_with_the_client(env: Env) -> None:
+    pytest.importorskip("IPython")
+    done = subprocess.run([sys.executable, "-c", NOTEBOOK.format(cells=CELLS), str(bare_inventory(env, ["bare-a"]))],
+                          cwd=env.root, env=env.vars, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "RESULT ['Point', 1, 2, 3]" in done.stdout
+
+
+EDITABLE = {
+    "mylab/pyproject.toml": """
+        [build-system]
+        requires = ["setuptools>=64"]
+        build-backend = "setuptools.build_meta"
+
+        [project]
+        name = "mylab"
+        version = "0.1"
+    """,
+    "mylab/mylab/__init__.py": "",
+    "mylab/mylab/data.py": """
+        from dataclasses import dataclass
+
+        @dataclass
+        class Reading:
+            value: int
+    """,
+    "mylab/mylab/tasks.py": """
+        from unicorn_ansible import Task
+        from mylab.data import Reading
+
+        class Read(Task):
+            def run(self):
+                return Reading(41)
+
+        class Next(Task):
+            def run(self):
+                return self.previous_steps["read"][0].unwrap().value + 1
+    """,
+    "exp/exp.py": """
+        from unicorn_ansible import Experiment, Pipeline
+        from mylab.tasks import Next, Read
+
+        def experiment(nodes):
+            return Experiment().map(Pipeline([Read(name="read"), Next(name="next")]), nodes.take(1))
+    """,
+}
+
+
+def test_the_users_package_installed_editable_travels_by_value(env: Env) -> None:
+    for name, text in EDITABLE.items():
+        (env.root / name).parent.mkdir(parents=True, exist_ok=True)
+        env.write(name, textwrap.dedent(text).lstrip())
+    venv = env.root / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    # this venv sees the controller's packages (unicorn-ansible and its dependencies) as a site folder
+    site_packages = next(p for p in sys.path if p.endswith("site-packages"))
+    (next(venv.glob("lib/python*/site-packages")) / "controller.pth").write_text(
+        f"import site; site.addsitedir({site_packages!r})\n")
+    installed = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", "-e",
+                                str(env.root / "mylab")], capture_output=True, text=True, timeout=300)
+    assert installed.returncode == 0, installed.stderr
+    done = subprocess.run([str(venv / "bin" / "python"), "-m", "unicorn_ansible.ui.cli", "run",
+                           str(env.root / "exp" / "exp.py"), "-i", str(bare_inventory(env, ["bare-a"])),
+                           "--name", "editable", "--json"], cwd=env.root, capture_output=True, text=True, timeout=300,
+                          env=dict(env.vars, PATH=f"{Path(sys.executable).parent}:{env.vars['PATH']}"))
+    assert done.returncode == 0, done.stderr
+    tasks = node(json.loads(done.stdout), "bare-a")["tasks"]
+    assert tasks["read"] == [{"type": "Success", "value": "Reading(value=41)"}]
+    assert tasks["next"] == [{"type": "Success", "value": 42}]

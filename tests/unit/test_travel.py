@@ -1,0 +1,87 @@
+"""What travels to hosts: the user's code by value, installed packages by reference, named per task."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import cloudpickle
+import pytest
+
+from unicorn_ansible import (
+    Experiment,
+    ExperimentError,
+    Node,
+    Pipeline,
+    Refused,
+    Success,
+    is_successful,
+)
+from unicorn_ansible.model.travel import users_modules
+from unicorn_ansible.results.load import result_to_json
+
+PACKAGE = {
+    "cyc/__init__.py": "",
+    "cyc/a.py": "from cyc import b\n\ndef fa():\n    return 'a' + b.fb()\n",
+    "cyc/b.py": "from cyc import a\nimport jinja2\n\ndef fb():\n    return 'b'\n",
+    "cyc/tasks.py": textwrap.dedent("""
+        from unicorn_ansible import Task
+        from cyc import a
+
+        class UsesA(Task):
+            def run(self):
+                return a.fa()
+    """),
+}
+
+
+@pytest.fixture
+def package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name, text in PACKAGE.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    for name in [name for name in sys.modules if name == "cyc" or name.startswith("cyc.")]:
+        del sys.modules[name]
+
+
+def test_modules_that_import_each_other_travel_by_value_and_installed_ones_are_listed(package: Path) -> None:
+    from cyc.tasks import UsesA
+
+    assert {"cyc", "cyc.a", "cyc.b", "cyc.tasks"} <= {m.__name__ for m in users_modules()}
+    assert not {"jinja2", "pytest", "unicorn_ansible", "json"} & {m.__name__ for m in users_modules()}
+    deployment = Experiment().append(Node("n1", {}), Pipeline([UsesA(name="uses-a")]))[0]
+    assert deployment.imports == {"jinja2": {"tasks": ["uses-a"], "install": "pip install Jinja2"}}
+    # a Python without the package's folder on its path runs the task
+    loader = "import pickle, sys; print(pickle.loads(sys.stdin.buffer.read()).tasks[0][0].run())"
+    done = subprocess.run([sys.executable, "-c", loader], input=deployment.pipeline, capture_output=True, cwd="/")
+    assert done.stdout.strip() == b"ab", done.stderr
+
+
+def test_an_unpicklable_module_attribute_is_named_with_its_task(package: Path) -> None:
+    (package / "cyc" / "held.py").write_text("import threading\nlock = threading.Lock()\n")
+    (package / "cyc" / "holds.py").write_text(textwrap.dedent("""
+        from unicorn_ansible import Task
+        from cyc import held
+
+        class Holds(Task):
+            def run(self):
+                return held.lock.locked()
+    """))
+    from cyc.holds import Holds
+
+    experiment = Experiment()
+    with pytest.raises(ExperimentError, match=r"task holds cannot be sent to its host: cyc\.held\.lock \(a lock\)"):
+        experiment.append(Node("n1", {}), Pipeline([Holds(name="holds")]))
+    assert len(experiment) == 0
+
+
+def test_refused_is_not_a_result_and_says_how_to_load_it() -> None:
+    refused = Refused("h1", "run-1", "Success", "scapy.layers.l2.Ether")
+    assert not is_successful(refused) and refused.value_or(0) == 0
+    assert result_to_json(refused)["type"] == "Refused" and result_to_json(Success(1))["type"] == "Success"
+    assert "unicorn-ansible results run-1 --trust" in refused.failure() and "scapy.layers.l2.Ether" in repr(refused)
+    assert cloudpickle.loads(cloudpickle.dumps(refused)) == refused

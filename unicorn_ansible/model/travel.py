@@ -1,0 +1,277 @@
+"""What travels to hosts inside a pipeline's pickle, and how.
+
+The rule (the README states it for users):
+
+- the user's own code travels **by value**, inside the pickle: every module that is
+  neither part of the standard library nor installed in the controller's site-packages
+  (the experiment file, modules and packages next to it, an editable install, a script's
+  or a notebook's ``__main__``), and the model's own modules, since hosts have no
+  unicorn-ansible;
+- installed third-party packages travel **by reference**: the host imports them, so a
+  requirement of the task that uses them must install them (``pip install ...``).
+
+When a pipeline cannot be pickled, the task and the attribute that cannot are named.
+The installed packages a pipeline refers to are listed with the tasks that use them
+(``Shipment.imports``), so a host that cannot import one says which task needs it and
+what to install.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import importlib.machinery
+import io
+import os
+import pickle
+import site
+import sys
+import sysconfig
+import threading
+import types
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import cloudpickle
+from cloudpickle import cloudpickle as _cloudpickle
+
+from .node_pickle import FileKeepingPickler
+from . import environment as _environment
+from . import flags as _flags
+from . import graph as _graph
+from . import pipeline as _pipeline
+from . import task as _task
+from ..compat import netunicorn as _netunicorn
+
+#: the model's modules: hosts have no unicorn-ansible, so what a pipeline refers to travels by value
+SHIPPED_MODULES = (_task, _environment, _pipeline, _graph, _flags)
+#: top-level packages the node bundle carries or hosts always have: never a requirement
+ON_EVERY_HOST = frozenset({"builtins", "__main__", "cloudpickle", "returns", "typing_extensions"})
+#: never registered by value: the controller's own package (its model modules are, above)
+_NEVER_BY_VALUE = ("unicorn_ansible", "cloudpickle", "returns", "typing_extensions")
+#: module attributes that describe how this process imported it: meaningless on a host
+_IMPORT_STATE = ("__builtins__", "__loader__", "__spec__", "__cached__")
+
+_pickle_lock = threading.Lock()
+_verdicts: dict[str, bool] = {}  # a module file -> whether it is the user's own code
+
+
+def _installed_roots() -> tuple[str, ...]:
+    """Folders whose modules are installed (standard library, site-packages), as path prefixes."""
+    paths = sysconfig.get_paths()
+    roots = {paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib") if key in paths}
+    roots.update(site.getsitepackages() if hasattr(site, "getsitepackages") else [])
+    roots.add(site.getusersitepackages())
+    roots.update(entry for entry in sys.path if os.path.basename(entry) in ("site-packages", "dist-packages"))
+    return tuple(os.path.join(os.path.realpath(root), "") for root in roots if root)
+
+
+def _module_file(module: types.ModuleType) -> str | None:
+    file = getattr(module, "__file__", None)
+    if not file:
+        path = list(getattr(module, "__path__", None) or [])  # a namespace package: its first folder
+        file = path[0] if path else None
+    return file if isinstance(file, str) else None
+
+
+def is_users_code(module: types.ModuleType, roots: tuple[str, ...]) -> bool:
+    """True for a module that is neither standard library nor installed: the user's own code."""
+    name = getattr(module, "__name__", "")
+    if not isinstance(name, str) or name == "__main__" or name.split(".")[0] in _NEVER_BY_VALUE:
+        return False
+    file = _module_file(module)
+    if file is None or file.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
+        return False  # built in, frozen, or compiled: it cannot travel as code
+    if file not in _verdicts:
+        _verdicts[file] = not os.path.realpath(file).startswith(roots)
+    return _verdicts[file]
+
+
+def users_modules() -> list[types.ModuleType]:
+    """The user's own modules this process has imported (see the module docstring's rule)."""
+    roots = _installed_roots()
+    return [module for module in list(sys.modules.values())
+            if isinstance(module, types.ModuleType) and is_users_code(module, roots)]
+
+
+@contextlib.contextmanager
+def _model_by_value() -> Iterator[None]:
+    """While pickling: the model's modules and the user's code register to travel by value
+    (netunicorn's code, when it is installed, always does: see compat/netunicorn.py)."""
+    _netunicorn.register_netunicorn_by_value()
+    with _pickle_lock:
+        modules = list(SHIPPED_MODULES) + users_modules()
+        registered = [m for m in modules if not _cloudpickle._is_registered_pickle_by_value(m)]
+        for module in registered:
+            cloudpickle.register_pickle_by_value(module)
+        try:
+            yield
+        finally:
+            for module in registered:
+                cloudpickle.unregister_pickle_by_value(module)
+
+
+def _module_state(module: types.ModuleType) -> dict[str, Any]:
+    state = {key: value for key, value in vars(module).items() if key not in _IMPORT_STATE}
+    if "__path__" in state:
+        state["__path__"] = list(state["__path__"])
+    return state
+
+
+class NodePickler(FileKeepingPickler):
+    """cloudpickle's Pickler that also sends module objects of the user's code by value, even
+    when they import each other (a shell module first, its namespace after), and notes the
+    modules it sends by reference (``by_reference``)."""
+
+    def __init__(self, file: io.BytesIO) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.by_reference: set[str] = set()
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, types.ModuleType):
+            if _cloudpickle._is_registered_pickle_by_value(obj):
+                return types.ModuleType, (obj.__name__,), _module_state(obj)
+            self.by_reference.add(obj.__name__)
+            return NotImplemented
+        by_reference = isinstance(obj, types.BuiltinFunctionType) or (
+            isinstance(obj, (type, types.FunctionType)) and _cloudpickle._should_pickle_by_reference(obj))
+        if by_reference:
+            self.by_reference.add(str(getattr(obj, "__module__", None) or ""))
+        return super().reducer_override(obj)
+
+
+def _dumps(obj: object) -> tuple[bytes, set[str]]:
+    """The pickle of ``obj`` and the third-party top-level packages it refers to by reference."""
+    buffer = io.BytesIO()
+    pickler = NodePickler(buffer)
+    pickler.dump(obj)
+    tops = {name.split(".")[0] for name in pickler.by_reference if name}
+    return buffer.getvalue(), {top for top in tops if top not in sys.stdlib_module_names and top not in ON_EVERY_HOST
+                               and top not in _NEVER_BY_VALUE}
+
+
+def for_node(obj: object) -> object:
+    """``obj`` as a host gets it: a Pipeline run stage by stage loses its networkx graph (hosts
+    have no networkx; they run the stages)."""
+    if isinstance(obj, _pipeline.Pipeline) and getattr(obj, "graph", None) is not None \
+            and _pipeline.as_graph(obj) is None:
+        obj = copy.copy(obj)
+        obj.graph = None
+    return obj
+
+
+def serialize_for_node(obj: object) -> bytes:
+    """Pickle an object for a host that has only Python, cloudpickle and returns."""
+    with _model_by_value():
+        return _dumps(for_node(obj))[0]
+
+
+@dataclass
+class Shipment:
+    """A node's pickled pipeline, and the installed packages its tasks import on the host:
+    ``imports`` maps a top-level module to ``{"tasks": [...], "install": "pip install ..."}``."""
+
+    pipeline: bytes
+    imports: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class UnpicklableError(Exception):
+    """A pipeline cannot travel: ``message`` names the task and the attribute."""
+
+
+def ship(pipeline: object, tasks: list[Any]) -> Shipment:
+    """Pickle ``pipeline`` (whose tasks are ``tasks``) for its host; an UnpicklableError names
+    the task and the attribute that cannot be pickled."""
+    with _model_by_value():
+        try:
+            data, third_party = _dumps(for_node(pipeline))
+        except Exception as exc:
+            raise UnpicklableError(_explain(exc, tasks)) from exc
+        imports = _imports_by_task(third_party, tasks) if third_party else {}
+    return Shipment(data, imports)
+
+
+def _task_name(task: Any) -> str:
+    return str(getattr(task, "name", type(task).__name__))
+
+
+def _imports_by_task(third_party: set[str], tasks: list[Any]) -> dict[str, dict[str, Any]]:
+    users: dict[str, list[str]] = {top: [] for top in sorted(third_party)}
+    for task in tasks:
+        try:
+            needed = _dumps(task)[1]
+        except Exception:
+            continue
+        for top in needed & third_party:
+            users[top].append(_task_name(task))
+    return {top: {"tasks": names, "install": f"pip install {distribution_of(top)}"} for top, names in users.items()}
+
+
+def distribution_of(top: str) -> str:
+    """The distribution that installed the top-level module ``top`` here (PyYAML for yaml)."""
+    from importlib.metadata import packages_distributions
+
+    names = packages_distributions().get(top) or [top]
+    return names[0]
+
+
+# -- naming what cannot be pickled ---------------------------------------------------------------
+def _explain(exc: Exception, tasks: list[Any]) -> str:
+    reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    for task in tasks:
+        if _picklable(task):
+            continue
+        found = _culprit(task, f"self (task {_task_name(task)})", set(), 0)
+        what = found[0] if found else "an attribute"
+        kind = type(found[1]).__name__ if found else "?"
+        return (f"task {_task_name(task)} cannot be sent to its host: {what} (a {kind}) cannot be pickled "
+                f"({reason}); create it inside run(), or keep only picklable values at module level and in "
+                "the task's attributes")
+    return f"the pipeline cannot be pickled ({reason}); keep only picklable values in it"
+
+
+def _picklable(obj: object) -> bool:
+    try:
+        _dumps(obj)
+    except Exception:
+        return False
+    return True
+
+
+def _children(obj: Any, label: str) -> Iterable[tuple[str, Any]]:
+    """What pickling ``obj`` pickles in turn, each with a label a user recognises."""
+    if isinstance(obj, types.ModuleType):
+        return ((f"{obj.__name__}.{key}", value) for key, value in _module_state(obj).items())
+    if isinstance(obj, types.FunctionType):
+        names = _cloudpickle._extract_code_globals(obj.__code__)
+        module = getattr(obj, "__module__", "?")
+        cells = [(f"{obj.__qualname__}'s closure", cell.cell_contents) for cell in obj.__closure__ or ()
+                 if _has_contents(cell)]
+        return [(f"{module}.{name}", obj.__globals__[name]) for name in names if name in obj.__globals__] + cells
+    if isinstance(obj, type):
+        return ((f"{obj.__qualname__}.{key}", getattr(value, "__func__", value)) for key, value in vars(obj).items()
+                if isinstance(value, (types.FunctionType, staticmethod, classmethod)))
+    attributes = vars(obj) if hasattr(obj, "__dict__") else {}
+    prefix = "attribute " if label.startswith("self") else f"{label}."
+    return [(f"{prefix}{key}", value) for key, value in attributes.items()] + [(type(obj).__qualname__, type(obj))]
+
+
+def _has_contents(cell: Any) -> bool:
+    try:
+        cell.cell_contents
+    except ValueError:
+        return False
+    return True
+
+
+def _culprit(obj: Any, label: str, seen: set[int], depth: int) -> tuple[str, Any] | None:
+    """The innermost value reachable from ``obj`` that cannot be pickled, with its label."""
+    if id(obj) in seen or depth > 8:
+        return None
+    seen.add(id(obj))
+    for child_label, child in _children(obj, label):
+        if id(child) in seen or _picklable(child):
+            continue
+        return _culprit(child, child_label, seen, depth + 1) or (child_label, child)
+    return None
