@@ -75,6 +75,10 @@ def _new_report(node: str) -> dict[str, Any]:
 def deploy(workdir: str, spec: dict[str, Any]) -> dict[str, Any]:
     """Prepare the environment described by ``spec``; return (and save) the report."""
     deployment = Deployment(os.path.abspath(workdir), spec, _new_report(spec.get("node", "?")))
+    if spec.get("container") is not None:  # a DockerImage: the image's Python runs the pipeline
+        from .container import deploy_container
+
+        return deployment.save(**deploy_container(spec, deployment.workdir, deployment.logs))
     wanted, here = spec.get("python"), "{}.{}".format(*sys.version_info[:2])
     if wanted and wanted != here:
         return deployment.save(error=(
