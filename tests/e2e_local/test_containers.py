@@ -179,10 +179,9 @@ def _containers_named(fragment: str) -> list[str]:
     return [name for name in names if fragment in name]
 
 
-def test_cancel_stops_the_container(env: Env) -> None:
+def test_cancel_stops_the_container_on_the_embedded_default(env: Env) -> None:
     experiment = env.write("cancel.py", CANCEL.format(image=BASE_IMAGE))
-    inventory = env.local_inventory(["sleeper"])
-    process = subprocess.Popen(CLI + ["run", str(experiment), "-i", str(inventory), "--name", "cancel"], env=env.vars,
+    process = subprocess.Popen(CLI + ["run", str(experiment), "--name", "cancel"], env=env.vars,
                                cwd=env.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True)
     try:
@@ -196,7 +195,7 @@ def test_cancel_stops_the_container(env: Env) -> None:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
     assert _containers_named("cancel-") == []
-    assert node(env.results("cancel"), "sleeper")["status"] == "cancelled"
+    assert node(env.results("cancel"), "localhost")["status"] == "cancelled"
 
 
 BAD = '''
