@@ -219,12 +219,14 @@ def experiment(nodes):
             .append(by["failing-build"], image(base_image="{base}").then(Broken(name="broken")))
             .append(by["port-in-use"], image(image="{base}", runtime_context=busy))
             .append(by["no-engine"], image(image="{base}"))
-            .append(by["good"], image(image="{base}")))
+            .append(by["good"], image(image="{base}"))
+            .append(by["fallback"], image(shell_fallback=True)))
 '''
 
 
 def test_bad_inputs_are_one_line_node_errors_and_other_nodes_run(env: Env) -> None:
-    hosts = ["missing-image", "failing-build", "port-in-use", "no-engine unicorn_container_engine=nerdctl", "good"]
+    hosts = ["missing-image", "failing-build", "port-in-use", "no-engine unicorn_container_engine=nerdctl", "good",
+             "fallback unicorn_container_engine=nerdctl"]
     with socket.create_server(("0.0.0.0", 0)) as busy:
         port = busy.getsockname()[1]
         experiment = env.write("bad.py", BAD.format(base=BASE_IMAGE, busy=port))
@@ -242,3 +244,7 @@ def test_bad_inputs_are_one_line_node_errors_and_other_nodes_run(env: Env) -> No
     for name in ("missing-image", "port-in-use", "no-engine"):
         assert "\n" not in errors[name], errors[name]
     assert node(results, "good")["tasks"]["fine"] == [{"type": "Success", "value": "fine"}]
+    # netunicorn's default (shell_fallback) on a host without an engine runs as ShellExecution, with a notice
+    assert node(results, "fallback")["tasks"]["fine"] == [{"type": "Success", "value": "fine"}]
+    notice = _deploy_report(env, "bad", "fallback")["notice"]
+    assert "runs netunicorn's default DockerImage environment as ShellExecution" in notice

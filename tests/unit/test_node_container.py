@@ -14,14 +14,22 @@ from unicorn_ansible.node import container
 from unicorn_ansible.node.__main__ import _with_host_settings
 
 
-def test_a_host_without_an_engine_is_one_line_naming_both_engines(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_host_without_an_engine_is_one_line_naming_both_engines(monkeypatch: pytest.MonkeyPatch,
+                                                                  tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
-    engine, error = container.find_engine("auto", "h7")
-    assert engine is None and error is not None and "\n" not in error
-    assert "host h7" in error and "podman is not installed" in error and "docker is not installed" in error
-    assert "unicorn_container_engine" in error
-    _, error = container.find_engine("nerdctl", "h7")
-    assert error is not None and "nerdctl is not installed" in error and "podman is not" not in error
+    spec = {"node": "h7", "container": {"image": "img:1"}}
+    error = container.deploy_container(spec, str(tmp_path), str(tmp_path / "logs"))["error"]
+    assert "\n" not in error and error.startswith("host h7 has no container engine")
+    assert "podman is not installed; docker is not installed" in error and "unicorn_container_engine" in error
+    assert container.find_engine("nerdctl") == (None, "nerdctl is not installed")
+
+
+def test_netunicorns_default_image_runs_as_shell_with_a_notice_where_no_engine_is(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    spec = {"node": "h7", "container": {"image": None, "shell_fallback": True}}
+    fields = container.deploy_container(spec, str(tmp_path), str(tmp_path / "logs"))
+    assert fields["shell_instead"] and "as ShellExecution" in fields["notice"] and "h7" in fields["notice"]
 
 
 def test_build_steps_drop_a_leading_sudo_as_netunicorn_does() -> None:

@@ -196,7 +196,8 @@ def container_spec(environment: EnvironmentDefinition, host: str) -> dict[str, A
         raise ExperimentError(f"node {host}: RuntimeContext.ports_mapping must map container ports to host ports "
                               f"(numbers), got {context.ports_mapping!r}") from exc
     return {"image": environment.image, "base_image": environment.base_image, "ports": ports,
-            "network": context.network, "arguments": list(arguments)}
+            "network": context.network, "arguments": list(arguments),
+            "shell_fallback": bool(environment.shell_fallback) and not environment.image}
 
 
 def _host_run_id(name: str) -> str:

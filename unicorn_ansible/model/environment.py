@@ -52,8 +52,13 @@ class DockerImage(EnvironmentDefinition):
     - ``base_image``: the base of that built image (default: the inventory's
       ``unicorn_container_base_image``, else ``python:<X.Y>-slim`` for the controller's Python)
 
+    - ``shell_fallback``: on a host without podman or Docker, run as ShellExecution with a
+      notice instead of failing (what netunicorn's default ``DockerImage()`` gets: the user
+      did not ask for a container)
+
     The image needs a ``python3`` of the controller's version: the executor runs inside.
     """
 
     image: Optional[str] = None
     base_image: Optional[str] = None
+    shell_fallback: bool = False

@@ -111,7 +111,7 @@ def _deploy(workdir: str, engine: str | None, base_image: str | None) -> int:
     unpack_node_files(workdir)
     spec = _with_host_settings(read_json(os.path.join(workdir, DEPLOY_SPEC)) or {}, engine, base_image)
     report = deploy(workdir, spec)
-    summary = {k: report.get(k) for k in ("ok", "skipped", "error", "python", "environment")}
+    summary = {k: report.get(k) for k in ("ok", "skipped", "error", "python", "environment", "notice")}
     summary["commands"] = [{"command": c["command"][:200], "rc": c["rc"], "seconds": round(c["end"] - c["start"], 3)}
                            for c in report["commands"]]
     print(json.dumps(summary))

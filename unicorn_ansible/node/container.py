@@ -18,6 +18,8 @@ ShellExecution; a cancel also removes the container.
     ports       {container port: host port}   (the Docker connector's direction)
     network     the container's network (None: host, or the engine's default with ports)
     arguments   more arguments for ``run``, as a list
+    shell_fallback  True for netunicorn's default ``DockerImage()``, which the user did not ask
+                for: on a host without an engine the node runs as ShellExecution, with a notice
 
 The container is named after the run's folder on the host and the node.
 """
@@ -66,9 +68,9 @@ def _engine(engine: str, *args: str, timeout: float | None = _QUICK) -> subproce
         return subprocess.CompletedProcess([engine, *args], 124, output + f"\ntimed out after {timeout:.0f} s")
 
 
-def find_engine(wanted: str | None, node: str) -> tuple[str | None, str | None]:
-    """(the engine's path, None), or (None, the error): ``auto`` (or nothing) is the first of
-    podman and docker that answers; any other value is that command."""
+def find_engine(wanted: str | None) -> tuple[str | None, str]:
+    """(the engine's path, ""), or (None, why there is none): ``auto`` (or nothing) is the first
+    of podman and docker that answers; any other value is that command."""
     candidates = ENGINES if wanted in (None, "", AUTO) else (str(wanted),)
     problems = []
     for candidate in candidates:
@@ -78,10 +80,9 @@ def find_engine(wanted: str | None, node: str) -> tuple[str | None, str | None]:
             continue
         answer = _engine(path, "ps", "--quiet", timeout=30)
         if answer.returncode == 0:
-            return path, None
+            return path, ""
         problems.append(f"{candidate} does not answer ({_last_line(answer.stdout)})")
-    return None, (f"host {node} has no container engine for its DockerImage environment: {'; '.join(problems)}; "
-                  "install podman or Docker there, or set the inventory variable unicorn_container_engine")
+    return None, "; ".join(problems)
 
 
 def image_key(base: str, commands: list[str], python: str) -> str:
@@ -202,9 +203,14 @@ def container_name(workdir: str, node: str) -> str:
 def deploy_container(spec: dict[str, Any], workdir: str, logs: str) -> dict[str, Any]:
     """Prepare the node's container image; the deploy report's fields (ok, error, container, commands)."""
     node, container = spec.get("node", "?"), dict(spec["container"])
-    engine, error = find_engine(container.get("engine"), node)
+    engine, missing = find_engine(container.get("engine"))
+    if engine is None and container.get("shell_fallback"):
+        return {"shell_instead": True, "notice": (
+            f"node {node} runs netunicorn's default DockerImage environment as ShellExecution: "
+            f"the host has no container engine ({missing})")}
     if engine is None:
-        return {"error": error}
+        return {"error": f"host {node} has no container engine for its DockerImage environment: {missing}; "
+                         "install podman or Docker there, or set the inventory variable unicorn_container_engine"}
     container.update(engine=engine, name=container_name(workdir, node))
     entries: list[dict[str, Any]] = []
     image, reused = container.get("image"), False

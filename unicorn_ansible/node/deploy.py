@@ -78,7 +78,10 @@ def deploy(workdir: str, spec: dict[str, Any]) -> dict[str, Any]:
     if spec.get("container") is not None:  # a DockerImage: the image's Python runs the pipeline
         from .container import deploy_container
 
-        return deployment.save(**deploy_container(spec, deployment.workdir, deployment.logs))
+        fields = deploy_container(spec, deployment.workdir, deployment.logs)
+        if not fields.get("shell_instead"):
+            return deployment.save(**fields)
+        deployment.report["notice"] = fields["notice"]  # no engine here: netunicorn's default runs as shell
     wanted, here = spec.get("python"), "{}.{}".format(*sys.version_info[:2])
     if wanted and wanted != here:
         return deployment.save(error=(
