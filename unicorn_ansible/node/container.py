@@ -26,6 +26,7 @@ The container is named after the run's folder on the host and the node.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -152,7 +153,15 @@ class Build:
         self.reused = False
 
     def run(self) -> str | None:
-        """Build the image (or find it built); the error, if that failed."""
+        """Build the image (or find it built); the error, if that failed. Builds of one image on
+        a host wait for each other."""
+        envs = os.path.dirname(os.path.normpath(os.path.join(self.workdir, self.spec.get("env_dir", "env"))))
+        os.makedirs(envs, exist_ok=True)
+        with open(os.path.join(envs, f"image-{self.key}.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return self._build_locked()
+
+    def _build_locked(self) -> str | None:
         if not self.spec.get("redeploy") and has_image(self.engine, self.tag):
             self.reused = True
             return None
@@ -161,7 +170,8 @@ class Build:
             return f"{error} (the base image of the environment built from the requirements)"
         shutil.rmtree(self.logs, ignore_errors=True)
         os.makedirs(self.logs, exist_ok=True)
-        current, partial = self.base, f"{self.tag}-partial"
+        # names of this node's own (hosts may share an engine's storage, as the testbed's do)
+        current, partial = self.base, f"{self.tag}-partial-{_safe_name(self.node)}"
         for number, command in enumerate(self.commands):
             error = self._step(number, command, current, partial)
             if error:
@@ -174,7 +184,7 @@ class Build:
         return None
 
     def _step(self, number: int, command: str, image: str, into: str) -> str | None:
-        name = f"unicorn-build-{self.key}-{number}"
+        name = f"unicorn-build-{self.key}-{_safe_name(self.node)}-{number}"
         _engine(self.engine, "rm", "--force", name)
         log_path, started = os.path.join(self.logs, f"{number:03d}.log"), time.time()
         variables = self.spec.get("environment_variables") or {}
@@ -195,9 +205,14 @@ class Build:
         return None
 
 
+def _safe_name(text: str) -> str:
+    """``text`` as a part of a container's or an image tag's name."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", text)
+
+
 def container_name(workdir: str, node: str) -> str:
     """The executor's container: one per run (the work folder's name is the run's) and node."""
-    return "unicorn-" + re.sub(r"[^A-Za-z0-9_.-]", "-", f"{os.path.basename(workdir)}-{node}")
+    return "unicorn-" + _safe_name(f"{os.path.basename(workdir)}-{node}")
 
 
 def deploy_container(spec: dict[str, Any], workdir: str, logs: str) -> dict[str, Any]:
