@@ -3,7 +3,8 @@
 # hybrid cgroups), limits the sandbox allows, a local registry (Debian's docker-registry)
 # trusted over plain HTTP, and a Python base image made with debootstrap and imported
 # into podman (the tests have no public registry). Installs and builds only what is
-# missing, so a second call takes a second; needs root.
+# missing, so a second call takes a second; needs root. Docker (docker.io) is installed,
+# not started: the tests start a dockerd of their own.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 cd "$(dirname "$0")/.."
@@ -13,7 +14,7 @@ BASE_IMAGE=localhost/unicorn-ansible-test-python:bookworm
 # the rootfs tarball, kept in the clone so one CI run builds it once
 CACHE=${UNICORN_CONTAINERS_CACHE:-$PWD/.cache/containers}
 
-packages=(podman runc busybox-static debootstrap docker-registry uidmap)
+packages=(podman runc busybox-static debootstrap docker-registry uidmap docker.io)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

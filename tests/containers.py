@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import zipfile
@@ -125,3 +126,56 @@ def push_user_image(address: str) -> str:
     podman("push", "--quiet", BASE_IMAGE, image)
     podman("rmi", image, check=False)
     return image
+
+
+@contextlib.contextmanager
+def dockerd(root: Path) -> Iterator[Path]:
+    """A Docker daemon of the test's own (its socket, data and state under ``root``; no bridge, no
+    iptables rules: host networking only) with the base image loaded; yields an engine command
+    (a wrapper script) for the inventory's ``unicorn_container_engine``."""
+    if not shutil.which("dockerd"):
+        message = "dockerd is needed: run .ci/containers.sh as root"
+        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+    root.mkdir(parents=True, exist_ok=True)
+    sockets = Path(tempfile.mkdtemp(prefix="ua-dockerd-"))  # a short path: socket paths have 107 bytes at most
+    socket_path = sockets / "docker.sock"
+    with open(root / "dockerd.log", "wb") as log:
+        process = subprocess.Popen(
+            ["dockerd", "--host", f"unix://{socket_path}", "--data-root", str(root / "data"),
+             "--exec-root", str(sockets / "exec"), "--pidfile", str(root / "docker.pid"), "--iptables=false",
+             "--bridge=none", "--ip-masq=false", "--default-ulimit", "nofile=20000:20000",
+             "--default-ulimit", "nproc=20000:20000"], stdout=log, stderr=subprocess.STDOUT)
+    wrapper = root / "docker-engine"
+    wrapper.write_text(f"#!/bin/sh\nexec docker --host unix://{socket_path} \"$@\"\n")
+    wrapper.chmod(0o755)
+    try:
+        _wait_for_docker(wrapper, process, root / "dockerd.log")
+        podman("save", "--quiet", "--output", str(root / "base.tar"), BASE_IMAGE)
+        loaded = subprocess.run([str(wrapper), "load", "--quiet", "--input", str(root / "base.tar")],
+                                capture_output=True, text=True, timeout=300)
+        assert loaded.returncode == 0, loaded.stdout + loaded.stderr
+        yield wrapper
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+        _unmount_under(root / "data", sockets)  # what dockerd leaves mounted (its data root, a netns)
+        shutil.rmtree(root / "data", ignore_errors=True)
+        shutil.rmtree(sockets, ignore_errors=True)
+
+
+def _unmount_under(*folders: Path) -> None:
+    with open("/proc/self/mounts") as table:
+        targets = [line.split()[1] for line in table]
+    for target in reversed(targets):
+        if any(target == str(folder) or target.startswith(f"{folder}/") for folder in folders):
+            subprocess.run(["umount", "--lazy", target], capture_output=True)
+
+
+def _wait_for_docker(wrapper: Path, process: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"dockerd ended: {log.read_text()[-2000:]}"
+        if subprocess.run([str(wrapper), "version"], capture_output=True).returncode == 0:
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"dockerd did not answer within {timeout} s: {log.read_text()[-2000:]}")

@@ -14,8 +14,8 @@ from typing import Iterator
 
 import pytest
 
-from ..containers import BASE_IMAGE, WHEEL_NAME, free_port, make_wheel, podman, push_user_image, registry, \
-    require_podman, serving
+from ..containers import BASE_IMAGE, WHEEL_NAME, dockerd, free_port, make_wheel, podman, push_user_image, \
+    registry, require_podman, serving
 from .conftest import CLI, Env, node
 
 
@@ -248,3 +248,55 @@ def test_bad_inputs_are_one_line_node_errors_and_other_nodes_run(env: Env) -> No
     assert node(results, "fallback")["tasks"]["fine"] == [{"type": "Success", "value": "fine"}]
     notice = _deploy_report(env, "bad", "fallback")["notice"]
     assert "runs netunicorn's default DockerImage environment as ShellExecution" in notice
+
+
+DOCKER = '''
+import os, time
+from unicorn_ansible import DockerImage, Experiment, Pipeline, RuntimeContext, Task
+
+class Probe(Task):
+    requirements = ["sudo touch /made-by-a-requirement"]
+
+    def run(self):
+        return {{"container": os.path.exists("/.dockerenv"), "requirement": os.path.exists("/made-by-a-requirement"),
+                 "greeting": os.environ.get("GREETING")}}
+
+class Long(Task):
+    def run(self):
+        time.sleep(300)
+
+def experiment(nodes):
+    image = DockerImage(base_image="{base}", runtime_context=RuntimeContext(environment_variables={{"GREETING": "hi"}}))
+    pipeline = Pipeline(environment_definition=image).then(Probe(name="probe"))
+    return Experiment().map(pipeline.then(Long(name="long")) if {long} else pipeline, nodes)
+'''
+
+
+def test_docker_as_the_engine_builds_runs_and_cancel_removes_the_container(env: Env) -> None:
+    with dockerd(env.root / "docker") as engine:
+        inventory = env.local_inventory(["whale"], extra=f"unicorn_container_engine={engine}")
+        experiment = env.write("docker.py", DOCKER.format(base=BASE_IMAGE, long=False))
+        env.cli("run", str(experiment), "-i", str(inventory), "--name", "docker", check=0)
+        assert node(env.results("docker"), "whale")["tasks"]["probe"] == [{"type": "Success", "value": {
+            "container": True, "requirement": True, "greeting": "hi"}}]
+        assert _deploy_report(env, "docker", "whale")["container"]["engine"] == str(engine)
+        env.write("docker.py", DOCKER.format(base=BASE_IMAGE, long=True))
+        process = subprocess.Popen(CLI + ["run", str(experiment), "-i", str(inventory), "--name", "whale-cancel"],
+                                   env=env.vars, cwd=env.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True, start_new_session=True)
+
+        def running() -> list[str]:
+            names = subprocess.run([str(engine), "ps", "--format", "{{.Names}}"], capture_output=True, text=True)
+            return [name for name in names.stdout.split() if name.startswith("unicorn-whale-cancel-")]
+
+        try:
+            deadline = time.monotonic() + 120
+            while not running() and time.monotonic() < deadline:
+                time.sleep(0.3)
+            assert running(), "the container did not start"
+            assert "cancelled" in env.cli("cancel", "whale-cancel", check=0).stdout
+            process.communicate(timeout=120)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+        assert running() == []
