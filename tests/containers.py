@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import functools
 import hashlib
 import http.server
+import json
 import os
 import shutil
 import socket
@@ -25,6 +27,7 @@ import pytest
 BASE_IMAGE = "localhost/unicorn-ansible-test-python:bookworm"
 #: the registry's port, trusted over plain HTTP by .ci/containers.sh's registries.conf.d entry
 REGISTRY_PORT = 5000
+REGISTRY_LOCK = "/tmp/unicorn-ansible-test-registry.lock"
 #: the user image the tests push and then pull, as ``<registry address>/...``
 USER_IMAGE_PATH = "unicorn-test/python:1"
 WHEEL_NAME = "unicorn_probe"
@@ -47,6 +50,14 @@ def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     if check:
         assert done.returncode == 0, f"podman {' '.join(args)}: {done.stdout}{done.stderr}"
     return done
+
+
+def run_containers(home: Path, run: str, engine: str = "podman") -> list[str]:
+    """The names of the run's containers (running or not) the engine knows."""
+    run_id = json.loads((home / "runs" / run / "run.json").read_text())["run_id"]
+    names = subprocess.run([engine, "ps", "--all", "--format", "{{.Names}}"], capture_output=True, text=True,
+                           timeout=120).stdout.split()
+    return [name for name in names if name.startswith(f"unicorn-{run_id}-")]
 
 
 def free_port() -> int:
@@ -94,7 +105,16 @@ def serving(folder: Path) -> Iterator[int]:
 
 @contextlib.contextmanager
 def registry(root: Path) -> Iterator[None]:
-    """Debian's docker-registry on every address, port REGISTRY_PORT, storing under ``root``."""
+    """Debian's docker-registry on every address, port REGISTRY_PORT, storing under ``root``;
+    test sessions running at once take turns (the port is fixed)."""
+    with open(REGISTRY_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with _registry(root):
+            yield
+
+
+@contextlib.contextmanager
+def _registry(root: Path) -> Iterator[None]:
     config = root / "registry.yml"
     root.mkdir(parents=True, exist_ok=True)
     config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n"

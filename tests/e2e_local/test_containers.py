@@ -15,7 +15,7 @@ from typing import Iterator
 import pytest
 
 from ..containers import BASE_IMAGE, WHEEL_NAME, dockerd, free_port, make_wheel, podman, push_user_image, \
-    registry, require_podman, serving
+    registry, require_podman, run_containers, serving
 from .conftest import CLI, Env, node
 
 
@@ -91,8 +91,8 @@ def test_a_user_image_is_pulled_from_a_registry(env: Env) -> None:
         image = push_user_image("127.0.0.1")
         experiment = env.write("user.py", USER_IMAGE.format(image=image))
         env.cli("run", str(experiment), "-i", str(env.local_inventory(["puller"])), "--name", "user", check=0)
+        assert podman("image", "exists", image, check=False).returncode == 0  # pulled by the run
     assert node(env.results("user"), "puller")["tasks"]["where"] == [{"type": "Success", "value": "12"}]
-    assert podman("image", "exists", image, check=False).returncode == 0
 
 
 PORTS = '''
@@ -174,9 +174,8 @@ def experiment(nodes):
 '''
 
 
-def _containers_named(fragment: str) -> list[str]:
-    names = podman("ps", "--all", "--format", "{{.Names}}").stdout.split()
-    return [name for name in names if fragment in name]
+def _started(env: Env, run: str, engine: str = "podman") -> bool:
+    return (env.home / "runs" / run / "run.json").exists() and bool(run_containers(env.home, run, engine))
 
 
 def test_cancel_stops_the_container_on_the_embedded_default(env: Env) -> None:
@@ -186,15 +185,15 @@ def test_cancel_stops_the_container_on_the_embedded_default(env: Env) -> None:
                                start_new_session=True)
     try:
         deadline = time.monotonic() + 120
-        while not _containers_named("cancel-") and time.monotonic() < deadline:
+        while not _started(env, "cancel") and time.monotonic() < deadline:
             time.sleep(0.3)
-        assert _containers_named("cancel-"), "the container did not start"
+        assert _started(env, "cancel"), "the container did not start"
         assert "cancelled" in env.cli("cancel", "cancel", check=0).stdout
         process.communicate(timeout=120)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
-    assert _containers_named("cancel-") == []
+    assert run_containers(env.home, "cancel") == []
     assert node(env.results("cancel"), "localhost")["status"] == "cancelled"
 
 
@@ -232,6 +231,7 @@ def test_bad_inputs_are_one_line_node_errors_and_other_nodes_run(env: Env) -> No
         experiment = env.write("bad.py", BAD.format(base=BASE_IMAGE, busy=port))
         done = env.cli("run", str(experiment), "-i", str(env.local_inventory(hosts)), "--name", "bad", check=1)
     assert "Traceback" not in done.stderr
+    assert "fallback: deployed; notice: node fallback runs netunicorn's default DockerImage" in done.stderr
     results = env.results("bad")
     errors = {entry["node"]: entry["error"] or "" for entry in results["nodes"]}
     assert "image 127.0.0.1:9/no/such-image:1 is not on the host and cannot be pulled with podman" in errors[
@@ -284,19 +284,14 @@ def test_docker_as_the_engine_builds_runs_and_cancel_removes_the_container(env: 
         process = subprocess.Popen(CLI + ["run", str(experiment), "-i", str(inventory), "--name", "whale-cancel"],
                                    env=env.vars, cwd=env.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                    text=True, start_new_session=True)
-
-        def running() -> list[str]:
-            names = subprocess.run([str(engine), "ps", "--format", "{{.Names}}"], capture_output=True, text=True)
-            return [name for name in names.stdout.split() if name.startswith("unicorn-whale-cancel-")]
-
         try:
             deadline = time.monotonic() + 120
-            while not running() and time.monotonic() < deadline:
+            while not _started(env, "whale-cancel", str(engine)) and time.monotonic() < deadline:
                 time.sleep(0.3)
-            assert running(), "the container did not start"
+            assert _started(env, "whale-cancel", str(engine)), "the container did not start"
             assert "cancelled" in env.cli("cancel", "whale-cancel", check=0).stdout
             process.communicate(timeout=120)
         finally:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
-        assert running() == []
+        assert run_containers(env.home, "whale-cancel", str(engine)) == []

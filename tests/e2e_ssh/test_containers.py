@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ..containers import BASE_IMAGE, WHEEL_NAME, free_port, make_wheel, podman, push_user_image, registry, \
-    require_podman, serving
+from ..containers import BASE_IMAGE, WHEEL_NAME, free_port, make_wheel, push_user_image, registry, \
+    require_podman, run_containers, serving
 from .conftest import CLI, Lab, node
 
 CONTROLLER = "10.77.0.1"  # the testbed bridge's address on the controller (testbed/lab.py)
@@ -132,9 +132,9 @@ def experiment(nodes):
 '''
 
 
-def _containers_named(fragment: str) -> list[str]:
+def _started(lab: Lab, run: str) -> bool:
     """Testbed hosts share the controller's container storage and runtime state: their containers show here."""
-    return [name for name in podman("ps", "--all", "--format", "{{.Names}}").stdout.split() if fragment in name]
+    return (lab.home / "runs" / run / "run.json").exists() and bool(run_containers(lab.home, run))
 
 
 def test_cancel_stops_the_container_on_a_host(lab: Lab) -> None:
@@ -145,13 +145,13 @@ def test_cancel_stops_the_container_on_a_host(lab: Lab) -> None:
                                start_new_session=True)
     try:
         deadline = time.monotonic() + 120
-        while not _containers_named("-h2") and time.monotonic() < deadline:
+        while not _started(lab, "cancel") and time.monotonic() < deadline:
             time.sleep(0.3)
-        assert _containers_named("-h2"), "the container did not start on h2"
+        assert _started(lab, "cancel"), "the container did not start on h2"
         assert "cancelled" in lab.cli("cancel", "cancel", check=0).stdout
         process.communicate(timeout=120)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
-    assert [name for name in _containers_named("-h2") if name.startswith("unicorn-cancel-")] == []
+    assert run_containers(lab.home, "cancel") == []
     assert node(lab.results("cancel"), "h2")["status"] == "cancelled"

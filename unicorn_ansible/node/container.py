@@ -151,6 +151,7 @@ class Build:
         self.tag = f"{BUILT_IMAGE}:{self.key}"
         self.entries: list[dict[str, Any]] = []
         self.reused = False
+        self.build_id = _safe_name(f"{self.node}-{os.getpid()}")
 
     def run(self) -> str | None:
         """Build the image (or find it built); the error, if that failed. Builds of one image on
@@ -170,8 +171,8 @@ class Build:
             return f"{error} (the base image of the environment built from the requirements)"
         shutil.rmtree(self.logs, ignore_errors=True)
         os.makedirs(self.logs, exist_ok=True)
-        # names of this node's own (hosts may share an engine's storage, as the testbed's do)
-        current, partial = self.base, f"{self.tag}-partial-{_safe_name(self.node)}"
+        # names of this build's own (hosts may share an engine's storage, as the testbed's do)
+        current, partial = self.base, f"{self.tag}-partial-{self.build_id}"
         for number, command in enumerate(self.commands):
             error = self._step(number, command, current, partial)
             if error:
@@ -184,7 +185,7 @@ class Build:
         return None
 
     def _step(self, number: int, command: str, image: str, into: str) -> str | None:
-        name = f"unicorn-build-{self.key}-{_safe_name(self.node)}-{number}"
+        name = f"unicorn-build-{self.key}-{self.build_id}-{number}"
         _engine(self.engine, "rm", "--force", name)
         log_path, started = os.path.join(self.logs, f"{number:03d}.log"), time.time()
         variables = self.spec.get("environment_variables") or {}
