@@ -22,6 +22,7 @@ def test_a_host_without_an_engine_is_one_line_naming_both_engines(monkeypatch: p
     assert "\n" not in error and error.startswith("host h7 has no container engine")
     assert "podman is not installed; docker is not installed" in error and "unicorn_container_engine" in error
     assert container.find_engine("nerdctl") == (None, "nerdctl is not installed")
+    assert container.find_engine("none") == (None, "unicorn_container_engine is none")
 
 
 def test_netunicorns_default_image_runs_as_shell_with_a_notice_where_no_engine_is(

@@ -39,8 +39,9 @@ from typing import Any
 from .files import read_json, write_json_atomic
 from .protocol import EXECUTOR_OUT, LOGS, NODE_SPEC, STATE, ExecutorStatus
 
-#: the inventory variable's values that try the engines in order
+#: the inventory variable's values that try the engines in order, and that turn containers off
 AUTO = "auto"
+NONE = "none"
 ENGINES = ("podman", "docker")
 #: netunicorn's base image of a built environment, by the Python the controller pickles for
 DEFAULT_BASE_IMAGE = "python:{python}-slim"
@@ -71,7 +72,9 @@ def _engine(engine: str, *args: str, timeout: float | None = _QUICK) -> subproce
 
 def find_engine(wanted: str | None) -> tuple[str | None, str]:
     """(the engine's path, ""), or (None, why there is none): ``auto`` (or nothing) is the first
-    of podman and docker that answers; any other value is that command."""
+    of podman and docker that answers; ``none``: no engine; any other value is that command."""
+    if wanted == NONE:
+        return None, "unicorn_container_engine is none"
     candidates = ENGINES if wanted in (None, "", AUTO) else (str(wanted),)
     problems = []
     for candidate in candidates:
