@@ -295,3 +295,25 @@ def test_docker_as_the_engine_builds_runs_and_cancel_removes_the_container(env: 
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
         assert run_containers(env.home, "whale-cancel", str(engine)) == []
+
+
+LIMITED = '''
+import time
+from unicorn_ansible import DockerImage, Experiment, Pipeline, Task
+
+class Long(Task):
+    def run(self):
+        time.sleep(300)
+
+def experiment(nodes):
+    pipeline = Pipeline(environment_definition=DockerImage(image="{image}")).then(Long(name="long"))
+    return Experiment().append(nodes[0], pipeline, keep_alive_timeout_minutes=0.1)
+'''
+
+
+def test_a_time_limit_stops_the_pipeline_in_its_container(env: Env) -> None:
+    experiment = env.write("limited.py", LIMITED.format(image=BASE_IMAGE))
+    env.cli("run", str(experiment), "-i", str(env.local_inventory(["limited"])), "--name", "limited", check=1)
+    entry = node(env.results("limited"), "limited")
+    assert entry["status"] == "timed_out" and entry["tasks"]["long"][0]["type"] == "Failure"
+    assert run_containers(env.home, "limited") == []
