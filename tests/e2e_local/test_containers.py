@@ -317,3 +317,27 @@ def test_a_time_limit_stops_the_pipeline_in_its_container(env: Env) -> None:
     entry = node(env.results("limited"), "limited")
     assert entry["status"] == "timed_out" and entry["tasks"]["long"][0]["type"] == "Failure"
     assert run_containers(env.home, "limited") == []
+
+
+NETUNICORN = '''
+import os
+from netunicorn.base import Pipeline, Task
+from netunicorn.base.environment_definitions import DockerImage, RuntimeContext
+from unicorn_ansible import Experiment
+
+class Where(Task):
+    def run(self):
+        return {{"container": os.path.exists("/run/.containerenv"), "variable": os.environ.get("FROM_NETUNICORN")}}
+
+def experiment(nodes):
+    context = RuntimeContext(environment_variables={{"FROM_NETUNICORN": "yes"}})
+    pipeline = Pipeline(environment_definition=DockerImage(image="{image}", runtime_context=context))
+    return Experiment().map(pipeline.then(Where(name="where")), nodes)
+'''
+
+
+def test_a_netunicorn_pipeline_with_a_named_image_runs_in_that_container(env: Env) -> None:
+    pytest.importorskip("netunicorn.base")
+    experiment = env.write("netunicorn_image.py", NETUNICORN.format(image=BASE_IMAGE))
+    env.cli("run", str(experiment), "-i", str(env.local_inventory(["nu"])), "--name", "nu", check=0)
+    assert node(env.results("nu"), "nu")["tasks"]["where"][0]["value"] == {"container": True, "variable": "yes"}
