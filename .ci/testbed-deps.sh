@@ -22,3 +22,6 @@ if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet ssh 2>/de
     systemctl stop ssh || true
 fi
 mkdir -p /run/sshd
+
+# Container environments (DockerImage): podman, runc, a local registry, a Python base image.
+"$(dirname "$0")/containers.sh"

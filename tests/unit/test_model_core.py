@@ -131,7 +131,7 @@ def test_experiment_dispatches_at_append_and_collects_requirements_in_order() ->
         experiment + Experiment().append(Node("linux", {}), pipeline)
 
 
-def test_dispatch_errors_and_docker_images_are_refused_with_the_node_named() -> None:
+def test_dispatch_errors_are_refused_with_the_node_named() -> None:
     class Broken(TaskDispatcher):
         def dispatch(self, node):
             raise KeyError("ipv4")
@@ -144,8 +144,16 @@ def test_dispatch_errors_and_docker_images_are_refused_with_the_node_named() -> 
         Experiment().append(Node("n9", {}), Pipeline().then(Broken()))
     with pytest.raises(ExperimentError, match="must return a Task"):
         Experiment().append(Node("n9", {}), Pipeline().then(NotATask()))
-    with pytest.raises(ExperimentError, match="ShellExecution"):
-        Experiment().append(Node("n9", {}), Pipeline(environment_definition=DockerImage()).then(Req()))
+    with pytest.raises(ExperimentError, match="ShellExecution and DockerImage"):
+        Experiment().append(Node("n9", {}), Pipeline(environment_definition=object()).then(Req()))
+
+
+def test_a_docker_image_collects_the_requirements_like_shell_execution() -> None:
+    image = DockerImage(base_image="base:1", runtime_context=RuntimeContext({80: 8080}, {"A": "1"}, None, ["--init"]))
+    deployment = Experiment().append(Node("n9", {}), Pipeline(environment_definition=image).then(Req()))[0]
+    environment = deployment.environment_definition
+    assert isinstance(environment, DockerImage) and environment.commands == Req.requirements
+    assert environment.base_image == "base:1" and environment.runtime_context.ports_mapping == {80: 8080}
 
 
 def test_a_pickled_pipeline_loads_where_only_cloudpickle_and_returns_exist(tmp_path: Path) -> None:

@@ -96,7 +96,9 @@ def is_netunicorn_docker(environment: Any) -> bool:
 def as_environment(environment: Any) -> Any:
     """Our environment definition for one of netunicorn's: ShellExecution with the same commands
     and environment variables; netunicorn's default DockerImage() (no image named) runs as
-    ShellExecution too (see DOCKER_NOTICE); a named image stays a DockerImage, which we refuse."""
+    ShellExecution too (see DOCKER_NOTICE); a named image stays a DockerImage with netunicorn's
+    runtime context (ports mapping, environment variables, network, additional arguments),
+    run by the host's podman or Docker (node/container.py)."""
     from ..model.environment import DockerImage, EnvironmentDefinition, RuntimeContext, ShellExecution
 
     if isinstance(environment, EnvironmentDefinition) or environment is None:
@@ -105,7 +107,10 @@ def as_environment(environment: Any) -> Any:
     variables = {str(k): str(v) for k, v in (getattr(context, "environment_variables", {}) or {}).items()}
     commands = list(getattr(environment, "commands", []))
     if is_netunicorn_docker(environment) and environment.image:
-        return DockerImage(commands=commands, image=environment.image)
+        runtime = RuntimeContext(ports_mapping=dict(getattr(context, "ports_mapping", {}) or {}),
+                                 environment_variables=variables, network=getattr(context, "network", None),
+                                 additional_arguments=list(getattr(context, "additional_arguments", []) or []))
+        return DockerImage(commands=commands, image=environment.image, runtime_context=runtime)
     return ShellExecution(commands=commands, runtime_context=RuntimeContext(environment_variables=variables))
 
 

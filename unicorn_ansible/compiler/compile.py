@@ -37,6 +37,7 @@ from ..engine.rundir import RunDir, RunStatus, write_atomic, write_json
 from ..errors import ExperimentError, InventoryError, UsageError
 from ..home import home_dir
 from ..inventory import Inventory, default_inventory_text
+from ..model.environment import DockerImage, EnvironmentDefinition
 from ..model.experiment import Deployment, Experiment
 from ..node.protocol import FINAL_STATUSES, SPEC_IMPORTS
 from ..resources import callback_plugin, playbooks_dir, roles_dir
@@ -180,6 +181,25 @@ def _make_private(tree: Path) -> None:
             os.chmod(os.path.join(folder, name), 0o600)
 
 
+def container_spec(environment: EnvironmentDefinition, host: str) -> dict[str, Any] | None:
+    """What the node's deployment needs to run a DockerImage environment (node/container.py); None otherwise."""
+    if not isinstance(environment, DockerImage):
+        return None
+    context = environment.runtime_context
+    arguments = context.additional_arguments
+    if isinstance(arguments, str) or not all(isinstance(a, str) for a in arguments):
+        raise ExperimentError(f"node {host}: RuntimeContext.additional_arguments must be a list of strings, "
+                              f"got {arguments!r}")
+    try:
+        ports = {str(int(inside)): int(outside) for inside, outside in context.ports_mapping.items()}
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ExperimentError(f"node {host}: RuntimeContext.ports_mapping must map container ports to host ports "
+                              f"(numbers), got {context.ports_mapping!r}") from exc
+    return {"image": environment.image, "base_image": environment.base_image, "ports": ports,
+            "network": context.network, "arguments": list(arguments),
+            "shell_fallback": bool(environment.shell_fallback) and not environment.image}
+
+
 def _host_run_id(name: str) -> str:
     """The host-side folder of this run: its name plus a random part, so a replaced
     or recompiled run never finds an older run's files on a host."""
@@ -212,7 +232,8 @@ class _Compilation:
             "pipeline.pkl": deployment.pipeline,
             "node.json": _json_bytes(dict(self._node_spec(host, env_vars, limits.time_limit, deployment.imports),
                                           artifacts={"declared": deployment.artifacts})),
-            "deploy.json": _json_bytes(self._deploy_spec(host, commands, env_vars, limits.time_limit)),
+            "deploy.json": _json_bytes(dict(self._deploy_spec(host, commands, env_vars, limits.time_limit),
+                                            container=container_spec(environment, host))),
         }
         folder = self.run.shipped_dir(host)
         for file_name, data in files.items():

@@ -8,9 +8,22 @@ from typing import Dict, List, Optional
 
 @dataclass
 class RuntimeContext:
-    """What the executor sets up around every task: environment variables, for now."""
+    """What surrounds the pipeline, in netunicorn's fields.
 
+    - ``ports_mapping``: ``{container port: host port}`` (netunicorn's Docker connector's
+      direction), published by a DockerImage's container
+    - ``environment_variables``: set for the requirements and every task
+    - ``network``: a DockerImage container's network (default: the host's network, or the
+      engine's default network when ports are mapped)
+    - ``additional_arguments``: more arguments for the engine's ``run`` (a list)
+
+    Only environment variables apply to ShellExecution.
+    """
+
+    ports_mapping: Dict[int, int] = field(default_factory=dict)
     environment_variables: Dict[str, str] = field(default_factory=dict)
+    network: Optional[str] = None
+    additional_arguments: List[str] = field(default_factory=list)
 
 
 @dataclass
@@ -32,9 +45,20 @@ class ShellExecution(EnvironmentDefinition):
 
 @dataclass
 class DockerImage(EnvironmentDefinition):
-    """A Docker image as the environment (netunicorn's default).
+    """A container image as the environment (netunicorn's default), run by the host's podman or Docker.
 
-    This engine does not run Docker images; ``Experiment.append`` refuses them.
+    - ``image``: the user's image (pulled when the host lacks it); None: an image built on the
+      host from the pipeline's requirements, one step each, as netunicorn builds it
+    - ``base_image``: the base of that built image (default: the inventory's
+      ``unicorn_container_base_image``, else ``python:<X.Y>-slim`` for the controller's Python)
+
+    - ``shell_fallback``: on a host without podman or Docker, run as ShellExecution with a
+      notice instead of failing (what netunicorn's default ``DockerImage()`` gets: the user
+      did not ask for a container)
+
+    The image needs a ``python3`` of the controller's version: the executor runs inside.
     """
 
     image: Optional[str] = None
+    base_image: Optional[str] = None
+    shell_fallback: bool = False

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Dict, Iterable, Iterator, List, Optional, Union
 
-from .environment import DockerImage, EnvironmentDefinition, ShellExecution
+from .environment import EnvironmentDefinition, ShellExecution
 from .graph import ExecutionGraph, GraphPlan, dispatch_graph
 from .nodes import CountableNodePool, Node, Nodes
 from .pipeline import Pipeline, as_graph
@@ -73,11 +73,10 @@ class Deployment:
                 f"node {node.name}: expected a Pipeline, CyclePipeline or ExecutionGraph, got {type(pipeline).__name__}"
             )
         environment = pipeline.environment_definition
-        if isinstance(environment, DockerImage) or not isinstance(environment, EnvironmentDefinition):
+        if not isinstance(environment, EnvironmentDefinition):
             raise ExperimentError(
                 f"node {node.name}: pipeline {pipeline.name} asks for a {type(environment).__name__} "
-                "environment; this engine runs ShellExecution environments (use "
-                "Pipeline(environment_definition=ShellExecution()) or leave the default)"
+                "environment; this engine runs ShellExecution and DockerImage environments"
             )
         self.node: Node = node
         self.prepared: bool = False

@@ -107,17 +107,27 @@ def _make_private(workdir: str) -> None:
         folder = os.path.dirname(folder)
 
 
-def _deploy(workdir: str) -> int:
+def _with_host_settings(spec: dict[str, Any], engine: str | None, base_image: str | None) -> dict[str, Any]:
+    """A container spec completed by the host's inventory settings (the pipeline's base image wins)."""
+    if spec.get("container") is not None:
+        container = dict(spec["container"], engine=engine or None)
+        container["base_image"] = container.get("base_image") or base_image or None
+        spec = dict(spec, container=container)
+    return spec
+
+
+def _deploy(workdir: str, engine: str | None, base_image: str | None) -> int:
     from .deploy import deploy
 
     os.makedirs(workdir, mode=0o700, exist_ok=True)
     _make_private(workdir)
     keep_bundle(workdir)
     unpack_node_files(workdir)
-    report = deploy(workdir, read_json(os.path.join(workdir, DEPLOY_SPEC)) or {})
+    spec = _with_host_settings(read_json(os.path.join(workdir, DEPLOY_SPEC)) or {}, engine, base_image)
+    report = deploy(workdir, spec)
     if not report["ok"]:  # the deployment play fetches it: the requirements' logs reach the controller
         pack_outbox(workdir)
-    summary = {k: report.get(k) for k in ("ok", "skipped", "error", "python", "environment", "cancelled")}
+    summary = {k: report.get(k) for k in ("ok", "skipped", "error", "python", "environment", "cancelled", "notice")}
     summary["commands"] = [{"command": c["command"][:200], "rc": c["rc"], "seconds": round(c["end"] - c["start"], 3)}
                            for c in report["commands"]]
     print(json.dumps(summary))
@@ -207,11 +217,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--timeout", type=float, default=None,
                         help="start: seconds to wait at most for the pipeline to finish (0 by default: return at once)")
+    parser.add_argument("--container-engine", default=None,
+                        help="deploy: the engine of a DockerImage environment (auto: podman, then docker)")
+    parser.add_argument("--container-base-image", default=None,
+                        help="deploy: the base image of an environment built from requirements")
     args = parser.parse_args(argv)
     keep_files_private()
     workdir = os.path.abspath(os.path.expanduser(args.workdir))
     if args.command == "deploy":
-        return _deploy(workdir)
+        return _deploy(workdir, args.container_engine, args.container_base_image)
     if args.command == "start":
         return _start(workdir, args.timeout)
     if args.command == "state":

@@ -13,6 +13,7 @@ import sys
 import time
 from typing import Any
 
+from .container import await_start, remove as remove_container, run_command as container_command
 from .files import read_json, write_json_atomic
 from .journal import unreported
 from .outbox import pack_outbox
@@ -49,14 +50,18 @@ def start(workdir: str, command: list[str]) -> dict[str, Any]:
         return dict(state, already_started=True)
     report = read_json(os.path.join(workdir, DEPLOY_REPORT)) or {}
     interpreter = report.get("interpreter") or sys.executable
+    container = report.get("container")
+    argv = (container_command(container, workdir, command) if container
+            else [interpreter, *command, "run", "--workdir", workdir])
     os.makedirs(os.path.join(workdir, LOGS), exist_ok=True)
     with open(os.path.join(workdir, LOGS, EXECUTOR_OUT), "ab") as out:
         process = subprocess.Popen(
-            [interpreter, *command, "run", "--workdir", workdir],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=_task_environment(report),
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=_task_environment(report),
             start_new_session=True, close_fds=True, cwd=workdir,
         )
     write_json_atomic(marker, {"pid": process.pid, "time": time.time(), "interpreter": interpreter})
+    if container:
+        await_start(workdir, process, report.get("node", "?"))
     return {"status": ExecutorStatus.STARTING, "pid": process.pid}
 
 
@@ -107,6 +112,9 @@ def cancel(workdir: str, grace: float = 5.0) -> dict[str, Any]:
             "status": ExecutorStatus.CANCELLED, "finished": time.time(), "done": 0, "failed": 0,
             "error": "cancelled before the pipeline started"})
     _stop_executor(workdir, (started or {}).get("pid"), grace)
+    container = (read_json(os.path.join(workdir, DEPLOY_REPORT)) or {}).get("container")
+    if container:
+        remove_container(container)
     state = current_state(workdir)
     if state.get("marker"):  # what the tasks started and the executor did not stop (it was killed, say)
         stopped += stop_marked(str(state["marker"]))

@@ -142,6 +142,13 @@ def _finished(deployment: Deployment, **changes: Any) -> dict[str, Any]:
 def _deploy(deployment: Deployment) -> dict[str, Any]:
     """What the deployment ends with: ok and the interpreter, or the error."""
     spec = deployment.spec
+    if spec.get("container") is not None:  # a DockerImage: the image's Python runs the pipeline
+        from .container import deploy_container
+
+        fields = deploy_container(spec, deployment.workdir, deployment.logs)
+        if not fields.get("shell_instead"):
+            return fields
+        deployment.report["notice"] = fields["notice"]  # no engine here: netunicorn's default runs as shell
     wanted, here = spec.get("python"), "{}.{}".format(*sys.version_info[:2])
     if wanted and wanted != here:
         return {"error": (

@@ -6,7 +6,7 @@ own (key-only login, keys generated for the testbed) in a mount and a UTS
 namespace of its own: its own hostname (``hK``, resolving to its address), a
 private /tmp, /root and /home, and the controller's virtual environment and
 project folder hidden, so hosts have nothing but the system Python — like real
-lab hosts. It fills the template ``inventories/testbed/inventory.ini.j2`` into
+lab hosts — and the controller's cgroup hierarchies mounted (container engines need them). It fills the template ``inventories/testbed/inventory.ini.j2`` into
 an inventory to pass to ``-i``.
 
 The state folder (``~/.unicorn-ansible/testbed``) records, as they are made, the
@@ -229,6 +229,7 @@ def _start_sshd(folder: Path, name: str, netns: str, hidden: list[str], log: Pat
         # (a path under /tmp is already gone with the private /tmp)
         *[f"if [ -d {_quote(path)} ]; then mount -t tmpfs -o size=1m,mode=755 tmpfs {_quote(path)}; fi"
           for path in hidden],
+        *_cgroup_mounts(),
         "mkdir -p /run/sshd",
         f"exec {SSHD} -D -e -f {SSHD_CONFIG}",
     ])
@@ -239,6 +240,24 @@ def _start_sshd(folder: Path, name: str, netns: str, hidden: list[str], log: Pat
             stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
         )
     return process.pid
+
+
+def _cgroup_mounts(mounts: str = "/proc/self/mounts") -> list[str]:
+    """Shell lines that mount the controller's cgroup hierarchies again in a host's namespaces
+    (``ip netns exec`` gives it a /sys without them), so container runtimes work on hosts; a
+    hierarchy that cannot be mounted is left out, never a reason for the host not to start."""
+    lines = []
+    with open(mounts) as table:
+        for entry in table:
+            device, target, kind, options = entry.split()[:4]
+            if target.startswith("/sys/fs/cgroup") and kind in ("tmpfs", "cgroup", "cgroup2"):
+                wanted = ",".join(o for o in options.split(",") if o not in ("rw", "relatime", "nosuid", "nodev",
+                                                                            "noexec", "seclabel"))
+                if kind == "cgroup" and all(o.startswith("name=") for o in wanted.split(",")):
+                    wanted = f"none,{wanted}"  # a named hierarchy without controllers
+                lines.append(f"mkdir -p {_quote(target)} && mount -t {kind} -o {_quote(wanted or 'defaults')} "
+                             f"{_quote(device)} {_quote(target)} || true")
+    return lines
 
 
 def _quote(text: str) -> str:

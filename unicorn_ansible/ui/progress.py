@@ -30,7 +30,8 @@ def describe(status: Dict[str, Any]) -> Tuple[str, int, int]:
     if phase == Phase.RUNNING and progress.get("stages"):
         return f"running stage {progress.get('stage', 0)} of {progress['stages']}", done, total
     if phase == Phase.DEPLOYED:
-        return "deployed", done, total
+        notice = (status.get("deploy") or {}).get("notice")  # e.g. a DockerImage run as shell (node/container.py)
+        return (f"deployed; notice: {notice}" if notice else "deployed"), done, total
     return phase, done, total
 
 

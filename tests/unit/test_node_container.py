@@ -1,0 +1,81 @@
+"""Container environments' pure parts: the engine chosen, the build steps, the run command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from unicorn_ansible import DockerImage, RuntimeContext, ShellExecution
+from unicorn_ansible.compiler.compile import container_spec
+from unicorn_ansible.errors import ExperimentError
+from unicorn_ansible.node import container
+from unicorn_ansible.node.__main__ import _with_host_settings
+
+
+def test_a_host_without_an_engine_is_one_line_naming_both_engines(monkeypatch: pytest.MonkeyPatch,
+                                                                  tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    spec = {"node": "h7", "container": {"image": "img:1"}}
+    error = container.deploy_container(spec, str(tmp_path), str(tmp_path / "logs"))["error"]
+    assert "\n" not in error and error.startswith("host h7 has no container engine")
+    assert "podman is not installed; docker is not installed" in error and "unicorn_container_engine" in error
+    assert container.find_engine("nerdctl") == (None, "nerdctl is not installed")
+    assert container.find_engine("none") == (None, "unicorn_container_engine is none")
+
+
+def test_netunicorns_default_image_runs_as_shell_with_a_notice_where_no_engine_is(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    spec = {"node": "h7", "container": {"image": None, "shell_fallback": True}}
+    fields = container.deploy_container(spec, str(tmp_path), str(tmp_path / "logs"))
+    assert fields["shell_instead"] and "as ShellExecution" in fields["notice"] and "h7" in fields["notice"]
+
+
+def test_build_steps_drop_a_leading_sudo_as_netunicorn_does() -> None:
+    assert container.build_step("sudo apt-get install -y iperf3") == "apt-get install -y iperf3"
+    assert container.build_step("pip install sudo") == "pip install sudo"
+
+
+def test_the_built_image_is_named_after_its_base_requirements_and_python() -> None:
+    key = container.image_key("base:1", ["pip install a"], "3.11")
+    assert key == container.image_key("base:1", ["pip install a"], "3.11")
+    assert key != container.image_key("base:2", ["pip install a"], "3.11")
+    assert key != container.image_key("base:1", ["pip install b"], "3.11")
+
+
+def test_the_pipeline_base_image_wins_over_the_inventory_and_shell_specs_are_untouched() -> None:
+    spec = {"container": {"image": None, "base_image": None}}
+    assert _with_host_settings(spec, "podman", "lab/python:3.11")["container"] == {
+        "image": None, "base_image": "lab/python:3.11", "engine": "podman"}
+    spec = {"container": {"image": None, "base_image": "mine:1"}}
+    assert _with_host_settings(spec, "", "lab/python:3.11")["container"]["base_image"] == "mine:1"
+    assert _with_host_settings({"container": None}, "podman", "x") == {"container": None}
+
+
+def test_the_executor_runs_in_the_container_with_the_work_folder_and_the_context(tmp_path: Path) -> None:
+    (tmp_path / "node.json").write_text(json.dumps(
+        {"environment_variables": {"A": "1"}, "flags": {"endpoint": "unix:/run/flags.sock"}}))
+    spec = {"engine": "/usr/bin/podman", "image": "img:1", "name": "unicorn-r-h1", "ports": {"80": 8080},
+            "network": None, "arguments": ["--init"]}
+    argv = container.run_command(spec, str(tmp_path), [f"{tmp_path}/unicorn-node.pyz"])
+    assert argv[:2] == ["/usr/bin/podman", "run"] and "--rm" in argv and ["--pid", "host"] == argv[5:7]
+    assert f"{tmp_path}:{tmp_path}" in argv and "/run/flags.sock:/run/flags.sock" in argv
+    assert "8080:80" in argv and "A=1" in argv and "--init" in argv and "host" not in argv[7:]
+    assert argv[-6:] == ["python3", "img:1", f"{tmp_path}/unicorn-node.pyz", "run", "--workdir", str(tmp_path)]
+    no_ports = container.run_command(dict(spec, ports={}), str(tmp_path), ["b.pyz"])
+    assert ["--network", "host"] == no_ports[no_ports.index("--network"):no_ports.index("--network") + 2]
+
+
+def test_compiled_container_specs_check_the_runtime_context() -> None:
+    assert container_spec(ShellExecution(), "h1") is None
+    spec = container_spec(DockerImage(image="img:1", runtime_context=RuntimeContext(ports_mapping={80: "8080"})),
+                          "h1")
+    assert spec is not None and spec["ports"] == {"80": 8080} and spec["image"] == "img:1"
+    assert container.container_name("/home/u/.unicorn-ansible/hosts/h/runs/run-1-ab12", "h1/x") == \
+        "unicorn-run-1-ab12-h1-x"
+    with pytest.raises(ExperimentError, match="additional_arguments must be a list"):
+        container_spec(DockerImage(runtime_context=RuntimeContext(additional_arguments="--init")), "h1")  # type: ignore[arg-type]
+    with pytest.raises(ExperimentError, match="ports_mapping"):
+        container_spec(DockerImage(runtime_context=RuntimeContext(ports_mapping={"http": 80})), "h1")  # type: ignore[dict-item]
