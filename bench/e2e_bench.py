@@ -40,16 +40,15 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Tuple
 
 HERE = Path(__file__).resolve().parent / "e2e"
 SCRIPTS = Path(sys.executable).parent
 SSH_ARGS = "-o ControlMaster=auto -o ControlPersist=120s -o ServerAliveInterval=5 -o ServerAliveCountMax=3"
 
 
-def _processes() -> Dict[int, List[int]]:
+def _processes() -> dict[int, list[int]]:
     """Parent pid -> child pids, for every process."""
-    children: Dict[int, List[int]] = {}
+    children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -79,7 +78,7 @@ def _runs_inventory(pid: int) -> bool:
         return False
 
 
-def tree_sample(root: int) -> Tuple[float, bool]:
+def tree_sample(root: int) -> tuple[float, bool]:
     """PSS of a process and all its descendants (MB: pages shared between them counted once, as
     the machine holds them), and whether one of them is ansible-inventory."""
     children = _processes()
@@ -102,13 +101,13 @@ class Measured:
     code: int
     launched: float
     exited: float
-    inventory: Tuple[float, float] | None
+    inventory: tuple[float, float] | None
 
 
-def measure(command: List[str], env: Dict[str, str], cwd: Path) -> Measured:
+def measure(command: list[str], env: dict[str, str], cwd: Path) -> Measured:
     """Run ``command``, sampling its process tree every 0.1 s."""
     peak = [0.0]
-    seen: List[float] = []
+    seen: list[float] = []
     launched = time.time()
     started = time.perf_counter()
     process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -143,7 +142,7 @@ PHASES = {"ansible.builtin.script": "deploy", "ansible.builtin.command": "start 
 PHASE_ORDER = ["controller start", "inventory", "deploy", "start + wait", "fetch", "load", "other"]
 
 
-def our_phases(run_dir: Path, measured: Measured) -> Dict[str, float]:
+def our_phases(run_dir: Path, measured: Measured) -> dict[str, float]:
     """Where a run's time went, from its ansible-runner events: controller start (launch to the first
     play, less the inventory), inventory (ansible-inventory seen running, sampled every 0.1 s), deploy,
     start + wait (one command starts the pipeline and waits for it in long polls), fetch (first start to
@@ -151,7 +150,7 @@ def our_phases(run_dir: Path, measured: Measured) -> Dict[str, float]:
     events = [json.loads(p.read_text()) for p in run_dir.glob("artifacts/*/job_events/*.json")]
     first = min((_epoch(e["created"]) for e in events if e["event"] == "playbook_on_start"), default=measured.launched)
     last = max((_epoch(e["created"]) for e in events), default=measured.exited)
-    spans: Dict[str, List[float]] = {}
+    spans: dict[str, list[float]] = {}
     for event in events:
         data = event.get("event_data", {})
         phase = PHASES.get(data.get("task_action", ""))
@@ -166,7 +165,7 @@ def our_phases(run_dir: Path, measured: Measured) -> Dict[str, float]:
     return phases
 
 
-def playbook_phases(times: Path, measured: Measured) -> Dict[str, float]:
+def playbook_phases(times: Path, measured: Measured) -> dict[str, float]:
     """A baseline's time per task (task_times callback: first start to last end over all hosts),
     with its controller start (launch to the playbook's start) and end (last task to exit)."""
     data = json.loads(times.read_text())
@@ -177,7 +176,7 @@ def playbook_phases(times: Path, measured: Measured) -> Dict[str, float]:
     return phases
 
 
-def median_phases(samples: List[Dict[str, float]]) -> Dict[str, float]:
+def median_phases(samples: list[dict[str, float]]) -> dict[str, float]:
     names = list(dict.fromkeys(name for sample in samples for name in sample))
     return {name: statistics.median(sample.get(name, 0.0) for sample in samples) for name in names}
 
@@ -188,7 +187,7 @@ class Sample:
 
     wall: float
     peak: float
-    phases: Dict[str, float]
+    phases: dict[str, float]
 
 
 def mitogen_strategies() -> str | None:
@@ -214,7 +213,7 @@ class Bench:
         shutil.copy(HERE / "trivial.yml", work / "trivial.yml")
         self.counter = 0
 
-    def cold(self, forks: int) -> Dict[str, str]:
+    def cold(self, forks: int) -> dict[str, str]:
         """Fresh ControlPersist sockets: every measurement starts with cold connections."""
         self.counter += 1
         control = self.work / f"cp{self.counter}"
@@ -293,7 +292,7 @@ def main() -> int:
             bench.down()
 
 
-def _phase_table(title: str, rows: List[Tuple[int, Sample]], names: List[str]) -> None:
+def _phase_table(title: str, rows: list[tuple[int, Sample]], names: list[str]) -> None:
     print(f"\n### {title}\n")
     print("| hosts | " + " | ".join(names) + " | total |")
     print("|---:|" + "---:|" * (len(names) + 1))
@@ -304,7 +303,7 @@ def _phase_table(title: str, rows: List[Tuple[int, Sample]], names: List[str]) -
 def one_task(bench: Bench, args: argparse.Namespace, strategy: str | None) -> None:
     """The one-task table beside the baselines, per-phase breakdowns, controller memory per host."""
     experiment = HERE / "one_task.py"
-    rows: List[Tuple[int, Sample, Sample, Sample, Dict[str, Sample]]] = []
+    rows: list[tuple[int, Sample, Sample, Sample, dict[str, Sample]]] = []
     for hosts in args.hosts:
         inventory = bench.testbed(hosts)
         trivial = bench.median(bench.playbook, "trivial.yml", inventory, hosts)

@@ -51,7 +51,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 NU_VENV = BENCH / ".venv-netunicorn"
@@ -65,12 +65,12 @@ SAMPLE_INTERVAL = 0.02  # seconds between two samples of a process tree, at leas
 # ---------------------------------------------------------------------------
 
 
-def ensure_netunicorn_venv() -> Dict[str, str]:
+def ensure_netunicorn_venv() -> dict[str, str]:
     """Create bench/.venv-netunicorn with netunicorn-executor 0.4.2 if it is missing; return versions."""
     probe = ("import importlib.metadata as m; import json; print(json.dumps({p: m.version(p) for p in "
              "('netunicorn-executor', 'netunicorn-base', 'cloudpickle', 'returns', 'networkx')}))")
 
-    def versions() -> Optional[Dict[str, str]]:
+    def versions() -> dict[str, str] | None:
         if not NU_PYTHON.exists():
             return None
         done = subprocess.run([str(NU_PYTHON), "-c", probe], capture_output=True, text=True)
@@ -135,8 +135,8 @@ def write_netunicorn_pipeline(kind: str, tasks: int, workdir: Path) -> None:
 # ---------------------------------------------------------------------------
 
 
-def _children(pid: int) -> List[int]:
-    out: List[int] = []
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
     try:
         threads = os.listdir(f"/proc/{pid}/task")
     except OSError:
@@ -150,7 +150,7 @@ def _children(pid: int) -> List[int]:
     return out
 
 
-def tree(root: int) -> List[int]:
+def tree(root: int) -> list[int]:
     pids, todo = [], [root]
     while todo:
         pid = todo.pop()
@@ -203,7 +203,7 @@ class Peaks:
         self.busy += time.monotonic() - began
 
 
-def run_measured(command: List[str], cwd: Path, timeout: float, log: Path) -> Dict[str, Any]:
+def run_measured(command: list[str], cwd: Path, timeout: float, log: Path) -> dict[str, Any]:
     """Run a runner in its own session, sample it until it exits or ``timeout`` passes (then kill it)."""
     peaks = Peaks()
     with open(log, "wb") as out:
@@ -243,8 +243,8 @@ def _kill_tree(root: int) -> None:
 # ---------------------------------------------------------------------------
 
 
-def run_ours(scratch: Path, bundle: Path, kind: str, tasks: int, label: str, nofile: Optional[int],
-             timeout: float) -> Dict[str, Any]:
+def run_ours(scratch: Path, bundle: Path, kind: str, tasks: int, label: str, nofile: int | None,
+             timeout: float) -> dict[str, Any]:
     workdir = scratch / label
     write_our_pipeline(kind, tasks, workdir)
     result = scratch / f"{label}.json"
@@ -269,8 +269,8 @@ def run_ours(scratch: Path, bundle: Path, kind: str, tasks: int, label: str, nof
     return summary
 
 
-def run_netunicorn(scratch: Path, kind: str, tasks: int, label: str, nofile: Optional[int], timeout: float,
-                   poll_seconds: Optional[float] = None, progress: bool = False) -> Dict[str, Any]:
+def run_netunicorn(scratch: Path, kind: str, tasks: int, label: str, nofile: int | None, timeout: float,
+                   poll_seconds: float | None = None, progress: bool = False) -> dict[str, Any]:
     workdir = scratch / label
     write_netunicorn_pipeline(kind, tasks, workdir)
     result = scratch / f"{label}.json"
@@ -307,37 +307,37 @@ def run_netunicorn(scratch: Path, kind: str, tasks: int, label: str, nofile: Opt
 # ---------------------------------------------------------------------------
 
 
-def _median(runs: List[Dict[str, Any]], key: str) -> Optional[float]:
+def _median(runs: list[dict[str, Any]], key: str) -> float | None:
     values = [run[key] for run in runs if run.get(key) is not None]
     return statistics.median(values) if values else None
 
 
-def ms_per_task(runs: List[Dict[str, Any]]) -> Optional[float]:
+def ms_per_task(runs: list[dict[str, Any]]) -> float | None:
     good = [run for run in runs if run.get("ok")]
     if not good:
         return None
     return statistics.median(run["seconds"] * 1000 / run["tasks"] for run in good)
 
 
-def cpu_ms_per_task(runs: List[Dict[str, Any]]) -> Optional[float]:
+def cpu_ms_per_task(runs: list[dict[str, Any]]) -> float | None:
     good = [run for run in runs if run.get("ok") and run.get("cpu_seconds") is not None]
     if not good:
         return None
     return statistics.median(run["cpu_seconds"] * 1000 / run["tasks"] for run in good)
 
 
-def _fmt(value: Optional[float], digits: int = 1) -> str:
+def _fmt(value: float | None, digits: int = 1) -> str:
     return "—" if value is None else f"{value:,.{digits}f}"
 
 
-def _ratio(theirs: Optional[float], ours: Optional[float]) -> str:
+def _ratio(theirs: float | None, ours: float | None) -> str:
     if theirs is None or ours is None or ours == 0:
         return "—"
     ratio = theirs / ours
     return f"{ratio:,.0f}×" if ratio >= 100 else f"{ratio:,.2f}×" if ratio < 10 else f"{ratio:,.1f}×"
 
 
-def _failures(runs: List[Dict[str, Any]]) -> str:
+def _failures(runs: list[dict[str, Any]]) -> str:
     bad = [run for run in runs if not run.get("ok")]
     if not bad:
         return ""
@@ -346,11 +346,11 @@ def _failures(runs: List[Dict[str, Any]]) -> str:
     return f" ({len(bad)}/{len(runs)} runs failed: {why})"
 
 
-def args_nofile(run: Dict[str, Any]) -> int:
+def args_nofile(run: dict[str, Any]) -> int:
     return int(run.get("limit") or run.get("nofile") or 0)
 
 
-def describe_ulimit(run: Dict[str, Any]) -> str:
+def describe_ulimit(run: dict[str, Any]) -> str:
     if run.get("ok"):
         return (f"completes: {run['tasks']:,} tasks in {run['seconds']:.1f} s ({run['seconds'] * 1000 / run['tasks']:.1f} "
                 f"ms/task), peak {run['peak_fds']} open fds")
@@ -402,9 +402,9 @@ def main() -> int:
     versions = {} if args.no_netunicorn else ensure_netunicorn_venv()
     load_before = os.getloadavg()[0]
     scratch = Path(tempfile.mkdtemp(prefix="executor-bench-"))
-    raw: Dict[str, List[Dict[str, Any]]] = {}
+    raw: dict[str, list[dict[str, Any]]] = {}
 
-    def record(case: str, run: Dict[str, Any]) -> None:
+    def record(case: str, run: dict[str, Any]) -> None:
         raw.setdefault(case, []).append(run)
         state = "ok" if run.get("ok") else "FAILED" if not run.get("timed_out") else "stopped (timeout)"
         print(f"  {case} run {len(raw[case])}: {state}, {run.get('finished')}/{run['tasks']} tasks, "
@@ -450,7 +450,7 @@ def main() -> int:
     return 0 if ours_ok else 1
 
 
-def report(args: argparse.Namespace, raw: Dict[str, List[Dict[str, Any]]], versions: Dict[str, str],
+def report(args: argparse.Namespace, raw: dict[str, list[dict[str, Any]]], versions: dict[str, str],
            elapsed: float, loads: tuple) -> str:
     ours_seq, ours_par = raw.get("ours_seq", []), raw.get("ours_par", [])
     nu_seq, nu_par = raw.get("nu_seq", []), raw.get("nu_par", [])
@@ -471,7 +471,7 @@ def report(args: argparse.Namespace, raw: Dict[str, List[Dict[str, Any]]], versi
     lines.append(f"| case | unicorn-ansible | {nu_label} | ratio (netunicorn ÷ ours) |")
     lines.append("|---|---|---|---|")
 
-    def row(case: str, ours: Optional[float], theirs: Optional[float], digits: int = 1, note_ours: str = "",
+    def row(case: str, ours: float | None, theirs: float | None, digits: int = 1, note_ours: str = "",
             note_theirs: str = "") -> None:
         lines.append(f"| {case} | {_fmt(ours, digits)}{note_ours} | {_fmt(theirs, digits)}{note_theirs} | "
                      f"{_ratio(theirs, ours)} |")
@@ -539,12 +539,12 @@ def report(args: argparse.Namespace, raw: Dict[str, List[Dict[str, Any]]], versi
     return "\n".join(lines)
 
 
-def _kb_median(runs: List[Dict[str, Any]]) -> Optional[float]:
+def _kb_median(runs: list[dict[str, Any]]) -> float | None:
     value = _median(runs, "maxrss_self_kb")
     return None if value is None else value / 1024
 
 
-def _ulimit_ratio(ours: List[Dict[str, Any]], theirs: List[Dict[str, Any]]) -> str:
+def _ulimit_ratio(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> str:
     if not ours or not theirs or not all(r.get("ok") for r in ours):
         return "—"
     ours_ms = statistics.median(r["seconds"] * 1000 / r["tasks"] for r in ours)

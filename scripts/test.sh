@@ -15,4 +15,8 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[test]'
 
+# The code stays clean: lint and type checks first, then the suite.
+.venv/bin/ruff check unicorn_ansible tests bench roles
+.venv/bin/mypy unicorn_ansible
+
 exec .venv/bin/python -m pytest "$@"

@@ -8,13 +8,24 @@ Everything public is importable from here::
 from returns.pipeline import is_successful
 from returns.result import Failure, Result, Success
 
-from .ui.client import Client, DeploymentExecutionResult, ExperimentExecutionInformation, ExperimentStatus
+from ._version import __version__
+from .compat import netunicorn as _netunicorn
+from .compat.remote_client import RemoteClient
 from .engine.lifecycle import run
 from .engine.local import LocalExecutor, get_local_executor
-from .compat.remote_client import RemoteClient
+from .errors import (
+    ExperimentError,
+    GraphError,
+    InventoryError,
+    RemoteClientException,
+    RunError,
+    TestbedError,
+    UnicornError,
+    UntrustedDataError,
+    UsageError,
+)
 from .model.environment import DockerImage, EnvironmentDefinition, RuntimeContext, ShellExecution
 from .model.experiment import Deployment, Experiment
-from .model.nodes import Architecture, CountableNodePool, Node, Nodes, UncountableNodePool
 from .model.flags import (
     AtomicDecrementFlagTask,
     AtomicIncrementFlagTask,
@@ -30,30 +41,19 @@ from .model.flags import (
     wait_for_flag,
 )
 from .model.graph import ExecutionGraph
+from .model.nodes import Architecture, CountableNodePool, Node, Nodes, UncountableNodePool
 from .model.pipeline import CyclePipeline, Pipeline
+from .model.task import Task, TaskDispatcher
 from .results.artifacts import Artifact
 from .results.load import NodeResult, RunResults, load_results
 from .results.measurements import measurements, measurements_frame
 from .results.refused import Refused
-from .model.task import Task, TaskDispatcher
-from .errors import (
-    ExperimentError,
-    GraphError,
-    InventoryError,
-    RemoteClientException,
-    RunError,
-    TestbedError,
-    UnicornError,
-    UntrustedDataError,
-    UsageError,
-)
-
-from ._version import __version__  # noqa: E402
-from .compat import netunicorn as _netunicorn
+from .ui.client import Client, DeploymentExecutionResult, ExperimentExecutionInformation, ExperimentStatus
 
 _netunicorn.adopt_netunicorn_classes()  # netunicorn's Tasks and Experiments accepted as ours
 
 __all__ = [
+    "__version__",
     "AtomicDecrementFlagTask",
     "AtomicIncrementFlagTask",
     "FlagError",

@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional
 
 import pytest
 
@@ -25,7 +24,7 @@ class Env:
         self.home = home
         self.vars = dict(os.environ, UNICORN_ANSIBLE_HOME=str(self.home))
 
-    def cli(self, *args: str, check: Optional[int] = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    def cli(self, *args: str, check: int | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
         done = subprocess.run(CLI + list(args), env=self.vars, capture_output=True, text=True, timeout=timeout,
                               cwd=self.root)
         if check is not None:
@@ -37,7 +36,7 @@ class Env:
         path.write_text(text)
         return path
 
-    def results(self, run: str) -> Dict:
+    def results(self, run: str) -> dict:
         done = self.cli("results", run, "--json")
         assert done.returncode in (0, 1), done.stderr
         return json.loads(done.stdout)
@@ -54,7 +53,7 @@ class Env:
         run_id = RunDir(self.home / "runs" / run).record()["run_id"]
         return self.host_dir(host) / "runs" / run_id
 
-    def local_inventory(self, hosts: List[str], extra: str = "") -> Path:
+    def local_inventory(self, hosts: list[str], extra: str = "") -> Path:
         lines = ["[lab]"] + hosts + ["", "[lab:vars]", "ansible_connection=local",
                                      f"ansible_python_interpreter={sys.executable}",
                                      f"unicorn_remote_root={self.root / 'hosts-root'}", extra]
@@ -71,5 +70,5 @@ def env(tmp_path: Path, isolated_home: Path) -> Env:
     return Env(tmp_path, isolated_home)
 
 
-def node(results: Dict, name: str) -> Dict:
+def node(results: dict, name: str) -> dict:
     return next(n for n in results["nodes"] if n["node"] == name)

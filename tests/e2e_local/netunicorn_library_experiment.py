@@ -14,7 +14,7 @@ from netunicorn.library.tasks.data_transfer.fetch_data import FetchData
 from netunicorn.library.tasks.data_transfer.send_data import SendData
 from netunicorn.library.tasks.measurements.iperf3 import Iperf3Client, Iperf3ServerStart, Iperf3ServerStop
 from netunicorn.library.tasks.measurements.ping import Ping
-from netunicorn.library.tasks.preprocessing.scapy import GetDNSQueries, GetHTTPHostHeaders, Get5Tuples
+from netunicorn.library.tasks.preprocessing.scapy import Get5Tuples, GetDNSQueries, GetHTTPHostHeaders
 from netunicorn.library.tasks.preprocessing.tshark import TsharkCommand
 from netunicorn.library.tasks.utils.network import PortKnock
 from netunicorn.library.tasks.utils.sleep import RandomSleepTask

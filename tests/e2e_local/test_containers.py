@@ -9,13 +9,24 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-from ..containers import BASE_IMAGE, WHEEL_NAME, dockerd, free_port, make_wheel, podman, push_user_image, \
-    registry, require_podman, run_containers, serving
+from ..containers import (
+    BASE_IMAGE,
+    WHEEL_NAME,
+    dockerd,
+    free_port,
+    make_wheel,
+    podman,
+    push_user_image,
+    registry,
+    require_podman,
+    run_containers,
+    serving,
+)
 from .conftest import CLI, Env, node
 
 

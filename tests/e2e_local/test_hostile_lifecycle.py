@@ -9,10 +9,9 @@ import os
 import signal
 import stat
 import subprocess
-import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from unicorn_ansible.engine.rundir import RunDir
 

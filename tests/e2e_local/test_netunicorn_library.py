@@ -5,13 +5,12 @@ run the same tasks. The HTTP and DNS servers they talk to are started by the tes
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
 
 import cloudpickle
 import pytest
@@ -60,7 +59,7 @@ def _dns_responder(sock: socket.socket, stop: threading.Event) -> None:
     while not stop.is_set():
         try:
             data, address = sock.recvfrom(512)
-        except socket.timeout:
+        except TimeoutError:
             continue
         reply = bytearray(data)
         reply[2] |= 0x80

@@ -12,10 +12,6 @@ from pathlib import Path
 
 import cloudpickle
 import pytest
-
-# the one line a netunicorn user changes:
-from unicorn_ansible import RemoteClient, RemoteClientException, get_local_executor
-
 from netunicorn.base import CyclePipeline, ExecutionGraph, Task, TaskDispatcher
 from netunicorn.base.experiment import Experiment, ExperimentStatus
 from netunicorn.base.nodes import Node
@@ -24,6 +20,9 @@ from netunicorn.executor import get_local_executor as netunicorn_local_executor
 from netunicorn.library.tasks.basic import SleepTask
 from returns.pipeline import is_successful
 from returns.result import Result
+
+# the one line a netunicorn user changes:
+from unicorn_ansible import RemoteClient, RemoteClientException, get_local_executor
 
 # A notebook's classes live in __main__ and travel by value; this test module's must be told to.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])

@@ -3,8 +3,6 @@ per repetition, its failures' text in view, its graph drawn with counts, its art
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..browser import artifact_links, chart_points, dom, opened_text, outside_details, screenshot
 from .conftest import Env
 

@@ -11,8 +11,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
 
 import pytest
 
@@ -22,7 +22,7 @@ CLI = [sys.executable, "-m", "unicorn_ansible.ui.cli"]
 SSH_ARGS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
 
 
-def pytest_collection_modifyitems(items: List[pytest.Item]) -> None:
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "e2e_ssh" in str(item.fspath):
             item.add_marker(pytest.mark.ssh)
@@ -38,7 +38,7 @@ class Lab:
         self.vars = dict(os.environ, UNICORN_ANSIBLE_HOME=str(self.home))
 
     @property
-    def hosts(self) -> List[_testbed.TestbedHost]:
+    def hosts(self) -> list[_testbed.TestbedHost]:
         return self.bed.hosts
 
     @property
@@ -49,8 +49,8 @@ class Lab:
         """A host's private /root as the controller sees it."""
         return Path(self.bed.state_dir) / "hosts" / name / "root"
 
-    def inventory(self, name: str, host_vars: Optional[Dict[str, Dict[str, str]]] = None,
-                  group_vars: Optional[Dict[str, str]] = None, hosts: Optional[List[str]] = None) -> Path:
+    def inventory(self, name: str, host_vars: dict[str, dict[str, str]] | None = None,
+                  group_vars: dict[str, str] | None = None, hosts: list[str] | None = None) -> Path:
         """A YAML inventory of (some of) the testbed's hosts with extra variables."""
         chosen = [h for h in self.hosts if hosts is None or h.name in hosts]
         data = {"all": {"children": {"lab": {
@@ -64,15 +64,15 @@ class Lab:
         path.write_text(json.dumps(data, indent=2))
         return path
 
-    def cli(self, *args: str, check: Optional[int] = None, timeout: float = 300,
-            input: Optional[str] = None) -> subprocess.CompletedProcess:
+    def cli(self, *args: str, check: int | None = None, timeout: float = 300,
+            input: str | None = None) -> subprocess.CompletedProcess:
         done = subprocess.run(CLI + list(args), env=self.vars, capture_output=True, text=True, timeout=timeout,
                               cwd=self.root, input=input)
         if check is not None:
             assert done.returncode == check, f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
         return done
 
-    def results(self, run: str) -> Dict:
+    def results(self, run: str) -> dict:
         done = self.cli("results", run, "--json")
         assert done.returncode in (0, 1), done.stderr
         return json.loads(done.stdout)
@@ -103,5 +103,5 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             os.environ["UNICORN_ANSIBLE_HOME"] = previous
 
 
-def node(results: Dict, name: str) -> Dict:
+def node(results: dict, name: str) -> dict:
     return next(n for n in results["nodes"] if n["node"] == name)

@@ -6,12 +6,20 @@ import os
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
-from ..containers import BASE_IMAGE, WHEEL_NAME, free_port, make_wheel, push_user_image, registry, \
-    require_podman, run_containers, serving
+from ..containers import (
+    BASE_IMAGE,
+    WHEEL_NAME,
+    free_port,
+    make_wheel,
+    push_user_image,
+    registry,
+    require_podman,
+    run_containers,
+    serving,
+)
 from .conftest import CLI, Lab, node
 
 CONTROLLER = "10.77.0.1"  # the testbed bridge's address on the controller (testbed/lab.py)

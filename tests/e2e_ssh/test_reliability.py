@@ -7,9 +7,8 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Dict
-
 
 from .conftest import CLI, Lab, node
 
@@ -65,7 +64,7 @@ def _wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-def _status(lab: Lab, run: str, host: str) -> Dict:
+def _status(lab: Lab, run: str, host: str) -> dict:
     try:
         return json.loads((lab.home / "runs" / run / "nodes" / host / "status.json").read_text())
     except (OSError, ValueError):

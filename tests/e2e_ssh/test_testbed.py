@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from unicorn_ansible.testbed import lab as _testbed
 from unicorn_ansible.errors import TestbedError as BedError
+from unicorn_ansible.testbed import lab as _testbed
 
 from .conftest import Lab, node
 

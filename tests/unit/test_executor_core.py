@@ -13,12 +13,11 @@ from pathlib import Path
 
 import cloudpickle
 import pytest
+from node_results import NodeResults
 
 from unicorn_ansible import Failure, Pipeline, Success, Task
 from unicorn_ansible.model.experiment import serialize_for_node
 from unicorn_ansible.node.scheduler import run_pipeline
-
-from node_results import NodeResults
 
 
 class Value(Task):
@@ -188,7 +187,7 @@ def test_start_twice_runs_once_and_cancel_leaves_no_process(tmp_path: Path) -> N
 
     class Counts(Task):
         def run(self):
-            with open(MARKER, "a") as handle:
+            with open(MARKER, "a") as handle:  # noqa: F821 (set in its globals below)
                 handle.write("x")
             return True
 

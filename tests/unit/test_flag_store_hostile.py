@@ -356,7 +356,7 @@ def test_http_answers_as_netunicorns_gateway_and_refuses_other_experiments(live)
     assert requests.post(f"{flag}/a", data=b'{"int_value": 99999999999999999999}').status_code == 422
     assert requests.post(f"{flag}/a", data=b"[" * 5000).status_code == 422
     with socket.create_connection(("127.0.0.1", endpoint["local_port"])) as sock:
-        sock.sendall("POST /api/v1/experiment/x/flag/a HTTP/1.1\r\nContent-Length: 100000\r\n\r\n".encode())
+        sock.sendall(b"POST /api/v1/experiment/x/flag/a HTTP/1.1\r\nContent-Length: 100000\r\n\r\n")
         assert sock.recv(100).startswith(b"HTTP/1.1 413 ")
     assert requests.put(f"{flag}/a", json={"int_value": 1}).status_code == 405
     assert requests.get(f"{flag}/a").status_code == 404

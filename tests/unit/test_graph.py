@@ -5,12 +5,20 @@ previous_steps by name)."""
 from __future__ import annotations
 
 import pytest
+from node_results import NodeResults
 
-from unicorn_ansible import is_successful, CyclePipeline, ExecutionGraph, Experiment, GraphError, Node, Task, TaskDispatcher
+from unicorn_ansible import (
+    CyclePipeline,
+    ExecutionGraph,
+    Experiment,
+    GraphError,
+    Node,
+    Task,
+    TaskDispatcher,
+    is_successful,
+)
 from unicorn_ansible.model.experiment import _dispatched
 from unicorn_ansible.node.scheduler import run_pipeline
-
-from node_results import NodeResults
 
 NODE = Node("n1")
 

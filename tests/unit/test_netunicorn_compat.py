@@ -15,13 +15,12 @@ from netunicorn.base import Experiment as NExperiment
 from netunicorn.base import FlagValues as NFlagValues
 from netunicorn.base import Pipeline as NPipeline
 from netunicorn.base import ShellExecution as NShellExecution
-from netunicorn.base import Task as NTask
 from netunicorn.base.nodes import Node as NNode
 from netunicorn.library.tasks.basic import ShellCommand, SleepTask
 from netunicorn.library.tasks.flags import GetFlagTask
 from netunicorn.library.tasks.measurements.ping import Ping
 
-from unicorn_ansible import Architecture, CountableNodePool, Experiment, ExecutionGraph, Node, Pipeline, Task
+from unicorn_ansible import Architecture, CountableNodePool, ExecutionGraph, Experiment, Node, Pipeline, Task
 from unicorn_ansible.compat.netunicorn import as_experiment, as_flow, runtime_requirements
 from unicorn_ansible.model.graph import GraphPlan
 

@@ -21,7 +21,8 @@ import importlib
 import importlib.util
 import io
 import types
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import cloudpickle
 
@@ -37,7 +38,7 @@ DOCKER_NOTICE = (
 )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def installed() -> bool:
     """True when netunicorn-base can be imported here."""
     try:
@@ -58,7 +59,7 @@ def register_netunicorn_by_value() -> None:
         cloudpickle.register_pickle_by_value(module)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _shipped_packages() -> tuple[types.ModuleType, ...]:
     if not installed():
         return ()

@@ -13,7 +13,8 @@ on an inventory: ``RemoteClient(inventory="lab.ini")``.
 from __future__ import annotations
 
 import warnings
-from typing import Any, Dict, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any
 
 from ..ui.client import Client
 
@@ -25,10 +26,10 @@ class RemoteClient(Client):
     """Our Client, built as netunicorn's RemoteClient is. ``endpoint``, ``login``, ``password``
     and ``authentication_context`` are accepted and not used (a notice says so once)."""
 
-    def __init__(self, endpoint: Optional[str] = None, login: Optional[str] = None,
-                 password: Optional[str] = None,
-                 authentication_context: Optional[Dict[str, Dict[str, str]]] = None, *,
-                 inventory: Union[None, str, Sequence[str]] = None, forks: Optional[int] = None,
+    def __init__(self, endpoint: str | None = None, login: str | None = None,
+                 password: str | None = None,
+                 authentication_context: dict[str, dict[str, str]] | None = None, *,
+                 inventory: None | str | Sequence[str] = None, forks: int | None = None,
                  **options: Any) -> None:
         if endpoint is not None or login is not None or password is not None:
             warnings.warn(_IGNORED.format(endpoint=endpoint), stacklevel=2)

@@ -165,9 +165,9 @@ def _lay_out(run: RunDir) -> None:
     """The run folder's folders, with fresh copies of the role and the callback plugin."""
     for folder in (run.inventory_dir, run.envvars_file.parent, run.nodes_dir, run.path / "artifacts"):
         folder.mkdir(parents=True, exist_ok=True)
-    for folder in ("roles", "callback_plugins", "files/nodes"):
-        shutil.rmtree(run.project / folder, ignore_errors=True)
-        (run.project / folder).mkdir(parents=True, exist_ok=True)
+    for name in ("roles", "callback_plugins", "files/nodes"):
+        shutil.rmtree(run.project / name, ignore_errors=True)
+        (run.project / name).mkdir(parents=True, exist_ok=True)
     shutil.copytree(roles_dir(), run.project / "roles", dirs_exist_ok=True, copy_function=shutil.copyfile)
     shutil.copyfile(callback_plugin(), run.project / "callback_plugins" / callback_plugin().name)
     _make_private(run.project)

@@ -295,8 +295,10 @@ class FlagLoop:
 
     def _wake_waiters(self, name: str) -> None:
         value = self.store.get(name)
+        if value is None:
+            return
         for peer in [p for p in self.settled.values() if p.waiting and p.waiting[0] == name]:
-            if peer.waiting[1] == value:
+            if peer.waiting is not None and peer.waiting[1] == value:
                 self._answer(peer, {"ok": True, "value": value.dict()})
 
     def _answer(self, peer: Peer, answer: dict[str, Any]) -> None:

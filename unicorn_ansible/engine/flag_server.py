@@ -20,8 +20,9 @@ import socket
 import stat
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..errors import RunError
 from ..model.flags import FlagError, request

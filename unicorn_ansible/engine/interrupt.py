@@ -53,5 +53,5 @@ def noting_stop_signals() -> Iterator[StopSignal]:
     try:
         yield noted
     finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
+        for each, handler in previous.items():
+            signal.signal(each, handler)

@@ -17,6 +17,7 @@ from typing import Any
 from ..home import private_files
 from ..inventory import LEFT_OUT, is_secret_name
 
+
 def without_secrets(environment: dict[str, Any]) -> dict[str, Any]:
     return {name: LEFT_OUT if is_secret_name(name) else value for name, value in environment.items()}
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
 
 
 @dataclass
@@ -20,17 +19,17 @@ class RuntimeContext:
     Only environment variables apply to ShellExecution.
     """
 
-    ports_mapping: Dict[int, int] = field(default_factory=dict)
-    environment_variables: Dict[str, str] = field(default_factory=dict)
-    network: Optional[str] = None
-    additional_arguments: List[str] = field(default_factory=list)
+    ports_mapping: dict[int, int] = field(default_factory=dict)
+    environment_variables: dict[str, str] = field(default_factory=dict)
+    network: str | None = None
+    additional_arguments: list[str] = field(default_factory=list)
 
 
 @dataclass
 class EnvironmentDefinition:
     """Commands that prepare the environment, and the runtime context of the executor."""
 
-    commands: List[str] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
     runtime_context: RuntimeContext = field(default_factory=RuntimeContext)
 
 
@@ -59,6 +58,6 @@ class DockerImage(EnvironmentDefinition):
     The image needs a ``python3`` of the controller's version: the executor runs inside.
     """
 
-    image: Optional[str] = None
-    base_image: Optional[str] = None
+    image: str | None = None
+    base_image: str | None = None
     shell_fallback: bool = False

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import copy
-from typing import Dict, Iterable, Iterator, List, Optional, Union
+from collections.abc import Iterable, Iterator
 
+from ..compat import netunicorn as _netunicorn
+from ..errors import ExperimentError, GraphError
 from .environment import EnvironmentDefinition, ShellExecution
 from .graph import ExecutionGraph, GraphPlan, dispatch_graph
 from .nodes import CountableNodePool, Node, Nodes
 from .pipeline import Pipeline, as_graph
 from .task import Task, TaskDispatcher, TaskElement
-from ..compat import netunicorn as _netunicorn
-from ..errors import ExperimentError, GraphError
 from .travel import UnpicklableError, for_node, serialize_for_node, ship
 
 
@@ -34,7 +34,7 @@ def _dispatch_one(element: TaskElement, node: Node) -> Task:
     return task
 
 
-def _dispatched(pipeline: Union[Pipeline, ExecutionGraph], node: Node) -> Union[Pipeline, GraphPlan]:
+def _dispatched(pipeline: Pipeline | ExecutionGraph, node: Node) -> Pipeline | GraphPlan:
     """What ``node`` runs: a copy of a plain pipeline with its TaskDispatchers replaced by their
     tasks for this node, or, for an ExecutionGraph or CyclePipeline, the validated graph's plan."""
     graph = as_graph(pipeline)
@@ -62,8 +62,8 @@ class Deployment:
     netunicorn's Node, Pipeline, CyclePipeline and ExecutionGraph are accepted as they are.
     """
 
-    def __init__(self, node: Node, pipeline: Union[Pipeline, ExecutionGraph],
-                 keep_alive_timeout_minutes: Optional[float] = None, cleanup: bool = True,
+    def __init__(self, node: Node, pipeline: Pipeline | ExecutionGraph,
+                 keep_alive_timeout_minutes: float | None = None, cleanup: bool = True,
                  artifacts: Iterable[str] = ()) -> None:
         node, pipeline = _netunicorn.as_node(node), _netunicorn.as_flow(pipeline)
         if not isinstance(node, Node):
@@ -81,17 +81,17 @@ class Deployment:
         self.node: Node = node
         self.prepared: bool = False
         self.executor_id: str = ""
-        self.error: Optional[Exception] = None
+        self.error: Exception | None = None
         self.keep_alive_timeout_minutes = keep_alive_timeout_minutes
         self.cleanup = cleanup
         notice = getattr(pipeline, "environment_notice", None)
-        self.notices: List[str] = [notice.format(node=node.name)] if notice else []
+        self.notices: list[str] = [notice.format(node=node.name)] if notice else []
         dispatched = _dispatched(pipeline, node)
         self.environment_definition: EnvironmentDefinition = copy.deepcopy(environment)
         tasks = [v for v in dispatched.vertices if isinstance(v, Task)] if isinstance(dispatched, GraphPlan) \
             else [task for stage in dispatched.tasks for task in stage]
         #: files brought home from the node: {"task": name or None (the pipeline's), "pattern": path or glob}
-        self.artifacts: List[dict] = [{"task": None, "pattern": str(p)}
+        self.artifacts: list[dict] = [{"task": None, "pattern": str(p)}
                                       for p in [*getattr(pipeline, "artifacts", []), *artifacts]]
         for task in tasks:
             self.environment_definition.commands.extend(task.requirements)
@@ -123,12 +123,12 @@ class Experiment:
     ``deployment_context`` is netunicorn's per-connector context ({connector: {key: value}});
     this engine has no connectors and only keeps it with the experiment."""
 
-    def __init__(self, deployment_context: Optional[Dict[str, Dict[str, str]]] = None) -> None:
-        self.deployment_map: List[Deployment] = []
+    def __init__(self, deployment_context: dict[str, dict[str, str]] | None = None) -> None:
+        self.deployment_map: list[Deployment] = []
         self.deployment_context = deployment_context
 
-    def append(self, node: Node, pipeline: Union[Pipeline, ExecutionGraph],
-               keep_alive_timeout_minutes: Optional[float] = None, artifacts: Iterable[str] = ()) -> "Experiment":
+    def append(self, node: Node, pipeline: Pipeline | ExecutionGraph,
+               keep_alive_timeout_minutes: float | None = None, artifacts: Iterable[str] = ()) -> Experiment:
         """Dispatch and serialize ``pipeline`` for ``node`` and add it as a deployment; returns self.
 
         ``keep_alive_timeout_minutes`` limits how long this node's pipeline may run (default: the run's limit).
@@ -141,7 +141,7 @@ class Experiment:
         self.deployment_map.append(Deployment(node, pipeline, keep_alive_timeout_minutes, artifacts=artifacts))
         return self
 
-    def map(self, pipeline: Union[Pipeline, ExecutionGraph], nodes: Union[Iterable[Node], Nodes]) -> "Experiment":
+    def map(self, pipeline: Pipeline | ExecutionGraph, nodes: Iterable[Node] | Nodes) -> Experiment:
         """Append ``pipeline`` for every node of ``nodes`` (a sequence of nodes or a pool); returns self."""
         members = nodes.flatten() if isinstance(nodes, CountableNodePool) else list(nodes)
         for node in map(_netunicorn.as_node, members):
@@ -159,7 +159,7 @@ class Experiment:
     def __len__(self) -> int:
         return len(self.deployment_map)
 
-    def __add__(self, other: "Experiment") -> "Experiment":
+    def __add__(self, other: Experiment) -> Experiment:
         merged = Experiment()
         for deployment in list(self) + list(other):
             if any(d.node.name == deployment.node.name for d in merged.deployment_map):

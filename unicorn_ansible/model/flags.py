@@ -69,7 +69,7 @@ class FlagValues:
         self.int_value = _valid_int(self.int_value)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "FlagValues":
+    def from_dict(cls, data: dict[str, Any]) -> FlagValues:
         return cls(data.get("text_value"), int(data.get("int_value") or 0))
 
     def dict(self) -> dict[str, Any]:  # pydantic's name, as netunicorn's FlagValues has it
@@ -191,7 +191,7 @@ def request(message: dict[str, Any], endpoint: str | None = None, token: str | N
             break
         except _Busy:  # dropped before the store read the request: nothing happened
             time.sleep(min(0.01 * (attempt + 1), 0.25))
-        except socket.timeout as exc:
+        except TimeoutError as exc:
             raise FlagError(f"the flag store did not answer within {timeout:g} s; {_NO_STORE}") from exc
     else:
         raise FlagError("the flag store kept closing connections without answering (too many at once, or no "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections import deque
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any
 
 from .environment import EnvironmentDefinition, ShellExecution
 from .task import Task, TaskDispatcher
@@ -24,8 +24,8 @@ class Flow:
         self,
         early_stopping: bool = True,
         report_results: bool = True,
-        environment_definition: Optional[EnvironmentDefinition] = None,
-        name: Optional[str] = None,
+        environment_definition: EnvironmentDefinition | None = None,
+        name: str | None = None,
     ) -> None:
         self.name: str = name or str(uuid.uuid4())
         self.early_stopping = early_stopping
@@ -70,7 +70,7 @@ def _label(vertex: Any) -> str:
     return repr(vertex)
 
 
-def _unreachable(graph: Any) -> List[Any]:
+def _unreachable(graph: Any) -> list[Any]:
     """The vertices of a networkx DiGraph that no path from 'root' reaches."""
     import networkx as nx
 
@@ -106,8 +106,8 @@ class ExecutionGraph(Flow):
         self,
         early_stopping: bool = True,
         report_results: bool = True,
-        environment_definition: Optional[EnvironmentDefinition] = None,
-        name: Optional[str] = None,
+        environment_definition: EnvironmentDefinition | None = None,
+        name: str | None = None,
     ) -> None:
         import networkx as nx
 
@@ -117,7 +117,7 @@ class ExecutionGraph(Flow):
         self.graph.add_node("root")
 
     @staticmethod
-    def is_execution_graph_valid(obj: "ExecutionGraph") -> bool:
+    def is_execution_graph_valid(obj: ExecutionGraph) -> bool:
         """True if ``obj`` follows the rules above; otherwise ValueError naming the vertex or edge."""
         import networkx as nx
 
@@ -173,13 +173,13 @@ class ExecutionGraph(Flow):
             )
         return True
 
-    def __copy__(self) -> "ExecutionGraph":
+    def __copy__(self) -> ExecutionGraph:
         graph = ExecutionGraph(self.early_stopping, self.report_results, self.environment_definition)
         graph.graph = self.graph.copy()
         graph.override_graph_validation = self.override_graph_validation
         return graph
 
-    def copy(self) -> "ExecutionGraph":
+    def copy(self) -> ExecutionGraph:
         return self.__copy__()
 
     def networkx_graph(self) -> Any:
@@ -195,9 +195,9 @@ class ExecutionGraph(Flow):
         return hash(self.name)
 
     # -- what a node runs ------------------------------------------------------
-    def elements(self) -> List[Any]:
+    def elements(self) -> list[Any]:
         """Every vertex, in the order the flow first reaches it from 'root' (requirements' order)."""
-        order: List[Any] = []
+        order: list[Any] = []
         seen = {"root"}
         queue = deque(["root"])
         while queue:
@@ -210,7 +210,7 @@ class ExecutionGraph(Flow):
         order.extend(v for v in self.graph.nodes if v not in seen)
         return order
 
-    def plan(self, dispatched: Dict[int, Task]) -> "GraphPlan":
+    def plan(self, dispatched: dict[int, Task]) -> GraphPlan:
         """The graph as plain lists, TaskDispatchers replaced by ``dispatched[id(dispatcher)]``."""
         vertices = self.elements()
         index = {id(v) if isinstance(v, (Task, TaskDispatcher)) else ("point", v): i for i, v in enumerate(vertices)}
@@ -228,7 +228,7 @@ class GraphPlan:
     is 'root') and edges ``(from, to, attributes)`` as plain lists. Needs no networkx."""
 
     def __init__(self, name: str, early_stopping: bool, report_results: bool,
-                 vertices: List[Any], edges: List[Tuple[int, int, Dict[str, Any]]]) -> None:
+                 vertices: list[Any], edges: list[tuple[int, int, dict[str, Any]]]) -> None:
         self.name = name
         self.early_stopping = early_stopping
         self.report_results = report_results
@@ -236,7 +236,7 @@ class GraphPlan:
         self.edges = edges
 
     @property
-    def tasks(self) -> List[List[Any]]:
+    def tasks(self) -> list[list[Any]]:
         """Each task vertex as a stage of its own (what ran where a stage view is wanted)."""
         return [[v] for v in self.vertices if hasattr(v, "run")]
 

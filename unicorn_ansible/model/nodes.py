@@ -5,7 +5,8 @@ from __future__ import annotations
 import copy
 import enum
 import itertools
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from ..compat.netunicorn import installed as _netunicorn_installed
 
@@ -37,13 +38,13 @@ class Node(_NodeBase):  # type: ignore[misc,valid-type]
     def __init__(
         self,
         name: str,
-        properties: Optional[Dict[str, Any]] = None,
+        properties: dict[str, Any] | None = None,
         architecture: Architecture = Architecture.UNKNOWN,
     ) -> None:
         self.name = name
-        self.properties: Dict[str, Any] = properties if properties is not None else {}
-        self.additional_properties: Dict[str, Any] = {}
-        self._learn_architecture: Optional[Callable[[str], Architecture]] = None
+        self.properties: dict[str, Any] = properties if properties is not None else {}
+        self.additional_properties: dict[str, Any] = {}
+        self._learn_architecture: Callable[[str], Architecture] | None = None
         self.architecture = architecture
         if _NodeBase is not object:  # netunicorn's Deployment reads it
             self.available_environments = self._infer_environments()
@@ -71,7 +72,7 @@ class Node(_NodeBase):  # type: ignore[misc,valid-type]
         """Let ``learn(name)`` find the architecture the first time it is read while unknown."""
         self._learn_architecture = learn
 
-    def __getstate__(self) -> Dict[str, Any]:
+    def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "_learn_architecture"}
 
     def __iter__(self) -> Iterator[Any]:
@@ -102,7 +103,7 @@ class Node(_NodeBase):  # type: ignore[misc,valid-type]
     def __hash__(self) -> int:
         return hash(self.name)
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "properties": self.properties,
@@ -117,24 +118,24 @@ class Nodes:
     def __len__(self) -> int:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def filter(self, function: Callable[[Node], bool]) -> "Nodes":
+    def filter(self, function: Callable[[Node], bool]) -> Nodes:
         raise NotImplementedError
 
-    def take(self, count: int) -> List[Node]:
+    def take(self, count: int) -> list[Node]:
         raise NotImplementedError
 
-    def skip(self, count: int) -> "Nodes":
+    def skip(self, count: int) -> Nodes:
         raise NotImplementedError
 
-    def set_property(self, name: str, value: Any) -> "Nodes":
+    def set_property(self, name: str, value: Any) -> Nodes:
         raise NotImplementedError
 
 
 class CountableNodePool(Nodes):
     """A pool of nodes; its elements are nodes or (nested) pools."""
 
-    def __init__(self, nodes: Sequence[Union[Node, Nodes]]) -> None:
-        self.nodes: List[Union[Node, Nodes]] = list(nodes)
+    def __init__(self, nodes: Sequence[Node | Nodes]) -> None:
+        self.nodes: list[Node | Nodes] = list(nodes)
 
     def __str__(self) -> str:
         return str(self.nodes)
@@ -144,21 +145,21 @@ class CountableNodePool(Nodes):
     def __len__(self) -> int:
         return len(self.nodes)
 
-    def __getitem__(self, key: int) -> Union[Node, Nodes]:
+    def __getitem__(self, key: int) -> Node | Nodes:
         return self.nodes[key]
 
-    def __setitem__(self, key: int, value: Union[Node, Nodes]) -> None:
+    def __setitem__(self, key: int, value: Node | Nodes) -> None:
         self.nodes[key] = value
 
-    def __iter__(self) -> Iterator[Union[Node, Nodes]]:
+    def __iter__(self) -> Iterator[Node | Nodes]:
         return iter(self.nodes)
 
-    def pop(self, index: int) -> Union[Node, Nodes]:
+    def pop(self, index: int) -> Node | Nodes:
         return self.nodes.pop(index)
 
-    def flatten(self) -> List[Node]:
+    def flatten(self) -> list[Node]:
         """Every node of the pool, nested pools included, in order."""
-        out: List[Node] = []
+        out: list[Node] = []
         for element in self.nodes:
             if isinstance(element, Node):
                 out.append(element)
@@ -168,9 +169,9 @@ class CountableNodePool(Nodes):
                 out.extend(element)  # type: ignore[arg-type]
         return out
 
-    def filter(self, function: Callable[[Node], bool]) -> "CountableNodePool":
+    def filter(self, function: Callable[[Node], bool]) -> CountableNodePool:
         """A pool of the nodes for which ``function(node)`` is true; nested pools are filtered too."""
-        kept: List[Union[Node, Nodes]] = []
+        kept: list[Node | Nodes] = []
         for element in self.nodes:
             if isinstance(element, Node):
                 if function(element):
@@ -181,14 +182,14 @@ class CountableNodePool(Nodes):
                     kept.append(sub)
         return CountableNodePool(kept)
 
-    def take(self, count: int) -> List[Node]:
+    def take(self, count: int) -> list[Node]:
         """The first ``count`` nodes (nested pools flattened)."""
         iterator = itertools.chain.from_iterable(
             [x] if isinstance(x, Node) else x for x in self.nodes  # type: ignore[misc]
         )
         return list(itertools.islice(iterator, max(count, 0)))
 
-    def skip(self, count: int) -> "CountableNodePool":
+    def skip(self, count: int) -> CountableNodePool:
         """A pool of the elements after the first ``count``."""
         if count > len(self.nodes):
             print(
@@ -198,7 +199,7 @@ class CountableNodePool(Nodes):
             return CountableNodePool([])
         return CountableNodePool(self.nodes[count:])
 
-    def set_property(self, name: str, value: Any) -> "CountableNodePool":
+    def set_property(self, name: str, value: Any) -> CountableNodePool:
         """Set a property on every node of the pool (nested pools included); returns the pool."""
         for element in self.nodes:
             if isinstance(element, Node):
@@ -213,7 +214,7 @@ class UncountableNodePool(Nodes):
     each node is a copy of the next template, its name followed by a running number, until
     ``soft_limit`` nodes have been handed out."""
 
-    def __init__(self, node_template: List[Node], soft_limit: Optional[float] = None) -> None:
+    def __init__(self, node_template: list[Node], soft_limit: float | None = None) -> None:
         if soft_limit is not None and soft_limit <= 0:
             raise ValueError("Soft limit must be greater than 0.")
         self._node_template = node_template
@@ -246,20 +247,20 @@ class UncountableNodePool(Nodes):
     def __len__(self) -> int:
         return len(self._node_template)
 
-    def filter(self, function: Callable[[Node], bool]) -> "UncountableNodePool":
+    def filter(self, function: Callable[[Node], bool]) -> UncountableNodePool:
         pool = UncountableNodePool([x for x in self._node_template if function(x)])
         pool._counter, pool.soft_limit = self._counter, self.soft_limit
         return pool
 
-    def take(self, count: int) -> List[Node]:
+    def take(self, count: int) -> list[Node]:
         return [next(self) for _ in range(count)]
 
-    def skip(self, count: int) -> "UncountableNodePool":
+    def skip(self, count: int) -> UncountableNodePool:
         for _ in range(count % len(self._node_template)):
             next(self._nodes)
         return self
 
-    def set_property(self, name: str, value: Any) -> "UncountableNodePool":
+    def set_property(self, name: str, value: Any) -> UncountableNodePool:
         for node in self._node_template:
             node.properties[name] = value
         return self

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 import warnings
-from typing import Any, Collection, Iterable, List, Optional, Union
+from collections.abc import Collection, Iterable
+from typing import Any, Union
 
 from .environment import EnvironmentDefinition
 from .graph import ExecutionGraph
 from .task import TaskElement
 
-PipelineElement = Union[TaskElement, Collection[TaskElement]]
+PipelineElement = Union[TaskElement, Collection[TaskElement]]  # noqa: UP007 (a runtime alias)
 
 
 class Pipeline(ExecutionGraph):
@@ -125,12 +126,12 @@ class CyclePipeline(Pipeline):
 
     def __init__(
         self,
-        cycles: Optional[int] = None,
+        cycles: int | None = None,
         tasks: Iterable[PipelineElement] = (),
         early_stopping: bool = True,
         report_results: bool = True,
-        environment_definition: Optional[EnvironmentDefinition] = None,
-        name: Optional[str] = None,
+        environment_definition: EnvironmentDefinition | None = None,
+        name: str | None = None,
     ) -> None:
         if cycles is not None and (isinstance(cycles, bool) or not isinstance(cycles, int) or cycles < 1):
             raise ValueError(f"cycles must be a positive integer or None (until stopped), got {cycles!r}")

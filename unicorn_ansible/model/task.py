@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import uuid
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Union
 
 if TYPE_CHECKING:  # pragma: no cover
     from .nodes import Node
@@ -31,7 +31,7 @@ class Task(abc.ABC):
     """
 
     #: Commands executed with the OS shell, in the node's environment, before the pipeline starts.
-    requirements: List[str] = []
+    requirements: list[str] = []
 
     #: Processes the task starts are stopped when the pipeline ends (success, failure, exception,
     #: timeout or cancel alike). True keeps the ones still running then, e.g. a server a later
@@ -39,14 +39,14 @@ class Task(abc.ABC):
     keep_processes: bool = False
 
     #: Filled in on the node before the task runs: {task_name: [Result, ...]} of every task that ran before.
-    previous_steps: Dict[str, list] = {}
+    previous_steps: dict[str, list] = {}
 
     #: Paths or glob patterns (absolute, ``~``, or relative to the run's work folder on the node) of
     #: files this task leaves for the user; they come home under nodes/<node>/artifacts/<task>/.
-    artifacts: List[str] = []
+    artifacts: list[str] = []
 
     #: Set on the node before the task runs (also $UNICORN_ARTIFACTS): a folder whose files come home.
-    artifacts_dir: Optional[str] = None
+    artifacts_dir: str | None = None
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Task:
         # Set here rather than in __init__ so that a subclass that never calls
@@ -57,7 +57,7 @@ class Task(abc.ABC):
         instance.artifacts = list(cls.artifacts)
         return instance
 
-    def __init__(self, name: Optional[str] = None) -> None:
+    def __init__(self, name: str | None = None) -> None:
         """
         This is a constructor for the task. Any variables (state) that `run` method should use should be provided here.
         Please, do not forget to call `super().__init__()` in your implementation.
@@ -118,7 +118,7 @@ class TaskDispatcher(abc.ABC):
         instance.name = _new_name()
         return instance
 
-    def __init__(self, name: Optional[str] = None) -> None:
+    def __init__(self, name: str | None = None) -> None:
         """
         This is a constructor for the TaskDispatcher. Any variables (state) that `dispatch` should use
         should be provided here.
@@ -138,4 +138,4 @@ class TaskDispatcher(abc.ABC):
         raise NotImplementedError
 
 
-TaskElement = Union[Task, TaskDispatcher]
+TaskElement = Union[Task, TaskDispatcher]  # noqa: UP007 (a runtime alias)

@@ -36,13 +36,13 @@ from typing import Any
 import cloudpickle
 from cloudpickle import cloudpickle as _cloudpickle
 
-from .node_pickle import FileKeepingPickler
+from ..compat import netunicorn as _netunicorn
 from . import environment as _environment
 from . import flags as _flags
 from . import graph as _graph
 from . import pipeline as _pipeline
 from . import task as _task
-from ..compat import netunicorn as _netunicorn
+from .node_pickle import FileKeepingPickler
 
 #: the model's modules: hosts have no unicorn-ansible, so what a pipeline refers to travels by value
 SHIPPED_MODULES = (_task, _environment, _pipeline, _graph, _flags)
@@ -259,7 +259,7 @@ def _children(obj: Any, label: str) -> Iterable[tuple[str, Any]]:
 
 def _has_contents(cell: Any) -> bool:
     try:
-        cell.cell_contents
+        cell.cell_contents  # noqa: B018 (reading an empty cell raises)
     except ValueError:
         return False
     return True

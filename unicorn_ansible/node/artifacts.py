@@ -141,7 +141,8 @@ def write_manifest(workdir: str) -> dict[str, Any]:
     shutil.rmtree(outgoing, ignore_errors=True)
     os.makedirs(outgoing)
     hashes = _Hashes(workdir)
-    entries, seen = [], set()
+    entries: list[dict[str, Any]] = []
+    seen: set[tuple[str | None, str]] = set()
     for task, name, file in _candidates(workdir, spec):
         if (task, name) in seen:
             continue

@@ -13,7 +13,9 @@ import sys
 import time
 from typing import Any
 
-from .container import await_start, remove as remove_container, run_command as container_command
+from .container import await_start
+from .container import remove as remove_container
+from .container import run_command as container_command
 from .files import read_json, write_json_atomic
 from .journal import unreported
 from .outbox import pack_outbox

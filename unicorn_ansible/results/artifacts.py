@@ -99,7 +99,7 @@ def _check_offer(entry: Any) -> dict[str, Any]:
     task = entry.get("task")
     if task is not None and (not isinstance(task, str) or len(task) > PATH_LIMIT):
         raise ValueError("a task that is not a name")
-    safe_parts(entry.get("path"))
+    safe_parts(str(entry.get("path")))
     left = entry.get("left")
     if left is not None:
         return {"task": task, "path": entry["path"], "source": str(entry.get("source"))[:PATH_LIMIT],

@@ -12,25 +12,25 @@ import math
 import os
 import re
 import tarfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Union
+from typing import Any
 
 from returns.pipeline import is_successful
 from returns.result import Result
 
 from ..engine.rundir import RunDir
-from .artifacts import Artifact, load_artifacts
-from .refused import Refused
-from .safe_pickle import loader_for, register_shipped
-from .status import NodeStatus, Phase
+from ..errors import UntrustedDataError
+from ..home import private_files, runs_dir
 from ..node.files import copy_range, read_json
 from ..node.journal import MalformedRecord, Record, iter_records, results_by_name, results_by_stage
 from ..node.outcome import bounded_repr
 from ..node.protocol import FAILURE, JOURNAL, OUTBOX, PIPELINE, STATE, SUCCESS, ExecutorStatus
-from ..errors import UntrustedDataError
-from ..home import private_files, runs_dir
-
+from .artifacts import Artifact, load_artifacts
+from .refused import Refused
+from .safe_pickle import loader_for, register_shipped
+from .status import NodeStatus, Phase
 
 REPR_LIMIT = 10_000
 
@@ -56,7 +56,7 @@ class Abbreviated:
         return f"{self.preview} ({self.size} bytes; the whole value: load_results in Python)"
 
 
-def result_to_json(result: Any) -> Dict[str, Any]:
+def result_to_json(result: Any) -> dict[str, Any]:
     """``{"type": "Success" | "Failure", "value": <JSON, or repr where not JSON>}``.
 
     A repr longer than 10,000 characters is cut and says how much is left out; the
@@ -85,7 +85,7 @@ def _shape_to_json(entry: Any) -> Any:
     return result_to_json(entry)
 
 
-def _by_name_to_json(results: Dict[str, List[Any]]) -> Dict[str, List[Dict[str, Any]]]:
+def _by_name_to_json(results: dict[str, list[Any]]) -> dict[str, list[dict[str, Any]]]:
     return {name: [result_to_json(r) for r in runs] for name, runs in results.items()}
 
 
@@ -96,25 +96,25 @@ class NodeResult:
     node: str
     status: str
     prepared: bool
-    error: Optional[str]
+    error: str | None
     #: the tutorial's shape for a Pipeline (one entry per stage); for a graph, task name -> Results
-    results: Union[List[Any], Dict[str, List[Result]]] = field(default_factory=list)
-    tasks: Dict[str, List[Result]] = field(default_factory=dict)
-    timings: List[Dict[str, Any]] = field(default_factory=list)
-    not_run: List[str] = field(default_factory=list)
+    results: list[Any] | dict[str, list[Result]] = field(default_factory=list)
+    tasks: dict[str, list[Result]] = field(default_factory=dict)
+    timings: list[dict[str, Any]] = field(default_factory=list)
+    not_run: list[str] = field(default_factory=list)
     #: when the host was lost before its results were fetched: what it reported as finished
     #: (name, type, preview of the value), from the executor's progress reports
-    reported: List[Dict[str, Any]] = field(default_factory=list)
+    reported: list[dict[str, Any]] = field(default_factory=list)
     #: the files its tasks left: brought home (``file``, relative to the run folder) or left on the host
-    artifacts: List[Artifact] = field(default_factory=list)
+    artifacts: list[Artifact] = field(default_factory=list)
     #: processes the node's tasks left running that were stopped when its pipeline ended (pid, command)
-    stopped_processes: List[Dict[str, Any]] = field(default_factory=list)
+    stopped_processes: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def success(self) -> bool:
         return self.status == NodeStatus.OK
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "node": self.node,
             "status": self.status,
@@ -138,7 +138,7 @@ class RunResults:
 
     name: str
     run_dir: Path
-    nodes: List[NodeResult]
+    nodes: list[NodeResult]
     status: str = "unknown"
     #: loaded with trust=True (every result fully, nothing refused)
     trusted: bool = False
@@ -159,10 +159,10 @@ class RunResults:
     def success(self) -> bool:
         return bool(self.nodes) and all(result.success for result in self.nodes)
 
-    def filter(self, status: Optional[str] = None, node: Optional[str] = None) -> List[NodeResult]:
+    def filter(self, status: str | None = None, node: str | None = None) -> list[NodeResult]:
         return [r for r in self.nodes if (status is None or r.status == status) and (node is None or r.node == node)]
 
-    def measurements(self) -> List[Dict[str, Any]]:
+    def measurements(self) -> list[dict[str, Any]]:
         """Every number the tasks returned, one row each: node, task, repetition, field, value."""
         from .measurements import measurements
 
@@ -174,12 +174,12 @@ class RunResults:
 
         return measurements_frame(self)
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "status": self.status, "success": self.success, "trusted": self.trusted,
                 "nodes": [result.to_dict() for result in self.nodes]}
 
     def __repr__(self) -> str:
-        counts: Dict[str, int] = {}
+        counts: dict[str, int] = {}
         for result in self.nodes:
             counts[result.status] = counts.get(result.status, 0) + 1
         summary = ", ".join(f"{count} {status}" for status, count in sorted(counts.items()))
@@ -240,7 +240,7 @@ def unpack_outbox(folder: Path) -> None:
         marker.touch()
 
 
-def node_file(folder: Path, relative: Any) -> Optional[Path]:
+def node_file(folder: Path, relative: Any) -> Path | None:
     """A path a host named (a log), inside the node's folder; None for anything else
     (absolute, ``..``, a link out of it, not a text)."""
     if not isinstance(relative, str) or not relative or relative.startswith("/") or "\0" in relative:
@@ -253,7 +253,7 @@ def node_file(folder: Path, relative: Any) -> Optional[Path]:
 _STATE_TYPES = {"status": str, "error": str, "shape": str, "done": int, "total": int, "failed": int}
 
 
-def host_state(folder: Path) -> Dict[str, Any]:
+def host_state(folder: Path) -> dict[str, Any]:
     """The executor's state.json (from the host): fields of the wrong type are left out."""
     state = read_json(str(folder / STATE))
     if not isinstance(state, dict):
@@ -265,7 +265,7 @@ def host_state(folder: Path) -> Dict[str, Any]:
     return kept
 
 
-def _outcome(status: Dict[str, Any], state: Dict[str, Any], records: List[Any]) -> tuple[str, Optional[str]]:
+def _outcome(status: dict[str, Any], state: dict[str, Any], records: list[Any]) -> tuple[str, str | None]:
     """The node's status word and error from the callback's status, the executor's state and its journal."""
     phase = status.get("phase")
     error = status.get("error")
@@ -292,19 +292,19 @@ def _outcome(status: Dict[str, Any], state: Dict[str, Any], records: List[Any]) 
 class _Unread(bytes):
     """The place of a payload left unread (over the view's limit), with its record's header."""
 
-    header: Dict[str, Any]
+    header: dict[str, Any]
 
-    def __new__(cls, header: Dict[str, Any]) -> "_Unread":
+    def __new__(cls, header: dict[str, Any]) -> _Unread:
         unread = super().__new__(cls)
         unread.header = header
         return unread
 
 
-def _values(records: List[Any], graph: bool, loads: Callable[[bytes], Any], node: str,
-            run: str) -> tuple[Any, Dict[str, List[Any]]]:
+def _values(records: list[Any], graph: bool, loads: Callable[[bytes], Any], node: str,
+            run: str) -> tuple[Any, dict[str, list[Any]]]:
     """Both shapes of the results, each payload unpickled once (a payload left unread: its preview;
     a payload the loader refuses: a :class:`Refused` in its place, alone)."""
-    loaded: Dict[int, Any] = {}
+    loaded: dict[int, Any] = {}
     headers = {id(record.payload): record.header for record in records}
     records = [Record(r.header, _Unread(r.header)) if r.header["payload_len"] and not r.payload else r
                for r in records]
@@ -326,23 +326,23 @@ def _values(records: List[Any], graph: bool, loads: Callable[[bytes], Any], node
     return (by_name if graph else results_by_stage(records, once)), by_name
 
 
-_TIMING_TYPES: Dict[str, tuple] = {"name": (str,), "stage": (int,), "index": (int,), "start": (int, float),
+_TIMING_TYPES: dict[str, tuple] = {"name": (str,), "stage": (int,), "index": (int,), "start": (int, float),
                                     "end": (int, float), "kind": (str,), "log": (str,), "preview": (str,)}
 
 
-def _timing(entry: Dict[str, Any]) -> Dict[str, Any]:
+def _timing(entry: dict[str, Any]) -> dict[str, Any]:
     """A task's timing from a host (a journal header, a progress report): fields of another type are None."""
     timing = {}
-    for field, kinds in _TIMING_TYPES.items():
-        value = entry.get(field)
+    for key, kinds in _TIMING_TYPES.items():
+        value = entry.get(key)
         ok = type(value) in kinds and (not isinstance(value, float) or math.isfinite(value))
-        timing[field] = (value[:2000] if isinstance(value, str) else value) if ok else None
+        timing[key] = (value[:2000] if isinstance(value, str) else value) if ok else None
     timing["name"] = timing["name"] if timing["name"] is not None else "?"
     return timing
 
 
-def load_node(run_dir: Path, node: str, loads: Optional[Callable[[bytes], Any]] = None,
-              with_values: bool = True, payload_limit: Optional[int] = None) -> NodeResult:
+def load_node(run_dir: Path, node: str, loads: Callable[[bytes], Any] | None = None,
+              with_values: bool = True, payload_limit: int | None = None) -> NodeResult:
     """One node's outcome; its results are loaded with the untrusted-data loader unless ``loads``
     is given. Without values, only what the journal's headers say (timings, previews) is read;
     a result whose payload is over ``payload_limit`` is its preview (:class:`Abbreviated`)."""
@@ -363,10 +363,10 @@ def load_node(run_dir: Path, node: str, loads: Optional[Callable[[bytes], Any]] 
     for timing in timings:  # a log path from the host: kept only if it stays inside the node's folder
         timing["log"] = timing["log"] if node_file(folder, timing["log"]) else None
     by_stage: Any = []
-    by_name: Dict[str, List[Any]] = {}
+    by_name: dict[str, list[Any]] = {}
     if with_values:
         by_stage, by_name = _values(records, state.get("shape") == "graph", loads, node, _run_argument(run.path))
-    reported: List[Dict[str, Any]] = []
+    reported: list[dict[str, Any]] = []
     not_run = list(state.get("not_run", []))
     if not records and isinstance(status.get("finished"), list):
         # the host was lost before its results came back: keep what it had reported
@@ -390,7 +390,7 @@ def _unreadable(node: str, exc: Exception) -> NodeResult:
                       error=f"the results of node {node} cannot be read: {type(exc).__name__}: {exc!s:.300}")
 
 
-def _stopped_processes(state: Dict[str, Any]) -> List[Dict[str, Any]]:
+def _stopped_processes(state: dict[str, Any]) -> list[dict[str, Any]]:
     """What the node says it stopped at its pipeline's end (untrusted: bounded, plain values only)."""
     entries = state.get("stopped_processes")
     if not isinstance(entries, list):
@@ -400,7 +400,7 @@ def _stopped_processes(state: Dict[str, Any]) -> List[Dict[str, Any]]:
             for entry in entries[:1000] if isinstance(entry, dict)]
 
 
-def _task_names(run_dir: Path, node: str) -> List[str]:
+def _task_names(run_dir: Path, node: str) -> list[str]:
     """The node's task names in the order the executor numbers them (stage by stage)."""
     import cloudpickle
 
@@ -412,8 +412,8 @@ def _task_names(run_dir: Path, node: str) -> List[str]:
     return [str(getattr(task, "name", "?")) for stage in getattr(pipeline, "tasks", []) for task in stage]
 
 
-def load_results(run_dir: Path, loads: Optional[Callable[[bytes], Any]] = None,
-                 with_values: bool = True, payload_limit: Optional[int] = None, trust: bool = False) -> RunResults:
+def load_results(run_dir: Path, loads: Callable[[bytes], Any] | None = None,
+                 with_values: bool = True, payload_limit: int | None = None, trust: bool = False) -> RunResults:
     """Every node's outcome of a run directory. Results fetched from hosts are untrusted:
     they load with the restricted loader, after the run's own pipelines told it which
     classes the experiment shipped; a result it refuses is a :class:`Refused` in its place.

@@ -18,8 +18,7 @@ import click
 
 from ..compiler.compile import check_run_name, compile_experiment, inventory_args
 from ..compiler.settings import DEFAULT_RUN_TIMEOUT_SECONDS, CompileOptions
-from ..engine.lifecycle import (controller_died, find_run, load_experiment_file, new_run_name, run_experiment,
-                                run_path)
+from ..engine.lifecycle import controller_died, find_run, load_experiment_file, new_run_name, run_experiment, run_path
 from ..engine.rundir import RunDir, read_json
 from ..errors import ExperimentError, InventoryError, UnicornError, UsageError
 from ..inventory import load_inventory
@@ -408,7 +407,8 @@ def delete(run_name: str, yes: bool, force: bool) -> None:
     """
     import shutil
 
-    from ..engine.lifecycle import cancel as cancel_run, is_playing, wait_for_controller
+    from ..engine.lifecycle import cancel as cancel_run
+    from ..engine.lifecycle import is_playing, wait_for_controller
 
     run_dir = _resolve_run(run_name)
     run = RunDir(run_dir)

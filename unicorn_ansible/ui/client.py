@@ -33,7 +33,8 @@ from typing import Any
 import cloudpickle
 from returns.result import Failure, Result, Success
 
-from ..compat.netunicorn import as_experiment, installed as netunicorn_installed
+from ..compat.netunicorn import as_experiment
+from ..compat.netunicorn import installed as netunicorn_installed
 from ..compiler.settings import CompileOptions
 from ..engine import lifecycle
 from ..engine.flag_server import flag_request
@@ -45,7 +46,6 @@ from ..model.experiment import Experiment
 from ..model.flags import FlagValues
 from ..model.nodes import CountableNodePool, Node
 from ..results.load import NodeResult, RunResults, load_results
-
 
 if netunicorn_installed():  # netunicorn's own enum: its notebooks compare with it
     from netunicorn.base.experiment import ExperimentStatus

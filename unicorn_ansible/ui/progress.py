@@ -11,19 +11,19 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any, Dict, List, Optional, Tuple
+from typing import IO, Any
 
 from ..engine.rundir import RunDir
 from ..results.status import FINAL_PHASES, Phase
 
 
-def describe(status: Dict[str, Any]) -> Tuple[str, int, int]:
+def describe(status: dict[str, Any]) -> tuple[str, int, int]:
     """A node's phase as a person reads it, with tasks done and total (0: not known in advance)."""
     phase = status.get("phase") or "waiting"
     progress = status.get("progress") or {}
     done, total = int(progress.get("done") or 0), known_total(progress)
     if phase in FINAL_PHASES:
-        label = FINAL_PHASES[phase]
+        label = FINAL_PHASES[Phase(phase)]
         if phase == Phase.EXECUTED and progress.get("failed"):
             label = "done, with failed tasks"
         return label, done, total
@@ -35,7 +35,7 @@ def describe(status: Dict[str, Any]) -> Tuple[str, int, int]:
     return phase, done, total
 
 
-def known_total(progress: Dict[str, Any]) -> int:
+def known_total(progress: dict[str, Any]) -> int:
     """How many tasks a node runs, where that is known in advance (0 where not): a graph's loops
     and branches (a CyclePipeline's cycles) decide as it runs."""
     return 0 if progress.get("shape") == "graph" else int(progress.get("total") or 0)
@@ -49,25 +49,25 @@ def tasks_text(done: int, total: int) -> str:
 class Progress:
     """Shows a run's progress while it runs: ``with Progress(run_dir, hosts, stream): ...``."""
 
-    def __init__(self, run_dir: Path, hosts: List[str], stream: IO[str], interval: float = 0.5) -> None:
+    def __init__(self, run_dir: Path, hosts: list[str], stream: IO[str], interval: float = 0.5) -> None:
         self.run_dir = Path(run_dir)
         self.hosts = list(hosts)
         self.stream = stream
         self.interval = interval
         self.live = bool(getattr(stream, "isatty", lambda: False)())
-        self._seen: Dict[str, Tuple[str, int, int]] = {}
+        self._seen: dict[str, tuple[str, int, int]] = {}
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
         self._live_display: Any = None
 
     # -- reading ---------------------------------------------------------------
-    def snapshot(self) -> Dict[str, Tuple[str, int, int]]:
+    def snapshot(self) -> dict[str, tuple[str, int, int]]:
         run = RunDir(self.run_dir)
         return {host: describe(run.node_status(host)) for host in self.hosts}
 
     # -- showing -----------------------------------------------------------------
-    def lines(self, snapshot: Dict[str, Tuple[str, int, int]]) -> List[str]:
+    def lines(self, snapshot: dict[str, tuple[str, int, int]]) -> list[str]:
         """Plain lines for the nodes whose phase changed since the last call."""
         out = []
         stamp = time.strftime("%H:%M:%S")
@@ -79,7 +79,7 @@ class Progress:
             self._seen[host] = (label, done, total)
         return out
 
-    def renderable(self, snapshot: Dict[str, Tuple[str, int, int]]) -> Any:
+    def renderable(self, snapshot: dict[str, tuple[str, int, int]]) -> Any:
         from rich.console import Group
         from rich.progress_bar import ProgressBar
         from rich.table import Table
@@ -107,7 +107,7 @@ class Progress:
                 print(line, file=self.stream, flush=True)
 
     # -- lifetime ------------------------------------------------------------------
-    def handle(self, event: Dict[str, Any]) -> None:
+    def handle(self, event: dict[str, Any]) -> None:
         """ansible-runner event handler: refresh soon after anything happens."""
         if event.get("event", "").startswith("runner_on_"):
             self._wake.set()
@@ -118,7 +118,7 @@ class Progress:
             self._wake.wait(self.interval)
             self._wake.clear()
 
-    def start(self) -> "Progress":
+    def start(self) -> Progress:
         if self.live:
             from rich.console import Console
             from rich.live import Live
@@ -140,7 +140,7 @@ class Progress:
             self._live_display.stop()
             self._live_display = None
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
