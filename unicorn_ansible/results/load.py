@@ -262,6 +262,9 @@ def host_state(folder: Path) -> dict[str, Any]:
     not_run = state.get("not_run")
     if isinstance(not_run, list):
         kept["not_run"] = [str(name)[:200] for name in not_run[:100_000]]
+    stopped = state.get("stopped_processes")
+    if isinstance(stopped, list):  # checked entry by entry in _stopped_processes
+        kept["stopped_processes"] = stopped[:1000]
     return kept
 
 
