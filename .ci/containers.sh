@@ -14,15 +14,9 @@ BASE_IMAGE=localhost/unicorn-ansible-test-python:bookworm
 # the rootfs tarball, kept in the clone so one CI run builds it once
 CACHE=${UNICORN_CONTAINERS_CACHE:-$PWD/.cache/containers}
 
-packages=(podman runc busybox-static debootstrap docker-registry uidmap docker.io)
-missing=()
-for package in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+# shellcheck source=apt-missing.sh
+. "$(dirname "$0")/apt-missing.sh"
+install_missing podman runc busybox-static debootstrap docker-registry uidmap docker.io
 
 mkdir -p /etc/containers/containers.conf.d /etc/containers/registries.conf.d
 cat > /etc/containers/containers.conf.d/50-unicorn-ansible-tests.conf <<'CONF'

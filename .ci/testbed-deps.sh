@@ -7,16 +7,9 @@
 # is missing; needs root.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-packages=(openssh-server openssh-client iproute2 sudo util-linux iputils-ping python3 python3-venv procps chromium pypy3
-          tcpdump tshark traceroute iperf3 dnsutils)
-missing=()
-for package in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+# shellcheck source=apt-missing.sh
+. "$(dirname "$0")/apt-missing.sh"
+install_missing openssh-server openssh-client iproute2 sudo util-linux iputils-ping python3 python3-venv procps chromium pypy3 tcpdump tshark traceroute iperf3 dnsutils
 # The testbed starts its own sshd per host; the distribution's service is not needed.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet ssh 2>/dev/null; then
     systemctl stop ssh || true
