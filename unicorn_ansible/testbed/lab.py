@@ -199,6 +199,7 @@ def _prepare_host_files(state: Path, name: str, address: str, public_key: str, h
     for path in (root / ".ssh", root / ".testbed", home / ".ssh"):
         path.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o700)
+    os.chmod(folder / "home", 0o755)  # the user must reach its home whatever the umask made of /home
     # a plain shell: no pyenv init or the like costing every remote command
     for profile in (".bashrc", ".profile"):
         _write(root / profile, "# unicorn-ansible testbed host\n")
