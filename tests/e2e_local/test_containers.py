@@ -3,16 +3,21 @@ requirements, a user image from a local registry, the runtime context, cancel, f
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import markupsafe
 import pytest
+
+from unicorn_ansible import load_results
 
 from ..containers import (
     BASE_IMAGE,
@@ -259,6 +264,54 @@ def test_bad_inputs_are_one_line_node_errors_and_other_nodes_run(env: Env) -> No
     assert node(results, "fallback")["tasks"]["fine"] == [{"type": "Success", "value": "fine"}]
     notice = _deploy_report(env, "bad", "fallback")["notice"]
     assert "runs netunicorn's default DockerImage environment as ShellExecution" in notice
+
+
+NETUNICORN_DEFAULT = '''
+import os
+from netunicorn.base import Experiment, Pipeline, Task
+
+class Where(Task):
+    requirements = ["python3 -c 'print(\\"prepared\\")'"]
+
+    def run(self):
+        return "container" if os.path.exists("/run/.containerenv") else "host"
+
+def experiment(nodes):
+    return Experiment().map(Pipeline().then(Where(name="where")), nodes.take(3))  # netunicorn's default DockerImage()
+'''
+
+
+def test_netunicorns_default_image_runs_in_a_container_where_it_can_and_as_shell_with_a_notice_where_not(
+        env: Env) -> None:
+    python = "{}.{}".format(*sys.version_info[:2])
+    default_base = f"python:{python}-slim"
+    assert podman("image", "exists", default_base, check=False).returncode != 0, (
+        f"this test needs a machine where netunicorn's base image {default_base} cannot be had")
+    hosts = [f"boxed unicorn_container_base_image={BASE_IMAGE}", "bare unicorn_container_engine=none", "unpulled"]
+    env.write("default.py", NETUNICORN_DEFAULT)
+    done = env.cli("run", "default.py", "-i", str(env.local_inventory(hosts)), "--name", "default", check=0)
+    results = json.loads(env.cli("results", "default", "--json", check=0).stdout)
+    where = {entry["node"]: entry["tasks"]["where"][0]["value"] for entry in results["nodes"]}
+    assert where == {"boxed": "container", "bare": "host", "unpulled": "host"}
+    notices = {entry["node"]: entry["notice"] for entry in results["nodes"]}
+    assert notices["boxed"] is None and _deploy_report(env, "default", "boxed")["container"]["image"]
+    assert notices["bare"] == ("node bare runs netunicorn's default DockerImage environment as ShellExecution: "
+                               "the host has no container engine (unicorn_container_engine is none)")
+    assert notices["unpulled"].startswith("node unpulled runs netunicorn's default DockerImage environment as "
+                                          f"ShellExecution: its base image {default_base} is not on the host and "
+                                          "cannot be pulled with podman (")
+    assert notices["unpulled"].endswith(f"set the inventory variable unicorn_container_base_image to an image "
+                                        f"with Python {python}")
+    # the run's output (progress and summary), the Python results object and the HTML report say it too
+    for name in ("bare", "unpulled"):
+        assert f"{name}  notice: {notices[name]}" in done.stdout
+        assert f"deployed; notice: {notices[name][:40]}" in done.stderr
+    loaded = load_results(env.home / "runs" / "default")
+    assert loaded["unpulled"].notice == notices["unpulled"] and loaded["boxed"].notice is None
+    assert f"notice: {html.escape(notices['bare'])}" in loaded._repr_html_()
+    env.cli("report", "default", "-o", str(env.root / "report.html"), check=0)
+    report = env.root.joinpath("report.html").read_text()
+    assert report.count('<div class="notice">notice: node ') == 2 and str(markupsafe.escape(notices["unpulled"])) in report
 
 
 DOCKER = '''

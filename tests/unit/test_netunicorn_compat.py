@@ -10,6 +10,7 @@ import cloudpickle
 import pytest
 from netunicorn.base import Architecture as NArchitecture
 from netunicorn.base import CyclePipeline as NCyclePipeline
+from netunicorn.base import DockerImage as NDockerImage
 from netunicorn.base import ExecutionGraph as NExecutionGraph
 from netunicorn.base import Experiment as NExperiment
 from netunicorn.base import FlagValues as NFlagValues
@@ -20,7 +21,17 @@ from netunicorn.library.tasks.basic import ShellCommand, SleepTask
 from netunicorn.library.tasks.flags import GetFlagTask
 from netunicorn.library.tasks.measurements.ping import Ping
 
-from unicorn_ansible import Architecture, CountableNodePool, ExecutionGraph, Experiment, Node, Pipeline, Task
+from unicorn_ansible import (
+    Architecture,
+    CountableNodePool,
+    DockerImage,
+    ExecutionGraph,
+    Experiment,
+    Node,
+    Pipeline,
+    RuntimeContext,
+    Task,
+)
 from unicorn_ansible.compat.netunicorn import as_experiment, as_flow, runtime_requirements
 from unicorn_ansible.model.graph import GraphPlan
 
@@ -59,15 +70,28 @@ def test_netunicorn_tasks_and_dispatchers_go_into_our_pipeline():
     assert "sudo apt-get install -y iputils-ping" in experiment[0].environment_definition.commands
 
 
-def test_netunicorn_pipeline_becomes_our_graph_with_the_same_vertices_and_a_docker_notice():
+def test_netunicorn_pipeline_becomes_our_graph_with_the_same_vertices_and_a_container_it_may_do_without():
     pipeline = NPipeline().then(SleepTask(1)).then([ShellCommand(["true"]), ShellCommand(["false"])])
     graph = as_flow(pipeline)
     assert isinstance(graph, ExecutionGraph) and graph.name == pipeline.name
     assert set(graph.graph.nodes) == set(pipeline.graph.nodes)
     deployment = Experiment().append(linux(), pipeline)[0]
-    assert "DockerImage" in deployment.notices[0] and "ShellExecution" in deployment.notices[0]
+    # netunicorn's default DockerImage(): a container built from the requirements where the host can,
+    # else ShellExecution with a notice from the host (the user did not ask for a container)
+    environment = deployment.environment_definition
+    assert isinstance(environment, DockerImage) and environment.image is None and environment.shell_fallback
+    assert deployment.notices == []
     plan = cloudpickle.loads(deployment.pipeline)
     assert isinstance(plan, GraphPlan) and sum(hasattr(v, "run") for v in plan.vertices) == 3
+
+
+def test_a_named_netunicorn_image_is_a_docker_image_that_may_not_fall_back():
+    environment = NDockerImage(image="lab/probe:1")
+    environment.runtime_context.ports_mapping[80] = 8080
+    environment.runtime_context.environment_variables["MODE"] = "fast"
+    ours = Experiment().append(linux(), NPipeline(environment_definition=environment).then(SleepTask(0)))[0]
+    assert ours.environment_definition.image == "lab/probe:1" and not ours.environment_definition.shell_fallback
+    assert ours.environment_definition.runtime_context == RuntimeContext({80: 8080}, {"MODE": "fast"}, None, [])
 
 
 def test_shell_execution_keeps_commands_and_variables_and_gives_no_notice():

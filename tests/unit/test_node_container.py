@@ -33,6 +33,39 @@ def test_netunicorns_default_image_runs_as_shell_with_a_notice_where_no_engine_i
     assert fields["shell_instead"] and "as ShellExecution" in fields["notice"] and "h7" in fields["notice"]
 
 
+def _registry_less_engine(folder: Path) -> str:
+    """An engine command that answers but has no image and reaches no registry (as on the test machines)."""
+    engine = folder / "engine"
+    engine.write_text('#!/bin/sh\ncase "$1" in\n  ps) exit 0 ;;\n'
+                      '  pull) echo "Trying to pull $2..."; echo "Error: dial tcp: lookup registry: no such host"; exit 125 ;;\n'
+                      '  *) echo "Error: $2: image not known"; exit 125 ;;\nesac\n')
+    engine.chmod(0o700)
+    return str(engine)
+
+
+def test_netunicorns_default_image_runs_as_shell_when_its_default_base_cannot_be_pulled(tmp_path: Path) -> None:
+    spec = {"node": "h7", "python": "3.11", "commands": [],
+            "container": {"image": None, "base_image": None, "shell_fallback": True,
+                          "engine": _registry_less_engine(tmp_path)}}
+    fields = container.deploy_container(spec, str(tmp_path), str(tmp_path / "logs"))
+    notice = fields["notice"]
+    assert fields["shell_instead"] and "\n" not in notice
+    assert notice.startswith("node h7 runs netunicorn's default DockerImage environment as ShellExecution: ")
+    assert "its base image python:3.11-slim is not on the host and cannot be pulled with engine" in notice
+    assert "no such host" in notice and "set the inventory variable unicorn_container_base_image" in notice
+
+
+def test_a_chosen_base_image_that_cannot_be_pulled_is_the_nodes_error_even_for_netunicorns_default(
+        tmp_path: Path) -> None:
+    spec = {"node": "h7", "python": "3.11", "commands": ["pip install x"],
+            "container": {"image": None, "base_image": "lab/python:3.11", "shell_fallback": True,
+                          "engine": _registry_less_engine(tmp_path)}}
+    fields = container.deploy_container(spec, str(tmp_path), str(tmp_path / "logs"))
+    assert "shell_instead" not in fields and not fields["ok"]
+    assert fields["error"].startswith("host h7: image lab/python:3.11 is not on the host and cannot be pulled")
+    assert fields["error"].endswith("(the base image of the environment built from the requirements)")
+
+
 def test_build_steps_drop_a_leading_sudo_as_netunicorn_does() -> None:
     assert container.build_step("sudo apt-get install -y iperf3") == "apt-get install -y iperf3"
     assert container.build_step("pip install sudo") == "pip install sudo"

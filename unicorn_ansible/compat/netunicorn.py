@@ -31,13 +31,6 @@ import cloudpickle
 # import name -> pip requirement.
 NETUNICORN_RUNTIME = {"requests": "requests", "pydantic": "pydantic>=2", "networkx": "networkx"}
 
-DOCKER_NOTICE = (
-    "pipeline {pipeline} on node {node} asks for netunicorn's default DockerImage environment; "
-    "this engine runs it as ShellExecution (its requirements run in the node's Python environment, "
-    "not in a container)"
-)
-
-
 @functools.cache
 def installed() -> bool:
     """True when netunicorn-base can be imported here."""
@@ -96,10 +89,11 @@ def is_netunicorn_docker(environment: Any) -> bool:
 
 def as_environment(environment: Any) -> Any:
     """Our environment definition for one of netunicorn's: ShellExecution with the same commands
-    and environment variables; netunicorn's default DockerImage() (no image named) runs as
-    ShellExecution too (see DOCKER_NOTICE); a named image stays a DockerImage with netunicorn's
-    runtime context (ports mapping, environment variables, network, additional arguments),
-    run by the host's podman or Docker (node/container.py)."""
+    and environment variables; a DockerImage with netunicorn's runtime context (ports mapping,
+    environment variables, network, additional arguments), run by the host's podman or Docker
+    (node/container.py). netunicorn's default DockerImage() (no image named, which its Pipeline
+    sets) gets ``shell_fallback``: where the host cannot run it in a container, it runs as
+    ShellExecution with a notice (the user did not ask for a container)."""
     from ..model.environment import DockerImage, EnvironmentDefinition, RuntimeContext, ShellExecution
 
     if isinstance(environment, EnvironmentDefinition) or environment is None:
@@ -107,11 +101,12 @@ def as_environment(environment: Any) -> Any:
     context = getattr(environment, "runtime_context", None)
     variables = {str(k): str(v) for k, v in (getattr(context, "environment_variables", {}) or {}).items()}
     commands = list(getattr(environment, "commands", []))
-    if is_netunicorn_docker(environment) and environment.image:
+    if is_netunicorn_docker(environment):
         runtime = RuntimeContext(ports_mapping=dict(getattr(context, "ports_mapping", {}) or {}),
                                  environment_variables=variables, network=getattr(context, "network", None),
                                  additional_arguments=list(getattr(context, "additional_arguments", []) or []))
-        return DockerImage(commands=commands, image=environment.image, runtime_context=runtime)
+        return DockerImage(commands=commands, image=environment.image or None, runtime_context=runtime,
+                           shell_fallback=not environment.image)
     return ShellExecution(commands=commands, runtime_context=RuntimeContext(environment_variables=variables))
 
 
@@ -126,8 +121,6 @@ def as_flow(obj: Any) -> Any:
                            obj.name)
     graph.graph = obj.graph.copy()
     graph.override_graph_validation = obj.override_graph_validation
-    if is_netunicorn_docker(obj.environment_definition) and not obj.environment_definition.image:
-        graph.environment_notice = DOCKER_NOTICE.format(pipeline=obj.name, node="{node}")
     return graph
 
 
@@ -217,7 +210,6 @@ def _ensure_command(module: str, requirement: str) -> str:
 
 
 __all__ = [
-    "DOCKER_NOTICE",
     "NETUNICORN_RUNTIME",
     "adopt_netunicorn_classes",
     "as_environment",

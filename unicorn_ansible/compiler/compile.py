@@ -136,7 +136,7 @@ def compile_experiment(
     _write_playbooks(run, compiled.playbook_context(name, run_id, hosts, settings))
     _write_inventory(run, inventory, hosts)
     write_json(run.envvars_file, {e: v for _, _, e, v in settings})
-    run.create_record(_run_record(name, run_id, hosts, inventory, options, experiment))
+    run.create_record(_run_record(name, run_id, hosts, inventory, options))
     # The experiment itself, for the client's get_experiment_status (a controller-side file).
     write_atomic(run.experiment_file, cloudpickle.dumps(experiment), 0o600)
     return run.path
@@ -307,7 +307,7 @@ def _write_inventory(run: RunDir, inventory: Inventory, hosts: list[str]) -> Non
 
 
 def _run_record(name: str, run_id: str, hosts: list[str], inventory: Inventory,
-                options: CompileOptions, experiment: Experiment) -> dict[str, Any]:
+                options: CompileOptions) -> dict[str, Any]:
     return {
         "name": name,
         "run_id": run_id,
@@ -317,7 +317,6 @@ def _run_record(name: str, run_id: str, hosts: list[str], inventory: Inventory,
         "inventory": inventory.sources,
         "options": asdict(options),
         "versions": versions(),
-        "notices": [notice for deployment in experiment for notice in getattr(deployment, "notices", [])],
     }
 
 

@@ -57,7 +57,7 @@ class Deployment:
     - ``prepared`` / ``error``: filled in by the engine after deployment
     - ``keep_alive_timeout_minutes``: this node's time limit (netunicorn's name); None: the run's
     - ``cleanup``: netunicorn's flag (remove containers afterwards); kept, nothing to clean up here
-    - ``notices``: what the user should know about how this deployment runs (printed by ``run``)
+    - ``notices``: what the user should know about how this deployment ran (from its host)
 
     netunicorn's Node, Pipeline, CyclePipeline and ExecutionGraph are accepted as they are.
     """
@@ -84,8 +84,8 @@ class Deployment:
         self.error: Exception | None = None
         self.keep_alive_timeout_minutes = keep_alive_timeout_minutes
         self.cleanup = cleanup
-        notice = getattr(pipeline, "environment_notice", None)
-        self.notices: list[str] = [notice.format(node=node.name)] if notice else []
+        #: filled in from the host's deployment (e.g. netunicorn's default DockerImage run as ShellExecution)
+        self.notices: list[str] = []
         dispatched = _dispatched(pipeline, node)
         self.environment_definition: EnvironmentDefinition = copy.deepcopy(environment)
         tasks = [v for v in dispatched.vertices if isinstance(v, Task)] if isinstance(dispatched, GraphPlan) \

@@ -19,7 +19,9 @@ ShellExecution; a cancel also removes the container.
     network     the container's network (None: host, or the engine's default with ports)
     arguments   more arguments for ``run``, as a list
     shell_fallback  True for netunicorn's default ``DockerImage()``, which the user did not ask
-                for: on a host without an engine the node runs as ShellExecution, with a notice
+                for: on a host without an engine, or where nobody chose a base image and
+                netunicorn's ``python:<X.Y>-slim`` cannot be pulled, the node runs as
+                ShellExecution, with a notice
 
 The container is named after the run's folder on the host and the node.
 """
@@ -104,15 +106,20 @@ def has_image(engine: str, image: str) -> bool:
     return _engine(engine, "image", "inspect", "--format", "{{.Id}}", image).returncode == 0
 
 
-def ensure_image(engine: str, image: str, node: str) -> str | None:
-    """Pull ``image`` unless the host has it; the error, if it cannot be had."""
+def _pull_failure(engine: str, image: str) -> str | None:
+    """Pull ``image`` unless the host has it; the last line of the engine's answer if it cannot be had."""
     if has_image(engine, image):
         return None
     pulled = _engine(engine, "pull", image, timeout=None)
-    if pulled.returncode == 0:
+    return None if pulled.returncode == 0 else _last_line(pulled.stdout)
+
+
+def ensure_image(engine: str, image: str, node: str) -> str | None:
+    """Pull ``image`` unless the host has it; the error, if it cannot be had."""
+    failure = _pull_failure(engine, image)
+    if failure is None:
         return None
-    return (f"host {node}: image {image} is not on the host and cannot be pulled with "
-            f"{os.path.basename(engine)}: {_last_line(pulled.stdout)}")
+    return f"host {node}: image {image} is not on the host and cannot be pulled with {os.path.basename(engine)}: {failure}"
 
 
 def image_python(engine: str, image: str, wanted: str | None, node: str) -> str | None:
@@ -219,17 +226,38 @@ def container_name(workdir: str, node: str) -> str:
     return "unicorn-" + _safe_name(f"{os.path.basename(workdir)}-{node}")
 
 
+def as_shell(node: str, why: str) -> dict[str, Any]:
+    """The deploy report's fields of netunicorn's default ``DockerImage()`` run as ShellExecution."""
+    return {"shell_instead": True,
+            "notice": f"node {node} runs netunicorn's default DockerImage environment as ShellExecution: {why}"}
+
+
+def default_base_missing(engine: str, spec: dict[str, Any]) -> str | None:
+    """Why netunicorn's default base image (nobody chose one) cannot be had on this host; None if it can.
+    Labs often reach no public registry: the pipeline then runs as ShellExecution instead of failing."""
+    python = spec.get("python", "3")
+    base = DEFAULT_BASE_IMAGE.format(python=python)
+    failure = _pull_failure(engine, base)
+    if failure is None:
+        return None
+    return (f"its base image {base} is not on the host and cannot be pulled with {os.path.basename(engine)} "
+            f"({failure}); to run it in a container, set the inventory variable "
+            f"unicorn_container_base_image to an image with Python {python}")
+
+
 def deploy_container(spec: dict[str, Any], workdir: str, logs: str) -> dict[str, Any]:
     """Prepare the node's container image; the deploy report's fields (ok, error, container, commands)."""
     node, container = spec.get("node", "?"), dict(spec["container"])
     engine, missing = find_engine(container.get("engine"))
     if engine is None and container.get("shell_fallback"):
-        return {"shell_instead": True, "notice": (
-            f"node {node} runs netunicorn's default DockerImage environment as ShellExecution: "
-            f"the host has no container engine ({missing})")}
+        return as_shell(node, f"the host has no container engine ({missing})")
     if engine is None:
         return {"error": f"host {node} has no container engine for its DockerImage environment: {missing}; "
                          "install podman or Docker there, or set the inventory variable unicorn_container_engine"}
+    if container.get("shell_fallback") and not container.get("base_image"):
+        unusable = default_base_missing(engine, spec)
+        if unusable:
+            return as_shell(node, unusable)
     container.update(engine=engine, name=container_name(workdir, node))
     entries: list[dict[str, Any]] = []
     image, reused = container.get("image"), False

@@ -109,6 +109,8 @@ class NodeResult:
     artifacts: list[Artifact] = field(default_factory=list)
     #: processes the node's tasks left running that were stopped when its pipeline ended (pid, command)
     stopped_processes: list[dict[str, Any]] = field(default_factory=list)
+    #: how the host ran it, if not as asked (netunicorn's default DockerImage run as ShellExecution)
+    notice: str | None = None
 
     @property
     def success(self) -> bool:
@@ -129,6 +131,7 @@ class NodeResult:
             "reported": self.reported,
             "artifacts": [artifact.to_dict() for artifact in self.artifacts],
             "stopped_processes": self.stopped_processes,
+            "notice": self.notice,
         }
 
 
@@ -199,9 +202,16 @@ class RunResults:
                 for name, values in result.tasks.items() for value in values)
             rows.append(
                 f"<tr><td>{escape(result.node)}</td><td style='color:{colour}'>{escape(result.status)}</td>"
-                f"<td>{escape(result.error or '')}</td><td style='text-align:left'>{tasks}</td></tr>")
+                f"<td>{escape(result.error or '')}{_notice_html(result.notice)}</td>"
+                f"<td style='text-align:left'>{tasks}</td></tr>")
         return (f"<p><b>run {escape(self.name)}</b> ({escape(self.status)})</p><table><thead><tr><th>node</th>"
                 f"<th>status</th><th>error</th><th>results</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
+
+
+def _notice_html(notice: str | None) -> str:
+    from html import escape
+
+    return f"<br><i>notice: {escape(notice)}</i>" if notice else ""
 
 
 # What an outbox fetched from a host may contain: these names, as regular files, nothing else.
@@ -379,7 +389,18 @@ def load_node(run_dir: Path, node: str, loads: Callable[[bytes], Any] | None = N
         not_run = [name for seq, name in enumerate(_task_names(run_dir, node)) if seq not in done]
     return NodeResult(node=node, status=outcome, prepared=prepared, error=error, results=by_stage, tasks=by_name,
                       timings=timings, not_run=not_run, reported=reported,
-                      artifacts=load_artifacts(run_dir, node), stopped_processes=_stopped_processes(state))
+                      artifacts=load_artifacts(run_dir, node), stopped_processes=_stopped_processes(state),
+                      notice=deploy_notice(status, run.deploy_report(node)))
+
+
+def deploy_notice(status: dict[str, Any], report: dict[str, Any]) -> str | None:
+    """The host's notice about its deployment (the callback's copy, else the fetched deploy report),
+    as one bounded line; None if it gave none or something other than a text."""
+    for source in (status.get("deploy"), report):
+        notice = source.get("notice") if isinstance(source, dict) else None
+        if isinstance(notice, str) and notice.strip():
+            return " ".join(notice.split())[:1000]
+    return None
 
 
 def _run_argument(run_dir: Path) -> str:

@@ -118,6 +118,8 @@ def _summary(results: RunResults) -> None:
     out = console()
     print_table(("node", "status", "tasks ok", "tasks failed", "not run", "error"), rows, f"run {results.name}", out)
     for node in results:
+        if node.notice:
+            out.print(f"{node.node}  notice: {node.notice}", markup=False, highlight=False, soft_wrap=True)
         for task, values in node.tasks.items():
             for value in values:
                 out.print(f"{node.node}  {task}: {_short(value)}", markup=False, highlight=False)
@@ -143,13 +145,6 @@ def _resolve_run(name_or_dir: str) -> Path:
             raise UsageError(f"{name_or_dir} is not a run folder (it has no run record)")
         return given.path
     return find_run(check_run_name(name_or_dir)).path
-
-
-def _print_notices(experiment: Any) -> None:
-    """What the user should know about how their deployments run (e.g. a DockerImage run as shell)."""
-    for deployment in experiment:
-        for notice in getattr(deployment, "notices", []):
-            click.echo(f"notice: {notice}", err=True)
 
 
 @cli.command()
@@ -180,7 +175,6 @@ def run(experiment_file: str, inventories: Sequence[str], name: str | None, repl
     experiment = load_experiment_file(experiment_file, inventory.nodes())
     name = name or new_run_name(Path(experiment_file).stem)
     click.echo(f"run {name}: {len(experiment)} node(s)", err=True)
-    _print_notices(experiment)
     from .progress import Progress
 
     with Progress(run_path(name).path, [d.node.name for d in experiment], sys.stderr) as progress:
@@ -217,7 +211,6 @@ def compile_command(experiment_file: str, inventories: Sequence[str], output: st
     engine.pop("ask_pass", None)
     inventory = load_inventory(inventories)
     experiment = load_experiment_file(experiment_file, inventory.nodes())
-    _print_notices(experiment)
     run_dir = compile_experiment(experiment, inventory, target, name, _options(**engine))
     args = " ".join(inventory_args(run_dir, inventory.sources))
     click.echo(f"compiled {len(experiment)} node(s) into {run_dir}")

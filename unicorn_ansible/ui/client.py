@@ -24,7 +24,6 @@ import enum
 import shutil
 import threading
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,8 +163,6 @@ class Client:
         experiment = as_experiment(experiment)
         if deployment_context is not None:
             experiment.deployment_context = {**(experiment.deployment_context or {}), **deployment_context}
-        for notice in [n for deployment in experiment for n in getattr(deployment, "notices", [])]:
-            warnings.warn(notice, stacklevel=2)
         run = lifecycle.prepare(experiment, self.inventory, experiment_name, self.options)
         lifecycle.mark_preparing(run)
         self._background(experiment_name, run, lambda: lifecycle.deploy(run, self.inventory))
@@ -213,6 +210,7 @@ class Client:
                 deployment.prepared = outcome.prepared
                 deployment.executor_id = deployment.node.name
                 deployment.error = Exception(outcome.error) if outcome.error and not outcome.prepared else None
+                deployment.notices = [outcome.notice] if outcome.notice else []
         execution: list[DeploymentExecutionResult] | None = None
         if status in (ExperimentStatus.RUNNING, ExperimentStatus.FINISHED):
             nodes = {d.node.name: d.node for d in experiment} if experiment is not None else {}
