@@ -94,11 +94,11 @@ def test_library_tasks_run_unmodified_through_run(env: Env, servers: dict) -> No
     captures = env.root / "captures"
     captures.mkdir()
     env.vars.update(servers, CONFORMANCE_DIR=str(captures))
-    done = env.cli("run", str(EXPERIMENT), "--name", "library", "--json", check=0, timeout=900)
-    assert "notice: pipeline" in done.stderr and "DockerImage" in done.stderr
-    record = json.loads((env.home / "runs" / "library" / "run.json").read_text())
-    assert "ShellExecution" in record["notices"][0]
+    # the host's own tools (apt packages, its loopback): netunicorn's default DockerImage() as ShellExecution
+    inventory = env.local_inventory(["localhost"], extra="unicorn_container_engine=none")
+    done = env.cli("run", str(EXPERIMENT), "-i", str(inventory), "--name", "library", "--json", check=0, timeout=900)
     node = json.loads(done.stdout)["nodes"][0]
+    assert "as ShellExecution: the host has no container engine (unicorn_container_engine is none)" in node["notice"]
     tasks = {name: dict(results[-1], value=str(results[-1]["value"])) for name, results in node["tasks"].items()}
     assert all(r["type"] == "Success" for r in tasks.values()), tasks
     assert len(tasks) >= 20
@@ -155,7 +155,8 @@ def test_task_needing_the_internet_fails_clearly(env: Env) -> None:
         f"    return Experiment().map(Pipeline().then(UploadToFileIO({str(EXPERIMENT)!r}, name='upload')),"
         " nodes.take(1))\n"))
     assert UploadToFileIO  # the task of the file above
-    done = env.cli("run", str(upload), "--name", "upload", "--json", check=1, timeout=600)
+    inventory = env.local_inventory(["localhost"], extra="unicorn_container_engine=none")
+    done = env.cli("run", str(upload), "-i", str(inventory), "--name", "upload", "--json", check=1, timeout=600)
     result = json.loads(done.stdout)["nodes"][0]["tasks"]["upload"][0]
     assert result["type"] == "Failure" and "file.io" in str(result["value"]), result
 

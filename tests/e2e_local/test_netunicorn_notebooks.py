@@ -56,10 +56,12 @@ def test_basic_example(home: Path) -> None:
     experiment_name = "experiment_cool_name"
     with pytest.raises(RemoteClientException):  # "just in case you already have this experiment"
         client.delete_experiment(experiment_name)
-    with pytest.warns(UserWarning, match="ShellExecution"):
-        client.prepare_experiment(experiment, experiment_name)
+    client.prepare_experiment(experiment, experiment_name)
     info = _wait(client, experiment_name, ExperimentStatus.READY)
     assert [(str(d.node), d.prepared, d.error) for d in info.experiment] == [("localhost", True, None)]
+    # netunicorn's default DockerImage() here: no public registry has python:<X.Y>-slim for a container
+    [notice] = info.experiment[0].notices
+    assert "runs netunicorn's default DockerImage environment as ShellExecution" in notice, notice
 
     client.start_execution(experiment_name)
     info = _wait(client, experiment_name, ExperimentStatus.FINISHED)

@@ -41,13 +41,16 @@ def experiment(nodes):
 
 def test_library_tasks_between_two_hosts(lab: Lab) -> None:
     server, client = lab.hosts[0], lab.hosts[1]
-    inventory = lab.inventory("netunicorn", hosts=[server.name, client.name])
+    # the hosts' apt packages: netunicorn's default DockerImage() runs as ShellExecution
+    inventory = lab.inventory("netunicorn", hosts=[server.name, client.name],
+                              group_vars={"unicorn_container_engine": "none"})
     (lab.root / "netunicorn_library.py").write_text(EXPERIMENT.format(
         server=server.address, client=client.address, server_name=server.name, client_name=client.name))
     lab.cli("run", "netunicorn_library.py", "-i", str(inventory), "--name", "library", check=0, timeout=600)
     results = lab.results("library")
     serving, measuring = node(results, server.name), node(results, client.name)
     assert serving["status"] == measuring["status"] == "ok", (serving, measuring)
+    assert "as ShellExecution: the host has no container engine" in measuring["notice"]
     tasks = {name: str(values[-1]["value"]) for name, values in measuring["tasks"].items()}
     assert len(measuring["tasks"]) + len(serving["tasks"]) >= 11
     ping = next(value for value in tasks.values() if value.startswith("PingResult"))
