@@ -76,6 +76,42 @@ def test_built_and_pulled_images_run_on_hosts_and_a_host_without_an_engine_is_it
     assert "host h3 has no container engine" in error and "nerdctl is not installed" in error and "\n" not in error
 
 
+NETUNICORN_DEFAULT = '''
+import os
+from netunicorn.base import Experiment, Pipeline, Task
+
+class Where(Task):
+    # a mark in the image only (where it runs as ShellExecution, the host's / is not the requirement's)
+    requirements = ["if [ -e /run/.containerenv ]; then touch /made-by-a-requirement; fi"]
+
+    def run(self):
+        return {{"container": os.path.exists("/run/.containerenv"),
+                 "requirement": os.path.exists("/made-by-a-requirement")}}
+
+def experiment(nodes):
+    by = {{node.name: node for node in nodes}}
+    pipeline = Pipeline().then(Where(name="where"))  # netunicorn's default DockerImage()
+    return Experiment().append(by["h1"], pipeline).append(by["h2"], pipeline)
+'''
+
+
+def test_netunicorns_default_image_runs_in_a_container_on_a_host_with_a_base_image_and_as_shell_elsewhere(
+        lab: Lab) -> None:
+    (lab.root / "default.py").write_text(NETUNICORN_DEFAULT.format())
+    inventory = lab.inventory("default", hosts=["h1", "h2"],
+                              host_vars={"h1": {"unicorn_container_base_image": BASE_IMAGE}})
+    lab.cli("run", str(lab.root / "default.py"), "-i", str(inventory), "--name", "default", check=0)
+    results = lab.results("default")
+    boxed, bare = node(results, "h1"), node(results, "h2")
+    assert boxed["tasks"]["where"][0]["value"] == {"container": True, "requirement": True}
+    assert boxed["notice"] is None
+    # h2 has podman but no base image was chosen, and python:<X.Y>-slim cannot be pulled here
+    assert bare["tasks"]["where"][0]["value"] == {"container": False, "requirement": False}
+    assert bare["notice"].startswith("node h2 runs netunicorn's default DockerImage environment as ShellExecution: "
+                                     "its base image python:3.")
+    assert "set the inventory variable unicorn_container_base_image" in bare["notice"]
+
+
 NETWORK = '''
 import socket, time, urllib.request
 from unicorn_ansible import (DockerImage, Experiment, FlagValues, Pipeline, RuntimeContext, SetFlagTask,
