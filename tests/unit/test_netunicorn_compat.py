@@ -30,6 +30,7 @@ from unicorn_ansible import (
     Node,
     Pipeline,
     RuntimeContext,
+    ShellExecution,
     Task,
 )
 from unicorn_ansible.compat.netunicorn import as_experiment, as_flow, runtime_requirements
@@ -80,7 +81,6 @@ def test_netunicorn_pipeline_becomes_our_graph_with_the_same_vertices_and_a_cont
     # else ShellExecution with a notice from the host (the user did not ask for a container)
     environment = deployment.environment_definition
     assert isinstance(environment, DockerImage) and environment.image is None and environment.shell_fallback
-    assert deployment.notices == []
     plan = cloudpickle.loads(deployment.pipeline)
     assert isinstance(plan, GraphPlan) and sum(hasattr(v, "run") for v in plan.vertices) == 3
 
@@ -94,11 +94,11 @@ def test_a_named_netunicorn_image_is_a_docker_image_that_may_not_fall_back():
     assert ours.environment_definition.runtime_context == RuntimeContext({80: 8080}, {"MODE": "fast"}, None, [])
 
 
-def test_shell_execution_keeps_commands_and_variables_and_gives_no_notice():
+def test_shell_execution_keeps_commands_and_variables():
     environment = NShellExecution(commands=["echo prepared"])
     environment.runtime_context.environment_variables["MODE"] = "fast"
     deployment = Experiment().append(linux(), NPipeline(environment_definition=environment).then(SleepTask(0)))[0]
-    assert deployment.notices == []
+    assert type(deployment.environment_definition) is ShellExecution
     assert deployment.environment_definition.commands[0] == "echo prepared"
     assert deployment.environment_definition.runtime_context.environment_variables == {"MODE": "fast"}
 
