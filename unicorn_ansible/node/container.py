@@ -47,6 +47,9 @@ NONE = "none"
 ENGINES = ("podman", "docker")
 #: netunicorn's base image of a built environment, by the Python the controller pickles for
 DEFAULT_BASE_IMAGE = "python:{python}-slim"
+#: seconds a pull of that default base may take before netunicorn's default runs as ShellExecution
+#: (a lab whose firewall drops the registry's packets must not hang every deployment)
+DEFAULT_BASE_PULL_TIMEOUT = 300
 #: built images are named after what made them
 BUILT_IMAGE = "unicorn-ansible-env"
 #: characters of a command's output an error or report keeps
@@ -106,11 +109,11 @@ def has_image(engine: str, image: str) -> bool:
     return _engine(engine, "image", "inspect", "--format", "{{.Id}}", image).returncode == 0
 
 
-def _pull_failure(engine: str, image: str) -> str | None:
+def _pull_failure(engine: str, image: str, timeout: float | None = None) -> str | None:
     """Pull ``image`` unless the host has it; the last line of the engine's answer if it cannot be had."""
     if has_image(engine, image):
         return None
-    pulled = _engine(engine, "pull", image, timeout=None)
+    pulled = _engine(engine, "pull", image, timeout=timeout)
     return None if pulled.returncode == 0 else _last_line(pulled.stdout)
 
 
@@ -237,7 +240,7 @@ def default_base_missing(engine: str, spec: dict[str, Any]) -> str | None:
     Labs often reach no public registry: the pipeline then runs as ShellExecution instead of failing."""
     python = spec.get("python", "3")
     base = DEFAULT_BASE_IMAGE.format(python=python)
-    failure = _pull_failure(engine, base)
+    failure = _pull_failure(engine, base, DEFAULT_BASE_PULL_TIMEOUT)
     if failure is None:
         return None
     return (f"its base image {base} is not on the host and cannot be pulled with {os.path.basename(engine)} "
