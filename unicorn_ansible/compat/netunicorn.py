@@ -205,7 +205,7 @@ def _ensure_command(module: str, requirement: str) -> str:
     message = (f"netunicorn code in this pipeline imports {module} (netunicorn's executor always has it); "
                f"it is not importable on this host and 'pip install {requirement}' failed: install {module} "
                "into this host's Python (e.g. apt-get install python3-" + module + ") or give the host a package index")
-    return (f"python -c 'import {module}' 2>/dev/null || python -m pip install -q '{requirement}' "
+    return (f"python3 -c 'import {module}' 2>/dev/null || python3 -m pip install -q '{requirement}' "
             f"|| {{ echo \"{message}\" >&2; exit 1; }}")
 
 
