@@ -15,7 +15,10 @@ Prints, in one run, markdown tables of medians over --runs repetitions:
    profile_tasks-style callback bench/e2e/callback_plugins/task_times.py);
 2. re-run: the same experiment again with unchanged requirements (--skip-rerun skips it);
 3. scale (--scale 100): wall time and controller peak PSS, ours beside the hand-written play;
-4. transfer: a task returning 100 MB, time to results on the controller (the run's
+4. the embedded default: `unicorn-ansible run examples/hello.py` (no inventory: the local machine)
+   beside `ansible-playbook` of a trivial one-task local play (bench/e2e/trivial_local.yml), whole
+   processes (--skip-embedded skips it; --only-embedded runs nothing else, without root or testbed);
+5. transfer: a task returning 100 MB, time to results on the controller (the run's
    time minus the same run whose task makes the 100 MB but returns only its size)
    beside `scp` of a 100 MB file from the same host; logged in as root, and as the
    non-root user `unicorn` with sudo (become) (--transfer-as).
@@ -73,9 +76,10 @@ def _pss_kb(pid: int) -> int:
 
 def _runs_inventory(pid: int) -> bool:
     try:
-        return b"ansible-inventory" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
+    return b"ansible-inventory" in command or b"inventory_list" in command  # the reader: ansible/inventory_list.py
 
 
 def tree_sample(root: int) -> tuple[float, bool]:
@@ -139,14 +143,16 @@ def _epoch(stamp: str) -> float:
 
 #: our run's phases by the action of the role's tasks (see roles/unicorn/tasks/)
 PHASES = {"ansible.builtin.script": "deploy", "ansible.builtin.command": "start + wait", "unicorn_fetch": "fetch"}
-PHASE_ORDER = ["controller start", "inventory", "deploy", "start + wait", "fetch", "load", "other"]
+PHASE_ORDER = ["controller start", "deploy", "start + wait", "fetch", "load", "other", "inventory reader"]
 
 
 def our_phases(run_dir: Path, measured: Measured) -> dict[str, float]:
     """Where a run's time went, from its ansible-runner events: controller start (launch to the first
-    play, less the inventory), inventory (ansible-inventory seen running, sampled every 0.1 s), deploy,
+    play, the inventory included), deploy,
     start + wait (one command starts the pipeline and waits for it in long polls), fetch (first start to
-    last end over all hosts), load (the last event to exit: results loaded and shown), other (the rest)."""
+    last end over all hosts), load (the last event to exit: results loaded and shown), other (the rest);
+    and, not in the sum, the inventory reader (seen running, sampled every 0.1 s: it runs while the
+    controller loads its own modules, so it is part of the controller start)."""
     events = [json.loads(p.read_text()) for p in run_dir.glob("artifacts/*/job_events/*.json")]
     first = min((_epoch(e["created"]) for e in events if e["event"] == "playbook_on_start"), default=measured.launched)
     last = max((_epoch(e["created"]) for e in events), default=measured.exited)
@@ -158,10 +164,10 @@ def our_phases(run_dir: Path, measured: Measured) -> dict[str, float]:
             span = spans.setdefault(phase, [math.inf, -math.inf])
             span[0], span[1] = min(span[0], _epoch(data["start"])), max(span[1], _epoch(data["end"]))
     inventory = measured.inventory[1] - measured.inventory[0] + 0.1 if measured.inventory else 0.0
-    phases = {"inventory": inventory, "controller start": first - measured.launched - inventory,
-              "load": measured.exited - last}
+    phases = {"controller start": first - measured.launched, "load": measured.exited - last}
     phases.update({name: end - begin for name, (begin, end) in spans.items()})
     phases["other"] = measured.wall - sum(phases.values())
+    phases["inventory reader"] = inventory
     return phases
 
 
@@ -211,6 +217,7 @@ class Bench:
             "import json\nopen('result.json', 'w').write(json.dumps({'value': 42, 'pad': 'x' * 10000}))\n")
         shutil.copy(HERE / "handwritten.yml", work / "handwritten.yml")
         shutil.copy(HERE / "trivial.yml", work / "trivial.yml")
+        shutil.copy(HERE / "trivial_local.yml", work / "trivial_local.yml")
         self.counter = 0
 
     def cold(self, forks: int) -> dict[str, str]:
@@ -239,7 +246,7 @@ class Bench:
     def down(self) -> None:
         subprocess.run([str(SCRIPTS / "unicorn-ansible"), "testbed", "down"], env=self.env, capture_output=True)
 
-    def playbook(self, name: str, inventory: Path, forks: int, strategy: str | None = None) -> Sample:
+    def playbook(self, name: str, inventory: Path | str, forks: int, strategy: str | None = None) -> Sample:
         out = self.work / "fetched"
         out.mkdir(exist_ok=True)
         times = self.work / f"times-{self.counter + 1}.json"
@@ -251,11 +258,13 @@ class Bench:
                            environment, self.work)
         return Sample(measured.wall, measured.peak, playbook_phases(times, measured))
 
-    def ours(self, experiment: Path, inventory: Path, forks: int, name: str, strategy: str | None = None) -> Sample:
+    def ours(self, experiment: Path, inventory: Path | None, forks: int, name: str,
+             strategy: str | None = None) -> Sample:
+        """``unicorn-ansible run`` of ``experiment`` (no inventory: the embedded default, the local machine)."""
         environment = self.cold(forks)  # also makes the run name unique
         run_name = f"{name}-{self.counter}"
-        command = [str(SCRIPTS / "unicorn-ansible"), "run", str(experiment), "-i", str(inventory), "--name", run_name,
-                   "--forks", str(forks)] + (["--strategy", strategy] if strategy else [])
+        command = [str(SCRIPTS / "unicorn-ansible"), "run", str(experiment), "--name", run_name, "--forks", str(forks)]
+        command += (["-i", str(inventory)] if inventory else []) + (["--strategy", strategy] if strategy else [])
         measured = measure(command, environment, self.work)
         if measured.code != 0:
             raise SystemExit(f"unicorn-ansible run {experiment.name} failed (exit {measured.code}); "
@@ -280,7 +289,13 @@ def main() -> int:
                              "or both (default)")
     parser.add_argument("--no-mitogen", action="store_true",
                         help="skip the mitogen_linear columns (measured when Mitogen is installed)")
+    parser.add_argument("--skip-embedded", action="store_true", help="skip the embedded default's table")
+    parser.add_argument("--only-embedded", action="store_true",
+                        help="only the embedded default's table (no testbed, no root needed)")
     args = parser.parse_args()
+    if args.only_embedded:
+        with tempfile.TemporaryDirectory(prefix="unicorn-bench-") as scratch:
+            return run(Bench(Path(scratch), args.runs), args)
     if os.geteuid() != 0:
         print("the end-to-end benchmark needs root (it brings up the testbed)", file=sys.stderr)
         return 2
@@ -399,6 +414,20 @@ def transfer(bench: Bench, args: argparse.Namespace) -> None:
         print(f"| {label} | {big:.2f} | {base:.2f} | {extra:.2f} | {scp_time:.2f} | {scp_time / extra:.2f}× |")
 
 
+def embedded(bench: Bench) -> None:
+    """The embedded default (no -i: the local machine) beside a trivial local play, whole processes."""
+    hello = HERE.parent.parent / "examples" / "hello.py"
+    trivial = bench.median(bench.playbook, "trivial_local.yml", "localhost,", 1)
+    ours = bench.median(bench.ours, hello, None, 1, "hello")
+    print("\n## Embedded default: `unicorn-ansible run examples/hello.py` on the local machine (s)\n")
+    print("| unicorn-ansible run | ansible-playbook, trivial local play | ours / trivial | ours: peak MB | "
+          "trivial: peak MB |")
+    print("|---:|---:|---:|---:|---:|")
+    print(f"| {ours.wall:.2f} | {trivial.wall:.2f} | {ours.wall / trivial.wall:.2f}× | {ours.peak:.0f} | "
+          f"{trivial.peak:.0f} |")
+    _phase_table("unicorn-ansible run, embedded default", [(1, ours)], PHASE_ORDER)
+
+
 def run(bench: Bench, args: argparse.Namespace) -> int:
     from importlib.metadata import version
 
@@ -406,6 +435,10 @@ def run(bench: Bench, args: argparse.Namespace) -> int:
     mitogen = f", mitogen {version('mitogen')}" if strategy else ""
     print(f"# unicorn-ansible end-to-end benchmark — {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
           f"ansible-core {version('ansible-core')}{mitogen}, Python {sys.version.split()[0]}, median of {args.runs}\n")
+    if not args.skip_embedded:
+        embedded(bench)
+    if args.only_embedded:
+        return 0
     if args.hosts:
         one_task(bench, args, strategy)
         if not args.skip_rerun:

@@ -3,54 +3,20 @@
 Everything public is importable from here::
 
     from unicorn_ansible import Task, TaskDispatcher, Pipeline, Experiment, Node, Success, Failure
+
+Importing the package is cheap: its public names load together the first time one is used
+(``_api.py``), so the command line starts reading the inventory before the rest loads.
 """
 
-from returns.pipeline import is_successful
-from returns.result import Failure, Result, Success
+# ruff: noqa: F405  (the public names come from _api.py, imported when first used)
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .compat import netunicorn as _netunicorn
-from .compat.remote_client import RemoteClient
-from .engine.lifecycle import run
-from .engine.local import LocalExecutor, get_local_executor
-from .errors import (
-    ExperimentError,
-    GraphError,
-    InventoryError,
-    RemoteClientException,
-    RunError,
-    TestbedError,
-    UnicornError,
-    UntrustedDataError,
-    UsageError,
-)
-from .model.environment import DockerImage, EnvironmentDefinition, RuntimeContext, ShellExecution
-from .model.experiment import Deployment, Experiment
-from .model.flags import (
-    AtomicDecrementFlagTask,
-    AtomicIncrementFlagTask,
-    FlagError,
-    FlagValues,
-    GetFlagTask,
-    SetFlagTask,
-    WaitForExactFlagResultTask,
-    decrement_flag,
-    get_flag,
-    increment_flag,
-    set_flag,
-    wait_for_flag,
-)
-from .model.graph import ExecutionGraph
-from .model.nodes import Architecture, CountableNodePool, Node, Nodes, UncountableNodePool
-from .model.pipeline import CyclePipeline, Pipeline
-from .model.task import Task, TaskDispatcher
-from .results.artifacts import Artifact
-from .results.load import NodeResult, RunResults, load_results
-from .results.measurements import measurements, measurements_frame
-from .results.refused import Refused
-from .ui.client import Client, DeploymentExecutionResult, ExperimentExecutionInformation, ExperimentStatus
 
-_netunicorn.adopt_netunicorn_classes()  # netunicorn's Tasks and Experiments accepted as ours
+if TYPE_CHECKING:
+    from ._api import *  # noqa: F403
 
 __all__ = [
     "__version__",
@@ -111,3 +77,16 @@ __all__ = [
     "UsageError",
     "is_successful",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from . import _api
+
+        globals().update((public, getattr(_api, public)) for public in __all__)
+        return globals()[name]
+    raise AttributeError(f"module 'unicorn_ansible' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

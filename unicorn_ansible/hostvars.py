@@ -1,23 +1,42 @@
-"""Host variables as Ansible would use them: templated values rendered by Ansible itself.
+"""Host variables as Ansible would use them: secrets recognised, templated values rendered by Ansible.
 
 ``ansible-inventory --list`` gives values as written, so ``peer: "{{ hostvars['h2']['ansible_host'] }}"``
-would reach a node as that text. Where some host has such a value, one play of ``debug`` tasks
-(an action that runs on the controller and never connects to a host) renders each of them with
-Ansible's own templating: hostvars, groups, filters and lookups that work on the controller.
-Secrets are never rendered (they never become properties).
+would reach a node as that text. Where some host has such a value, Ansible's own templating renders
+it (``ansible/inventory_list.py``, in the process that reads the inventory): hostvars, groups,
+filters and lookups that work on the controller, as a play's ``debug`` task would. Secrets are
+never rendered (they never become properties).
+
+This module imports nothing heavy: the inventory reader uses it before anything else is loaded.
 """
 
 from __future__ import annotations
 
-import json
-import tempfile
-from pathlib import Path
+import re
 from typing import Any
 
-from .errors import InventoryError
+# Variable names whose values are secrets: a part of the name (split at _ - . and case changes)
+# holding one of these words (api_key, aws_access_key_id, db_credentials, github_token,
+# ansible_become_pass, ssl_cert, vault_password_file). Their values never become node
+# properties and never reach a run folder; vault-encrypted values neither, whatever their name.
+_SECRET_WORDS = ("key", "token", "secret", "credential", "password", "passwd", "passphrase", "private", "vault",
+                 "cert")
+_NAME_PARTS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 
-#: the play's variable that holds the names to render (one list for every host)
-_NAMES = "unicorn_render_names"
+
+def is_secret_name(name: str) -> bool:
+    parts = [part.lower() for part in _NAME_PARTS.findall(name)]
+    return any(part == "pass" or any(word in part for word in _SECRET_WORDS) for part in parts)
+
+
+def is_vault_encrypted(value: Any) -> bool:
+    if isinstance(value, dict) and "__ansible_vault" in value:
+        return True
+    return type(value).__name__ in ("AnsibleVaultEncryptedUnicode", "EncryptedString") or (
+        isinstance(value, str) and value.lstrip().startswith("$ANSIBLE_VAULT"))
+
+
+def is_secret(name: str, value: Any) -> bool:
+    return is_secret_name(str(name)) or is_vault_encrypted(value)
 
 
 def is_templated(value: Any) -> bool:
@@ -31,52 +50,15 @@ def is_templated(value: Any) -> bool:
     return False
 
 
-def _play(hosts: list[str], names: list[str]) -> str:
-    return json.dumps([{
-        "name": "Render templated host variables",
-        "hosts": hosts,
-        "gather_facts": False,
-        "vars": {_NAMES: names},
-        "tasks": [{
-            "name": "Render one variable",
-            "ansible.builtin.debug": {"msg": "{{ lookup('ansible.builtin.vars', item) }}"},
-            "loop": f"{{{{ {_NAMES} }}}}",
-            "when": "item in hostvars[inventory_hostname]",
-        }],
-    }], indent=1)
+def to_render(hostvars: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
+    """Per host, the names of its templated values that are not secrets (the ones to render)."""
+    templated = {host: [name for name, value in variables.items() if not is_secret(name, value) and is_templated(value)]
+                 for host, variables in hostvars.items()}
+    return {host: names for host, names in templated.items() if names}
 
 
-def render_templated(sources: list[str], templated: dict[str, list[str]]) -> dict[str, dict[str, Any]]:
-    """Render the variables ``templated`` names per host; host -> name -> rendered value.
-    A value that fails to render is an InventoryError naming the host and the variable."""
-    from .inventory import ensure_ansible_on_path
-
-    ensure_ansible_on_path()
-    import ansible_runner
-
-    names = sorted({name for host_names in templated.values() for name in host_names})
-    with tempfile.TemporaryDirectory(prefix="unicorn-hostvars-") as scratch:
-        (Path(scratch) / "project").mkdir()
-        (Path(scratch) / "project" / "render.yml").write_text(_play(sorted(templated), names))
-        runner = ansible_runner.run(
-            private_data_dir=scratch, playbook="render.yml", inventory=list(sources), quiet=True,
-            envvars={"ANSIBLE_PYTHON_INTERPRETER": "auto_silent", "ANSIBLE_GATHERING": "explicit"},
-        )
-        return _rendered(runner.events, templated)
-
-
-def _rendered(events: Any, templated: dict[str, list[str]]) -> dict[str, dict[str, Any]]:
-    rendered: dict[str, dict[str, Any]] = {host: {} for host in templated}
-    for event in events:
-        data = event.get("event_data", {})
-        host, result = data.get("host"), data.get("res") or {}
-        name = result.get("item")
-        if host not in templated or name not in templated[host]:
-            continue
-        if event.get("event") == "runner_item_on_ok":
-            rendered[host][name] = result.get("msg")
-        elif event.get("event") == "runner_item_on_failed":
-            message = str(result.get("msg") or "it failed").splitlines()[0]
-            raise InventoryError(f"inventory variable {name} of host {host} cannot be rendered: {message}; "
-                                 "fix its value in the inventory (facts are not gathered: use host vars)")
-    return rendered
+def render_failure(host: str, name: str, message: str) -> str:
+    """What the user reads when a value cannot be rendered."""
+    first = (message or "it failed").strip().splitlines()[0] if (message or "").strip() else "it failed"
+    return (f"inventory variable {name} of host {host} cannot be rendered: {first}; "
+            "fix its value in the inventory (facts are not gathered: use host vars)")

@@ -1,16 +1,15 @@
 """Inventories become node pools: one Node per host, properties from host vars and groups.
 
-Ansible parses the inventory (``ansible-inventory --list`` through ansible-runner),
-so every form Ansible reads works: INI, YAML, a directory with group_vars and
-host_vars, a dynamic inventory script or plugin. Secrets never become properties.
-Without sources the inventory is the embedded default, ``inventories/local/hosts.yml``.
+Ansible parses the inventory (its Python API, in a short process of its own:
+``ansible/inventory_list.py``), so every form Ansible reads works: INI, YAML, a directory
+with group_vars and host_vars, a dynamic inventory script or plugin. Secrets never become
+properties. Without sources the inventory is the embedded default, ``inventories/local/hosts.yml``.
 """
 
 from __future__ import annotations
 
 import os
 import platform
-import re
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -20,36 +19,16 @@ from typing import Any
 
 import yaml
 
+from .ansible import inventory_list
 from .errors import InventoryError
-from .hostvars import is_templated, render_templated
+from .hostvars import is_secret, is_secret_name, is_vault_encrypted
 from .model.nodes import Architecture, CountableNodePool, Node
 from .resources import inventories_dir
 
-# Variable names whose values are secrets: a part of the name (split at _ - . and case changes)
-# holding one of these words (api_key, aws_access_key_id, db_credentials, github_token,
-# ansible_become_pass, ssl_cert, vault_password_file). Their values never become node
-# properties and never reach a run folder; vault-encrypted values neither, whatever their name.
-_SECRET_WORDS = ("key", "token", "secret", "credential", "password", "passwd", "passphrase", "private", "vault",
-                 "cert")
-_NAME_PARTS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+__all__ = ["LEFT_OUT", "Inventory", "is_secret", "is_secret_name", "is_vault_encrypted", "load_inventory"]
+
 #: what the inventory snapshot says in place of a value left out
 LEFT_OUT = "(left out: a secret by its name, or vault-encrypted)"
-
-
-def is_secret_name(name: str) -> bool:
-    parts = [part.lower() for part in _NAME_PARTS.findall(name)]
-    return any(part == "pass" or any(word in part for word in _SECRET_WORDS) for part in parts)
-
-
-def is_vault_encrypted(value: Any) -> bool:
-    if isinstance(value, dict) and "__ansible_vault" in value:
-        return True
-    return type(value).__name__ == "AnsibleVaultEncryptedUnicode" or (
-        isinstance(value, str) and value.lstrip().startswith("$ANSIBLE_VAULT"))
-
-
-def is_secret(name: str, value: Any) -> bool:
-    return is_secret_name(str(name)) or is_vault_encrypted(value)
 
 
 def _architecture(value: Any) -> Architecture:
@@ -172,56 +151,32 @@ def load_inventory(sources: Sequence[str] | None = None) -> Inventory:
         return default_inventory()
     named = ", ".join(sources)
     resolved = [_existing(source) for source in sources]
-    listing = _ansible_inventory_list(resolved, named)
+    listing, rendered = _ansible_inventory_list(resolved, named)
     hostvars = _hosts_in_order(listing)
     if not hostvars:
         raise InventoryError(f"inventory {named} has no hosts; add at least one host")
-    _render_templated_values(resolved, hostvars)
+    for host, values in rendered.items():  # templated values (not secrets) as Ansible renders them
+        hostvars[host].update(values)
     return Inventory(sources=resolved, hostvars=hostvars, groups=_groups(listing))
-
-
-def _render_templated_values(sources: list[str], hostvars: dict[str, dict[str, Any]]) -> None:
-    """Replace templated values (not secrets) by what Ansible renders them to, in place."""
-    templated = {host: [name for name, value in variables.items() if not is_secret(name, value) and is_templated(value)]
-                 for host, variables in hostvars.items()}
-    templated = {host: names for host, names in templated.items() if names}
-    if templated:
-        for host, values in render_templated(sources, templated).items():
-            hostvars[host].update(values)
 
 
 def _existing(source: str) -> str:
     path = Path(source).expanduser()
     if not path.exists():
         raise InventoryError(f"inventory {source} does not exist; pass an inventory file, folder or script with -i")
-    return str(path.resolve())
+    return os.path.realpath(path)
 
 
-def _ansible_inventory_list(resolved: list[str], named: str) -> dict[str, Any]:
-    """``ansible-inventory --list`` of the sources, through ansible-runner."""
+def _ansible_inventory_list(resolved: list[str], named: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """What ``ansible-inventory --list`` gives for the sources, and the templated values rendered."""
     ensure_ansible_on_path()
-    import ansible_runner
-
-    # our own scratch folder: ansible-runner would leave one behind in /tmp per call
-    with tempfile.TemporaryDirectory(prefix="unicorn-inventory-") as scratch:
-        try:
-            out, err = ansible_runner.get_inventory(
-                "list",
-                resolved,
-                response_format="json",
-                quiet=True,
-                private_data_dir=scratch,
-                envvars={"ANSIBLE_INVENTORY_UNPARSED_FAILED": "True",
-                         "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "True"},
-            )
-        except Exception as exc:  # ansible-runner reports a failed ansible-inventory this way
-            raise InventoryError(f"cannot read inventory {named}: {_first_line(str(exc))}") from exc
-    if not isinstance(out, dict) or "_meta" not in out:
-        raise InventoryError(
-            f"cannot parse inventory {named}: {_first_line(err) or 'ansible-inventory gave no hosts'}; "
-            "check it with: ansible-inventory -i SOURCE --list"
-        )
-    return out
+    answer, err = inventory_list.collect(resolved)
+    if answer is None:
+        raise InventoryError(f"cannot read inventory {named}: {_first_line(err) or 'Ansible read no hosts'}; "
+                             "check it with: ansible-inventory -i SOURCE --list")
+    if "error" in answer:
+        raise InventoryError(str(answer["error"]))
+    return answer["listing"], answer.get("rendered", {})
 
 
 def _members(listing: dict[str, Any], group: str, seen: set[str]) -> list[str]:

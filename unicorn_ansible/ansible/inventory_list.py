@@ -1,0 +1,171 @@
+"""Read inventory sources with Ansible's Python API, in a short process of its own.
+
+``python -m unicorn_ansible.ansible.inventory_list SOURCE...`` prints one JSON object:
+``listing``, what ``ansible-inventory --list`` prints for the sources (every form Ansible
+reads: INI, YAML, folders with group_vars and host_vars, scripts, plugins), and ``rendered``,
+host -> name -> value for the templated values that are not secrets, rendered by Ansible's
+templating as a play would (hostvars, groups, filters, lookups); or ``error``, one line.
+
+Why a process: importing Ansible costs ~0.4 s and ~40 MB, which the controller would then
+carry for the whole run; the command line starts this reader before it imports anything
+else (``ui/main.py``), so both load at once. No ansible-runner and no ``ansible-inventory``
+command: it is half the start-up of either.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+from ..hostvars import render_failure, to_render
+
+#: started readers by their sources (resolved paths), waiting to be collected
+_STARTED: dict[tuple[str, ...], subprocess.Popen[bytes]] = {}
+
+
+def _stop_uncollected() -> None:
+    """A reader nobody collected (the command stopped at a usage error) ends with this process."""
+    for process in _STARTED.values():
+        process.kill()
+        process.communicate()
+    _STARTED.clear()
+
+
+atexit.register(_stop_uncollected)
+
+
+def start(sources: list[str]) -> subprocess.Popen[bytes]:
+    """Start reading ``sources`` (resolved paths) in a new process; :func:`collect` reads its answer."""
+    key = tuple(sources)
+    if key not in _STARTED:
+        _STARTED[key] = subprocess.Popen([sys.executable, "-m", __name__, *sources], stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return _STARTED[key]
+
+
+def prefetch(sources: list[str]) -> None:
+    """Start reading ``sources`` early if they all exist (else leave the error to :func:`collect`'s caller)."""
+    resolved = [os.path.realpath(os.path.expanduser(source)) for source in sources]
+    if resolved and all(os.path.exists(path) for path in resolved):
+        start(resolved)
+
+
+def collect(sources: list[str]) -> tuple[dict[str, Any] | None, str]:
+    """The answer for ``sources`` (started now unless prefetched): (the JSON object or None, stderr)."""
+    process = start(sources)
+    out, err = process.communicate()
+    _STARTED.pop(tuple(sources), None)
+    try:
+        answer = json.loads(out) if process.returncode == 0 else None
+    except ValueError:
+        answer = None
+    return answer if isinstance(answer, dict) else None, err.decode(errors="replace")
+
+
+def _read(sources: list[str]) -> Any:
+    """Ansible's inventory of ``sources``, and its variable manager (hostvars enabled for templating)."""
+    from ansible import constants
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.plugins.loader import init_plugin_loader
+    from ansible.vars.hostvars import HostVars
+    from ansible.vars.manager import VariableManager
+
+    init_plugin_loader([])
+    # a source no inventory plugin can parse is an error, not a warning and an empty inventory
+    constants.INVENTORY_UNPARSED_IS_FAILED = True
+    constants.INVENTORY_ANY_UNPARSED_IS_FAILED = True
+    loader = DataLoader()
+    inventory = InventoryManager(loader=loader, sources=sources)
+    variables = VariableManager(loader=loader, inventory=inventory)
+    HostVars(inventory=inventory, variable_manager=variables, loader=loader)
+    return loader, inventory, variables
+
+
+def _groups(inventory: Any, hosts: frozenset[str]) -> dict[str, Any]:
+    """Groups as ``ansible-inventory --list`` writes them: hosts and children, empty keys left out."""
+    listing: dict[str, Any] = {}
+    for group in inventory.groups.values():
+        entry = {"hosts": [host.name for host in group.hosts if host.name in hosts] if group.name != "all" else [],
+                 "children": [child.name for child in group.child_groups]}
+        entry = {key: value for key, value in entry.items() if value}
+        if entry:
+            listing[group.name] = entry
+    return listing
+
+
+def _host_variables(variables: Any, host: Any) -> dict[str, Any]:
+    """A host's variables flattened as ``ansible-inventory --list`` gives them (magic variables left out)."""
+    from ansible import constants
+
+    found = variables.get_vars(host=host, include_hostvars=False, stage="all")
+    for internal in constants.INTERNAL_STATIC_VARS:
+        found.pop(internal, None)
+    return dict(found)
+
+
+def _render(loader: Any, variables: Any, inventory: Any, raw: dict[str, dict[str, Any]],
+            names: dict[str, list[str]]) -> dict[str, dict[str, Any]]:
+    """The templated values ``names`` lists, per host, rendered with the host's variables."""
+    from ansible.template import Templar
+
+    rendered: dict[str, dict[str, Any]] = {}
+    for host, host_names in names.items():
+        context = variables.get_vars(host=inventory.get_host(host), include_hostvars=True)
+        templar = Templar(loader=loader, variables=context)
+        for name in host_names:
+            try:
+                rendered.setdefault(host, {})[name] = templar.template(raw[host][name])
+            except Exception as exc:  # Ansible's templating errors have no common base worth naming
+                raise _RenderError(render_failure(host, name, str(exc))) from exc
+    return rendered
+
+
+class _RenderError(Exception):
+    pass
+
+
+def _encoder() -> Any:
+    """Ansible's JSON encoder for inventories (vault values as ``{"__ansible_vault": ...}``)."""
+    try:
+        from ansible._internal._json._profiles import _inventory_legacy
+
+        return _inventory_legacy.Encoder
+    except ImportError:  # ansible-core < 2.19
+        from ansible.parsing.ajson import AnsibleJSONEncoder
+
+        return AnsibleJSONEncoder
+
+
+def listing(sources: list[str]) -> dict[str, Any]:
+    """``listing`` and ``rendered`` (see the module's docstring), as plain JSON types."""
+    loader, inventory, variables = _read(sources)
+    hosts = inventory.get_hosts("all")
+    raw = {host.name: _host_variables(variables, host) for host in hosts}
+    encoder = _encoder()
+    plain = json.loads(json.dumps(raw, cls=encoder))
+    names = to_render(plain)
+    rendered = _render(loader, variables, inventory, raw, names) if names else {}
+    listed = _groups(inventory, frozenset(raw))
+    listed["_meta"] = {"hostvars": {host: values for host, values in plain.items() if values}}
+    return json.loads(json.dumps({"listing": listed, "rendered": rendered}, cls=encoder))
+
+
+def main(argv: list[str]) -> int:
+    try:
+        answer = listing(argv)
+    except _RenderError as exc:
+        answer = {"error": str(exc)}
+    except Exception as exc:  # Ansible's parse errors: the message is what the user needs
+        print(str(exc).strip() or type(exc).__name__, file=sys.stderr)
+        return 1
+    json.dump(answer, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
