@@ -160,7 +160,7 @@ def our_phases(run_dir: Path, measured: Measured) -> dict[str, float]:
     for event in events:
         data = event.get("event_data", {})
         phase = PHASES.get(data.get("task_action", ""))
-        if phase and data.get("start") and data.get("end"):
+        if phase and data.get("start") and data.get("end") and event["event"] != "runner_on_skipped":
             span = spans.setdefault(phase, [math.inf, -math.inf])
             span[0], span[1] = min(span[0], _epoch(data["start"])), max(span[1], _epoch(data["end"]))
     inventory = measured.inventory[1] - measured.inventory[0] + 0.1 if measured.inventory else 0.0
@@ -284,6 +284,7 @@ def main() -> int:
     parser.add_argument("--scale", type=int, nargs="*", default=[100], help="host counts for the scale table")
     parser.add_argument("--skip-transfer", action="store_true")
     parser.add_argument("--skip-rerun", action="store_true", help="skip the re-run table")
+    parser.add_argument("--rerun-hosts", type=int, nargs="*", help="host counts for the re-run table (default: --hosts)")
     parser.add_argument("--transfer-as", choices=["root", "become", "both"], default="both",
                         help="the transfer case logs in as root, as the non-root user unicorn with sudo (become), "
                              "or both (default)")
@@ -357,9 +358,9 @@ def one_task(bench: Bench, args: argparse.Namespace, strategy: str | None) -> No
 def rerun(bench: Bench, args: argparse.Namespace) -> None:
     with_requirement = HERE / "with_requirement.py"
     print("\n## Re-run with unchanged requirements: a one-task experiment with one requirement (s)\n")
-    print("| hosts | first run | re-run | re-run / first |")
-    print("|---:|---:|---:|---:|")
-    for hosts in args.hosts:
+    print("| hosts | first run | re-run | re-run / first | trivial 1-task playbook | re-run / trivial |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for hosts in args.rerun_hosts if args.rerun_hosts is not None else args.hosts:
         inventory = bench.testbed(hosts)
         first_runs, reruns = [], []
         for attempt in range(args.runs):
@@ -367,7 +368,8 @@ def rerun(bench: Bench, args: argparse.Namespace) -> None:
             first_runs.append(bench.ours(with_requirement, inventory, hosts, f"first-{hosts}-{attempt}").wall)
             reruns.append(bench.ours(with_requirement, inventory, hosts, f"again-{hosts}-{attempt}").wall)
         first, again = statistics.median(first_runs), statistics.median(reruns)
-        print(f"| {hosts} | {first:.2f} | {again:.2f} | {again / first:.2f}× |")
+        trivial = bench.median(bench.playbook, "trivial.yml", inventory, hosts).wall
+        print(f"| {hosts} | {first:.2f} | {again:.2f} | {again / first:.2f}× | {trivial:.2f} | {again / trivial:.2f}× |")
 
 
 def scale(bench: Bench, args: argparse.Namespace) -> None:
