@@ -113,8 +113,11 @@ class Progress:
             self._wake.set()
 
     def _loop(self) -> None:
+        """Refresh every ``interval``, sooner after an event, but at most every ``interval / 5``: a
+        refresh reads every node's status file, and 300 nodes send events faster than that."""
         while not self._stop.is_set():
             self.refresh()
+            self._stop.wait(self.interval / 5)
             self._wake.wait(self.interval)
             self._wake.clear()
 

@@ -1,0 +1,45 @@
+"""The command's start: the inventory given with -i is read while the rest of the program loads."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from unicorn_ansible.ansible import inventory_list
+from unicorn_ansible.inventory import load_inventory
+from unicorn_ansible.ui.main import inventory_sources
+
+
+@pytest.mark.parametrize(("argv", "sources"), [
+    (["run", "lab.py", "-i", "a.ini", "--inventory", "b", "--inventory=c", "-id"], ["a.ini", "b", "c", "d"]),
+    (["compile", "lab.py", "-i", "a.ini", "-o", "out"], ["a.ini"]),
+    (["nodes", "-i", "a.ini"], ["a.ini"]),
+    (["run", "lab.py"], []),  # the embedded default: no reader
+    (["results", "-i", "a.ini"], []),  # not a command that reads the inventory first thing
+    (["--version"], []),
+])
+def test_the_sources_are_found_in_the_command_line(argv: list[str], sources: list[str]) -> None:
+    assert inventory_sources(argv) == sources
+
+
+def test_a_prefetched_inventory_is_the_one_loaded(tmp_path: Path) -> None:
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text("[lab]\nh1 ansible_host=10.0.0.1 rate=10\n")
+    inventory_list.prefetch([str(inventory)])
+    assert list(inventory_list._STARTED) == [(str(inventory.resolve()),)]
+    loaded = load_inventory([str(inventory)])
+    assert loaded.hostvars["h1"]["rate"] == 10 and not inventory_list._STARTED
+
+
+def test_a_missing_source_is_not_prefetched_and_a_reader_left_uncollected_ends_with_the_program(
+        tmp_path: Path) -> None:
+    inventory_list.prefetch([str(tmp_path / "missing.ini")])
+    assert not inventory_list._STARTED
+    (tmp_path / "hosts.ini").write_text("h1\n")
+    code = ("import sys; from unicorn_ansible.ansible import inventory_list as r; "
+            f"r.prefetch([{str(tmp_path / 'hosts.ini')!r}]); print(list(r._STARTED.values())[0].pid)")
+    pid = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[1][:3]
