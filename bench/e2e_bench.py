@@ -43,6 +43,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent / "e2e"
 SCRIPTS = Path(sys.executable).parent
@@ -272,9 +273,14 @@ class Bench:
         return Sample(measured.wall, measured.peak, our_phases(self.home / "runs" / run_name, measured))
 
     def median(self, function, *args, **options) -> Sample:
-        samples = [function(*args, **options) for _ in range(self.runs)]
-        return Sample(statistics.median(s.wall for s in samples), statistics.median(s.peak for s in samples),
-                      median_phases([s.phases for s in samples]))
+        return self.interleaved([(function, args, options)])[0]
+
+    def interleaved(self, cases: list[tuple[Any, tuple[Any, ...], dict[str, Any]]]) -> list[Sample]:
+        """Each case's median over ``runs`` rounds, the cases taking turns within a round: the
+        machine's load changes within minutes, and ratios of runs taken side by side keep their meaning."""
+        rounds = [[function(*args, **options) for function, args, options in cases] for _ in range(self.runs)]
+        return [Sample(statistics.median(r[i].wall for r in rounds), statistics.median(r[i].peak for r in rounds),
+                       median_phases([r[i].phases for r in rounds])) for i in range(len(cases))]
 
 
 def main() -> int:
@@ -322,14 +328,15 @@ def one_task(bench: Bench, args: argparse.Namespace, strategy: str | None) -> No
     rows: list[tuple[int, Sample, Sample, Sample, dict[str, Sample]]] = []
     for hosts in args.hosts:
         inventory = bench.testbed(hosts)
-        trivial = bench.median(bench.playbook, "trivial.yml", inventory, hosts)
-        hand = bench.median(bench.playbook, "handwritten.yml", inventory, hosts)
-        ours = bench.median(bench.ours, experiment, inventory, hosts, f"one-task-{hosts}")
+        trivial, hand, ours = bench.interleaved([(bench.playbook, ("trivial.yml", inventory, hosts), {}),
+                                                 (bench.playbook, ("handwritten.yml", inventory, hosts), {}),
+                                                 (bench.ours, (experiment, inventory, hosts, f"one-task-{hosts}"), {})])
         mitogen = {}
         if strategy:
-            mitogen = {"trivial": bench.median(bench.playbook, "trivial.yml", inventory, hosts, strategy),
-                       "hand": bench.median(bench.playbook, "handwritten.yml", inventory, hosts, strategy),
-                       "ours": bench.median(bench.ours, experiment, inventory, hosts, f"mitogen-{hosts}", strategy)}
+            samples = bench.interleaved([(bench.playbook, ("trivial.yml", inventory, hosts, strategy), {}),
+                                         (bench.playbook, ("handwritten.yml", inventory, hosts, strategy), {}),
+                                         (bench.ours, (experiment, inventory, hosts, f"mitogen-{hosts}", strategy), {})])
+            mitogen = dict(zip(("trivial", "hand", "ours"), samples))
         rows.append((hosts, ours, hand, trivial, mitogen))
     print("## One-task experiment, wall time (s)\n")
     extra = " | ours, mitogen_linear | hand-written, mitogen_linear | trivial, mitogen_linear" if strategy else ""
@@ -419,8 +426,8 @@ def transfer(bench: Bench, args: argparse.Namespace) -> None:
 def embedded(bench: Bench) -> None:
     """The embedded default (no -i: the local machine) beside a trivial local play, whole processes."""
     hello = HERE.parent.parent / "examples" / "hello.py"
-    trivial = bench.median(bench.playbook, "trivial_local.yml", "localhost,", 1)
-    ours = bench.median(bench.ours, hello, None, 1, "hello")
+    trivial, ours = bench.interleaved([(bench.playbook, ("trivial_local.yml", "localhost,", 1), {}),
+                                       (bench.ours, (hello, None, 1, "hello"), {})])
     print("\n## Embedded default: `unicorn-ansible run examples/hello.py` on the local machine (s)\n")
     print("| unicorn-ansible run | ansible-playbook, trivial local play | ours / trivial | ours: peak MB | "
           "trivial: peak MB |")
