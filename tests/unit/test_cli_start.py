@@ -43,3 +43,12 @@ def test_a_missing_source_is_not_prefetched_and_a_reader_left_uncollected_ends_w
             f"r.prefetch([{str(tmp_path / 'hosts.ini')!r}]); print(list(r._STARTED.values())[0].pid)")
     pid = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[1][:3]
+
+
+def test_a_folder_named_ansible_where_the_command_runs_does_not_hide_ansible(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "ansible").mkdir()  # a package named ansible where the command runs
+    (tmp_path / "ansible" / "__init__.py").write_text("")
+    (tmp_path / "hosts.ini").write_text("[lab]\nh1 rate=10\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_inventory(["hosts.ini"]).hostvars["h1"]["rate"] == 10

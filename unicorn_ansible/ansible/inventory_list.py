@@ -23,6 +23,9 @@ from typing import Any
 
 from ..hostvars import render_failure, to_render
 
+#: the reader's program: this module's main, the current folder off sys.path (``-m`` would put it
+#: first, and a package or module named ``ansible`` there would hide Ansible)
+_READER = f"import sys; del sys.path[0]; from {__name__} import main; sys.exit(main(sys.argv[1:]))"
 #: started readers by their sources (resolved paths), waiting to be collected
 _STARTED: dict[tuple[str, ...], subprocess.Popen[bytes]] = {}
 
@@ -42,7 +45,7 @@ def start(sources: list[str]) -> subprocess.Popen[bytes]:
     """Start reading ``sources`` (resolved paths) in a new process; :func:`collect` reads its answer."""
     key = tuple(sources)
     if key not in _STARTED:
-        _STARTED[key] = subprocess.Popen([sys.executable, "-m", __name__, *sources], stdin=subprocess.DEVNULL,
+        _STARTED[key] = subprocess.Popen([sys.executable, "-c", _READER, *sources], stdin=subprocess.DEVNULL,
                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     return _STARTED[key]
 
