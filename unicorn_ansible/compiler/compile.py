@@ -34,6 +34,7 @@ from .._version import __version__
 from ..compat.netunicorn import as_experiment
 from ..engine.flag_server import new_endpoint, task_settings
 from ..engine.rundir import RunDir, RunStatus, write_atomic, write_json
+from ..engine.ssh_masters import new_control_dir
 from ..errors import ExperimentError, InventoryError, UsageError
 from ..home import home_dir
 from ..inventory import Inventory, default_inventory_text
@@ -42,7 +43,7 @@ from ..model.experiment import Deployment, Experiment
 from ..node.protocol import FINAL_STATUSES, SPEC_IMPORTS
 from ..resources import callback_plugin, playbooks_dir, roles_dir
 from .bundle import NODE_BUNDLE_NAME, build_bundle, node_bundle
-from .settings import CompileOptions, ansible_settings, node_limits
+from .settings import CompileOptions, ansible_settings, node_limits, start_strategy
 
 __all__ = ["CompileOptions", "check_run_name", "compile_experiment", "environment_key", "inventory_args"]
 
@@ -132,7 +133,7 @@ def compile_experiment(
     compiled = _Compilation(run, name, run_id, inventory, options, flags)
     for deployment in experiment:
         compiled.write_node(deployment)
-    settings = ansible_settings(len(hosts), options, run.project, flags)
+    settings = ansible_settings(len(hosts), options, run.project, flags, new_control_dir())
     _write_playbooks(run, compiled.playbook_context(name, run_id, hosts, settings))
     _write_inventory(run, inventory, hosts)
     write_json(run.envvars_file, {e: v for _, _, e, v in settings})
@@ -282,6 +283,7 @@ class _Compilation:
             "requirement_counts": self.requirement_counts,
             "time_limits": self.time_limits,
             "polls": self.polls,
+            "start_strategy": start_strategy(self.options),
             "settings": [(s, k, e, v.replace(project, ".")) for s, k, e, v in settings],
         }
 

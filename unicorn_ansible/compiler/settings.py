@@ -63,12 +63,14 @@ def forks(host_count: int, options: CompileOptions) -> int:
 
 
 def ansible_settings(host_count: int, options: CompileOptions, project: Path,
-                     flags: dict[str, Any] | None = None) -> list[tuple[str, str, str, str]]:
+                     flags: dict[str, Any] | None = None,
+                     control_dir: str | None = None) -> list[tuple[str, str, str, str]]:
     """Our Ansible settings as (section, key, environment variable, value): one source for
     the generated ansible.cfg and for the environment ansible-runner gets.
 
     ``flags``: the run's flag store endpoint; every SSH connection then carries a reverse
-    tunnel from the host's loopback port to the store's socket on the controller."""
+    tunnel from the host's loopback port to the store's socket on the controller.
+    ``control_dir``: the run's own folder of SSH master sockets (engine/ssh_masters.py)."""
     settings = [
         ("defaults", "forks", "ANSIBLE_FORKS", str(forks(host_count, options))),
         ("defaults", "callback_plugins", "ANSIBLE_CALLBACK_PLUGINS", str(project / "callback_plugins")),
@@ -80,11 +82,24 @@ def ansible_settings(host_count: int, options: CompileOptions, project: Path,
         ("ssh_connection", "pipelining", "ANSIBLE_PIPELINING", "True"),
         ("ssh_connection", "ssh_args", "ANSIBLE_SSH_ARGS", _ssh_args(flags)),
     ]
+    if control_dir:
+        settings.append(("ssh_connection", "control_path_dir", "ANSIBLE_SSH_CONTROL_PATH_DIR", control_dir))
     if options.strategy:
         settings.append(("defaults", "strategy", "ANSIBLE_STRATEGY", options.strategy))
         if options.strategy.startswith("mitogen"):
             settings.append(("defaults", "strategy_plugins", "ANSIBLE_STRATEGY_PLUGINS", _mitogen_strategies()))
     return settings
+
+
+def start_strategy(options: CompileOptions) -> str:
+    """The strategy of the play that deploys and starts each node in site.yml: each host goes on
+    to start its pipeline as soon as its own deployment is done, so a host that does not answer
+    (ssh waits its ConnectTimeout) delays no other. A strategy the user chose is kept, Mitogen's
+    in its free form."""
+    chosen = options.strategy or "linear"
+    if chosen in ("linear", "mitogen_linear"):
+        return chosen.replace("linear", "free")
+    return chosen
 
 
 def _ssh_args(flags: dict[str, Any] | None) -> str:

@@ -41,7 +41,8 @@ def _folder_prefix() -> str:
     return f"unicorn-ansible-{os.getuid()}-"
 
 
-def _private(folder: Path) -> bool:
+def private_folder(folder: Path) -> bool:
+    """Whether ``folder`` is a folder only this user can use."""
     try:
         info = os.lstat(folder)
     except OSError:
@@ -49,9 +50,10 @@ def _private(folder: Path) -> bool:
     return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077
 
 
-def _socket_base() -> Path:
+def socket_base() -> Path:
+    """Where the run's sockets go: $XDG_RUNTIME_DIR when it is private and short, else the temporary folder."""
     runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime and _private(Path(runtime)) and len(runtime) < _MAX_SOCKET_PATH - 60:
+    if runtime and private_folder(Path(runtime)) and len(runtime) < _MAX_SOCKET_PATH - 60:
         return Path(runtime)
     return Path(tempfile.gettempdir())
 
@@ -65,7 +67,7 @@ def new_endpoint(run_dir: Path, local: bool = False) -> dict[str, Any]:
     """Where a run's flag store will listen: a socket in a folder of its own, a port for the hosts'
     end of the tunnel, the token of our protocol, netunicorn's experiment id (the capability of its
     HTTP protocol) and, with ``local`` hosts, a loopback port on the controller for their HTTP."""
-    folder = _socket_base() / f"{_folder_prefix()}{secrets.token_hex(6)}"
+    folder = socket_base() / f"{_folder_prefix()}{secrets.token_hex(6)}"
     endpoint: dict[str, Any] = {
         "socket": str(folder / SOCKET_NAME),
         "port": _random_port(),
@@ -100,7 +102,7 @@ def _own_folder(folder: Path) -> None:
     """Create the socket's folder 0700, or accept it only if it is ours and private already."""
     with contextlib.suppress(FileExistsError):
         os.mkdir(folder, 0o700)
-    if not _private(folder):
+    if not private_folder(folder):
         try:
             info = os.lstat(folder)
             what = f"owner uid {info.st_uid}, mode {stat.filemode(info.st_mode)}"
@@ -126,7 +128,7 @@ def remove_stale_sockets(base: Path) -> int:
     removed = 0
     with contextlib.suppress(OSError):
         for folder in base.iterdir():
-            if folder.name.startswith(_folder_prefix()) and _private(folder) and \
+            if folder.name.startswith(_folder_prefix()) and private_folder(folder) and \
                     _dead_socket(folder / SOCKET_NAME):
                 with contextlib.suppress(OSError):
                     (folder / SOCKET_NAME).unlink()
@@ -197,7 +199,7 @@ def serve_flags(run_dir: Path) -> Iterator[FlagStore | None]:
 
 
 def _live(endpoint: dict[str, Any]) -> bool:
-    if not _private(Path(endpoint["socket"]).parent):
+    if not private_folder(Path(endpoint["socket"]).parent):
         return False
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         try:

@@ -29,6 +29,7 @@ from .flag_server import serve_flags
 from .interrupt import StopSignal, noting_stop_signals
 from .privacy import scrub_once_started, scrub_runner_records
 from .rundir import RunDir, RunStatus
+from .ssh_masters import close_masters
 
 EventHandler = Callable[[dict[str, Any]], None]
 
@@ -294,11 +295,14 @@ def execute(run: RunDir, inventory: Inventory, event_handler: EventHandler | Non
             secrets: Secrets | None = None, playbook: str = EXECUTE) -> int:
     """Run the execution play (or ``site.yml``: deployment and execution in one go) with the run's
     flag store served; the run is then ``finished``, or stays ``cancelled``."""
-    with serve_flags(run.path), noting_stop_signals() as noted:
-        rc = run_playbook(run, playbook, inventory, event_handler, secrets=secrets,
-                          should_stop=_cancel_requested(run, noted))
-    if noted.arrived:
-        _stop_after_signal(run, inventory, noted, event_handler)
+    try:
+        with serve_flags(run.path), noting_stop_signals() as noted:
+            rc = run_playbook(run, playbook, inventory, event_handler, secrets=secrets,
+                              should_stop=_cancel_requested(run, noted))
+        if noted.arrived:
+            _stop_after_signal(run, inventory, noted, event_handler)
+    finally:
+        close_masters(run)  # the run's ssh connections end with it, not ControlPersist later
     settle(run, RunStatus.FINISHED, finished=time.time(), ansible_rc=rc)
     return rc
 
@@ -365,7 +369,10 @@ def cancel(run: RunDir, inventory: Inventory | None = None,
     The run is ``cancelled`` from the moment the cancel is asked for."""
     inventory = inventory or run_inventory(run)
     run.update(cancel_requested=time.time())
-    rc = run_playbook(run, CANCEL, inventory, event_handler)
+    try:
+        rc = run_playbook(run, CANCEL, inventory, event_handler)
+    finally:
+        close_masters(run)
     run.update(status=RunStatus.CANCELLED.value, cancelled=time.time(), cancel_rc=rc)
     return load_results(run.path)
 
@@ -384,6 +391,9 @@ def collect(run: RunDir, inventory: Inventory | None = None,
     """Fetch a run's results again, waiting for pipelines still running (none is started twice)."""
     inventory = inventory or run_inventory(run)
     run.update(controller=this_controller())
-    rc = run_playbook(run, EXECUTE, inventory, event_handler)
+    try:
+        rc = run_playbook(run, EXECUTE, inventory, event_handler)
+    finally:
+        close_masters(run)
     settle(run, RunStatus.FINISHED, collected=time.time(), ansible_rc=rc)
     return load_results(run.path)
