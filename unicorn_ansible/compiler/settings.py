@@ -80,7 +80,7 @@ def ansible_settings(host_count: int, options: CompileOptions, project: Path,
         ("defaults", "retry_files_enabled", "ANSIBLE_RETRY_FILES_ENABLED", "False"),
         ("defaults", "gathering", "ANSIBLE_GATHERING", "explicit"),
         ("ssh_connection", "pipelining", "ANSIBLE_PIPELINING", "True"),
-        ("ssh_connection", "ssh_args", "ANSIBLE_SSH_ARGS", _ssh_args(flags)),
+        ("ssh_connection", "ssh_args", "ANSIBLE_SSH_ARGS", ssh_args(flags)),
     ]
     if control_dir:
         settings.append(("ssh_connection", "control_path_dir", "ANSIBLE_SSH_CONTROL_PATH_DIR", control_dir))
@@ -102,7 +102,8 @@ def start_strategy(options: CompileOptions) -> str:
     return chosen
 
 
-def _ssh_args(flags: dict[str, Any] | None) -> str:
+def ssh_args(flags: dict[str, Any] | None = None) -> str:
+    """Our ssh arguments; with ``flags``, each connection carries the run's flag tunnel."""
     # No -C: results files are large and lab links fast. ServerAlive: a host whose link
     # dies is noticed within about 15 s instead of hanging.
     ssh_args = "-o ControlMaster=auto -o ControlPersist=120s -o ServerAliveInterval=5 -o ServerAliveCountMax=3"

@@ -6,7 +6,9 @@ step ends after the cancel."""
 from __future__ import annotations
 
 import contextlib
+import json
 import runpy
+import shlex
 import shutil
 import sys
 import time
@@ -17,7 +19,7 @@ from typing import Any
 
 from ..compat.netunicorn import as_experiment
 from ..compiler.compile import check_run_name, compile_experiment
-from ..compiler.settings import CompileOptions
+from ..compiler.settings import CompileOptions, ssh_args
 from ..errors import ExperimentError, RunError, UsageError
 from ..home import make_private_dir, private_files, runs_dir
 from ..inventory import Inventory, ensure_ansible_on_path, load_inventory
@@ -135,10 +137,12 @@ def run_playbook(
     secrets: Secrets | None = None,
     limit: Sequence[str] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    extra_vars: dict[str, str] | None = None,
 ) -> int:
     """Run one of the run directory's playbooks with ansible-runner (on the ``limit`` hosts only,
     if given); return its exit code. ``should_stop`` is asked every second: True kills
-    ansible-playbook with its workers and their SSH sessions (its process group)."""
+    ansible-playbook with its workers and their SSH sessions (its process group).
+    ``extra_vars``: variables over every other (Ansible's -e)."""
     ensure_ansible_on_path()
     import ansible_runner
 
@@ -147,6 +151,8 @@ def run_playbook(
     kwargs: dict[str, Any] = {"suppress_env_files": True, "envvars": controller_env(),
                               "status_handler": scrub_once_started(run.path)}
     kwargs.update((secrets or Secrets()).runner_arguments())
+    if extra_vars:
+        kwargs["cmdline"] = f"{kwargs.get('cmdline', '')} -e {shlex.quote(json.dumps(extra_vars))}".strip()
     if inventory.sources:
         kwargs["inventory"] = list(inventory.sources)
     if limit is not None:
@@ -392,7 +398,10 @@ def collect(run: RunDir, inventory: Inventory | None = None,
     inventory = inventory or run_inventory(run)
     run.update(controller=this_controller())
     try:
-        rc = run_playbook(run, EXECUTE, inventory, event_handler)
+        # Without the flag tunnel: no store is served now, and a host whose link was cut may
+        # still have the lost session holding the tunnel's port (sshd notices only hours later),
+        # which would refuse every new connection carrying it.
+        rc = run_playbook(run, EXECUTE, inventory, event_handler, extra_vars={"ansible_ssh_args": ssh_args()})
     finally:
         close_masters(run)
     settle(run, RunStatus.FINISHED, collected=time.time(), ansible_rc=rc)
