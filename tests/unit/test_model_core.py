@@ -127,8 +127,20 @@ def test_experiment_dispatches_at_append_and_collects_requirements_in_order() ->
     assert environment.commands == ["echo pipeline-level"]  # the pipeline's own definition is untouched
     merged = experiment + Experiment().append(Node("third", {}), pipeline)
     assert [d.node.name for d in merged] == ["linux", "arm", "third"]
-    with pytest.raises(ExperimentError, match="linux"):
-        experiment + Experiment().append(Node("linux", {}), pipeline)
+    # a node in both gets both pipelines, as netunicorn's Experiment does: its second is linux#2
+    both = experiment + Experiment().append(Node("linux", {}), pipeline)
+    assert [(d.node.name, d.executor_id) for d in both] == [("linux", "linux"), ("arm", "arm"), ("linux", "linux#2")]
+    assert [d.executor_id for d in experiment] == ["linux", "arm"]  # the operands keep their ids
+
+
+def test_a_node_may_run_several_pipelines_each_its_own_executor() -> None:
+    h1, h2 = Node("h1", {}), Node("h2", {})
+    first, second = Pipeline().then(Req(name="one")), Pipeline().then(Req(name="two"))
+    experiment = Experiment().append(h1, first).append(h2, first).append(h1, second).append(h1, first)
+    assert [d.executor_id for d in experiment] == ["h1", "h2", "h1#2", "h1#3"]
+    assert [d.node.name for d in experiment] == ["h1", "h2", "h1", "h1"]
+    assert [t.name for t in cloudpickle.loads(experiment[2].pipeline).tasks[0]] == ["two"]
+    assert "executor=h1#2" in str(experiment[2]) and "executor" not in str(experiment[0])
 
 
 def test_dispatch_errors_are_refused_with_the_node_named() -> None:

@@ -12,8 +12,9 @@ DOCUMENTATION = """
     type: aggregate
     short_description: records unicorn-ansible per-host status into the run directory
     description:
-      - For each host of a unicorn-ansible run, writes the host's status file
-        (nodes/<host>/status.json) in the run folder that holds the generated playbooks. It records whether the host was deployed, failed to deploy, was
+      - For each deployment of a unicorn-ansible run (a host's pipeline; a host may run several),
+        writes its status file (nodes/<executor>/status.json) in the run folder that holds the
+        generated playbooks. It records whether it was deployed, failed to deploy, was
         unreachable, executed or failed to execute, with the error and the executor's progress.
     requirements:
       - enabled in callbacks_enabled (the generated ansible.cfg does it)
@@ -27,7 +28,7 @@ import time
 from ansible.plugins.callback import CallbackBase
 
 from unicorn_ansible.engine.controller import end_with_controller
-from unicorn_ansible.engine.rundir import RunDir, read_json, write_json
+from unicorn_ansible.engine.rundir import RunDir, executors, read_json, write_json
 from unicorn_ansible.node.protocol import ExecutorStatus
 from unicorn_ansible.results.status import FAILED_PHASES, Phase
 
@@ -78,7 +79,8 @@ class CallbackModule(CallbackBase):
     def __init__(self):
         super().__init__()
         self.run = None
-        self.hosts = {}
+        self.hosts = {}  # executor id -> its status
+        self.executors = {}  # host -> its executor ids (a host may run several pipelines)
         self.watching = False
 
     # -- where and what ----------------------------------------------------
@@ -87,29 +89,53 @@ class CallbackModule(CallbackBase):
         run = RunDir(os.path.dirname(project))
         if run.exists():
             self.run = run
+            for executor, host in executors(run.record()).items():
+                self.executors.setdefault(host, []).append(executor)
         if not self.watching:  # the play ends within a second of its controller's death (kill -9)
             self.watching = end_with_controller()
 
-    def _status(self, host):
-        if host not in self.hosts:
-            self.hosts[host] = read_json(self.run.node_status_file(host)) or {
-                "host": host, "phase": Phase.CONNECTING, "prepared": False, "error": None, "events": []}
-        return self.hosts[host]
+    def _status(self, executor):
+        if executor not in self.hosts:
+            self.hosts[executor] = read_json(self.run.node_status_file(executor)) or {
+                "host": executor, "phase": Phase.CONNECTING, "prepared": False, "error": None, "events": []}
+        return self.hosts[executor]
 
-    def _save(self, host):
-        write_json(self.run.node_status_file(host), self.hosts[host])
+    def _save(self, executor):
+        write_json(self.run.node_status_file(executor), self.hosts[executor])
+
+    def _executors_of(self, host):
+        return self.executors.get(host) or [host]
+
+    def _executor(self, result):
+        """The deployment a result is about: the item of a loop over the host's executors, or the one
+        the executor's answer names; None when it is about all of the host's deployments."""
+        data = result._result
+        host = result._host.get_name()
+        if data.get("_ansible_item_result"):
+            label = data.get("_ansible_item_label")
+            item = data.get(data.get("ansible_loop_var") or "")
+            found = label if isinstance(label, str) else item if isinstance(item, str) else None
+        else:
+            found = (_json(data.get("stdout")) or {}).get("deployment")
+        return found if found in self._executors_of(host) else None  # a host names only its own
 
     def _update(self, result, outcome, **changes):
         if self.run is None:
             return
-        host = result._host.get_name()
         step = (result._task.vars or {}).get("unicorn_step")
         if step is None and outcome != "unreachable":
             return
-        status = self._status(host)
-        status.update(changes)
-        status["events"].append({"step": step, "outcome": outcome, "time": time.time()})
-        self._save(host)
+        executor = self._executor(result)
+        for name in [executor] if executor else self._executors_of(result._host.get_name()):
+            status = self._status(name)
+            status.update(changes)
+            status["events"].append({"step": step, "outcome": outcome, "time": time.time()})
+            self._save(name)
+
+    @staticmethod
+    def _looped(result):
+        """The summary of a task looped over a host's executors (its items were recorded one by one)."""
+        return isinstance(result._result.get("results"), list)
 
     @staticmethod
     def _step(result):
@@ -123,14 +149,23 @@ class CallbackModule(CallbackBase):
         phase = {"deploy": Phase.DEPLOYING, "start": Phase.RUNNING, "run": Phase.RUNNING}.get(step)
         if phase is None:
             return
-        status = self._status(host.get_name())
-        if status.get("phase") not in FAILED_PHASES:
-            status["phase"] = phase
-            if step == "deploy":
-                status["deploy_started"] = time.time()
-            self._save(host.get_name())
+        for name in self._executors_of(host.get_name()):
+            status = self._status(name)
+            if status.get("phase") not in FAILED_PHASES:
+                status["phase"] = phase
+                if step == "deploy":
+                    status["deploy_started"] = time.time()
+                self._save(name)
 
     def v2_runner_on_ok(self, result):
+        if not self._looped(result):
+            self._on_ok(result)
+
+    def v2_runner_item_on_ok(self, result):
+        if not result._result.get("unreachable"):  # the host's unreachable event says it, for all
+            self._on_ok(result)
+
+    def _on_ok(self, result):
         step = self._step(result)
         data = result._result
         if step == "deploy":
@@ -142,7 +177,7 @@ class CallbackModule(CallbackBase):
                 self._update(result, "failed", deploy=report, deploy_finished=time.time())
         elif step == "run":
             state = _json(data.get("stdout")) or {}
-            self._remember_finished(result._host.get_name(), state)
+            self._remember_finished(self._executor(result), state)
             phase = {ExecutorStatus.FINISHED: Phase.EXECUTED, ExecutorStatus.TIMED_OUT: Phase.TIMED_OUT,
                      ExecutorStatus.CANCELLED: Phase.CANCELLED}.get(state.get("status"), Phase.EXECUTION_FAILED)
             error = None if phase != Phase.EXECUTION_FAILED else _text(
@@ -162,23 +197,32 @@ class CallbackModule(CallbackBase):
         if self.run is None or self._step(result) != "run":
             return
         state = _json(result._result.get("stdout"))
-        if state is not None:
-            host = result._host.get_name()
-            self._remember_finished(host, state)
-            self._status(host)["progress"] = state
-            self._save(host)
+        executor = self._executor(result)
+        if state is not None and executor is not None:
+            self._remember_finished(executor, state)
+            self._status(executor)["progress"] = state
+            self._save(executor)
 
-    def _remember_finished(self, host, state):
+    def _remember_finished(self, executor, state):
         """Keep the headers of finished tasks the executor reported: if the host is lost
         before its results are fetched, the controller still knows what finished."""
         fresh = state.pop("new", None) or []
-        finished = self._status(host).setdefault("finished", [])
+        if executor is None:
+            return
+        finished = self._status(executor).setdefault("finished", [])
         known = {entry.get("seq") for entry in finished}
         for entry in fresh:
             if isinstance(entry, dict) and entry.get("seq") not in known:
                 finished.append({k: _text(v, 300) if isinstance(v, str) else v for k, v in entry.items()})
 
     def v2_runner_on_failed(self, result, ignore_errors=False):
+        if not self._looped(result):
+            self._on_failed(result)
+
+    def v2_runner_item_on_failed(self, result):
+        self._on_failed(result)
+
+    def _on_failed(self, result):
         step = self._step(result)
         data = result._result
         message = _text(data.get("msg") or data.get("stderr") or data.get("stdout") or "failed")

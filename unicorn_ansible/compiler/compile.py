@@ -23,7 +23,7 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -131,25 +131,28 @@ def compile_experiment(
     write_json(run.flags_endpoint_file, flags, 0o600)
     run_id = _host_run_id(name)
     compiled = _Compilation(run, name, run_id, inventory, options, flags)
+    environments = shared_environments(experiment)
     for deployment in experiment:
-        compiled.write_node(deployment)
+        compiled.write_node(deployment, environments.get(deployment.executor_id))
     settings = ansible_settings(len(hosts), options, run.project, flags, new_control_dir())
     _write_playbooks(run, compiled.playbook_context(name, run_id, hosts, settings))
     _write_inventory(run, inventory, hosts)
     write_json(run.envvars_file, {e: v for _, _, e, v in settings})
-    run.create_record(_run_record(name, run_id, hosts, inventory, options))
+    run.create_record(_run_record(name, run_id, hosts, {_executor(d): d.node.name for d in experiment}, inventory,
+                                  options))
     # The experiment itself, for the client's get_experiment_status (a controller-side file).
     write_atomic(run.experiment_file, cloudpickle.dumps(experiment), 0o600)
     return run.path
 
 
 def _checked_hosts(experiment: Experiment, inventory: Inventory) -> list[str]:
-    """The experiment's node names, each an inventory host that can name a folder."""
+    """The experiment's node names (each once, however many pipelines it runs), each an inventory
+    host that can name a folder."""
     if not isinstance(experiment, Experiment):
         raise ExperimentError(f"expected an Experiment, got {type(experiment).__name__}")
     if len(experiment) == 0:
         raise ExperimentError("the experiment has no deployments; add one with experiment.append(node, pipeline)")
-    hosts = [deployment.node.name for deployment in experiment]
+    hosts = list(dict.fromkeys(deployment.node.name for deployment in experiment))
     missing = [host for host in hosts if host not in inventory]
     if missing:
         known = ", ".join(list(inventory.hostvars)[:10]) or "none"
@@ -201,6 +204,40 @@ def container_spec(environment: EnvironmentDefinition, host: str) -> dict[str, A
             "shell_fallback": bool(environment.shell_fallback) and not environment.image}
 
 
+def _executor(deployment: Deployment) -> str:
+    """The deployment's executor id (Deployments made outside an Experiment have none yet)."""
+    return getattr(deployment, "executor_id", "") or deployment.node.name
+
+
+@dataclass(frozen=True)
+class SharedEnvironment:
+    """The one environment of a node's ShellExecution pipelines: their requirements in order, each
+    once, and their environment variables (a later pipeline's value wins); ``first`` deploys it."""
+
+    first: str
+    commands: list[str]
+    variables: dict[str, str]
+
+
+def shared_environments(experiment: Experiment) -> dict[str, SharedEnvironment]:
+    """executor id -> the environment it shares with the other ShellExecution pipelines of its node,
+    for nodes that run several (a DockerImage pipeline keeps its own image)."""
+    by_host: dict[str, list[Deployment]] = {}
+    for deployment in experiment:
+        if not isinstance(deployment.environment_definition, DockerImage):
+            by_host.setdefault(deployment.node.name, []).append(deployment)
+    shared: dict[str, SharedEnvironment] = {}
+    for deployments in by_host.values():
+        if len(deployments) < 2:
+            continue
+        commands = list(dict.fromkeys(c for d in deployments for c in d.environment_definition.commands))
+        variables = {str(k): str(v) for d in deployments
+                     for k, v in d.environment_definition.runtime_context.environment_variables.items()}
+        environment = SharedEnvironment(_executor(deployments[0]), commands, variables)
+        shared.update((_executor(d), environment) for d in deployments)
+    return shared
+
+
 def _host_run_id(name: str) -> str:
     """The host-side folder of this run: its name plus a random part, so a replaced
     or recompiled run never finds an older run's files on a host."""
@@ -219,32 +256,43 @@ class _Compilation:
         self.requirement_counts: dict[str, int] = {}
         self.time_limits: dict[str, int] = {}
         self.polls: dict[str, int] = {}
+        self.executors: dict[str, list[str]] = {}  # host -> its deployments' executor ids, in order
 
-    def write_node(self, deployment: Deployment) -> None:
-        """The node's bundle, and readable copies of the files it carries."""
-        host = deployment.node.name
+    def write_node(self, deployment: Deployment, shared: SharedEnvironment | None = None) -> None:
+        """The deployment's bundle, and readable copies of the files it carries (in its executor's
+        folder: the node's name, or NODE#N for a node's N-th pipeline). ``shared``: the environment
+        its node's ShellExecution pipelines deploy together (their requirements, each once)."""
+        host, executor = deployment.node.name, _executor(deployment)
         limits = node_limits(deployment, self.options)
-        self.time_limits[host], self.polls[host] = limits.play_limit, limits.poll
+        self.time_limits[executor], self.polls[executor] = limits.play_limit, limits.poll
+        self.executors.setdefault(host, []).append(executor)
         environment = deployment.environment_definition
         env_vars = {str(k): str(v) for k, v in environment.runtime_context.environment_variables.items()}
         commands = list(environment.commands)
-        self.requirement_counts[host] = len(commands)
+        deploy_vars, redeploy = env_vars, self.options.redeploy
+        if shared is not None:
+            commands, deploy_vars = shared.commands, shared.variables
+            redeploy = redeploy and shared.first == executor  # rebuilt once, by the node's first pipeline
+        self.requirement_counts[executor] = len(commands)
         files = {
             "pipeline.pkl": deployment.pipeline,
-            "node.json": _json_bytes(dict(self._node_spec(host, env_vars, limits.time_limit, deployment.imports),
+            "node.json": _json_bytes(dict(self._node_spec(host, executor, env_vars, limits.time_limit,
+                                                          deployment.imports),
                                           artifacts={"declared": deployment.artifacts})),
-            "deploy.json": _json_bytes(dict(self._deploy_spec(host, commands, env_vars, limits.time_limit),
+            "deploy.json": _json_bytes(dict(self._deploy_spec(host, commands, deploy_vars, limits.time_limit,
+                                                              redeploy),
                                             container=container_spec(environment, host))),
         }
-        folder = self.run.shipped_dir(host)
+        folder = self.run.shipped_dir(executor)
         for file_name, data in files.items():
             write_atomic(folder / file_name, data, 0o600)
         write_atomic(folder / NODE_BUNDLE_NAME, node_bundle(self.bundle, files), 0o600)
 
-    def _node_spec(self, host: str, env_vars: dict[str, str], time_limit: float,
+    def _node_spec(self, host: str, executor: str, env_vars: dict[str, str], time_limit: float,
                    imports: dict[str, Any]) -> dict[str, Any]:
         return {
             "node": host,
+            "deployment": executor,  # echoed in the executor's answers: which of the node's pipelines
             "run": self.name,
             "environment_variables": env_vars,
             SPEC_IMPORTS: imports,  # installed packages the pipeline imports, with the tasks that need them
@@ -253,18 +301,18 @@ class _Compilation:
             "time_limit": time_limit,
             # where tasks find the run's flags: the controller's socket on a local host, the reverse
             # tunnel's port on the host's loopback over SSH (and netunicorn's variables)
-            "flags": task_settings(self.flags, _is_local(self.inventory, host), f"{self.run_id}-{host}"),
+            "flags": task_settings(self.flags, _is_local(self.inventory, host), f"{self.run_id}-{executor}"),
         }
 
     def _deploy_spec(self, host: str, commands: list[str], env_vars: dict[str, str],
-                     time_limit: float) -> dict[str, Any]:
+                     time_limit: float, redeploy: bool) -> dict[str, Any]:
         return {
             "node": host,
             "python": self.python,
             "env_dir": f"../../envs/{environment_key(commands, env_vars, self.python)}",
             "commands": commands,
             "environment_variables": env_vars,
-            "redeploy": self.options.redeploy,
+            "redeploy": redeploy,
             "requirement_timeout": self.options.requirement_timeout,
             # the node's time limit covers its deployment and its pipeline together
             "time_limit": time_limit,
@@ -278,6 +326,7 @@ class _Compilation:
             "run": name,
             "run_id": run_id,
             "hosts": hosts,
+            "executors": self.executors,
             "bundle_name": NODE_BUNDLE_NAME,
             "final_statuses": [status.value for status in FINAL_STATUSES],
             "requirement_counts": self.requirement_counts,
@@ -308,7 +357,7 @@ def _write_inventory(run: RunDir, inventory: Inventory, hosts: list[str]) -> Non
     write_json(run.inventory_snapshot, inventory.snapshot(hosts))
 
 
-def _run_record(name: str, run_id: str, hosts: list[str], inventory: Inventory,
+def _run_record(name: str, run_id: str, hosts: list[str], executors: dict[str, str], inventory: Inventory,
                 options: CompileOptions) -> dict[str, Any]:
     return {
         "name": name,
@@ -316,6 +365,8 @@ def _run_record(name: str, run_id: str, hosts: list[str], inventory: Inventory,
         "created": time.time(),
         "status": RunStatus.COMPILED.value,
         "hosts": hosts,
+        # every deployment by its executor id (the node's name, NODE#N for its N-th pipeline) -> its host
+        "executors": executors,
         "inventory": inventory.sources,
         "options": asdict(options),
         "versions": versions(),

@@ -30,7 +30,7 @@ from .controller import controller_env, is_alive, this_controller
 from .flag_server import serve_flags
 from .interrupt import StopSignal, noting_stop_signals
 from .privacy import scrub_once_started, scrub_runner_records
-from .rundir import RunDir, RunStatus
+from .rundir import RunDir, RunStatus, executors
 from .ssh_masters import close_masters
 
 EventHandler = Callable[[dict[str, Any]], None]
@@ -137,7 +137,7 @@ def run_playbook(
     secrets: Secrets | None = None,
     limit: Sequence[str] | None = None,
     should_stop: Callable[[], bool] | None = None,
-    extra_vars: dict[str, str] | None = None,
+    extra_vars: dict[str, Any] | None = None,
 ) -> int:
     """Run one of the run directory's playbooks with ansible-runner (on the ``limit`` hosts only,
     if given); return its exit code. ``should_stop`` is asked every second: True kills
@@ -385,8 +385,12 @@ def cancel(run: RunDir, inventory: Inventory | None = None,
 
 def cancel_nodes(run: RunDir, nodes: Sequence[str], inventory: Inventory | None = None,
                  event_handler: EventHandler | None = None) -> RunResults:
-    """Stop the executors of ``nodes`` only; the run and its other nodes go on."""
-    rc = run_playbook(run, CANCEL, inventory or run_inventory(run), event_handler, limit=nodes)
+    """Stop the executors of ``nodes`` only (executor ids: a node's name, NODE#N for its N-th
+    pipeline); the run and its other executors, those on the same hosts included, go on."""
+    hosts = executors(run.record())
+    rc = run_playbook(run, CANCEL, inventory or run_inventory(run), event_handler,
+                      limit=sorted({hosts.get(node, node) for node in nodes}),
+                      extra_vars={"unicorn_cancel_only": list(nodes)})
     run.update(cancelled_nodes=sorted(set(run.record().get("cancelled_nodes", [])) | set(nodes)),
                cancel_nodes_rc=rc)
     return load_results(run.path)

@@ -10,8 +10,9 @@ A run folder is ansible-runner's private data dir plus what unicorn-ansible keep
     inventory-snapshot.json  the experiment's hosts and their variables, secrets removed
     env/envvars              Ansible settings for ansible-runner
     project/                 the generated playbooks, roles/, callback_plugins/, files/nodes/<node>/
-    nodes/<node>/            what comes back: status.json (the callback), outbox.tar (fetched) and
-                             what it unpacks to (state.json, journal, deploy-report.json, logs/)
+    nodes/<executor>/        what comes back from each deployment (the node's name, NODE#N for its N-th
+                             pipeline): status.json (the callback), outbox.tar (fetched) and what it
+                             unpacks to (state.json, journal, deploy-report.json, logs/)
     artifacts/               ansible-runner's own records
 
 The controller writes files here only through :func:`write_atomic` (readers never see half a
@@ -81,6 +82,16 @@ def read_json(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def executors(record: dict[str, Any]) -> dict[str, str]:
+    """Every deployment of a run by its executor id (the node's name; ``NODE#N`` for a node's N-th
+    pipeline), in the experiment's order, with its inventory host. Records written before a node
+    could run several pipelines name only their hosts: one executor each, named after it."""
+    mapping = record.get("executors")
+    if isinstance(mapping, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()):
+        return dict(mapping)
+    return {str(host): str(host) for host in record.get("hosts", [])}
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,8 @@ class Deployment:
     - ``keep_alive_timeout_minutes``: this node's time limit (netunicorn's name); None: the run's
     - ``cleanup``: netunicorn's flag (remove containers afterwards); kept, nothing to clean up here
     - ``notices``: what the user should know about how this deployment ran (from its host)
+    - ``executor_id``: the deployment's name in the run (the node's name, or ``NODE#N`` for the
+      node's N-th pipeline); set when it is appended to an Experiment
 
     netunicorn's Node, Pipeline, CyclePipeline and ExecutionGraph are accepted as they are.
     """
@@ -80,7 +82,7 @@ class Deployment:
             )
         self.node: Node = node
         self.prepared: bool = False
-        self.executor_id: str = ""
+        self.executor_id: str = node.name
         self.error: Exception | None = None
         self.keep_alive_timeout_minutes = keep_alive_timeout_minutes
         self.cleanup = cleanup
@@ -112,13 +114,29 @@ class Deployment:
         return self.pipeline
 
     def __str__(self) -> str:
-        return f"Deployment: Node={self.node.name}, prepared={self.prepared}, error={self.error}"
+        executor = f", executor={self.executor_id}" if self.executor_id != self.node.name else ""
+        return f"Deployment: Node={self.node.name}{executor}, prepared={self.prepared}, error={self.error}"
 
     __repr__ = __str__
 
 
+#: between a node's name and the number of its second, third... deployment: ``h1``, ``h1#2``, ``h1#3``
+EXECUTOR_SEPARATOR = "#"
+
+
+def executor_id(node: str, deployments: Iterable[Deployment]) -> str:
+    """The id of a new deployment on ``node`` beside ``deployments``: the node's name for its first
+    (so a run of one pipeline per node reads as it always did), ``NODE#2``, ``NODE#3``... for the next.
+    ``#`` starts a comment in INI inventories, so no inventory host is named like that; the id names
+    the deployment's folders on the controller and on the host."""
+    count = sum(1 for d in deployments if d.node.name == node)
+    return node if count == 0 else f"{node}{EXECUTOR_SEPARATOR}{count + 1}"
+
+
 class Experiment:
-    """A mapping of pipelines to nodes: one Deployment per node.
+    """A mapping of pipelines to nodes: one Deployment per ``append``. A node may get several
+    pipelines (``append(node, p1).append(node, p2)``), as netunicorn allows: each is a deployment
+    with its own executor on the host, named by its ``executor_id`` (``h1``, then ``h1#2``).
 
     ``deployment_context`` is netunicorn's per-connector context ({connector: {key: value}});
     this engine has no connectors and only keeps it with the experiment."""
@@ -133,12 +151,9 @@ class Experiment:
 
         ``keep_alive_timeout_minutes`` limits how long this node's pipeline may run (default: the run's limit).
         ``artifacts``: paths or glob patterns on the node whose files come home when its pipeline ends."""
-        if any(d.node.name == getattr(node, "name", None) for d in self.deployment_map):
-            raise ExperimentError(
-                f"node {node.name} already has a pipeline in this experiment; "
-                "one node runs one pipeline (put the tasks in one pipeline, or use another node)"
-            )
-        self.deployment_map.append(Deployment(node, pipeline, keep_alive_timeout_minutes, artifacts=artifacts))
+        deployment = Deployment(node, pipeline, keep_alive_timeout_minutes, artifacts=artifacts)
+        deployment.executor_id = executor_id(deployment.node.name, self.deployment_map)
+        self.deployment_map.append(deployment)
         return self
 
     def map(self, pipeline: Pipeline | ExecutionGraph, nodes: Iterable[Node] | Nodes) -> Experiment:
@@ -162,11 +177,8 @@ class Experiment:
     def __add__(self, other: Experiment) -> Experiment:
         merged = Experiment()
         for deployment in list(self) + list(other):
-            if any(d.node.name == deployment.node.name for d in merged.deployment_map):
-                raise ExperimentError(
-                    f"both experiments have a pipeline for node {deployment.node.name}; "
-                    "one node runs one pipeline"
-                )
+            deployment = copy.copy(deployment)  # the same deployment may be in both: each gets its own id
+            deployment.executor_id = executor_id(deployment.node.name, merged.deployment_map)
             merged.deployment_map.append(deployment)
         if self.deployment_context or other.deployment_context:
             merged.deployment_context = {**(self.deployment_context or {}), **(other.deployment_context or {})}
@@ -178,4 +190,4 @@ class Experiment:
     __repr__ = __str__
 
 
-__all__ = ["Deployment", "Experiment", "ShellExecution", "serialize_for_node"]
+__all__ = ["EXECUTOR_SEPARATOR", "Deployment", "Experiment", "executor_id", "ShellExecution", "serialize_for_node"]

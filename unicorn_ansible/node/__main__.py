@@ -136,8 +136,10 @@ def _deploy(workdir: str, engine: str | None, base_image: str | None) -> int:
 
 def _reply(workdir: str, state: dict[str, Any]) -> str:
     """A command's JSON answer; ``outbox`` is where this host keeps the outbox, with the work folder
-    resolved here, once (``~`` is ``$HOME``), so the fetch never resolves it another way."""
-    return json.dumps(dict(state, outbox=os.path.join(workdir, OUTBOX)))
+    resolved here, once (``~`` is ``$HOME``), so the fetch never resolves it another way;
+    ``deployment``: which of the node's pipelines answers (its executor id, from node.json)."""
+    deployment = (read_json(os.path.join(workdir, NODE_SPEC)) or {}).get("deployment")
+    return json.dumps(dict(state, outbox=os.path.join(workdir, OUTBOX), deployment=deployment))
 
 
 def _start(workdir: str, timeout: float | None) -> int:

@@ -20,7 +20,7 @@ from typing import Any
 from returns.pipeline import is_successful
 from returns.result import Result
 
-from ..engine.rundir import RunDir
+from ..engine.rundir import RunDir, executors
 from ..errors import UntrustedDataError
 from ..home import private_files, runs_dir
 from ..node.files import copy_range, read_json
@@ -91,7 +91,10 @@ def _by_name_to_json(results: dict[str, list[Any]]) -> dict[str, list[dict[str, 
 
 @dataclass
 class NodeResult:
-    """The outcome of one node: its deployment, its pipeline's results, its errors."""
+    """The outcome of one deployment: its node's deployment, its pipeline's results, its errors.
+
+    ``node`` names the deployment: the node's name, or ``NODE#N`` for the N-th pipeline of a node
+    that runs several (its executor id); ``host`` is the node's name either way."""
 
     node: str
     status: str
@@ -111,14 +114,21 @@ class NodeResult:
     stopped_processes: list[dict[str, Any]] = field(default_factory=list)
     #: how the host ran it, if not as asked (netunicorn's default DockerImage run as ShellExecution)
     notice: str | None = None
+    #: the inventory host it ran on ("": the same as ``node``)
+    host: str = ""
+
+    def __post_init__(self) -> None:
+        self.host = self.host or self.node
 
     @property
     def success(self) -> bool:
         return self.status == NodeStatus.OK
 
     def to_dict(self) -> dict[str, Any]:
+        # "host" only for a node's second and later pipelines: one pipeline per node reads as it always did
         return {
             "node": self.node,
+            **({"host": self.host} if self.host != self.node else {}),
             "status": self.status,
             "prepared": self.prepared,
             "error": self.error,
@@ -449,9 +459,11 @@ def load_results(run_dir: Path, loads: Callable[[bytes], Any] | None = None,
     record = run.record()
     register_shipped(run.shipped_pipelines())
     nodes = []
-    for host in record.get("hosts", []):
+    for executor, host in executors(record).items():
         try:
-            nodes.append(load_node(run.path, host, loads or loader_for(host, trust), with_values, payload_limit))
-        except Exception as exc:  # anything else a host's files do: that node's error alone
-            nodes.append(_unreadable(host, exc))
+            node = load_node(run.path, executor, loads or loader_for(executor, trust), with_values, payload_limit)
+        except Exception as exc:  # anything else a host's files do: that deployment's error alone
+            node = _unreadable(executor, exc)
+        node.host = host
+        nodes.append(node)
     return RunResults(record.get("name", run.name), run.path, nodes, record.get("status", "unknown"), trust)

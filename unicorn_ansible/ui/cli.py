@@ -19,7 +19,7 @@ import click
 from ..compiler.compile import check_run_name, compile_experiment, inventory_args
 from ..compiler.settings import DEFAULT_RUN_TIMEOUT_SECONDS, CompileOptions
 from ..engine.lifecycle import controller_died, find_run, load_experiment_file, new_run_name, run_experiment, run_path
-from ..engine.rundir import RunDir, read_json
+from ..engine.rundir import RunDir, executors, read_json
 from ..errors import ExperimentError, InventoryError, UnicornError, UsageError
 from ..inventory import load_inventory
 from ..results.artifacts import parse_size
@@ -106,7 +106,7 @@ def _with_progress(run_dir: Path, work: Any) -> Any:
     """Run ``work(event_handler)`` while showing the run's progress."""
     from .progress import Progress
 
-    with Progress(run_dir, RunDir(run_dir).record().get("hosts", []), sys.stderr) as progress:
+    with Progress(run_dir, list(executors(RunDir(run_dir).record())), sys.stderr) as progress:
         return work(progress.handle)
 
 
@@ -123,6 +123,13 @@ def _summary(results: RunResults) -> None:
         for task, values in node.tasks.items():
             for value in values:
                 out.print(f"{node.node}  {task}: {_short(value)}", markup=False, highlight=False)
+
+
+def _count(experiment: Any) -> str:
+    """How many nodes an experiment runs on, and how many pipelines when a node runs several."""
+    nodes = len({d.node.name for d in experiment})
+    pipelines = f", {len(experiment)} pipelines" if len(experiment) != nodes else ""
+    return f"{nodes} node(s){pipelines}"
 
 
 def _first_line(text: str | None) -> str:
@@ -174,10 +181,10 @@ def run(experiment_file: str, inventories: Sequence[str], name: str | None, repl
     inventory = load_inventory(inventories)
     experiment = load_experiment_file(experiment_file, inventory.nodes())
     name = name or new_run_name(Path(experiment_file).stem)
-    click.echo(f"run {name}: {len(experiment)} node(s)", err=True)
+    click.echo(f"run {name}: {_count(experiment)}", err=True)
     from .progress import Progress
 
-    with Progress(run_path(name).path, [d.node.name for d in experiment], sys.stderr) as progress:
+    with Progress(run_path(name).path, [d.executor_id or d.node.name for d in experiment], sys.stderr) as progress:
         results = run_experiment(experiment, inventory, name, replace, _options(**engine), progress.handle, secrets,
                                  payload_limit=VIEW_PAYLOAD_LIMIT)
     if as_json:
@@ -285,11 +292,11 @@ def status(run_name: str, as_json: bool) -> None:
     run = RunDir(_resolve_run(run_name))
     record = run.record()
     nodes_status = []
-    for host in record.get("hosts", []):
-        node_status = run.node_status(host)
+    for executor in executors(record):
+        node_status = run.node_status(executor)
         progress = node_status.get("progress") or {}
         nodes_status.append({
-            "node": host,
+            "node": executor,
             "phase": node_status.get("phase", "pending"),
             "done": progress.get("done"),
             "total": known_total(progress) or None,
@@ -468,7 +475,7 @@ def _requirement_logs(run: RunDir, node: str) -> list[Any]:
 
 @cli.command()
 @click.argument("run_name")
-@click.option("--node", "node_name", help="Only this node.")
+@click.option("--node", "node_name", help="Only this node (all its pipelines; NODE#N: only its N-th).")
 @click.option("--task", "task_name", help="Only this task (its name).")
 @click.option("--executor", is_flag=True, help="The executor's own log instead of the tasks'.")
 def logs(run_name: str, node_name: str | None, task_name: str | None, executor: bool) -> None:
@@ -482,7 +489,7 @@ def logs(run_name: str, node_name: str | None, task_name: str | None, executor: 
     loaded = load_results(run.path, with_values=False)  # unpacks what was fetched
     shown = 0
     for node in loaded:
-        if node_name and node.node != node_name:
+        if node_name and node_name not in (node.node, node.host):
             continue
         folder = run.node_dir(node.node)
         sections: list[Any] = []

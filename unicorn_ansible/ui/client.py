@@ -35,7 +35,7 @@ from returns.result import Failure, Result, Success
 from ..compat.netunicorn import as_experiment
 from ..compat.netunicorn import installed as netunicorn_installed
 from ..compiler.settings import CompileOptions
-from ..engine import lifecycle
+from ..engine import lifecycle, rundir
 from ..engine.flag_server import flag_request
 from ..engine.rundir import RunDir, RunStatus
 from ..errors import RunError
@@ -71,7 +71,8 @@ _STATUS = {
 
 
 class DeploymentExecutionResult:
-    """One node's execution result, as netunicorn's client gives it.
+    """One deployment's execution result, as netunicorn's client gives it: ``node`` (the Node it ran
+    on) and ``executor_id`` (the node's name, or ``NODE#N`` for its N-th pipeline).
 
     ``result`` is ``(Success(tasks) or Failure(tasks), logs)`` where ``tasks`` maps
     task names to lists of Results; ``error`` says why a node failed; ``status`` is
@@ -80,6 +81,7 @@ class DeploymentExecutionResult:
 
     def __init__(self, outcome: NodeResult, node: Node, logs: list[str]) -> None:
         self.node = node
+        self.executor_id = outcome.node
         self.outcome = outcome
         self.error: str | None = outcome.error
         self.status = outcome.status
@@ -102,7 +104,8 @@ class DeploymentExecutionResult:
         return self.outcome.artifacts
 
     def __str__(self) -> str:
-        text = f"DeploymentExecutionResult:\n  Node: {self.node}\n  Status: {self.status}\n"
+        executor = f"\n  Executor: {self.executor_id}" if self.executor_id != self.outcome.host else ""
+        text = f"DeploymentExecutionResult:\n  Node: {self.node}{executor}\n  Status: {self.status}\n"
         for name, results in self.outcome.tasks.items():
             text += f"    {name}: {results}\n"
         if self.error:
@@ -206,16 +209,16 @@ class Client:
         results = load_results(run_dir, trust=self.trust_results)
         if experiment is not None:
             for deployment in experiment:
-                outcome = results[deployment.node.name]
+                deployment.executor_id = deployment.executor_id or deployment.node.name
+                outcome = results[deployment.executor_id]
                 deployment.prepared = outcome.prepared
-                deployment.executor_id = deployment.node.name
                 deployment.error = Exception(outcome.error) if outcome.error and not outcome.prepared else None
                 deployment.notices = [outcome.notice] if outcome.notice else []
         execution: list[DeploymentExecutionResult] | None = None
         if status in (ExperimentStatus.RUNNING, ExperimentStatus.FINISHED):
             nodes = {d.node.name: d.node for d in experiment} if experiment is not None else {}
             execution = [
-                DeploymentExecutionResult(outcome, nodes.get(outcome.node, Node(outcome.node, {})),
+                DeploymentExecutionResult(outcome, nodes.get(outcome.host, Node(outcome.host, {})),
                                           self._logs(run_dir, outcome.node))
                 for outcome in results
             ]
@@ -247,9 +250,9 @@ class Client:
     def cancel_executors(self, experiment_name: str, executors: Sequence[str],
                          cancellation_context: dict[str, dict[str, str]] | None = None) -> None:
         """Stop some executors of the experiment: ``executors`` are Deployment.executor_id values
-        (a deployment's node name here); the others go on."""
+        (a deployment's node name here, ``NODE#N`` for a node's N-th pipeline); the others go on."""
         run = self._find(experiment_name)
-        known = set(run.record().get("hosts", []))
+        known = set(rundir.executors(run.record()))
         unknown = [e for e in executors if e not in known]
         if unknown:
             raise RunError(f"experiment {experiment_name} has no executor {', '.join(unknown)}; "

@@ -120,7 +120,7 @@ def _node_view(run: RunDir, node: NodeResult, status: dict[str, Any], timeline: 
     task_bars, lanes = _task_bars(node, timeline, 4 + LANE * len(bars))
     lanes += len(bars)
     spec = read_json(run.shipped_dir(node.node) / NODE_SPEC) or {}
-    return {"name": node.node, "status": node.status, "colour": STATUS_COLOURS.get(NodeStatus(node.status), "#cf222e") if node.status in STATUS_COLOURS else "#cf222e",
+    return {"name": node.node, "host": node.host, "status": node.status, "colour": STATUS_COLOURS.get(NodeStatus(node.status), "#cf222e") if node.status in STATUS_COLOURS else "#cf222e",
             "error": node.error, "notice": node.notice, "bars": bars + task_bars, "height": 4 + LANE * lanes + 24,
             "logs": _log_links(run, node), "not_run": node.not_run,
             "stopped": why_stopped(node, read_json(run.node_dir(node.node) / STATE) or {}),
