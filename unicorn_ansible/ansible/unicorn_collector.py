@@ -192,6 +192,8 @@ class CallbackModule(CallbackBase):
                                "it was stopped (raise --run-timeout)")
         elif step == "cancel":
             self._update(result, "ok", phase=Phase.CANCELLED, cancelled=True, progress=_json(data.get("stdout")))
+        elif step == "deploy-failed":  # a failed deployment beside others that deployed: the host goes on
+            self._on_failed(result)
 
     def v2_runner_retry(self, result):
         if self.run is None or self._step(result) != "run":

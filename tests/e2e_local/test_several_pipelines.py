@@ -1,0 +1,227 @@
+"""Several pipelines on one node, as netunicorn runs ``append(node, p1).append(node, p2)``: each its
+own executor and work folder on the host (``localhost``, ``localhost#2``), their requirements
+deployed once, all started before any is awaited; results, status, logs, report and cancel per
+deployment. Real ansible-runner on this machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cloudpickle
+import pytest
+from netunicorn.base.experiment import Experiment as NetunicornExperiment
+from netunicorn.base.experiment import ExperimentStatus
+from netunicorn.base.pipeline import Pipeline as NetunicornPipeline
+from netunicorn.base.types import FlagValues as NetunicornFlagValues
+from netunicorn.library.tasks.basic import SleepTask
+from netunicorn.library.tasks.flags import SetFlagTask, WaitForExactFlagResultTask
+
+from unicorn_ansible import RemoteClient
+from unicorn_ansible.engine.rundir import RunDir
+
+from .conftest import CLI, Env
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+#: what `results --json` gives for a node of one pipeline (unchanged by several pipelines per node)
+ORDINARY_KEYS = {"node", "status", "prepared", "error", "success", "results", "tasks", "timings", "not_run",
+                 "reported", "artifacts", "stopped_processes"}
+
+FLAGS = '''
+import os
+from unicorn_ansible import Experiment, FlagValues, Pipeline, Task, set_flag, wait_for_flag
+
+
+class Waiter(Task):
+    requirements = ["echo shared >> requirements.log", "echo waiter >> requirements.log"]
+
+    def run(self):
+        wait_for_flag("go", FlagValues(text_value="now", int_value=1), timeout=60)
+        return {"cwd": os.getcwd(), "environment": os.environ["UNICORN_ENVIRONMENT"]}
+
+
+class Setter(Task):
+    requirements = ["echo shared >> requirements.log", "echo setter >> requirements.log"]
+
+    def run(self):
+        set_flag("go", FlagValues(text_value="now", int_value=1))
+        return {"cwd": os.getcwd(), "environment": os.environ["UNICORN_ENVIRONMENT"]}
+
+
+def experiment(nodes):
+    node = nodes.take(1)[0]
+    # pipeline 1 waits for the flag pipeline 2 sets: both must run at once
+    return (Experiment().append(node, Pipeline().then(Waiter(name="wait")))
+            .append(node, Pipeline().then(Setter(name="set"))))
+'''
+
+
+def test_two_pipelines_on_one_node_coordinate_through_a_flag(env: Env) -> None:
+    env.write("flags.py", FLAGS)
+    started = time.monotonic()
+    done = env.cli("run", "flags.py", "--name", "pair", check=0)
+    assert time.monotonic() - started < 60  # the waiter did not wait out its timeout
+    assert "1 node(s), 2 pipelines" in done.stderr
+    results = env.results("pair")
+    first, second = results["nodes"]
+    assert (first["node"], first["status"], second["node"], second["status"]) == (
+        "localhost", "ok", "localhost#2", "ok")
+    assert set(first) == ORDINARY_KEYS and set(second) == ORDINARY_KEYS | {"host"}
+    assert second["host"] == "localhost"
+    waiter, setter = first["tasks"]["wait"][0]["value"], second["tasks"]["set"][0]["value"]
+    # each its own work folder on the host, one environment for both, its requirements each once
+    run_id = RunDir(env.home / "runs" / "pair").record()["run_id"]
+    assert waiter["cwd"] == str(env.default_host_dir() / "runs" / run_id)
+    assert setter["cwd"] == str(env.default_host_dir() / "runs" / f"{run_id}#2")
+    assert waiter["environment"] == setter["environment"]
+    log = Path(waiter["environment"]) / "requirements.log"
+    assert log.read_text().split() == ["shared", "waiter", "setter"]
+    assert RunDir(env.home / "runs" / "pair").deploy_report("localhost#2")["skipped"] is True
+    flags = json.loads(env.cli("flags", "pair", "go", "--json", check=0).stdout)
+    assert flags == {"go": {"text_value": "now", "int_value": 1}}
+
+    status = json.loads(env.cli("status", "pair", "--json", check=0).stdout)
+    assert [(n["node"], n["phase"], n["done"]) for n in status["nodes"]] == [
+        ("localhost", "executed", 1), ("localhost#2", "executed", 1)]
+    both = env.cli("logs", "pair", "--node", "localhost", check=0).stdout
+    assert "===== localhost: task wait" in both and "===== localhost#2: task set" in both
+    one = env.cli("logs", "pair", "--node", "localhost#2", check=0).stdout
+    assert "===== localhost#2: task set" in one and "===== localhost:" not in one
+    env.cli("report", "pair", "-o", str(env.root / "pair.html"), check=0)
+    report = (env.root / "pair.html").read_text()
+    assert "localhost#2 <small>(a pipeline of node localhost)</small>" in report
+
+
+CANCEL = '''
+import os, subprocess, time
+from unicorn_ansible import Experiment, Pipeline, Task
+
+
+class Quick(Task):
+    def run(self):
+        return "kept"
+
+
+class StartsAChild(Task):
+    def __init__(self, folder, name):
+        self.folder = folder
+        super().__init__(name=name)
+
+    def run(self):
+        child = subprocess.Popen(["sleep", "300"], start_new_session=True)
+        with open(os.path.join(self.folder, self.name + ".pids"), "w") as handle:
+            handle.write(f"{os.getpid()} {child.pid}")
+        time.sleep(300)
+
+
+def experiment(nodes):
+    node = nodes.take(1)[0]
+    return (Experiment().append(node, Pipeline().then(Quick(name="quick")).then(StartsAChild(FOLDER, "one")))
+            .append(node, Pipeline().then(StartsAChild(FOLDER, "two"))))
+'''
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    return state != "Z"
+
+
+def _wait_for(paths: list[Path], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not all(p.exists() and p.read_text().strip() for p in paths):
+        assert time.monotonic() < deadline, f"timed out waiting for {paths}"
+        time.sleep(0.2)
+
+
+def test_cancel_stops_every_pipeline_of_the_node_and_leaves_no_process(env: Env) -> None:
+    folder = env.root / "pids"
+    folder.mkdir()
+    env.write("cancel.py", CANCEL.replace("FOLDER", repr(str(folder))))
+    process = subprocess.Popen(CLI + ["run", "cancel.py", "--name", "pair-cancel"], env=env.vars, cwd=env.root,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        pid_files = [folder / "one.pids", folder / "two.pids"]
+        _wait_for(pid_files, 120)
+        pids = [int(pid) for path in pid_files for pid in path.read_text().split()]
+        assert all(_alive(pid) for pid in pids)
+        done = env.cli("cancel", "pair-cancel", check=0)
+        assert "localhost#2" in done.stdout
+        process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 1
+    assert [pid for pid in pids if _alive(pid)] == []
+    results = env.results("pair-cancel")
+    assert results["status"] == "cancelled"
+    assert [(n["node"], n["status"]) for n in results["nodes"]] == [
+        ("localhost", "cancelled"), ("localhost#2", "cancelled")]
+    assert results["nodes"][0]["tasks"]["quick"] == [{"type": "Success", "value": "kept"}]
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("UNICORN_ANSIBLE_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _wait(client: RemoteClient, name: str, until: ExperimentStatus) -> object:
+    for _ in range(600):
+        info = client.get_experiment_status(name)
+        if info.status == until:
+            return info
+        time.sleep(0.5)
+    raise AssertionError(f"{name} never reached {until}")
+
+
+def test_netunicorns_flags_example_two_pipelines_on_one_machine(home: Path) -> None:
+    """netunicorn's own Experiment, append(node, p1).append(node, p2), netunicorn-library's flag tasks."""
+    client = RemoteClient(inventory=None)
+    node = client.get_nodes().take(1)[0]
+    ready = NetunicornFlagValues(int_value=1)
+    waits = NetunicornPipeline().then(WaitForExactFlagResultTask("ready", ready, sleep_time=0.2, attempts=300,
+                                                                 name="wait"))
+    sets = NetunicornPipeline().then(SleepTask(1, name="sleep")).then(SetFlagTask("ready", ready, name="set"))
+    experiment = NetunicornExperiment().append(node, waits).append(node, sets)
+    with pytest.warns(UserWarning, match="ShellExecution"):
+        client.prepare_experiment(experiment, "flags-example")
+    info = _wait(client, "flags-example", ExperimentStatus.READY)
+    assert [(d.node.name, d.executor_id, d.prepared) for d in info.experiment] == [
+        ("localhost", "localhost", True), ("localhost", "localhost#2", True)]
+    client.start_execution("flags-example")
+    info = _wait(client, "flags-example", ExperimentStatus.FINISHED)
+    assert [(r.node.name, r.executor_id, r.status, r.error) for r in info.execution_result] == [
+        ("localhost", "localhost", "ok", None), ("localhost", "localhost#2", "ok", None)]
+    waited = info.execution_result[0].result[0].unwrap()["wait"][0].unwrap()
+    assert waited == {"text_value": None, "int_value": 1}  # the flag's values, as the store gave them
+    assert client.get_flag_values("flags-example", "ready").int_value == 1
+
+
+def test_cancel_executors_stops_one_pipeline_of_a_node_and_the_other_goes_on(home: Path) -> None:
+    client = RemoteClient(inventory=None)
+    node = client.get_nodes().take(1)[0]
+    experiment = (NetunicornExperiment().append(node, NetunicornPipeline().then(SleepTask(60, name="long")))
+                  .append(node, NetunicornPipeline().then(SleepTask(4, name="short"))))
+    with pytest.warns(UserWarning, match="ShellExecution"):
+        client.prepare_experiment(experiment, "half")
+    _wait(client, "half", ExperimentStatus.READY)
+    client.start_execution("half")
+    _wait(client, "half", ExperimentStatus.RUNNING)
+    time.sleep(2)
+    started = time.monotonic()
+    client.cancel_executors("half", ["localhost"])
+    info = _wait(client, "half", ExperimentStatus.FINISHED)
+    assert time.monotonic() - started < 50
+    assert [(r.executor_id, r.status) for r in info.execution_result] == [
+        ("localhost", "cancelled"), ("localhost#2", "ok")]
