@@ -225,3 +225,46 @@ def test_cancel_executors_stops_one_pipeline_of_a_node_and_the_other_goes_on(hom
     assert time.monotonic() - started < 50
     assert [(r.executor_id, r.status) for r in info.execution_result] == [
         ("localhost", "cancelled"), ("localhost#2", "ok")]
+
+
+DEPLOY_FAILURES = '''
+from unicorn_ansible import DockerImage, Experiment, Pipeline, Task
+
+
+class Hello(Task):
+    def run(self):
+        return "hello"
+
+
+class Broken(Task):
+    requirements = ["echo broken-requirement >&2; exit 7"]
+
+    def run(self):
+        return "never"
+
+
+def experiment(nodes):
+    h1, h2 = nodes.take(2)
+    return (Experiment()
+            .append(h1, Pipeline().then(Hello(name="hello")))
+            .append(h1, Pipeline(environment_definition=DockerImage(image="unicorn-test/none:1")).then(
+                Hello(name="boxed")))
+            .append(h2, Pipeline().then(Hello(name="hello")))
+            .append(h2, Pipeline().then(Broken(name="broken"))))
+'''
+
+
+def test_a_failed_deployment_is_its_own_and_a_failed_shared_environment_fails_the_nodes_pipelines(env: Env) -> None:
+    inventory = env.local_inventory(["h1", "h2"], "unicorn_container_engine=none")
+    env.write("failures.py", DEPLOY_FAILURES)
+    env.cli("run", "failures.py", "-i", str(inventory), "--name", "failures", check=1)
+    results = {n["node"]: n for n in env.results("failures")["nodes"]}
+    assert list(results) == ["h1", "h1#2", "h2", "h2#2"]
+    # h1: its DockerImage pipeline cannot deploy on a host without an engine; its other one runs
+    assert results["h1"]["status"] == "ok" and results["h1"]["tasks"]["hello"][0]["value"] == "hello"
+    assert results["h1#2"]["status"] == "deploy_failed" and "container engine" in results["h1#2"]["error"]
+    # h2: its pipelines share one environment, whose requirement fails: each says which
+    for name in ("h2", "h2#2"):
+        assert results[name]["status"] == "deploy_failed", results[name]
+        assert "exit 7" in results[name]["error"] or "exit code 7" in results[name]["error"]
+    assert "broken-requirement" in env.cli("logs", "failures", "--node", "h2#2", check=0).stdout

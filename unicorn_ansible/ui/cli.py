@@ -220,7 +220,7 @@ def compile_command(experiment_file: str, inventories: Sequence[str], output: st
     experiment = load_experiment_file(experiment_file, inventory.nodes())
     run_dir = compile_experiment(experiment, inventory, target, name, _options(**engine))
     args = " ".join(inventory_args(run_dir, inventory.sources))
-    click.echo(f"compiled {len(experiment)} node(s) into {run_dir}")
+    click.echo(f"compiled {_count(experiment)} into {run_dir}")
     click.echo(f"run it by hand:  cd {run_dir / 'project'} && ansible-playbook {args} site.yml")
 
 
