@@ -268,3 +268,60 @@ def test_a_failed_deployment_is_its_own_and_a_failed_shared_environment_fails_th
         assert results[name]["status"] == "deploy_failed", results[name]
         assert "exit 7" in results[name]["error"] or "exit code 7" in results[name]["error"]
     assert "broken-requirement" in env.cli("logs", "failures", "--node", "h2#2", check=0).stdout
+
+
+COUNTED = '''
+import os, time
+from unicorn_ansible import Experiment, Pipeline, Task
+
+
+class Counted(Task):
+    def __init__(self, seconds, name):
+        self.seconds = seconds
+        super().__init__(name=name)
+
+    def run(self):
+        with open(os.path.join(FOLDER, self.name + ".runs"), "a") as handle:
+            handle.write("ran\\n")
+        time.sleep(self.seconds)
+        return self.name
+
+
+def experiment(nodes):
+    node = nodes.take(1)[0]
+    return (Experiment().append(node, Pipeline().then(Counted(6, "first")))
+            .append(node, Pipeline().then(Counted(4, "second")))
+            .append(node, Pipeline().then(Counted(300, "limited")), keep_alive_timeout_minutes=0.1))
+'''
+
+
+def _status_phase(env: Env, run: str, executor: str) -> str | None:
+    try:
+        return json.loads((env.home / "runs" / run / "nodes" / executor / "status.json").read_text()).get("phase")
+    except (OSError, ValueError):
+        return None
+
+
+def test_collect_after_a_controller_crash_fetches_every_pipeline_and_each_keeps_its_time_limit(env: Env) -> None:
+    folder = env.root / "runs-of"
+    folder.mkdir()
+    env.write("counted.py", COUNTED.replace("FOLDER", repr(str(folder))))
+    controller = subprocess.Popen(CLI + ["run", "counted.py", "--name", "crashed"], env=env.vars, cwd=env.root,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for([folder / "first.runs", folder / "second.runs", folder / "limited.runs"], 120)
+        os.kill(controller.pid, signal.SIGKILL)  # kill -9 of the controller: the pipelines go on
+        controller.wait(timeout=10)
+    finally:
+        if controller.poll() is None:
+            controller.kill()
+    collected = env.cli("collect", "crashed", check=1)  # the limited pipeline timed out: exit 1
+    assert "localhost#3" in collected.stdout
+    results = env.results("crashed")
+    assert [(n["node"], n["status"]) for n in results["nodes"]] == [
+        ("localhost", "ok"), ("localhost#2", "ok"), ("localhost#3", "timed_out")]
+    assert results["nodes"][1]["tasks"]["second"] == [{"type": "Success", "value": "second"}]
+    assert "time limit" in results["nodes"][2]["error"]
+    # nothing ran twice
+    assert [(folder / f"{name}.runs").read_text() for name in ("first", "second", "limited")] == ["ran\n"] * 3
+    assert _status_phase(env, "crashed", "localhost#3") == "timed_out"
