@@ -83,3 +83,36 @@ def test_cancel_of_two_pipelines_on_a_host_leaves_no_process(lab: Lab) -> None:
     assert [(n["node"], n["status"]) for n in results["nodes"]] == [
         ("h1", "cancelled"), ("h1#2", "cancelled"), ("h2", "cancelled")]
     assert node(results, "h1#2")["host"] == "h1"
+
+
+BECOME = '''
+import os
+from unicorn_ansible import Experiment, Pipeline, Task
+
+
+class Who(Task):
+    def run(self):
+        with open(os.path.join(os.environ["UNICORN_ARTIFACTS"], "who.txt"), "w") as handle:
+            handle.write(self.name)
+        return [os.geteuid(), os.getcwd()]
+
+
+def experiment(nodes):
+    h1 = nodes.take(1)[0]
+    return Experiment().append(h1, Pipeline().then(Who(name="one"))).append(h1, Pipeline().then(Who(name="two")))
+'''
+
+
+def test_two_pipelines_under_become_each_come_home_with_their_artifacts(lab: Lab) -> None:
+    inventory = lab.inventory("several-become", hosts=["h1"], group_vars={
+        "ansible_user": "unicorn", "ansible_become": "true", "ansible_become_password": lab.become_password})
+    (lab.root / "several_become.py").write_text(BECOME)
+    lab.cli("run", "several_become.py", "-i", str(inventory), "--name", "several-become", check=0)
+    results = lab.results("several-become")
+    one, two = (node(results, name) for name in ("h1", "h1#2"))
+    assert one["tasks"]["one"][0]["value"][0] == 0 and two["tasks"]["two"][0]["value"][0] == 0
+    assert two["tasks"]["two"][0]["value"][1] == one["tasks"]["one"][0]["value"][1] + "#2"
+    run_dir = lab.home / "runs" / "several-become"
+    assert (run_dir / "nodes" / "h1" / "artifacts" / "one" / "who.txt").read_text() == "one"
+    assert (run_dir / "nodes" / "h1#2" / "artifacts" / "two" / "who.txt").read_text() == "two"
+    assert lab.ssh("h1", "ls -A /tmp").stdout.split() == []  # the hand-over folders are gone
