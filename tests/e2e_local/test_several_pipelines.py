@@ -31,7 +31,7 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 #: what `results --json` gives for a node of one pipeline (unchanged by several pipelines per node)
 ORDINARY_KEYS = {"node", "status", "prepared", "error", "success", "results", "tasks", "timings", "not_run",
-                 "reported", "artifacts", "stopped_processes"}
+                 "reported", "artifacts", "stopped_processes", "notice"}
 
 FLAGS = '''
 import os
@@ -176,6 +176,16 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+def _client(home: Path) -> RemoteClient:
+    """This machine as one host; netunicorn's default DockerImage() runs as ShellExecution (no engine)."""
+    inventory = home / "inventory.ini"
+    inventory.write_text("\n".join(["[lab]", "localhost", "", "[lab:vars]", "ansible_connection=local",
+                                    f"ansible_python_interpreter={sys.executable}",
+                                    f"unicorn_remote_root={home / 'hosts-root'}", "unicorn_container_engine=none",
+                                    "unicorn_architecture=linux/amd64"]) + "\n")
+    return RemoteClient(inventory=str(inventory))
+
+
 def _wait(client: RemoteClient, name: str, until: ExperimentStatus) -> object:
     for _ in range(600):
         info = client.get_experiment_status(name)
@@ -187,18 +197,18 @@ def _wait(client: RemoteClient, name: str, until: ExperimentStatus) -> object:
 
 def test_netunicorns_flags_example_two_pipelines_on_one_machine(home: Path) -> None:
     """netunicorn's own Experiment, append(node, p1).append(node, p2), netunicorn-library's flag tasks."""
-    client = RemoteClient(inventory=None)
+    client = _client(home)
     node = client.get_nodes().take(1)[0]
     ready = NetunicornFlagValues(int_value=1)
     waits = NetunicornPipeline().then(WaitForExactFlagResultTask("ready", ready, sleep_time=0.2, attempts=300,
                                                                  name="wait"))
     sets = NetunicornPipeline().then(SleepTask(1, name="sleep")).then(SetFlagTask("ready", ready, name="set"))
     experiment = NetunicornExperiment().append(node, waits).append(node, sets)
-    with pytest.warns(UserWarning, match="ShellExecution"):
-        client.prepare_experiment(experiment, "flags-example")
+    client.prepare_experiment(experiment, "flags-example")
     info = _wait(client, "flags-example", ExperimentStatus.READY)
     assert [(d.node.name, d.executor_id, d.prepared) for d in info.experiment] == [
         ("localhost", "localhost", True), ("localhost", "localhost#2", True)]
+    assert all("as ShellExecution" in d.notices[0] for d in info.experiment)  # each deployment says how it ran
     client.start_execution("flags-example")
     info = _wait(client, "flags-example", ExperimentStatus.FINISHED)
     assert [(r.node.name, r.executor_id, r.status, r.error) for r in info.execution_result] == [
@@ -209,12 +219,11 @@ def test_netunicorns_flags_example_two_pipelines_on_one_machine(home: Path) -> N
 
 
 def test_cancel_executors_stops_one_pipeline_of_a_node_and_the_other_goes_on(home: Path) -> None:
-    client = RemoteClient(inventory=None)
+    client = _client(home)
     node = client.get_nodes().take(1)[0]
     experiment = (NetunicornExperiment().append(node, NetunicornPipeline().then(SleepTask(60, name="long")))
                   .append(node, NetunicornPipeline().then(SleepTask(4, name="short"))))
-    with pytest.warns(UserWarning, match="ShellExecution"):
-        client.prepare_experiment(experiment, "half")
+    client.prepare_experiment(experiment, "half")
     _wait(client, "half", ExperimentStatus.READY)
     client.start_execution("half")
     _wait(client, "half", ExperimentStatus.RUNNING)
