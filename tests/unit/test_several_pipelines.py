@@ -80,3 +80,16 @@ def test_results_have_one_entry_per_deployment_and_old_records_read_as_before(tm
     assert results["h1#2"].host == "h1"
     # a record written before a node could run several pipelines names only its hosts
     assert executors({"hosts": ["h1", "h2"]}) == {"h1": "h1", "h2": "h2"}
+
+
+def test_a_host_named_like_another_nodes_second_pipeline_is_refused(tmp_path: Path) -> None:
+    import pytest
+
+    from unicorn_ansible.errors import ExperimentError
+
+    h1, clash = Node("h1", {}), Node("h1#2", {})
+    pipeline = Pipeline().then(Needs("a"))
+    experiment = Experiment().append(h1, pipeline).append(clash, pipeline).append(h1, pipeline)
+    inventory = Inventory(sources=["lab.yml"], hostvars={"h1": {}, "h1#2": {}})
+    with pytest.raises(ExperimentError, match="two deployments are named h1#2"):
+        compile_experiment(experiment, inventory, tmp_path / "run", "clash")

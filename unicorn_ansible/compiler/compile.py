@@ -162,7 +162,21 @@ def _checked_hosts(experiment: Experiment, inventory: Inventory) -> list[str]:
         )
     for host in hosts:
         _check_host_name(host)
+    _check_executor_ids(experiment)
     return hosts
+
+
+def _check_executor_ids(experiment: Experiment) -> None:
+    """Each deployment's folders are named by its executor id: no two may share one (a host that
+    an inventory other than INI names like a node's second pipeline, ``h1#2``)."""
+    seen: set[str] = set()
+    for deployment in experiment:
+        executor = _executor(deployment)
+        if executor in seen:
+            raise ExperimentError(f"two deployments are named {executor}: the inventory has a host of that name and "
+                                  f"it is also the executor id of another node's second or later pipeline; "
+                                  "rename the host (no '#' in host names)")
+        seen.add(executor)
 
 
 def _lay_out(run: RunDir) -> None:
