@@ -222,7 +222,8 @@ class CallbackModule(CallbackBase):
             self._on_failed(result)
 
     def v2_runner_item_on_failed(self, result):
-        self._on_failed(result)
+        if not result._result.get("unreachable"):  # the host's unreachable event says it, for all
+            self._on_failed(result)
 
     def _on_failed(self, result):
         step = self._step(result)
@@ -235,5 +236,7 @@ class CallbackModule(CallbackBase):
             self._update(result, "failed", phase=Phase.EXECUTION_FAILED, error=message)
 
     def v2_runner_on_unreachable(self, result):
-        message = _explain_unreachable(_text(result._result.get("msg") or "unreachable"))
+        data = result._result  # a looped task's reason is its unreachable item's
+        items = [item for item in data.get("results") or [] if isinstance(item, dict) and item.get("unreachable")]
+        message = _explain_unreachable(_text((items[0] if items else data).get("msg") or "unreachable"))
         self._update(result, "unreachable", phase=Phase.UNREACHABLE, error=message, unreachable=True)
