@@ -13,7 +13,7 @@ from unicorn_ansible.engine.rundir import RunDir, write_json
 from unicorn_ansible.engine.ssh_masters import CONTROL_DIR_ENV, close_masters, control_dir, new_control_dir
 
 
-@pytest.mark.parametrize("chosen, expected", [(None, "free"), ("linear", "free"), ("mitogen_linear", "mitogen_free"),
+@pytest.mark.parametrize("chosen, expected", [(None, "linear"), ("linear", "linear"), ("mitogen_linear", "mitogen_linear"),
                                               ("host_pinned", "host_pinned"), ("mitogen_free", "mitogen_free")])
 def test_site_deploys_and_starts_each_host_on_its_own_unless_the_user_chose_a_strategy(chosen, expected) -> None:
     assert start_strategy(CompileOptions(strategy=chosen)) == expected

@@ -92,14 +92,13 @@ def ansible_settings(host_count: int, options: CompileOptions, project: Path,
 
 
 def start_strategy(options: CompileOptions) -> str:
-    """The strategy of the play that deploys and starts each node in site.yml: each host goes on
-    to start its pipeline as soon as its own deployment is done, so a host that does not answer
-    (ssh waits its ConnectTimeout) delays no other. A strategy the user chose is kept, Mitogen's
-    in its free form."""
-    chosen = options.strategy or "linear"
-    if chosen in ("linear", "mitogen_linear"):
-        return chosen.replace("linear", "free")
-    return chosen
+    """The strategy of site.yml's play that deploys and starts the nodes: the user's, else linear,
+    so every node is deployed before any starts and all start together, as netunicorn's
+    prepare-then-start does (experiments time servers and clients with sleeps). A host that does
+    not answer delays the others' start by its connect timeout only (each run has SSH masters of
+    its own, so no stale master adds to it); the user's strategy is kept (``free`` starts each node
+    as soon as its own deployment is done)."""
+    return options.strategy or "linear"
 
 
 def ssh_args(flags: dict[str, Any] | None = None) -> str:
