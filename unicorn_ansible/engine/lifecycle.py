@@ -369,6 +369,14 @@ def run_inventory(run: RunDir) -> Inventory:
     return load_inventory(run.record().get("inventory") or None)
 
 
+def _without_flag_tunnel() -> dict[str, Any]:
+    """Connections of cancel and collect carry no flag tunnel: they need no store, and the tunnel's
+    port on the host may still be held by the run's own session (a cancel from another terminal,
+    a run shutting down) or by a session lost when a link was cut (sshd notices only hours later),
+    which refuses every new connection asking for it."""
+    return {"ansible_ssh_args": ssh_args()}
+
+
 def cancel(run: RunDir, inventory: Inventory | None = None,
            event_handler: EventHandler | None = None) -> RunResults:
     """Stop every node's executor and the processes its tasks started; fetch what finished.
@@ -376,7 +384,7 @@ def cancel(run: RunDir, inventory: Inventory | None = None,
     inventory = inventory or run_inventory(run)
     run.update(cancel_requested=time.time())
     try:
-        rc = run_playbook(run, CANCEL, inventory, event_handler)
+        rc = run_playbook(run, CANCEL, inventory, event_handler, extra_vars=_without_flag_tunnel())
     finally:
         close_masters(run)
     run.update(status=RunStatus.CANCELLED.value, cancelled=time.time(), cancel_rc=rc)
@@ -390,7 +398,7 @@ def cancel_nodes(run: RunDir, nodes: Sequence[str], inventory: Inventory | None 
     hosts = executors(run.record())
     rc = run_playbook(run, CANCEL, inventory or run_inventory(run), event_handler,
                       limit=sorted({hosts.get(node, node) for node in nodes}),
-                      extra_vars={"unicorn_cancel_only": list(nodes)})
+                      extra_vars={"unicorn_cancel_only": list(nodes), **_without_flag_tunnel()})
     run.update(cancelled_nodes=sorted(set(run.record().get("cancelled_nodes", [])) | set(nodes)),
                cancel_nodes_rc=rc)
     return load_results(run.path)
@@ -402,10 +410,7 @@ def collect(run: RunDir, inventory: Inventory | None = None,
     inventory = inventory or run_inventory(run)
     run.update(controller=this_controller())
     try:
-        # Without the flag tunnel: no store is served now, and a host whose link was cut may
-        # still have the lost session holding the tunnel's port (sshd notices only hours later),
-        # which would refuse every new connection carrying it.
-        rc = run_playbook(run, EXECUTE, inventory, event_handler, extra_vars={"ansible_ssh_args": ssh_args()})
+        rc = run_playbook(run, EXECUTE, inventory, event_handler, extra_vars=_without_flag_tunnel())
     finally:
         close_masters(run)
     settle(run, RunStatus.FINISHED, collected=time.time(), ansible_rc=rc)
