@@ -16,6 +16,7 @@ import cloudpickle
 from unicorn_ansible import Pipeline, Task
 from unicorn_ansible.model.experiment import serialize_for_node
 from unicorn_ansible.node.deploy import deploy
+from unicorn_ansible.node.protocol import STARTED
 from unicorn_ansible.node.scheduler import run_pipeline
 
 PYTHON = "%d.%d" % sys.version_info[:2]
@@ -151,3 +152,21 @@ def test_tracebacks_on_hosts_name_the_experiment_file_not_dynamic_code(tmp_path:
     except ValueError:
         text = traceback.format_exc()
     assert __file__ in text and "<dynamic-code>" not in text
+
+
+def test_deploy_with_start_starts_the_pipeline_only_after_a_successful_deployment(tmp_path: Path) -> None:
+    for name, commands in (("good", ["true"]), ("bad", ["exit 3"])):
+        workdir = tmp_path / name
+        workdir.mkdir()
+        (workdir / "deploy.json").write_text(json.dumps({"node": "n1", "python": PYTHON, "commands": commands}))
+        (workdir / "pipeline.pkl").write_bytes(serialize_for_node(Pipeline()))
+        (workdir / "node.json").write_text("{}")
+    good = _node("deploy", "--workdir", str(tmp_path / "good"), "--start")
+    assert good["ok"] and good["started"]["already_started"] is False
+    # the execution play's call finds it started: never twice (run as a package here, not from the
+    # bundle, the executor cannot load in the deployment's environment; on a host it runs, see e2e)
+    assert (tmp_path / "good" / STARTED).exists()
+    assert _node("start", "--workdir", str(tmp_path / "good"))["already_started"]
+    bad = _node("deploy", "--workdir", str(tmp_path / "bad"), "--start")
+    assert not bad["ok"] and "started" not in bad
+    assert not (tmp_path / "bad" / STARTED).exists()

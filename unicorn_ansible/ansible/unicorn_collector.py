@@ -229,7 +229,10 @@ class CallbackModule(CallbackBase):
         step = self._step(result)
         data = result._result
         message = _text(data.get("msg") or data.get("stderr") or data.get("stdout") or "failed")
-        if step in ("deploy", "deploy-failed"):
+        if step == "deploy":  # its report (the requirements run) is kept; the rescue's step says why
+            self._update(result, "failed", phase=Phase.DEPLOY_FAILED, prepared=False, error=message,
+                         deploy=_json(data.get("stdout")), deploy_finished=time.time())
+        elif step == "deploy-failed":
             self._update(result, "failed", phase=Phase.DEPLOY_FAILED, prepared=False, error=message,
                          deploy_finished=time.time())
         elif step is not None:

@@ -116,7 +116,7 @@ def _with_host_settings(spec: dict[str, Any], engine: str | None, base_image: st
     return spec
 
 
-def _deploy(workdir: str, engine: str | None, base_image: str | None) -> int:
+def _deploy(workdir: str, engine: str | None, base_image: str | None, then_start: bool = False) -> int:
     from .deploy import deploy
 
     os.makedirs(workdir, mode=0o700, exist_ok=True)
@@ -130,8 +130,17 @@ def _deploy(workdir: str, engine: str | None, base_image: str | None) -> int:
     summary = {k: report.get(k) for k in ("ok", "skipped", "error", "python", "environment", "cancelled", "notice")}
     summary["commands"] = [{"command": c["command"][:200], "rc": c["rc"], "seconds": round(c["end"] - c["start"], 3)}
                            for c in report["commands"]]
+    if then_start and report["ok"]:  # the pipeline starts in the same round trip (run, site.yml)
+        started = start(workdir, _kept_command(workdir))
+        summary["started"] = {"already_started": bool(started.get("already_started")), "pid": started.get("pid")}
     print(json.dumps(summary))
     return 0 if report["ok"] else 1
+
+
+def _kept_command(workdir: str) -> list[str]:
+    """How to run this node package after the deployment: the bundle kept in the work folder
+    (the script action's temporary copy is gone by then), or the package itself."""
+    return [os.path.join(workdir, NODE_BUNDLE)] if _bundle() else _self_command()
 
 
 def _reply(workdir: str, state: dict[str, Any]) -> str:
@@ -223,11 +232,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="deploy: the engine of a DockerImage environment (auto: podman, then docker)")
     parser.add_argument("--container-base-image", default=None,
                         help="deploy: the base image of an environment built from requirements")
+    parser.add_argument("--start", action="store_true",
+                        help="deploy: start the pipeline detached right after a successful deployment")
     args = parser.parse_args(argv)
     keep_files_private()
     workdir = os.path.abspath(os.path.expanduser(args.workdir))
     if args.command == "deploy":
-        return _deploy(workdir, args.container_engine, args.container_base_image)
+        return _deploy(workdir, args.container_engine, args.container_base_image, args.start)
     if args.command == "start":
         return _start(workdir, args.timeout)
     if args.command == "state":
