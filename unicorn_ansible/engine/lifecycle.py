@@ -386,7 +386,10 @@ def cancel(run: RunDir, inventory: Inventory | None = None,
     try:
         rc = run_playbook(run, CANCEL, inventory, event_handler, extra_vars=_without_flag_tunnel())
     finally:
-        close_masters(run)
+        # the run's SSH masters are the playing controller's to close when it ends: closed from
+        # here (another terminal) they would cut its last calls and make its hosts unreachable
+        if not is_playing(run.record()):
+            close_masters(run)
     run.update(status=RunStatus.CANCELLED.value, cancelled=time.time(), cancel_rc=rc)
     return load_results(run.path)
 
