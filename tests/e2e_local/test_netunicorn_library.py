@@ -4,6 +4,7 @@ run the same tasks. The HTTP and DNS servers they talk to are started by the tes
 
 from __future__ import annotations
 
+import ast
 import json
 import socket
 import subprocess
@@ -105,7 +106,7 @@ def test_library_tasks_run_unmodified_through_run(env: Env, servers: dict) -> No
     assert tasks["dummy"]["value"] == "True" and tasks["sleep"]["value"] == "1"
     assert "2 received" in next(r["value"] for r in tasks.values() if r["value"].startswith("PingResult"))
     assert "Got answer" in tasks["dig"]["value"]
-    assert tasks["send"]["value"] == "{'result_id': 'r1', 'received': {'sleep': [1]}}"
+    assert ast.literal_eval(tasks["send"]["value"]) == {"result_id": "r1", "received": {"sleep": [1]}}
     assert "result_id=r1" in tasks["fetch"]["value"]
     assert '"bits_per_second"' in tasks["iperf-client"]["value"]
     assert "conformance.test." in tasks["dns-queries"]["value"]  # tcpdump saw dig's query, scapy read it
