@@ -142,8 +142,11 @@ def _epoch(stamp: str) -> float:
     return datetime.datetime.fromisoformat(stamp).timestamp()
 
 
-#: our run's phases by the action of the role's tasks (see roles/unicorn/tasks/)
-PHASES = {"ansible.builtin.script": "deploy", "ansible.builtin.command": "start + wait", "unicorn_fetch": "fetch"}
+#: our run's phases by the action of the role's tasks (see roles/unicorn/tasks/); unicorn_node's
+#: start + wait also fetches the results in the call that sees the pipeline over (before it: command
+#: for start + wait, unicorn_fetch for the fetch)
+PHASES = {"ansible.builtin.script": "deploy", "unicorn_deploy": "deploy", "ansible.builtin.command": "start + wait", "unicorn_node": "start + wait",
+          "unicorn_fetch": "fetch"}
 PHASE_ORDER = ["controller start", "deploy", "start + wait", "fetch", "load", "other", "inventory reader"]
 
 
@@ -260,11 +263,12 @@ class Bench:
         return Sample(measured.wall, measured.peak, playbook_phases(times, measured))
 
     def ours(self, experiment: Path, inventory: Path | None, forks: int, name: str,
-             strategy: str | None = None) -> Sample:
-        """``unicorn-ansible run`` of ``experiment`` (no inventory: the embedded default, the local machine)."""
+             strategy: str | None = None, scripts: Path = SCRIPTS) -> Sample:
+        """``unicorn-ansible run`` of ``experiment`` (no inventory: the embedded default, the local machine);
+        ``scripts``: the folder of the ``unicorn-ansible`` to run (another version's venv, for --baseline)."""
         environment = self.cold(forks)  # also makes the run name unique
         run_name = f"{name}-{self.counter}"
-        command = [str(SCRIPTS / "unicorn-ansible"), "run", str(experiment), "--name", run_name, "--forks", str(forks)]
+        command = [str(scripts / "unicorn-ansible"), "run", str(experiment), "--name", run_name, "--forks", str(forks)]
         command += (["-i", str(inventory)] if inventory else []) + (["--strategy", strategy] if strategy else [])
         measured = measure(command, environment, self.work)
         if measured.code != 0:
@@ -299,6 +303,9 @@ def main() -> int:
     parser.add_argument("--skip-embedded", action="store_true", help="skip the embedded default's table")
     parser.add_argument("--only-embedded", action="store_true",
                         help="only the embedded default's table (no testbed, no root needed)")
+    parser.add_argument("--baseline", type=Path, metavar="VENV",
+                        help="also run another version's unicorn-ansible (VENV/bin/unicorn-ansible, e.g. a worktree of "
+                             "main) in the same rounds: before/after in one table, taken side by side")
     args = parser.parse_args()
     if args.only_embedded:
         with tempfile.TemporaryDirectory(prefix="unicorn-bench-") as scratch:
@@ -326,11 +333,18 @@ def one_task(bench: Bench, args: argparse.Namespace, strategy: str | None) -> No
     """The one-task table beside the baselines, per-phase breakdowns, controller memory per host."""
     experiment = HERE / "one_task.py"
     rows: list[tuple[int, Sample, Sample, Sample, dict[str, Sample]]] = []
+    baselines: dict[int, Sample] = {}
     for hosts in args.hosts:
         inventory = bench.testbed(hosts)
-        trivial, hand, ours = bench.interleaved([(bench.playbook, ("trivial.yml", inventory, hosts), {}),
-                                                 (bench.playbook, ("handwritten.yml", inventory, hosts), {}),
-                                                 (bench.ours, (experiment, inventory, hosts, f"one-task-{hosts}"), {})])
+        cases = [(bench.playbook, ("trivial.yml", inventory, hosts), {}),
+                 (bench.playbook, ("handwritten.yml", inventory, hosts), {}),
+                 (bench.ours, (experiment, inventory, hosts, f"one-task-{hosts}"), {})]
+        if args.baseline:
+            cases.append((bench.ours, (experiment, inventory, hosts, f"baseline-{hosts}"),
+                           {"scripts": args.baseline / "bin"}))
+        trivial, hand, ours, *baseline = bench.interleaved(cases)
+        if baseline:
+            baselines[hosts] = baseline[0]
         mitogen = {}
         if strategy:
             samples = bench.interleaved([(bench.playbook, ("trivial.yml", inventory, hosts, strategy), {}),
@@ -348,6 +362,17 @@ def one_task(bench: Bench, args: argparse.Namespace, strategy: str | None) -> No
                  f"{ours.wall / trivial.wall:.2f}×"]
         cells += [f"{mitogen[k].wall:.2f}" for k in ("ours", "hand", "trivial") if k in mitogen]
         print(f"| {hosts} | " + " | ".join(cells) + " |")
+    if baselines:
+        print(f"\n## The same rounds: this version beside the baseline ({args.baseline})\n")
+        print("| hosts | baseline | this version | baseline / trivial | this / trivial | baseline / hand-written | "
+              "this / hand-written | baseline: peak MB | this: peak MB |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for hosts, ours, hand, trivial, _ in rows:
+            base = baselines[hosts]
+            print(f"| {hosts} | {base.wall:.2f} | {ours.wall:.2f} | {base.wall / trivial.wall:.2f}× | "
+                  f"{ours.wall / trivial.wall:.2f}× | {base.wall / hand.wall:.2f}× | {ours.wall / hand.wall:.2f}× | "
+                  f"{base.peak:.0f} | {ours.peak:.0f} |")
+        _phase_table("baseline, where the time goes", sorted(baselines.items()), PHASE_ORDER)
     print("\n## Controller memory: peak PSS of the whole process tree (MB), same runs\n")
     print("| hosts | unicorn-ansible run | per host | hand-written playbook | per host | ours / hand-written |")
     print("|---:|---:|---:|---:|---:|---:|")
@@ -365,18 +390,28 @@ def one_task(bench: Bench, args: argparse.Namespace, strategy: str | None) -> No
 def rerun(bench: Bench, args: argparse.Namespace) -> None:
     with_requirement = HERE / "with_requirement.py"
     print("\n## Re-run with unchanged requirements: a one-task experiment with one requirement (s)\n")
-    print("| hosts | first run | re-run | re-run / first | trivial 1-task playbook | re-run / trivial |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    print("| hosts | first run | re-run | re-run / first | trivial 1-task playbook | re-run / trivial |"
+          + (" baseline re-run | baseline re-run / trivial |" if args.baseline else ""))
+    print("|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if args.baseline else ""))
     for hosts in args.rerun_hosts if args.rerun_hosts is not None else args.hosts:
         inventory = bench.testbed(hosts)
-        first_runs, reruns = [], []
+        first_runs, reruns, baseline_reruns, trivials = [], [], [], []
         for attempt in range(args.runs):
             bench.testbed(hosts)  # a fresh testbed: hosts have no environment yet
             first_runs.append(bench.ours(with_requirement, inventory, hosts, f"first-{hosts}-{attempt}").wall)
+            trivials.append(bench.playbook("trivial.yml", inventory, hosts).wall)
             reruns.append(bench.ours(with_requirement, inventory, hosts, f"again-{hosts}-{attempt}").wall)
+            if args.baseline:  # the same environment, already built: a re-run for it too
+                baseline_reruns.append(bench.ours(with_requirement, inventory, hosts, f"again-base-{hosts}-{attempt}",
+                                                  scripts=args.baseline / "bin").wall)
         first, again = statistics.median(first_runs), statistics.median(reruns)
-        trivial = bench.median(bench.playbook, "trivial.yml", inventory, hosts).wall
-        print(f"| {hosts} | {first:.2f} | {again:.2f} | {again / first:.2f}× | {trivial:.2f} | {again / trivial:.2f}× |")
+        trivial = statistics.median(trivials)
+        extra = ""
+        if baseline_reruns:
+            base = statistics.median(baseline_reruns)
+            extra = f" {base:.2f} | {base / trivial:.2f}× |"
+        print(f"| {hosts} | {first:.2f} | {again:.2f} | {again / first:.2f}× | {trivial:.2f} | {again / trivial:.2f}× |"
+              + extra)
 
 
 def scale(bench: Bench, args: argparse.Namespace) -> None:
@@ -423,18 +458,21 @@ def transfer(bench: Bench, args: argparse.Namespace) -> None:
         print(f"| {label} | {big:.2f} | {base:.2f} | {extra:.2f} | {scp_time:.2f} | {scp_time / extra:.2f}× |")
 
 
-def embedded(bench: Bench) -> None:
+def embedded(bench: Bench, baseline: Path | None = None) -> None:
     """The embedded default (no -i: the local machine) beside a trivial local play, whole processes."""
     hello = HERE.parent.parent / "examples" / "hello.py"
-    trivial, ours = bench.interleaved([(bench.playbook, ("trivial_local.yml", "localhost,", 1), {}),
-                                       (bench.ours, (hello, None, 1, "hello"), {})])
+    cases = [(bench.playbook, ("trivial_local.yml", "localhost,", 1), {}), (bench.ours, (hello, None, 1, "hello"), {})]
+    if baseline:
+        cases.append((bench.ours, (hello, None, 1, "hello-baseline"), {"scripts": baseline / "bin"}))
+    trivial, ours, *base = bench.interleaved(cases)
     print("\n## Embedded default: `unicorn-ansible run examples/hello.py` on the local machine (s)\n")
     print("| unicorn-ansible run | ansible-playbook, trivial local play | ours / trivial | ours: peak MB | "
-          "trivial: peak MB |")
-    print("|---:|---:|---:|---:|---:|")
+          "trivial: peak MB |" + (" baseline | baseline / trivial | baseline: peak MB |" if base else ""))
+    print("|---:|---:|---:|---:|---:|" + ("---:|---:|---:|" if base else ""))
+    extra = f" {base[0].wall:.2f} | {base[0].wall / trivial.wall:.2f}× | {base[0].peak:.0f} |" if base else ""
     print(f"| {ours.wall:.2f} | {trivial.wall:.2f} | {ours.wall / trivial.wall:.2f}× | {ours.peak:.0f} | "
-          f"{trivial.peak:.0f} |")
-    _phase_table("unicorn-ansible run, embedded default", [(1, ours)], PHASE_ORDER)
+          f"{trivial.peak:.0f} |" + extra)
+    _phase_table("unicorn-ansible run, embedded default", [(1, ours)] + ([(0, base[0])] if base else []), PHASE_ORDER)
 
 
 def run(bench: Bench, args: argparse.Namespace) -> int:
@@ -445,7 +483,7 @@ def run(bench: Bench, args: argparse.Namespace) -> int:
     print(f"# unicorn-ansible end-to-end benchmark — {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
           f"ansible-core {version('ansible-core')}{mitogen}, Python {sys.version.split()[0]}, median of {args.runs}\n")
     if not args.skip_embedded:
-        embedded(bench)
+        embedded(bench, args.baseline)
     if args.only_embedded:
         return 0
     if args.hosts:

@@ -183,17 +183,24 @@ class CallbackModule(CallbackBase):
             error = None if phase != Phase.EXECUTION_FAILED else _text(
                 state.get("error") or "executor ended: %s" % state.get("status"))
             # a host lost earlier and reached again (collect): it is no longer unreachable
-            self._update(result, "ok", phase=phase, progress=state, error=error, unreachable=False)
+            # the call that saw it over brought its results home (roles/unicorn's unicorn_node)
+            self._update(result, "ok", phase=phase, progress=state, error=error, unreachable=False,
+                         **self._fetched(data))
         elif step == "fetch":
             self._update(result, "ok", fetched=True)
         elif step == "timeout":
             self._update(result, "ok", phase=Phase.TIMED_OUT, timed_out=True, progress=_json(data.get("stdout")),
                          error="the pipeline was still running when the run's time limit was reached; "
-                               "it was stopped (raise --run-timeout)")
+                               "it was stopped (raise --run-timeout)", **self._fetched(data))
         elif step == "cancel":
-            self._update(result, "ok", phase=Phase.CANCELLED, cancelled=True, progress=_json(data.get("stdout")))
+            self._update(result, "ok", phase=Phase.CANCELLED, cancelled=True, progress=_json(data.get("stdout")),
+                         **self._fetched(data))
         elif step == "deploy-failed":  # a failed deployment beside others that deployed: the host goes on
             self._on_failed(result)
+
+    @staticmethod
+    def _fetched(data):
+        return {"fetched": True} if data.get("fetched") is not None else {}
 
     def v2_runner_retry(self, result):
         if self.run is None or self._step(result) != "run":

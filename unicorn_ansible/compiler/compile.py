@@ -43,7 +43,7 @@ from ..model.experiment import Deployment, Experiment
 from ..node.protocol import FINAL_STATUSES, SPEC_IMPORTS
 from ..resources import callback_plugin, playbooks_dir, roles_dir
 from .bundle import NODE_BUNDLE_NAME, build_bundle, node_bundle
-from .settings import CompileOptions, ansible_settings, node_limits, start_strategy
+from .settings import CompileOptions, ansible_settings, node_limits, start_round, start_strategy
 
 __all__ = ["CompileOptions", "check_run_name", "compile_experiment", "environment_key", "inventory_args"]
 
@@ -347,6 +347,7 @@ class _Compilation:
             "time_limits": self.time_limits,
             "polls": self.polls,
             "start_strategy": start_strategy(self.options),
+            "start_round": start_round(self.options, len(hosts), max((len(e) for e in self.executors.values()), default=1)),
             "settings": [(s, k, e, v.replace(project, ".")) for s, k, e, v in settings],
         }
 

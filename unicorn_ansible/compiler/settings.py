@@ -101,6 +101,19 @@ def start_strategy(options: CompileOptions) -> str:
     return options.strategy or "linear"
 
 
+def start_round(options: CompileOptions, host_count: int, most_pipelines: int) -> bool:
+    """Whether site.yml starts the pipelines in a round of their own before waiting for them.
+
+    Not with ``free``: each deployment's call starts its pipeline. Not when every host runs one
+    pipeline and the play works on every host at once (forks >= hosts): the execution play's
+    first long poll starts each pipeline, every host's together, after every node deployed (the
+    deployment play is done on all hosts before the next play begins). Otherwise a host's poll
+    would hold its worker while other hosts, or its own other pipelines, wait to be started."""
+    if start_strategy(options) in ("free", "mitogen_free"):
+        return False
+    return most_pipelines > 1 or forks(host_count, options) < host_count
+
+
 def ssh_args(flags: dict[str, Any] | None = None) -> str:
     """Our ssh arguments; with ``flags``, each connection carries the run's flag tunnel."""
     # No -C: results files are large and lab links fast. ServerAlive: a host whose link

@@ -22,6 +22,7 @@ Each prints one JSON object. The files of a work folder are described in protoco
 from __future__ import annotations
 
 import argparse
+import base64
 import gc
 import json
 import os
@@ -42,6 +43,7 @@ from .protocol import (
     DEFAULT_LOG_CAP,
     DEPLOY_REPORT,
     DEPLOY_SPEC,
+    FINAL_STATUSES,
     NODE_BUNDLE,
     NODE_SPEC,
     OUTBOX,
@@ -143,18 +145,30 @@ def _kept_command(workdir: str) -> list[str]:
     return [os.path.join(workdir, NODE_BUNDLE)] if _bundle() else _self_command()
 
 
-def _reply(workdir: str, state: dict[str, Any]) -> str:
+def _reply(workdir: str, state: dict[str, Any], inline: int | None = None, packed: bool = False) -> str:
     """A command's JSON answer; ``outbox`` is where this host keeps the outbox, with the work folder
     resolved here, once (``~`` is ``$HOME``), so the fetch never resolves it another way;
-    ``deployment``: which of the node's pipelines answers (its executor id, from node.json)."""
+    ``deployment``: which of the node's pipelines answers (its executor id, from node.json).
+    With ``inline`` (bytes), the outbox of a final state (or one just ``packed``: cancel) up to
+    that size comes with the answer as ``outbox_data`` (base64): the controller's call needs
+    no transfer of its own for it (roles/unicorn's unicorn_node)."""
     deployment = (read_json(os.path.join(workdir, NODE_SPEC)) or {}).get("deployment")
-    return json.dumps(dict(state, outbox=os.path.join(workdir, OUTBOX), deployment=deployment))
+    answer = dict(state, outbox=os.path.join(workdir, OUTBOX), deployment=deployment)
+    if inline is not None and (packed or state.get("status") in FINAL_STATUSES):
+        try:
+            with open(os.path.join(workdir, OUTBOX), "rb") as handle:
+                data = handle.read(inline + 1)
+        except OSError:
+            data = None
+        if data is not None and len(data) <= inline:
+            answer["outbox_data"] = base64.b64encode(data).decode("ascii")
+    return json.dumps(answer)
 
 
-def _start(workdir: str, timeout: float | None) -> int:
+def _start(workdir: str, timeout: float | None, inline: int | None = None) -> int:
     started = start(workdir, _self_command())
     state = wait(workdir, timeout) if timeout else started
-    print(_reply(workdir, dict(state, already_started=bool(started.get("already_started")))))
+    print(_reply(workdir, dict(state, already_started=bool(started.get("already_started"))), inline))
     return 0
 
 
@@ -232,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="deploy: the engine of a DockerImage environment (auto: podman, then docker)")
     parser.add_argument("--container-base-image", default=None,
                         help="deploy: the base image of an environment built from requirements")
+    parser.add_argument("--inline-outbox", type=int, default=None, metavar="BYTES",
+                        help="start, cancel: once the pipeline is over, an outbox up to BYTES comes with the answer")
     parser.add_argument("--start", action="store_true",
                         help="deploy: start the pipeline detached right after a successful deployment")
     args = parser.parse_args(argv)
@@ -240,12 +256,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "deploy":
         return _deploy(workdir, args.container_engine, args.container_base_image, args.start)
     if args.command == "start":
-        return _start(workdir, args.timeout)
+        return _start(workdir, args.timeout, args.inline_outbox)
     if args.command == "state":
         print(_reply(workdir, current_state(workdir)))
         return 0
     if args.command == "cancel":
-        print(_reply(workdir, cancel(workdir)))
+        print(_reply(workdir, cancel(workdir), args.inline_outbox, packed=True))
         return 0
     return _run(workdir)
 

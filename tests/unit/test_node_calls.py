@@ -1,0 +1,83 @@
+"""One round trip per call: the deployment's shell command ships the bundle on stdin and runs it,
+and the executor's last answer carries a small outbox (roles/unicorn's unicorn_deploy, unicorn_node)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cloudpickle
+
+from unicorn_ansible import Pipeline, Task
+from unicorn_ansible.ansible.deploy_action import ship_and_run
+from unicorn_ansible.ansible.node_action import answer_of
+from unicorn_ansible.compiler.bundle import build_bundle
+from unicorn_ansible.model.experiment import serialize_for_node
+from unicorn_ansible.node.protocol import NODE_SPEC, OUTBOX, PIPELINE
+
+
+class Twice(Task):
+    def run(self):
+        return "x" * 5000
+
+
+def _sh(command: str, home: Path, data: bytes = b"") -> subprocess.CompletedProcess:
+    return subprocess.run(["/bin/sh", "-c", command], input=data, capture_output=True, check=False, timeout=120,
+                          env=dict(os.environ, HOME=str(home)))
+
+
+def test_the_bundle_lands_whole_in_the_work_folder_and_runs_from_there(tmp_path: Path) -> None:
+    bundle = build_bundle(tmp_path / "cache")
+    home = tmp_path / "home dir"
+    home.mkdir()
+    workdir = "~/.unicorn-ansible/hosts/h1/runs/it's $HOME `x`"
+    command = ship_and_run(sys.executable, workdir, "unicorn-node.pyz", ["state", "--workdir", workdir])
+    done = _sh(command, home, bundle.read_bytes())
+    assert done.returncode == 0, done.stderr
+    folder = home / ".unicorn-ansible" / "hosts" / "h1" / "runs" / "it's $HOME `x`"
+    answer = answer_of(done.stdout.decode())
+    assert answer is not None and answer["status"] == "not started"
+    assert answer["outbox"] == str(folder / OUTBOX)  # the executor took ~ as the same $HOME
+    assert (folder / "unicorn-node.pyz").read_bytes() == bundle.read_bytes()
+    assert sorted(p.name for p in folder.iterdir()) == ["unicorn-node.pyz"]  # no part file left
+    assert folder.stat().st_mode & 0o077 == 0 and (folder / "unicorn-node.pyz").stat().st_mode & 0o077 == 0
+
+
+def test_a_failing_executor_is_a_failing_call(tmp_path: Path) -> None:
+    bundle = build_bundle(tmp_path / "cache")
+    command = ship_and_run(sys.executable, str(tmp_path / "w"), "unicorn-node.pyz", ["no-such-command"])
+    assert _sh(command, tmp_path, bundle.read_bytes()).returncode != 0
+
+
+def _started(tmp_path: Path, inline: int) -> tuple[Path, dict]:
+    bundle = build_bundle(tmp_path / "cache")
+    work = tmp_path / f"work{inline}"
+    work.mkdir()
+    module = sys.modules[__name__]  # the executor cannot import this test module: ship it by value
+    cloudpickle.register_pickle_by_value(module)
+    try:
+        (work / PIPELINE).write_bytes(serialize_for_node(Pipeline().then(Twice(name="twice"))))
+    finally:
+        cloudpickle.unregister_pickle_by_value(module)
+    (work / NODE_SPEC).write_text("{}")
+    done = subprocess.run([sys.executable, str(bundle), "start", "--workdir", str(work), "--timeout", "60",
+                           "--inline-outbox", str(inline)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    answer = answer_of(done.stdout)
+    assert answer is not None and answer["status"] == "finished"
+    return work, answer
+
+
+def test_the_last_answer_carries_a_small_outbox_as_it_is_on_the_host(tmp_path: Path) -> None:
+    work, answer = _started(tmp_path, 768 * 1024)
+    assert base64.b64decode(answer["outbox_data"]) == (work / OUTBOX).read_bytes()
+
+
+def test_a_larger_outbox_stays_on_the_host_for_the_transfer(tmp_path: Path) -> None:
+    work, answer = _started(tmp_path, 1000)
+    assert "outbox_data" not in answer and (work / OUTBOX).stat().st_size > 1000
+    assert json.loads(json.dumps(answer))["outbox"] == str(work / OUTBOX)

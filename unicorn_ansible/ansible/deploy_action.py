@@ -1,0 +1,71 @@
+"""The role's ``unicorn_deploy`` action: ship a deployment's executor bundle and run it, in one call.
+
+Ansible's ``script`` action makes a temporary folder on the host, copies the script into it
+(a transfer of its own), marks it executable, runs it and removes the folder: five round trips
+to the host, each an SSH exchange (on the local connection, a shell each). The executor keeps
+its bundle in the work folder anyway (start and cancel run it from there), so this action
+sends the bundle on the standard input of the one shell command that writes it there and runs
+it: one round trip. That needs the connection's pipelining (the generated settings turn it on;
+SSH, local and Mitogen have it); without it this hands over to ``ansible.builtin.script``.
+
+Arguments: ``bundle`` (the bundle on the controller), ``python``, ``workdir`` (as the role's
+variables give them), ``name`` (the bundle's name in the work folder), ``argv`` (the executor's
+arguments after the bundle). The result is ``script``'s: ``rc``, ``stdout``, ``stderr``,
+``stdout_lines``, ``stderr_lines``; it fails when ``rc`` is not 0.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from ansible.module_utils.common.text.converters import to_text
+from ansible.plugins.action import ActionBase
+
+from .fetch_action import _host_path
+
+
+def ship_and_run(python: str, workdir: str, name: str, argv: list[str]) -> str:
+    """The host's shell command: the bundle on stdin into ``workdir/name`` (whole or not at all),
+    then ``python workdir/name argv...``; ``~/`` in ``workdir`` is ``$HOME``, as the executor takes it."""
+    folder = _host_path(workdir)
+    target = f"{folder}/{shlex.quote(name)}"
+    part = f"{folder}/{shlex.quote('.' + name)}.part$$"
+    return (f"umask 077 && mkdir -p -- {folder} && cat > {part} && mv -f -- {part} {target} && "
+            f"{_host_path(python)} {target} " + " ".join(_host_path(word) for word in argv))
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False  # no remote temporary folder: the bundle goes straight to the work folder
+    _VALID_ARGS = frozenset(("bundle", "python", "workdir", "name", "argv"))
+
+    def run(self, tmp: Any = None, task_vars: Any = None) -> dict[str, Any]:
+        result = super().run(tmp, task_vars)
+        args = self._task.args
+        bundle, python, workdir, name = (args.get(key) for key in ("bundle", "python", "workdir", "name"))
+        argv = [str(word) for word in args.get("argv") or []]
+        if not bundle or not python or not workdir or not name:
+            result.update(failed=True, msg="unicorn_deploy needs bundle, python, workdir and name")
+            return result
+        source = self._loader.path_dwim(str(bundle))
+        if not self._connection.is_pipelining_enabled(False):
+            return self._with_script(source, str(python), argv, task_vars)
+        with open(source, "rb") as handle:
+            data = handle.read()
+        done = self._low_level_execute_command(ship_and_run(str(python), str(workdir), str(name), argv),
+                                               sudoable=True, in_data=data)
+        stdout, stderr = to_text(done.get("stdout", "")), to_text(done.get("stderr", ""))
+        result.update(rc=done.get("rc"), stdout=stdout, stderr=stderr, stdout_lines=stdout.splitlines(),
+                      stderr_lines=stderr.splitlines(), changed=True)
+        if done.get("rc") != 0:
+            result.update(failed=True, msg="non-zero return code")
+        return result
+
+    def _with_script(self, source: str, python: str, argv: list[str], task_vars: Any) -> dict[str, Any]:
+        """No pipelining on this connection: Ansible's script action ships and runs the bundle."""
+        task = self._task.copy()
+        task.args = {"cmd": " ".join(shlex.quote(word) for word in [source, *argv]), "executable": python}
+        script = self._shared_loader_obj.action_loader.get(
+            "ansible.builtin.script", task=task, connection=self._connection, play_context=self._play_context,
+            loader=self._loader, templar=self._templar, shared_loader_obj=self._shared_loader_obj)
+        return script.run(task_vars=task_vars)

@@ -1,0 +1,117 @@
+"""The role's ``unicorn_node`` action: one executor command on the host, and the results with it.
+
+Each call of the execution play used to be two Ansible tasks per host: ``command`` (Ansible's
+module, itself a Python started on the host to start ours) for the long poll, then
+``unicorn_fetch`` for the outbox. This action runs the executor's command as one shell command
+on the connection (no module: one Python on the host, ours), and when the answer says the
+pipeline is over (or the command is ``cancel``) brings the results home in the same call:
+
+- an outbox up to ``INLINE_LIMIT`` bytes comes back inside the answer (base64 in its JSON
+  line; the executor adds it only then), is written where ``fetch`` says, and is taken out of
+  the answer before Ansible sees it (callbacks and ansible-runner's events never carry it);
+- a larger one is fetched by the connection's own transfer, as ``unicorn_fetch`` does;
+- then, either way, the files its manifest asks for on their own (a large journal) and the
+  artifacts it lists, exactly as ``unicorn_fetch`` does.
+
+Arguments: ``command`` (``start`` or ``cancel``), ``python``, ``bundle``, ``workdir`` (as the
+role's variables give them), ``timeout`` (start: seconds the call waits at most), ``fetch``
+(where the outbox goes on the controller; none: nothing is fetched), ``final_statuses`` (the
+statuses after which the pipeline does nothing more). The result carries the answer's
+``status``, ``already_started``, ``outbox`` and ``deployment``, ``stdout`` (the answer as JSON, as the
+``command`` module gave it), ``rc``, ``stderr``, and ``fetched`` and ``route`` when it fetched.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import shlex
+from typing import Any
+
+from ansible.module_utils.common.text.converters import to_text
+
+from .fetch_action import ActionModule as FetchAction
+from .fetch_action import _host_path
+
+#: the largest outbox (bytes, before base64) the executor puts inside its answer
+INLINE_LIMIT = 768 * 1024
+COMMANDS = ("start", "cancel")
+#: the answer's fields the result carries besides ``stdout`` (the whole answer)
+ANSWER_FIELDS = ("status", "already_started", "outbox", "deployment")
+
+
+def answer_of(stdout: str) -> dict[str, Any] | None:
+    """The output's last line that is a JSON object (become or a terminal may add lines and "\\r\\n")."""
+    for line in reversed(stdout.splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                data = json.loads(line)
+            except ValueError:
+                return None
+            return data if isinstance(data, dict) else None
+    return None
+
+
+class ActionModule(FetchAction):
+    TRANSFERS_FILES = False  # no remote temporary folder: it would cost two more round trips per call
+    _VALID_ARGS = frozenset(("command", "python", "bundle", "workdir", "timeout", "fetch", "final_statuses"))
+
+    def run(self, tmp: Any = None, task_vars: Any = None) -> dict[str, Any]:
+        result = super(FetchAction, self).run(tmp, task_vars)  # ActionBase's: not unicorn_fetch's own run
+        args = self._task.args
+        command, fetch = args.get("command"), args.get("fetch")
+        if command not in COMMANDS or not args.get("python") or not args.get("bundle") or not args.get("workdir"):
+            result.update(failed=True, msg=f"unicorn_node needs command ({' or '.join(COMMANDS)}), python, bundle "
+                                           "and workdir")
+            return result
+        argv = [str(args["python"]), str(args["bundle"]), command, "--workdir", str(args["workdir"])]
+        if args.get("timeout") not in (None, "") and command == "start":
+            argv += ["--timeout", str(args["timeout"])]
+        if fetch:
+            argv += ["--inline-outbox", str(INLINE_LIMIT)]
+        # each word quoted; ~/ is $HOME, as the command module's expansion and the executor take it
+        done = self._low_level_execute_command(" ".join(_host_path(word) for word in argv), sudoable=True)
+        stdout, stderr = to_text(done.get("stdout", "")), to_text(done.get("stderr", ""))
+        answer = answer_of(stdout)
+        result.update(rc=done.get("rc"), stderr=stderr)
+        if done.get("rc") != 0 or answer is None:
+            result.update(failed=True, stdout=stdout, msg=f"the executor's {command} failed (exit {done.get('rc')}): "
+                          + " ".join(part.strip() for part in (stderr, stdout) if part.strip())[:4000])
+            return result
+        inline = answer.pop("outbox_data", None)
+        result.update({key: answer[key] for key in ANSWER_FIELDS if key in answer}, stdout=json.dumps(answer),
+                      changed=command == "cancel" or not answer.get("already_started"))
+        over = command == "cancel" or answer.get("status") in (args.get("final_statuses") or ())
+        if fetch and over:
+            self._handover = None  # with become: the connecting user's private folder (unicorn_fetch's)
+            self._route = "inline" if inline else "connection"
+            try:
+                result.update(self._fetch_results(answer, inline, str(fetch), task_vars))
+            finally:
+                if self._handover:
+                    self._low_level_execute_command(f"rm -rf -- {shlex.quote(self._handover)}", sudoable=False)
+        return result
+
+    def _fetch_results(self, answer: dict[str, Any], inline: Any, dest: str, task_vars) -> dict[str, Any]:
+        dest = self._loader.path_dwim(dest)
+        src = str(answer.get("outbox") or "")
+        if inline is None:  # too large to come with the answer (or none): the connection's transfer
+            outcome = self._fetch_all(src, dest, False, task_vars, artifacts=True)
+        else:
+            try:
+                data = base64.b64decode(inline, validate=True)
+            except (binascii.Error, TypeError, ValueError):
+                return {"failed": True, "msg": "the executor's answer carried an outbox that is not base64"}
+            os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
+            part = f"{dest}.part"
+            with open(part, "wb") as handle:
+                handle.write(data)
+            os.replace(part, dest)
+            outcome = self._fetch_rest(src, dest, task_vars)
+        if outcome.get("failed"):
+            return {"failed": True, "msg": outcome.get("msg", "the results were not fetched")}
+        return {"fetched": [] if outcome.get("skipped_file") else outcome.get("fetched", [dest]),
+                "route": self._route, **({"artifacts": outcome["artifacts"]} if "artifacts" in outcome else {})}
