@@ -52,3 +52,37 @@ def test_a_folder_named_ansible_where_the_command_runs_does_not_hide_ansible(tmp
     (tmp_path / "hosts.ini").write_text("[lab]\nh1 rate=10\n")
     monkeypatch.chdir(tmp_path)
     assert load_inventory(["hosts.ini"]).hostvars["h1"]["rate"] == 10
+
+
+_PROBE = ("import sys; from unicorn_ansible.ui.main import main\n"
+          "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+          "print('netunicorn loaded' if 'netunicorn.base' in sys.modules else 'netunicorn not loaded')\n")
+
+
+def _compile(tmp_path: Path, experiment: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", _PROBE, "compile", str(experiment), "-o", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+
+
+def test_an_experiment_that_does_not_name_netunicorn_runs_without_loading_it(tmp_path: Path) -> None:
+    pytest.importorskip("netunicorn.base")
+    experiment = tmp_path / "plain.py"
+    experiment.write_text("from unicorn_ansible import Experiment, Pipeline, Task\n\n\nclass T(Task):\n"
+                          "    def run(self):\n        return 1\n\n\ndef experiment(nodes):\n"
+                          "    return Experiment().map(Pipeline().then(T(name='t')), nodes.take(1))\n")
+    done = _compile(tmp_path, experiment)
+    assert done.returncode == 0, done.stderr
+    assert "compiled 1 node" in done.stdout and done.stdout.strip().endswith("netunicorn not loaded")
+
+
+def test_an_experiment_whose_own_module_uses_netunicorn_starts_again_with_it(tmp_path: Path) -> None:
+    pytest.importorskip("netunicorn.library")
+    (tmp_path / "helper.py").write_text("from netunicorn.base import Pipeline\nfrom netunicorn.library.tasks.basic "
+                                        "import SleepTask\n\n\ndef pipeline():\n    return Pipeline().then(SleepTask(0))\n")
+    experiment = tmp_path / "indirect.py"  # never names it: its helper module does
+    experiment.write_text("import helper\nfrom unicorn_ansible import Experiment\n\n\ndef experiment(nodes):\n"
+                          "    return Experiment().map(helper.pipeline(), nodes.take(1))\n")
+    done = _compile(tmp_path, experiment)
+    assert done.returncode == 0, done.stderr
+    # the command started again (the probe's own print is gone with the first process) with netunicorn
+    assert "compiled 1 node" in done.stdout and "netunicorn" not in done.stdout

@@ -20,6 +20,7 @@ import functools
 import importlib
 import importlib.util
 import io
+import sys
 import types
 from collections.abc import Iterator
 from typing import Any
@@ -31,9 +32,36 @@ import cloudpickle
 # import name -> pip requirement.
 NETUNICORN_RUNTIME = {"requests": "requests", "pydantic": "pydantic>=2", "networkx": "networkx"}
 
+#: set by the command line when the experiment file does not use netunicorn (see ui/main.py)
+_skipped = False
+
+
+class NetunicornNeeded(BaseException):
+    """An experiment loaded while netunicorn was skipped imported it after all (a module of its
+    own did): the command starts again with netunicorn (ui/main.py). A BaseException: no
+    error handler on the way turns it into an error message."""
+
+
+def skip_in_this_process() -> None:
+    """This process does without netunicorn-base even if it is installed: our nodes are our own
+    (not netunicorn Nodes), netunicorn's classes are not adopted, and ``netunicorn.base`` (with
+    networkx and pydantic: ~0.2 s and ~35 MB) is never imported. Called before the model loads."""
+    global _skipped
+    _skipped = True
+    installed.cache_clear()
+
+
+def check_not_needed() -> None:
+    """After an experiment loaded: raise NetunicornNeeded if netunicorn was skipped but imported."""
+    if _skipped and any(name == "netunicorn" or name.startswith("netunicorn.") for name in sys.modules):
+        raise NetunicornNeeded()
+
+
 @functools.cache
 def installed() -> bool:
-    """True when netunicorn-base can be imported here."""
+    """True when netunicorn-base can be imported here (and this process does not skip it)."""
+    if _skipped:
+        return False
     try:
         return importlib.util.find_spec("netunicorn.base") is not None
     except (ImportError, ValueError):

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..compat.netunicorn import as_experiment
+from ..compat.netunicorn import check_not_needed as check_netunicorn_not_needed
 from ..compiler.compile import check_run_name, compile_experiment
 from ..compiler.settings import CompileOptions, ssh_args
 from ..errors import ExperimentError, RunError, UsageError
@@ -50,8 +51,11 @@ def load_experiment_file(path: str, nodes: CountableNodePool) -> Experiment:
     file = Path(path)
     if not file.is_file():
         raise ExperimentError(f"experiment file {path} does not exist")
-    with _importable(file.resolve().parent):
-        value = _experiment_of(path, _run_file(path, file), nodes)
+    try:
+        with _importable(file.resolve().parent):
+            value = _experiment_of(path, _run_file(path, file), nodes)
+    finally:  # the file did not name netunicorn, a module of its own imported it: start again with it
+        check_netunicorn_not_needed()
     if not isinstance(value, Experiment):
         raise ExperimentError(
             f"{path}: 'experiment' is a {type(value).__name__}; it must be an Experiment "
