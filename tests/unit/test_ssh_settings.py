@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from unicorn_ansible.compiler.settings import CompileOptions, ansible_settings, start_strategy
+from unicorn_ansible.compiler.settings import CompileOptions, ansible_settings, start_round, start_strategy
 from unicorn_ansible.engine.rundir import RunDir, write_json
 from unicorn_ansible.engine.ssh_masters import CONTROL_DIR_ENV, close_masters, control_dir, new_control_dir
 
@@ -17,6 +17,18 @@ from unicorn_ansible.engine.ssh_masters import CONTROL_DIR_ENV, close_masters, c
                                               ("host_pinned", "host_pinned"), ("mitogen_free", "mitogen_free")])
 def test_site_deploys_and_starts_each_host_on_its_own_unless_the_user_chose_a_strategy(chosen, expected) -> None:
     assert start_strategy(CompileOptions(strategy=chosen)) == expected
+
+
+@pytest.mark.parametrize("options, hosts, most, expected", [
+    (CompileOptions(), 10, 1, False),  # every host worked on at once: the first long poll starts them all
+    (CompileOptions(), 60, 1, True),  # 50 forks at most by default: the others would wait to start
+    (CompileOptions(forks=5), 10, 1, True),
+    (CompileOptions(), 10, 2, True),  # a host's second pipeline would wait for its first one's poll
+    (CompileOptions(strategy="free"), 60, 2, False),  # the deployment's call starts each pipeline
+])
+def test_site_starts_in_a_round_of_its_own_only_where_a_poll_would_hold_back_a_start(options, hosts, most,
+                                                                                     expected) -> None:
+    assert start_round(options, hosts, most) == expected
 
 
 def test_each_run_has_its_own_short_control_folder(tmp_path: Path) -> None:
