@@ -75,6 +75,12 @@ class Node(_NodeBase):  # type: ignore[misc,valid-type]
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "_learn_architecture"}
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if _NodeBase is not object and "available_environments" not in self.__dict__:
+            # pickled by a command that ran without netunicorn (ui/main.py), read with it
+            self.available_environments = self._infer_environments()
+
     def __iter__(self) -> Iterator[Any]:
         raise TypeError("Node is not iterable")
 
