@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
+from urllib.parse import unquote_to_bytes
 
 from .conftest import Env, node
 
@@ -22,6 +25,7 @@ class Writes(Task):
         (folder / "notes.txt").write_text("hello from " + self.name)
         (folder / "sub dir").mkdir()
         (folder / "sub dir" / "ünï côdé 'q' $x\\nline.bin").write_bytes(bytes(range(256)))
+        (folder / os.fsdecode(b"raw-\\xff-name.bin")).write_bytes(b"not UTF-8")  # a name that is not UTF-8
         return "wrote"
 
 class Capture(Task):
@@ -51,7 +55,8 @@ def test_task_files_and_declared_paths_come_home_listed_and_copied(env: Env) -> 
     env.cli("run", "art.py", "-i", str(inventory), "--name", "arts", check=0)
     listed = {(a["task"], a["path"]): a for a in node(env.results("arts"), "art-a")["artifacts"]}
     weird = "sub dir/ünï côdé 'q' $x\nline.bin"
-    assert set(listed) == {("writes/odd name", "notes.txt"), ("writes/odd name", weird),
+    raw = os.fsdecode(b"raw-\xff-name.bin")
+    assert set(listed) == {("writes/odd name", "notes.txt"), ("writes/odd name", weird), ("writes/odd name", raw),
                            ("capture", "capture.pcap"), ("capture", "a.log"), ("capture", "b.log"),
                            (None, "whole-run.txt"), (None, "experiment.txt")}
     run_dir = env.home / "runs" / "arts"
@@ -62,6 +67,13 @@ def test_task_files_and_declared_paths_come_home_listed_and_copied(env: Env) -> 
     assert (run_dir / "nodes/art-a/artifacts/writes_odd name" / weird).read_bytes() == bytes(range(256))
     assert (run_dir / "nodes/art-a/artifacts/capture/capture.pcap").read_bytes() == b"pcap" * 1000
     assert (run_dir / "nodes/art-a/artifacts/_pipeline/experiment.txt").read_text() == "experiment"
+    assert (run_dir / "nodes/art-a/artifacts/writes_odd name" / raw).read_bytes() == b"not UTF-8"
+
+    # the report links every one of them, the name that is not UTF-8 too
+    env.cli("report", "arts", check=0)
+    page = (run_dir / "report.html").read_text(encoding="utf-8")
+    links = {unquote_to_bytes(href) for href in re.findall(r'<a class="artifact" href="([^"]*)"', page)}
+    assert links == {os.fsencode(a["file"]) for a in listed.values()}  # the report is in the run folder
 
     table = env.cli("artifacts", "arts", "--task", "capture", check=0).stdout
     assert "capture.pcap" in table and "notes.txt" not in table
@@ -82,7 +94,10 @@ def test_the_run_cap_leaves_files_on_the_host_and_says_where(env: Env) -> None:
     scratch.mkdir()
     inventory = env.local_inventory(["cap-a"])
     env.write("art.py", EXPERIMENT.format(scratch=str(scratch)))
-    env.cli("run", "art.py", "-i", str(inventory), "--name", "capped", "--artifact-cap", "3000", check=0)
+    done = env.cli("run", "art.py", "-i", str(inventory), "--name", "capped", "--artifact-cap", "3000", check=0)
+    # the run's own output names what stayed on the host, where, and why
+    assert (f"capture.pcap of task capture left on the host at {scratch / 'capture.pcap'}: "
+            "the run's artifact cap of 2.9 KB was reached") in done.stdout
     artifacts = node(env.results("capped"), "cap-a")["artifacts"]
     left = [a for a in artifacts if a["left"]]
     home = [a for a in artifacts if a["file"]]

@@ -123,6 +123,32 @@ def _summary(results: RunResults) -> None:
         for task, values in node.tasks.items():
             for value in values:
                 out.print(f"{node.node}  {task}: {_short(value)}", markup=False, highlight=False)
+        for line in _artifact_lines(results, node):
+            out.print(f"{node.node}  {line}", markup=False, highlight=False, soft_wrap=True)
+
+
+#: files left on a host named one by one in the summary; more are counted
+LEFT_SHOWN = 10
+
+
+def _artifact_lines(results: RunResults, node: Any) -> list[str]:
+    """What came home (how many, where) and what stayed on the host (each file: where, and why)."""
+    from ..results.load import _run_argument
+    from .artifacts import shown
+
+    home = [a for a in node.artifacts if a.file]
+    left = [a for a in node.artifacts if not a.file]
+    lines = []
+    if home:
+        folder = RunDir(results.run_dir).node_dir(node.node) / "artifacts"
+        lines.append(f"artifacts: {len(home)} file(s) came home into {shown(str(folder))}")
+    for a in left[:LEFT_SHOWN]:
+        lines.append(f"artifact {shown(a.path)} of task {shown(a.task or '(pipeline)')} left on the host "
+                     f"at {shown(a.source or '?')}: {shown(a.left or '')}")
+    if len(left) > LEFT_SHOWN:
+        lines.append(f"... {len(left) - LEFT_SHOWN} more artifacts left on the host: "
+                     f"unicorn-ansible artifacts {_run_argument(results.run_dir)} --node {node.node}")
+    return lines
 
 
 def _count(experiment: Any) -> str:

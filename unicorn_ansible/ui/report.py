@@ -156,7 +156,8 @@ def write_report(run_dir: Path, output: Path, width: int = 900) -> Path:
     output.parent.mkdir(parents=True, exist_ok=True)
     inside = output.resolve().is_relative_to(run_dir.resolve())
     with private_files() if inside else contextlib.nullcontext():  # the run folder's files are private
-        output.write_text(html, encoding="utf-8")
+        # a host's names need not be UTF-8 (a file named b"\xff"): such bytes are shown as escapes
+        output.write_text(html, encoding="utf-8", errors="backslashreplace")
     return output
 
 
