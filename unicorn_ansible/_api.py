@@ -39,7 +39,7 @@ from .model.flags import (
 from .model.graph import ExecutionGraph
 from .model.nodes import Architecture, CountableNodePool, Node, Nodes, UncountableNodePool
 from .model.pipeline import CyclePipeline, Pipeline
-from .model.task import Task, TaskDispatcher
+from .model.task import Task, TaskDispatcher, add_artifact
 from .results.artifacts import Artifact
 from .results.load import NodeResult, RunResults, load_results
 from .results.measurements import measurements, measurements_frame
@@ -68,6 +68,7 @@ __all__ = [
     "NodeResult",
     "RunResults",
     "Artifact",
+    "add_artifact",
     "measurements",
     "measurements_frame",
     "Refused",

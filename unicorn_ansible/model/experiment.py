@@ -11,7 +11,7 @@ from .environment import EnvironmentDefinition, ShellExecution
 from .graph import ExecutionGraph, GraphPlan, dispatch_graph
 from .nodes import CountableNodePool, Node, Nodes
 from .pipeline import Pipeline, as_graph
-from .task import Task, TaskDispatcher, TaskElement
+from .task import Task, TaskDispatcher, TaskElement, with_declared
 from .travel import UnpicklableError, for_node, serialize_for_node, ship
 
 
@@ -31,7 +31,7 @@ def _dispatch_one(element: TaskElement, node: Node) -> Task:
             f"{type(element).__name__}.dispatch() returned {type(task).__name__} for node "
             f"{node.name}; it must return a Task instance"
         )
-    return task
+    return with_declared(task, list(getattr(element, "artifacts", None) or []))  # the dispatcher's declared files
 
 
 def _dispatched(pipeline: Pipeline | ExecutionGraph, node: Node) -> Pipeline | GraphPlan:
