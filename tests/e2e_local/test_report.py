@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import re
+from urllib.parse import unquote
 
 from ..browser import chart_points, dom, outside_details, screenshot
 from .conftest import Env
@@ -71,6 +72,10 @@ def test_the_report_shows_every_node_and_task_in_a_browser(env: Env) -> None:
     assert not outside_details(shown, "requirement-said-42")
     log = re.search(r"<details><summary>log</summary><pre>([^<]*)</pre>", _row(shown, "<script>alert(1)</script>"))
     assert log and "breaks is about to raise" in log.group(1)
+    # the whole log is linked, relative to the report (it moves with the run folder)
+    hrefs = re.findall(r'<li><a href="([^"]*)">&lt;script&gt;alert\(1\)&lt;/script&gt; log</a></li>', shown)
+    assert len(hrefs) == 2 and not any(":" in href for href in hrefs)
+    assert "breaks is about to raise" in (output.parent / unquote(html.unescape(hrefs[0]))).read_text()
     # the same task on many nodes: a chart across the nodes, a point each
     for node in ("report-a", "report-b"):
         assert chart_points(shown, "lane-two", "value", node) == 1

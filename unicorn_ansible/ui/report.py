@@ -29,7 +29,15 @@ from ..results.load import VIEW_PAYLOAD_LIMIT, NodeResult, RunResults, load_resu
 from ..results.measurements import measurements
 from ..results.status import NodeStatus
 from .report_charts import charts
-from .report_details import artifact_links, deployment_view, preview, seconds_text, task_rows, why_stopped
+from .report_details import (
+    artifact_links,
+    deployment_view,
+    preview,
+    relative_href,
+    seconds_text,
+    task_rows,
+    why_stopped,
+)
 from .report_graph import OUTCOME_COLOURS, draw_graph, load_plan
 
 TEMPLATE = "report.html.j2"
@@ -100,17 +108,18 @@ def _task_bars(node: NodeResult, timeline: Timeline, y: int) -> tuple[list[dict[
     return bars, len(lanes)
 
 
-def _log_links(run: RunDir, node: NodeResult) -> list[dict[str, str]]:
-    """Links to the logs that came back: every task's, then the executor's."""
+def _log_links(run: RunDir, node: NodeResult, output_dir: Path) -> list[dict[str, str]]:
+    """Links to the logs that came back, every task's then the executor's, relative to the report
+    (as its artifact links: they keep working when the run folder and its report move together)."""
     node_dir = run.node_dir(node.node)
     links = []
     for timing in node.timings:
         log = node_file(node_dir, timing.get("log"))  # a path from the host: inside the node's folder or none
         if log is not None and log.is_file():
-            links.append({"href": log.as_uri(), "label": f"{timing['name']} log"})
+            links.append({"href": relative_href(log, output_dir), "label": f"{timing['name']} log"})
     executor_log = run.node_logs_dir(node.node) / "executor.log"
     if executor_log.is_file():
-        links.append({"href": executor_log.resolve().as_uri(), "label": "executor log"})
+        links.append({"href": relative_href(executor_log, output_dir), "label": "executor log"})
     return links
 
 
@@ -122,7 +131,7 @@ def _node_view(run: RunDir, node: NodeResult, status: dict[str, Any], timeline: 
     spec = read_json(run.shipped_dir(node.node) / NODE_SPEC) or {}
     return {"name": node.node, "host": node.host, "status": node.status, "colour": STATUS_COLOURS.get(NodeStatus(node.status), "#cf222e") if node.status in STATUS_COLOURS else "#cf222e",
             "error": node.error, "notice": node.notice, "bars": bars + task_bars, "height": 4 + LANE * lanes + 24,
-            "logs": _log_links(run, node), "not_run": node.not_run,
+            "logs": _log_links(run, node, output_dir), "not_run": node.not_run,
             "stopped": why_stopped(node, read_json(run.node_dir(node.node) / STATE) or {}),
             "limits": {"time limit": seconds_text(spec.get("time_limit")), "task timeout": seconds_text(spec.get("task_timeout"))},
             "deploy": deployment_view(run, node.node), "tasks": task_rows(run, node),

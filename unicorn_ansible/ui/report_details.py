@@ -99,14 +99,16 @@ def why_stopped(node: NodeResult, state: dict[str, Any]) -> str:
     return f"{node.status}: {reason}".rstrip(": ")
 
 
+def relative_href(path: Path, output_dir: Path) -> str:
+    """A link from the report in ``output_dir`` to ``path`` (any bytes in its name)."""
+    return quote(os.path.relpath(path.resolve(), output_dir).encode("utf-8", "surrogateescape"))
+
+
 def artifact_links(run: RunDir, node: NodeResult, output_dir: Path) -> list[dict[str, Any]]:
     """The node's artifacts: a link relative to the report (it travels with the run folder) or where it was left."""
     links = []
     for artifact in node.artifacts:
-        href = None
-        if artifact.file:
-            relative = os.path.relpath(run.path.resolve() / artifact.file, output_dir)
-            href = quote(relative.encode("utf-8", "surrogateescape"))
+        href = relative_href(run.path / artifact.file, output_dir) if artifact.file else None
         links.append({"task": artifact.task or "(pipeline)", "path": artifact.path, "size": human_size(artifact.size),
                       "sha256": artifact.sha256 or "", "href": href,
                       "left": None if href else f"left on the host at {artifact.source}: {artifact.left}"})
