@@ -13,7 +13,7 @@ from .conftest import Env
 
 EXPERIMENT = '''
 import time
-from unicorn_ansible import Experiment, Pipeline, Task
+from unicorn_ansible import Experiment, Failure, Pipeline, Task
 
 class Nap(Task):
     requirements = ["echo requirement-said-$((6 * 7))"]
@@ -30,10 +30,16 @@ class Breaks(Task):
         print("breaks is about to raise", flush=True)
         raise RuntimeError("<b>not bold</b>")
 
+class Huge(Task):
+    """Values of megabytes, over what the report loads: shown by their previews."""
+    def run(self):
+        return Failure("huge failure " + "y" * 2_000_000) if self.name == "huge-failure" else "huge " + "x" * 2_000_000
+
 def experiment(nodes):
     pipeline = (Pipeline(early_stopping=False)
                 .then(Nap(0.2, "warm-up"))
-                .then([Nap(0.3, "lane-one"), Nap(0.4, "lane-two"), Breaks(name="<script>alert(1)</script>")])
+                .then([Nap(0.3, "lane-one"), Nap(0.4, "lane-two"), Breaks(name="<script>alert(1)</script>"),
+                       Huge(name="huge-value"), Huge(name="huge-failure")])
                 .then(Nap(0.1, "cool-down")))
     return Experiment().map(pipeline, nodes.take(2))
 '''
@@ -66,6 +72,10 @@ def test_the_report_shows_every_node_and_task_in_a_browser(env: Env) -> None:
     assert re.search(r'<td class="value">\s*0\.3\s*</td>', _row(shown, "lane-one"))
     assert outside_details(shown, "failed: a task failed")
     assert outside_details(shown, "task timeout: 45 s")
+    # values of megabytes: their previews, and the page stays small
+    assert re.search(r'<td class="value">\s*huge x{100}', _row(shown, "huge-value"))
+    assert outside_details(shown, "huge failure yyyyyyyyyy")
+    assert output.stat().st_size < 200_000
     # a click away: the requirement's output and the failing task's log
     requirement = re.search(r"<details><summary>output</summary><pre>([^<]*)</pre></details>", shown)
     assert requirement and "requirement-said-42" in requirement.group(1)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from returns.pipeline import is_successful
+from returns.primitives.exceptions import UnwrapFailedError
 from returns.result import Result
 
 from ..engine.rundir import RunDir, executors
@@ -54,6 +55,24 @@ class Abbreviated:
 
     def __repr__(self) -> str:
         return f"{self.preview} ({self.size} bytes; the whole value: load_results in Python)"
+
+    # read as the Result it stands for (is_successful, unwrap, failure), its value a preview (a string)
+    def _value(self) -> str:
+        text = self.preview.removeprefix(f"<{self.type}: ")
+        return text[:-1] if text != self.preview and text.endswith(">") else text
+
+    def unwrap(self) -> Any:
+        if self.type != SUCCESS:
+            raise UnwrapFailedError(self)  # type: ignore[arg-type]
+        return self._value()
+
+    def failure(self) -> Any:
+        if self.type == SUCCESS:
+            raise UnwrapFailedError(self)  # type: ignore[arg-type]
+        return self._value()
+
+    def value_or(self, default: Any) -> Any:
+        return self._value() if self.type == SUCCESS else default
 
 
 def result_to_json(result: Any) -> dict[str, Any]:
