@@ -82,6 +82,10 @@ def test_a_library_capture_at_a_fixed_path_is_declared_without_changing_the_task
     for deployment in experiment:
         assert deployment.artifacts == [{"task": "capture", "pattern": "/tmp/cap.pcap"}]
     assert capture.artifacts == ["/tmp/cap.pcap"]  # dispatching twice did not add it twice
+    fresh = add_artifact(StartCapture("/tmp/b.pcap", ["-i", "lo"], name="b"), "/tmp/b.pcap")
+    for copied in (pickle.loads(pickle.dumps(fresh)), cloudpickle.loads(cloudpickle.dumps(fresh))):
+        task = copied.dispatch(linux())  # pickled, it still hands its files on
+        assert type(task).__name__ == "StartCaptureLinuxImplementation" and task.artifacts == ["/tmp/b.pcap"]
 
 
 def test_our_dispatchers_declare_artifacts_for_the_task_they_give_in_pipelines_and_graphs():

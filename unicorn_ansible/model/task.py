@@ -179,8 +179,21 @@ def _declaring(cls: type) -> type:
         def dispatch(self: Any, node: Any) -> Any:
             return with_declared(cls.dispatch(self, node), list(getattr(self, "artifacts", None) or []))
 
-        _DECLARING[cls] = type(cls.__name__, (cls,), {"dispatch": dispatch, "_declares": True})
+        def __reduce_ex__(self: Any, protocol: Any) -> Any:  # noqa: N807 (copied and pickled as the original class)
+            return _redeclared, (cls, self.__dict__)
+
+        _DECLARING[cls] = type(cls.__name__, (cls,), {
+            "dispatch": dispatch, "__reduce_ex__": __reduce_ex__, "_declares": True,
+            "__module__": cls.__module__, "__qualname__": cls.__qualname__})
     return _DECLARING[cls]
+
+
+def _redeclared(cls: type, state: dict[str, Any]) -> Any:
+    """A foreign dispatcher with declared artifacts, copied or unpickled."""
+    element: Any = object.__new__(cls)
+    element.__dict__.update(state)
+    element.__class__ = _declaring(cls)
+    return element
 
 
 TaskElement = Union[Task, TaskDispatcher]  # noqa: UP007 (a runtime alias)
