@@ -4,6 +4,7 @@ globs on tasks, pipelines and the experiment; listed, copied; fetched once."""
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import os
 import re
@@ -140,3 +141,9 @@ def test_artifacts_come_home_after_a_crashed_task_and_a_time_limit(env: Env) -> 
     assert entry["status"] == "timed_out"
     files = {a["path"]: (env.home / "runs" / "stopped" / a["file"]).read_text() for a in entry["artifacts"]}
     assert files == {"before-crash.txt": "written before os._exit", "before-limit.txt": "written before the time limit"}
+    # the report says why the node stopped and what its limit was, in view
+    env.cli("report", "stopped", check=0)
+    page = html.unescape(re.sub(r"<details>.*?</details>", "", (env.home / "runs/stopped/report.html").read_text(),
+                                flags=re.S))
+    assert "timed_out: the pipeline was still running when the node's time limit was reached" in page
+    assert "time limit: 6 s" in page and "crashes" in page and "before-limit.txt" in page
