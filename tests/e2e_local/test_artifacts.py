@@ -109,6 +109,17 @@ def test_the_run_cap_leaves_files_on_the_host_and_says_where(env: Env) -> None:
     assert "--artifact-cap" in bad.stderr and "Traceback" not in bad.stderr
     listing = json.loads(env.cli("artifacts", "capped", "--json", check=1).stdout)
     assert {a["path"] for a in listing} == {a["path"] for a in artifacts}
+    # what the message says to do brings the rest home; what came home already is not fetched again
+    assert all("unicorn-ansible collect capped --artifact-cap SIZE" in a["left"] for a in left)
+    bad = env.cli("collect", "capped", "--artifact-cap", "much", check=2)
+    assert "--artifact-cap" in bad.stderr and "Traceback" not in bad.stderr
+    run_dir = env.home / "runs" / "capped"
+    before = {a["path"]: (run_dir / a["file"]).stat().st_mtime_ns for a in home}
+    env.cli("collect", "capped", "--artifact-cap", "1G", check=0)
+    collected = node(env.results("capped"), "cap-a")["artifacts"]
+    assert len(collected) == len(artifacts) and all(a["file"] and not a["left"] for a in collected)
+    assert (run_dir / "nodes/cap-a/artifacts/capture/capture.pcap").read_bytes() == b"pcap" * 1000
+    assert {a["path"]: (run_dir / a["file"]).stat().st_mtime_ns for a in home} == before
 
 
 STOPPED = '''

@@ -408,9 +408,12 @@ def cancel_nodes(run: RunDir, nodes: Sequence[str], inventory: Inventory | None 
 
 
 def collect(run: RunDir, inventory: Inventory | None = None,
-            event_handler: EventHandler | None = None) -> RunResults:
-    """Fetch a run's results again, waiting for pipelines still running (none is started twice)."""
+            event_handler: EventHandler | None = None, artifact_cap: int | None = None) -> RunResults:
+    """Fetch a run's results again, waiting for pipelines still running (none is started twice).
+    ``artifact_cap``: the run's new cap on artifacts (bytes), for files the old one left on the hosts."""
     inventory = inventory or run_inventory(run)
+    if artifact_cap is not None:
+        run.update(lambda record: {"options": dict(record.get("options") or {}, artifact_cap=artifact_cap)})
     run.update(controller=this_controller())
     try:
         rc = run_playbook(run, EXECUTE, inventory, event_handler, extra_vars=_without_flag_tunnel())

@@ -275,7 +275,8 @@ class ArtifactFetch:
                 continue
             if not self.budget.reserve(f"{self.node_dir.name}\0{self._key(offer)}", offer["size"]):
                 self._leave(offer, f"the run's artifact cap of {human_size(self.cap)} was reached "
-                                   "(raise it with --artifact-cap)")
+                                   f"(to bring it home: unicorn-ansible collect {self.node_dir.parent.parent.name} "
+                                   "--artifact-cap SIZE)")
                 continue
             incoming = self.node_dir / INCOMING
             incoming.mkdir(exist_ok=True)

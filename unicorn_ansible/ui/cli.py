@@ -470,19 +470,30 @@ def cancel(run_name: str) -> None:
 
 @cli.command()
 @click.argument("run_name")
-def collect(run_name: str) -> None:
+@click.option("--artifact-cap", metavar="SIZE",
+              help="A new cap on the run's artifacts (e.g. 50G): files the old one left on the hosts come home.")
+def collect(run_name: str, artifact_cap: str | None) -> None:
     """Fetch a run's results from its hosts again (after the controller crashed, say).
 
-    Pipelines still running are waited for; none is started twice.
+    Pipelines still running are waited for; none is started twice. Artifacts already home
+    unchanged are not fetched again.
 
     \b
     Example:
       unicorn-ansible collect ping-1
+      unicorn-ansible collect ping-1 --artifact-cap 50G
     """
     from ..engine.lifecycle import collect as collect_run
 
+    cap = None
+    if artifact_cap is not None:
+        try:
+            cap = parse_size(artifact_cap)
+        except ValueError as exc:
+            raise UsageError(f"--artifact-cap: {exc}") from None
     run_dir = _resolve_run(run_name)
-    results = _with_progress(run_dir, lambda handler: collect_run(RunDir(run_dir), event_handler=handler))
+    results = _with_progress(run_dir, lambda handler: collect_run(RunDir(run_dir), event_handler=handler,
+                                                                  artifact_cap=cap))
     _summary(results)
     sys.exit(EXIT_OK if results.success else EXIT_FAILED)
 
