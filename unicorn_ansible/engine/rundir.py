@@ -15,9 +15,9 @@ A run folder is ansible-runner's private data dir plus what unicorn-ansible keep
                              unpacks to (state.json, journal, deploy-report.json, logs/)
     artifacts/               ansible-runner's own records
 
-The controller writes files here only through :func:`write_atomic` (readers never see half a
-file) and changes the record only through :meth:`RunDir.update`, a read-modify-write under
-the folder's lock, so concurrent writers (a client's background play, a cancel from the CLI)
+The controller writes files here only through :func:`write_atomic` or :func:`atomic_file`
+(readers never see half a file) and changes the record only through :meth:`RunDir.update`, a
+read-modify-write under the folder's lock, so concurrent writers (a client's background play, a cancel from the CLI)
 never lose each other's changes. This module imports only the standard library, ``errors``
 and ``node/protocol`` (the names of the files a node sends back): the callback plugin,
 loaded by ansible-playbook, imports it too.
@@ -34,7 +34,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ..errors import RunError
 from ..node.protocol import DEPLOY_REPORT, LOGS, PIPELINE
@@ -60,14 +60,27 @@ class RunStatus(str, enum.Enum):
     CANCELLED = "cancelled"
 
 
-def write_atomic(path: Path, data: bytes | str, mode: int = 0o600) -> None:
-    """Write ``path`` whole or not at all (a temporary file renamed over it)."""
+@contextlib.contextmanager
+def atomic_file(path: Path, mode: int = 0o600) -> Iterator[BinaryIO]:
+    """A file for ``path`` to write through the handle given: put in place whole when the block
+    ends, not at all if it raises (a temporary file beside it, renamed over it)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{threading.get_ident()}")
-    tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            os.chmod(tmp, mode)
+            yield handle
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_atomic(path: Path, data: bytes | str, mode: int = 0o600) -> None:
+    """Write ``path`` whole or not at all (see :func:`atomic_file`)."""
+    with atomic_file(path, mode) as handle:
+        handle.write(data.encode("utf-8") if isinstance(data, str) else data)
 
 
 def write_json(path: Path, data: Any, mode: int = 0o600, sort_keys: bool = False) -> None:

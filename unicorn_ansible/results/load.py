@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import tarfile
 from collections.abc import Callable, Iterator
@@ -21,10 +20,10 @@ from returns.pipeline import is_successful
 from returns.primitives.exceptions import UnwrapFailedError
 from returns.result import Result
 
-from ..engine.rundir import RunDir, executors
+from ..engine.rundir import RunDir, atomic_file, executors, read_json
 from ..errors import UntrustedDataError
 from ..home import private_files, runs_dir
-from ..node.files import copy_range, read_json
+from ..node.files import copy_range
 from ..node.journal import MalformedRecord, Record, iter_records, results_by_name, results_by_stage
 from ..node.outcome import bounded_repr
 from ..node.protocol import FAILURE, JOURNAL, OUTBOX, PIPELINE, STATE, SUCCESS, ExecutorStatus
@@ -269,10 +268,8 @@ def unpack_outbox(folder: Path) -> None:
                     continue
                 target = folder / member.name
                 target.parent.mkdir(parents=True, exist_ok=True)
-                tmp = target.with_name(f".{target.name}.tmp")
-                with open(tmp, "wb", buffering=0) as handle:
+                with atomic_file(target) as handle:
                     copy_range(source.fileno(), handle.fileno(), member.size, member.offset_data)
-                os.replace(tmp, target)
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise UntrustedDataError(f"the results fetched from node {folder.name} are not a readable archive: {exc}") from exc
     with private_files():
@@ -294,7 +291,7 @@ _STATE_TYPES = {"status": str, "error": str, "shape": str, "done": int, "total":
 
 def host_state(folder: Path) -> dict[str, Any]:
     """The executor's state.json (from the host): fields of the wrong type are left out."""
-    state = read_json(str(folder / STATE))
+    state = read_json(folder / STATE)
     if not isinstance(state, dict):
         return {}
     kept = {k: v for k, v in state.items() if k in _STATE_TYPES and type(v) is _STATE_TYPES[k]}
