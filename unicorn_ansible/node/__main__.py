@@ -33,7 +33,7 @@ import zipfile
 from typing import Any
 
 from .control import cancel, current_state, start, wait
-from .files import read_json, write_json_atomic
+from .files import atomic_file, read_json, write_json_atomic
 from .outbox import pack_outbox
 from .processes import keep_files_private
 from .protocol import (
@@ -67,11 +67,8 @@ def _self_command() -> list[str]:
 
 
 def _replace(target: str, data: bytes) -> None:
-    tmp = f"{target}.tmp{os.getpid()}"
-    with open(tmp, "wb") as handle:
+    with atomic_file(target, 0o600) as handle:
         handle.write(data)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, target)
 
 
 def keep_bundle(workdir: str) -> None:
@@ -79,10 +76,8 @@ def keep_bundle(workdir: str) -> None:
     temporary copy it removes afterwards, and start and cancel need it later."""
     bundle, target = _bundle(), os.path.join(workdir, NODE_BUNDLE)
     if bundle and bundle != target:
-        tmp = f"{target}.tmp{os.getpid()}"
-        shutil.copyfile(bundle, tmp)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, target)
+        with open(bundle, "rb") as source, atomic_file(target, 0o600) as handle:
+            shutil.copyfileobj(source, handle)
 
 
 def unpack_node_files(workdir: str) -> None:
