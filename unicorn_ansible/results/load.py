@@ -30,7 +30,7 @@ from ..node.protocol import FAILURE, JOURNAL, OUTBOX, PIPELINE, STATE, SUCCESS, 
 from .artifacts import Artifact, load_artifacts
 from .refused import Refused
 from .safe_pickle import loader_for, register_shipped
-from .status import NodeStatus, Phase
+from .status import STATUS_COLOURS, NodeStatus, Phase
 
 REPR_LIMIT = 10_000
 
@@ -221,10 +221,9 @@ class RunResults:
         """A table per node for Jupyter: status, error, every task's result."""
         from html import escape
 
-        colours = {"ok": "#1a7f37", "failed": "#cf222e", "unreachable": "#8250df", "cancelled": "#9a6700"}
         rows = []
         for result in self.nodes:
-            colour = colours.get(result.status, "#cf222e")
+            colour = STATUS_COLOURS.get(result.status, "#cf222e")
             tasks = "<br>".join(
                 f"<code>{escape(name)}</code>: {escape(_bounded_repr(value)[:300])}"
                 for name, values in result.tasks.items() for value in values)

@@ -22,6 +22,7 @@ from ..engine.lifecycle import controller_died, find_run, load_experiment_file, 
 from ..engine.rundir import RunDir, executors, read_json
 from ..errors import ExperimentError, InventoryError, UnicornError, UsageError
 from ..inventory import load_inventory
+from ..node.protocol import TaskKind
 from ..results.artifacts import parse_size
 from ..results.load import VIEW_PAYLOAD_LIMIT, RunResults, load_results, node_file
 from .progress import known_total, tasks_text
@@ -113,7 +114,7 @@ def _with_progress(run_dir: Path, work: Any) -> Any:
 def _summary(results: RunResults) -> None:
     rows = []
     for node in results:
-        ok = sum(1 for timing in node.timings if timing.get("kind") == "ok")
+        ok = sum(1 for timing in node.timings if timing.get("kind") == TaskKind.OK)
         rows.append((node.node, node.status, ok, len(node.timings) - ok, len(node.not_run), _first_line(node.error)))
     out = console()
     print_table(("node", "status", "tasks ok", "tasks failed", "not run", "error"), rows, f"run {results.name}", out)

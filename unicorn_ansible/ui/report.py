@@ -27,7 +27,7 @@ from ..node.protocol import NODE_SPEC, PIPELINE, STATE, TaskKind
 from ..resources import ui_templates_dir
 from ..results.load import VIEW_PAYLOAD_LIMIT, NodeResult, RunResults, load_results, node_file
 from ..results.measurements import measurements
-from ..results.status import NodeStatus
+from ..results.status import STATUS_COLOURS
 from .report_charts import charts
 from .report_details import (
     artifact_links,
@@ -47,10 +47,6 @@ LANE = 20  # pixels from one bar to the next
 COLOURS = {TaskKind.OK: "#2da44e", TaskKind.FAILURE: "#cf222e", TaskKind.CRASH: "#8250df",
            TaskKind.TIMEOUT: "#bf8700", TaskKind.UNPICKLABLE: "#cf222e", TaskKind.CANCELLED: "#6e7781",
            "deploy": "#0969da", "reported": "#57606a"}
-
-STATUS_COLOURS = {NodeStatus.OK: "#2da44e", NodeStatus.FAILED: "#cf222e", NodeStatus.DEPLOY_FAILED: "#cf222e",
-                  NodeStatus.EXECUTION_FAILED: "#cf222e", NodeStatus.UNREACHABLE: "#8250df",
-                  NodeStatus.CANCELLED: "#6e7781", NodeStatus.NOT_RUN: "#6e7781"}
 
 
 @dataclass
@@ -100,7 +96,7 @@ def _task_bars(node: NodeResult, timeline: Timeline, y: int) -> tuple[list[dict[
         runs = node.tasks.get(name) or []
         shown = timing.get("preview") or (preview(runs[occurrence]) if occurrence < len(runs) else "")
         start, end = timing.get("start") or timeline.origin, timing.get("end") or timeline.origin
-        kind = timing.get("kind") or ("reported" if node.reported else "ok")
+        kind = timing.get("kind") or ("reported" if node.reported else TaskKind.OK)
         bars.append(timeline.bar(start, end, y + lane * LANE, COLOURS.get(kind, "#cf222e"),
                                  name if not occurrence else "",
                                  f"{name} #{occurrence + 1} (stage {(timing.get('stage') or 0) + 1}): "
@@ -129,7 +125,7 @@ def _node_view(run: RunDir, node: NodeResult, status: dict[str, Any], timeline: 
     task_bars, lanes = _task_bars(node, timeline, 4 + LANE * len(bars))
     lanes += len(bars)
     spec = read_json(run.shipped_dir(node.node) / NODE_SPEC) or {}
-    return {"name": node.node, "host": node.host, "status": node.status, "colour": STATUS_COLOURS.get(NodeStatus(node.status), "#cf222e") if node.status in STATUS_COLOURS else "#cf222e",
+    return {"name": node.node, "host": node.host, "status": node.status, "colour": STATUS_COLOURS.get(node.status, "#cf222e"),
             "error": node.error, "notice": node.notice, "bars": bars + task_bars, "height": 4 + LANE * lanes + 24,
             "logs": _log_links(run, node, output_dir), "not_run": node.not_run,
             "stopped": why_stopped(node, read_json(run.node_dir(node.node) / STATE) or {}),

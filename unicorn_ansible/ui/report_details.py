@@ -16,6 +16,7 @@ from returns.pipeline import is_successful
 
 from ..engine.rundir import RunDir
 from ..node.outcome import bounded_repr
+from ..node.protocol import TaskKind
 from ..results.artifacts import human_size
 from ..results.load import NodeResult
 from ..results.status import NodeStatus
@@ -58,7 +59,7 @@ def _row(run: RunDir, node: NodeResult, name: str, timings: list[dict[str, Any]]
     results = node.tasks.get(name) or []
     failures = [r for r in results if not is_successful(r)]
     last = results[-1] if results else None
-    failed_runs = [t for t in timings if t.get("kind") not in (None, "ok")]
+    failed_runs = [t for t in timings if t.get("kind") not in (None, TaskKind.OK)]
     log_of = (failed_runs or timings)[-1].get("log")
     return {"name": name, "runs": len(timings), "failed": len(failed_runs),
             "seconds": sum((t.get("end") or 0) - (t.get("start") or 0) for t in timings) / max(1, len(timings)),
