@@ -78,6 +78,8 @@ def test_task_files_and_declared_paths_come_home_listed_and_copied(env: Env) -> 
 
     table = env.cli("artifacts", "arts", "--task", "capture", check=0).stdout
     assert "capture.pcap" in table and "notes.txt" not in table
+    pcap = listed[("capture", "capture.pcap")]
+    assert "artifacts of arts" in table and pcap["sha256"][:12] in table and pcap["sha256"] not in table
     env.cli("artifacts", "arts", "--node", "art-a", "-o", str(env.root / "copied"), check=0)
     assert (env.root / "copied/art-a/capture/a.log").read_text() == "a.log"
     missing = env.cli("artifacts", "arts", "--task", "nothing-like-it", check=2)

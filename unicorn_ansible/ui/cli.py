@@ -572,7 +572,7 @@ def artifacts(run_name: str, node_name: str | None, task_name: str | None, outpu
     elif as_json:
         click.echo(json.dumps([a.to_dict() for a in chosen], indent=2))
     else:
-        click.echo("\n".join(listing.table(chosen)))
+        print_table(listing.COLUMNS, listing.rows(chosen), f"artifacts of {run_dir.name}")
     sys.exit(EXIT_OK if all(a.file for a in chosen) else EXIT_FAILED)
 
 
