@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import uuid
-from typing import TYPE_CHECKING, Any, TypeVar, Union
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:  # pragma: no cover
     from .nodes import Node
@@ -196,4 +196,4 @@ def _redeclared(cls: type, state: dict[str, Any]) -> Any:
     return element
 
 
-TaskElement = Union[Task, TaskDispatcher]  # noqa: UP007 (a runtime alias)
+TaskElement = Task | TaskDispatcher  # what a pipeline stage holds
