@@ -17,8 +17,10 @@ A run folder is ansible-runner's private data dir plus what unicorn-ansible keep
 
 The controller writes files here only through :func:`write_atomic` or :func:`atomic_file`
 (readers never see half a file) and changes the record only through :meth:`RunDir.update`, a
-read-modify-write under the folder's lock, so concurrent writers (a client's background play, a cancel from the CLI)
-never lose each other's changes. This module imports only the standard library, ``errors``
+read-modify-write under the folder's lock, so concurrent writers (a client's background play,
+a cancel from the CLI) never lose each other's changes. These helpers, with :func:`write_json`
+and :func:`read_json`, are the controller's only atomic-write and JSON-read helpers, for
+every file it keeps. This module imports only the standard library, ``errors``
 and ``node/protocol`` (the names of the files a node sends back): the callback plugin,
 loaded by ansible-playbook, imports it too.
 """
