@@ -112,6 +112,19 @@ def test_a_dotted_name_does_not_reach_os_system_through_an_allowed_module(tmp_pa
     assert not marker.exists()
 
 
+def test_a_function_named_through_an_allowed_module_is_never_called_by_a_type(tmp_path: Path) -> None:
+    """list(map(pathlib.os.system, [command])): every callee is a type, so only the exact names stop it."""
+    marker = tmp_path / "pwned"
+    payload = _program(_global("builtins", "list"), _global("builtins", "map"), _global("pathlib", "os.system"),
+                       pickle.EMPTY_LIST, pickle.MARK, _unicode(f"touch {marker}"), pickle.APPENDS,
+                       pickle.TUPLE2, pickle.REDUCE, pickle.TUPLE1, pickle.REDUCE)
+    try:
+        safe_loads(payload, "evil")
+    except UntrustedDataError:
+        pass
+    assert not marker.exists(), "a crafted result ran a command on the controller"
+
+
 @pytest.mark.parametrize("callee, argument", [
     (("builtins", "bytes"), pickle.LONG1 + b"\x05\x00\x00\x00\x00\x02"),  # bytes(2**33)
     (("builtins", "bytearray"), pickle.LONG1 + b"\x05\x00\x00\x00\x00\x02"),
