@@ -46,7 +46,7 @@ def experiment(nodes):
 # every name shape a secret comes in -> a value to look for everywhere afterwards
 SECRETS = {name: f"S3CRET-{number}-never-to-leak" for number, name in enumerate([
     "api_key", "aws_access_key_id", "db_credentials", "github_token", "db_passwd", "ansible_ssh_pass",
-    "signing_private", "vault_blob", "ssl_cert", "client_secret", "apiKey"])}
+    "signing_private", "vault_blob", "ssl_cert", "client_secret", "apiKey", "rootpass"])}
 ENV_SECRET = "S3CRET-ENV-never-to-leak"
 
 
