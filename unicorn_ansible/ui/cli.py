@@ -120,9 +120,19 @@ def _summary(results: RunResults) -> None:
     for node in results:
         if node.notice:
             out.print(f"{node.node}  notice: {node.notice}", markup=False, highlight=False, soft_wrap=True)
+        if node.stopped_processes:
+            out.print(f"{node.node}  {_stopped_text(node.stopped_processes)}", markup=False, highlight=False,
+                      soft_wrap=True)
         for task, values in node.tasks.items():
             for value in values:
                 out.print(f"{node.node}  {task}: {_short(value)}", markup=False, highlight=False)
+
+
+def _stopped_text(processes: list[dict[str, Any]], shown: int = 5) -> str:
+    """How many processes the pipeline's end (or a cancel, a time limit) stopped, and the first few."""
+    commands = ["".join(c if c.isprintable() else "?" for c in str(p.get("command"))[:80]) for p in processes[:shown]]
+    more = f" and {len(processes) - shown} more" if len(processes) > shown else ""
+    return f"stopped {len(processes)} process(es) its tasks left running: {', '.join(commands)}{more}"
 
 
 def _count(experiment: Any) -> str:
