@@ -230,3 +230,5 @@ def test_cancel_and_time_limits_stop_new_sessions_and_double_forks_and_say_how_m
         assert "spawner-a  stopped 3 process(es) its tasks left running" in output, output
         assert all(f"sleep {n}" in output for n in (791, 792, 793)), output
     assert "Traceback" not in err
+    if stop == "cancel":  # the run's own terminal tells the same story as the cancel's
+        assert "cancelled" in out and "without a state" not in out, out

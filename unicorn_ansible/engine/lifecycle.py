@@ -307,10 +307,25 @@ def execute(run: RunDir, inventory: Inventory, event_handler: EventHandler | Non
                               should_stop=_cancel_requested(run, noted))
         if noted.arrived:
             _stop_after_signal(run, inventory, noted, event_handler)
+        _wait_for_cancel(run)
     finally:
         close_masters(run)  # the run's ssh connections end with it, not ControlPersist later
     settle(run, RunStatus.FINISHED, finished=time.time(), ansible_rc=rc)
     return rc
+
+
+def _wait_for_cancel(run: RunDir, seconds: float = 600.0) -> None:
+    """A cancel from another terminal ended the play: until that cancel has fetched what finished
+    (while its process lives), so what this controller shows is what the cancel found."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            record = run.record()
+        except RunError:
+            return
+        if "cancel_requested" not in record or "cancelled" in record or not is_alive(record.get("canceller")):
+            return
+        time.sleep(0.2)
 
 
 def _stop_after_signal(run: RunDir, inventory: Inventory, noted: StopSignal,
@@ -382,7 +397,7 @@ def cancel(run: RunDir, inventory: Inventory | None = None,
     """Stop every node's executor and the processes its tasks started; fetch what finished.
     The run is ``cancelled`` from the moment the cancel is asked for."""
     inventory = inventory or run_inventory(run)
-    run.update(cancel_requested=time.time())
+    run.update(cancel_requested=time.time(), canceller=this_controller())
     try:
         rc = run_playbook(run, CANCEL, inventory, event_handler, extra_vars=_without_flag_tunnel())
     finally:
