@@ -232,3 +232,31 @@ def test_cancel_and_time_limits_stop_new_sessions_and_double_forks_and_say_how_m
     assert "Traceback" not in err
     if stop == "cancel":  # the run's own terminal tells the same story as the cancel's
         assert "cancelled" in out and "without a state" not in out, out
+
+
+PORT_TAKEN = """import sys
+from unicorn_ansible.engine import flag_server
+held = int(sys.argv[1])
+flag_server._random_port = lambda: held  # the port another program on the controller holds
+from unicorn_ansible.ui.cli import main
+sys.argv = ["unicorn-ansible", *sys.argv[2:]]
+main()
+"""
+
+
+def test_a_flag_port_held_by_another_program_is_a_one_line_error_and_status_says_why(env: Env) -> None:
+    import socket
+    import sys
+
+    inventory = env.local_inventory(["held-a"])
+    env.write("fast.py", SLOW.format(seconds=0))
+    with socket.create_server(("127.0.0.1", 0)) as holder:
+        port = holder.getsockname()[1]
+        done = subprocess.run([sys.executable, "-c", PORT_TAKEN, str(port), "run", "fast.py", "-i", str(inventory),
+                               "--name", "held"], env=env.vars, cwd=env.root, capture_output=True, text=True,
+                              timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    error = done.stderr.strip().splitlines()[-1]
+    assert f"cannot listen on 127.0.0.1:{port}" in error
+    status = env.cli("status", "held", check=0)
+    assert "died" not in status.stderr and f"cannot listen on 127.0.0.1:{port}" in status.stderr

@@ -357,7 +357,11 @@ def run_experiment(
     inventory = inventory or load_inventory(None)
     run = prepare(experiment, inventory, name or new_run_name("experiment"), options, replace)
     mark_running(run)
-    execute(run, inventory, event_handler, secrets, playbook=SITE)
+    try:
+        execute(run, inventory, event_handler, secrets, playbook=SITE)
+    except Exception as exc:  # recorded, so `status` says why the run ended (not that its controller died)
+        record_failure(run, exc)
+        raise
     return load_results(run.path, payload_limit=payload_limit)
 
 

@@ -315,11 +315,13 @@ def status(run_name: str, as_json: bool) -> None:
     died = controller_died(record)
     if as_json:
         click.echo(json.dumps({"name": record["name"], "status": record.get("status"), "controller_died": died,
-                               "nodes": nodes_status}, indent=2))
+                               "error": record.get("error"), "nodes": nodes_status}, indent=2))
         return
     rows = [(entry["node"], entry["phase"], tasks_text(int(entry["done"] or 0), entry["total"] or 0),
              _first_line(entry["error"])) for entry in nodes_status]
     print_table(("node", "phase", "tasks done", "error"), rows, f"run {record['name']}: {record.get('status')}")
+    if record.get("error"):
+        click.echo(f"the run ended with an error: {_first_line(str(record['error']))}", err=True)
     if died:
         click.echo(f"its controller (pid {(record.get('controller') or {}).get('pid', '?')}) died; the pipelines may "
                    f"still run on the hosts: unicorn-ansible collect {record['name']} fetches their results", err=True)
