@@ -192,6 +192,25 @@ def test_a_shipped_class_is_rebuilt_without_running_its_code(tmp_path: Path) -> 
     assert not written.exists()
 
 
+def test_a_shipped_class_with_a_finalizer_is_refused_before_it_exists(tmp_path: Path) -> None:
+    import gc
+
+    written = tmp_path / "written"
+
+    class TempFile:  # a class the experiment shipped: its finalizer acts on its attributes
+        def __del__(self) -> None:
+            written.write_text(f"removed {self.path}")
+
+    built = _program(_shipped_ref("t1"), pickle.EMPTY_TUPLE, pickle.NEWOBJ, pickle.EMPTY_DICT, _unicode("path"),
+                     _unicode("/etc/important"), pickle.SETITEM, pickle.BUILD)
+    with pytest.raises(UntrustedDataError, match="__del__"):
+        safe_loads(built, "evil", {"t1": TempFile})
+    with pytest.raises(UntrustedDataError, match="__del__"):
+        safe_loads(_program(_shipped_ref("t1"), pickle.EMPTY_TUPLE, pickle.REDUCE), "evil", {"t1": TempFile})
+    gc.collect()
+    assert not written.exists()
+
+
 def test_shipped_enums_dataclasses_and_tuples_come_back_as_they_were() -> None:
     import dataclasses
     import enum

@@ -16,7 +16,8 @@ unpickler, with its dispatch table narrowed):
 - a call (REDUCE, NEWOBJ) is made only to an admitted type, with arguments that
   are already built values (``bytes(2**33)`` or ``list(range(2**40))`` would
   allocate what the payload does not hold: refused);
-- an instance of a shipped class is built without running any of its code: its
+- an instance of a shipped class is built without running any of its code (a class with a
+  ``__del__``, which would run with the host's data once the value is dropped, is refused): its
   nearest builtin base makes it (never its ``__init__``, ``__new__`` or
   ``__reduce__``), its state is put in its ``__dict__`` and slots directly (never
   its ``__setstate__``), its members are added with the builtin container's own
@@ -169,6 +170,9 @@ class _Unpickler(pickle._Unpickler):  # type: ignore[name-defined]  # pure Pytho
         return callee(*args, **(kwargs or {}))
 
     def shipped_instance(self, cls: type, args: tuple) -> Any:
+        if self.own_methods(cls, "__del__"):  # its finalizer would run with the host's data when dropped
+            raise self.refuse(f"build an instance of {cls.__name__}, whose __del__ would run on the controller",
+                              f"{cls.__module__}.{cls.__qualname__} (it defines __del__)")
         if issubclass(cls, enum.Enum):
             self.check_keys(args)
             member = cls._value2member_map_.get(args[0]) if len(args) == 1 and _is(args[0], Hashable) else None
