@@ -132,6 +132,9 @@ def test_a_function_named_through_an_allowed_module_is_never_called_by_a_type(tm
      + pickle.TUPLE1 + pickle.REDUCE),  # list(range(2**40))
     (("collections", "Counter"), _global("builtins", "range") + pickle.LONG1 + b"\x05\x00\x00\x00\x00\x02"
      + pickle.TUPLE1 + pickle.REDUCE),
+    (("builtins", "list"), _unicode("名" * 80)),  # an object per character: 28 MB of text made 800 MB
+    (("builtins", "tuple"), pickle.SHORT_BINBYTES + bytes([200]) + b"x" * 200),
+    (("collections", "deque"), _unicode("x" * 200)),
 ])
 def test_an_allocation_larger_than_the_payload_is_refused_at_once(callee, argument) -> None:
     import time
