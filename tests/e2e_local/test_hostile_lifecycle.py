@@ -169,6 +169,9 @@ def test_an_experiment_file_that_exits_is_a_one_line_error(env: Env) -> None:
     env.write("exits.py", "import sys\nsys.exit(3)\n")
     done = env.cli("run", "exits.py", check=2)
     assert done.stderr.strip().count("\n") == 0 and "sys.exit(3)" in done.stderr
+    env.write("raises.py", 'def experiment(nodes):\n    raise ValueError("line one\\nline two")\n')
+    done = env.cli("run", "raises.py", check=2)
+    assert done.stderr.strip().count("\n") == 0 and "ValueError: line one line two" in done.stderr, done.stderr
 
 
 LEAVES_PROCESSES = '''

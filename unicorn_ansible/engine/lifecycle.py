@@ -76,6 +76,12 @@ def _importable(folder: Path) -> Iterator[None]:
                 del sys.modules[name]
 
 
+def _one_line(exc: BaseException, limit: int = 2000) -> str:
+    """An exception's message as one line (an error is one line on stderr)."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else f"{text[:limit]}..."
+
+
 def _run_file(path: str, file: Path) -> dict[str, Any]:
     try:
         return runpy.run_path(str(file), run_name="__unicorn_experiment__")
@@ -87,7 +93,7 @@ def _run_file(path: str, file: Path) -> dict[str, Any]:
     except ExperimentError:
         raise
     except Exception as exc:
-        raise ExperimentError(f"{path} raised {type(exc).__name__}: {exc}") from exc
+        raise ExperimentError(f"{path} raised {type(exc).__name__}: {_one_line(exc)}") from exc
 
 
 def _experiment_of(path: str, namespace: dict[str, Any], nodes: CountableNodePool) -> Any:
@@ -105,7 +111,7 @@ def _experiment_of(path: str, namespace: dict[str, Any], nodes: CountableNodePoo
         except SystemExit as exc:
             raise ExperimentError(f"{path}: experiment(nodes) called sys.exit({exc.code!r})") from None
         except Exception as exc:
-            raise ExperimentError(f"{path}: experiment(nodes) raised {type(exc).__name__}: {exc}") from exc
+            raise ExperimentError(f"{path}: experiment(nodes) raised {type(exc).__name__}: {_one_line(exc)}") from exc
         value = as_experiment(value)
     return value
 
