@@ -245,3 +245,19 @@ def test_a_crafted_progress_report_is_left_out_of_status_and_the_live_view(hosti
         assert "Traceback" not in victim.get("error", "") and [t["name"] for t in victim["timings"]] == ["?"]
     finally:
         path.write_text(saved)
+
+
+DEEP_JSON = b"[" * 200_000 + b"]" * 200_000
+
+
+@pytest.mark.parametrize("member", ["state.json", "deploy-report.json", "artifacts.json", "started.json"])
+def test_a_host_s_json_file_nested_too_deep_is_that_node_s_alone(hostile_run: Env, member: str) -> None:
+    members = {"state.json": STATE, "journal": _record(_header(), FINE), member: DEEP_JSON}
+    _send(hostile_run, members)
+    done = hostile_run.cli("results", "attacked", "--json")
+    assert done.returncode in (0, 1) and "Traceback" not in done.stderr, done.stderr
+    assert node(json.loads(done.stdout), HEALTHY)["tasks"]["value"] == [{"type": "Success", "value": {"rtt": 1.5}}]
+    for args in (["report", "attacked", "-o", str(hostile_run.root / "r.html")], ["logs", "attacked"],
+                 ["status", "attacked"], ["results", "attacked"]):
+        shown = hostile_run.cli(*args)
+        assert shown.returncode in (0, 1) and "Traceback" not in shown.stderr, (args, shown.stderr[-500:])

@@ -79,7 +79,7 @@ def read_json(path: Path) -> dict[str, Any] | None:
     """A JSON object from ``path``; None when the file is missing, unreadable or not an object."""
     try:
         data = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: a host's file nested too deep to parse
         return None
     return data if isinstance(data, dict) else None
 
