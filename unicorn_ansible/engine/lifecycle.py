@@ -410,6 +410,10 @@ def cancel(run: RunDir, inventory: Inventory | None = None,
     run.update(cancel_requested=time.time(), canceller=this_controller())
     try:
         rc = run_playbook(run, CANCEL, inventory, event_handler, extra_vars=_without_flag_tunnel())
+    except BaseException:
+        with contextlib.suppress(RunError):  # the controller playing the run waits for this cancel no more
+            run.update(canceller=None)
+        raise
     finally:
         # the run's SSH masters are the playing controller's to close when it ends: closed from
         # here (another terminal) they would cut its last calls and make its hosts unreachable
