@@ -94,7 +94,7 @@ def read_json(path: Path) -> dict[str, Any] | None:
     """A JSON object from ``path``; None when the file is missing, unreadable or not an object."""
     try:
         data = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: a host's file nested too deep to parse
         return None
     return data if isinstance(data, dict) else None
 
@@ -107,6 +107,26 @@ def executors(record: dict[str, Any]) -> dict[str, str]:
     if isinstance(mapping, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()):
         return dict(mapping)
     return {str(host): str(host) for host in record.get("hosts", [])}
+
+
+#: the fields of a node's progress (what its executor reported: untrusted) and the type each must have
+_PROGRESS_TYPES = {"done": int, "total": int, "failed": int, "stage": int, "stages": int, "stopped": int,
+                   "status": str, "shape": str, "error": str}
+
+
+def _host_progress(progress: Any) -> dict[str, Any]:
+    """A node's progress as its executor reported it, with the fields views read checked: one of the
+    wrong type (or an integer beyond 64 bits) is left out, as if the host had not said it."""
+    if not isinstance(progress, dict):
+        return {}
+    kept = dict(progress)
+    for key, kind in _PROGRESS_TYPES.items():
+        value = kept.get(key)
+        if value is None:
+            continue
+        if type(value) is not kind or (isinstance(value, int) and not -2**63 <= value < 2**63):
+            del kept[key]
+    return kept
 
 
 @dataclass(frozen=True)
@@ -179,7 +199,12 @@ class RunDir:
         return self.node_dir(node) / NODE_STATUS
 
     def node_status(self, node: str) -> dict[str, Any]:
-        return read_json(self.node_status_file(node)) or {}
+        status = read_json(self.node_status_file(node))
+        if not isinstance(status, dict):
+            return {}
+        if "progress" in status:
+            status["progress"] = _host_progress(status["progress"])
+        return status
 
     def node_logs_dir(self, node: str) -> Path:
         return self.node_dir(node) / LOGS

@@ -410,7 +410,7 @@ def load_node(run_dir: Path, node: str, loads: Callable[[bytes], Any] | None = N
         # the host was lost before its results came back: keep what it had reported
         reported = [entry for entry in status["finished"] if isinstance(entry, dict)]
         timings = [dict(_timing(entry), log=None) for entry in reported]
-        done = {entry.get("seq") for entry in reported}
+        done = {entry.get("seq") for entry in reported if type(entry.get("seq")) is int}
         not_run = [name for seq, name in enumerate(_task_names(run_dir, node)) if seq not in done]
     return NodeResult(node=node, status=outcome, prepared=prepared, error=error, results=by_stage, tasks=by_name,
                       timings=timings, not_run=not_run, reported=reported,

@@ -121,6 +121,9 @@ def _summary(results: RunResults) -> None:
     for node in results:
         if node.notice:
             out.print(f"{node.node}  notice: {node.notice}", markup=False, highlight=False, soft_wrap=True)
+        if node.stopped_processes:
+            out.print(f"{node.node}  {_stopped_text(node.stopped_processes)}", markup=False, highlight=False,
+                      soft_wrap=True)
         for task, values in node.tasks.items():
             for value in values:
                 out.print(f"{node.node}  {task}: {_short(value)}", markup=False, highlight=False)
@@ -150,6 +153,13 @@ def _artifact_lines(results: RunResults, node: Any) -> list[str]:
         lines.append(f"... {len(left) - LEFT_SHOWN} more artifacts left on the host: "
                      f"unicorn-ansible artifacts {_run_argument(results.run_dir)} --node {node.node}")
     return lines
+
+
+def _stopped_text(processes: list[dict[str, Any]], shown: int = 5) -> str:
+    """How many processes the pipeline's end (or a cancel, a time limit) stopped, and the first few."""
+    commands = ["".join(c if c.isprintable() else "?" for c in str(p.get("command"))[:80]) for p in processes[:shown]]
+    more = f" and {len(processes) - shown} more" if len(processes) > shown else ""
+    return f"stopped {len(processes)} process(es) its tasks left running: {', '.join(commands)}{more}"
 
 
 def _count(experiment: Any) -> str:
@@ -332,11 +342,13 @@ def status(run_name: str, as_json: bool) -> None:
     died = controller_died(record)
     if as_json:
         click.echo(json.dumps({"name": record["name"], "status": record.get("status"), "controller_died": died,
-                               "nodes": nodes_status}, indent=2))
+                               "error": record.get("error"), "nodes": nodes_status}, indent=2))
         return
     rows = [(entry["node"], entry["phase"], tasks_text(int(entry["done"] or 0), entry["total"] or 0),
              _first_line(entry["error"])) for entry in nodes_status]
     print_table(("node", "phase", "tasks done", "error"), rows, f"run {record['name']}: {record.get('status')}")
+    if record.get("error"):
+        click.echo(f"the run ended with an error: {_first_line(str(record['error']))}", err=True)
     if died:
         click.echo(f"its controller (pid {(record.get('controller') or {}).get('pid', '?')}) died; the pipelines may "
                    f"still run on the hosts: unicorn-ansible collect {record['name']} fetches their results", err=True)
