@@ -129,6 +129,34 @@ def test_a_module_that_cannot_be_pickled_is_a_one_line_error(env: Env) -> None:
     assert json.loads(env.cli("list", "--json", check=0).stdout) == []
 
 
+C_OBJECT_IN_THE_EXPERIMENT = """
+    import threading
+    from unicorn_ansible import Experiment, Pipeline, Task
+
+    LOCK = threading.Lock()  # an object of a C extension, in the experiment file itself
+
+    class Locked(Task):
+        def run(self):
+            with LOCK:
+                return 1
+
+    def experiment(nodes):
+        return Experiment().map(Pipeline([Locked(name="locked")]), nodes.take(1))
+"""
+
+
+def test_an_unpicklable_object_of_the_experiment_file_is_a_one_line_error(env: Env) -> None:
+    """The experiment file's own module-level object, in the def experiment(nodes) shape (netunicorn
+    installed: its scan of the pipeline once failed first, with the bare TypeError)."""
+    exp = env.write("lockexp.py", textwrap.dedent(C_OBJECT_IN_THE_EXPERIMENT))
+    done = env.cli("run", str(exp), "--name", "locked", check=2)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "task locked cannot be sent to its host: lockexp.LOCK (a lock) cannot be pickled" in lines[0]
+    assert json.loads(env.cli("list", "--json", check=0).stdout) == []
+    assert not (env.home / "runs" / "locked").exists()
+
+
 def test_a_module_the_host_cannot_import_names_the_task_and_the_fix(env: Env) -> None:
     for name, text in MISSING_MODULE.items():
         env.write(name, textwrap.dedent(text))

@@ -53,6 +53,9 @@ _NEVER_BY_VALUE = ("unicorn_ansible", "cloudpickle", "returns", "typing_extensio
 #: module attributes that describe how this process imported it: meaningless on a host
 _IMPORT_STATE = ("__builtins__", "__loader__", "__spec__", "__cached__")
 
+#: the name the experiment file is loaded under (engine/lifecycle.py)
+EXPERIMENT_MODULE = "__unicorn_experiment__"
+
 _pickle_lock = threading.Lock()
 _verdicts: dict[str, bool] = {}  # a module file -> whether it is the user's own code
 
@@ -245,7 +248,7 @@ def _children(obj: Any, label: str) -> Iterable[tuple[str, Any]]:
         return ((f"{obj.__name__}.{key}", value) for key, value in _module_state(obj).items())
     if isinstance(obj, types.FunctionType):
         names = _cloudpickle._extract_code_globals(obj.__code__)
-        module = getattr(obj, "__module__", "?")
+        module = _module_label(getattr(obj, "__module__", "?"), obj.__globals__.get("__file__"))
         cells = [(f"{obj.__qualname__}'s closure", cell.cell_contents) for cell in obj.__closure__ or ()
                  if _has_contents(cell)]
         return [(f"{module}.{name}", obj.__globals__[name]) for name in names if name in obj.__globals__] + cells
@@ -255,6 +258,13 @@ def _children(obj: Any, label: str) -> Iterable[tuple[str, Any]]:
     attributes = vars(obj) if hasattr(obj, "__dict__") else {}
     prefix = "attribute " if label.startswith("self") else f"{label}."
     return [(f"{prefix}{key}", value) for key, value in attributes.items()] + [(type(obj).__qualname__, type(obj))]
+
+
+def _module_label(name: str, file: Any) -> str:
+    """A module's name as its user knows it: the experiment file (loaded under a name of ours) by its file's."""
+    if name == EXPERIMENT_MODULE and isinstance(file, str) and file:
+        return os.path.splitext(os.path.basename(file))[0]
+    return name
 
 
 def _has_contents(cell: Any) -> bool:
