@@ -4,7 +4,9 @@ One folder holds a sibling module (``helper.py``), a two-level package whose mod
 each other (``lab/``), and one experiment file per shape. Every shape runs the same
 CyclePipeline: ``measure`` returns a dataclass of ``lab``, ``sample`` a class of ``helper``,
 ``box`` an object of ``tinylib`` (a wheel built here, installed on the host by the task's
-requirement) and ``check`` reads them all back through ``previous_steps``. Beside them: an experiment
+requirement) and ``check`` reads them all back through ``previous_steps``; ``check`` and
+``helper.greet`` also import the user's modules when they run (inside the function), one
+of them (``lab/late.py``) imported by nothing else. Beside them: an experiment
 with a refused result, one needing a module hosts lack, and a script using the client.
 """
 
@@ -23,7 +25,8 @@ FILES = {
                 self.value = value
 
         def greet(who):
-            return f"hello {who}"
+            from lab.probes import UNIT  # imported when it runs, on the host: lab travels all the same
+            return f"hello {who} ({UNIT})"
     """,
     "lab/__init__.py": "",
     "lab/results.py": """
@@ -42,6 +45,9 @@ FILES = {
 
         def here():
             return socket.gethostname()
+    """,
+    "lab/late.py": """
+        WORD = "imported by check only, when it runs"
     """,
     "lab/probes/__init__.py": """
         UNIT = "ms"
@@ -76,12 +82,16 @@ FILES = {
 
         class Check(Task):
             def run(self):
+                from lab.results import Measurement  # as netunicorn's tasks import, inside run()
+                from lab.late import WORD  # a module nothing imports before
+
                 steps = self.previous_steps
                 measurements = [result.unwrap() for result in steps["measure"]]
                 sample, box = steps["sample"][-1].unwrap(), steps["box"][-1].unwrap()
                 return {"measurements": len(measurements), "describe": measurements[-1].describe(),
                          "types": [type(measurements[-1]).__name__, type(sample).__name__, type(box).__name__],
-                         "sample": sample.value, "box": box.n, "greet": helper.greet("lab")}
+                         "sample": sample.value, "box": box.n, "greet": helper.greet("lab"),
+                         "is_measurement": isinstance(measurements[-1], Measurement), "late": WORD}
 
         def pipeline():
             return CyclePipeline(cycles=2, tasks=[Measure(name="measure"), MakeSample(name="sample"),
@@ -115,7 +125,7 @@ FILES = {
 SHAPES = ("module_append.py", "module_map.py", "function.py")
 #: what ``check`` returns in the second cycle, on every host
 CHECKED = {"measurements": 2, "describe": "1.5ms", "types": ["Measurement", "Sample", "Box"], "sample": 7, "box": 3,
-           "greet": "hello lab"}
+           "greet": "hello lab (ms)", "is_measurement": True, "late": "imported by check only, when it runs"}
 
 
 REFUSED_EXPERIMENT = """

@@ -61,6 +61,32 @@ def test_modules_that_import_each_other_travel_by_value_and_installed_ones_are_l
     assert done.stdout.strip() == b"ab", done.stderr
 
 
+def test_modules_imported_when_a_task_runs_are_importable_on_the_host_only(package: Path) -> None:
+    (package / "cyc" / "late.py").write_text(textwrap.dedent("""
+        from unicorn_ansible import Task
+
+        class Late(Task):
+            def run(self):
+                from cyc.a import fa  # imported when it runs, not when the module loads
+                import cyc.b
+                return fa() + cyc.b.fb()
+    """))
+    from cyc.late import Late
+
+    pipeline = Experiment().append(Node("n1", {}), Pipeline([Late(name="late")]))[0].pipeline
+    loader = ("import os, pickle, sys; task = pickle.loads(sys.stdin.buffer.read()).tasks[0][0]; "
+              "print(sorted(name for name in sys.modules if name.startswith('cyc'))); print(task.run())")
+    # the node's executor loads with UNICORN_SHIPPED_MODULES set: the modules register under their names
+    node = subprocess.run([sys.executable, "-c", loader], input=pipeline, capture_output=True, cwd="/",
+                          env={"PATH": "/usr/bin:/bin", "UNICORN_SHIPPED_MODULES": "1"})
+    assert node.stdout.decode().splitlines() == ["['cyc', 'cyc.a', 'cyc.b', 'cyc.late']", "abb"], node.stderr
+    # anywhere else (the controller reading a run back) nothing is registered
+    controller = subprocess.run([sys.executable, "-c", loader], input=pipeline, capture_output=True, cwd="/",
+                                env={"PATH": "/usr/bin:/bin"})
+    assert controller.stdout.decode().splitlines()[0] == "[]"
+    assert b"No module named 'cyc'" in controller.stderr
+
+
 def test_an_unpicklable_module_attribute_is_named_with_its_task(package: Path) -> None:
     (package / "cyc" / "held.py").write_text("import threading\nlock = threading.Lock()\n")
     (package / "cyc" / "holds.py").write_text(textwrap.dedent("""
