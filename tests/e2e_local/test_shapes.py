@@ -78,6 +78,11 @@ def test_a_refused_result_is_refused_alone_then_loaded_with_trust(env: Env, monk
     assert refused["returned"] == "Success" and "unicorn-ansible results refused --trust" in refused["value"]
     table = env.cli("results", "refused", check=0).stdout
     assert "<Refused Success: refers to cloudpickle.cloudpickle._builtin_type" in table
+    env.cli("report", "refused", "-o", str(env.root / "refused.html"), check=0)
+    html = (env.root / "refused.html").read_text()
+    # shown apart from a task's own failures
+    assert '<div class="refused">refused: the result refers to cloudpickle.cloudpickle._builtin_type' in html
+    assert '<div class="failure">refused' not in html
     trusted = env.cli("results", "refused", "--trust", "--json", check=0)
     assert "loaded with --trust" in trusted.stderr
     data = json.loads(trusted.stdout)
