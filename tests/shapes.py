@@ -7,13 +7,18 @@ CyclePipeline: ``measure`` returns a dataclass of ``lab``, ``sample`` a class of
 requirement) and ``check`` reads them all back through ``previous_steps``; ``check`` and
 ``helper.greet`` also import the user's modules when they run (inside the function), one
 of them (``lab/late.py``) imported by nothing else. Beside them: an experiment
-with a refused result, one needing a module hosts lack, and a script using the client.
+with a refused result, one needing a module hosts lack, a script using the client, notebook
+cells using it, and the user's package installed in development mode.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import os
+import subprocess
+import sys
 import textwrap
 import zipfile
 from pathlib import Path
@@ -193,6 +198,127 @@ MISSING_MODULE = {
             return Experiment().map(Pipeline([Plain(name="plain"), Render(name="render")]), nodes.take(1))
     """,
 }
+
+
+#: a notebook's cells, run by IPython's own shell (``NODE``: the node it runs on)
+CELLS = [
+    """
+    from dataclasses import dataclass
+    from unicorn_ansible import Client, Experiment, Pipeline, Task
+    client = Client(inventory=INVENTORY)
+    """,
+    """
+    @dataclass
+    class Point:
+        x: int
+        y: int
+    """,
+    """
+    class Make(Task):
+        def run(self):
+            return Point(1, 2)
+
+    class Read(Task):
+        def run(self):
+            point = self.previous_steps["make"][0].unwrap()
+            return point.x + point.y
+    """,
+    """
+    experiment = Experiment().map(Pipeline([Make(name="make"), Read(name="read")]), client.get_nodes().take(1))
+    results = client.run(experiment, "notebook")
+    """,
+    """
+    point = results[NODE].tasks["make"][0].unwrap()
+    print("RESULT", [type(point).__name__, point.x, point.y, results[NODE].tasks["read"][0].unwrap()])
+    """,
+]
+NOTEBOOK = """
+import sys, textwrap
+from IPython.core.interactiveshell import InteractiveShell
+
+shell = InteractiveShell.instance()
+shell.user_ns["INVENTORY"] = sys.argv[1]
+for cell in {cells!r}:
+    shell.run_cell(textwrap.dedent(cell)).raise_error()
+"""
+
+
+def run_notebook(inventory: Path, node: str, cwd: Path, env: dict[str, str]) -> list[object]:
+    """The cells run in IPython on ``node``: what the last one prints after RESULT."""
+    code = NOTEBOOK.format(cells=[cell.replace("NODE", repr(node)) for cell in CELLS])
+    done = subprocess.run([sys.executable, "-c", code, str(inventory)], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    line = next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))
+    return json.loads(line.removeprefix("RESULT ").replace("'", '"'))
+
+
+EDITABLE = {
+    "mylab/pyproject.toml": """
+        [build-system]
+        requires = ["setuptools>=64"]
+        build-backend = "setuptools.build_meta"
+
+        [project]
+        name = "mylab"
+        version = "0.1"
+    """,
+    "mylab/mylab/__init__.py": "",
+    "mylab/mylab/data.py": """
+        from dataclasses import dataclass
+
+        @dataclass
+        class Reading:
+            value: int
+    """,
+    "mylab/mylab/tasks.py": """
+        from unicorn_ansible import Task
+        from mylab.data import Reading
+
+        class Read(Task):
+            def run(self):
+                return Reading(41)
+
+        class Next(Task):
+            def run(self):
+                return self.previous_steps["read"][0].unwrap().value + 1
+    """,
+    "exp/exp.py": """
+        from unicorn_ansible import Experiment, Pipeline
+        from mylab.tasks import Next, Read
+
+        def experiment(nodes):
+            return Experiment().map(Pipeline([Read(name="read"), Next(name="next")]), nodes.take(1))
+    """,
+}
+
+
+def run_editable(root: Path, inventory: Path, env: dict[str, str]) -> dict:
+    """``EDITABLE`` written under ``root``, mylab installed with ``pip install -e`` into a venv of its
+    own that sees the controller's packages, and exp/exp.py run from that venv: the run's JSON."""
+    for name, text in EDITABLE.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(textwrap.dedent(text).lstrip())
+    venv = root / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    # this venv sees the controller's packages (unicorn-ansible and its dependencies) as a site folder
+    site_packages = next(p for p in sys.path if p.endswith("site-packages"))
+    (next(venv.glob("lib/python*/site-packages")) / "controller.pth").write_text(
+        f"import site; site.addsitedir({site_packages!r})\n")
+    installed = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", "-e",
+                                str(root / "mylab")], capture_output=True, text=True, timeout=300)
+    assert installed.returncode == 0, installed.stderr
+    done = subprocess.run([str(venv / "bin" / "python"), "-m", "unicorn_ansible.ui.cli", "run",
+                           str(root / "exp" / "exp.py"), "-i", str(inventory), "--name", "editable", "--json"],
+                          cwd=root, capture_output=True, text=True, timeout=300,
+                          env=dict(env, PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"))
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def check_editable(tasks: dict) -> None:
+    assert tasks["read"] == [{"type": "Success", "value": "Reading(value=41)"}]
+    assert tasks["next"] == [{"type": "Success", "value": 42}]
 
 
 def write_experiments(folder: Path, hosts: list[str], wheel: str) -> Path:

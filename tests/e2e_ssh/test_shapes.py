@@ -19,7 +19,10 @@ from ..shapes import (
     SCRIPT,
     SHAPES,
     build_wheel,
+    check_editable,
     check_node,
+    run_editable,
+    run_notebook,
     write_experiments,
 )
 from .conftest import Lab, node
@@ -88,3 +91,14 @@ def test_a_scripts_main_module_with_the_client(lab: Lab, folder: Path) -> None:
                           env=lab.vars, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"made": ["Sample", 5], "read": 6}
+
+
+def test_classes_defined_in_notebook_cells_with_the_client(lab: Lab) -> None:
+    pytest.importorskip("IPython")
+    assert run_notebook(lab.inventory("notebook", hosts=["h1"]), "h1", lab.root, lab.vars) == ["Point", 1, 2, 3]
+
+
+def test_the_users_package_installed_editable_travels_by_value(lab: Lab) -> None:
+    root = lab.root / "editable"
+    root.mkdir()
+    check_editable(node(run_editable(root, lab.inventory("editable", hosts=["h1"]), lab.vars), "h1")["tasks"])
