@@ -60,7 +60,8 @@ _IMPORT_STATE = ("__builtins__", "__loader__", "__spec__", "__cached__")
 #: the name the experiment file is loaded under (engine/lifecycle.py)
 EXPERIMENT_MODULE = "__unicorn_experiment__"
 
-_pickle_lock = threading.Lock()
+#: re-entrant: pickling may import a user's module that builds an experiment (model/travel.py's _users_module)
+_pickle_lock = threading.RLock()
 _verdicts: dict[str, bool] = {}  # a module file -> whether it is the user's own code
 
 
@@ -222,7 +223,7 @@ class NodePickler(FileKeepingPickler):
                 if importlib.util.find_spec(name) is None:
                     return None  # a name imported from a module (from a import f), not a module
                 module = importlib.import_module(name)
-            except Exception:
+            except (Exception, SystemExit):
                 return None
         if not is_users_code(module, self._roots):
             return None
