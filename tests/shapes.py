@@ -200,6 +200,23 @@ MISSING_MODULE = {
 }
 
 
+#: an installed package imported inside run(): dateutil, whose distribution is python-dateutil
+MISSING_IN_RUN = """
+    from unicorn_ansible import Experiment, Pipeline, Task
+
+    class Dated(Task):
+        def run(self):
+            import dateutil.parser  # installed on the controller, not on the host
+            return str(dateutil.parser.parse("2024-01-02"))
+
+    def experiment(nodes):
+        return Experiment().map(Pipeline([Dated(name="dated")]), nodes.take(1))
+"""
+#: what the task's Failure says on a host without dateutil
+MISSING_IN_RUN_FAILURE = ("No module named 'dateutil'; install it on the host with a requirement of this task: "
+                          "requirements = ['pip install python-dateutil']")
+
+
 #: a notebook's cells, run by IPython's own shell (``NODE``: the node it runs on)
 CELLS = [
     """

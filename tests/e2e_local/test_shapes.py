@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from ..shapes import (
+    MISSING_IN_RUN,
+    MISSING_IN_RUN_FAILURE,
     MISSING_MODULE,
     REFUSED_EXPERIMENT,
     SCRIPT,
@@ -193,3 +195,11 @@ def test_classes_defined_in_notebook_cells_with_the_client(env: Env) -> None:
 def test_the_users_package_installed_editable_travels_by_value(env: Env) -> None:
     done = run_editable(env.root, bare_inventory(env, ["bare-a"]), env.vars)
     check_editable(node(done, "bare-a")["tasks"])
+
+
+def test_an_installed_package_imported_in_run_names_its_requirement(env: Env) -> None:
+    pytest.importorskip("dateutil")
+    exp = env.write("dated.py", textwrap.dedent(MISSING_IN_RUN))
+    done = env.cli("run", str(exp), "-i", str(bare_inventory(env, ["bare-a"])), "--name", "dated", "--json", check=1)
+    assert node(json.loads(done.stdout), "bare-a")["tasks"]["dated"] == [{"type": "Failure",
+                                                                          "value": MISSING_IN_RUN_FAILURE}]

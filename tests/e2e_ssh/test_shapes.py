@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from ..shapes import (
+    MISSING_IN_RUN,
+    MISSING_IN_RUN_FAILURE,
     MISSING_MODULE,
     REFUSED_EXPERIMENT,
     SCRIPT,
@@ -102,3 +104,13 @@ def test_the_users_package_installed_editable_travels_by_value(lab: Lab) -> None
     root = lab.root / "editable"
     root.mkdir()
     check_editable(node(run_editable(root, lab.inventory("editable", hosts=["h1"]), lab.vars), "h1")["tasks"])
+
+
+def test_an_installed_package_imported_in_run_names_its_requirement(lab: Lab) -> None:
+    pytest.importorskip("dateutil")
+    exp = lab.root / "dated.py"
+    exp.write_text(textwrap.dedent(MISSING_IN_RUN))
+    done = lab.cli("run", str(exp), "-i", str(lab.inventory("dated", hosts=["h1"])), "--name", "dated", "--json",
+                   check=1)
+    assert node(json.loads(done.stdout), "h1")["tasks"]["dated"] == [{"type": "Failure",
+                                                                      "value": MISSING_IN_RUN_FAILURE}]

@@ -54,6 +54,8 @@ SHIPPED_MODULES = (_task, _environment, _pipeline, _graph, _flags, _shipped)
 ON_EVERY_HOST = frozenset({"builtins", "__main__", "cloudpickle", "returns", "typing_extensions"})
 #: never registered by value: the controller's own package (its model modules are, above)
 _NEVER_BY_VALUE = ("unicorn_ansible", "cloudpickle", "returns", "typing_extensions")
+#: code that travels by value but is not the user's: the model's modules, netunicorn's
+_OUR_CODE = ("unicorn_ansible", "netunicorn")
 #: module attributes that describe how this process imported it: meaningless on a host
 _IMPORT_STATE = ("__builtins__", "__loader__", "__spec__", "__cached__")
 
@@ -195,7 +197,13 @@ class NodePickler(FileKeepingPickler):
 
     def _dynamic_function_reduce(self, func: types.FunctionType) -> Any:
         reduced = super()._dynamic_function_reduce(func)
-        imported = [module for module in map(self._users_module, dict.fromkeys(_imported_when_run(func))) if module]
+        names = dict.fromkeys(_imported_when_run(func))
+        imported = [module for module in map(self._users_module, names) if module]
+        # the others the user's code imports when it runs are installed ones (or the standard
+        # library's): listed with the task that needs them, so a host without them says what to install
+        if str(getattr(func, "__module__", "")).split(".")[0] not in _OUR_CODE:
+            self.by_reference.update(top for top in {name.split(".")[0] for name in names}
+                                     if top not in sys.modules or not is_users_code(sys.modules[top], self._roots))
         if imported:  # cloudpickle's own slot for modules that must be loaded with the function
             slotstate = reduced[2][1]
             slotstate["_cloudpickle_submodules"] = [*slotstate["_cloudpickle_submodules"], *imported]
