@@ -25,6 +25,7 @@ from ..home import make_private_dir, private_files, runs_dir
 from ..inventory import Inventory, ensure_ansible_on_path, load_inventory
 from ..model.experiment import Experiment
 from ..model.nodes import CountableNodePool
+from ..model.travel import EXPERIMENT_MODULE
 from ..results.load import RunResults, load_results
 from .controller import controller_env, is_alive, this_controller
 from .flag_server import serve_flags
@@ -84,7 +85,7 @@ def _one_line(exc: BaseException, limit: int = 2000) -> str:
 
 def _run_file(path: str, file: Path) -> dict[str, Any]:
     try:
-        return runpy.run_path(str(file), run_name="__unicorn_experiment__")
+        return runpy.run_path(str(file), run_name=EXPERIMENT_MODULE)
     except SyntaxError as exc:
         raise ExperimentError(f"{path}, line {exc.lineno}: {exc.msg}; fix the syntax error") from exc
     except SystemExit as exc:

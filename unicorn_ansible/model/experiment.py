@@ -98,12 +98,12 @@ class Deployment:
         for task in tasks:
             self.environment_definition.commands.extend(task.requirements)
             self.artifacts += [{"task": task.name, "pattern": str(p)} for p in getattr(task, "artifacts", [])]
-        # after the tasks' own requirements, which may install them already
-        self.environment_definition.commands.extend(_netunicorn.runtime_requirements(dispatched))
-        try:
+        try:  # first: what cannot travel is named here (the scan below would fail unexplained)
             shipment = ship(dispatched, tasks)
         except UnpicklableError as exc:
             raise ExperimentError(f"node {node.name}: pipeline {pipeline.name}: {exc}") from exc
+        # after the tasks' own requirements, which may install them already
+        self.environment_definition.commands.extend(_netunicorn.runtime_requirements(dispatched))
         self.pipeline: bytes = shipment.pipeline
         #: installed packages the pipeline imports on the host: module -> {"tasks": [...], "install": ...}
         self.imports = shipment.imports

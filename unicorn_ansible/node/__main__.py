@@ -46,6 +46,7 @@ from .protocol import (
     NODE_SPEC,
     OUTBOX,
     PIPELINE,
+    SHIPPED_MODULES_VARIABLE,
     SPEC_IMPORTS,
     STATE,
     ExecutorStatus,
@@ -197,9 +198,11 @@ def _run(workdir: str) -> int:
 
     _add_task_api()
 
+    from .outcome import learn_installs
     from .scheduler import run_pipeline
 
     spec = read_json(os.path.join(workdir, NODE_SPEC)) or {}
+    os.environ[SHIPPED_MODULES_VARIABLE] = "1"  # the user's modules it carries become importable
     try:
         with open(os.path.join(workdir, PIPELINE), "rb") as handle:
             pipeline = cloudpickle.load(handle)
@@ -211,6 +214,8 @@ def _run(workdir: str) -> int:
         )
         traceback.print_exc()
         return 1
+    del os.environ[SHIPPED_MODULES_VARIABLE]
+    learn_installs(spec.get(SPEC_IMPORTS) or {})  # an import in run() that fails says what to install
     gc.freeze()  # what is loaded now is never collected: no collection (here or in a task) writes to its pages
     state = run_pipeline(pipeline, workdir, environment=_run_environment(spec), task_timeout=spec.get("task_timeout"),
                          log_cap=int(spec.get("log_cap", DEFAULT_LOG_CAP)), time_limit=_time_left(workdir, spec))

@@ -93,6 +93,9 @@ SHIPPED_CLASS = "unicorn-ansible-class"
 DEFAULT_LOG_CAP = 10 * 1024 * 1024
 #: the environment variable every task and requirement process inherits (see sweep.py)
 MARKER_VARIABLE = "UNICORN_PIPELINE"
+#: set by the executor while it loads its pipeline: the user's modules the pipeline carries
+#: become importable under their own names (see model/shipped.py)
+SHIPPED_MODULES_VARIABLE = "UNICORN_SHIPPED_MODULES"
 
 
 class Word(str, Enum):

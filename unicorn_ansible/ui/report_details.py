@@ -19,6 +19,7 @@ from ..node.outcome import bounded_repr
 from ..node.protocol import TaskKind
 from ..results.artifacts import human_size
 from ..results.load import NodeResult
+from ..results.refused import Refused
 from ..results.status import NodeStatus
 
 PREVIEW = 200
@@ -57,7 +58,8 @@ def _log_tail(path: Path) -> str | None:
 
 def _row(run: RunDir, node: NodeResult, name: str, timings: list[dict[str, Any]], excerpt: bool) -> dict[str, Any]:
     results = node.tasks.get(name) or []
-    failures = [r for r in results if not is_successful(r)]
+    failures = [r for r in results if not is_successful(r) and not isinstance(r, Refused)]
+    refused = [r for r in results if isinstance(r, Refused)]
     last = results[-1] if results else None
     failed_runs = [t for t in timings if t.get("kind") not in (None, TaskKind.OK)]
     log_of = (failed_runs or timings)[-1].get("log")
@@ -67,6 +69,9 @@ def _row(run: RunDir, node: NodeResult, name: str, timings: list[dict[str, Any]]
             "ok": last is not None and is_successful(last),
             "failures": [_failure_text(r) for r in failures[:FAILURES_SHOWN]],
             "more_failures": max(0, len(failures) - FAILURES_SHOWN),
+            # results the controller did not load: not the task's failures, shown apart
+            "refused": [r.message for r in refused[:FAILURES_SHOWN]],
+            "more_refused": max(0, len(refused) - FAILURES_SHOWN),
             "log": _log_tail(run.node_dir(node.node) / log_of) if excerpt and log_of else None}
 
 
