@@ -4,14 +4,21 @@ One folder holds a sibling module (``helper.py``), a two-level package whose mod
 each other (``lab/``), and one experiment file per shape. Every shape runs the same
 CyclePipeline: ``measure`` returns a dataclass of ``lab``, ``sample`` a class of ``helper``,
 ``box`` an object of ``tinylib`` (a wheel built here, installed on the host by the task's
-requirement) and ``check`` reads them all back through ``previous_steps``. Beside them: an experiment
-with a refused result, one needing a module hosts lack, and a script using the client.
+requirement) and ``check`` reads them all back through ``previous_steps``; ``check`` and
+``helper.greet`` also import the user's modules when they run (inside the function), one
+of them (``lab/late.py``) imported by nothing else. Beside them: an experiment
+with a refused result, one needing a module hosts lack, a script using the client, notebook
+cells using it, and the user's package installed in development mode.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import os
+import subprocess
+import sys
 import textwrap
 import zipfile
 from pathlib import Path
@@ -23,7 +30,8 @@ FILES = {
                 self.value = value
 
         def greet(who):
-            return f"hello {who}"
+            from lab.probes import UNIT  # imported when it runs, on the host: lab travels all the same
+            return f"hello {who} ({UNIT})"
     """,
     "lab/__init__.py": "",
     "lab/results.py": """
@@ -42,6 +50,9 @@ FILES = {
 
         def here():
             return socket.gethostname()
+    """,
+    "lab/late.py": """
+        WORD = "imported by check only, when it runs"
     """,
     "lab/probes/__init__.py": """
         UNIT = "ms"
@@ -76,12 +87,16 @@ FILES = {
 
         class Check(Task):
             def run(self):
+                from lab.results import Measurement  # as netunicorn's tasks import, inside run()
+                from lab.late import WORD  # a module nothing imports before
+
                 steps = self.previous_steps
                 measurements = [result.unwrap() for result in steps["measure"]]
                 sample, box = steps["sample"][-1].unwrap(), steps["box"][-1].unwrap()
                 return {"measurements": len(measurements), "describe": measurements[-1].describe(),
                          "types": [type(measurements[-1]).__name__, type(sample).__name__, type(box).__name__],
-                         "sample": sample.value, "box": box.n, "greet": helper.greet("lab")}
+                         "sample": sample.value, "box": box.n, "greet": helper.greet("lab"),
+                         "is_measurement": isinstance(measurements[-1], Measurement), "late": WORD}
 
         def pipeline():
             return CyclePipeline(cycles=2, tasks=[Measure(name="measure"), MakeSample(name="sample"),
@@ -115,7 +130,7 @@ FILES = {
 SHAPES = ("module_append.py", "module_map.py", "function.py")
 #: what ``check`` returns in the second cycle, on every host
 CHECKED = {"measurements": 2, "describe": "1.5ms", "types": ["Measurement", "Sample", "Box"], "sample": 7, "box": 3,
-           "greet": "hello lab"}
+           "greet": "hello lab (ms)", "is_measurement": True, "late": "imported by check only, when it runs"}
 
 
 REFUSED_EXPERIMENT = """
@@ -183,6 +198,144 @@ MISSING_MODULE = {
             return Experiment().map(Pipeline([Plain(name="plain"), Render(name="render")]), nodes.take(1))
     """,
 }
+
+
+#: an installed package imported inside run(): dateutil, whose distribution is python-dateutil
+MISSING_IN_RUN = """
+    from unicorn_ansible import Experiment, Pipeline, Task
+
+    class Dated(Task):
+        def run(self):
+            import dateutil.parser  # installed on the controller, not on the host
+            return str(dateutil.parser.parse("2024-01-02"))
+
+    def experiment(nodes):
+        return Experiment().map(Pipeline([Dated(name="dated")]), nodes.take(1))
+"""
+#: what the task's Failure says on a host without dateutil
+MISSING_IN_RUN_FAILURE = ("No module named 'dateutil'; install it on the host with a requirement of this task: "
+                          "requirements = ['pip install python-dateutil']")
+
+
+#: a notebook's cells, run by IPython's own shell (``NODE``: the node it runs on)
+CELLS = [
+    """
+    from dataclasses import dataclass
+    from unicorn_ansible import Client, Experiment, Pipeline, Task
+    client = Client(inventory=INVENTORY)
+    """,
+    """
+    @dataclass
+    class Point:
+        x: int
+        y: int
+    """,
+    """
+    class Make(Task):
+        def run(self):
+            return Point(1, 2)
+
+    class Read(Task):
+        def run(self):
+            point = self.previous_steps["make"][0].unwrap()
+            return point.x + point.y
+    """,
+    """
+    experiment = Experiment().map(Pipeline([Make(name="make"), Read(name="read")]), client.get_nodes().take(1))
+    results = client.run(experiment, "notebook")
+    """,
+    """
+    point = results[NODE].tasks["make"][0].unwrap()
+    print("RESULT", [type(point).__name__, point.x, point.y, results[NODE].tasks["read"][0].unwrap()])
+    """,
+]
+NOTEBOOK = """
+import sys, textwrap
+from IPython.core.interactiveshell import InteractiveShell
+
+shell = InteractiveShell.instance()
+shell.user_ns["INVENTORY"] = sys.argv[1]
+for cell in {cells!r}:
+    shell.run_cell(textwrap.dedent(cell)).raise_error()
+"""
+
+
+def run_notebook(inventory: Path, node: str, cwd: Path, env: dict[str, str]) -> list[object]:
+    """The cells run in IPython on ``node``: what the last one prints after RESULT."""
+    code = NOTEBOOK.format(cells=[cell.replace("NODE", repr(node)) for cell in CELLS])
+    done = subprocess.run([sys.executable, "-c", code, str(inventory)], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    line = next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))
+    return json.loads(line.removeprefix("RESULT ").replace("'", '"'))
+
+
+EDITABLE = {
+    "mylab/pyproject.toml": """
+        [build-system]
+        requires = ["setuptools>=64"]
+        build-backend = "setuptools.build_meta"
+
+        [project]
+        name = "mylab"
+        version = "0.1"
+    """,
+    "mylab/mylab/__init__.py": "",
+    "mylab/mylab/data.py": """
+        from dataclasses import dataclass
+
+        @dataclass
+        class Reading:
+            value: int
+    """,
+    "mylab/mylab/tasks.py": """
+        from unicorn_ansible import Task
+        from mylab.data import Reading
+
+        class Read(Task):
+            def run(self):
+                return Reading(41)
+
+        class Next(Task):
+            def run(self):
+                return self.previous_steps["read"][0].unwrap().value + 1
+    """,
+    "exp/exp.py": """
+        from unicorn_ansible import Experiment, Pipeline
+        from mylab.tasks import Next, Read
+
+        def experiment(nodes):
+            return Experiment().map(Pipeline([Read(name="read"), Next(name="next")]), nodes.take(1))
+    """,
+}
+
+
+def run_editable(root: Path, inventory: Path, env: dict[str, str]) -> dict:
+    """``EDITABLE`` written under ``root``, mylab installed with ``pip install -e`` into a venv of its
+    own that sees the controller's packages, and exp/exp.py run from that venv: the run's JSON."""
+    for name, text in EDITABLE.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(textwrap.dedent(text).lstrip())
+    venv = root / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    # this venv sees the controller's packages (unicorn-ansible and its dependencies) as a site folder
+    site_packages = next(p for p in sys.path if p.endswith("site-packages"))
+    (next(venv.glob("lib/python*/site-packages")) / "controller.pth").write_text(
+        f"import site; site.addsitedir({site_packages!r})\n")
+    installed = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", "-e",
+                                str(root / "mylab")], capture_output=True, text=True, timeout=300)
+    assert installed.returncode == 0, installed.stderr
+    done = subprocess.run([str(venv / "bin" / "python"), "-m", "unicorn_ansible.ui.cli", "run",
+                           str(root / "exp" / "exp.py"), "-i", str(inventory), "--name", "editable", "--json"],
+                          cwd=root, capture_output=True, text=True, timeout=300,
+                          env=dict(env, PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"))
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def check_editable(tasks: dict) -> None:
+    assert tasks["read"] == [{"type": "Success", "value": "Reading(value=41)"}]
+    assert tasks["next"] == [{"type": "Success", "value": 42}]
 
 
 def write_experiments(folder: Path, hosts: list[str], wheel: str) -> Path:

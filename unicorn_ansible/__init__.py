@@ -40,6 +40,7 @@ __all__ = [
     "NodeResult",
     "RunResults",
     "Artifact",
+    "add_artifact",
     "measurements",
     "measurements_frame",
     "Refused",

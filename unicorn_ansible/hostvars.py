@@ -16,16 +16,19 @@ from typing import Any
 
 # Variable names whose values are secrets: a part of the name (split at _ - . and case changes)
 # holding one of these words (api_key, aws_access_key_id, db_credentials, github_token,
-# ansible_become_pass, ssl_cert, vault_password_file). Their values never become node
+# ansible_become_pass, ssl_cert, vault_password_file), or ending in "pass" (sshpass, dbpass,
+# rootpass; not English words such as bypass or compass). Their values never become node
 # properties and never reach a run folder; vault-encrypted values neither, whatever their name.
 _SECRET_WORDS = ("key", "token", "secret", "credential", "password", "passwd", "passphrase", "private", "vault",
                  "cert")
+_NOT_A_PASS = frozenset({"bypass", "compass", "encompass", "overpass", "underpass", "surpass", "trespass"})
 _NAME_PARTS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 
 
 def is_secret_name(name: str) -> bool:
     parts = [part.lower() for part in _NAME_PARTS.findall(name)]
-    return any(part == "pass" or any(word in part for word in _SECRET_WORDS) for part in parts)
+    return any((part.endswith("pass") and part not in _NOT_A_PASS) or any(word in part for word in _SECRET_WORDS)
+               for part in parts)
 
 
 def is_vault_encrypted(value: Any) -> bool:

@@ -1,5 +1,6 @@
 """netunicorn-library tasks, unmodified, in one netunicorn pipeline: the conformance suite's
-experiment (read by tests/e2e_local/test_netunicorn_library.py and tests/e2e_ssh).
+experiment (read by tests/e2e_local/test_netunicorn_library.py). The captures are declared as
+artifacts with unicorn_ansible.add_artifact, the tasks themselves unchanged.
 
 Settings come from the environment: CONFORMANCE_DIR (where captures go), HTTP_PORT (the test's
 HTTP server), DNS_PORT (the test's DNS responder), TARGET (the address probed)."""
@@ -19,6 +20,8 @@ from netunicorn.library.tasks.preprocessing.tshark import TsharkCommand
 from netunicorn.library.tasks.utils.network import PortKnock
 from netunicorn.library.tasks.utils.sleep import RandomSleepTask
 
+from unicorn_ansible import add_artifact
+
 folder = os.environ["CONFORMANCE_DIR"]
 target = os.environ.get("TARGET", "127.0.0.1")
 http = f"http://{target}:{os.environ['HTTP_PORT']}/analysis"
@@ -28,8 +31,8 @@ pipeline = (
     Pipeline(early_stopping=False)
     .then([DummyTask(name="dummy"), SleepTask(1, name="sleep"), RandomSleepTask(0, 1, name="random-sleep"),
            SleepUntilTask(datetime.datetime.now() - datetime.timedelta(seconds=1), name="sleep-until")])
-    .then([tcpdump.StartCapture(pcap, ["-i", "lo"], name="tcpdump"),
-           tshark.StartCapture(tshark_pcap, ["-i", "lo"], name="tshark"),
+    .then([add_artifact(tcpdump.StartCapture(pcap, ["-i", "lo"], name="tcpdump"), pcap),  # the captures come home
+           add_artifact(tshark.StartCapture(tshark_pcap, ["-i", "lo"], name="tshark"), tshark_pcap),
            Iperf3ServerStart(["-p", os.environ.get("IPERF_PORT", "5201")], name="iperf-server")])
     .then([Ping(target, count=2, name="ping"),
            PortKnock(target, int(os.environ["HTTP_PORT"]), name="knock"),

@@ -13,6 +13,7 @@ from .conftest import Env
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = ["run", "compile", "results", "status", "logs", "cancel", "collect", "list", "delete", "nodes", "testbed",
+            "artifacts", "flags",
             "report"]
 
 

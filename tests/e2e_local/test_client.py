@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from unicorn_ansible import (
     WaitForExactFlagResultTask,
     is_successful,
 )
+from unicorn_ansible.engine.lifecycle import run_path
 from unicorn_ansible.engine.rundir import RunDir, RunStatus
 
 
@@ -31,6 +33,14 @@ class Measure(Task):
 
     def run(self):
         return self.value * 2
+
+
+class Leaves(Task):
+    """Leaves a file in its artifacts folder."""
+
+    def run(self):
+        Path(self.artifacts_dir, "trace.txt").write_text("from the node")
+        return "left"
 
 
 class Explode(Task):
@@ -68,7 +78,7 @@ def test_basic_notebook_flow(isolated_home: Path) -> None:
     working_nodes = nodes.filter(lambda node: node.name == "localhost").take(1)
     assert [node.name for node in working_nodes] == ["localhost"]
 
-    pipeline = Pipeline().then(Measure(21)).then(Explode(name="explode"))
+    pipeline = Pipeline().then(Measure(21)).then(Leaves(name="leaves")).then(Explode(name="explode"))
     experiment = Experiment().map(pipeline, working_nodes)
     name = "notebook-flow"
     client.prepare_experiment(experiment, name)
@@ -88,6 +98,10 @@ def test_basic_notebook_flow(isolated_home: Path) -> None:
     assert tasks["measure"] == [Success(42)]
     assert tasks["explode"] == [Failure("exploded")]
     assert any("ValueError: exploded" in line for line in logs)  # the traceback is in the task's log
+    [artifact] = result.artifacts  # the files the tasks left, as netunicorn's result lacks them
+    assert (artifact.task, artifact.path, artifact.size, artifact.left) == ("leaves", "trace.txt", 13, None)
+    assert artifact.sha256 == hashlib.sha256(b"from the node").hexdigest()
+    assert (run_path(name).path / artifact.file).read_text() == "from the node"
     assert name in client.get_experiments()
 
     client.delete_experiment(name)

@@ -220,3 +220,44 @@ def test_results_json_and_report_memory_is_bounded_by_the_previews(env: Env) -> 
     assert peak < 120 * 1024, f"results --json peaked at {peak // 1024} MiB for a 150 MiB result"
     peak, _ = _peak_kib(env, "report", "big")
     assert peak < 120 * 1024, f"report peaked at {peak // 1024} MiB for a 150 MiB result"
+
+
+def test_a_crafted_progress_report_is_left_out_of_status_and_the_live_view(hostile_run: Env) -> None:
+    """What a host's executor reports while it runs lands in status.json: fields of the wrong type are ignored."""
+    from unicorn_ansible.engine.rundir import RunDir
+    from unicorn_ansible.ui.progress import describe
+
+    _send(hostile_run, {"state.json": STATE, "journal": _record(_header(), FINE)})
+    path = hostile_run.home / "runs" / "attacked" / "nodes" / VICTIM / "status.json"
+    saved = path.read_text()
+    try:
+        crafted = dict(json.loads(saved), progress={"done": "lots", "total": [1], "failed": {"a": 1}, "stages": 10**30,
+                                                    "stage": None, "shape": ["graph"], "status": 7})
+        crafted["finished"] = [1, "x", {"seq": [1], "name": {"a": 1}, "start": "x", "preview": 5}]
+        path.write_text(json.dumps(crafted))
+        for args in (["status", "attacked"], ["status", "attacked", "--json"]):
+            done = hostile_run.cli(*args, check=0)
+            assert "Traceback" not in done.stderr and VICTIM in done.stdout, done.stderr
+        assert describe(RunDir(hostile_run.home / "runs" / "attacked").node_status(VICTIM))[1:] == (0, 0)
+        for name in ("journal", "outbox.tar", ".outbox-unpacked"):  # a host lost before its results came back
+            (path.parent / name).unlink(missing_ok=True)
+        _, victim = _healthy_and_victim(hostile_run, exit_code=1)
+        assert "Traceback" not in victim.get("error", "") and [t["name"] for t in victim["timings"]] == ["?"]
+    finally:
+        path.write_text(saved)
+
+
+DEEP_JSON = b"[" * 200_000 + b"]" * 200_000
+
+
+@pytest.mark.parametrize("member", ["state.json", "deploy-report.json", "artifacts.json", "started.json"])
+def test_a_host_s_json_file_nested_too_deep_is_that_node_s_alone(hostile_run: Env, member: str) -> None:
+    members = {"state.json": STATE, "journal": _record(_header(), FINE), member: DEEP_JSON}
+    _send(hostile_run, members)
+    done = hostile_run.cli("results", "attacked", "--json")
+    assert done.returncode in (0, 1) and "Traceback" not in done.stderr, done.stderr
+    assert node(json.loads(done.stdout), HEALTHY)["tasks"]["value"] == [{"type": "Success", "value": {"rtt": 1.5}}]
+    for args in (["report", "attacked", "-o", str(hostile_run.root / "r.html")], ["logs", "attacked"],
+                 ["status", "attacked"], ["results", "attacked"]):
+        shown = hostile_run.cli(*args)
+        assert shown.returncode in (0, 1) and "Traceback" not in shown.stderr, (args, shown.stderr[-500:])

@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from unicorn_ansible.engine.rundir import RunDir
 
 from .conftest import CLI, Env
@@ -46,7 +48,7 @@ def experiment(nodes):
 # every name shape a secret comes in -> a value to look for everywhere afterwards
 SECRETS = {name: f"S3CRET-{number}-never-to-leak" for number, name in enumerate([
     "api_key", "aws_access_key_id", "db_credentials", "github_token", "db_passwd", "ansible_ssh_pass",
-    "signing_private", "vault_blob", "ssl_cert", "client_secret", "apiKey"])}
+    "signing_private", "vault_blob", "ssl_cert", "client_secret", "apiKey", "rootpass"])}
 ENV_SECRET = "S3CRET-ENV-never-to-leak"
 
 
@@ -167,3 +169,97 @@ def test_an_experiment_file_that_exits_is_a_one_line_error(env: Env) -> None:
     env.write("exits.py", "import sys\nsys.exit(3)\n")
     done = env.cli("run", "exits.py", check=2)
     assert done.stderr.strip().count("\n") == 0 and "sys.exit(3)" in done.stderr
+    env.write("raises.py", 'def experiment(nodes):\n    raise ValueError("line one\\nline two")\n')
+    done = env.cli("run", "raises.py", check=2)
+    assert done.stderr.strip().count("\n") == 0 and "ValueError: line one line two" in done.stderr, done.stderr
+
+
+LEAVES_PROCESSES = '''
+import os, subprocess, time
+from unicorn_ansible import Experiment, Pipeline, Task
+
+class Leaves(Task):
+    def run(self):
+        pids = [subprocess.Popen(["sleep", "791"], start_new_session=True).pid]
+        double = subprocess.run(["/bin/sh", "-c", "setsid sleep 792 >/dev/null 2>&1 & echo $!"],
+                                capture_output=True, text=True)
+        pids.append(int(double.stdout))
+        reader, writer = os.pipe()
+        if os.fork() == 0:  # a double fork in a session of its own: its parent is gone at once
+            if os.fork() == 0:
+                os.setsid()
+                os.write(writer, str(os.getpid()).encode())
+                os.execvp("sleep", ["sleep", "793"])
+            os._exit(0)
+        pids.append(int(os.read(reader, 32)))
+        with open(PIDS, "w") as handle:
+            handle.write(" ".join(map(str, pids)))
+        time.sleep(300)
+
+def experiment(nodes):
+    return Experiment().map(Pipeline().then(Leaves(name="leaves")), nodes.take(len(nodes)))
+'''
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("stop", ["cancel", "time limit"])
+def test_cancel_and_time_limits_stop_new_sessions_and_double_forks_and_say_how_many(env: Env, stop: str) -> None:
+    inventory = env.local_inventory(["spawner-a"])
+    pids_file = env.root / "pids"
+    env.write("leaves.py", LEAVES_PROCESSES.replace("PIDS", repr(str(pids_file))))
+    limit = ["--run-timeout", "20"] if stop == "time limit" else []
+    runner = _start(env, "run", "leaves.py", "-i", str(inventory), "--name", "spawner", *limit)
+    pids: list[int] = []
+    try:
+        _until(lambda: pids_file.exists() and len(pids_file.read_text().split()) == 3, 120, "the task's processes")
+        pids = [int(pid) for pid in pids_file.read_text().split()]
+        assert all(_alive(pid) for pid in pids)
+        said = env.cli("cancel", "spawner", check=0).stdout if stop == "cancel" else ""
+        out, err = runner.communicate(timeout=120)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+        for pid in pids:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert [pid for pid in pids if _alive(pid)] == [], "a process the task started outlived the pipeline"
+    for output in ([said] if said else []) + [env.cli("results", "spawner", check=1).stdout]:
+        assert "spawner-a  stopped 3 process(es) its tasks left running" in output, output
+        assert all(f"sleep {n}" in output for n in (791, 792, 793)), output
+    assert "Traceback" not in err
+    if stop == "cancel":  # the run's own terminal tells the same story as the cancel's
+        assert "cancelled" in out and "without a state" not in out, out
+
+
+PORT_TAKEN = """import sys
+from unicorn_ansible.engine import flag_server
+held = int(sys.argv[1])
+flag_server._random_port = lambda: held  # the port another program on the controller holds
+from unicorn_ansible.ui.cli import main
+sys.argv = ["unicorn-ansible", *sys.argv[2:]]
+main()
+"""
+
+
+def test_a_flag_port_held_by_another_program_is_a_one_line_error_and_status_says_why(env: Env) -> None:
+    import socket
+    import sys
+
+    inventory = env.local_inventory(["held-a"])
+    env.write("fast.py", SLOW.format(seconds=0))
+    with socket.create_server(("127.0.0.1", 0)) as holder:
+        port = holder.getsockname()[1]
+        done = subprocess.run([sys.executable, "-c", PORT_TAKEN, str(port), "run", "fast.py", "-i", str(inventory),
+                               "--name", "held"], env=env.vars, cwd=env.root, capture_output=True, text=True,
+                              timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    error = done.stderr.strip().splitlines()[-1]
+    assert f"cannot listen on 127.0.0.1:{port}" in error
+    status = env.cli("status", "held", check=0)
+    assert "died" not in status.stderr and f"cannot listen on 127.0.0.1:{port}" in status.stderr

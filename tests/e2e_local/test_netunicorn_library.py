@@ -114,6 +114,15 @@ def test_library_tasks_run_unmodified_through_run(env: Env, servers: dict) -> No
     assert servers["HTTP_PORT"] in tasks["5tuples"]["value"]
     assert "127.0.0.1" in tasks["tshark-read"]["value"]  # tshark's capture has the pings
     assert (captures / "tcpdump.pcap").stat().st_size > 0 and (captures / "tshark.pcap").stat().st_size > 0
+    # the captures, declared with add_artifact, came home whole: a pcap with dig's query, a pcapng
+    artifacts = {(a["task"], a["path"]): a for a in node["artifacts"]}
+    assert set(artifacts) == {("tcpdump", "tcpdump.pcap"), ("tshark", "tshark.pcap")}, artifacts
+    run_dir = env.home / "runs" / "library"
+    tcpdump = (run_dir / artifacts[("tcpdump", "tcpdump.pcap")]["file"]).read_bytes()
+    assert tcpdump == (captures / "tcpdump.pcap").read_bytes() and tcpdump[:4] == b"\xd4\xc3\xb2\xa1"
+    assert b"conformance" in tcpdump  # dig's query for conformance.test
+    tshark = (run_dir / artifacts[("tshark", "tshark.pcap")]["file"]).read_bytes()
+    assert tshark == (captures / "tshark.pcap").read_bytes() and tshark[:4] == b"\x0a\x0d\x0d\x0a"
 
 
 def _comparable(result: object) -> tuple:

@@ -170,10 +170,13 @@ def test_execution_graphs_run_as_netunicorns_executor_runs_them(home: Path) -> N
     ours = _counts(result)
     assert ours == {"task1": 4, "task2": 4, "task3": 4, "task4": 4, "task6": 4, "task7": 4}
     # netunicorn's executor, depending on timing, runs the weak edge's source (and what follows
-    # it) once more than its counter allows (README: differences); otherwise the same
+    # it) more often than its counter allows (README: differences): once more usually, twice
+    # under load (seen 5/8 exact, 2/8 once more, 1/8 twice more with both cores busy);
+    # otherwise the same tasks, never fewer runs
     theirs_counts = _counts(theirs.execution_graph_results)
     assert theirs_counts.keys() == ours.keys()
-    assert all(theirs_counts[name] - ours[name] in (0, 1) for name in ours), theirs_counts
+    assert all(theirs_counts[name] >= ours[name] for name in ours), theirs_counts
+    assert {name for name in ours if theirs_counts[name] > ours[name]} <= {"task4", "task6", "task7"}, theirs_counts
 
 
 def test_cycle_pipeline_runs_its_cycles(home: Path) -> None:

@@ -3,6 +3,8 @@ per repetition, its failures' text in view, its graph drawn with counts, its art
 
 from __future__ import annotations
 
+import re
+
 from ..browser import artifact_links, chart_points, dom, opened_text, outside_details, screenshot
 from .conftest import Env
 
@@ -74,3 +76,36 @@ def test_measurements_are_rows_and_a_dataframe_where_pandas_is(env: Env) -> None
     frame = results.to_dataframe()
     assert isinstance(frame, pandas.DataFrame) and len(frame) == len(rows)
     assert list(frame.columns) == ["node", "task", "repetition", "field", "value"]
+
+
+LOOP = '''
+from unicorn_ansible import ExecutionGraph, Experiment, Task
+
+class Probe(Task):
+    def run(self):
+        return {"ms": 5.0 + len(self.previous_steps.get("probe", [])), "label": "not a number"}
+
+class Pause(Task):
+    def run(self):
+        return "paused"
+
+def experiment(nodes):
+    graph = ExecutionGraph()
+    probe, pause = Probe(name="probe"), Pause(name="pause")
+    graph.graph.add_edge("root", probe)
+    graph.graph.add_edge(probe, pause)
+    graph.graph.add_edge(pause, probe, type="weak", counter=7)
+    return Experiment().map(graph, nodes.take(1))
+'''
+
+
+def test_a_graph_loops_measurements_are_charted_per_repetition(env: Env) -> None:
+    inventory = env.local_inventory(["loop-a"])
+    env.write("loop.py", LOOP)
+    env.cli("run", "loop.py", "-i", str(inventory), "--name", "loop", check=0)
+    page = env.root / "loop.html"
+    env.cli("report", "loop", "-o", str(page), check=0)
+    shown = dom(page, env.root / "chromium-profile")
+    assert chart_points(shown, "probe", "ms", "loop-a") == 8  # counter=7: the loop's source runs 8 times
+    charted = re.findall(r'<svg class="chart"[^>]*data-task="([^"]*)" data-field="([^"]*)"', shown)
+    assert charted == [("probe", "ms")]  # texts are not charted

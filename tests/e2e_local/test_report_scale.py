@@ -57,7 +57,7 @@ def test_a_report_of_100_nodes_and_10000_results_is_small_and_quick(tmp_path: Pa
     rendered = time.monotonic() - began
     size = page.stat().st_size
     print(json.dumps({"write_s": round(written, 2), "chromium_s": round(rendered, 2), "bytes": size}))
-    assert written < 30 and rendered < 30 and size < 6_000_000
+    assert written < 20 and rendered < 15 and size < 3_000_000  # measured: ~4 s, ~3 s, 2.25 MB on 2 busy cores
     assert shown.count('class="task"') == NODES and "probe 50 lost" in shown
     assert chart_points(shown, "probe", "ms", "node-007") == 0  # 10,000 values: lines, not dots
     assert shown.count('<g class="series"') == 2 * NODES  # fields ms and seq, a series per node

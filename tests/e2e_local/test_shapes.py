@@ -14,12 +14,17 @@ from pathlib import Path
 import pytest
 
 from ..shapes import (
+    MISSING_IN_RUN,
+    MISSING_IN_RUN_FAILURE,
     MISSING_MODULE,
     REFUSED_EXPERIMENT,
     SCRIPT,
     SHAPES,
     build_wheel,
+    check_editable,
     check_node,
+    run_editable,
+    run_notebook,
     write_experiments,
 )
 from .conftest import Env, node
@@ -78,6 +83,11 @@ def test_a_refused_result_is_refused_alone_then_loaded_with_trust(env: Env, monk
     assert refused["returned"] == "Success" and "unicorn-ansible results refused --trust" in refused["value"]
     table = env.cli("results", "refused", check=0).stdout
     assert "<Refused Success: refers to cloudpickle.cloudpickle._builtin_type" in table
+    env.cli("report", "refused", "-o", str(env.root / "refused.html"), check=0)
+    html = (env.root / "refused.html").read_text()
+    # shown apart from a task's own failures
+    assert '<div class="refused">refused: the result refers to cloudpickle.cloudpickle._builtin_type' in html
+    assert '<div class="failure">refused' not in html
     trusted = env.cli("results", "refused", "--trust", "--json", check=0)
     assert "loaded with --trust" in trusted.stderr
     data = json.loads(trusted.stdout)
@@ -129,6 +139,34 @@ def test_a_module_that_cannot_be_pickled_is_a_one_line_error(env: Env) -> None:
     assert json.loads(env.cli("list", "--json", check=0).stdout) == []
 
 
+C_OBJECT_IN_THE_EXPERIMENT = """
+    import threading
+    from unicorn_ansible import Experiment, Pipeline, Task
+
+    LOCK = threading.Lock()  # an object of a C extension, in the experiment file itself
+
+    class Locked(Task):
+        def run(self):
+            with LOCK:
+                return 1
+
+    def experiment(nodes):
+        return Experiment().map(Pipeline([Locked(name="locked")]), nodes.take(1))
+"""
+
+
+def test_an_unpicklable_object_of_the_experiment_file_is_a_one_line_error(env: Env) -> None:
+    """The experiment file's own module-level object, in the def experiment(nodes) shape (netunicorn
+    installed: its scan of the pipeline once failed first, with the bare TypeError)."""
+    exp = env.write("lockexp.py", textwrap.dedent(C_OBJECT_IN_THE_EXPERIMENT))
+    done = env.cli("run", str(exp), "--name", "locked", check=2)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "task locked cannot be sent to its host: lockexp.LOCK (a lock) cannot be pickled" in lines[0]
+    assert json.loads(env.cli("list", "--json", check=0).stdout) == []
+    assert not (env.home / "runs" / "locked").exists()
+
+
 def test_a_module_the_host_cannot_import_names_the_task_and_the_fix(env: Env) -> None:
     for name, text in MISSING_MODULE.items():
         env.write(name, textwrap.dedent(text))
@@ -149,114 +187,19 @@ def test_a_scripts_main_module_with_the_client(env: Env, folder: Path) -> None:
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"made": ["Sample", 5], "read": 6}
 
 
-CELLS = [
-    """
-    from dataclasses import dataclass
-    from unicorn_ansible import Client, Experiment, Pipeline, Task
-    client = Client(inventory=INVENTORY)
-    """,
-    """
-    @dataclass
-    class Point:
-        x: int
-        y: int
-    """,
-    """
-    class Make(Task):
-        def run(self):
-            return Point(1, 2)
-
-    class Read(Task):
-        def run(self):
-            point = self.previous_steps["make"][0].unwrap()
-            return point.x + point.y
-    """,
-    """
-    experiment = Experiment().map(Pipeline([Make(name="make"), Read(name="read")]), client.get_nodes().take(1))
-    results = client.run(experiment, "notebook")
-    """,
-    """
-    point = results["bare-a"].tasks["make"][0].unwrap()
-    print("RESULT", [type(point).__name__, point.x, point.y, results["bare-a"].tasks["read"][0].unwrap()])
-    """,
-]
-NOTEBOOK = """
-import sys, textwrap
-from IPython.core.interactiveshell import InteractiveShell
-
-shell = InteractiveShell.instance()
-shell.user_ns["INVENTORY"] = sys.argv[1]
-for cell in {cells!r}:
-    shell.run_cell(textwrap.dedent(cell)).raise_error()
-"""
-
-
 def test_classes_defined_in_notebook_cells_with_the_client(env: Env) -> None:
     pytest.importorskip("IPython")
-    done = subprocess.run([sys.executable, "-c", NOTEBOOK.format(cells=CELLS), str(bare_inventory(env, ["bare-a"]))],
-                          cwd=env.root, env=env.vars, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "RESULT ['Point', 1, 2, 3]" in done.stdout
-
-
-EDITABLE = {
-    "mylab/pyproject.toml": """
-        [build-system]
-        requires = ["setuptools>=64"]
-        build-backend = "setuptools.build_meta"
-
-        [project]
-        name = "mylab"
-        version = "0.1"
-    """,
-    "mylab/mylab/__init__.py": "",
-    "mylab/mylab/data.py": """
-        from dataclasses import dataclass
-
-        @dataclass
-        class Reading:
-            value: int
-    """,
-    "mylab/mylab/tasks.py": """
-        from unicorn_ansible import Task
-        from mylab.data import Reading
-
-        class Read(Task):
-            def run(self):
-                return Reading(41)
-
-        class Next(Task):
-            def run(self):
-                return self.previous_steps["read"][0].unwrap().value + 1
-    """,
-    "exp/exp.py": """
-        from unicorn_ansible import Experiment, Pipeline
-        from mylab.tasks import Next, Read
-
-        def experiment(nodes):
-            return Experiment().map(Pipeline([Read(name="read"), Next(name="next")]), nodes.take(1))
-    """,
-}
+    assert run_notebook(bare_inventory(env, ["bare-a"]), "bare-a", env.root, env.vars) == ["Point", 1, 2, 3]
 
 
 def test_the_users_package_installed_editable_travels_by_value(env: Env) -> None:
-    for name, text in EDITABLE.items():
-        (env.root / name).parent.mkdir(parents=True, exist_ok=True)
-        env.write(name, textwrap.dedent(text).lstrip())
-    venv = env.root / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    # this venv sees the controller's packages (unicorn-ansible and its dependencies) as a site folder
-    site_packages = next(p for p in sys.path if p.endswith("site-packages"))
-    (next(venv.glob("lib/python*/site-packages")) / "controller.pth").write_text(
-        f"import site; site.addsitedir({site_packages!r})\n")
-    installed = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", "-e",
-                                str(env.root / "mylab")], capture_output=True, text=True, timeout=300)
-    assert installed.returncode == 0, installed.stderr
-    done = subprocess.run([str(venv / "bin" / "python"), "-m", "unicorn_ansible.ui.cli", "run",
-                           str(env.root / "exp" / "exp.py"), "-i", str(bare_inventory(env, ["bare-a"])),
-                           "--name", "editable", "--json"], cwd=env.root, capture_output=True, text=True, timeout=300,
-                          env=dict(env.vars, PATH=f"{Path(sys.executable).parent}:{env.vars['PATH']}"))
-    assert done.returncode == 0, done.stderr
-    tasks = node(json.loads(done.stdout), "bare-a")["tasks"]
-    assert tasks["read"] == [{"type": "Success", "value": "Reading(value=41)"}]
-    assert tasks["next"] == [{"type": "Success", "value": 42}]
+    done = run_editable(env.root, bare_inventory(env, ["bare-a"]), env.vars)
+    check_editable(node(done, "bare-a")["tasks"])
+
+
+def test_an_installed_package_imported_in_run_names_its_requirement(env: Env) -> None:
+    pytest.importorskip("dateutil")
+    exp = env.write("dated.py", textwrap.dedent(MISSING_IN_RUN))
+    done = env.cli("run", str(exp), "-i", str(bare_inventory(env, ["bare-a"])), "--name", "dated", "--json", check=1)
+    assert node(json.loads(done.stdout), "bare-a")["tasks"]["dated"] == [{"type": "Failure",
+                                                                          "value": MISSING_IN_RUN_FAILURE}]

@@ -14,12 +14,17 @@ from pathlib import Path
 import pytest
 
 from ..shapes import (
+    MISSING_IN_RUN,
+    MISSING_IN_RUN_FAILURE,
     MISSING_MODULE,
     REFUSED_EXPERIMENT,
     SCRIPT,
     SHAPES,
     build_wheel,
+    check_editable,
     check_node,
+    run_editable,
+    run_notebook,
     write_experiments,
 )
 from .conftest import Lab, node
@@ -88,3 +93,24 @@ def test_a_scripts_main_module_with_the_client(lab: Lab, folder: Path) -> None:
                           env=lab.vars, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"made": ["Sample", 5], "read": 6}
+
+
+def test_classes_defined_in_notebook_cells_with_the_client(lab: Lab) -> None:
+    pytest.importorskip("IPython")
+    assert run_notebook(lab.inventory("notebook", hosts=["h1"]), "h1", lab.root, lab.vars) == ["Point", 1, 2, 3]
+
+
+def test_the_users_package_installed_editable_travels_by_value(lab: Lab) -> None:
+    root = lab.root / "editable"
+    root.mkdir()
+    check_editable(node(run_editable(root, lab.inventory("editable", hosts=["h1"]), lab.vars), "h1")["tasks"])
+
+
+def test_an_installed_package_imported_in_run_names_its_requirement(lab: Lab) -> None:
+    pytest.importorskip("dateutil")
+    exp = lab.root / "dated.py"
+    exp.write_text(textwrap.dedent(MISSING_IN_RUN))
+    done = lab.cli("run", str(exp), "-i", str(lab.inventory("dated", hosts=["h1"])), "--name", "dated", "--json",
+                   check=1)
+    assert node(json.loads(done.stdout), "h1")["tasks"]["dated"] == [{"type": "Failure",
+                                                                      "value": MISSING_IN_RUN_FAILURE}]

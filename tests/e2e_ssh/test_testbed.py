@@ -160,6 +160,8 @@ def test_the_unicorn_user_needs_its_password_for_sudo(lab: Lab) -> None:
 def test_the_cli(lab: Lab) -> None:
     done = lab.cli("testbed", "status", "--json", check=0)
     assert '"healthy": true' in done.stdout
+    shown = lab.cli("testbed", "status", check=0).stdout
+    assert all(host.name in shown and host.address in shown for host in lab.hosts) and "DOWN" not in shown
     done = lab.cli("testbed", "up", "--hosts", "2", check=1)
     assert "already up" in done.stderr and "Traceback" not in done.stderr
 

@@ -36,6 +36,21 @@ def test_the_manifest_lists_task_folders_and_declared_globs_and_leaves_links(tmp
     assert (work / pcap["transfer"]).read_bytes() == b"p" * 10
 
 
+def test_files_of_one_name_from_different_folders_all_come_home(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    for folder in ("a", "b", "c"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "out.log").write_text(folder)
+    declared = [str(tmp_path / folder / "out.log") for folder in ("a", "b", "c")] + [str(tmp_path / "a" / "*.log")]
+    (work / NODE_SPEC).write_text(json.dumps({"artifacts": {"declared": [
+        {"task": None, "pattern": pattern} for pattern in declared]}}))
+    for _ in range(2):  # the same names every time: a repeated collect knows them
+        entries = {e["path"]: e for e in write_manifest(str(work))["artifacts"]}
+        assert {path: (work / e["transfer"]).read_text() for path, e in entries.items()} == \
+            {"out.log": "a", "out~2.log": "b", "out~3.log": "c"}  # a/out.log matched twice: listed once
+
+
 @pytest.mark.parametrize("path", ["", "/etc/passwd", "../x", "a/../../x", "a//b", "./a", "a/.", "a\0b"])
 def test_paths_that_could_leave_the_folder_are_refused(path: str) -> None:
     with pytest.raises(ValueError):

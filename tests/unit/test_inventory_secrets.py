@@ -9,8 +9,9 @@ from unicorn_ansible.inventory import LEFT_OUT, Inventory, is_secret
 SECRET_NAMES = ["api_key", "aws_access_key_id", "AWS_SECRET_ACCESS_KEY", "db_credentials", "github_token",
                 "ansible_become_pass", "ansible_ssh_pass", "ansible_become_password", "db_passwd", "ssl_cert",
                 "vault_password_file", "apiKey", "privateKeyFile", "ansible_ssh_private_key_file", "passphrase",
-                "authToken", "client-secret", "tls.certificate"]
-PLAIN_NAMES = ["ansible_host", "ansible_user", "rate", "peer", "unicorn_architecture", "passenger_count", "region"]
+                "authToken", "client-secret", "tls.certificate", "sshpass", "dbpass", "mysqlRootPass"]
+PLAIN_NAMES = ["ansible_host", "ansible_user", "rate", "peer", "unicorn_architecture", "passenger_count", "region",
+               "bypass_proxy", "compass_heading"]
 
 
 @pytest.mark.parametrize("name", SECRET_NAMES)

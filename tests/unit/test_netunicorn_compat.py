@@ -18,6 +18,7 @@ from netunicorn.base import Pipeline as NPipeline
 from netunicorn.base import ShellExecution as NShellExecution
 from netunicorn.base.nodes import Node as NNode
 from netunicorn.library.tasks.basic import ShellCommand, SleepTask
+from netunicorn.library.tasks.capture.tcpdump import StartCapture
 from netunicorn.library.tasks.flags import GetFlagTask
 from netunicorn.library.tasks.measurements.ping import Ping
 
@@ -32,6 +33,8 @@ from unicorn_ansible import (
     RuntimeContext,
     ShellExecution,
     Task,
+    TaskDispatcher,
+    add_artifact,
 )
 from unicorn_ansible.compat.netunicorn import as_experiment, as_flow, runtime_requirements
 from unicorn_ansible.model.graph import GraphPlan
@@ -69,6 +72,41 @@ def test_netunicorn_tasks_and_dispatchers_go_into_our_pipeline():
     stages = cloudpickle.loads(experiment[0].pipeline).tasks
     assert type(stages[0][0]).__name__ == "PingLinuxImplementation"
     assert "sudo apt-get install -y iputils-ping" in experiment[0].environment_definition.commands
+
+
+def test_a_library_capture_at_a_fixed_path_is_declared_without_changing_the_task():
+    """netunicorn-library's StartCapture is a dispatcher without add_artifact: add_artifact(...) declares its file,
+    on a netunicorn Pipeline and Experiment as on ours, and the dispatched task of every node carries it."""
+    capture = add_artifact(StartCapture("/tmp/cap.pcap", ["-i", "lo"], name="capture"), "/tmp/cap.pcap")
+    experiment = as_experiment(NExperiment().map(NPipeline().then(capture).then(SleepTask(0)), [linux("h1"), linux("h2")]))
+    for deployment in experiment:
+        assert deployment.artifacts == [{"task": "capture", "pattern": "/tmp/cap.pcap"}]
+    assert capture.artifacts == ["/tmp/cap.pcap"]  # dispatching twice did not add it twice
+    fresh = add_artifact(StartCapture("/tmp/b.pcap", ["-i", "lo"], name="b"), "/tmp/b.pcap")
+    for copied in (pickle.loads(pickle.dumps(fresh)), cloudpickle.loads(cloudpickle.dumps(fresh))):
+        task = copied.dispatch(linux())  # pickled, it still hands its files on
+        assert type(task).__name__ == "StartCaptureLinuxImplementation" and task.artifacts == ["/tmp/b.pcap"]
+
+
+def test_our_dispatchers_declare_artifacts_for_the_task_they_give_in_pipelines_and_graphs():
+    class Writes(Task):
+        artifacts = ["/tmp/own.log"]
+
+        def run(self):
+            return None
+
+    class PerNode(TaskDispatcher):
+        def dispatch(self, node):
+            return Writes(name=f"writes-{node.name}")
+
+    dispatcher = PerNode().add_artifact("/tmp/{a,b}.pcap").add_artifact("~/results/*.csv")
+    graph = ExecutionGraph()
+    graph.graph.add_edge("root", dispatcher)
+    for flow in (Pipeline().then(dispatcher), graph):
+        (deployment,) = Experiment().append(linux("n7"), flow)
+        assert deployment.artifacts == [{"task": "writes-n7", "pattern": p}
+                                        for p in ("/tmp/own.log", "/tmp/{a,b}.pcap", "~/results/*.csv")]
+    assert Writes.artifacts == ["/tmp/own.log"]  # the class's list is not changed
 
 
 def test_netunicorn_pipeline_becomes_our_graph_with_the_same_vertices_and_a_container_it_may_do_without():

@@ -133,6 +133,8 @@ def test_cancel_during_deployment_stops_its_processes_and_the_pipeline_never_sta
     state = _node("cancel", "--workdir", str(workdir))
     out, _ = deploying.communicate(timeout=20)
     assert state["status"] == "cancelled" and state["stopped"] >= 3  # deploy, sh, the sleeps
+    listed = json.loads((workdir / "state.json").read_text())["stopped_processes"]  # what the results show
+    assert len(listed) == state["stopped"] and any("sleep 771" in entry["command"] for entry in listed)
     assert "cancelled" in json.loads(out)["error"] and deploying.returncode == 1
     assert subprocess.run(["pgrep", "-f", "sleep 77[12]"], capture_output=True).stdout == b""
     started = _node("start", "--workdir", str(workdir))

@@ -46,12 +46,13 @@ def test_a_terminal_gets_a_table_and_an_overall_bar(tmp_path: Path) -> None:
 
     _status(tmp_path, "a", phase="running", progress={"stage": 1, "stages": 2, "done": 1, "total": 3})
     _status(tmp_path, "b", phase="executed", progress={"done": 3, "total": 3})
-    progress = Progress(tmp_path, ["a", "b", "c"], io.StringIO())
+    _status(tmp_path, "d", phase="timed_out")
+    progress = Progress(tmp_path, ["a", "b", "c", "d"], io.StringIO())
     console = Console(file=io.StringIO(), force_terminal=True, width=100)
     console.print(progress.renderable(progress.snapshot()))
     text = console.file.getvalue()
     assert "running stage 1 of 2" in text and "1/3" in text and "done" in text and "waiting" in text
-    assert "1/3 node(s) finished" in text
+    assert "timed out" in text and "2/4 node(s) finished" in text  # every final phase counts as finished
 
 
 def test_start_and_stop_in_plain_mode(tmp_path: Path) -> None:

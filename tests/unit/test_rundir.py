@@ -59,3 +59,22 @@ def test_a_missing_or_broken_record_is_a_run_error(tmp_path: Path) -> None:
     with pytest.raises(RunError):
         run.update(status="finished")
     assert not list(tmp_path.glob(".*.tmp*"))  # no temporary file left behind
+
+
+def test_a_run_cancelled_from_elsewhere_waits_for_that_cancel_only_while_it_lives(tmp_path: Path) -> None:
+    import time
+
+    from unicorn_ansible.engine.controller import this_controller
+    from unicorn_ansible.engine.lifecycle import _wait_for_cancel
+
+    run = RunDir(tmp_path)
+    run.create_record({"status": RunStatus.RUNNING.value})
+    started = time.monotonic()
+    _wait_for_cancel(run)  # no cancel asked for: at once
+    run.update(cancel_requested=1.0, canceller={"pid": 2**22 + 1, "start_time": 1})
+    _wait_for_cancel(run)  # its canceller is gone: at once
+    assert time.monotonic() - started < 1
+    run.update(canceller=this_controller())  # a cancel under way (its play fetches what finished)
+    threading.Timer(0.5, lambda: run.update(cancelled=2.0)).start()
+    _wait_for_cancel(run)
+    assert 0.4 < time.monotonic() - started < 5 and "cancelled" in run.record()

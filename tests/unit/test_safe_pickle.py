@@ -112,6 +112,19 @@ def test_a_dotted_name_does_not_reach_os_system_through_an_allowed_module(tmp_pa
     assert not marker.exists()
 
 
+def test_a_function_named_through_an_allowed_module_is_never_called_by_a_type(tmp_path: Path) -> None:
+    """list(map(pathlib.os.system, [command])): every callee is a type, so only the exact names stop it."""
+    marker = tmp_path / "pwned"
+    payload = _program(_global("builtins", "list"), _global("builtins", "map"), _global("pathlib", "os.system"),
+                       pickle.EMPTY_LIST, pickle.MARK, _unicode(f"touch {marker}"), pickle.APPENDS,
+                       pickle.TUPLE2, pickle.REDUCE, pickle.TUPLE1, pickle.REDUCE)
+    try:
+        safe_loads(payload, "evil")
+    except UntrustedDataError:
+        pass
+    assert not marker.exists(), "a crafted result ran a command on the controller"
+
+
 @pytest.mark.parametrize("callee, argument", [
     (("builtins", "bytes"), pickle.LONG1 + b"\x05\x00\x00\x00\x00\x02"),  # bytes(2**33)
     (("builtins", "bytearray"), pickle.LONG1 + b"\x05\x00\x00\x00\x00\x02"),
@@ -119,6 +132,9 @@ def test_a_dotted_name_does_not_reach_os_system_through_an_allowed_module(tmp_pa
      + pickle.TUPLE1 + pickle.REDUCE),  # list(range(2**40))
     (("collections", "Counter"), _global("builtins", "range") + pickle.LONG1 + b"\x05\x00\x00\x00\x00\x02"
      + pickle.TUPLE1 + pickle.REDUCE),
+    (("builtins", "list"), _unicode("名" * 80)),  # an object per character: 28 MB of text made 800 MB
+    (("builtins", "tuple"), pickle.SHORT_BINBYTES + bytes([200]) + b"x" * 200),
+    (("collections", "deque"), _unicode("x" * 200)),
 ])
 def test_an_allocation_larger_than_the_payload_is_refused_at_once(callee, argument) -> None:
     import time
@@ -176,6 +192,25 @@ def test_a_shipped_class_is_rebuilt_without_running_its_code(tmp_path: Path) -> 
                    "evil", classes)
     with pytest.raises(UntrustedDataError, match="state of a class"):
         safe_loads(_program(_shipped_ref("t1"), pickle.EMPTY_DICT, pickle.BUILD), "evil", classes)
+    assert not written.exists()
+
+
+def test_a_shipped_class_with_a_finalizer_is_refused_before_it_exists(tmp_path: Path) -> None:
+    import gc
+
+    written = tmp_path / "written"
+
+    class TempFile:  # a class the experiment shipped: its finalizer acts on its attributes
+        def __del__(self) -> None:
+            written.write_text(f"removed {self.path}")
+
+    built = _program(_shipped_ref("t1"), pickle.EMPTY_TUPLE, pickle.NEWOBJ, pickle.EMPTY_DICT, _unicode("path"),
+                     _unicode("/etc/important"), pickle.SETITEM, pickle.BUILD)
+    with pytest.raises(UntrustedDataError, match="__del__"):
+        safe_loads(built, "evil", {"t1": TempFile})
+    with pytest.raises(UntrustedDataError, match="__del__"):
+        safe_loads(_program(_shipped_ref("t1"), pickle.EMPTY_TUPLE, pickle.REDUCE), "evil", {"t1": TempFile})
+    gc.collect()
     assert not written.exists()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import cloudpickle
@@ -59,6 +60,68 @@ def test_modules_that_import_each_other_travel_by_value_and_installed_ones_are_l
     loader = "import pickle, sys; print(pickle.loads(sys.stdin.buffer.read()).tasks[0][0].run())"
     done = subprocess.run([sys.executable, "-c", loader], input=deployment.pipeline, capture_output=True, cwd="/")
     assert done.stdout.strip() == b"ab", done.stderr
+
+
+def test_modules_imported_when_a_task_runs_are_importable_on_the_host_only(package: Path) -> None:
+    (package / "cyc" / "late.py").write_text(textwrap.dedent("""
+        from unicorn_ansible import Task
+
+        class Late(Task):
+            def run(self):
+                from cyc.a import fa  # imported when it runs, not when the module loads
+                import cyc.b
+                return fa() + cyc.b.fb()
+    """))
+    from cyc.late import Late
+
+    pipeline = Experiment().append(Node("n1", {}), Pipeline([Late(name="late")]))[0].pipeline
+    loader = ("import os, pickle, sys; task = pickle.loads(sys.stdin.buffer.read()).tasks[0][0]; "
+              "print(sorted(name for name in sys.modules if name.startswith('cyc'))); print(task.run())")
+    # the node's executor loads with UNICORN_SHIPPED_MODULES set: the modules register under their names
+    node = subprocess.run([sys.executable, "-c", loader], input=pipeline, capture_output=True, cwd="/",
+                          env={"PATH": "/usr/bin:/bin", "UNICORN_SHIPPED_MODULES": "1"})
+    assert node.stdout.decode().splitlines() == ["['cyc', 'cyc.a', 'cyc.b', 'cyc.late']", "abb"], node.stderr
+    # anywhere else (the controller reading a run back) nothing is registered
+    controller = subprocess.run([sys.executable, "-c", loader], input=pipeline, capture_output=True, cwd="/",
+                                env={"PATH": "/usr/bin:/bin"})
+    assert controller.stdout.decode().splitlines()[0] == "[]"
+    assert b"No module named 'cyc'" in controller.stderr
+
+
+def test_a_module_imported_when_run_that_builds_an_experiment_itself(package: Path) -> None:
+    """Importing it to ship it builds its experiment while the pipeline is being pickled (once a deadlock)."""
+    (package / "cyc" / "selfexp.py").write_text(textwrap.dedent("""
+        from unicorn_ansible import Experiment, Node, Pipeline, Task
+
+        CONFIG = {"count": 3}
+
+        class Uses(Task):
+            def run(self):
+                from cyc.selfexp import CONFIG
+                return CONFIG["count"]
+
+        experiment = Experiment().append(Node("n1", {}), Pipeline([Uses(name="uses")]))
+    """))
+    (package / "cyc" / "outer.py").write_text(textwrap.dedent("""
+        from unicorn_ansible import Task
+
+        class Outer(Task):
+            def run(self):
+                from cyc.selfexp import CONFIG
+                return CONFIG["count"] + 1
+    """))
+    from cyc.outer import Outer
+
+    built: list[bytes] = []
+    thread = threading.Thread(target=lambda: built.append(
+        Experiment().append(Node("n1", {}), Pipeline([Outer(name="outer")]))[0].pipeline), daemon=True)
+    thread.start()
+    thread.join(60)
+    assert built, "pickling the pipeline never ended"
+    loader = "import pickle, sys; print(pickle.loads(sys.stdin.buffer.read()).tasks[0][0].run())"
+    done = subprocess.run([sys.executable, "-c", loader], input=built[0], capture_output=True, cwd="/",
+                          env={"PATH": "/usr/bin:/bin", "UNICORN_SHIPPED_MODULES": "1"})
+    assert done.stdout.strip() == b"4", done.stderr
 
 
 def test_an_unpicklable_module_attribute_is_named_with_its_task(package: Path) -> None:

@@ -64,7 +64,7 @@ def _json(text):
         if line.startswith("{"):
             try:
                 data = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
                 return None
             return data if isinstance(data, dict) else None
     return None

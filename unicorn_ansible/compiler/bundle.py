@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import py_compile
 import sys
 import tempfile
@@ -24,6 +23,7 @@ import cloudpickle
 import returns
 import typing_extensions
 
+from ..engine.rundir import write_atomic
 from ..home import home_dir
 from ..node.protocol import BUNDLE_NODE_FILES, BUNDLE_PACKAGE, BUNDLE_TASK_API, NODE_BUNDLE
 from ..resources import node_package_dir
@@ -133,9 +133,7 @@ def build_bundle(cache_dir: Path | None = None) -> Path:
             info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(info, members[name])
-    tmp = target.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_bytes(b"#!/usr/bin/env python3\n" + buffer.getvalue())
-    os.replace(tmp, target)
+    write_atomic(target, b"#!/usr/bin/env python3\n" + buffer.getvalue())
     return target
 
 

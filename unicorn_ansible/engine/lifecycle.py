@@ -26,6 +26,7 @@ from ..home import make_private_dir, private_files, runs_dir
 from ..inventory import Inventory, ensure_ansible_on_path, load_inventory
 from ..model.experiment import Experiment
 from ..model.nodes import CountableNodePool
+from ..model.travel import EXPERIMENT_MODULE
 from ..results.load import RunResults, load_results
 from .controller import controller_env, is_alive, this_controller
 from .flag_server import serve_flags
@@ -80,9 +81,15 @@ def _importable(folder: Path) -> Iterator[None]:
                 del sys.modules[name]
 
 
+def _one_line(exc: BaseException, limit: int = 2000) -> str:
+    """An exception's message as one line (an error is one line on stderr)."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else f"{text[:limit]}..."
+
+
 def _run_file(path: str, file: Path) -> dict[str, Any]:
     try:
-        return runpy.run_path(str(file), run_name="__unicorn_experiment__")
+        return runpy.run_path(str(file), run_name=EXPERIMENT_MODULE)
     except SyntaxError as exc:
         raise ExperimentError(f"{path}, line {exc.lineno}: {exc.msg}; fix the syntax error") from exc
     except SystemExit as exc:
@@ -91,7 +98,7 @@ def _run_file(path: str, file: Path) -> dict[str, Any]:
     except ExperimentError:
         raise
     except Exception as exc:
-        raise ExperimentError(f"{path} raised {type(exc).__name__}: {exc}") from exc
+        raise ExperimentError(f"{path} raised {type(exc).__name__}: {_one_line(exc)}") from exc
 
 
 def _experiment_of(path: str, namespace: dict[str, Any], nodes: CountableNodePool) -> Any:
@@ -109,7 +116,7 @@ def _experiment_of(path: str, namespace: dict[str, Any], nodes: CountableNodePoo
         except SystemExit as exc:
             raise ExperimentError(f"{path}: experiment(nodes) called sys.exit({exc.code!r})") from None
         except Exception as exc:
-            raise ExperimentError(f"{path}: experiment(nodes) raised {type(exc).__name__}: {exc}") from exc
+            raise ExperimentError(f"{path}: experiment(nodes) raised {type(exc).__name__}: {_one_line(exc)}") from exc
         value = as_experiment(value)
     return value
 
@@ -311,10 +318,25 @@ def execute(run: RunDir, inventory: Inventory, event_handler: EventHandler | Non
                               should_stop=_cancel_requested(run, noted))
         if noted.arrived:
             _stop_after_signal(run, inventory, noted, event_handler)
+        _wait_for_cancel(run)
     finally:
         close_masters(run)  # the run's ssh connections end with it, not ControlPersist later
     settle(run, RunStatus.FINISHED, finished=time.time(), ansible_rc=rc)
     return rc
+
+
+def _wait_for_cancel(run: RunDir, seconds: float = 600.0) -> None:
+    """A cancel from another terminal ended the play: until that cancel has fetched what finished
+    (while its process lives), so what this controller shows is what the cancel found."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            record = run.record()
+        except RunError:
+            return
+        if "cancel_requested" not in record or "cancelled" in record or not is_alive(record.get("canceller")):
+            return
+        time.sleep(0.2)
 
 
 def _stop_after_signal(run: RunDir, inventory: Inventory, noted: StopSignal,
@@ -346,7 +368,11 @@ def run_experiment(
     inventory = inventory or load_inventory(None)
     run = prepare(experiment, inventory, name or new_run_name("experiment"), options, replace)
     mark_running(run)
-    execute(run, inventory, event_handler, secrets, playbook=SITE)
+    try:
+        execute(run, inventory, event_handler, secrets, playbook=SITE)
+    except Exception as exc:  # recorded, so `status` says why the run ended (not that its controller died)
+        record_failure(run, exc)
+        raise
     return load_results(run.path, payload_limit=payload_limit)
 
 
@@ -386,9 +412,13 @@ def cancel(run: RunDir, inventory: Inventory | None = None,
     """Stop every node's executor and the processes its tasks started; fetch what finished.
     The run is ``cancelled`` from the moment the cancel is asked for."""
     inventory = inventory or run_inventory(run)
-    run.update(cancel_requested=time.time())
+    run.update(cancel_requested=time.time(), canceller=this_controller())
     try:
         rc = run_playbook(run, CANCEL, inventory, event_handler, extra_vars=_without_flag_tunnel())
+    except BaseException:
+        with contextlib.suppress(RunError):  # the controller playing the run waits for this cancel no more
+            run.update(canceller=None)
+        raise
     finally:
         # the run's SSH masters are the playing controller's to close when it ends: closed from
         # here (another terminal) they would cut its last calls and make its hosts unreachable
@@ -412,9 +442,12 @@ def cancel_nodes(run: RunDir, nodes: Sequence[str], inventory: Inventory | None 
 
 
 def collect(run: RunDir, inventory: Inventory | None = None,
-            event_handler: EventHandler | None = None) -> RunResults:
-    """Fetch a run's results again, waiting for pipelines still running (none is started twice)."""
+            event_handler: EventHandler | None = None, artifact_cap: int | None = None) -> RunResults:
+    """Fetch a run's results again, waiting for pipelines still running (none is started twice).
+    ``artifact_cap``: the run's new cap on artifacts (bytes), for files the old one left on the hosts."""
     inventory = inventory or run_inventory(run)
+    if artifact_cap is not None:
+        run.update(lambda record: {"options": dict(record.get("options") or {}, artifact_cap=artifact_cap)})
     run.update(controller=this_controller())
     try:
         rc = run_playbook(run, EXECUTE, inventory, event_handler, extra_vars=_without_flag_tunnel())

@@ -10,12 +10,11 @@ them: a dynamic inventory may need them.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
-from ..home import private_files
 from ..inventory import LEFT_OUT, is_secret_name
+from .rundir import read_json, write_atomic
 
 
 def without_secrets(environment: dict[str, Any]) -> dict[str, Any]:
@@ -25,16 +24,10 @@ def without_secrets(environment: dict[str, Any]) -> dict[str, Any]:
 def scrub_runner_records(run_dir: Path) -> None:
     """Rewrite ansible-runner's saved commands (``artifacts/*/command``) without secret values."""
     for path in Path(run_dir).glob("artifacts/*/command"):
-        try:
-            saved = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(saved, dict) and isinstance(saved.get("env"), dict):
+        saved = read_json(path)
+        if saved is not None and isinstance(saved.get("env"), dict):
             saved["env"] = without_secrets(saved["env"])
-            tmp = path.with_name(f".command.tmp{os.getpid()}")
-            with private_files():
-                tmp.write_text(json.dumps(saved, ensure_ascii=False))
-            os.replace(tmp, path)
+            write_atomic(path, json.dumps(saved, ensure_ascii=False))
 
 
 def scrub_once_started(run_dir: Path) -> Any:

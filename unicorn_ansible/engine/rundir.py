@@ -15,10 +15,12 @@ A run folder is ansible-runner's private data dir plus what unicorn-ansible keep
                              unpacks to (state.json, journal, deploy-report.json, logs/)
     artifacts/               ansible-runner's own records
 
-The controller writes files here only through :func:`write_atomic` (readers never see half a
-file) and changes the record only through :meth:`RunDir.update`, a read-modify-write under
-the folder's lock, so concurrent writers (a client's background play, a cancel from the CLI)
-never lose each other's changes. This module imports only the standard library, ``errors``
+The controller writes files here only through :func:`write_atomic` or :func:`atomic_file`
+(readers never see half a file) and changes the record only through :meth:`RunDir.update`, a
+read-modify-write under the folder's lock, so concurrent writers (a client's background play,
+a cancel from the CLI) never lose each other's changes. These helpers, with :func:`write_json`
+and :func:`read_json`, are the controller's only atomic-write and JSON-read helpers, for
+every file it keeps. This module imports only the standard library, ``errors``
 and ``node/protocol`` (the names of the files a node sends back): the callback plugin,
 loaded by ansible-playbook, imports it too.
 """
@@ -34,7 +36,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ..errors import RunError
 from ..node.protocol import DEPLOY_REPORT, LOGS, PIPELINE
@@ -60,14 +62,27 @@ class RunStatus(str, enum.Enum):
     CANCELLED = "cancelled"
 
 
-def write_atomic(path: Path, data: bytes | str, mode: int = 0o600) -> None:
-    """Write ``path`` whole or not at all (a temporary file renamed over it)."""
+@contextlib.contextmanager
+def atomic_file(path: Path, mode: int = 0o600) -> Iterator[BinaryIO]:
+    """A file for ``path`` to write through the handle given: put in place whole when the block
+    ends, not at all if it raises (a temporary file beside it, renamed over it)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{threading.get_ident()}")
-    tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            os.chmod(tmp, mode)
+            yield handle
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_atomic(path: Path, data: bytes | str, mode: int = 0o600) -> None:
+    """Write ``path`` whole or not at all (see :func:`atomic_file`)."""
+    with atomic_file(path, mode) as handle:
+        handle.write(data.encode("utf-8") if isinstance(data, str) else data)
 
 
 def write_json(path: Path, data: Any, mode: int = 0o600, sort_keys: bool = False) -> None:
@@ -79,7 +94,7 @@ def read_json(path: Path) -> dict[str, Any] | None:
     """A JSON object from ``path``; None when the file is missing, unreadable or not an object."""
     try:
         data = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: a host's file nested too deep to parse
         return None
     return data if isinstance(data, dict) else None
 
@@ -92,6 +107,26 @@ def executors(record: dict[str, Any]) -> dict[str, str]:
     if isinstance(mapping, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()):
         return dict(mapping)
     return {str(host): str(host) for host in record.get("hosts", [])}
+
+
+#: the fields of a node's progress (what its executor reported: untrusted) and the type each must have
+_PROGRESS_TYPES = {"done": int, "total": int, "failed": int, "stage": int, "stages": int, "stopped": int,
+                   "status": str, "shape": str, "error": str}
+
+
+def _host_progress(progress: Any) -> dict[str, Any]:
+    """A node's progress as its executor reported it, with the fields views read checked: one of the
+    wrong type (or an integer beyond 64 bits) is left out, as if the host had not said it."""
+    if not isinstance(progress, dict):
+        return {}
+    kept = dict(progress)
+    for key, kind in _PROGRESS_TYPES.items():
+        value = kept.get(key)
+        if value is None:
+            continue
+        if type(value) is not kind or (isinstance(value, int) and not -2**63 <= value < 2**63):
+            del kept[key]
+    return kept
 
 
 @dataclass(frozen=True)
@@ -164,7 +199,12 @@ class RunDir:
         return self.node_dir(node) / NODE_STATUS
 
     def node_status(self, node: str) -> dict[str, Any]:
-        return read_json(self.node_status_file(node)) or {}
+        status = read_json(self.node_status_file(node))
+        if not isinstance(status, dict):
+            return {}
+        if "progress" in status:
+            status["progress"] = _host_progress(status["progress"])
+        return status
 
     def node_logs_dir(self, node: str) -> Path:
         return self.node_dir(node) / LOGS

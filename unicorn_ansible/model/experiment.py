@@ -11,7 +11,7 @@ from .environment import EnvironmentDefinition, ShellExecution
 from .graph import ExecutionGraph, GraphPlan, dispatch_graph
 from .nodes import CountableNodePool, Node, Nodes
 from .pipeline import Pipeline, as_graph
-from .task import Task, TaskDispatcher, TaskElement
+from .task import Task, TaskDispatcher, TaskElement, with_declared
 from .travel import UnpicklableError, for_node, serialize_for_node, ship
 
 
@@ -31,7 +31,7 @@ def _dispatch_one(element: TaskElement, node: Node) -> Task:
             f"{type(element).__name__}.dispatch() returned {type(task).__name__} for node "
             f"{node.name}; it must return a Task instance"
         )
-    return task
+    return with_declared(task, list(getattr(element, "artifacts", None) or []))  # the dispatcher's declared files
 
 
 def _dispatched(pipeline: Pipeline | ExecutionGraph, node: Node) -> Pipeline | GraphPlan:
@@ -98,12 +98,12 @@ class Deployment:
         for task in tasks:
             self.environment_definition.commands.extend(task.requirements)
             self.artifacts += [{"task": task.name, "pattern": str(p)} for p in getattr(task, "artifacts", [])]
-        # after the tasks' own requirements, which may install them already
-        self.environment_definition.commands.extend(_netunicorn.runtime_requirements(dispatched))
-        try:
+        try:  # first: what cannot travel is named here (the scan below would fail unexplained)
             shipment = ship(dispatched, tasks)
         except UnpicklableError as exc:
             raise ExperimentError(f"node {node.name}: pipeline {pipeline.name}: {exc}") from exc
+        # after the tasks' own requirements, which may install them already
+        self.environment_definition.commands.extend(_netunicorn.runtime_requirements(dispatched))
         self.pipeline: bytes = shipment.pipeline
         #: installed packages the pipeline imports on the host: module -> {"tasks": [...], "install": ...}
         self.imports = shipment.imports

@@ -70,6 +70,48 @@ def _label(vertex: Any) -> str:
     return repr(vertex)
 
 
+def _check_edge(u: Any, v: Any, data: dict[str, Any]) -> None:
+    """An edge's attributes follow the rules: its type, its counter, its traverse_on (only leaving a task)."""
+    edge = f"edge ({_label(u)} -> {_label(v)})"
+    kind = data.get("type", "strong")
+    if kind not in EDGE_TYPES:
+        raise ValueError(f"{edge} has type {kind!r}; use 'strong' (the default) or 'weak'")
+    if "counter" in data:
+        counter = data["counter"]
+        if isinstance(counter, bool) or not isinstance(counter, int) or counter <= 0:
+            raise ValueError(f"{edge} has counter {counter!r}; it must be a positive integer")
+    if "traverse_on" in data:
+        if not isinstance(u, (Task, TaskDispatcher)):
+            raise ValueError(
+                f"{edge} has traverse_on={data['traverse_on']!r}, but it leaves a synchronisation point; "
+                "only edges leaving a task may say when to traverse them"
+            )
+        if data["traverse_on"] not in TRAVERSE_ON:
+            raise ValueError(f"{edge} has traverse_on={data['traverse_on']!r}; use 'success', 'failure' or 'any'")
+
+
+def _check_strong_edges(name: str | None, graph: Any) -> None:
+    """The strong edges alone make no cycle (it would wait on itself) and reach every vertex from 'root'."""
+    import networkx as nx
+
+    strong = nx.DiGraph()
+    strong.add_nodes_from(graph.nodes)
+    strong.add_edges_from((u, v) for u, v, d in graph.edges(data=True) if d.get("type", "strong") != "weak")
+    cycle = None if nx.is_directed_acyclic_graph(strong) else nx.find_cycle(strong)
+    if cycle:
+        path = " -> ".join(_label(u) for u, _ in cycle) + f" -> {_label(cycle[0][0])}"
+        raise ValueError(
+            f"execution graph {name} has a cycle of strong edges ({path}); a cycle would wait on "
+            "itself forever: make one of its edges type='weak'"
+        )
+    unreachable = _unreachable(strong)
+    if unreachable:
+        raise ValueError(
+            f"execution graph {name}: without its weak edges, {', '.join(_label(v) for v in unreachable)} "
+            "cannot be reached from 'root'; reach it through a strong edge too"
+        )
+
+
 def _unreachable(graph: Any) -> list[Any]:
     """The vertices of a networkx DiGraph that no path from 'root' reaches."""
     import networkx as nx
@@ -131,46 +173,14 @@ class ExecutionGraph(Flow):
         if not graph.has_node("root"):
             raise ValueError(f"execution graph {obj.name} has no 'root' vertex; every graph starts at 'root'")
         for u, v, data in graph.edges(data=True):
-            edge = f"edge ({_label(u)} -> {_label(v)})"
-            kind = data.get("type", "strong")
-            if kind not in EDGE_TYPES:
-                raise ValueError(f"{edge} has type {kind!r}; use 'strong' (the default) or 'weak'")
-            if "counter" in data:
-                counter = data["counter"]
-                if isinstance(counter, bool) or not isinstance(counter, int) or counter <= 0:
-                    raise ValueError(f"{edge} has counter {counter!r}; it must be a positive integer")
-            if "traverse_on" in data:
-                if not isinstance(u, (Task, TaskDispatcher)):
-                    raise ValueError(
-                        f"{edge} has traverse_on={data['traverse_on']!r}, but it leaves a synchronisation point; "
-                        "only edges leaving a task may say when to traverse them"
-                    )
-                if data["traverse_on"] not in TRAVERSE_ON:
-                    raise ValueError(
-                        f"{edge} has traverse_on={data['traverse_on']!r}; use 'success', 'failure' or 'any'"
-                    )
+            _check_edge(u, v, data)
         unreachable = _unreachable(graph)
         if unreachable:
             raise ValueError(
                 f"execution graph {obj.name}: {', '.join(_label(v) for v in unreachable)} cannot be reached "
                 "from 'root'; add an edge leading to it"
             )
-        strong = nx.DiGraph()
-        strong.add_nodes_from(graph.nodes)
-        strong.add_edges_from((u, v) for u, v, d in graph.edges(data=True) if d.get("type", "strong") != "weak")
-        cycle = None if nx.is_directed_acyclic_graph(strong) else nx.find_cycle(strong)
-        if cycle:
-            path = " -> ".join(_label(u) for u, _ in cycle) + f" -> {_label(cycle[0][0])}"
-            raise ValueError(
-                f"execution graph {obj.name} has a cycle of strong edges ({path}); a cycle would wait on "
-                "itself forever: make one of its edges type='weak'"
-            )
-        unreachable = _unreachable(strong)
-        if unreachable:
-            raise ValueError(
-                f"execution graph {obj.name}: without its weak edges, {', '.join(_label(v) for v in unreachable)} "
-                "cannot be reached from 'root'; reach it through a strong edge too"
-            )
+        _check_strong_edges(obj.name, graph)
         return True
 
     def __copy__(self) -> ExecutionGraph:

@@ -8,7 +8,6 @@ nothing else about the payload changes, and hosts need nothing new to load it.
 
 from __future__ import annotations
 
-import io
 import types
 from collections import ChainMap
 from typing import Any, ClassVar
@@ -29,10 +28,3 @@ class FileKeepingPickler(cloudpickle.Pickler):
     """cloudpickle's Pickler, code objects keeping their file names."""
 
     dispatch_table: ClassVar[ChainMap[Any, Any]] = ChainMap({types.CodeType: _code_reduce_keeping_file}, cloudpickle.Pickler.dispatch_table)
-
-
-def dumps_for_node(obj: object) -> bytes:
-    """``cloudpickle.dumps(obj)``, code objects keeping their file names."""
-    buffer = io.BytesIO()
-    FileKeepingPickler(buffer, protocol=cloudpickle.DEFAULT_PROTOCOL).dump(obj)
-    return buffer.getvalue()

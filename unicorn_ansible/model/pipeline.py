@@ -5,13 +5,13 @@ from __future__ import annotations
 import uuid
 import warnings
 from collections.abc import Collection, Iterable
-from typing import Any, Union
+from typing import Any
 
 from .environment import EnvironmentDefinition
 from .graph import ExecutionGraph
 from .task import TaskElement
 
-PipelineElement = Union[TaskElement, Collection[TaskElement]]  # noqa: UP007 (a runtime alias)
+PipelineElement = TaskElement | Collection[TaskElement]
 
 
 class Pipeline(ExecutionGraph):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import uuid
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:  # pragma: no cover
     from .nodes import Node
@@ -84,9 +84,7 @@ class Task(abc.ABC):
         Bring home the files at ``pattern`` (a path or a glob) when the pipeline ends, as this task's artifacts.
         :return: the task itself, so calls can be chained
         """
-        self.artifacts = list(self.artifacts)
-        self.artifacts.append(str(pattern))
-        return self
+        return add_artifact(self, pattern)
 
     @abc.abstractmethod
     def run(self) -> Any:
@@ -113,9 +111,13 @@ class TaskDispatcher(abc.ABC):
     Dispatching is done by calling the dispatch method that you should implement.
     """
 
+    #: Paths or glob patterns of files the task it dispatches leaves (added to that task's own).
+    artifacts: list[str] = []
+
     def __new__(cls, *args: Any, **kwargs: Any) -> TaskDispatcher:
         instance = super().__new__(cls)
         instance.name = _new_name()
+        instance.artifacts = list(cls.artifacts)
         return instance
 
     def __init__(self, name: str | None = None) -> None:
@@ -137,5 +139,61 @@ class TaskDispatcher(abc.ABC):
         """
         raise NotImplementedError
 
+    def add_artifact(self, pattern: str) -> TaskDispatcher:
+        """
+        Bring home the files at ``pattern`` (a path or a glob) as the artifacts of the task this dispatches.
+        :return: the dispatcher itself, so calls can be chained
+        """
+        return add_artifact(self, pattern)
 
-TaskElement = Union[Task, TaskDispatcher]  # noqa: UP007 (a runtime alias)
+
+TaskElementT = TypeVar("TaskElementT")
+
+
+def add_artifact(element: TaskElementT, *patterns: str) -> TaskElementT:
+    """Declare files a task (or the task a TaskDispatcher gives) leaves at fixed paths: they come home
+    under nodes/<node>/artifacts/<task>/. Takes netunicorn's tasks and dispatchers too (netunicorn-library's
+    ``StartCapture("/tmp/capture.pcap", ...)``), which have no ``add_artifact`` method; returns ``element``."""
+    element.artifacts = [*(getattr(element, "artifacts", None) or []), *map(str, patterns)]  # type: ignore[attr-defined]
+    cls = type(element)
+    if hasattr(element, "dispatch") and TaskDispatcher not in cls.__mro__ and not getattr(cls, "_declares", False):
+        # netunicorn's Deployment dispatches by itself: its dispatch must hand the files on
+        element.__class__ = _declaring(cls)
+    return element
+
+
+def with_declared(task: Any, declared: list[str]) -> Any:
+    """``task`` with ``declared`` added to its artifacts (each once); the task's own list is not changed in place."""
+    own = list(getattr(task, "artifacts", None) or [])
+    if any(pattern not in own for pattern in declared):
+        task.artifacts = own + [pattern for pattern in declared if pattern not in own]
+    return task
+
+
+_DECLARING: dict[type, type] = {}
+
+
+def _declaring(cls: type) -> type:
+    """A subclass of a foreign (netunicorn) dispatcher class whose dispatch gives its task the declared files."""
+    if cls not in _DECLARING:
+        def dispatch(self: Any, node: Any) -> Any:
+            return with_declared(cls.dispatch(self, node), list(getattr(self, "artifacts", None) or []))
+
+        def __reduce_ex__(self: Any, protocol: Any) -> Any:  # noqa: N807 (copied and pickled as the original class)
+            return _redeclared, (cls, self.__dict__)
+
+        _DECLARING[cls] = type(cls.__name__, (cls,), {
+            "dispatch": dispatch, "__reduce_ex__": __reduce_ex__, "_declares": True,
+            "__module__": cls.__module__, "__qualname__": cls.__qualname__})
+    return _DECLARING[cls]
+
+
+def _redeclared(cls: type, state: dict[str, Any]) -> Any:
+    """A foreign dispatcher with declared artifacts, copied or unpickled."""
+    element: Any = object.__new__(cls)
+    element.__dict__.update(state)
+    element.__class__ = _declaring(cls)
+    return element
+
+
+TaskElement = Task | TaskDispatcher  # what a pipeline stage holds

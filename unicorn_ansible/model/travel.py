@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dis
+import functools
 import importlib.machinery
+import importlib.util
 import io
 import os
 import pickle
@@ -41,19 +44,26 @@ from . import environment as _environment
 from . import flags as _flags
 from . import graph as _graph
 from . import pipeline as _pipeline
+from . import shipped as _shipped
 from . import task as _task
 from .node_pickle import FileKeepingPickler
 
 #: the model's modules: hosts have no unicorn-ansible, so what a pipeline refers to travels by value
-SHIPPED_MODULES = (_task, _environment, _pipeline, _graph, _flags)
+SHIPPED_MODULES = (_task, _environment, _pipeline, _graph, _flags, _shipped)
 #: top-level packages the node bundle carries or hosts always have: never a requirement
 ON_EVERY_HOST = frozenset({"builtins", "__main__", "cloudpickle", "returns", "typing_extensions"})
 #: never registered by value: the controller's own package (its model modules are, above)
 _NEVER_BY_VALUE = ("unicorn_ansible", "cloudpickle", "returns", "typing_extensions")
+#: code that travels by value but is not the user's: the model's modules, netunicorn's
+_OUR_CODE = ("unicorn_ansible", "netunicorn")
 #: module attributes that describe how this process imported it: meaningless on a host
 _IMPORT_STATE = ("__builtins__", "__loader__", "__spec__", "__cached__")
 
-_pickle_lock = threading.Lock()
+#: the name the experiment file is loaded under (engine/lifecycle.py)
+EXPERIMENT_MODULE = "__unicorn_experiment__"
+
+#: re-entrant: pickling may import a user's module that builds an experiment (model/travel.py's _users_module)
+_pickle_lock = threading.RLock()
 _verdicts: dict[str, bool] = {}  # a module file -> whether it is the user's own code
 
 
@@ -119,19 +129,64 @@ def _module_state(module: types.ModuleType) -> dict[str, Any]:
     return state
 
 
+@functools.lru_cache(maxsize=4096)
+def _code_imports(code: types.CodeType) -> tuple[tuple[str, int, tuple[str, ...]], ...]:
+    """The imports ``code`` (and the code defined in it) runs: (name, level, fromlist) each."""
+    found: list[tuple[str, int, tuple[str, ...]]] = []
+    constants: list[Any] = [None, None]
+    for instruction in dis.get_instructions(code):
+        if instruction.opname == "IMPORT_NAME":
+            level, fromlist = constants[-2], constants[-1]
+            found.append((str(instruction.argval), level if isinstance(level, int) else 0,
+                          tuple(str(name) for name in fromlist or ())))
+        elif instruction.opname == "LOAD_CONST":
+            constants = [constants[-1], instruction.argval]
+    for constant in code.co_consts:
+        if isinstance(constant, types.CodeType):
+            found.extend(_code_imports(constant))
+    return tuple(found)
+
+
+def _imported_when_run(func: types.FunctionType) -> Iterator[str]:
+    """The modules an import inside ``func`` names, with their parent packages (``import a.b``
+    needs ``a`` and ``a.b``) and, after ``from a import b``, ``a.b``."""
+    package = func.__globals__.get("__package__") or ""
+    for name, level, fromlist in _code_imports(func.__code__):
+        try:
+            base = importlib.util.resolve_name("." * level + name, package) if level else name
+        except (ImportError, ValueError):
+            continue  # a relative import outside a package: it fails on the controller too
+        parts = base.split(".")
+        yield from (".".join(parts[:end]) for end in range(1, len(parts) + 1))
+        yield from (f"{base}.{attribute}" for attribute in fromlist if attribute != "*")
+
+
 class NodePickler(FileKeepingPickler):
     """cloudpickle's Pickler that also sends module objects of the user's code by value, even
-    when they import each other (a shell module first, its namespace after), and notes the
-    modules it sends by reference (``by_reference``)."""
+    when they import each other (a shell module first, its namespace after), rebuilt on the
+    host under their own names (model/shipped.py); the user's modules that a function
+    imports when it runs travel with it. It notes the modules it sends by reference
+    (``by_reference``)."""
 
     def __init__(self, file: io.BytesIO) -> None:
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
         self.by_reference: set[str] = set()
+        #: the user's modules this pickler registered to travel by value (dump unregisters them)
+        self.registered: list[types.ModuleType] = []
+        self._roots = _installed_roots()
+
+    def dump(self, obj: Any) -> None:
+        try:
+            super().dump(obj)
+        finally:
+            for module in self.registered:
+                cloudpickle.unregister_pickle_by_value(module)
+            self.registered.clear()
 
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, types.ModuleType):
             if _cloudpickle._is_registered_pickle_by_value(obj):
-                return types.ModuleType, (obj.__name__,), _module_state(obj)
+                return _shipped.restore_module, (obj.__name__,), _module_state(obj)
             self.by_reference.add(obj.__name__)
             return NotImplemented
         by_reference = isinstance(obj, types.BuiltinFunctionType) or (
@@ -139,6 +194,51 @@ class NodePickler(FileKeepingPickler):
         if by_reference:
             self.by_reference.add(str(getattr(obj, "__module__", None) or ""))
         return super().reducer_override(obj)
+
+    def _dynamic_function_reduce(self, func: types.FunctionType) -> Any:
+        reduced = super()._dynamic_function_reduce(func)
+        names = dict.fromkeys(_imported_when_run(func))
+        imported = [module for module in map(self._users_module, names) if module]
+        # the others the user's code imports when it runs are installed ones (or the standard
+        # library's): listed with the task that needs them, so a host without them says what to install
+        if str(getattr(func, "__module__", "")).split(".")[0] not in _OUR_CODE:
+            self.by_reference.update(top for top in {name.split(".")[0] for name in names}
+                                     if top not in sys.modules or not is_users_code(sys.modules[top], self._roots))
+        if imported:  # cloudpickle's own slot for modules that must be loaded with the function
+            slotstate = reduced[2][1]
+            slotstate["_cloudpickle_submodules"] = [*slotstate["_cloudpickle_submodules"], *imported]
+        return reduced
+
+    def _users_module(self, name: str) -> types.ModuleType | None:
+        """The user's module ``name``, registered to travel by value; imported here first if
+        nothing imported it yet (its code runs, as it would with ``python exp.py``), unless it
+        fails to import here (a module for hosts only: the host says it is missing)."""
+        top = name.split(".")[0]
+        if top in sys.modules:
+            if not is_users_code(sys.modules[top], self._roots):
+                return None
+        else:
+            try:  # a top-level spec imports nothing
+                spec = importlib.util.find_spec(top)
+            except (ImportError, ValueError):
+                return None
+            origin = spec.origin if spec is not None else None
+            if not isinstance(origin, str) or os.path.realpath(origin).startswith(self._roots):
+                return None  # not found, built in, or installed: never imported here for its host
+        module = sys.modules.get(name)
+        if module is None:
+            try:
+                if importlib.util.find_spec(name) is None:
+                    return None  # a name imported from a module (from a import f), not a module
+                module = importlib.import_module(name)
+            except (Exception, SystemExit):
+                return None
+        if not is_users_code(module, self._roots):
+            return None
+        if not _cloudpickle._is_registered_pickle_by_value(module):
+            cloudpickle.register_pickle_by_value(module)
+            self.registered.append(module)
+        return module
 
 
 def _dumps(obj: object) -> tuple[bytes, set[str]]:
@@ -245,7 +345,7 @@ def _children(obj: Any, label: str) -> Iterable[tuple[str, Any]]:
         return ((f"{obj.__name__}.{key}", value) for key, value in _module_state(obj).items())
     if isinstance(obj, types.FunctionType):
         names = _cloudpickle._extract_code_globals(obj.__code__)
-        module = getattr(obj, "__module__", "?")
+        module = _module_label(getattr(obj, "__module__", "?"), obj.__globals__.get("__file__"))
         cells = [(f"{obj.__qualname__}'s closure", cell.cell_contents) for cell in obj.__closure__ or ()
                  if _has_contents(cell)]
         return [(f"{module}.{name}", obj.__globals__[name]) for name in names if name in obj.__globals__] + cells
@@ -255,6 +355,13 @@ def _children(obj: Any, label: str) -> Iterable[tuple[str, Any]]:
     attributes = vars(obj) if hasattr(obj, "__dict__") else {}
     prefix = "attribute " if label.startswith("self") else f"{label}."
     return [(f"{prefix}{key}", value) for key, value in attributes.items()] + [(type(obj).__qualname__, type(obj))]
+
+
+def _module_label(name: str, file: Any) -> str:
+    """A module's name as its user knows it: the experiment file (loaded under a name of ours) by its file's."""
+    if name == EXPERIMENT_MODULE and isinstance(file, str) and file:
+        return os.path.splitext(os.path.basename(file))[0]
+    return name
 
 
 def _has_contents(cell: Any) -> bool:

@@ -34,7 +34,7 @@ import zipfile
 from typing import Any
 
 from .control import cancel, current_state, start, wait
-from .files import read_json, write_json_atomic
+from .files import atomic_file, read_json, write_json_atomic
 from .outbox import pack_outbox
 from .processes import keep_files_private
 from .protocol import (
@@ -48,6 +48,7 @@ from .protocol import (
     NODE_SPEC,
     OUTBOX,
     PIPELINE,
+    SHIPPED_MODULES_VARIABLE,
     SPEC_IMPORTS,
     STATE,
     ExecutorStatus,
@@ -69,11 +70,8 @@ def _self_command() -> list[str]:
 
 
 def _replace(target: str, data: bytes) -> None:
-    tmp = f"{target}.tmp{os.getpid()}"
-    with open(tmp, "wb") as handle:
+    with atomic_file(target, 0o600) as handle:
         handle.write(data)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, target)
 
 
 def keep_bundle(workdir: str) -> None:
@@ -81,10 +79,8 @@ def keep_bundle(workdir: str) -> None:
     temporary copy it removes afterwards, and start and cancel need it later."""
     bundle, target = _bundle(), os.path.join(workdir, NODE_BUNDLE)
     if bundle and bundle != target:
-        tmp = f"{target}.tmp{os.getpid()}"
-        shutil.copyfile(bundle, tmp)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, target)
+        with open(bundle, "rb") as source, atomic_file(target, 0o600) as handle:
+            shutil.copyfileobj(source, handle)
 
 
 def unpack_node_files(workdir: str) -> None:
@@ -216,9 +212,11 @@ def _run(workdir: str) -> int:
 
     _add_task_api()
 
+    from .outcome import learn_installs
     from .scheduler import run_pipeline
 
     spec = read_json(os.path.join(workdir, NODE_SPEC)) or {}
+    os.environ[SHIPPED_MODULES_VARIABLE] = "1"  # the user's modules it carries become importable
     try:
         with open(os.path.join(workdir, PIPELINE), "rb") as handle:
             pipeline = cloudpickle.load(handle)
@@ -230,6 +228,8 @@ def _run(workdir: str) -> int:
         )
         traceback.print_exc()
         return 1
+    del os.environ[SHIPPED_MODULES_VARIABLE]
+    learn_installs(spec.get(SPEC_IMPORTS) or {})  # an import in run() that fails says what to install
     gc.freeze()  # what is loaded now is never collected: no collection (here or in a task) writes to its pages
     state = run_pipeline(pipeline, workdir, environment=_run_environment(spec), task_timeout=spec.get("task_timeout"),
                          log_cap=int(spec.get("log_cap", DEFAULT_LOG_CAP)), time_limit=_time_left(workdir, spec))

@@ -134,6 +134,17 @@ def _offer(task: str | None, name: str, file: str, hashes: _Hashes) -> dict[str,
         return dict(entry, left=f"cannot be read: {exc.strerror or exc}")
 
 
+def _free_name(task: str | None, name: str, seen: dict[tuple[str | None, str], str]) -> str:
+    """``name``, or, when another file of the task has it (``/tmp/a/out.log`` and ``/tmp/b/out.log``
+    declared, both ``out.log``), ``out~2.log``: every file comes home, none silently dropped."""
+    stem, extension = os.path.splitext(name)
+    number = 1
+    while (task, name) in seen:
+        number += 1
+        name = f"{stem}~{number}{extension}"
+    return name
+
+
 def write_manifest(workdir: str) -> dict[str, Any]:
     """List every artifact in ``artifacts.json`` and link each one in ``outgoing/``; return the manifest."""
     spec = (read_json(os.path.join(workdir, NODE_SPEC)) or {}).get("artifacts") or {}
@@ -142,11 +153,12 @@ def write_manifest(workdir: str) -> dict[str, Any]:
     os.makedirs(outgoing)
     hashes = _Hashes(workdir)
     entries: list[dict[str, Any]] = []
-    seen: set[tuple[str | None, str]] = set()
+    seen: dict[tuple[str | None, str], str] = {}  # (task, name) -> the file it names
     for task, name, file in _candidates(workdir, spec):
-        if (task, name) in seen:
-            continue
-        seen.add((task, name))
+        if seen.get((task, name)) == os.path.abspath(file):
+            continue  # matched by two patterns
+        name = _free_name(task, name, seen)
+        seen[(task, name)] = os.path.abspath(file)
         entry = _offer(task, name, file, hashes)
         if "left" not in entry and len(entries) >= MAX_FILES:
             entry = dict(entry, left=f"more than {MAX_FILES} artifacts on this node")

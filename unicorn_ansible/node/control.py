@@ -120,11 +120,16 @@ def cancel(workdir: str, grace: float = 5.0) -> dict[str, Any]:
     state = current_state(workdir)
     if state.get("marker"):  # what the tasks started and the executor did not stop (it was killed, say)
         stopped += stop_marked(str(state["marker"]))
+    changed = dict(state)
+    if stopped:  # listed with what the executor stopped, so the results name every one
+        changed["stopped_processes"] = [*state.get("stopped_processes", []), *stopped]
     if state.get("status") == ExecutorStatus.RUNNING:  # killed before it could record the cancel
-        state = dict(state, status=ExecutorStatus.CANCELLED)
+        changed["status"] = ExecutorStatus.CANCELLED
+    if changed != state:
+        state = changed
         write_json_atomic(os.path.join(workdir, STATE), state)
     pack_outbox(workdir)
-    return dict(state, stopped=len(stopped) + len(state.get("stopped_processes", [])))
+    return dict(state, stopped=len(state.get("stopped_processes", [])))
 
 
 def _stop_deployment(workdir: str) -> list[dict[str, Any]]:

@@ -1,18 +1,36 @@
-"""Small file helpers of the node side: atomic JSON writes, tolerant JSON reads, kernel copies."""
+"""Small file helpers of the node side: atomic writes (JSON or any bytes), tolerant JSON reads, kernel copies."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+
+@contextlib.contextmanager
+def atomic_file(path: str, mode: int | None = None, raw: bool = False) -> Iterator[BinaryIO]:
+    """A file for ``path`` to write through the handle given (with permissions ``mode``, if
+    given): readers see the old file or the new one, never half; nothing if the block raises.
+    ``raw``: unbuffered, for writes that mix the handle and its descriptor (:func:`copy_range`)."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "wb", buffering=0 if raw else -1) as handle:
+            if mode is not None:
+                os.chmod(tmp, mode)
+            yield handle
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def write_json_atomic(path: str, data: Any) -> None:
-    """Write ``data`` as JSON to ``path``: readers see the old file or the new one, never half."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle)
-    os.replace(tmp, path)
+    """Write ``data`` as JSON to ``path`` (see :func:`atomic_file`)."""
+    with atomic_file(path) as handle:
+        handle.write(json.dumps(data).encode("utf-8"))
 
 
 def read_json(path: str) -> dict[str, Any] | None:
@@ -20,7 +38,7 @@ def read_json(path: str) -> dict[str, Any] | None:
     try:
         with open(path, encoding="utf-8") as handle:
             return json.load(handle)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         return None
 
 

@@ -18,6 +18,7 @@ from typing import IO, Any
 
 from returns.result import Failure, Result
 
+from .files import atomic_file
 from .journal import PreviousSteps
 from .outcome import call_task, dumps_result, preview, result_type
 from .protocol import ARTIFACTS_ENV, SUCCESS, TaskKind
@@ -91,11 +92,9 @@ def run_and_send(task: Any, previous: PreviousSteps, environment: dict[str, str]
         line = json.dumps(dict(meta, seq=seq)).encode() + b"\n"
         if _send(sender, line, payload, seq):
             return
-    tmp = result_path + ".tmp"
-    with open(tmp, "wb") as handle:  # one file: a JSON line, then the pickled Result
+    with atomic_file(result_path) as handle:  # one file: a JSON line, then the pickled Result
         handle.write(json.dumps(meta).encode() + b"\n")
         handle.write(payload)
-    os.replace(tmp, result_path)
 
 
 def _open_result_file(path: str) -> Handoff | None:

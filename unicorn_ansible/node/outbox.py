@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from .artifacts import write_manifest
-from .files import copy_range
+from .files import atomic_file, copy_range
 from .protocol import JOURNAL, LOGS, OUTBOX, OUTBOX_FILES, OUTBOX_MANIFEST
 
 #: a journal larger than this is fetched as it is, next to the outbox (see roles/unicorn's unicorn_fetch)
@@ -41,7 +41,6 @@ def pack_outbox(workdir: str) -> str:
     """Pack the outbox (with the artifacts' manifest, written afresh); return its path. A plain tar whose first member, the manifest, says
     which files are fetched on their own; file contents are copied inside the kernel."""
     target = os.path.join(workdir, OUTBOX)
-    tmp = f"{target}.tmp{os.getpid()}"
     write_manifest(workdir)
     members = _members(workdir)
     manifest: dict[str, Any] = {"separate": {}}
@@ -50,7 +49,7 @@ def pack_outbox(workdir: str) -> str:
         # a large journal is fetched as it is: no copy here or on the controller
         members.remove(JOURNAL)
         manifest["separate"][JOURNAL] = os.path.getsize(journal)
-    with open(tmp, "wb", buffering=0) as out:
+    with atomic_file(target, raw=True) as out:
         data = json.dumps(manifest).encode()
         out.write(_tar_header(OUTBOX_MANIFEST, len(data)) + data + _padding(len(data)))
         for name in members:
@@ -60,5 +59,4 @@ def pack_outbox(workdir: str) -> str:
                 copy_range(source.fileno(), out.fileno(), size)
                 out.write(_padding(size))
         out.write(b"\0" * (2 * tarfile.BLOCKSIZE))
-    os.replace(tmp, target)
     return target

@@ -29,6 +29,17 @@ def as_result(value: Any) -> Result[Any, Any]:
     return Success(value)
 
 
+#: top-level module -> the requirement that installs it (``pip install PyYAML`` for yaml), from
+#: the controller (node.json's imports); the executor sets it before its tasks start
+INSTALLS: dict[str, str] = {}
+
+
+def learn_installs(imports: dict[str, Any]) -> None:
+    """Keep the controller's requirement for each installed module the pipeline imports."""
+    INSTALLS.update({str(top): str(needed["install"]) for top, needed in imports.items()
+                     if isinstance(needed, dict) and needed.get("install")})
+
+
 def call_task(task: Any, log: IO[str] | None = None) -> Result[Any, Any]:
     """Run ``task.run()`` and apply the Result semantics.
 
@@ -40,8 +51,9 @@ def call_task(task: Any, log: IO[str] | None = None) -> Result[Any, Any]:
     except ModuleNotFoundError as exc:  # an import in run(): say how a host gets it
         traceback.print_exc(file=log or sys.stderr)
         top = (exc.name or "?").split(".")[0]
+        install = INSTALLS.get(top, f"pip install {top}")
         return Failure(f"{exc}; install it on the host with a requirement of this task: "
-                       f"requirements = ['pip install {top}']")
+                       f"requirements = [{install!r}]")
     except Exception as exc:  # the task's own error: its result, not ours
         traceback.print_exc(file=log or sys.stderr)
         return Failure(str(exc))

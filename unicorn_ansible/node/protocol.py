@@ -1,8 +1,10 @@
 """What the node side and the controller agree on: file names, the journal's format, statuses.
 
 Every name and status word here is defined once; the controller imports them from
-this module (it is the only node module the controller may import), the generated
-plays get them as variables.
+this module, the generated plays get them as variables. Besides this module the controller
+imports only the node's readers of what hosts send (``journal``, ``outcome``'s previews,
+``files.copy_range``) and, to run a pipeline in its own process (``engine/local.py``), the
+scheduler.
 
 A node's work folder (``~/.unicorn-ansible/hosts/<host>/runs/<run>/`` on the host),
 every file written atomically or append-only, so whatever finished survives a
@@ -91,6 +93,9 @@ SHIPPED_CLASS = "unicorn-ansible-class"
 DEFAULT_LOG_CAP = 10 * 1024 * 1024
 #: the environment variable every task and requirement process inherits (see sweep.py)
 MARKER_VARIABLE = "UNICORN_PIPELINE"
+#: set by the executor while it loads its pipeline: the user's modules the pipeline carries
+#: become importable under their own names (see model/shipped.py)
+SHIPPED_MODULES_VARIABLE = "UNICORN_SHIPPED_MODULES"
 
 
 class Word(str, Enum):

@@ -165,8 +165,9 @@ class Executor:
         self.save_state()
         if self.time_limit:
             self.deadline = time.monotonic() + float(self.time_limit)
-        self.log(f"pipeline {getattr(self.pipeline, 'name', '?')}: {len(self.plan.stages)} stages, "
-                 f"{self.plan.total} tasks")
+        layout = (f"{len(self.plan.stages)} stages" if self.plan.shape == "stages"
+                  else "an execution graph")
+        self.log(f"pipeline {getattr(self.pipeline, 'name', '?')}: {layout}, {self.plan.total} tasks")
 
     def _stop_leftovers(self) -> None:
         """The pipeline ended: stop every process its tasks started and left running (except

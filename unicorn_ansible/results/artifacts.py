@@ -24,9 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..engine.rundir import RunDir
+from ..engine.rundir import RunDir, read_json, write_json
 from ..errors import RunError
-from ..node.files import read_json, write_json_atomic
 from ..node.protocol import ARTIFACTS, ARTIFACTS_MANIFEST, OUTBOX, artifact_folder
 
 DEFAULT_ARTIFACT_CAP = 10 * 1024**3
@@ -189,20 +188,20 @@ class Budget:
     def reserve(self, key: str, size: int) -> bool:
         path = self.nodes_dir / BUDGET
         with _locked(self.nodes_dir / f"{BUDGET}.lock"):
-            reserved: dict[str, int] = read_json(str(path)) or {}
+            reserved: dict[str, int] = read_json(path) or {}
             used = sum(v for k, v in reserved.items() if k != key and isinstance(v, int))
             if used + size > self.cap:
                 return False
             reserved[key] = size
-            write_json_atomic(str(path), reserved)
+            write_json(path, reserved)
             return True
 
     def release(self, key: str) -> None:
         path = self.nodes_dir / BUDGET
         with _locked(self.nodes_dir / f"{BUDGET}.lock"):
-            reserved: dict[str, int] = read_json(str(path)) or {}
+            reserved: dict[str, int] = read_json(path) or {}
             reserved.pop(key, None)
-            write_json_atomic(str(path), reserved)
+            write_json(path, reserved)
 
 
 #: where files arrive before they are put in place (a name of our own: host names never reach a transfer)
@@ -228,7 +227,7 @@ class ArtifactFetch:
     messages: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        known = read_json(str(self.node_dir / INDEX)) or {}
+        known = read_json(self.node_dir / INDEX) or {}
         self.index = {k: v for k, v in known.items() if isinstance(v, dict)}
         self.budget = Budget(self.node_dir.parent, self.cap)
 
@@ -275,7 +274,8 @@ class ArtifactFetch:
                 continue
             if not self.budget.reserve(f"{self.node_dir.name}\0{self._key(offer)}", offer["size"]):
                 self._leave(offer, f"the run's artifact cap of {human_size(self.cap)} was reached "
-                                   "(raise it with --artifact-cap)")
+                                   f"(to bring it home: unicorn-ansible collect {self.node_dir.parent.parent.name} "
+                                   "--artifact-cap SIZE)")
                 continue
             incoming = self.node_dir / INCOMING
             incoming.mkdir(exist_ok=True)
@@ -301,12 +301,12 @@ class ArtifactFetch:
         self._leave(job.offer, f"fetching it failed: {reason}")
 
     def save(self) -> None:
-        write_json_atomic(str(self.node_dir / INDEX), self.index)
+        write_json(self.node_dir / INDEX, self.index)
 
 
 def load_artifacts(run_dir: Path, node: str) -> list[Artifact]:
     """What a node's index says came home or stayed on its host (the index is read defensively)."""
-    index = read_json(str(RunDir(run_dir).node_dir(node) / INDEX)) or {}
+    index = read_json(RunDir(run_dir).node_dir(node) / INDEX) or {}
     artifacts = []
     for entry in index.values():
         if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import tarfile
 from collections.abc import Callable, Iterator
@@ -18,19 +17,20 @@ from pathlib import Path
 from typing import Any
 
 from returns.pipeline import is_successful
+from returns.primitives.exceptions import UnwrapFailedError
 from returns.result import Result
 
-from ..engine.rundir import RunDir, executors
+from ..engine.rundir import RunDir, atomic_file, executors, read_json
 from ..errors import UntrustedDataError
 from ..home import private_files, runs_dir
-from ..node.files import copy_range, read_json
+from ..node.files import copy_range
 from ..node.journal import MalformedRecord, Record, iter_records, results_by_name, results_by_stage
 from ..node.outcome import bounded_repr
 from ..node.protocol import FAILURE, JOURNAL, OUTBOX, PIPELINE, STATE, SUCCESS, ExecutorStatus
 from .artifacts import Artifact, load_artifacts
 from .refused import Refused
 from .safe_pickle import loader_for, register_shipped
-from .status import NodeStatus, Phase
+from .status import STATUS_COLOURS, NodeStatus, Phase
 
 REPR_LIMIT = 10_000
 
@@ -54,6 +54,24 @@ class Abbreviated:
 
     def __repr__(self) -> str:
         return f"{self.preview} ({self.size} bytes; the whole value: load_results in Python)"
+
+    # read as the Result it stands for (is_successful, unwrap, failure), its value a preview (a string)
+    def _value(self) -> str:
+        text = self.preview.removeprefix(f"<{self.type}: ")
+        return text[:-1] if text != self.preview and text.endswith(">") else text
+
+    def unwrap(self) -> Any:
+        if self.type != SUCCESS:
+            raise UnwrapFailedError(self)  # type: ignore[arg-type]
+        return self._value()
+
+    def failure(self) -> Any:
+        if self.type == SUCCESS:
+            raise UnwrapFailedError(self)  # type: ignore[arg-type]
+        return self._value()
+
+    def value_or(self, default: Any) -> Any:
+        return self._value() if self.type == SUCCESS else default
 
 
 def result_to_json(result: Any) -> dict[str, Any]:
@@ -203,10 +221,9 @@ class RunResults:
         """A table per node for Jupyter: status, error, every task's result."""
         from html import escape
 
-        colours = {"ok": "#1a7f37", "failed": "#cf222e", "unreachable": "#8250df", "cancelled": "#9a6700"}
         rows = []
         for result in self.nodes:
-            colour = colours.get(result.status, "#cf222e")
+            colour = STATUS_COLOURS.get(result.status, "#cf222e")
             tasks = "<br>".join(
                 f"<code>{escape(name)}</code>: {escape(_bounded_repr(value)[:300])}"
                 for name, values in result.tasks.items() for value in values)
@@ -250,10 +267,8 @@ def unpack_outbox(folder: Path) -> None:
                     continue
                 target = folder / member.name
                 target.parent.mkdir(parents=True, exist_ok=True)
-                tmp = target.with_name(f".{target.name}.tmp")
-                with open(tmp, "wb", buffering=0) as handle:
+                with atomic_file(target) as handle:
                     copy_range(source.fileno(), handle.fileno(), member.size, member.offset_data)
-                os.replace(tmp, target)
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise UntrustedDataError(f"the results fetched from node {folder.name} are not a readable archive: {exc}") from exc
     with private_files():
@@ -275,7 +290,7 @@ _STATE_TYPES = {"status": str, "error": str, "shape": str, "done": int, "total":
 
 def host_state(folder: Path) -> dict[str, Any]:
     """The executor's state.json (from the host): fields of the wrong type are left out."""
-    state = read_json(str(folder / STATE))
+    state = read_json(folder / STATE)
     if not isinstance(state, dict):
         return {}
     kept = {k: v for k, v in state.items() if k in _STATE_TYPES and type(v) is _STATE_TYPES[k]}
@@ -395,7 +410,7 @@ def load_node(run_dir: Path, node: str, loads: Callable[[bytes], Any] | None = N
         # the host was lost before its results came back: keep what it had reported
         reported = [entry for entry in status["finished"] if isinstance(entry, dict)]
         timings = [dict(_timing(entry), log=None) for entry in reported]
-        done = {entry.get("seq") for entry in reported}
+        done = {entry.get("seq") for entry in reported if type(entry.get("seq")) is int}
         not_run = [name for seq, name in enumerate(_task_names(run_dir, node)) if seq not in done]
     return NodeResult(node=node, status=outcome, prepared=prepared, error=error, results=by_stage, tasks=by_name,
                       timings=timings, not_run=not_run, reported=reported,

@@ -16,7 +16,8 @@ unpickler, with its dispatch table narrowed):
 - a call (REDUCE, NEWOBJ) is made only to an admitted type, with arguments that
   are already built values (``bytes(2**33)`` or ``list(range(2**40))`` would
   allocate what the payload does not hold: refused);
-- an instance of a shipped class is built without running any of its code: its
+- an instance of a shipped class is built without running any of its code (a class with a
+  ``__del__``, which would run with the host's data once the value is dropped, is refused): its
   nearest builtin base makes it (never its ``__init__``, ``__new__`` or
   ``__reduce__``), its state is put in its ``__dict__`` and slots directly (never
   its ``__setstate__``), its members are added with the builtin container's own
@@ -67,6 +68,9 @@ _ALLOWED: dict[str, set[str]] = {
 _CONTAINERS = (list, dict, set, collections.deque)
 #: constructors that turn a number into that much memory
 _SIZED_BY_NUMBER = (bytes, bytearray)
+#: constructors that make an object per character of a text (``list("名" * 10**7)``: 28 MB of payload, 800 MB);
+#: a pickle never calls them with one (their members come with APPENDS and ADDITEMS)
+_SPLITTING = (list, tuple, set, frozenset, collections.deque)
 #: constructors that hash what they are given
 _HASHING = (set, frozenset, dict)
 
@@ -146,12 +150,13 @@ class _Unpickler(pickle._Unpickler):  # type: ignore[name-defined]  # pure Pytho
         raise self.refuse("use a pickle opcode results never contain (old-style instances or extension codes)")
 
     # -- calls -----------------------------------------------------------------------
-    def check_arguments(self, callee: type, args: Any, kwargs: Any = None) -> None:
+    def check_arguments(self, callee: type, args: Any, kwargs: Any = None, splits: bool = True) -> None:
         if not _is(args, tuple) or not _is(kwargs or {}, dict):
             raise self.refuse("call a constructor with malformed arguments")
         values = (*args, *(kwargs or {}).values())
         for value in values:
-            if _is(value, range) or (_is(value, int) and issubclass(callee, _SIZED_BY_NUMBER)):
+            if _is(value, range) or (_is(value, int) and issubclass(callee, _SIZED_BY_NUMBER)) or (
+                    splits and _is(value, (str, bytes, bytearray)) and issubclass(callee, _SPLITTING)):
                 raise self.refuse(f"ask for {callee.__name__}({value!r:.50}), "
                                   "a value larger than the payload that describes it")
         if issubclass(callee, _HASHING):
@@ -169,6 +174,9 @@ class _Unpickler(pickle._Unpickler):  # type: ignore[name-defined]  # pure Pytho
         return callee(*args, **(kwargs or {}))
 
     def shipped_instance(self, cls: type, args: tuple) -> Any:
+        if self.own_methods(cls, "__del__"):  # its finalizer would run with the host's data when dropped
+            raise self.refuse(f"build an instance of {cls.__name__}, whose __del__ would run on the controller",
+                              f"{cls.__module__}.{cls.__qualname__} (it defines __del__)")
         if issubclass(cls, enum.Enum):
             self.check_keys(args)
             member = cls._value2member_map_.get(args[0]) if len(args) == 1 and _is(args[0], Hashable) else None
@@ -178,7 +186,7 @@ class _Unpickler(pickle._Unpickler):  # type: ignore[name-defined]  # pure Pytho
         base = _builtin_base(cls)
         if base is object or issubclass(base, _CONTAINERS):
             return base.__new__(cls)
-        self.check_arguments(base, args)
+        self.check_arguments(base, args, splits=False)  # a tuple's members are the arguments, never split
         return tuple.__new__(cls, args) if base is tuple else base.__new__(cls, *args)
 
     def load_reduce(self) -> None:

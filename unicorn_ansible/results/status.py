@@ -42,3 +42,9 @@ class NodeStatus(Word):
     FAILED = "failed"
     NOT_RUN = "not_run"
     OK = "ok"
+
+
+#: how the report and a notebook's results table colour a node's outcome
+STATUS_COLOURS: dict[str, str] = {NodeStatus.OK: "#2da44e", NodeStatus.FAILED: "#cf222e", NodeStatus.DEPLOY_FAILED: "#cf222e",
+                                  NodeStatus.EXECUTION_FAILED: "#cf222e", NodeStatus.UNREACHABLE: "#8250df",
+                                  NodeStatus.TIMED_OUT: "#bf8700", NodeStatus.CANCELLED: "#6e7781", NodeStatus.NOT_RUN: "#6e7781"}

@@ -8,6 +8,7 @@ import time
 import click
 
 from ..home import testbed_dir
+from ..ui.tables import print_table
 from . import lab as _testbed
 
 
@@ -37,9 +38,8 @@ def up(count: int, delay_ms: float | None, loss_pct: float | None, rate: str | N
     """
     began = time.monotonic()
     made = _testbed.up(count, delay_ms=delay_ms, loss_pct=loss_pct, rate=rate)
-    click.echo(f"testbed up: {len(made.hosts)} host(s) in {time.monotonic() - began:.1f} s")
-    for host in made.hosts:
-        click.echo(f"  {host.name}  {host.address}  (netns {host.netns})")
+    print_table(("host", "address", "netns"), [(host.name, host.address, host.netns) for host in made.hosts],
+                f"testbed up: {len(made.hosts)} host(s) in {time.monotonic() - began:.1f} s")
     click.echo(f"inventory: {made.inventory}")
     click.echo(f"try: unicorn-ansible run EXPERIMENT.py -i {made.inventory}")
 
@@ -59,10 +59,10 @@ def status(as_json: bool) -> None:
     elif found is None:
         click.echo("no testbed is up (unicorn-ansible testbed up --hosts N)")
     else:
+        print_table(("host", "address", "state"),
+                    [(host["name"], host["address"], "up" if host["netns_exists"] and host["sshd_alive"] else "DOWN")
+                     for host in found["hosts"]], "testbed")
         click.echo(f"inventory: {found['inventory']}")
-        for host in found["hosts"]:
-            alive = "up" if host["netns_exists"] and host["sshd_alive"] else "DOWN"
-            click.echo(f"  {host['name']}  {host['address']}  {alive}")
     if found is not None and not found["healthy"]:
         raise SystemExit(1)
 

@@ -36,6 +36,7 @@ from typing import Any
 
 import jinja2
 
+from ..engine.rundir import read_json, write_atomic, write_json
 from ..errors import TestbedError
 from ..home import HOME_ENV, testbed_dir
 from ..inventory import architecture_of
@@ -86,13 +87,15 @@ class Testbed:
 
     @classmethod
     def load(cls, path: Path) -> Testbed:
-        data = json.loads(path.read_text())
+        data = read_json(path)
+        if data is None:
+            raise TestbedError(f"the testbed's state {path} is missing or unreadable; take what is left down "
+                               "with 'unicorn-ansible testbed down'")
         data["hosts"] = [TestbedHost(**host) for host in data["hosts"]]
         return cls(**data)
 
     def save(self) -> None:
-        path = Path(self.state_dir) / "testbed.json"
-        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        write_json(Path(self.state_dir) / "testbed.json", asdict(self))
 
     def host(self, name: str) -> TestbedHost:
         for host in self.hosts:
@@ -151,9 +154,7 @@ def _hidden_paths(hide: Sequence[str] | None) -> list[str]:
 
 
 def _write(path: Path, text: str, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    os.chmod(path, mode)
+    write_atomic(path, text, mode)
 
 
 def _ensure_user(password: str) -> None:
@@ -466,7 +467,7 @@ def down() -> bool:
 def _recorded(path: Path) -> Testbed | None:
     try:
         return Testbed.load(path)
-    except (OSError, ValueError, KeyError, TypeError):
+    except (TestbedError, KeyError, TypeError):
         return None
 
 

@@ -29,13 +29,19 @@ def shown(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-def table(artifacts: list[Artifact]) -> list[str]:
-    lines = []
+#: the columns of the artifacts table
+COLUMNS = ("node", "task", "path", "size", "sha256", "where")
+
+
+def rows(artifacts: list[Artifact]) -> list[tuple[str, ...]]:
+    """The artifacts as rows of the table (:data:`COLUMNS`), names as a terminal shows them, a
+    sha256 by its first 12 digits (``--json`` has them all)."""
+    table: list[tuple[str, ...]] = []
     for a in artifacts:
         where = a.file if a.file else f"left on the host at {a.source}: {a.left}"
-        lines.append(f"{a.node}\t{shown(a.task or '(pipeline)')}\t{shown(a.path)}\t{human_size(a.size)}\t"
-                     f"{a.sha256 or '-'}\t{shown(where)}")
-    return lines
+        table.append((a.node, shown(a.task or "(pipeline)"), shown(a.path), human_size(a.size), (a.sha256 or "-")[:12],
+                      shown(where)))
+    return table
 
 
 def copy_to(run_dir: Path, artifacts: list[Artifact], output: Path) -> int:

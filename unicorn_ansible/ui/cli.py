@@ -22,6 +22,7 @@ from ..engine.lifecycle import controller_died, find_run, load_experiment_file, 
 from ..engine.rundir import RunDir, executors, read_json
 from ..errors import ExperimentError, InventoryError, UnicornError, UsageError
 from ..inventory import load_inventory
+from ..node.protocol import TaskKind
 from ..results.artifacts import parse_size
 from ..results.load import VIEW_PAYLOAD_LIMIT, RunResults, load_results, node_file
 from .progress import known_total, tasks_text
@@ -113,16 +114,52 @@ def _with_progress(run_dir: Path, work: Any) -> Any:
 def _summary(results: RunResults) -> None:
     rows = []
     for node in results:
-        ok = sum(1 for timing in node.timings if timing.get("kind") == "ok")
+        ok = sum(1 for timing in node.timings if timing.get("kind") == TaskKind.OK)
         rows.append((node.node, node.status, ok, len(node.timings) - ok, len(node.not_run), _first_line(node.error)))
     out = console()
     print_table(("node", "status", "tasks ok", "tasks failed", "not run", "error"), rows, f"run {results.name}", out)
     for node in results:
         if node.notice:
             out.print(f"{node.node}  notice: {node.notice}", markup=False, highlight=False, soft_wrap=True)
+        if node.stopped_processes:
+            out.print(f"{node.node}  {_stopped_text(node.stopped_processes)}", markup=False, highlight=False,
+                      soft_wrap=True)
         for task, values in node.tasks.items():
             for value in values:
                 out.print(f"{node.node}  {task}: {_short(value)}", markup=False, highlight=False)
+        for line in _artifact_lines(results, node):
+            out.print(f"{node.node}  {line}", markup=False, highlight=False, soft_wrap=True)
+
+
+#: files left on a host named one by one in the summary; more are counted
+LEFT_SHOWN = 10
+
+
+def _artifact_lines(results: RunResults, node: Any) -> list[str]:
+    """What came home (how many, where) and what stayed on the host (each file: where, and why)."""
+    from ..results.load import _run_argument
+    from .artifacts import shown
+
+    home = [a for a in node.artifacts if a.file]
+    left = [a for a in node.artifacts if not a.file]
+    lines = []
+    if home:
+        folder = RunDir(results.run_dir).node_dir(node.node) / "artifacts"
+        lines.append(f"artifacts: {len(home)} file(s) came home into {shown(str(folder))}")
+    for a in left[:LEFT_SHOWN]:
+        lines.append(f"artifact {shown(a.path)} of task {shown(a.task or '(pipeline)')} left on the host "
+                     f"at {shown(a.source or '?')}: {shown(a.left or '')}")
+    if len(left) > LEFT_SHOWN:
+        lines.append(f"... {len(left) - LEFT_SHOWN} more artifacts left on the host: "
+                     f"unicorn-ansible artifacts {_run_argument(results.run_dir)} --node {node.node}")
+    return lines
+
+
+def _stopped_text(processes: list[dict[str, Any]], shown: int = 5) -> str:
+    """How many processes the pipeline's end (or a cancel, a time limit) stopped, and the first few."""
+    commands = ["".join(c if c.isprintable() else "?" for c in str(p.get("command"))[:80]) for p in processes[:shown]]
+    more = f" and {len(processes) - shown} more" if len(processes) > shown else ""
+    return f"stopped {len(processes)} process(es) its tasks left running: {', '.join(commands)}{more}"
 
 
 def _count(experiment: Any) -> str:
@@ -305,11 +342,13 @@ def status(run_name: str, as_json: bool) -> None:
     died = controller_died(record)
     if as_json:
         click.echo(json.dumps({"name": record["name"], "status": record.get("status"), "controller_died": died,
-                               "nodes": nodes_status}, indent=2))
+                               "error": record.get("error"), "nodes": nodes_status}, indent=2))
         return
     rows = [(entry["node"], entry["phase"], tasks_text(int(entry["done"] or 0), entry["total"] or 0),
              _first_line(entry["error"])) for entry in nodes_status]
     print_table(("node", "phase", "tasks done", "error"), rows, f"run {record['name']}: {record.get('status')}")
+    if record.get("error"):
+        click.echo(f"the run ended with an error: {_first_line(str(record['error']))}", err=True)
     if died:
         click.echo(f"its controller (pid {(record.get('controller') or {}).get('pid', '?')}) died; the pipelines may "
                    f"still run on the hosts: unicorn-ansible collect {record['name']} fetches their results", err=True)
@@ -444,19 +483,30 @@ def cancel(run_name: str) -> None:
 
 @cli.command()
 @click.argument("run_name")
-def collect(run_name: str) -> None:
+@click.option("--artifact-cap", metavar="SIZE",
+              help="A new cap on the run's artifacts (e.g. 50G): files the old one left on the hosts come home.")
+def collect(run_name: str, artifact_cap: str | None) -> None:
     """Fetch a run's results from its hosts again (after the controller crashed, say).
 
-    Pipelines still running are waited for; none is started twice.
+    Pipelines still running are waited for; none is started twice. Artifacts already home
+    unchanged are not fetched again.
 
     \b
     Example:
       unicorn-ansible collect ping-1
+      unicorn-ansible collect ping-1 --artifact-cap 50G
     """
     from ..engine.lifecycle import collect as collect_run
 
+    cap = None
+    if artifact_cap is not None:
+        try:
+            cap = parse_size(artifact_cap)
+        except ValueError as exc:
+            raise UsageError(f"--artifact-cap: {exc}") from None
     run_dir = _resolve_run(run_name)
-    results = _with_progress(run_dir, lambda handler: collect_run(RunDir(run_dir), event_handler=handler))
+    results = _with_progress(run_dir, lambda handler: collect_run(RunDir(run_dir), event_handler=handler,
+                                                                  artifact_cap=cap))
     _summary(results)
     sys.exit(EXIT_OK if results.success else EXIT_FAILED)
 
@@ -534,7 +584,7 @@ def artifacts(run_name: str, node_name: str | None, task_name: str | None, outpu
     elif as_json:
         click.echo(json.dumps([a.to_dict() for a in chosen], indent=2))
     else:
-        click.echo("\n".join(listing.table(chosen)))
+        print_table(listing.COLUMNS, listing.rows(chosen), f"artifacts of {run_dir.name}")
     sys.exit(EXIT_OK if all(a.file for a in chosen) else EXIT_FAILED)
 
 

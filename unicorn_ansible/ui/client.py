@@ -45,6 +45,7 @@ from ..model.experiment import Experiment
 from ..model.flags import FlagValues
 from ..model.nodes import CountableNodePool, Node
 from ..results.load import NodeResult, RunResults, load_results
+from ..results.status import NodeStatus
 
 if netunicorn_installed():  # netunicorn's own enum: its notebooks compare with it
     from netunicorn.base.experiment import ExperimentStatus
@@ -89,7 +90,8 @@ class DeploymentExecutionResult:
 
     @property
     def result(self) -> tuple[Result, list[str]] | None:
-        if not self.outcome.tasks and self.outcome.status in ("unreachable", "deploy_failed", "not_run"):
+        if not self.outcome.tasks and self.outcome.status in (
+                NodeStatus.UNREACHABLE, NodeStatus.DEPLOY_FAILED, NodeStatus.NOT_RUN):
             return None
         wrapped = Success(self.outcome.tasks) if self.outcome.success else Failure(self.outcome.tasks)
         return wrapped, self._logs

@@ -16,6 +16,9 @@ from typing import IO, Any
 from ..engine.rundir import RunDir
 from ..results.status import FINAL_PHASES, Phase
 
+#: how a final phase (as a person reads it, FINAL_PHASES) is shown on a terminal
+_COLOURS = {"done": "green", "failed": "red", "unreachable": "magenta", "cancelled": "yellow", "timed out": "yellow"}
+
 
 def describe(status: dict[str, Any]) -> tuple[str, int, int]:
     """A node's phase as a person reads it, with tasks done and total (0: not known in advance)."""
@@ -83,16 +86,16 @@ class Progress:
         from rich.console import Group
         from rich.progress_bar import ProgressBar
         from rich.table import Table
+        from rich.text import Text
 
-        table = Table(title=f"run {self.run_dir.name}", expand=False)
+        table = Table(title=Text(f"run {self.run_dir.name}"), expand=False)
         for column in ("node", "phase", "tasks"):
             table.add_column(column)
         finished = 0
         for host, (label, done, total) in snapshot.items():
-            colour = {"done": "green", "failed": "red", "unreachable": "magenta", "cancelled": "yellow"}.get(
-                label.split(",")[0], "")
-            table.add_row(host, f"[{colour}]{label}[/]" if colour else label, tasks_text(done, total))
-            finished += label.split(",")[0] in ("done", "failed", "unreachable", "cancelled")
+            colour = _COLOURS.get(label.split(",")[0])  # "done, with failed tasks" is done
+            table.add_row(host, Text(label, style=colour or ""), tasks_text(done, total))
+            finished += colour is not None
         bar = ProgressBar(total=max(len(snapshot), 1), completed=finished, width=40)
         summary = Table.grid()
         summary.add_row(bar, f"  {finished}/{len(snapshot)} node(s) finished")

@@ -27,9 +27,17 @@ from ..node.protocol import NODE_SPEC, PIPELINE, STATE, TaskKind
 from ..resources import ui_templates_dir
 from ..results.load import VIEW_PAYLOAD_LIMIT, NodeResult, RunResults, load_results, node_file
 from ..results.measurements import measurements
-from ..results.status import NodeStatus
+from ..results.status import STATUS_COLOURS
 from .report_charts import charts
-from .report_details import artifact_links, deployment_view, preview, seconds_text, task_rows, why_stopped
+from .report_details import (
+    artifact_links,
+    deployment_view,
+    preview,
+    relative_href,
+    seconds_text,
+    task_rows,
+    why_stopped,
+)
 from .report_graph import OUTCOME_COLOURS, draw_graph, load_plan
 
 TEMPLATE = "report.html.j2"
@@ -39,10 +47,6 @@ LANE = 20  # pixels from one bar to the next
 COLOURS = {TaskKind.OK: "#2da44e", TaskKind.FAILURE: "#cf222e", TaskKind.CRASH: "#8250df",
            TaskKind.TIMEOUT: "#bf8700", TaskKind.UNPICKLABLE: "#cf222e", TaskKind.CANCELLED: "#6e7781",
            "deploy": "#0969da", "reported": "#57606a"}
-
-STATUS_COLOURS = {NodeStatus.OK: "#2da44e", NodeStatus.FAILED: "#cf222e", NodeStatus.DEPLOY_FAILED: "#cf222e",
-                  NodeStatus.EXECUTION_FAILED: "#cf222e", NodeStatus.UNREACHABLE: "#8250df",
-                  NodeStatus.CANCELLED: "#6e7781", NodeStatus.NOT_RUN: "#6e7781"}
 
 
 @dataclass
@@ -92,7 +96,7 @@ def _task_bars(node: NodeResult, timeline: Timeline, y: int) -> tuple[list[dict[
         runs = node.tasks.get(name) or []
         shown = timing.get("preview") or (preview(runs[occurrence]) if occurrence < len(runs) else "")
         start, end = timing.get("start") or timeline.origin, timing.get("end") or timeline.origin
-        kind = timing.get("kind") or ("reported" if node.reported else "ok")
+        kind = timing.get("kind") or ("reported" if node.reported else TaskKind.OK)
         bars.append(timeline.bar(start, end, y + lane * LANE, COLOURS.get(kind, "#cf222e"),
                                  name if not occurrence else "",
                                  f"{name} #{occurrence + 1} (stage {(timing.get('stage') or 0) + 1}): "
@@ -100,17 +104,18 @@ def _task_bars(node: NodeResult, timeline: Timeline, y: int) -> tuple[list[dict[
     return bars, len(lanes)
 
 
-def _log_links(run: RunDir, node: NodeResult) -> list[dict[str, str]]:
-    """Links to the logs that came back: every task's, then the executor's."""
+def _log_links(run: RunDir, node: NodeResult, output_dir: Path) -> list[dict[str, str]]:
+    """Links to the logs that came back, every task's then the executor's, relative to the report
+    (as its artifact links: they keep working when the run folder and its report move together)."""
     node_dir = run.node_dir(node.node)
     links = []
     for timing in node.timings:
         log = node_file(node_dir, timing.get("log"))  # a path from the host: inside the node's folder or none
         if log is not None and log.is_file():
-            links.append({"href": log.as_uri(), "label": f"{timing['name']} log"})
+            links.append({"href": relative_href(log, output_dir), "label": f"{timing['name']} log"})
     executor_log = run.node_logs_dir(node.node) / "executor.log"
     if executor_log.is_file():
-        links.append({"href": executor_log.resolve().as_uri(), "label": "executor log"})
+        links.append({"href": relative_href(executor_log, output_dir), "label": "executor log"})
     return links
 
 
@@ -120,9 +125,9 @@ def _node_view(run: RunDir, node: NodeResult, status: dict[str, Any], timeline: 
     task_bars, lanes = _task_bars(node, timeline, 4 + LANE * len(bars))
     lanes += len(bars)
     spec = read_json(run.shipped_dir(node.node) / NODE_SPEC) or {}
-    return {"name": node.node, "host": node.host, "status": node.status, "colour": STATUS_COLOURS.get(NodeStatus(node.status), "#cf222e") if node.status in STATUS_COLOURS else "#cf222e",
+    return {"name": node.node, "host": node.host, "status": node.status, "colour": STATUS_COLOURS.get(node.status, "#cf222e"),
             "error": node.error, "notice": node.notice, "bars": bars + task_bars, "height": 4 + LANE * lanes + 24,
-            "logs": _log_links(run, node), "not_run": node.not_run,
+            "logs": _log_links(run, node, output_dir), "not_run": node.not_run,
             "stopped": why_stopped(node, read_json(run.node_dir(node.node) / STATE) or {}),
             "limits": {"time limit": seconds_text(spec.get("time_limit")), "task timeout": seconds_text(spec.get("task_timeout"))},
             "deploy": deployment_view(run, node.node), "tasks": task_rows(run, node),
@@ -156,7 +161,8 @@ def write_report(run_dir: Path, output: Path, width: int = 900) -> Path:
     output.parent.mkdir(parents=True, exist_ok=True)
     inside = output.resolve().is_relative_to(run_dir.resolve())
     with private_files() if inside else contextlib.nullcontext():  # the run folder's files are private
-        output.write_text(html, encoding="utf-8")
+        # a host's names need not be UTF-8 (a file named b"\xff"): such bytes are shown as escapes
+        output.write_text(html, encoding="utf-8", errors="backslashreplace")
     return output
 
 

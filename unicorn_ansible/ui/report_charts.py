@@ -27,10 +27,10 @@ def _series_by_chart(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[s
 
 
 def _scale(low: float, high: float, size: int, flip: bool = False) -> Any:
-    span = (high - low) or 1.0
+    span = high - low
 
     def to_pixels(value: float) -> float:
-        share = (value - low) / span
+        share = (value - low) / span if span else 0.5  # every value the same: a line across the middle
         return round((1 - share if flip else share) * size, 1)
 
     return to_pixels

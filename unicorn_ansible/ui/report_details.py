@@ -16,8 +16,10 @@ from returns.pipeline import is_successful
 
 from ..engine.rundir import RunDir
 from ..node.outcome import bounded_repr
+from ..node.protocol import TaskKind
 from ..results.artifacts import human_size
 from ..results.load import NodeResult
+from ..results.refused import Refused
 from ..results.status import NodeStatus
 
 PREVIEW = 200
@@ -56,9 +58,10 @@ def _log_tail(path: Path) -> str | None:
 
 def _row(run: RunDir, node: NodeResult, name: str, timings: list[dict[str, Any]], excerpt: bool) -> dict[str, Any]:
     results = node.tasks.get(name) or []
-    failures = [r for r in results if not is_successful(r)]
+    failures = [r for r in results if not is_successful(r) and not isinstance(r, Refused)]
+    refused = [r for r in results if isinstance(r, Refused)]
     last = results[-1] if results else None
-    failed_runs = [t for t in timings if t.get("kind") not in (None, "ok")]
+    failed_runs = [t for t in timings if t.get("kind") not in (None, TaskKind.OK)]
     log_of = (failed_runs or timings)[-1].get("log")
     return {"name": name, "runs": len(timings), "failed": len(failed_runs),
             "seconds": sum((t.get("end") or 0) - (t.get("start") or 0) for t in timings) / max(1, len(timings)),
@@ -66,6 +69,9 @@ def _row(run: RunDir, node: NodeResult, name: str, timings: list[dict[str, Any]]
             "ok": last is not None and is_successful(last),
             "failures": [_failure_text(r) for r in failures[:FAILURES_SHOWN]],
             "more_failures": max(0, len(failures) - FAILURES_SHOWN),
+            # results the controller did not load: not the task's failures, shown apart
+            "refused": [r.message for r in refused[:FAILURES_SHOWN]],
+            "more_refused": max(0, len(refused) - FAILURES_SHOWN),
             "log": _log_tail(run.node_dir(node.node) / log_of) if excerpt and log_of else None}
 
 
@@ -99,14 +105,16 @@ def why_stopped(node: NodeResult, state: dict[str, Any]) -> str:
     return f"{node.status}: {reason}".rstrip(": ")
 
 
+def relative_href(path: Path, output_dir: Path) -> str:
+    """A link from the report in ``output_dir`` to ``path`` (any bytes in its name)."""
+    return quote(os.path.relpath(path.resolve(), output_dir).encode("utf-8", "surrogateescape"))
+
+
 def artifact_links(run: RunDir, node: NodeResult, output_dir: Path) -> list[dict[str, Any]]:
     """The node's artifacts: a link relative to the report (it travels with the run folder) or where it was left."""
     links = []
     for artifact in node.artifacts:
-        href = None
-        if artifact.file:
-            relative = os.path.relpath(run.path.resolve() / artifact.file, output_dir)
-            href = quote(relative.encode("utf-8", "surrogateescape"))
+        href = relative_href(run.path / artifact.file, output_dir) if artifact.file else None
         links.append({"task": artifact.task or "(pipeline)", "path": artifact.path, "size": human_size(artifact.size),
                       "sha256": artifact.sha256 or "", "href": href,
                       "left": None if href else f"left on the host at {artifact.source}: {artifact.left}"})

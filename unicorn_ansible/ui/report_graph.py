@@ -66,7 +66,7 @@ def _depths(count: int, edges: list[tuple[int, int, dict[str, Any]]]) -> list[in
 
 
 def _outcome(runs: Counter) -> str:
-    ok, failed = runs.get("ok", 0), sum(n for kind, n in runs.items() if kind != "ok")
+    ok, failed = runs.get(TaskKind.OK, 0), sum(n for kind, n in runs.items() if kind != TaskKind.OK)
     if not ok and not failed:
         return "not run"
     return "ok" if not failed else "failed" if not ok else "mixed"

@@ -14,12 +14,14 @@ def console() -> Any:
 
 def print_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None,
                 out: Any = None) -> None:
-    """Print ``rows`` (each cell shown with ``str``) under ``columns``, on ``out`` or a new console."""
+    """Print ``rows`` (each cell shown with ``str``, as it is: never read as rich markup, never cut
+    short, folded where too long) under ``columns``, on ``out`` or a new console."""
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=title)
+    table = Table(title=None if title is None else Text(title))
     for column in columns:
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*(str(cell) for cell in row))
+        table.add_row(*(Text(str(cell)) for cell in row))
     (out or console()).print(table)
