@@ -75,8 +75,9 @@ def _replace(target: str, data: bytes) -> None:
 
 
 def keep_bundle(workdir: str) -> None:
-    """Keep this bundle in the work folder: Ansible's script action runs it from a
-    temporary copy it removes afterwards, and start and cancel need it later."""
+    """Keep this bundle in the work folder, where start and cancel run it later: the role's
+    unicorn_deploy writes it there and runs it from there (nothing to do), Ansible's script
+    action (its fallback) runs it from a temporary copy it removes afterwards."""
     bundle, target = _bundle(), os.path.join(workdir, NODE_BUNDLE)
     if bundle and bundle != target:
         with open(bundle, "rb") as source, atomic_file(target, 0o600) as handle:
