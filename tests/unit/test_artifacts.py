@@ -95,6 +95,25 @@ def test_a_hostile_list_is_refused_entry_by_entry_and_links_at_home_are_not_foll
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
+def test_two_fetches_of_one_node_at_once_keep_both_their_files_in_the_index(tmp_path: Path) -> None:
+    # a cancel from another terminal and the run's own last call fetch the same node together:
+    # the one saving last must not write back the empty index it read before the other saved
+    run = tmp_path / "run"
+    node = run / "nodes" / "h1"
+    node.mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({}))
+    offer = {"size": 3, "sha256": hashlib.sha256(b"abc").hexdigest(), "transfer": "outgoing/0", "task": "t"}
+    one, other = ArtifactFetch.for_outbox(node / OUTBOX), ArtifactFetch.for_outbox(node / OUTBOX)
+    for fetch, path in ((one, "first"), (other, "second")):
+        _outbox(node, [dict(offer, path=path, source=f"/host/{path}")])
+        (job,) = fetch.jobs()
+        job.part.write_bytes(b"abc")
+        fetch.fetched(job)
+    one.save()
+    other.save()
+    assert sorted(a.path for a in load_artifacts(run, "h1")) == ["first", "second"]
+
+
 def test_the_cap_is_shared_by_every_node(tmp_path: Path) -> None:
     budget = Budget(tmp_path, 10)
     assert budget.reserve("a", 6) and not budget.reserve("b", 6) and budget.reserve("a", 7)

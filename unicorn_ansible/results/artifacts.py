@@ -225,6 +225,8 @@ class ArtifactFetch:
     cap: int = DEFAULT_ARTIFACT_CAP
     index: dict[str, dict[str, Any]] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
+    #: the index entries this fetch wrote (save merges only these into the index on disk)
+    changed: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         known = read_json(self.node_dir / INDEX) or {}
@@ -246,6 +248,7 @@ class ArtifactFetch:
         return json.dumps([offer["task"], offer["path"]])
 
     def _leave(self, offer: dict[str, Any], reason: str) -> None:
+        self.changed.add(self._key(offer))
         self.index[self._key(offer)] = {k: offer.get(k) for k in ("task", "path", "size", "sha256", "source")} \
             | {"left": reason, "file": None}
         self.messages.append(f"{offer['path']!r} of task {offer['task']!r} left on the host at "
@@ -288,6 +291,7 @@ class ArtifactFetch:
             return
         os.replace(job.part, job.target)
         run_dir = self.node_dir.parent.parent
+        self.changed.add(self._key(job.offer))
         self.index[self._key(job.offer)] = {
             "task": job.offer["task"], "path": job.offer["path"], "size": job.target.stat().st_size,
             "sha256": sha256_of(job.target), "offered_sha256": job.offer["sha256"],
@@ -301,7 +305,14 @@ class ArtifactFetch:
         self._leave(job.offer, f"fetching it failed: {reason}")
 
     def save(self) -> None:
-        write_json(self.node_dir / INDEX, self.index)
+        """Write what this fetch changed into the index, merged with what another fetch of the
+        same node (a cancel from another terminal and the run's own last call) saved meanwhile."""
+        with _locked(self.node_dir / f"{INDEX}.lock"):
+            current = read_json(self.node_dir / INDEX) or {}
+            merged = {k: v for k, v in current.items() if isinstance(v, dict)}
+            merged.update({key: self.index[key] for key in self.changed if key in self.index})
+            write_json(self.node_dir / INDEX, merged)
+            self.index = merged
 
 
 def load_artifacts(run_dir: Path, node: str) -> list[Artifact]:
