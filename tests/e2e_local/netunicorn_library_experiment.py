@@ -34,6 +34,10 @@ pipeline = (
     .then([add_artifact(tcpdump.StartCapture(pcap, ["-i", "lo"], name="tcpdump"), pcap),  # the captures come home
            add_artifact(tshark.StartCapture(tshark_pcap, ["-i", "lo"], name="tshark"), tshark_pcap),
            Iperf3ServerStart(["-p", os.environ.get("IPERF_PORT", "5201")], name="iperf-server")])
+    # the capture tasks return once their tools are started, not capturing yet: a loaded machine
+    # missed dig's query; a tool creates its file once its interface is open
+    .then(ShellCommand(["sh", "-c", f"for i in $(seq 300); do [ -e {pcap} ] && [ -e {tshark_pcap} ] && exit 0; "
+                        "sleep 0.1; done; exit 1"], name="captures-ready"))
     .then([Ping(target, count=2, name="ping"),
            PortKnock(target, int(os.environ["HTTP_PORT"]), name="knock"),
            ShellCommand(["dig", f"@{target}", "-p", os.environ["DNS_PORT"], "+tries=1", "+time=2",
