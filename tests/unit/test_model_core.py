@@ -91,6 +91,37 @@ def test_pipeline_stages() -> None:
         Experiment().append(Node("n1", {}), unreachable)
 
 
+def test_a_pipelines_graph_is_its_stages_until_changed_by_hand() -> None:
+    a, b, c, d = Req(name="a"), Req(name="b"), Req(name="c"), Req(name="d")
+    pipeline = Pipeline([a, (b, c)])
+    assert set(pipeline.graph.edges) == {("root", a), (a, 1), (1, b), (1, c), (b, 2), (c, 2)}
+    pipeline.then(d)  # a stage added after the graph was asked for joins it
+    assert {(2, d), (d, 3)} <= set(pipeline.graph.edges) and pipeline.runs_by_stages()
+    pipeline.graph.add_edge(d, a, type="weak")
+    assert not pipeline.runs_by_stages()
+    assert pipeline.copy().graph.has_edge(d, a) and not Pipeline([a]).copy().graph.has_edge(d, a)
+    # a pipeline pickled before the graph was made when first asked for keeps the graph it had
+    old = Pipeline([a])
+    old.__dict__["graph"] = old.__dict__.pop("_graph") or old.stage_graph()
+    old.__dict__["graph"].add_edge(a, "root", type="weak")
+    assert old.graph.has_edge(a, "root") and not old.runs_by_stages()
+
+
+def test_a_plain_pipeline_is_dispatched_and_shipped_without_networkx() -> None:
+    """networkx takes ~0.16 s to import: a run of plain pipelines (the common case) does without it."""
+    code = ("import sys\n"
+            "from unicorn_ansible.compat import netunicorn\n"
+            "netunicorn.skip_in_this_process()\n"
+            "from unicorn_ansible import Experiment, Node, Pipeline, Task\n"
+            "class Hello(Task):\n"
+            "    def run(self):\n"
+            "        return 'hello'\n"
+            "Experiment().append(Node('n', {}), Pipeline([Hello(), [Hello(), Hello()]]))\n"
+            "print('networkx' in sys.modules)\n")
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert shown.stdout.strip() == "False"
+
+
 def test_nodes_and_pools() -> None:
     assert [a.value for a in Architecture] == ["linux/amd64", "linux/arm64", "win/amd64", "win/arm64", "unknown"]
     n1 = Node("n1", {"groups": ["clients"], "ip": "10.0.0.1"}, Architecture.LINUX_AMD64)

@@ -45,7 +45,7 @@ def _dispatched(pipeline: Pipeline | ExecutionGraph, node: Node) -> Pipeline | G
             raise GraphError(f"node {node.name}: {exc}") from exc
     dispatched = copy.copy(pipeline)
     dispatched.tasks = [[_dispatch_one(element, node) for element in stage] for stage in pipeline.tasks]
-    dispatched.graph = dispatched.stage_graph()  # the dispatched tasks' own graph
+    dispatched.graph = None  # the dispatched tasks' own graph (what their stages make)
     return for_node(dispatched)
 
 

@@ -151,12 +151,17 @@ class ExecutionGraph(Flow):
         environment_definition: EnvironmentDefinition | None = None,
         name: str | None = None,
     ) -> None:
+        super().__init__(early_stopping, report_results, environment_definition, name)
+        self.graph = self._new_graph()
+        self.override_graph_validation = False
+
+    def _new_graph(self) -> Any:
+        """The graph a new flow starts with: only 'root'."""
         import networkx as nx
 
-        super().__init__(early_stopping, report_results, environment_definition, name)
-        self.graph = nx.DiGraph()
-        self.override_graph_validation = False
-        self.graph.add_node("root")
+        graph = nx.DiGraph()
+        graph.add_node("root")
+        return graph
 
     @staticmethod
     def is_execution_graph_valid(obj: ExecutionGraph) -> bool:

@@ -254,8 +254,7 @@ def _dumps(obj: object) -> tuple[bytes, set[str]]:
 def for_node(obj: object) -> object:
     """``obj`` as a host gets it: a Pipeline run stage by stage loses its networkx graph (hosts
     have no networkx; they run the stages)."""
-    if isinstance(obj, _pipeline.Pipeline) and getattr(obj, "graph", None) is not None \
-            and _pipeline.as_graph(obj) is None:
+    if isinstance(obj, _pipeline.Pipeline) and obj._made_graph() is not None and _pipeline.as_graph(obj) is None:
         obj = copy.copy(obj)
         obj.graph = None
     return obj
