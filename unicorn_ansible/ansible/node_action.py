@@ -26,11 +26,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
 import shlex
+from pathlib import Path
 from typing import Any
 
 from ansible.module_utils.common.text.converters import to_text
+
+from unicorn_ansible.engine.rundir import write_atomic
 
 from .fetch_action import ActionModule as FetchAction
 from .fetch_action import _host_path
@@ -105,11 +107,7 @@ class ActionModule(FetchAction):
                 data = base64.b64decode(inline, validate=True)
             except (binascii.Error, TypeError, ValueError):
                 return {"failed": True, "msg": "the executor's answer carried an outbox that is not base64"}
-            os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
-            part = f"{dest}.part"
-            with open(part, "wb") as handle:
-                handle.write(data)
-            os.replace(part, dest)
+            write_atomic(Path(dest), data)  # private (0600), as every file of the run folder
             outcome = self._fetch_rest(src, dest, task_vars)
         if outcome.get("failed"):
             return {"failed": True, "msg": outcome.get("msg", "the results were not fetched")}
