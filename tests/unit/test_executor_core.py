@@ -330,3 +330,33 @@ def test_busy_tasks_that_need_each_other_all_start(tmp_path: Path) -> None:
     pipeline = Pipeline().then([SpinsUntilAllStarted(str(folder), count, name=f"spin{i}") for i in range(count)])
     state = run_pipeline(pipeline, str(tmp_path / "work"))
     assert state["success"], NodeResults.read(str(tmp_path / "work")).by_stage
+
+
+class Surroundings(Task):
+    def run(self):
+        return {"environment": os.environ.get("VIRTUAL_ENV"), "path": os.environ["PATH"].split(os.pathsep)[0],
+                "session_leader": os.getsid(0) == os.getppid(), "executable": sys.executable,
+                "stdin_is_null": os.path.samestat(os.fstat(0), os.stat(os.devnull)), "argv": sys.argv[1:3],
+                "forked_from_start": "unicorn_ansible.node.control" in sys.modules}  # run alone never imports it
+
+
+@pytest.mark.parametrize("interpreter", ["this", "another path"])
+def test_the_started_executor_runs_detached_in_its_environment_whether_forked_or_new(
+        tmp_path: Path, interpreter: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """start forks the executor when its interpreter is the one start runs with, else starts that
+    interpreter: either way it leads its own session, reads nothing, and has the deployment's environment."""
+    folder, environment = tmp_path / "w", tmp_path / "env"
+    python = sys.executable
+    if interpreter != "this":  # the same program by another name: outside this venv, it finds our modules by PYTHONPATH
+        python = str(tmp_path / "python")
+        os.symlink(sys.executable, python)
+        monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in sys.path if os.path.isdir(p)))
+    _write_work_folder(folder, Pipeline().then(Surroundings(name="around")))
+    (folder / "deploy-report.json").write_text(json.dumps({"ok": True, "interpreter": python,
+                                                           "environment": str(environment)}))
+    state = _executor("start", "--workdir", str(folder), "--timeout", "30")
+    assert state["status"] == "finished"
+    around = NodeResults.read(str(folder)).by_name["around"][0].unwrap()
+    assert around == {"environment": str(environment), "path": str(environment / "bin"), "session_leader": True,
+                      "executable": python, "stdin_is_null": True, "argv": ["run", "--workdir"],
+                      "forked_from_start": interpreter == "this"}

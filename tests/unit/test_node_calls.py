@@ -14,7 +14,7 @@ import cloudpickle
 
 from unicorn_ansible import Pipeline, Task
 from unicorn_ansible.ansible.deploy_action import ship_and_run
-from unicorn_ansible.ansible.node_action import answer_of
+from unicorn_ansible.ansible.node_action import answer_of, deployed_interpreter
 from unicorn_ansible.compiler.bundle import build_bundle
 from unicorn_ansible.model.experiment import serialize_for_node
 from unicorn_ansible.node.protocol import NODE_SPEC, OUTBOX, PIPELINE
@@ -81,3 +81,24 @@ def test_a_larger_outbox_stays_on_the_host_for_the_transfer(tmp_path: Path) -> N
     work, answer = _started(tmp_path, 1000)
     assert "outbox_data" not in answer and (work / OUTBOX).stat().st_size > 1000
     assert json.loads(json.dumps(answer))["outbox"] == str(work / OUTBOX)
+
+
+def test_start_runs_with_the_python_the_deployment_answered_for_that_deployment(tmp_path: Path) -> None:
+    """A deployment's answer names its executor's Python (its environment's); the start of that
+    deployment runs with it (and forks the executor). Other deployments, a failed one, a container
+    or no deployment in this playbook: the role's python."""
+    bundle = build_bundle(tmp_path / "cache")
+    work = tmp_path / "w"
+    (tmp_path / "w").mkdir()
+    (work / "deploy.json").write_text(json.dumps({"node": "h1", "commands": ["true"]}))
+    done = subprocess.run([sys.executable, str(bundle), "deploy", "--workdir", str(work)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    deployed = {"unicorn_deployment": "h1", "rc": 0, "stdout": "\r\n" + done.stdout}
+    python = deployed_interpreter({"unicorn_deploy": {"results": [deployed]}}, "h1")
+    assert python == str(work / "env" / "bin" / "python") and os.access(python, os.X_OK)
+    assert deployed_interpreter({"unicorn_deploy": {"results": [deployed]}}, "h2") is None
+    assert deployed_interpreter({"unicorn_deploy": {"results": [dict(deployed, rc=1)]}}, "h1") is None
+    assert deployed_interpreter({}, "h1") is None
+    container = dict(deployed, stdout=json.dumps({"ok": True, "interpreter": None}))
+    assert deployed_interpreter({"unicorn_deploy": {"results": [container]}}, "h1") is None

@@ -57,6 +57,21 @@ def answer_of(stdout: str) -> dict[str, Any] | None:
     return None
 
 
+def deployed_interpreter(task_vars: Any, deployment: Any) -> str | None:
+    """The Python that runs ``deployment``'s executor on this host (its virtual environment's), from
+    this playbook's deployment answer (``unicorn_deploy``, deploy.yml); a ``start`` run by it forks the
+    executor instead of starting a second Python. None where this playbook did not deploy it
+    (``prepare``, then ``start``) or the executor runs in a container."""
+    registered = (task_vars or {}).get("unicorn_deploy")
+    results = registered.get("results") if isinstance(registered, dict) else None
+    for entry in results if isinstance(results, list) else []:
+        if isinstance(entry, dict) and entry.get("unicorn_deployment") == deployment and entry.get("rc") == 0:
+            answer = answer_of(to_text(entry.get("stdout") or ""))
+            python = answer.get("interpreter") if answer else None
+            return python if isinstance(python, str) and python.startswith("/") else None
+    return None
+
+
 class ActionModule(FetchAction):
     TRANSFERS_FILES = False  # no remote temporary folder: it would cost two more round trips per call
     _VALID_ARGS = frozenset(("command", "python", "bundle", "workdir", "timeout", "fetch", "final_statuses"))
@@ -69,7 +84,9 @@ class ActionModule(FetchAction):
             result.update(failed=True, msg=f"unicorn_node needs command ({' or '.join(COMMANDS)}), python, bundle "
                                            "and workdir")
             return result
-        argv = [str(args["python"]), str(args["bundle"]), command, "--workdir", str(args["workdir"])]
+        python = (command == "start" and deployed_interpreter(task_vars, task_vars.get("unicorn_deployment"))
+                  or str(args["python"]))
+        argv = [python, str(args["bundle"]), command, "--workdir", str(args["workdir"])]
         if args.get("timeout") not in (None, "") and command == "start":
             argv += ["--timeout", str(args["timeout"])]
         if fetch:

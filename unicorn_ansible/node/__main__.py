@@ -33,9 +33,9 @@ import traceback
 import zipfile
 from typing import Any
 
-from .control import cancel, current_state, start, wait
+# control (and with it cloudpickle and returns) is imported by the commands that use it: a
+# deployment's process, every run on every host, starts ~0.03 s sooner without them
 from .files import atomic_file, read_json, write_json_atomic
-from .outbox import pack_outbox
 from .processes import keep_files_private
 from .protocol import (
     BUNDLE_NODE_FILES,
@@ -125,11 +125,17 @@ def _deploy(workdir: str, engine: str | None, base_image: str | None, then_start
     spec = _with_host_settings(read_json(os.path.join(workdir, DEPLOY_SPEC)) or {}, engine, base_image)
     report = deploy(workdir, spec)
     if not report["ok"]:  # the deployment play fetches it: the requirements' logs reach the controller
+        from .outbox import pack_outbox
+
         pack_outbox(workdir)
     summary = {k: report.get(k) for k in ("ok", "skipped", "error", "python", "environment", "cancelled", "notice")}
+    # the executor's Python on this host: the role's start runs with it, so it can fork the executor
+    summary["interpreter"] = report.get("interpreter") if report["ok"] and not report.get("container") else None
     summary["commands"] = [{"command": c["command"][:200], "rc": c["rc"], "seconds": round(c["end"] - c["start"], 3)}
                            for c in report["commands"]]
     if then_start and report["ok"]:  # the pipeline starts in the same round trip (run, site.yml)
+        from .control import start
+
         started = start(workdir, _kept_command(workdir))
         summary["started"] = {"already_started": bool(started.get("already_started")), "pid": started.get("pid")}
     print(json.dumps(summary))
@@ -163,7 +169,9 @@ def _reply(workdir: str, state: dict[str, Any], inline: int | None = None, packe
 
 
 def _start(workdir: str, timeout: float | None, inline: int | None = None) -> int:
-    started = start(workdir, _self_command())
+    from .control import start, wait
+
+    started = start(workdir, _self_command(), run_here=lambda: _run(workdir))
     state = wait(workdir, timeout) if timeout else started
     print(_reply(workdir, dict(state, already_started=bool(started.get("already_started"))), inline))
     return 0
@@ -259,9 +267,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "start":
         return _start(workdir, args.timeout, args.inline_outbox)
     if args.command == "state":
+        from .control import current_state
+
         print(_reply(workdir, current_state(workdir)))
         return 0
     if args.command == "cancel":
+        from .control import cancel
+
         print(_reply(workdir, cancel(workdir), args.inline_outbox, packed=True))
         return 0
     return _run(workdir)

@@ -13,6 +13,7 @@ import selectors
 import signal
 import sys
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -100,6 +101,44 @@ def fork_task(body: Callable[[], None]) -> tuple[int, int]:
             os._exit(0)
     os.close(write_fd)
     return pid, read_fd
+
+
+def fork_detached(body: Callable[[], int], argv: list[str], out: int, env: dict[str, str], cwd: str) -> int:
+    """Run ``body`` in a child of this process detached as ``subprocess.Popen(argv, start_new_session=True,
+    close_fds=True)`` would start a new Python (its own session, stdin from /dev/null, stdout and stderr to
+    ``out``, ``env`` its environment, ``argv`` its ``sys.argv``): the same interpreter without a second start;
+    the child exits with ``body``'s return value. Returns the child's pid."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        os.setsid()
+        os.chdir(cwd)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(out, 1)
+        os.dup2(out, 2)
+        os.closerange(3, max(3, os.sysconf("SC_OPEN_MAX")))
+        sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False))
+        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True)
+        os.environ.clear()
+        os.environ.update(env)
+        sys.argv = list(argv)
+        code = body()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+    return 0  # never reached: the child exits above
 
 
 @dataclass
