@@ -397,14 +397,17 @@ def rerun(bench: Bench, args: argparse.Namespace) -> None:
     print("| hosts | first run | re-run | re-run / first | trivial 1-task playbook | re-run / trivial |"
           + (" baseline re-run | baseline re-run / trivial |" if args.baseline else ""))
     print("|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if args.baseline else ""))
-    for hosts in args.rerun_hosts if args.rerun_hosts is not None else args.hosts:
+    breakdown: list[tuple[int, Sample]] = []
+    for hosts in _rerun_hosts(args):
         inventory = bench.testbed(hosts)
         first_runs, reruns, baseline_reruns, trivials = [], [], [], []
+        again_samples: list[Sample] = []
         for attempt in range(args.runs):
             bench.testbed(hosts)  # a fresh testbed: hosts have no environment yet
             first_runs.append(bench.ours(with_requirement, inventory, hosts, f"first-{hosts}-{attempt}").wall)
             trivials.append(bench.playbook("trivial.yml", inventory, hosts).wall)
-            reruns.append(bench.ours(with_requirement, inventory, hosts, f"again-{hosts}-{attempt}").wall)
+            again_samples.append(bench.ours(with_requirement, inventory, hosts, f"again-{hosts}-{attempt}"))
+            reruns.append(again_samples[-1].wall)
             if args.baseline:  # the same environment, already built: a re-run for it too
                 baseline_reruns.append(bench.ours(with_requirement, inventory, hosts, f"again-base-{hosts}-{attempt}",
                                                   scripts=args.baseline / "bin").wall)
@@ -416,6 +419,13 @@ def rerun(bench: Bench, args: argparse.Namespace) -> None:
             extra = f" {base:.2f} | {base / trivial:.2f}× |"
         print(f"| {hosts} | {first:.2f} | {again:.2f} | {again / first:.2f}× | {trivial:.2f} | {again / trivial:.2f}× |"
               + extra)
+        breakdown.append((hosts, Sample(again, statistics.median(s.peak for s in again_samples),
+                                        median_phases([s.phases for s in again_samples]))))
+    _phase_table("unicorn-ansible run, re-run (s, medians)", breakdown, PHASE_ORDER)
+
+
+def _rerun_hosts(args: argparse.Namespace) -> list[int]:
+    return args.rerun_hosts if args.rerun_hosts is not None else args.hosts
 
 
 def scale(bench: Bench, args: argparse.Namespace) -> None:
@@ -492,8 +502,8 @@ def run(bench: Bench, args: argparse.Namespace) -> int:
         return 0
     if args.hosts:
         one_task(bench, args, strategy)
-        if not args.skip_rerun:
-            rerun(bench, args)
+    if not args.skip_rerun and _rerun_hosts(args):
+        rerun(bench, args)
     if args.scale:
         scale(bench, args)
     if not args.skip_transfer:
