@@ -56,7 +56,7 @@ def test_python_api_results_filter_and_render(env: Env, monkeypatch: pytest.Monk
     monkeypatch.setenv("UNICORN_ANSIBLE_HOME", str(env.home))
     inventory = env.local_inventory(["api-a"])
     pool = load_inventory([str(inventory)]).nodes()
-    experiment = load_experiment_file(str(ROOT / "examples" / "hello.py"), pool)
+    experiment = load_experiment_file(str(ROOT / "examples" / "hello.py"), lambda: pool)
     results = unicorn_ansible.run(experiment, inventory=[str(inventory)], name="api")
     assert results.success and repr(results) == "<RunResults api: 1 node(s): 1 ok>"
     assert [r.node for r in results.filter(status="ok")] == ["api-a"] and results.filter(status="failed") == []

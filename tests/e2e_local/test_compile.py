@@ -64,6 +64,14 @@ def test_inventory_and_name_errors(env: Env) -> None:
     env.write("broken.ini", "[web\nhost bar=\n")
     done = env.cli("nodes", "-i", "broken.ini", check=2)
     assert "broken.ini" in done.stderr and "Traceback" not in done.stderr
+    # the experiment file runs while Ansible reads the inventory: its error is still the inventory's,
+    # whether the file's experiment is a function of the node pool or an Experiment
+    env.write("fixed.py", "from unicorn_ansible import Experiment\nexperiment = Experiment()\n")
+    for experiment in (str(ROOT / "examples" / "hello.py"), "fixed.py"):
+        done = env.cli("run", experiment, "-i", "broken.ini", "--name", "never", check=2)
+        assert "broken.ini" in done.stderr and "Traceback" not in done.stderr and "raised" not in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not (env.home / "runs" / "never").exists()
     for bad in ("../escape", "a;rm -rf", "with space", "$(id)"):
         done = env.cli("run", str(ROOT / "examples" / "hello.py"), "--name", bad, check=2)
         assert "run name" in done.stderr, bad

@@ -13,6 +13,7 @@ what the compiler writes there:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -71,6 +72,7 @@ def environment_key(commands: Sequence[str], variables: dict[str, str], python: 
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+@functools.cache
 def _templates() -> jinja2.Environment:
     # Our own delimiters, so the Ansible expressions ({{ }}) in the templates pass through untouched.
     return jinja2.Environment(
@@ -354,6 +356,12 @@ class _Compilation:
 
 def _json_bytes(data: dict[str, Any]) -> bytes:
     return (json.dumps(data, indent=2) + "\n").encode()
+
+
+def load_templates() -> None:
+    """Compile the playbooks' templates now (kept for this process's compile)."""
+    for playbook in PLAYBOOKS:
+        _templates().get_template(f"{playbook}.j2")
 
 
 def _write_playbooks(run: RunDir, context: dict[str, Any]) -> None:

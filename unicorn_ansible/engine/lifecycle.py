@@ -42,9 +42,10 @@ SITE, DEPLOY, EXECUTE, CANCEL = "site.yml", "deploy.yml", "execute.yml", "cancel
 STOP_CHECK_SECONDS = 1
 
 
-def load_experiment_file(path: str, nodes: CountableNodePool) -> Experiment:
+def load_experiment_file(path: str, nodes: Callable[[], CountableNodePool]) -> Experiment:
     """Run an experiment file and return its ``experiment``: an Experiment, or a callable
-    that takes the inventory's node pool and returns one.
+    that takes the inventory's node pool (``nodes()``, asked for only then: the file runs while
+    Ansible still reads the inventory) and returns one.
 
     As with ``python FILE``, the file's folder is importable while it loads (its modules and
     packages travel to the hosts by value, see model/travel.py); afterwards the modules it
@@ -101,7 +102,7 @@ def _run_file(path: str, file: Path) -> dict[str, Any]:
         raise ExperimentError(f"{path} raised {type(exc).__name__}: {_one_line(exc)}") from exc
 
 
-def _experiment_of(path: str, namespace: dict[str, Any], nodes: CountableNodePool) -> Any:
+def _experiment_of(path: str, namespace: dict[str, Any], nodes: Callable[[], CountableNodePool]) -> Any:
     """The file's ``experiment``, called with the node pool if it is a function."""
     if "experiment" not in namespace:
         raise ExperimentError(
@@ -109,8 +110,9 @@ def _experiment_of(path: str, namespace: dict[str, Any], nodes: CountableNodePoo
         )
     value = as_experiment(namespace["experiment"])
     if callable(value) and not isinstance(value, Experiment):
+        pool = nodes()  # outside the try: an inventory's error is its own, not the experiment's
         try:
-            value = value(nodes)
+            value = value(pool)
         except ExperimentError:
             raise
         except SystemExit as exc:

@@ -7,21 +7,22 @@ TestbedError), 2 a usage error (bad arguments, experiment file, inventory or run
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ..compiler.compile import check_run_name, compile_experiment, inventory_args
+from ..compiler.compile import check_run_name, compile_experiment, inventory_args, load_templates
 from ..compiler.settings import DEFAULT_RUN_TIMEOUT_SECONDS, CompileOptions
 from ..engine.lifecycle import controller_died, find_run, load_experiment_file, new_run_name, run_experiment, run_path
 from ..engine.rundir import RunDir, executors, read_json
 from ..errors import ExperimentError, InventoryError, UnicornError, UsageError
-from ..inventory import load_inventory
+from ..inventory import Inventory, load_inventory
 from ..node.protocol import TaskKind
 from ..results.artifacts import parse_size
 from ..results.load import VIEW_PAYLOAD_LIMIT, RunResults, load_results, node_file
@@ -109,6 +110,23 @@ def _with_progress(run_dir: Path, work: Any) -> Any:
 
     with Progress(run_dir, list(executors(RunDir(run_dir).record())), sys.stderr) as progress:
         return work(progress.handle)
+
+
+def _inventory_reader(sources: Sequence[str]) -> Callable[[], Inventory]:
+    """The inventory, read when first asked for (Ansible reads it in a process of its own, started
+    first thing: ui/main.py); meanwhile the experiment file runs."""
+    return functools.cache(lambda: load_inventory(sources))
+
+
+def _load_for_the_run() -> None:
+    """Load now what the run needs later (ansible-runner, the playbooks' templates, the progress
+    display's and the summary's parts of rich): done while Ansible reads the inventory in its own
+    process, where this one would otherwise wait, not after it."""
+    import ansible_runner  # noqa: F401
+    import rich.live  # noqa: F401
+    import rich.table  # noqa: F401
+
+    load_templates()
 
 
 def _summary(results: RunResults) -> None:
@@ -215,8 +233,10 @@ def run(experiment_file: str, inventories: Sequence[str], name: str | None, repl
         if not replace and run_path(name).exists():
             raise UsageError(f"a run named {name} exists; choose another --name or pass --replace to overwrite it")
     secrets = _secrets(engine)
-    inventory = load_inventory(inventories)
-    experiment = load_experiment_file(experiment_file, inventory.nodes())
+    _load_for_the_run()
+    read = _inventory_reader(inventories)
+    experiment = load_experiment_file(experiment_file, lambda: read().nodes())
+    inventory = read()
     name = name or new_run_name(Path(experiment_file).stem)
     click.echo(f"run {name}: {_count(experiment)}", err=True)
     from .progress import Progress
@@ -253,8 +273,9 @@ def compile_command(experiment_file: str, inventories: Sequence[str], output: st
     name = check_run_name(name or target.resolve().name)
     engine.pop("ask_become_pass", None)
     engine.pop("ask_pass", None)
-    inventory = load_inventory(inventories)
-    experiment = load_experiment_file(experiment_file, inventory.nodes())
+    read = _inventory_reader(inventories)
+    experiment = load_experiment_file(experiment_file, lambda: read().nodes())
+    inventory = read()
     run_dir = compile_experiment(experiment, inventory, target, name, _options(**engine))
     args = " ".join(inventory_args(run_dir, inventory.sources))
     click.echo(f"compiled {_count(experiment)} into {run_dir}")
