@@ -114,6 +114,19 @@ def test_requirements_run_verbatim_and_a_failing_one_stops_only_its_host(env: En
     assert list(env.host_dir("bad").glob("envs/*/bin/python"))  # the failed environment is where it ran
 
 
+def test_a_host_without_pipelining_deploys_through_ansibles_script_action(env: Env) -> None:
+    """unicorn_deploy pipes the bundle to one command; a connection without pipelining (the user's
+    ansible_pipelining=false) hands over to ansible.builtin.script: the same results and reports."""
+    inventory = env.local_inventory(["good", "bad"], extra="ansible_pipelining=false")
+    env.write("reqs.py", REQUIREMENTS)
+    for attempt in ("first", "again"):  # again: the environment is found ready
+        env.cli("run", "reqs.py", "-i", str(inventory), "--name", f"reqs-{attempt}", check=1)
+        results = env.results(f"reqs-{attempt}")
+        good, bad = node(results, "good"), node(results, "bad")
+        assert good["status"] == "ok" and good["results"] == [{"type": "Success", "value": "{{ x }} it's 2\n"}]
+        assert bad["status"] == "deploy_failed" and "exit 7" in bad["error"] and "about to fail" in bad["error"]
+
+
 def _wheel(folder: Path, name: str, version: str, module_source: str) -> Path:
     """A minimal pure-Python wheel, so pip installs it with no network."""
     path = folder / f"{name}-{version}-py3-none-any.whl"
