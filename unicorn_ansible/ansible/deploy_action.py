@@ -9,9 +9,13 @@ it: one round trip. That needs the connection's pipelining (the generated settin
 SSH, local and Mitogen have it); without it this hands over to ``ansible.builtin.script``.
 
 Arguments: ``bundle`` (the bundle on the controller), ``python``, ``workdir`` (as the role's
-variables give them), ``name`` (the bundle's name in the work folder), ``argv`` (the executor's
-arguments after the bundle). The result is ``script``'s: ``rc``, ``stdout``, ``stderr``,
-``stdout_lines``, ``stderr_lines``; it fails when ``rc`` is not 0.
+variables give them), ``name`` (the bundle's name in the work folder), ``container_engine`` and
+``container_base_image`` (the role's ``unicorn_container_*``), ``start`` (whether the executor
+starts the pipeline right after a successful deployment). The result is ``script``'s: ``rc``,
+``stdout``, ``stderr``, ``stdout_lines``, ``stderr_lines``; it fails when ``rc`` is not 0, and is
+changed unless the executor's report says the environment was already there (``"skipped": true``).
+Each argument costs the play a template in the worker, so the executor's command line is built
+here, not in the role.
 """
 
 from __future__ import annotations
@@ -20,9 +24,16 @@ import shlex
 from typing import Any
 
 from ansible.module_utils.common.text.converters import to_text
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
 from .fetch_action import _host_path
+
+
+def deploy_argv(workdir: str, container_engine: str, container_base_image: str, start: bool) -> list[str]:
+    """The executor's arguments after the bundle for one deployment."""
+    return (["deploy", "--workdir", workdir, "--container-engine", container_engine,
+             "--container-base-image", container_base_image] + (["--start"] if start else []))
 
 
 def ship_and_run(python: str, workdir: str, name: str, argv: list[str]) -> str:
@@ -37,29 +48,29 @@ def ship_and_run(python: str, workdir: str, name: str, argv: list[str]) -> str:
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False  # no remote temporary folder: the bundle goes straight to the work folder
-    _VALID_ARGS = frozenset(("bundle", "python", "workdir", "name", "argv"))
+    _VALID_ARGS = frozenset(("bundle", "python", "workdir", "name", "container_engine", "container_base_image",
+                             "start"))
 
     def run(self, tmp: Any = None, task_vars: Any = None) -> dict[str, Any]:
         result = super().run(tmp, task_vars)
         args = self._task.args
         bundle, python, workdir, name = (args.get(key) for key in ("bundle", "python", "workdir", "name"))
-        argv = [str(word) for word in args.get("argv") or []]
         if not bundle or not python or not workdir or not name:
             result.update(failed=True, msg="unicorn_deploy needs bundle, python, workdir and name")
             return result
+        argv = deploy_argv(str(workdir), str(args.get("container_engine") or "auto"),
+                           str(args.get("container_base_image") or ""), boolean(args.get("start") or False))
         source = self._loader.path_dwim(str(bundle))
         if not self._connection.is_pipelining_enabled(False):
-            return self._with_script(source, str(python), argv, task_vars)
+            return _outcome(self._with_script(source, str(python), argv, task_vars))
         with open(source, "rb") as handle:
             data = handle.read()
         done = self._low_level_execute_command(ship_and_run(str(python), str(workdir), str(name), argv),
                                                sudoable=True, in_data=data)
         stdout, stderr = to_text(done.get("stdout", "")), to_text(done.get("stderr", ""))
         result.update(rc=done.get("rc"), stdout=stdout, stderr=stderr, stdout_lines=stdout.splitlines(),
-                      stderr_lines=stderr.splitlines(), changed=True)
-        if done.get("rc") != 0:
-            result.update(failed=True, msg="non-zero return code")
-        return result
+                      stderr_lines=stderr.splitlines())
+        return _outcome(result)
 
     def _with_script(self, source: str, python: str, argv: list[str], task_vars: Any) -> dict[str, Any]:
         """No pipelining on this connection: Ansible's script action ships and runs the bundle."""
@@ -69,3 +80,13 @@ class ActionModule(ActionBase):
             "ansible.builtin.script", task=task, connection=self._connection, play_context=self._play_context,
             loader=self._loader, templar=self._templar, shared_loader_obj=self._shared_loader_obj)
         return script.run(task_vars=task_vars)
+
+
+def _outcome(result: dict[str, Any]) -> dict[str, Any]:
+    """Failed unless the executor exited 0; changed unless its report says the environment was
+    already built (what the role's changed_when and failed_when said, decided here: no template)."""
+    if result.get("rc") != 0:
+        result.update(failed=True, changed=False, msg=result.get("msg") or "non-zero return code")
+    else:
+        result["changed"] = '"skipped": true' not in to_text(result.get("stdout") or "")
+    return result
