@@ -13,7 +13,7 @@ from pathlib import Path
 import cloudpickle
 
 from unicorn_ansible import Pipeline, Task
-from unicorn_ansible.ansible.deploy_action import ship_and_run
+from unicorn_ansible.ansible.deploy_action import deploy_argv, deployment_outcome, ship_and_run
 from unicorn_ansible.ansible.node_action import answer_of, deployed_interpreter
 from unicorn_ansible.compiler.bundle import build_bundle
 from unicorn_ansible.model.experiment import serialize_for_node
@@ -51,6 +51,20 @@ def test_a_failing_executor_is_a_failing_call(tmp_path: Path) -> None:
     bundle = build_bundle(tmp_path / "cache")
     command = ship_and_run(sys.executable, str(tmp_path / "w"), "unicorn-node.pyz", ["no-such-command"])
     assert _sh(command, tmp_path, bundle.read_bytes()).returncode != 0
+
+
+def test_the_deployment_command_line_and_outcome_are_the_actions_not_templates() -> None:
+    assert deploy_argv("~/w", "auto", "", False) == [
+        "deploy", "--workdir", "~/w", "--container-engine", "auto", "--container-base-image", ""]
+    assert deploy_argv("~/w", "podman", "python:3.11-slim", True)[-1] == "--start"
+    # changed: the environment was built; not changed: found built; failed: any exit but 0 (or none)
+    assert deployment_outcome({"rc": 0, "stdout": '{"ok": true, "skipped": false}'}) == {
+        "rc": 0, "stdout": '{"ok": true, "skipped": false}', "changed": True}
+    assert deployment_outcome({"rc": 0, "stdout": '\r\n{"ok": true, "skipped": true}'})["changed"] is False
+    for result in ({"rc": 7, "stdout": ""}, {"msg": "no connection"}):
+        outcome = deployment_outcome(dict(result))
+        assert outcome["failed"] is True and outcome["changed"] is False and outcome["msg"]
+    assert deployment_outcome({"msg": "no connection"})["msg"] == "no connection"
 
 
 def _started(tmp_path: Path, inline: int) -> tuple[Path, dict]:

@@ -62,7 +62,7 @@ class ActionModule(ActionBase):
                            str(args.get("container_base_image") or ""), boolean(args.get("start") or False))
         source = self._loader.path_dwim(str(bundle))
         if not self._connection.is_pipelining_enabled(False):
-            return _outcome(self._with_script(source, str(python), argv, task_vars))
+            return deployment_outcome(self._with_script(source, str(python), argv, task_vars))
         with open(source, "rb") as handle:
             data = handle.read()
         done = self._low_level_execute_command(ship_and_run(str(python), str(workdir), str(name), argv),
@@ -70,7 +70,7 @@ class ActionModule(ActionBase):
         stdout, stderr = to_text(done.get("stdout", "")), to_text(done.get("stderr", ""))
         result.update(rc=done.get("rc"), stdout=stdout, stderr=stderr, stdout_lines=stdout.splitlines(),
                       stderr_lines=stderr.splitlines())
-        return _outcome(result)
+        return deployment_outcome(result)
 
     def _with_script(self, source: str, python: str, argv: list[str], task_vars: Any) -> dict[str, Any]:
         """No pipelining on this connection: Ansible's script action ships and runs the bundle."""
@@ -82,7 +82,7 @@ class ActionModule(ActionBase):
         return script.run(task_vars=task_vars)
 
 
-def _outcome(result: dict[str, Any]) -> dict[str, Any]:
+def deployment_outcome(result: dict[str, Any]) -> dict[str, Any]:
     """Failed unless the executor exited 0; changed unless its report says the environment was
     already built (what the role's changed_when and failed_when said, decided here: no template)."""
     if result.get("rc") != 0:
