@@ -337,7 +337,16 @@ class Surroundings(Task):
         return {"environment": os.environ.get("VIRTUAL_ENV"), "path": os.environ["PATH"].split(os.pathsep)[0],
                 "session_leader": os.getsid(0) == os.getppid(), "executable": sys.executable,
                 "stdin_is_null": os.path.samestat(os.fstat(0), os.stat(os.devnull)), "argv": sys.argv[1:3],
-                "forked_from_start": "unicorn_ansible.node.control" in sys.modules}  # run alone never imports it
+                "forked_from_start": "unicorn_ansible.node.control" in sys.modules,  # run alone never imports it
+                "inherited": [target for target in map(_fd_target, os.listdir("/proc/self/fd"))
+                              if "session-secret" in target]}
+
+
+def _fd_target(fd: str) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:  # the listing's own descriptor, closed by now
+        return ""
 
 
 @pytest.mark.parametrize("interpreter", ["this", "another path"])
@@ -354,9 +363,17 @@ def test_the_started_executor_runs_detached_in_its_environment_whether_forked_or
     _write_work_folder(folder, Pipeline().then(Surroundings(name="around")))
     (folder / "deploy-report.json").write_text(json.dumps({"ok": True, "interpreter": python,
                                                            "environment": str(environment)}))
-    state = _executor("start", "--workdir", str(folder), "--timeout", "30")
-    assert state["status"] == "finished"
+    # a descriptor the start command was given (an SSH session's, say) stays out of the executor
+    with open(tmp_path / "session-secret", "w") as secret:
+        os.dup2(secret.fileno(), 60)
+        try:
+            done = subprocess.run([sys.executable, "-m", "unicorn_ansible.node", "start", "--workdir", str(folder),
+                                   "--timeout", "30"], capture_output=True, text=True, timeout=60, pass_fds=(60,))
+        finally:
+            os.close(60)
+    state = json.loads(done.stdout)
+    assert state["status"] == "finished", done.stderr
     around = NodeResults.read(str(folder)).by_name["around"][0].unwrap()
     assert around == {"environment": str(environment), "path": str(environment / "bin"), "session_leader": True,
                       "executable": python, "stdin_is_null": True, "argv": ["run", "--workdir"],
-                      "forked_from_start": interpreter == "this"}
+                      "forked_from_start": interpreter == "this", "inherited": []}

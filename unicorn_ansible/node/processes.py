@@ -6,6 +6,7 @@ group), its stdout and stderr one pipe the executor reads into the task's log.
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import io
 import os
@@ -103,6 +104,20 @@ def fork_task(body: Callable[[], None]) -> tuple[int, int]:
     return pid, read_fd
 
 
+def _close_from(lowest: int) -> None:
+    """Close every open descriptor from ``lowest`` up, as ``close_fds`` does: the open ones, listed
+    (a loop up to the limit is a million calls on a host without close_range and a high limit)."""
+    try:
+        open_fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        os.closerange(lowest, max(lowest, os.sysconf("SC_OPEN_MAX")))
+        return
+    for fd in open_fds:
+        if fd >= lowest:
+            with contextlib.suppress(OSError):  # the listing's own descriptor is closed already
+                os.close(fd)
+
+
 def fork_detached(body: Callable[[], int], argv: list[str], out: int, env: dict[str, str], cwd: str) -> int:
     """Run ``body`` in a child of this process detached as ``subprocess.Popen(argv, start_new_session=True,
     close_fds=True)`` would start a new Python (its own session, stdin from /dev/null, stdout and stderr to
@@ -121,7 +136,7 @@ def fork_detached(body: Callable[[], int], argv: list[str], out: int, env: dict[
         os.dup2(null, 0)
         os.dup2(out, 1)
         os.dup2(out, 2)
-        os.closerange(3, max(3, os.sysconf("SC_OPEN_MAX")))
+        _close_from(3)
         sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False))
         sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True)
         os.environ.clear()
