@@ -28,6 +28,7 @@ from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
 from .fetch_action import _host_path
+from .node_action import answer_of
 
 
 def deploy_argv(workdir: str, container_engine: str, container_base_image: str, start: bool) -> list[str]:
@@ -88,5 +89,6 @@ def deployment_outcome(result: dict[str, Any]) -> dict[str, Any]:
     if result.get("rc") != 0:
         result.update(failed=True, changed=False, msg=result.get("msg") or "non-zero return code")
     else:
-        result["changed"] = '"skipped": true' not in to_text(result.get("stdout") or "")
+        report = answer_of(to_text(result.get("stdout") or ""))
+        result["changed"] = not (report and report.get("skipped") is True)
     return result

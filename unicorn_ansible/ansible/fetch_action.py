@@ -31,6 +31,7 @@ import os
 import posixpath
 import shlex
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,14 +77,19 @@ class ActionModule(ActionBase):
             return result
         dest = self._loader.path_dwim(dest)
         fail_on_missing = boolean(self._task.args.get("fail_on_missing", True), strict=False)
+        result.update(self._fetching(lambda: self._fetch_all(src, dest, fail_on_missing, task_vars)))
+        return result
+
+    def _fetching(self, fetch: Callable[[], dict], route: str = ROUTE_CONNECTION) -> dict:
+        """``fetch()``'s outcome (``route``: how the files travel, unless it finds otherwise); the
+        private folder a become hand-over makes on the host is removed afterwards."""
         self._handover: str | None = None  # with become: the connecting user's private folder
-        self._route = ROUTE_CONNECTION
+        self._route = route
         try:
-            result.update(self._fetch_all(src, dest, fail_on_missing, task_vars))
+            return fetch()
         finally:
             if self._handover:
                 self._low_level_execute_command(f"rm -rf -- {shlex.quote(self._handover)}", sudoable=False)
-        return result
 
     def _fetch_all(self, src: str, dest: str, fail_on_missing: bool, task_vars, artifacts: bool | None = None) -> dict:
         """The outbox, then the files its manifest asks for on their own, then (``artifacts``) its artifacts."""

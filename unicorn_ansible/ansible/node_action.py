@@ -26,7 +26,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import shlex
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +33,14 @@ from ansible.module_utils.common.text.converters import to_text
 
 from unicorn_ansible.engine.rundir import write_atomic
 
+from .fetch_action import ROUTE_CONNECTION, _host_path
 from .fetch_action import ActionModule as FetchAction
-from .fetch_action import _host_path
 
 #: the largest outbox (bytes, before base64) the executor puts inside its answer
 INLINE_LIMIT = 768 * 1024
 COMMANDS = ("start", "cancel")
+#: the route of an outbox that came inside the answer (unicorn_fetch names the others)
+ROUTE_INLINE = "inline"
 #: the answer's fields the result carries besides ``stdout`` (the whole answer)
 ANSWER_FIELDS = ("status", "already_started", "outbox", "deployment")
 
@@ -105,13 +106,8 @@ class ActionModule(FetchAction):
                       changed=command == "cancel" or not answer.get("already_started"))
         over = command == "cancel" or answer.get("status") in (args.get("final_statuses") or ())
         if fetch and over:
-            self._handover = None  # with become: the connecting user's private folder (unicorn_fetch's)
-            self._route = "inline" if inline else "connection"
-            try:
-                result.update(self._fetch_results(answer, inline, str(fetch), task_vars))
-            finally:
-                if self._handover:
-                    self._low_level_execute_command(f"rm -rf -- {shlex.quote(self._handover)}", sudoable=False)
+            result.update(self._fetching(lambda: self._fetch_results(answer, inline, str(fetch), task_vars),
+                                         ROUTE_INLINE if inline else ROUTE_CONNECTION))
         return result
 
     def _fetch_results(self, answer: dict[str, Any], inline: Any, dest: str, task_vars) -> dict[str, Any]:
