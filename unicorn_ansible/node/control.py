@@ -56,14 +56,13 @@ def start(workdir: str, command: list[str], run_here: Callable[[], int] | None =
     report = read_json(os.path.join(workdir, DEPLOY_REPORT)) or {}
     interpreter = report.get("interpreter") or sys.executable
     container = report.get("container")
-    argv = (container_command(container, workdir, command) if container
-            else [interpreter, *command, "run", "--workdir", workdir])
+    run = ["run", "--workdir", workdir]
+    argv = container_command(container, workdir, command) if container else [interpreter, *command, *run]
     os.makedirs(os.path.join(workdir, LOGS), exist_ok=True)
     process: subprocess.Popen[bytes] | None = None
     with open(os.path.join(workdir, LOGS, EXECUTOR_OUT), "ab") as out:
         if run_here is not None and not container and _same_interpreter(interpreter):
-            pid = fork_detached(run_here, [sys.argv[0], *argv[len(command) + 1:]], out.fileno(),
-                                _task_environment(report), workdir)
+            pid = fork_detached(run_here, [sys.argv[0], *run], out.fileno(), _task_environment(report), workdir)
         else:
             process = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=_task_environment(report),

@@ -68,6 +68,18 @@ def keep_files_private() -> None:
     os.environ.setdefault(TASK_UMASK_ENV, str(previous))
 
 
+def _stdio_to(out: int) -> None:
+    """In a fork: stdin from /dev/null, stdout and stderr (and Python's) to ``out``."""
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    if null > 2:
+        os.close(null)
+    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), line_buffering=True)
+    sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True)
+
+
 def _become_task_process(write_fd: int) -> None:
     """In the fork: an own process group, the user's umask, stdin from /dev/null, stdout and stderr to the pipe."""
     os.setpgid(0, 0)
@@ -75,14 +87,8 @@ def _become_task_process(write_fd: int) -> None:
     if umask.isdigit():
         os.umask(int(umask))
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.dup2(write_fd, 1)
-    os.dup2(write_fd, 2)
+    _stdio_to(write_fd)
     os.close(write_fd)
-    os.close(null)
-    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), line_buffering=True)
-    sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True)
     if faulthandler.is_enabled():  # a crash dump belongs in the task's log, not the parent's stderr
         faulthandler.enable(file=sys.stderr)
 
@@ -132,13 +138,8 @@ def fork_detached(body: Callable[[], int], argv: list[str], out: int, env: dict[
     try:
         os.setsid()
         os.chdir(cwd)
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.dup2(out, 1)
-        os.dup2(out, 2)
+        _stdio_to(out)
         _close_from(3)
-        sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False))
-        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True)
         os.environ.clear()
         os.environ.update(env)
         sys.argv = list(argv)
