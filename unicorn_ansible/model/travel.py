@@ -32,6 +32,8 @@ import sys
 import sysconfig
 import threading
 import types
+import uuid
+import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -173,6 +175,8 @@ class NodePickler(FileKeepingPickler):
         self.by_reference: set[str] = set()
         #: the user's modules this pickler registered to travel by value (dump unregisters them)
         self.registered: list[types.ModuleType] = []
+        #: the classes this pickle carries by value, by id (``carrying_classes`` adds the table)
+        self.classes: dict[str, type] = {}
         self._roots = _installed_roots()
 
     def dump(self, obj: Any) -> None:
@@ -193,6 +197,8 @@ class NodePickler(FileKeepingPickler):
             isinstance(obj, (type, types.FunctionType)) and _cloudpickle._should_pickle_by_reference(obj))
         if by_reference:
             self.by_reference.add(str(getattr(obj, "__module__", None) or ""))
+        elif isinstance(obj, type) and obj.__module__ != "builtins":  # its code travels in this pickle
+            self.classes[class_id(obj)] = obj
         return super().reducer_override(obj)
 
     def _dynamic_function_reduce(self, func: types.FunctionType) -> Any:
@@ -241,11 +247,48 @@ class NodePickler(FileKeepingPickler):
         return module
 
 
-def _dumps(obj: object) -> tuple[bytes, set[str]]:
-    """The pickle of ``obj`` and the third-party top-level packages it refers to by reference."""
+# -- the classes a pickle carries -------------------------------------------------------------
+#: every class this process pickled by value, and its id: results refer to it by that id
+_class_ids: weakref.WeakKeyDictionary[type, str] = weakref.WeakKeyDictionary()
+_classes_by_id: weakref.WeakValueDictionary[str, type] = weakref.WeakValueDictionary()
+
+
+def class_id(cls: type) -> str:
+    """The id of a class pickled by value: a random one, the same each time this process pickles it."""
+    with _pickle_lock:
+        found = _class_ids.get(cls)
+        if found is None:
+            found = _class_ids[cls] = uuid.uuid4().hex
+            _classes_by_id[found] = cls
+        return found
+
+
+def shipped_classes() -> dict[str, type]:
+    """The classes this process pickled by value (those still alive), by id."""
+    with _pickle_lock:
+        return dict(_classes_by_id)
+
+
+class _CarryingClasses:
+    """A pipeline's pickle: the pipeline, and after it the table of the classes the pickle carries
+    by value (filled while the pipeline is pickled), which the loaded pipeline keeps as its
+    ``SHIPPED_CLASSES`` attribute (model/shipped.py): the host refers to those classes in its
+    results by id (node/outcome.py) and the controller's loader admits them by it
+    (results/safe_pickle.py), whatever cloudpickle keeps of its own."""
+
+    def __init__(self, obj: object, classes: dict[str, type]) -> None:
+        self.obj, self.classes = obj, classes
+
+    def __reduce__(self) -> tuple[Any, tuple[object, dict[str, type]]]:
+        return _shipped.with_classes, (self.obj, self.classes)
+
+
+def _dumps(obj: object, carrying_classes: bool = False) -> tuple[bytes, set[str]]:
+    """The pickle of ``obj`` (with the table of its classes if ``carrying_classes``) and the
+    third-party top-level packages it refers to by reference."""
     buffer = io.BytesIO()
     pickler = NodePickler(buffer)
-    pickler.dump(obj)
+    pickler.dump(_CarryingClasses(obj, pickler.classes) if carrying_classes else obj)
     tops = {name.split(".")[0] for name in pickler.by_reference if name}
     return buffer.getvalue(), {top for top in tops if top not in sys.stdlib_module_names and top not in ON_EVERY_HOST
                                and top not in _NEVER_BY_VALUE}
@@ -263,7 +306,7 @@ def for_node(obj: object) -> object:
 def serialize_for_node(obj: object) -> bytes:
     """Pickle an object for a host that has only Python, cloudpickle and returns."""
     with _model_by_value():
-        return _dumps(for_node(obj))[0]
+        return _dumps(for_node(obj), carrying_classes=True)[0]
 
 
 @dataclass
@@ -284,7 +327,7 @@ def ship(pipeline: object, tasks: list[Any]) -> Shipment:
     the task and the attribute that cannot be pickled."""
     with _model_by_value():
         try:
-            data, third_party = _dumps(for_node(pipeline))
+            data, third_party = _dumps(for_node(pipeline), carrying_classes=True)
         except Exception as exc:
             raise UnpicklableError(_explain(exc, tasks)) from exc
         imports = _imports_by_task(third_party, tasks) if third_party else {}

@@ -4,9 +4,11 @@ A host may be compromised, so its journal is never unpickled with the plain
 ``pickle`` module. The loader here admits only what a result can legitimately
 contain: the ``returns`` Result classes, builtins and standard containers and
 value types, exceptions, and the classes the experiment itself defined and
-shipped. The executor refers to those shipped classes by cloudpickle's tracker
-id instead of sending their code back (see ``node/outcome.py``); this side
-looks the id up among the classes the controller itself pickled for the run.
+shipped. The executor refers to those shipped classes by the id the controller
+gave each when it pickled the pipeline (``model/travel.py``) instead of sending
+their code back (``node/outcome.py``); this side looks the id up in the table each
+of the run's pipelines carries (:func:`shipped_classes`), never in cloudpickle's
+own bookkeeping.
 
 Every opcode that could run code is checked (pickle's own pure-Python
 unpickler, with its dispatch table narrowed):
@@ -43,7 +45,8 @@ from typing import Any
 import cloudpickle
 
 from ..errors import UntrustedDataError
-from ..node.protocol import SHIPPED_CLASS
+from ..model import travel
+from ..node.protocol import SHIPPED_CLASS, SHIPPED_CLASSES
 
 #: how deep containers may nest in a loaded result
 MAX_DEPTH = 200
@@ -80,19 +83,20 @@ def _is_builtin_exception(module: str, name: str) -> bool:
     return isinstance(value, type) and issubclass(value, BaseException)
 
 
-def shipped_classes() -> dict[str, type]:
-    """The classes this controller pickled by value (or loaded from its own pickles), by tracker id."""
-    registry = getattr(cloudpickle.cloudpickle, "_DYNAMIC_CLASS_TRACKER_BY_ID", {})
-    return dict(registry)
-
-
-def register_shipped(pickles: Iterable[Path]) -> None:
-    """Load the run's own pipeline pickles (written by this controller) so their classes are known."""
+def shipped_classes(pickles: Iterable[Path]) -> dict[str, type]:
+    """The classes a run's pipelines shipped, by id: the table each of its pipeline pickles carries
+    (written by this controller, so loaded fully). A class this process pickled itself is that
+    class, not a copy: a notebook's results are instances of its own classes."""
+    classes: dict[str, type] = {}
     for path in pickles:
         try:
-            cloudpickle.loads(Path(path).read_bytes())
+            table = getattr(cloudpickle.loads(Path(path).read_bytes()), SHIPPED_CLASSES, None)
         except Exception:  # a pipeline whose modules are gone: its classes are simply not admitted
             continue
+        classes.update((key, cls) for key, cls in (table.items() if isinstance(table, dict) else ())
+                       if isinstance(key, str) and isinstance(cls, type))
+    own = travel.shipped_classes()
+    return {key: own.get(key, cls) for key, cls in classes.items()}
 
 
 def _builtin_base(cls: type) -> type:
@@ -356,9 +360,10 @@ def check_depth(value: Any, node: str, limit: int = MAX_DEPTH) -> None:
 
 
 def safe_loads(data: bytes, node: str, classes: dict[str, type] | None = None) -> Any:
-    """Unpickle one result from ``node`` admitting only result-like data."""
+    """Unpickle one result from ``node`` admitting only result-like data (and ``classes``, by id;
+    default: the classes this process shipped)."""
     try:
-        value = _Unpickler(data, node, shipped_classes() if classes is None else classes).load()
+        value = _Unpickler(data, node, travel.shipped_classes() if classes is None else classes).load()
     except UntrustedDataError:
         raise
     except Exception as exc:
@@ -383,13 +388,14 @@ class _TrustingUnpickler(pickle.Unpickler):
 def trusted_loads(data: bytes, node: str, classes: dict[str, type] | None = None) -> Any:
     """Unpickle one result from ``node`` without restrictions: for hosts the user trusts."""
     try:
-        return _TrustingUnpickler(data, shipped_classes() if classes is None else classes).load()
+        return _TrustingUnpickler(data, travel.shipped_classes() if classes is None else classes).load()
     except Exception as exc:
         raise UntrustedDataError(f"results from node {node} are not readable: {type(exc).__name__}: {exc!s:.200}") from exc
 
 
-def loader_for(node: str, trust: bool = False) -> Callable[[bytes], Any]:
-    """How to load ``node``'s results: restricted, or, with ``trust``, fully."""
-    classes = shipped_classes()
+def loader_for(node: str, trust: bool = False, classes: dict[str, type] | None = None) -> Callable[[bytes], Any]:
+    """How to load ``node``'s results: restricted, or, with ``trust``, fully; the shipped classes
+    by id are ``classes`` (a run's: :func:`shipped_classes`), by default the ones this process shipped."""
+    classes = travel.shipped_classes() if classes is None else classes
     loads = trusted_loads if trust else safe_loads
     return lambda data: loads(data, node, classes)
