@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..compat.netunicorn import as_experiment
-from ..compat.netunicorn import check_not_needed as check_netunicorn_not_needed
+from ..compat.netunicorn import as_experiment, for_netunicorn
 from ..compiler.compile import check_run_name, compile_experiment
 from ..compiler.settings import CompileOptions, ssh_args
 from ..errors import ExperimentError, RunError, UsageError
@@ -53,11 +52,8 @@ def load_experiment_file(path: str, nodes: Callable[[], CountableNodePool]) -> E
     file = Path(path)
     if not file.is_file():
         raise ExperimentError(f"experiment file {path} does not exist")
-    try:
-        with _importable(file.resolve().parent):
-            value = _experiment_of(path, _run_file(path, file), nodes)
-    finally:  # the file did not name netunicorn, a module of its own imported it: start again with it
-        check_netunicorn_not_needed()
+    with _importable(file.resolve().parent):
+        value = _experiment_of(path, _run_file(path, file), nodes)
     if not isinstance(value, Experiment):
         raise ExperimentError(
             f"{path}: 'experiment' is a {type(value).__name__}; it must be an Experiment "
@@ -110,7 +106,7 @@ def _experiment_of(path: str, namespace: dict[str, Any], nodes: Callable[[], Cou
         )
     value = as_experiment(namespace["experiment"])
     if callable(value) and not isinstance(value, Experiment):
-        pool = nodes()  # outside the try: an inventory's error is its own, not the experiment's
+        pool = for_netunicorn(nodes())  # outside the try: an inventory's error is its own, not the experiment's
         try:
             value = value(pool)
         except ExperimentError:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Iterator
 
-from ..compat import netunicorn as _netunicorn
 from ..errors import ExperimentError, GraphError
+from . import foreign
 from .environment import EnvironmentDefinition, ShellExecution
 from .graph import ExecutionGraph, GraphPlan, dispatch_graph
 from .nodes import CountableNodePool, Node, Nodes
@@ -61,20 +61,21 @@ class Deployment:
     - ``executor_id``: the deployment's name in the run (the node's name, or ``NODE#N`` for the
       node's N-th pipeline); set when it is appended to an Experiment
 
-    netunicorn's Node, Pipeline, CyclePipeline and ExecutionGraph are accepted as they are.
+    netunicorn's Node, Pipeline, CyclePipeline, ExecutionGraph and environment definitions are
+    accepted as they are (converted to ours here: model/foreign.py).
     """
 
     def __init__(self, node: Node, pipeline: Pipeline | ExecutionGraph,
                  keep_alive_timeout_minutes: float | None = None, cleanup: bool = True,
                  artifacts: Iterable[str] = ()) -> None:
-        node, pipeline = _netunicorn.as_node(node), _netunicorn.as_flow(pipeline)
+        node, pipeline = foreign.entering(node), foreign.entering(pipeline)  # type: ignore[assignment]
         if not isinstance(node, Node):
             raise ExperimentError(f"expected a Node, got {type(node).__name__}: {node!r}")
         if not isinstance(pipeline, (Pipeline, ExecutionGraph)):
             raise ExperimentError(
                 f"node {node.name}: expected a Pipeline, CyclePipeline or ExecutionGraph, got {type(pipeline).__name__}"
             )
-        environment = pipeline.environment_definition
+        environment = foreign.entering(pipeline.environment_definition)
         if not isinstance(environment, EnvironmentDefinition):
             raise ExperimentError(
                 f"node {node.name}: pipeline {pipeline.name} asks for a {type(environment).__name__} "
@@ -103,7 +104,7 @@ class Deployment:
         except UnpicklableError as exc:
             raise ExperimentError(f"node {node.name}: pipeline {pipeline.name}: {exc}") from exc
         # after the tasks' own requirements, which may install them already
-        self.environment_definition.commands.extend(_netunicorn.runtime_requirements(dispatched))
+        self.environment_definition.commands.extend(foreign.host_requirements(dispatched))
         self.pipeline: bytes = shipment.pipeline
         #: installed packages the pipeline imports on the host: module -> {"tasks": [...], "install": ...}
         self.imports = shipment.imports
@@ -159,7 +160,7 @@ class Experiment:
     def map(self, pipeline: Pipeline | ExecutionGraph, nodes: Iterable[Node] | Nodes) -> Experiment:
         """Append ``pipeline`` for every node of ``nodes`` (a sequence of nodes or a pool); returns self."""
         members = nodes.flatten() if isinstance(nodes, CountableNodePool) else list(nodes)
-        for node in map(_netunicorn.as_node, members):
+        for node in map(foreign.entering, members):
             if not isinstance(node, Node):
                 raise ExperimentError(f"Experiment.map expects nodes, got {type(node).__name__}: {node!r}")
             self.append(node, pipeline)

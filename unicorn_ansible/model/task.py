@@ -14,6 +14,11 @@ def _new_name() -> str:
     return str(uuid.uuid4())
 
 
+def _shaped_like_task(cls: type) -> bool:
+    """A ``run`` method and a ``requirements`` list: what every task has (netunicorn's too)."""
+    return callable(getattr(cls, "run", None)) and isinstance(getattr(cls, "requirements", None), list)
+
+
 class Task(abc.ABC):
     """
     This is a base class for all tasks. All new task classes should inherit from this class.
@@ -47,6 +52,14 @@ class Task(abc.ABC):
 
     #: Set on the node before the task runs (also $UNICORN_ARTIFACTS): a folder whose files come home.
     artifacts_dir: str | None = None
+
+    @classmethod
+    def __subclasshook__(cls, subclass: type) -> bool:
+        """A class shaped like a task counts as one (netunicorn's Task, and with it its library's
+        tasks): it goes into pipelines and graphs as it is, without this module knowing it."""
+        if cls is Task and _shaped_like_task(subclass):
+            return True
+        return NotImplemented
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Task:
         # Set here rather than in __init__ so that a subclass that never calls
@@ -113,6 +126,14 @@ class TaskDispatcher(abc.ABC):
 
     #: Paths or glob patterns of files the task it dispatches leaves (added to that task's own).
     artifacts: list[str] = []
+
+    @classmethod
+    def __subclasshook__(cls, subclass: type) -> bool:
+        """A class with a ``dispatch`` method that is not a task counts as a dispatcher
+        (netunicorn's TaskDispatcher, and with it its library's)."""
+        if cls is TaskDispatcher and callable(getattr(subclass, "dispatch", None)) and not _shaped_like_task(subclass):
+            return True
+        return NotImplemented
 
     def __new__(cls, *args: Any, **kwargs: Any) -> TaskDispatcher:
         instance = super().__new__(cls)

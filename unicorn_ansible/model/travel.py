@@ -41,9 +41,9 @@ from typing import Any
 import cloudpickle
 from cloudpickle import cloudpickle as _cloudpickle
 
-from ..compat import netunicorn as _netunicorn
 from . import environment as _environment
 from . import flags as _flags
+from . import foreign
 from . import graph as _graph
 from . import pipeline as _pipeline
 from . import shipped as _shipped
@@ -109,11 +109,10 @@ def users_modules() -> list[types.ModuleType]:
 
 @contextlib.contextmanager
 def _model_by_value() -> Iterator[None]:
-    """While pickling: the model's modules and the user's code register to travel by value
-    (netunicorn's code, when it is installed, always does: see compat/netunicorn.py)."""
-    _netunicorn.register_netunicorn_by_value()
+    """While pickling: the model's modules and the user's code register to travel by value, and
+    the code of the other libraries in use that hosts do without (netunicorn's: model/foreign.py)."""
     with _pickle_lock:
-        modules = list(SHIPPED_MODULES) + users_modules()
+        modules = list(SHIPPED_MODULES) + foreign.by_value() + users_modules()
         registered = [m for m in modules if not _cloudpickle._is_registered_pickle_by_value(m)]
         for module in registered:
             cloudpickle.register_pickle_by_value(module)

@@ -20,7 +20,6 @@ sees the same status; the background work runs in this process's threads.
 
 from __future__ import annotations
 
-import enum
 import shutil
 import threading
 import time
@@ -32,8 +31,7 @@ from typing import Any
 import cloudpickle
 from returns.result import Failure, Result, Success
 
-from ..compat.netunicorn import as_experiment
-from ..compat.netunicorn import installed as netunicorn_installed
+from ..compat.netunicorn import as_experiment, for_netunicorn
 from ..compiler.settings import CompileOptions
 from ..engine import lifecycle, rundir
 from ..engine.flag_server import flag_request
@@ -43,21 +41,21 @@ from ..home import runs_dir
 from ..inventory import Inventory, load_inventory
 from ..model.experiment import Experiment
 from ..model.flags import FlagValues
+from ..model.foreign import TwinEnum
 from ..model.nodes import CountableNodePool, Node
 from ..results.load import NodeResult, RunResults, load_results
 from ..results.status import NodeStatus
 
-if netunicorn_installed():  # netunicorn's own enum: its notebooks compare with it
-    from netunicorn.base.experiment import ExperimentStatus
-else:
-    class ExperimentStatus(enum.Enum):  # type: ignore[no-redef]
-        """netunicorn's experiment statuses."""
 
-        UNKNOWN = 0
-        PREPARING = 1
-        READY = 2
-        RUNNING = 3
-        FINISHED = 4
+class ExperimentStatus(TwinEnum):
+    """netunicorn's experiment statuses (equal to netunicorn's member of the same name: its
+    notebooks compare ours with its ``ExperimentStatus``)."""
+
+    UNKNOWN = 0
+    PREPARING = 1
+    READY = 2
+    RUNNING = 3
+    FINISHED = 4
 
 
 # the run record's status -> ExperimentStatus
@@ -147,8 +145,9 @@ class Client:
 
     # -- nodes and health ----------------------------------------------------------
     def get_nodes(self) -> CountableNodePool:
-        """The inventory's hosts as a node pool."""
-        return self.inventory.nodes()
+        """The inventory's hosts as a node pool (its nodes netunicorn Nodes too once netunicorn is
+        in use: netunicorn's ``Experiment.map`` takes them)."""
+        return for_netunicorn(self.inventory.nodes())
 
     def healthcheck(self) -> bool:
         """True when Ansible can be run and the home folder is writable."""
