@@ -1,8 +1,12 @@
-"""The ``unicorn-ansible`` command's entry point: starts reading the inventory, then loads the rest.
+"""The ``unicorn-ansible`` command's entry point.
 
-Ansible reads the inventory in a process of its own (``ansible/inventory_list.py``); started
-here, before the command line's modules and the experiment's load, both take their time at once.
-netunicorn-base is loaded only by an experiment that uses it (compat/netunicorn.py).
+Ansible reads the inventory in a process of its own (``ansible/inventory_list.py``), which spends
+most of its time loading Ansible. A command line that names an inventory starts that reader
+first thing, before the command line's modules load; click then parses the command line, and the
+commands that read the inventory first hand the reader their ``-i`` sources as soon as it is
+parsed (the option's callback, ui/cli.py), before the experiment file loads. Loading, parsing and
+reading all take their time at once. netunicorn-base is loaded only by an experiment that uses it
+(compat/netunicorn.py).
 """
 
 from __future__ import annotations
@@ -11,32 +15,16 @@ import sys
 
 from ..ansible import inventory_list
 
-#: the commands that read the inventory given with -i first thing
-_READ_FIRST = ("run", "compile", "nodes")
 
-
-def inventory_sources(argv: list[str]) -> list[str]:
-    """The -i/--inventory values of a command that reads them first thing (else none)."""
-    commands = [arg for arg in argv if not arg.startswith("-")]
-    if not commands or commands[0] not in _READ_FIRST:
-        return []
-    sources, following = [], False
-    for arg in argv:
-        if following:
-            sources.append(arg)
-        elif arg.startswith("--inventory="):
-            sources.append(arg.split("=", 1)[1])
-        elif arg.startswith("-i") and arg not in ("-i", "--inventory") and not arg.startswith("--"):
-            sources.append(arg[2:])
-        following = not following and arg in ("-i", "--inventory")
-    return sources
+def names_an_inventory(argv: list[str]) -> bool:
+    """Whether the command line gives an inventory (-i, --inventory): a reader is then worth
+    starting before click knows the command (unused, it ends with this process)."""
+    return any(arg.startswith(("-i", "--inventory")) for arg in argv)
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    sources = inventory_sources(args)
-    if sources:
-        inventory_list.prefetch(sources)
+    if names_an_inventory(sys.argv[1:] if argv is None else argv):
+        inventory_list.warm_up()
     from .cli import main as cli_main
 
     cli_main(argv)
