@@ -17,6 +17,7 @@ from netunicorn.base import FlagValues as NFlagValues
 from netunicorn.base import Pipeline as NPipeline
 from netunicorn.base import ShellExecution as NShellExecution
 from netunicorn.base.nodes import Node as NNode
+from netunicorn.base.nodes import Nodes as NNodes
 from netunicorn.library.tasks.basic import ShellCommand, SleepTask
 from netunicorn.library.tasks.capture.tcpdump import StartCapture
 from netunicorn.library.tasks.flags import GetFlagTask
@@ -60,6 +61,9 @@ def test_our_nodes_stay_ours_and_meet_netunicorns_checks():
     (handed,) = handed_out("h1").take(1)
     assert isinstance(handed, NNode) and isinstance(handed, Node) and handed == node
     assert handed.architecture == NArchitecture.LINUX_AMD64 and handed.__json__()["architecture"] == "linux/amd64"
+    # netunicorn's JSON of our pool is netunicorn's own (its deserializer reads it)
+    theirs = NNodes.dispatch_and_deserialize(handed_out("h1", "h2").__json__())
+    assert [node.name for node in theirs.take(2)] == ["h1", "h2"] and type(theirs).__module__ == "netunicorn.base.nodes"
 
 
 def test_a_node_is_not_iterable():

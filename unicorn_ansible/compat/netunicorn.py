@@ -36,7 +36,7 @@ import io
 import sys
 import types
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeVar, overload
 
 import cloudpickle
 
@@ -141,6 +141,12 @@ def as_node(node: object) -> object:
     return as_our_node(node)
 
 
+@overload
+def as_experiment(obj: Experiment) -> Experiment: ...
+@overload
+def as_experiment(obj: object) -> object: ...
+
+
 def as_experiment(obj: object) -> object:
     """Our Experiment for a netunicorn Experiment: each of its deployments' (already dispatched)
     graphs on the same node; anything else is returned as it is."""
@@ -181,7 +187,8 @@ def for_netunicorn(pool: PoolT, load: bool = False) -> PoolT:
         return pool
     from .netunicorn_nodes import netunicorn_pool
 
-    return netunicorn_pool(pool)
+    adapted: PoolT = netunicorn_pool(pool)
+    return adapted
 
 
 def environments(node: Node) -> set[type]:
@@ -200,7 +207,7 @@ def environments(node: Node) -> set[type]:
 
 
 # -- what netunicorn code needs on a host -----------------------------------------------
-class _ReferenceRecorder(cloudpickle.Pickler):
+class _ReferenceRecorder(cloudpickle.Pickler):  # type: ignore[misc]  # cloudpickle has no type hints
     """A cloudpickle Pickler that notes the top-level modules of what it pickles by reference
     and of the imports inside the code it pickles by value."""
 

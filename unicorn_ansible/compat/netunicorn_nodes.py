@@ -11,40 +11,42 @@ netunicorn's Experiment converted), such a node is a plain Node again (compat/ne
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import overload
 
 from netunicorn.base import nodes as theirs
+from netunicorn.base.types import NodeRepresentation, NodesRepresentation
 
-from ..model.nodes import Architecture, CountableNodePool, Node, UncountableNodePool
+from ..model.nodes import Architecture, CountableNodePool, Node, Nodes, UncountableNodePool
 
 
-# Our attributes (architecture, available_environments: properties) shadow netunicorn's of the
-# same names; everything of netunicorn's reads them.
-class NetunicornNode(Node, theirs.Node):  # type: ignore[misc]
+# Our properties (architecture, available_environments) stand for netunicorn's attributes of the
+# same names, which its code reads: the types differ (ours are properties, our Architecture).
+class NetunicornNode(Node, theirs.Node):  # type: ignore[misc,override]
     """One of our nodes that is a netunicorn Node too."""
 
 
 class NetunicornCountableNodePool(CountableNodePool, theirs.Nodes):  # type: ignore[misc]
     """Our CountableNodePool that is a netunicorn node pool too (its nodes are NetunicornNodes)."""
 
-    def __json__(self) -> Any:
-        return theirs.CountableNodePool.__json__(self)  # type: ignore[arg-type]  # reads .nodes only
+    def __json__(self) -> NodesRepresentation:  # netunicorn's own, under its class name (its from_json reads it)
+        return {**theirs.CountableNodePool.__json__(self), "node_pool_type": "CountableNodePool"}  # type: ignore[arg-type]
 
     @classmethod
-    def from_json(cls, data: Any, metadata: Any = None) -> NetunicornCountableNodePool:
-        return netunicorn_pool(CountableNodePool([_ours(x) for x in theirs.CountableNodePool.from_json(data).nodes]))
+    def from_json(cls, data: list[NodeRepresentation | NodesRepresentation],
+                  metadata: object = None) -> NetunicornCountableNodePool:
+        return netunicorn_pool(_ours(theirs.CountableNodePool.from_json(data)))
 
 
 class NetunicornUncountableNodePool(UncountableNodePool, theirs.Nodes):  # type: ignore[misc]
     """Our UncountableNodePool that is a netunicorn node pool too (its templates are NetunicornNodes)."""
 
-    def __json__(self) -> Any:
-        return theirs.UncountableNodePool.__json__(self)  # type: ignore[arg-type]  # reads the templates only
+    def __json__(self) -> NodesRepresentation:
+        return {**theirs.UncountableNodePool.__json__(self), "node_pool_type": "UncountableNodePool"}  # type: ignore[arg-type]
 
     @classmethod
-    def from_json(cls, data: Any, metadata: Any = None) -> NetunicornUncountableNodePool:
-        pool = theirs.UncountableNodePool.from_json(data, metadata)
-        return netunicorn_pool(UncountableNodePool([_ours(x) for x in pool._node_template], pool.soft_limit))
+    def from_json(cls, data: list[NodeRepresentation | NodesRepresentation],
+                  metadata: object = None) -> NetunicornUncountableNodePool:
+        return netunicorn_pool(_ours(theirs.UncountableNodePool.from_json(data, metadata)))
 
 
 def as_our_node(node: object) -> object:
@@ -61,8 +63,24 @@ def as_our_node(node: object) -> object:
     return ours
 
 
-def _ours(element: Any) -> Any:
-    return as_our_node(element) if isinstance(element, theirs.Node) else element
+@overload
+def _ours(pool: theirs.CountableNodePool) -> CountableNodePool: ...
+@overload
+def _ours(pool: theirs.UncountableNodePool) -> UncountableNodePool: ...
+
+
+def _ours(pool: theirs.CountableNodePool | theirs.UncountableNodePool) -> CountableNodePool | UncountableNodePool:
+    """A pool netunicorn read from its JSON, as ours (nested pools too)."""
+    if isinstance(pool, theirs.UncountableNodePool):
+        templates = [node for node in map(as_our_node, pool._node_template) if isinstance(node, Node)]
+        return UncountableNodePool(templates, pool.soft_limit)
+    elements: list[Node | Nodes] = []
+    for element in pool.nodes:
+        ours = _ours(element) if isinstance(element, (theirs.CountableNodePool, theirs.UncountableNodePool)) \
+            else as_our_node(element)
+        if isinstance(ours, (Node, Nodes)):
+            elements.append(ours)
+    return CountableNodePool(elements)
 
 
 def netunicorn_node(node: Node) -> NetunicornNode:
@@ -75,21 +93,29 @@ def netunicorn_node(node: Node) -> NetunicornNode:
     return adapted
 
 
-PoolT = TypeVar("PoolT", CountableNodePool, UncountableNodePool)
+@overload
+def netunicorn_pool(pool: CountableNodePool) -> NetunicornCountableNodePool: ...
+@overload
+def netunicorn_pool(pool: UncountableNodePool) -> NetunicornUncountableNodePool: ...
 
 
-def netunicorn_pool(pool: PoolT) -> PoolT:
+def netunicorn_pool(pool: CountableNodePool | UncountableNodePool) -> CountableNodePool | UncountableNodePool:
     """``pool`` as a netunicorn pool of netunicorn Nodes (nested pools too), with the same nodes' data."""
     if isinstance(pool, (NetunicornCountableNodePool, NetunicornUncountableNodePool)):
         return pool
-    if isinstance(pool, CountableNodePool):
-        return NetunicornCountableNodePool([
-            netunicorn_node(e) if isinstance(e, Node) else
-            netunicorn_pool(e) if isinstance(e, (CountableNodePool, UncountableNodePool)) else e
-            for e in pool.nodes])
-    adapted = NetunicornUncountableNodePool([netunicorn_node(node) for node in pool._node_template])
-    adapted._counter, adapted.soft_limit = pool._counter, pool.soft_limit  # numbered on from where it was
-    return adapted
+    if isinstance(pool, UncountableNodePool):
+        adapted = NetunicornUncountableNodePool([netunicorn_node(node) for node in pool._node_template])
+        adapted._counter, adapted.soft_limit = pool._counter, pool.soft_limit  # numbered on from where it was
+        return adapted
+    return NetunicornCountableNodePool([_element(element) for element in pool.nodes])
+
+
+def _element(element: Node | Nodes) -> Node | Nodes:
+    if isinstance(element, Node):
+        return netunicorn_node(element)
+    if isinstance(element, (CountableNodePool, UncountableNodePool)):
+        return netunicorn_pool(element)
+    return element
 
 
 __all__ = ["NetunicornCountableNodePool", "NetunicornNode", "NetunicornUncountableNodePool", "as_our_node",

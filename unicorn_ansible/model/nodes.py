@@ -33,6 +33,8 @@ class Node:
     iterable (``list(node)`` raises TypeError, as netunicorn's does).
     """
 
+    _architecture: Architecture
+
     def __init__(
         self,
         name: str,
@@ -49,7 +51,7 @@ class Node:
     def architecture(self) -> Architecture:
         """The node's architecture; an unknown one is learned from the host when first read,
         if the node's pool can ask (see ``learn_architecture_with``)."""
-        learn = self.__dict__.get("_learn_architecture")
+        learn: Callable[[str], Architecture] | None = self.__dict__.get("_learn_architecture")
         if self._architecture is Architecture.UNKNOWN and learn is not None:
             self._learn_architecture = None
             self._architecture = learn(self.name)
@@ -57,7 +59,7 @@ class Node:
 
     @architecture.setter
     def architecture(self, value: Architecture) -> None:
-        self._architecture = Architecture(value)  # netunicorn's member of that name too
+        self._architecture = Architecture(value)  # given netunicorn's member, ours of that name
 
     @property
     def available_environments(self) -> set[type]:
@@ -74,20 +76,20 @@ class Node:
         """Let ``learn(name)`` find the architecture the first time it is read while unknown."""
         self._learn_architecture = learn
 
-    def __getstate__(self) -> dict[str, Any]:
+    def __getstate__(self) -> dict[str, object]:
         return {k: v for k, v in self.__dict__.items() if k != "_learn_architecture"}
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
+    def __setstate__(self, state: dict[str, object]) -> None:
         # a node pickled by an older version kept netunicorn's environment classes: asked for now
         self.__dict__.update({k: v for k, v in state.items() if k != "available_environments"})
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[object]:
         raise TypeError("Node is not iterable")
 
     def __getitem__(self, item: str) -> Any:
         return self.properties.get(item, None)
 
-    def __setitem__(self, key: str, value: Any) -> None:
+    def __setitem__(self, key: str, value: object) -> None:
         self.properties[key] = value
 
     def __str__(self) -> str:
@@ -109,7 +111,7 @@ class Node:
     def __hash__(self) -> int:
         return hash(self.name)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {
             "name": self.name,
             "properties": self.properties,
@@ -133,7 +135,7 @@ class Nodes:
     def skip(self, count: int) -> Nodes:
         raise NotImplementedError
 
-    def set_property(self, name: str, value: Any) -> Nodes:
+    def set_property(self, name: str, value: object) -> Nodes:
         raise NotImplementedError
 
 
@@ -205,7 +207,7 @@ class CountableNodePool(Nodes):
             return type(self)([])
         return type(self)(self.nodes[count:])
 
-    def set_property(self, name: str, value: Any) -> CountableNodePool:
+    def set_property(self, name: str, value: object) -> CountableNodePool:
         """Set a property on every node of the pool (nested pools included); returns the pool."""
         for element in self.nodes:
             if isinstance(element, Node):
@@ -266,7 +268,7 @@ class UncountableNodePool(Nodes):
             next(self._nodes)
         return self
 
-    def set_property(self, name: str, value: Any) -> UncountableNodePool:
+    def set_property(self, name: str, value: object) -> UncountableNodePool:
         for node in self._node_template:
             node.properties[name] = value
         return self

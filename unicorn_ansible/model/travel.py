@@ -36,7 +36,7 @@ import uuid
 import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import cloudpickle
 from cloudpickle import cloudpickle as _cloudpickle
@@ -49,6 +49,7 @@ from . import pipeline as _pipeline
 from . import shipped as _shipped
 from . import task as _task
 from .node_pickle import FileKeepingPickler
+from .task import Task
 
 #: the model's modules: hosts have no unicorn-ansible, so what a pipeline refers to travels by value
 SHIPPED_MODULES = (_task, _environment, _pipeline, _graph, _flags, _shipped)
@@ -60,6 +61,8 @@ _NEVER_BY_VALUE = ("unicorn_ansible", "cloudpickle", "returns", "typing_extensio
 _OUR_CODE = ("unicorn_ansible", "netunicorn")
 #: module attributes that describe how this process imported it: meaningless on a host
 _IMPORT_STATE = ("__builtins__", "__loader__", "__spec__", "__cached__")
+
+T = TypeVar("T")
 
 #: the name the experiment file is loaded under (engine/lifecycle.py)
 EXPERIMENT_MODULE = "__unicorn_experiment__"
@@ -123,7 +126,7 @@ def _model_by_value() -> Iterator[None]:
                 cloudpickle.unregister_pickle_by_value(module)
 
 
-def _module_state(module: types.ModuleType) -> dict[str, Any]:
+def _module_state(module: types.ModuleType) -> dict[str, object]:
     state = {key: value for key, value in vars(module).items() if key not in _IMPORT_STATE}
     if "__path__" in state:
         state["__path__"] = list(state["__path__"])
@@ -134,12 +137,12 @@ def _module_state(module: types.ModuleType) -> dict[str, Any]:
 def _code_imports(code: types.CodeType) -> tuple[tuple[str, int, tuple[str, ...]], ...]:
     """The imports ``code`` (and the code defined in it) runs: (name, level, fromlist) each."""
     found: list[tuple[str, int, tuple[str, ...]]] = []
-    constants: list[Any] = [None, None]
+    constants: list[object] = [None, None]
     for instruction in dis.get_instructions(code):
         if instruction.opname == "IMPORT_NAME":
             level, fromlist = constants[-2], constants[-1]
             found.append((str(instruction.argval), level if isinstance(level, int) else 0,
-                          tuple(str(name) for name in fromlist or ())))
+                          tuple(str(name) for name in fromlist) if isinstance(fromlist, tuple) else ()))
         elif instruction.opname == "LOAD_CONST":
             constants = [constants[-1], instruction.argval]
     for constant in code.co_consts:
@@ -178,7 +181,7 @@ class NodePickler(FileKeepingPickler):
         self.classes: dict[str, type] = {}
         self._roots = _installed_roots()
 
-    def dump(self, obj: Any) -> None:
+    def dump(self, obj: object) -> None:
         try:
             super().dump(obj)
         finally:
@@ -186,7 +189,7 @@ class NodePickler(FileKeepingPickler):
                 cloudpickle.unregister_pickle_by_value(module)
             self.registered.clear()
 
-    def reducer_override(self, obj: Any) -> Any:
+    def reducer_override(self, obj: object) -> object:
         if isinstance(obj, types.ModuleType):
             if _cloudpickle._is_registered_pickle_by_value(obj):
                 return _shipped.restore_module, (obj.__name__,), _module_state(obj)
@@ -293,7 +296,7 @@ def _dumps(obj: object, carrying_classes: bool = False) -> tuple[bytes, set[str]
                                and top not in _NEVER_BY_VALUE}
 
 
-def for_node(obj: object) -> object:
+def for_node(obj: T) -> T:
     """``obj`` as a host gets it: a Pipeline run stage by stage loses its networkx graph (hosts
     have no networkx; they run the stages)."""
     if isinstance(obj, _pipeline.Pipeline) and obj._made_graph() is not None and _pipeline.as_graph(obj) is None:
@@ -321,7 +324,7 @@ class UnpicklableError(Exception):
     """A pipeline cannot travel: ``message`` names the task and the attribute."""
 
 
-def ship(pipeline: object, tasks: list[Any]) -> Shipment:
+def ship(pipeline: object, tasks: list[Task]) -> Shipment:
     """Pickle ``pipeline`` (whose tasks are ``tasks``) for its host; an UnpicklableError names
     the task and the attribute that cannot be pickled."""
     with _model_by_value():
@@ -333,11 +336,11 @@ def ship(pipeline: object, tasks: list[Any]) -> Shipment:
     return Shipment(data, imports)
 
 
-def _task_name(task: Any) -> str:
+def _task_name(task: object) -> str:
     return str(getattr(task, "name", type(task).__name__))
 
 
-def _imports_by_task(third_party: set[str], tasks: list[Any]) -> dict[str, dict[str, Any]]:
+def _imports_by_task(third_party: set[str], tasks: list[Task]) -> dict[str, dict[str, Any]]:
     users: dict[str, list[str]] = {top: [] for top in sorted(third_party)}
     for task in tasks:
         try:
@@ -358,7 +361,7 @@ def distribution_of(top: str) -> str:
 
 
 # -- naming what cannot be pickled ---------------------------------------------------------------
-def _explain(exc: Exception, tasks: list[Any]) -> str:
+def _explain(exc: Exception, tasks: list[Task]) -> str:
     reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
     for task in tasks:
         if _picklable(task):
@@ -398,14 +401,14 @@ def _children(obj: Any, label: str) -> Iterable[tuple[str, Any]]:
     return [(f"{prefix}{key}", value) for key, value in attributes.items()] + [(type(obj).__qualname__, type(obj))]
 
 
-def _module_label(name: str, file: Any) -> str:
+def _module_label(name: str, file: object) -> str:
     """A module's name as its user knows it: the experiment file (loaded under a name of ours) by its file's."""
     if name == EXPERIMENT_MODULE and isinstance(file, str) and file:
         return os.path.splitext(os.path.basename(file))[0]
     return name
 
 
-def _has_contents(cell: Any) -> bool:
+def _has_contents(cell: types.CellType) -> bool:
     try:
         cell.cell_contents  # noqa: B018 (reading an empty cell raises)
     except ValueError:
