@@ -11,7 +11,7 @@ Importing the package is cheap: its public names load together the first time on
 # ruff: noqa: F405  (the public names come from _api.py, imported when first used)
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ._version import __version__
 
@@ -80,7 +80,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name in __all__:
         from . import _api
 

@@ -10,19 +10,59 @@ import pytest
 
 from unicorn_ansible.ansible import inventory_list
 from unicorn_ansible.inventory import load_inventory
-from unicorn_ansible.ui.main import inventory_sources
+from unicorn_ansible.ui import cli
+from unicorn_ansible.ui.main import names_an_inventory
 
 
 @pytest.mark.parametrize(("argv", "sources"), [
     (["run", "lab.py", "-i", "a.ini", "--inventory", "b", "--inventory=c", "-id"], ["a.ini", "b", "c", "d"]),
-    (["compile", "lab.py", "-i", "a.ini", "-o", "out"], ["a.ini"]),
+    (["compile", "lab.py", "-i", "a.ini", "-o", "out", "--name", "-i"], ["a.ini"]),  # --name's value is no -i
     (["nodes", "-i", "a.ini"], ["a.ini"]),
     (["run", "lab.py"], []),  # the embedded default: no reader
-    (["results", "-i", "a.ini"], []),  # not a command that reads the inventory first thing
-    (["--version"], []),
 ])
-def test_the_sources_are_found_in_the_command_line(argv: list[str], sources: list[str]) -> None:
-    assert inventory_sources(argv) == sources
+def test_click_hands_the_reader_the_sources_it_parsed(argv: list[str], sources: list[str], tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    for source in "a.ini", "b", "c", "d":
+        (tmp_path / source).write_text("h1\n")
+    monkeypatch.chdir(tmp_path)
+    started: list[list[str]] = []
+    monkeypatch.setattr(inventory_list, "start", started.append)
+    command = cli.cli.commands[argv[0]]
+    command.make_context(argv[0], argv[1:])  # parsed as the command would be, not run
+    assert started == ([[str(tmp_path / source) for source in sources]] if sources else [])
+
+
+def test_every_command_that_takes_an_inventory_reads_it_first() -> None:
+    """The prefetch is the -i option's own: a command that takes -i (run, compile, nodes, and any
+    added later) starts the reader as click parses it."""
+    takes = {name for name, command in cli.cli.commands.items()
+             if any("--inventory" in getattr(param, "opts", ()) for param in command.params)}
+    assert {"run", "compile", "nodes"} <= takes
+    for name in takes:
+        (option,) = [p for p in cli.cli.commands[name].params if "--inventory" in getattr(p, "opts", ())]
+        assert option.is_eager and option.callback is not None, name
+
+
+@pytest.mark.parametrize(("argv", "names"), [
+    (["run", "lab.py", "-i", "a.ini"], True), (["nodes", "--inventory=a"], True), (["run", "lab.py", "-ia"], True),
+    (["run", "lab.py"], False), (["status", "r1"], False), (["--version"], False),
+])
+def test_a_command_line_naming_an_inventory_warms_a_reader_up(argv: list[str], names: bool) -> None:
+    assert names_an_inventory(argv) is names
+
+
+def test_a_warm_reader_reads_the_sources_it_is_given_later(tmp_path: Path) -> None:
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text("[lab]\nh1 ansible_host=10.0.0.1 rate=10\n")
+    inventory_list.warm_up()
+    [(warm, _)] = inventory_list._WARM
+    inventory_list.prefetch([str(inventory)])
+    assert not inventory_list._WARM and list(inventory_list._STARTED.values()) == [warm]
+    assert load_inventory([str(inventory)]).hostvars["h1"]["rate"] == 10 and not inventory_list._STARTED
+    inventory_list.warm_up()  # one given nothing ends with the program
+    [(unused, _)] = inventory_list._WARM
+    inventory_list._stop_uncollected()
+    assert unused.returncode is not None and not inventory_list._WARM
 
 
 def test_a_prefetched_inventory_is_the_one_loaded(tmp_path: Path) -> None:
@@ -75,7 +115,7 @@ def test_an_experiment_that_does_not_name_netunicorn_runs_without_loading_it(tmp
     assert "compiled 1 node" in done.stdout and done.stdout.strip().endswith("netunicorn not loaded")
 
 
-def test_an_experiment_whose_own_module_uses_netunicorn_starts_again_with_it(tmp_path: Path) -> None:
+def test_an_experiment_whose_own_module_uses_netunicorn_loads_it_in_the_same_process(tmp_path: Path) -> None:
     pytest.importorskip("netunicorn.library")
     (tmp_path / "helper.py").write_text("from netunicorn.base import Pipeline\nfrom netunicorn.library.tasks.basic "
                                         "import SleepTask\n\n\ndef pipeline():\n    return Pipeline().then(SleepTask(0))\n")
@@ -84,5 +124,4 @@ def test_an_experiment_whose_own_module_uses_netunicorn_starts_again_with_it(tmp
                           "    return Experiment().map(helper.pipeline(), nodes.take(1))\n")
     done = _compile(tmp_path, experiment)
     assert done.returncode == 0, done.stderr
-    # the command started again (the probe's own print is gone with the first process) with netunicorn
-    assert "compiled 1 node" in done.stdout and "netunicorn" not in done.stdout
+    assert "compiled 1 node" in done.stdout and done.stdout.strip().endswith("netunicorn loaded")

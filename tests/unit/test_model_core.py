@@ -110,8 +110,6 @@ def test_a_pipelines_graph_is_its_stages_until_changed_by_hand() -> None:
 def test_a_plain_pipeline_is_dispatched_and_shipped_without_networkx() -> None:
     """networkx takes ~0.16 s to import: a run of plain pipelines (the common case) does without it."""
     code = ("import sys\n"
-            "from unicorn_ansible.compat import netunicorn\n"
-            "netunicorn.skip_in_this_process()\n"
             "from unicorn_ansible import Experiment, Node, Pipeline, Task\n"
             "class Hello(Task):\n"
             "    def run(self):\n"

@@ -17,6 +17,7 @@ from netunicorn.base import FlagValues as NFlagValues
 from netunicorn.base import Pipeline as NPipeline
 from netunicorn.base import ShellExecution as NShellExecution
 from netunicorn.base.nodes import Node as NNode
+from netunicorn.base.nodes import Nodes as NNodes
 from netunicorn.library.tasks.basic import ShellCommand, SleepTask
 from netunicorn.library.tasks.capture.tcpdump import StartCapture
 from netunicorn.library.tasks.flags import GetFlagTask
@@ -36,7 +37,7 @@ from unicorn_ansible import (
     TaskDispatcher,
     add_artifact,
 )
-from unicorn_ansible.compat.netunicorn import as_experiment, as_flow, runtime_requirements
+from unicorn_ansible.compat.netunicorn import as_experiment, as_flow, for_netunicorn, runtime_requirements
 from unicorn_ansible.model.graph import GraphPlan
 
 
@@ -44,11 +45,25 @@ def linux(name: str = "h1") -> Node:
     return Node(name, {"ansible_host": "127.0.0.1"}, Architecture.LINUX_AMD64)
 
 
-def test_our_nodes_are_netunicorn_nodes_with_netunicorn_architecture():
+def handed_out(*names: str) -> CountableNodePool:
+    """A pool of ours as the client and the command line hand it to netunicorn's code."""
+    return for_netunicorn(CountableNodePool([linux(name) for name in names]))
+
+
+def test_our_nodes_stay_ours_and_meet_netunicorns_checks():
     node = linux()
-    assert isinstance(node, NNode)
-    assert Architecture is NArchitecture
-    assert node.available_environments  # netunicorn's Deployment checks it
+    assert type(node) is Node and not isinstance(node, NNode) and Architecture is not NArchitecture
+    # netunicorn-library's dispatchers compare with netunicorn's Architecture; its Deployment checks environments
+    assert node.architecture == NArchitecture.LINUX_AMD64 and node.architecture in {NArchitecture.LINUX_AMD64}
+    assert NArchitecture.LINUX_ARM64 != node.architecture and Architecture(NArchitecture.LINUX_ARM64) is Architecture.LINUX_ARM64
+    assert {NShellExecution, NDockerImage, ShellExecution, DockerImage} <= node.available_environments
+    assert NDockerImage not in Node("h2", {"netunicorn-environments": ["ShellExecution"]}).available_environments
+    (handed,) = handed_out("h1").take(1)
+    assert isinstance(handed, NNode) and isinstance(handed, Node) and handed == node
+    assert handed.architecture == NArchitecture.LINUX_AMD64 and handed.__json__()["architecture"] == "linux/amd64"
+    # netunicorn's JSON of our pool is netunicorn's own (its deserializer reads it)
+    theirs = NNodes.dispatch_and_deserialize(handed_out("h1", "h2").__json__())
+    assert [node.name for node in theirs.take(2)] == ["h1", "h2"] and type(theirs).__module__ == "netunicorn.base.nodes"
 
 
 def test_a_node_is_not_iterable():
@@ -59,11 +74,20 @@ def test_a_node_is_not_iterable():
 
 
 def test_netunicorn_experiment_takes_our_pool_nodes_and_dispatches_library_tasks():
-    pool = CountableNodePool([linux("h1"), linux("h2")])
+    pool = handed_out("h1", "h2")
     experiment = NExperiment().map(NPipeline().then(Ping("127.0.0.1", count=1)), pool.take(2))
     assert [d.node.name for d in experiment] == ["h1", "h2"]
     with pytest.raises(TypeError, match="got Nodes instead"):  # netunicorn's own rule holds for our pools
         NExperiment().map(NPipeline(), pool)
+    with pytest.raises(TypeError, match="got Nodes instead"):
+        NExperiment().map(NPipeline(), pool.filter(lambda node: True))
+    # netunicorn's append checks no type: any node of ours, its dispatchers reading our architecture
+    appended = NExperiment().append(linux("h3"), NPipeline().then(Ping("127.0.0.1", count=1)))[0]
+    assert "PingLinuxImplementation" in {type(v).__name__ for v in cloudpickle.loads(appended.execution_graph).graph}
+    ours = as_experiment(experiment)  # back among ours: plain nodes, nothing of netunicorn's kept
+    assert [(type(d.node), d.node.name, d.node.architecture) for d in ours] == [
+        (Node, "h1", Architecture.LINUX_AMD64), (Node, "h2", Architecture.LINUX_AMD64)]
+    assert b"netunicorn.base.nodes" not in pickle.dumps(ours[0].node)
 
 
 def test_netunicorn_tasks_and_dispatchers_go_into_our_pipeline():
@@ -78,7 +102,7 @@ def test_a_library_capture_at_a_fixed_path_is_declared_without_changing_the_task
     """netunicorn-library's StartCapture is a dispatcher without add_artifact: add_artifact(...) declares its file,
     on a netunicorn Pipeline and Experiment as on ours, and the dispatched task of every node carries it."""
     capture = add_artifact(StartCapture("/tmp/cap.pcap", ["-i", "lo"], name="capture"), "/tmp/cap.pcap")
-    experiment = as_experiment(NExperiment().map(NPipeline().then(capture).then(SleepTask(0)), [linux("h1"), linux("h2")]))
+    experiment = as_experiment(NExperiment().map(NPipeline().then(capture).then(SleepTask(0)), handed_out("h1", "h2").take(2)))
     for deployment in experiment:
         assert deployment.artifacts == [{"task": "capture", "pattern": "/tmp/cap.pcap"}]
     assert capture.artifacts == ["/tmp/cap.pcap"]  # dispatching twice did not add it twice
@@ -258,3 +282,69 @@ def test_a_pipeline_whose_graph_was_changed_runs_as_that_graph():
     pipeline.graph.add_edge(a, c)
     plan = cloudpickle.loads(Experiment().append(linux(), pipeline)[0].pipeline)
     assert isinstance(plan, GraphPlan) and {getattr(v, "name", v) for v in plan.vertices} >= {"a", "b", "c"}
+
+
+_SAME_CLASSES = r'''
+import importlib.abc, json, sys
+
+
+class Hidden(importlib.abc.MetaPathFinder):
+    """netunicorn as if it were not installed."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "netunicorn" or name.startswith("netunicorn."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+hidden = Hidden()
+if sys.argv[1] == "hidden":
+    sys.meta_path.insert(0, hidden)
+import unicorn_ansible as ua
+from unicorn_ansible.compat.netunicorn import as_experiment, for_netunicorn
+
+PUBLIC = ("Node", "Architecture", "Task", "TaskDispatcher", "Pipeline", "ExecutionGraph", "Experiment",
+          "CountableNodePool", "ExperimentStatus", "DockerImage")
+
+
+def shape():
+    classes = {name: getattr(ua, name) for name in PUBLIC}
+    return {"ids": {name: id(cls) for name, cls in classes.items()},
+            "mro": {name: [f"{c.__module__}.{c.__qualname__}" for c in cls.__mro__] for name, cls in classes.items()},
+            "members": {name: [(m.name, m.value) for m in cls] for name, cls in classes.items() if name in ("Architecture", "ExperimentStatus")},
+            "node": sorted(vars(ua.Node("n", {}, ua.Architecture.LINUX_AMD64)))}
+
+
+class Hello(ua.Task):
+    def run(self):
+        return "hello"
+
+
+before = shape()
+pool = for_netunicorn(ua.CountableNodePool([ua.Node("h1", {}, ua.Architecture.LINUX_AMD64)]))
+plain = ua.Experiment().map(ua.Pipeline().then(Hello(name="hello")), pool)
+assert "netunicorn.base" not in sys.modules and type(pool) is ua.CountableNodePool
+if hidden in sys.meta_path:
+    sys.meta_path.remove(hidden)  # installed now, in the same process
+from netunicorn.base import Experiment as NExperiment, Pipeline as NPipeline
+from netunicorn.library.tasks.measurements.ping import Ping
+
+handed = for_netunicorn(ua.CountableNodePool([ua.Node("h1", {}, ua.Architecture.LINUX_AMD64)]))
+theirs = as_experiment(NExperiment().map(NPipeline().then(Ping("127.0.0.1", count=1)), handed.take(1)))
+ours = ua.Experiment().append(ua.Node("h2", {}, ua.Architecture.LINUX_ARM64), NPipeline().then(Ping("127.0.0.1", count=1)))
+assert shape() == before, (shape(), before)
+before.pop("ids")
+print(json.dumps(before, sort_keys=True))
+'''
+
+
+def test_the_model_is_the_same_with_netunicorn_absent_or_present_in_one_process():
+    """No class of ours changes with netunicorn: imported where netunicorn is missing, then used with
+    netunicorn in the same process, or imported beside it from the start, the classes are the same."""
+    shapes = []
+    for mode in ("hidden", "installed"):
+        done = subprocess.run([sys.executable, "-c", _SAME_CLASSES, mode], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        shapes.append(done.stdout)
+    assert shapes[0] == shapes[1]
+    assert "netunicorn" not in shapes[0]  # no class of netunicorn's among ours

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import datetime
 import os
 import pickle
+import sys
+import uuid
+import weakref
 from pathlib import Path
 
 import cloudpickle
 import pytest
 
-from unicorn_ansible import Failure, Success, UntrustedDataError
-from unicorn_ansible.results.safe_pickle import safe_loads
+from unicorn_ansible import Failure, Pipeline, Success, Task, UntrustedDataError
+from unicorn_ansible.model import travel
+from unicorn_ansible.model.experiment import serialize_for_node
+from unicorn_ansible.node.journal import iter_records, results_by_name
+from unicorn_ansible.node.protocol import JOURNAL, PIPELINE
+from unicorn_ansible.node.scheduler import run_pipeline
+from unicorn_ansible.results.safe_pickle import loader_for, safe_loads, shipped_classes
 
 
 class _RunsACommand:
@@ -249,3 +258,75 @@ def test_a_value_that_contains_itself_loads() -> None:
     looped.append(looped)
     loaded = safe_loads(cloudpickle.dumps(Success(looped)), "n6", classes={}).unwrap()
     assert loaded[0] == 1 and loaded[1] is loaded
+
+
+# -- the classes a run shipped, whatever cloudpickle keeps of its own ---------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:  # stands for a class of the experiment's, shipped by value to the host
+    x: int
+    y: int
+
+
+class ReturnsPoint(Task):
+    def run(self):
+        return Point(1, 2)
+
+
+def _renamed_trackers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """cloudpickle as a release that renamed its private class trackers would be: its own two
+    functions that use them work on trackers of other names; the old names are gone."""
+    by_id: weakref.WeakValueDictionary[str, type] = weakref.WeakValueDictionary()
+    by_class: weakref.WeakKeyDictionary[type, str] = weakref.WeakKeyDictionary()
+
+    def get_or_create_tracker_id(class_def: type) -> str:
+        if class_def not in by_class:
+            by_class[class_def] = uuid.uuid4().hex
+            by_id[by_class[class_def]] = class_def
+        return by_class[class_def]
+
+    def lookup_class_or_track(class_tracker_id: str | None, class_def: type) -> type:
+        if class_tracker_id is not None:
+            class_def = by_id.setdefault(class_tracker_id, class_def)
+            by_class[class_def] = class_tracker_id
+        return class_def
+
+    monkeypatch.setattr(cloudpickle.cloudpickle, "_get_or_create_tracker_id", get_or_create_tracker_id)
+    monkeypatch.setattr(cloudpickle.cloudpickle, "_lookup_class_or_track", lookup_class_or_track)
+    for old in ("_DYNAMIC_CLASS_TRACKER_BY_ID", "_DYNAMIC_CLASS_TRACKER_BY_CLASS"):
+        if hasattr(cloudpickle.cloudpickle, old):
+            monkeypatch.delattr(cloudpickle.cloudpickle, old)
+
+
+def test_shipped_classes_come_back_whatever_cloudpickle_keeps_of_its_own(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pipeline's pickle carries the table of the classes it ships (ids of our own): the host
+    names them by it in its results and the loader admits them by it. With a cloudpickle that
+    renamed its private trackers, on both sides, nothing changes."""
+    _renamed_trackers(monkeypatch)
+    module = sys.modules[__name__]  # the executor cannot import this test module: ship it by value
+    cloudpickle.register_pickle_by_value(module)
+    try:
+        shipped = serialize_for_node(Pipeline().then(ReturnsPoint(name="point")))
+    finally:
+        cloudpickle.unregister_pickle_by_value(module)
+    (tmp_path / PIPELINE).write_bytes(shipped)
+    state = run_pipeline(cloudpickle.loads(shipped), str(tmp_path))  # the host (its tasks in processes of their own)
+    assert state["success"], state
+    records = list(iter_records(str(tmp_path / JOURNAL)))
+    [value] = results_by_name(records, loader_for("n1", classes=shipped_classes([tmp_path / PIPELINE])))["point"]
+    assert type(value.unwrap()) is Point and value.unwrap() == Point(1, 2)  # this process's own class
+    _renamed_trackers(monkeypatch)  # as in another process: nothing pickled or loaded here yet
+    monkeypatch.setattr(travel, "_classes_by_id", weakref.WeakValueDictionary())
+    [copy] = results_by_name(records, loader_for("n1", classes=shipped_classes([tmp_path / PIPELINE])))["point"]
+    assert type(copy.unwrap()) is not Point and type(copy.unwrap()).__name__ == "Point" and copy.unwrap().y == 2
+    with pytest.raises(UntrustedDataError, match="did not ship"):  # a class the run did not ship: refused
+        results_by_name(records, loader_for("n1", classes={}))
+
+
+def test_nothing_reads_cloudpickles_private_trackers() -> None:
+    import unicorn_ansible
+
+    sources = Path(unicorn_ansible.__file__).parent.rglob("*.py")
+    assert not [path for path in sources if "_DYNAMIC_CLASS_TRACKER" in path.read_text()]

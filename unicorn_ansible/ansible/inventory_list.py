@@ -30,25 +30,52 @@ from ..hostvars import render_failure, to_render
 _READER = f"import sys; del sys.path[0]; from {__name__} import main; sys.exit(main(sys.argv[1:]))"
 #: started readers by their sources (resolved paths), waiting to be collected
 _STARTED: dict[tuple[str, ...], subprocess.Popen[bytes]] = {}
+#: a reader started before its sources were known (:func:`warm_up`), loading Ansible meanwhile,
+#: and the pipe it reads them from (NUL-separated; its argument is the pipe's descriptor)
+_WARM: list[tuple[subprocess.Popen[bytes], int]] = []
+_SOURCES_FROM = "--sources-from-fd="
 
 
 def _stop_uncollected() -> None:
     """A reader nobody collected (the command stopped at a usage error) ends with this process."""
-    for process in _STARTED.values():
+    for process in [*_STARTED.values(), *(process for process, _ in _WARM)]:
         process.kill()
         process.communicate()
     _STARTED.clear()
+    _WARM.clear()
 
 
 atexit.register(_stop_uncollected)
 
 
+def _popen(arguments: list[str], pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", _READER, *arguments], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=pass_fds)
+
+
+def warm_up() -> None:
+    """Start a reader before the command line is parsed: it loads Ansible (most of its time) while
+    this process loads the rest, and reads the sources the next :func:`start` gives it."""
+    if not _WARM:
+        readable, writable = os.pipe()
+        try:
+            _WARM.append((_popen([f"{_SOURCES_FROM}{readable}"], (readable,)), writable))
+        finally:
+            os.close(readable)
+
+
 def start(sources: list[str]) -> subprocess.Popen[bytes]:
-    """Start reading ``sources`` (resolved paths) in a new process; :func:`collect` reads its answer."""
+    """Start reading ``sources`` (resolved paths) in a new process (the warm one if there is one);
+    :func:`collect` reads its answer."""
     key = tuple(sources)
     if key not in _STARTED:
-        _STARTED[key] = subprocess.Popen([sys.executable, "-c", _READER, *sources], stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        if _WARM:
+            process, writable = _WARM.pop()
+            with os.fdopen(writable, "wb") as pipe:
+                pipe.write("\0".join(sources).encode())
+            _STARTED[key] = process
+        else:
+            _STARTED[key] = _popen(sources)
     return _STARTED[key]
 
 
@@ -160,7 +187,20 @@ def listing(sources: list[str]) -> dict[str, Any]:
     return json.loads(json.dumps({"listing": listed, "rendered": rendered}, cls=encoder))
 
 
+def _sources_from(descriptor: int) -> list[str]:
+    """Once Ansible's inventory modules are loaded: the sources the starting process sends."""
+    from ansible.inventory.manager import InventoryManager  # noqa: F401
+    from ansible.vars.manager import VariableManager  # noqa: F401
+
+    with os.fdopen(descriptor, "rb") as pipe:
+        return [source for source in pipe.read().decode().split("\0") if source]
+
+
 def main(argv: list[str]) -> int:
+    if len(argv) == 1 and argv[0].startswith(_SOURCES_FROM):
+        argv = _sources_from(int(argv[0][len(_SOURCES_FROM):]))
+        if not argv:  # nothing to read after all
+            return 0
     try:
         answer = listing(argv)
     except _RenderError as exc:

@@ -1,196 +1,213 @@
-"""netunicorn's own objects, accepted wherever ours are (``pip install 'unicorn-ansible[netunicorn]'``).
+"""netunicorn's own objects among ours (``pip install 'unicorn-ansible[netunicorn]'``), at the boundary.
 
-Everything here is a no-op when netunicorn-base is not installed. When it is:
+The model never imports netunicorn nor this module: this module registers its adapter with the
+model when it loads (model/foreign.py; loading the package's public names loads it), and it
+imports netunicorn only once one of netunicorn's objects is seen, told by the object's type (a
+class from the ``netunicorn`` package in its MRO) or by what this process has loaded already;
+nothing imports netunicorn to ask whether it is installed. A run that never meets netunicorn
+never loads it (netunicorn.base, with pydantic: a few tenths of a second and 23 MB).
 
-- netunicorn's Task and TaskDispatcher count as ours (virtual subclasses), so they go into
-  our pipelines and graphs as they are;
-- netunicorn's ExecutionGraph, Pipeline and CyclePipeline become our ExecutionGraph with the
-  same networkx graph (:func:`as_flow`), and netunicorn's Experiment becomes ours
-  (:func:`as_experiment`);
-- our pools hand out nodes that are netunicorn Nodes too (see ``model/nodes.py``);
-- netunicorn's code travels to hosts by value (:func:`register_netunicorn_by_value`), as netunicorn
-  ships its library, and what netunicorn's own executor environment would give that code
-  (requests, pydantic, networkx) is installed by the deployment (:func:`runtime_requirements`).
+Coming in, converted where they enter (``Experiment.append``/``map``, prepare, compile, run, the client):
+
+- netunicorn's ExecutionGraph, Pipeline and CyclePipeline become our ExecutionGraph with the same
+  networkx graph (:func:`as_flow`), its environment definitions ours (:func:`as_environment`), a
+  netunicorn Node ours (:func:`as_node`) and a netunicorn Experiment ours (:func:`as_experiment`);
+- its Tasks and TaskDispatchers need nothing: they are shaped like ours (model/task.py).
+
+Going out, to netunicorn's code:
+
+- the pools the client and the command line hand out hold netunicorn Nodes (:func:`for_netunicorn`,
+  compat/netunicorn_nodes.py: ours, and netunicorn's too), as netunicorn's ``Experiment.map`` checks;
+- any node of ours lists netunicorn's environment classes among its ``available_environments``
+  once netunicorn is loaded (its ``Deployment`` checks them), and our ``Architecture`` equals
+  netunicorn's member of the same name (its library's dispatchers compare).
+
+Travelling: netunicorn's code travels to hosts by value, as netunicorn ships its library, and
+what netunicorn's executor environment would give that code (requests, pydantic, networkx) is
+installed by the deployment (:func:`runtime_requirements`).
 """
 
 from __future__ import annotations
 
 import dis
-import functools
 import importlib
 import importlib.util
 import io
 import sys
 import types
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar, overload
 
 import cloudpickle
+
+from ..model import foreign
+from ..model.environment import DockerImage, EnvironmentDefinition, RuntimeContext, ShellExecution
+from ..model.experiment import Experiment
+from ..model.graph import ExecutionGraph
+from ..model.nodes import CountableNodePool, Node, UncountableNodePool
+
+if TYPE_CHECKING:  # pragma: no cover
+    from netunicorn.base.deployment import Deployment as NetunicornDeployment
 
 # What netunicorn's executor environment always has (netunicorn-base's and netunicorn-executor's
 # dependencies) beyond the standard library, cloudpickle and returns (our bundle carries those):
 # import name -> pip requirement.
 NETUNICORN_RUNTIME = {"requests": "requests", "pydantic": "pydantic>=2", "networkx": "networkx"}
+#: netunicorn's packages whose code travels to hosts by value
+_SHIPPED_PACKAGES = ("netunicorn.base", "netunicorn.library")
 
-#: set by the command line when the experiment file does not use netunicorn (see ui/main.py)
-_skipped = False
-
-
-class NetunicornNeeded(BaseException):
-    """An experiment loaded while netunicorn was skipped imported it after all (a module of its
-    own did): the command starts again with netunicorn (ui/main.py). A BaseException: no
-    error handler on the way turns it into an error message."""
+PoolT = TypeVar("PoolT", CountableNodePool, UncountableNodePool)
 
 
-def skip_in_this_process() -> None:
-    """This process does without netunicorn-base even if it is installed: our nodes are our own
-    (not netunicorn Nodes), netunicorn's classes are not adopted, and ``netunicorn.base`` (with
-    pydantic: 23 MB of RSS and a few tenths of a second) is never imported. Called before the model loads."""
-    global _skipped
-    _skipped = True
-    installed.cache_clear()
+def is_netunicorns(obj: object) -> bool:
+    """Whether ``obj`` is one of netunicorn's objects (or of a class derived from one of its)."""
+    return any(cls.__module__ == "netunicorn" or cls.__module__.startswith("netunicorn.")
+               for cls in type(obj).__mro__)
 
 
-def check_not_needed() -> None:
-    """After an experiment loaded: raise NetunicornNeeded if netunicorn was skipped but imported."""
-    if _skipped and any(name == "netunicorn" or name.startswith("netunicorn.") for name in sys.modules):
-        raise NetunicornNeeded()
+def loaded() -> bool:
+    """Whether this process uses netunicorn (something imported netunicorn.base)."""
+    return "netunicorn.base" in sys.modules
 
 
-@functools.cache
 def installed() -> bool:
-    """True when netunicorn-base can be imported here (and this process does not skip it)."""
-    if _skipped:
-        return False
+    """Whether netunicorn-base can be imported here (found without importing it)."""
     try:
         return importlib.util.find_spec("netunicorn.base") is not None
     except (ImportError, ValueError):
         return False
 
 
-def _base() -> types.ModuleType | None:
-    return importlib.import_module("netunicorn.base") if installed() else None
-
-
-def register_netunicorn_by_value() -> None:
-    """Make netunicorn-base's and netunicorn-library's code travel by value in every cloudpickle,
-    as netunicorn itself ships netunicorn-library: hosts need not install netunicorn. The one
-    place this is decided; idempotent, and never undone (netunicorn never undoes its own)."""
-    for module in _shipped_packages():
+def register_netunicorn_by_value() -> list[types.ModuleType]:
+    """Make the netunicorn packages this process loaded travel by value in every cloudpickle, as
+    netunicorn itself ships netunicorn-library: hosts need not install netunicorn. Idempotent, and
+    never undone (netunicorn never undoes its own); returns those packages."""
+    modules = [sys.modules[name] for name in _SHIPPED_PACKAGES if name in sys.modules]
+    for module in modules:
         cloudpickle.register_pickle_by_value(module)
+    return modules
 
 
-@functools.cache
-def _shipped_packages() -> tuple[types.ModuleType, ...]:
-    if not installed():
-        return ()
-    names = [name for name in ("netunicorn.base", "netunicorn.library") if importlib.util.find_spec(name)]
-    return tuple(importlib.import_module(name) for name in names)
-
-
-def adopt_netunicorn_classes() -> None:
-    """Make netunicorn's Task/TaskDispatcher virtual subclasses of ours and netunicorn's node pool
-    base count our pools; called once when unicorn_ansible is imported with netunicorn installed."""
-    base = _base()
-    if base is None:
-        return
-    from ..model import nodes, task
-
-    task.Task.register(base.Task)
-    task.TaskDispatcher.register(base.TaskDispatcher)
-    from netunicorn.base.nodes import Nodes as NetunicornNodes
-
-    NetunicornNodes.register(nodes.CountableNodePool)
-    NetunicornNodes.register(nodes.UncountableNodePool)
-
-
-# -- flows ------------------------------------------------------------------------------
-def is_netunicorn_flow(obj: Any) -> bool:
-    base = _base()
-    return base is not None and isinstance(obj, base.ExecutionGraph)
-
-
-def is_netunicorn_docker(environment: Any) -> bool:
-    base = _base()
-    return base is not None and isinstance(environment, base.DockerImage)
-
-
-def as_environment(environment: Any) -> Any:
-    """Our environment definition for one of netunicorn's: ShellExecution with the same commands
-    and environment variables; a DockerImage with netunicorn's runtime context (ports mapping,
-    environment variables, network, additional arguments), run by the host's podman or Docker
-    (node/container.py). netunicorn's default DockerImage() (no image named, which its Pipeline
-    sets) gets ``shell_fallback``: where the host cannot run it in a container, it runs as
-    ShellExecution with a notice (the user did not ask for a container)."""
-    from ..model.environment import DockerImage, EnvironmentDefinition, RuntimeContext, ShellExecution
-
-    if isinstance(environment, EnvironmentDefinition) or environment is None:
+# -- coming in ---------------------------------------------------------------------------
+def as_environment(environment: object) -> object:
+    """Our environment definition for one of netunicorn's: a DockerImage with netunicorn's runtime
+    context (ports mapping, environment variables, network, additional arguments), run by the
+    host's podman or Docker (node/container.py); any other ShellExecution with the same commands
+    and environment variables. netunicorn's default DockerImage() (no image named, which its
+    Pipeline sets) gets ``shell_fallback``: where the host cannot run it in a container, it runs
+    as ShellExecution with a notice (the user did not ask for a container). Anything else is
+    returned as it is."""
+    if not is_netunicorns(environment):
         return environment
-    context = getattr(environment, "runtime_context", None)
-    variables = {str(k): str(v) for k, v in (getattr(context, "environment_variables", {}) or {}).items()}
-    commands = list(getattr(environment, "commands", []))
-    if is_netunicorn_docker(environment):
-        runtime = RuntimeContext(ports_mapping=dict(getattr(context, "ports_mapping", {}) or {}),
-                                 environment_variables=variables, network=getattr(context, "network", None),
-                                 additional_arguments=list(getattr(context, "additional_arguments", []) or []))
+    from netunicorn.base import environment_definitions as theirs
+
+    if not isinstance(environment, theirs.EnvironmentDefinition):
+        return environment
+    context = environment.runtime_context
+    variables = {str(k): str(v) for k, v in context.environment_variables.items()}
+    commands = list(environment.commands)
+    if isinstance(environment, theirs.DockerImage):
+        runtime = RuntimeContext(ports_mapping=dict(context.ports_mapping), environment_variables=variables,
+                                 network=context.network, additional_arguments=list(context.additional_arguments))
         return DockerImage(commands=commands, image=environment.image or None, runtime_context=runtime,
                            shell_fallback=not environment.image)
     return ShellExecution(commands=commands, runtime_context=RuntimeContext(environment_variables=variables))
 
 
-def as_flow(obj: Any) -> Any:
+def as_flow(obj: object) -> object:
     """Our ExecutionGraph for netunicorn's ExecutionGraph, Pipeline or CyclePipeline (the same
     networkx graph, name, early stopping and environment); anything else is returned as it is."""
-    if not is_netunicorn_flow(obj):
+    if not is_netunicorns(obj):
         return obj
-    from ..model.graph import ExecutionGraph
+    from netunicorn.base.execution_graph import ExecutionGraph as Theirs
 
-    graph = ExecutionGraph(obj.early_stopping, obj.report_results, as_environment(obj.environment_definition),
-                           obj.name)
+    if not isinstance(obj, Theirs):
+        return obj
+    environment = as_environment(obj.environment_definition)
+    graph = ExecutionGraph(obj.early_stopping, obj.report_results,
+                           environment if isinstance(environment, EnvironmentDefinition) else None, obj.name)
     graph.graph = obj.graph.copy()
     graph.override_graph_validation = obj.override_graph_validation
     return graph
 
 
-# -- nodes and experiments --------------------------------------------------------------
-def as_node(node: Any) -> Any:
-    """Our Node for a netunicorn Node built by hand (``Node(name="dummy", properties={})``)."""
-    from ..model.nodes import Architecture, Node
-
-    if isinstance(node, Node) or not installed():
+def as_node(node: object) -> object:
+    """Our Node for a netunicorn Node (one built by hand, ``Node(name="dummy", properties={})``,
+    or one of ours handed to netunicorn: a plain Node again); anything else as it is."""
+    if not is_netunicorns(node):
         return node
-    from netunicorn.base.nodes import Node as NetunicornNode
+    from .netunicorn_nodes import as_our_node
 
-    if not isinstance(node, NetunicornNode):
-        return node
-    ours = Node(node.name, dict(node.properties), Architecture(node.architecture.value))
-    ours.additional_properties = dict(node.additional_properties)
-    return ours
+    return as_our_node(node)
 
 
-def is_netunicorn_experiment(obj: Any) -> bool:
-    base = _base()
-    return base is not None and isinstance(obj, base.Experiment)
+@overload
+def as_experiment(obj: Experiment) -> Experiment: ...
+@overload
+def as_experiment(obj: object) -> object: ...
 
 
-def as_experiment(obj: Any) -> Any:
+def as_experiment(obj: object) -> object:
     """Our Experiment for a netunicorn Experiment: each of its deployments' (already dispatched)
     graphs on the same node; anything else is returned as it is."""
-    if not is_netunicorn_experiment(obj):
+    if not is_netunicorns(obj):
         return obj
-    from ..model.experiment import Experiment
+    from netunicorn.base.experiment import Experiment as Theirs
 
+    if not isinstance(obj, Theirs):
+        return obj
     experiment = Experiment(deployment_context=obj.deployment_context)
     for deployment in obj.deployment_map:
-        # made in this process by netunicorn; its environment is the pipeline's own, without the
-        # tasks' requirements, which our Deployment collects again
-        graph = cloudpickle.loads(deployment.execution_graph)
-        experiment.append(deployment.node, graph)
+        node = as_node(deployment.node)
+        if not isinstance(node, Node):
+            raise TypeError(f"netunicorn's Experiment has a deployment on {node!r}, which is not a Node")
+        experiment.append(node, _graph_of(deployment))
     return experiment
 
 
+def _graph_of(deployment: NetunicornDeployment) -> ExecutionGraph:
+    """A netunicorn deployment's graph, as ours: made in this process by netunicorn; its environment
+    is the pipeline's own, without the tasks' requirements, which our Deployment collects again."""
+    graph = as_flow(cloudpickle.loads(deployment.execution_graph))
+    assert isinstance(graph, ExecutionGraph)
+    return graph
+
+
+def entering(value: object) -> object:
+    """Any of netunicorn's nodes, flows and environment definitions, as ours."""
+    return as_environment(as_flow(as_node(value))) if is_netunicorns(value) else value
+
+
+# -- going out -----------------------------------------------------------------------------
+def for_netunicorn(pool: PoolT, load: bool = False) -> PoolT:
+    """``pool`` as the nodes handed to netunicorn code: once this process uses netunicorn (or,
+    with ``load``, whenever it is installed), a pool whose nodes are netunicorn Nodes too, which
+    netunicorn's ``Experiment.map`` takes (compat/netunicorn_nodes.py); else ``pool`` itself."""
+    if not (loaded() or (load and installed())):
+        return pool
+    from .netunicorn_nodes import netunicorn_pool
+
+    adapted: PoolT = netunicorn_pool(pool)
+    return adapted
+
+
+def environments(node: Node) -> set[type]:
+    """netunicorn's environment classes ``node`` runs, once netunicorn is loaded: both, or those
+    its ``netunicorn-environments`` property names (netunicorn's rule)."""
+    if not loaded():
+        return set()
+    from netunicorn.base.environment_definitions import DockerImage as TheirDocker
+    from netunicorn.base.environment_definitions import ShellExecution as TheirShell
+
+    kinds: set[type] = {TheirShell, TheirDocker}
+    named = node.properties.get("netunicorn-environments")
+    if isinstance(named, (list, tuple, set, frozenset)):
+        kinds = {kind for kind in kinds if kind.__name__ in named}
+    return kinds
+
+
 # -- what netunicorn code needs on a host -----------------------------------------------
-class _ReferenceRecorder(cloudpickle.Pickler):
+class _ReferenceRecorder(cloudpickle.Pickler):  # type: ignore[misc]  # cloudpickle has no type hints
     """A cloudpickle Pickler that notes the top-level modules of what it pickles by reference
     and of the imports inside the code it pickles by value."""
 
@@ -198,7 +215,7 @@ class _ReferenceRecorder(cloudpickle.Pickler):
         super().__init__(file)
         self.modules: set[str] = set()
 
-    def reducer_override(self, obj: Any) -> Any:
+    def reducer_override(self, obj: object) -> object:
         if isinstance(obj, types.ModuleType):
             self.modules.add(obj.__name__.split(".")[0])
         elif isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType)):
@@ -217,11 +234,11 @@ def _imported_modules(code: types.CodeType) -> Iterator[str]:
             yield from _imported_modules(constant)
 
 
-def runtime_requirements(obj: Any) -> list[str]:
+def runtime_requirements(obj: object) -> list[str]:
     """Deployment commands that make sure the host can import what netunicorn's executor
     environment would have given ``obj``'s netunicorn code (requests, pydantic, networkx); each
     installs the module with pip if it is missing and fails with a message naming it otherwise."""
-    if not installed():
+    if not loaded():  # no netunicorn code can be in it
         return []
     register_netunicorn_by_value()
     recorder = _ReferenceRecorder(io.BytesIO())
@@ -237,15 +254,37 @@ def _ensure_command(module: str, requirement: str) -> str:
             f"|| {{ echo \"{message}\" >&2; exit 1; }}")
 
 
+class NetunicornAdapter:
+    """What the model asks of netunicorn (model/foreign.py's Adapter)."""
+
+    def entering(self, value: object) -> object:
+        return entering(value)
+
+    def environments(self, node: Node) -> set[type]:
+        return environments(node)
+
+    def by_value(self) -> list[types.ModuleType]:
+        return register_netunicorn_by_value()
+
+    def host_requirements(self, pipeline: object) -> list[str]:
+        return runtime_requirements(pipeline)
+
+
+ADAPTER = NetunicornAdapter()
+foreign.register(ADAPTER)
+
 __all__ = [
+    "ADAPTER",
     "NETUNICORN_RUNTIME",
-    "adopt_netunicorn_classes",
+    "NetunicornAdapter",
     "as_environment",
     "as_experiment",
     "as_flow",
     "as_node",
+    "for_netunicorn",
     "installed",
-    "is_netunicorn_docker",
+    "is_netunicorns",
+    "loaded",
     "register_netunicorn_by_value",
     "runtime_requirements",
 ]

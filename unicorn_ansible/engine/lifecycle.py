@@ -15,10 +15,9 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
-from ..compat.netunicorn import as_experiment
-from ..compat.netunicorn import check_not_needed as check_netunicorn_not_needed
+from ..compat.netunicorn import as_experiment, for_netunicorn
 from ..compiler.compile import check_run_name, compile_experiment
 from ..compiler.settings import CompileOptions, ssh_args
 from ..errors import ExperimentError, RunError, UsageError
@@ -53,11 +52,8 @@ def load_experiment_file(path: str, nodes: Callable[[], CountableNodePool]) -> E
     file = Path(path)
     if not file.is_file():
         raise ExperimentError(f"experiment file {path} does not exist")
-    try:
-        with _importable(file.resolve().parent):
-            value = _experiment_of(path, _run_file(path, file), nodes)
-    finally:  # the file did not name netunicorn, a module of its own imported it: start again with it
-        check_netunicorn_not_needed()
+    with _importable(file.resolve().parent):
+        value = _experiment_of(path, _run_file(path, file), nodes)
     if not isinstance(value, Experiment):
         raise ExperimentError(
             f"{path}: 'experiment' is a {type(value).__name__}; it must be an Experiment "
@@ -110,7 +106,7 @@ def _experiment_of(path: str, namespace: dict[str, Any], nodes: Callable[[], Cou
         )
     value = as_experiment(namespace["experiment"])
     if callable(value) and not isinstance(value, Experiment):
-        pool = nodes()  # outside the try: an inventory's error is its own, not the experiment's
+        pool = for_netunicorn(nodes())  # outside the try: an inventory's error is its own, not the experiment's
         try:
             value = value(pool)
         except ExperimentError:
@@ -400,19 +396,52 @@ def run_experiment(
     return load_results(run.path, payload_limit=payload_limit)
 
 
+if TYPE_CHECKING:  # pragma: no cover
+    from typing_extensions import Unpack
+
+
+class EngineOptions(TypedDict, total=False):
+    """How a run goes (CompileOptions' fields but ``forks``): keyword arguments of :func:`run`,
+    ``Client`` and ``RemoteClient``, documented here once; a key left out keeps its default."""
+
+    #: seconds one wait for a host's pipeline blocks before the play asks again (default 20)
+    poll_seconds: int
+    #: seconds a node's deployment and pipeline may take together (default 86400)
+    run_timeout_seconds: int
+    #: seconds one task may run (default: no limit)
+    task_timeout: float | None
+    #: seconds one requirement may run (default: no limit)
+    requirement_timeout: float | None
+    #: bytes of each task's log kept on the host (default 10 MiB)
+    log_cap: int
+    #: bytes of artifacts brought home per run, over every node (default 10 GiB; the rest stays on the hosts)
+    artifact_cap: int
+    #: run the requirements even on a host that has that environment already (default False)
+    redeploy: bool
+    #: Ansible's strategy plugin, e.g. "mitogen_linear" (default: Ansible's linear)
+    strategy: str | None
+
+
+class RunOptions(EngineOptions, total=False):
+    """Every option of a run (CompileOptions' fields), as :func:`run` takes them."""
+
+    #: hosts Ansible works on at once (default: all, up to 50); every node's pipeline runs at once whatever it says
+    forks: int | None
+
+
 def run(
     experiment: Experiment,
     inventory: Sequence[str] | None = None,
     name: str | None = None,
     replace: bool = False,
     trust_results: bool = False,
-    **options: Any,
+    **options: Unpack[RunOptions],
 ) -> RunResults:
     """Run ``experiment`` on the hosts of ``inventory`` (default: the local machine) and return its results.
 
     ``trust_results``: load every result fully, also those the restricted loader refuses (only
-    for hosts you trust). ``options`` are CompileOptions fields: forks, poll_seconds,
-    run_timeout_seconds, task_timeout, log_cap, redeploy, strategy.
+    for hosts you trust). ``options``: see :class:`RunOptions` (``run(experiment, forks=10,
+    task_timeout=60)``).
     """
     results = run_experiment(experiment, load_inventory(inventory), name, replace, CompileOptions(**options))
     return load_results(results.run_dir, trust=True) if trust_results else results

@@ -1,5 +1,3 @@
-"""The experiment model. netunicorn's Tasks and node pools count as ours from the moment it loads."""
-
-from ..compat import netunicorn as _netunicorn
-
-_netunicorn.adopt_netunicorn_classes()  # netunicorn's Tasks and Experiments accepted as ours
+"""The experiment model (netunicorn's): Tasks, Pipelines and graphs, Nodes, Experiments, and how
+they travel to hosts. It imports no other library's model (netunicorn's objects enter through
+model/foreign.py) and nothing above it in the package."""

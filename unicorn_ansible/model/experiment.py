@@ -5,11 +5,11 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Iterator
 
-from ..compat import netunicorn as _netunicorn
 from ..errors import ExperimentError, GraphError
+from . import foreign
 from .environment import EnvironmentDefinition, ShellExecution
 from .graph import ExecutionGraph, GraphPlan, dispatch_graph
-from .nodes import CountableNodePool, Node, Nodes
+from .nodes import CountableNodePool, Node
 from .pipeline import Pipeline, as_graph
 from .task import Task, TaskDispatcher, TaskElement, with_declared
 from .travel import UnpicklableError, for_node, serialize_for_node, ship
@@ -38,15 +38,33 @@ def _dispatched(pipeline: Pipeline | ExecutionGraph, node: Node) -> Pipeline | G
     """What ``node`` runs: a copy of a plain pipeline with its TaskDispatchers replaced by their
     tasks for this node, or, for an ExecutionGraph or CyclePipeline, the validated graph's plan."""
     graph = as_graph(pipeline)
-    if graph is not None:
-        try:
-            return dispatch_graph(graph, lambda element: _dispatch_one(element, node))
-        except ValueError as exc:
-            raise GraphError(f"node {node.name}: {exc}") from exc
-    dispatched = copy.copy(pipeline)
-    dispatched.tasks = [[_dispatch_one(element, node) for element in stage] for stage in pipeline.tasks]
-    dispatched.graph = None  # the dispatched tasks' own graph (what their stages make)
-    return for_node(dispatched)
+    if graph is None and isinstance(pipeline, Pipeline):  # run stage by stage
+        dispatched = copy.copy(pipeline)
+        dispatched.tasks = [[_dispatch_one(element, node) for element in stage] for stage in pipeline.tasks]
+        dispatched.graph = None  # the dispatched tasks' own graph (what their stages make)
+        return for_node(dispatched)
+    try:
+        return dispatch_graph(graph or pipeline, lambda element: _dispatch_one(element, node))
+    except ValueError as exc:
+        raise GraphError(f"node {node.name}: {exc}") from exc
+
+
+def _entered_node(value: object) -> Node:
+    """A node given to an experiment, as ours (netunicorn's: model/foreign.py)."""
+    node = foreign.entering(value)
+    if not isinstance(node, Node):
+        raise ExperimentError(f"expected a Node, got {type(node).__name__}: {node!r}")
+    return node
+
+
+def _entered_flow(value: object, node: Node) -> Pipeline | ExecutionGraph:
+    """A pipeline or graph given to an experiment, as ours (netunicorn's: model/foreign.py)."""
+    flow = foreign.entering(value)
+    if not isinstance(flow, (Pipeline, ExecutionGraph)):
+        raise ExperimentError(
+            f"node {node.name}: expected a Pipeline, CyclePipeline or ExecutionGraph, got {type(flow).__name__}"
+        )
+    return flow
 
 
 class Deployment:
@@ -61,20 +79,15 @@ class Deployment:
     - ``executor_id``: the deployment's name in the run (the node's name, or ``NODE#N`` for the
       node's N-th pipeline); set when it is appended to an Experiment
 
-    netunicorn's Node, Pipeline, CyclePipeline and ExecutionGraph are accepted as they are.
+    netunicorn's Node, Pipeline, CyclePipeline, ExecutionGraph and environment definitions are
+    accepted as they are (converted to ours here: model/foreign.py).
     """
 
     def __init__(self, node: Node, pipeline: Pipeline | ExecutionGraph,
                  keep_alive_timeout_minutes: float | None = None, cleanup: bool = True,
                  artifacts: Iterable[str] = ()) -> None:
-        node, pipeline = _netunicorn.as_node(node), _netunicorn.as_flow(pipeline)
-        if not isinstance(node, Node):
-            raise ExperimentError(f"expected a Node, got {type(node).__name__}: {node!r}")
-        if not isinstance(pipeline, (Pipeline, ExecutionGraph)):
-            raise ExperimentError(
-                f"node {node.name}: expected a Pipeline, CyclePipeline or ExecutionGraph, got {type(pipeline).__name__}"
-            )
-        environment = pipeline.environment_definition
+        node, pipeline = _entered_node(node), _entered_flow(pipeline, node)
+        environment = foreign.entering(pipeline.environment_definition)
         if not isinstance(environment, EnvironmentDefinition):
             raise ExperimentError(
                 f"node {node.name}: pipeline {pipeline.name} asks for a {type(environment).__name__} "
@@ -90,11 +103,12 @@ class Deployment:
         self.notices: list[str] = []
         dispatched = _dispatched(pipeline, node)
         self.environment_definition: EnvironmentDefinition = copy.deepcopy(environment)
-        tasks = [v for v in dispatched.vertices if isinstance(v, Task)] if isinstance(dispatched, GraphPlan) \
-            else [task for stage in dispatched.tasks for task in stage]
+        elements = dispatched.vertices if isinstance(dispatched, GraphPlan) else \
+            [task for stage in dispatched.tasks for task in stage]
+        tasks = [task for task in elements if isinstance(task, Task)]
         #: files brought home from the node: {"task": name or None (the pipeline's), "pattern": path or glob}
-        self.artifacts: list[dict] = [{"task": None, "pattern": str(p)}
-                                      for p in [*getattr(pipeline, "artifacts", []), *artifacts]]
+        self.artifacts: list[dict[str, str | None]] = [{"task": None, "pattern": str(p)}
+                                                       for p in [*getattr(pipeline, "artifacts", []), *artifacts]]
         for task in tasks:
             self.environment_definition.commands.extend(task.requirements)
             self.artifacts += [{"task": task.name, "pattern": str(p)} for p in getattr(task, "artifacts", [])]
@@ -103,7 +117,7 @@ class Deployment:
         except UnpicklableError as exc:
             raise ExperimentError(f"node {node.name}: pipeline {pipeline.name}: {exc}") from exc
         # after the tasks' own requirements, which may install them already
-        self.environment_definition.commands.extend(_netunicorn.runtime_requirements(dispatched))
+        self.environment_definition.commands.extend(foreign.host_requirements(dispatched))
         self.pipeline: bytes = shipment.pipeline
         #: installed packages the pipeline imports on the host: module -> {"tasks": [...], "install": ...}
         self.imports = shipment.imports
@@ -156,10 +170,10 @@ class Experiment:
         self.deployment_map.append(deployment)
         return self
 
-    def map(self, pipeline: Pipeline | ExecutionGraph, nodes: Iterable[Node] | Nodes) -> Experiment:
+    def map(self, pipeline: Pipeline | ExecutionGraph, nodes: Iterable[Node] | CountableNodePool) -> Experiment:
         """Append ``pipeline`` for every node of ``nodes`` (a sequence of nodes or a pool); returns self."""
-        members = nodes.flatten() if isinstance(nodes, CountableNodePool) else list(nodes)
-        for node in map(_netunicorn.as_node, members):
+        members: list[object] = list(nodes.flatten() if isinstance(nodes, CountableNodePool) else nodes)
+        for node in map(foreign.entering, members):
             if not isinstance(node, Node):
                 raise ExperimentError(f"Experiment.map expects nodes, got {type(node).__name__}: {node!r}")
             self.append(node, pipeline)

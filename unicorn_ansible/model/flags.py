@@ -72,11 +72,11 @@ class FlagValues:
     def from_dict(cls, data: dict[str, Any]) -> FlagValues:
         return cls(data.get("text_value"), int(data.get("int_value") or 0))
 
-    def dict(self) -> dict[str, Any]:  # pydantic's name, as netunicorn's FlagValues has it
+    def dict(self) -> dict[str, str | int | None]:  # pydantic's name, as netunicorn's FlagValues has it
         return asdict(self)
 
 
-def _valid_int(value: Any) -> int:
+def _valid_int(value: object) -> int:
     """pydantic's lax int: ints and bools, integral floats, strings of an integer."""
     if isinstance(value, int):
         return int(value)
@@ -87,7 +87,7 @@ def _valid_int(value: Any) -> int:
     raise ValueError(f"FlagValues int_value: input should be a valid integer, got {value!r}")
 
 
-def _address(endpoint: str) -> tuple[int, Any, str]:
+def _address(endpoint: str) -> tuple[int, str | tuple[str, int], str]:
     kind, _, where = endpoint.partition(":")
     if kind == "unix":
         return socket.AF_UNIX, where, where
@@ -168,6 +168,8 @@ def _exchange(sock: socket.socket, body: bytes, token: str) -> dict[str, Any]:
     if not hmac.compare_digest(signature, mac(token, "answer", nonce_client, nonce_store, answer)):
         raise FlagError("the flag store's answer is not authenticated by the run's token (refused)")
     reply = json.loads(answer)
+    if not isinstance(reply, dict):
+        raise FlagError("the flag store's answer is not a JSON object (refused)")
     if reply.get("retry"):  # the store, authenticated, says it dropped the request unread
         raise _Busy()
     return reply

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections import deque
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from .environment import EnvironmentDefinition, ShellExecution
@@ -40,7 +41,7 @@ class Flow:
         """The flow as netunicorn draws it: a networkx DiGraph from 'root'."""
         raise NotImplementedError
 
-    def draw(self, nx_layout_function: Any = None) -> None:
+    def draw(self, nx_layout_function: Callable[..., object] | None = None) -> None:
         """Draw the flow with networkx and matplotlib (``pip install 'unicorn-ansible[draw]'``),
         as netunicorn draws it: vertices labelled with task names, edges with their attributes."""
         try:
@@ -63,14 +64,14 @@ EDGE_TYPES = ("strong", "weak")
 TRAVERSE_ON = ("success", "failure", "any")
 
 
-def _label(vertex: Any) -> str:
+def _label(vertex: object) -> str:
     """How a vertex is named in messages: a task by its class and name, a point by its value."""
     if isinstance(vertex, (Task, TaskDispatcher)):
         return f"{type(vertex).__name__}(name={vertex.name!r})"
     return repr(vertex)
 
 
-def _check_edge(u: Any, v: Any, data: dict[str, Any]) -> None:
+def _check_edge(u: object, v: object, data: dict[str, object]) -> None:
     """An edge's attributes follow the rules: its type, its counter, its traverse_on (only leaving a task)."""
     edge = f"edge ({_label(u)} -> {_label(v)})"
     kind = data.get("type", "strong")
@@ -112,7 +113,7 @@ def _check_strong_edges(name: str | None, graph: Any) -> None:
         )
 
 
-def _unreachable(graph: Any) -> list[Any]:
+def _unreachable(graph: Any) -> list[Hashable]:
     """The vertices of a networkx DiGraph that no path from 'root' reaches."""
     import networkx as nx
 
@@ -210,11 +211,11 @@ class ExecutionGraph(Flow):
         return hash(self.name)
 
     # -- what a node runs ------------------------------------------------------
-    def elements(self) -> list[Any]:
+    def elements(self) -> list[Hashable]:
         """Every vertex, in the order the flow first reaches it from 'root' (requirements' order)."""
-        order: list[Any] = []
-        seen = {"root"}
-        queue = deque(["root"])
+        order: list[Hashable] = []
+        seen: set[Hashable] = {"root"}
+        queue: deque[Hashable] = deque(["root"])
         while queue:
             vertex = queue.popleft()
             order.append(vertex)
@@ -230,7 +231,7 @@ class ExecutionGraph(Flow):
         vertices = self.elements()
         index = {id(v) if isinstance(v, (Task, TaskDispatcher)) else ("point", v): i for i, v in enumerate(vertices)}
 
-        def position(vertex: Any) -> int:
+        def position(vertex: Hashable) -> int:
             return index[id(vertex) if isinstance(vertex, (Task, TaskDispatcher)) else ("point", vertex)]
 
         plain = [dispatched.get(id(v), v) if isinstance(v, TaskDispatcher) else v for v in vertices]
@@ -243,7 +244,7 @@ class GraphPlan:
     is 'root') and edges ``(from, to, attributes)`` as plain lists. Needs no networkx."""
 
     def __init__(self, name: str, early_stopping: bool, report_results: bool,
-                 vertices: list[Any], edges: list[tuple[int, int, dict[str, Any]]]) -> None:
+                 vertices: list[Hashable], edges: list[tuple[int, int, dict[str, object]]]) -> None:
         self.name = name
         self.early_stopping = early_stopping
         self.report_results = report_results
@@ -251,7 +252,7 @@ class GraphPlan:
         self.edges = edges
 
     @property
-    def tasks(self) -> list[list[Any]]:
+    def tasks(self) -> list[list[Hashable]]:
         """Each task vertex as a stage of its own (what ran where a stage view is wanted)."""
         return [[v] for v in self.vertices if hasattr(v, "run")]
 
@@ -259,7 +260,7 @@ class GraphPlan:
         return f"GraphPlan({self.name}: {len(self.vertices)} vertices, {len(self.edges)} edges)"
 
 
-def dispatch_graph(graph: ExecutionGraph, dispatch: Any) -> GraphPlan:
+def dispatch_graph(graph: ExecutionGraph, dispatch: Callable[[TaskDispatcher], Task]) -> GraphPlan:
     """Validate ``graph`` and return its plan with every TaskDispatcher dispatched by ``dispatch``."""
     ExecutionGraph.is_execution_graph_valid(graph)
     dispatched = {id(v): dispatch(v) for v in graph.graph.nodes if isinstance(v, TaskDispatcher)}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import types
 from collections import ChainMap
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import cloudpickle
@@ -19,12 +20,12 @@ from cloudpickle import cloudpickle as _cloudpickle_module
 _DYNAMIC = "<dynamic-code>"
 
 
-def _code_reduce_keeping_file(code: types.CodeType) -> tuple[Any, tuple[Any, ...]]:
+def _code_reduce_keeping_file(code: types.CodeType) -> tuple[Callable[..., types.CodeType], tuple[object, ...]]:
     constructor, args = _cloudpickle_module._code_reduce(code)
     return constructor, tuple(code.co_filename if arg == _DYNAMIC else arg for arg in args)
 
 
-class FileKeepingPickler(cloudpickle.Pickler):
+class FileKeepingPickler(cloudpickle.Pickler):  # type: ignore[misc]  # cloudpickle has no type hints
     """cloudpickle's Pickler, code objects keeping their file names."""
 
-    dispatch_table: ClassVar[ChainMap[Any, Any]] = ChainMap({types.CodeType: _code_reduce_keeping_file}, cloudpickle.Pickler.dispatch_table)
+    dispatch_table: ClassVar[ChainMap[type, Callable[[Any], object]]] = ChainMap({types.CodeType: _code_reduce_keeping_file}, cloudpickle.Pickler.dispatch_table)

@@ -1,39 +1,39 @@
-"""Nodes, their architecture, and pools of nodes (netunicorn's model)."""
+"""Nodes, their architecture, and pools of nodes (netunicorn's model).
+
+These are ours whether netunicorn is installed or not; netunicorn's code takes them as they are
+where it can (see model/foreign.py), and the pools the client and the command line hand out are
+netunicorn's too once netunicorn is in use (compat/netunicorn.py).
+"""
 
 from __future__ import annotations
 
 import copy
-import enum
 import itertools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from ..compat.netunicorn import installed as _netunicorn_installed
-
-if _netunicorn_installed():
-    # With netunicorn-base installed our nodes are netunicorn Nodes too, with netunicorn's
-    # Architecture: netunicorn's Experiment and netunicorn-library's dispatchers accept them.
-    from netunicorn.base.architecture import Architecture
-    from netunicorn.base.nodes import Node as _NodeBase
-else:
-    _NodeBase = object  # type: ignore[misc,assignment]
-
-    class Architecture(enum.Enum):  # type: ignore[no-redef]
-        """Architecture and operating system of a node."""
-
-        LINUX_AMD64 = "linux/amd64"
-        LINUX_ARM64 = "linux/arm64"
-        WINDOWS_AMD64 = "win/amd64"
-        WINDOWS_ARM64 = "win/arm64"
-        UNKNOWN = "unknown"
+from . import foreign
+from .environment import DockerImage, ShellExecution
 
 
-class Node(_NodeBase):  # type: ignore[misc,valid-type]
+class Architecture(foreign.TwinEnum):
+    """Architecture and operating system of a node (equal to netunicorn's member of the same name)."""
+
+    LINUX_AMD64 = "linux/amd64"
+    LINUX_ARM64 = "linux/arm64"
+    WINDOWS_AMD64 = "win/amd64"
+    WINDOWS_ARM64 = "win/arm64"
+    UNKNOWN = "unknown"
+
+
+class Node:
     """A host that runs a pipeline: a name, properties (host variables, groups) and an architecture.
 
     ``node['key']`` reads a property and gives ``None`` when it is absent; a node is not
     iterable (``list(node)`` raises TypeError, as netunicorn's does).
     """
+
+    _architecture: Architecture
 
     def __init__(
         self,
@@ -46,14 +46,12 @@ class Node(_NodeBase):  # type: ignore[misc,valid-type]
         self.additional_properties: dict[str, Any] = {}
         self._learn_architecture: Callable[[str], Architecture] | None = None
         self.architecture = architecture
-        if _NodeBase is not object:  # netunicorn's Deployment reads it
-            self.available_environments = self._infer_environments()
 
     @property
     def architecture(self) -> Architecture:
         """The node's architecture; an unknown one is learned from the host when first read,
         if the node's pool can ask (see ``learn_architecture_with``)."""
-        learn = self.__dict__.get("_learn_architecture")
+        learn: Callable[[str], Architecture] | None = self.__dict__.get("_learn_architecture")
         if self._architecture is Architecture.UNKNOWN and learn is not None:
             self._learn_architecture = None
             self._architecture = learn(self.name)
@@ -61,7 +59,13 @@ class Node(_NodeBase):  # type: ignore[misc,valid-type]
 
     @architecture.setter
     def architecture(self, value: Architecture) -> None:
-        self._architecture = value
+        self._architecture = Architecture(value)  # given netunicorn's member, ours of that name
+
+    @property
+    def available_environments(self) -> set[type]:
+        """The environment definitions this node runs: ours, and the ones of the libraries in use
+        (netunicorn's Deployment checks that a pipeline's is among them)."""
+        return {ShellExecution, DockerImage} | foreign.environments(self)
 
     @property
     def known_architecture(self) -> Architecture:
@@ -72,22 +76,20 @@ class Node(_NodeBase):  # type: ignore[misc,valid-type]
         """Let ``learn(name)`` find the architecture the first time it is read while unknown."""
         self._learn_architecture = learn
 
-    def __getstate__(self) -> dict[str, Any]:
+    def __getstate__(self) -> dict[str, object]:
         return {k: v for k, v in self.__dict__.items() if k != "_learn_architecture"}
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        if _NodeBase is not object and "available_environments" not in self.__dict__:
-            # pickled by a command that ran without netunicorn (ui/main.py), read with it
-            self.available_environments = self._infer_environments()
+    def __setstate__(self, state: dict[str, object]) -> None:
+        # a node pickled by an older version kept netunicorn's environment classes: asked for now
+        self.__dict__.update({k: v for k, v in state.items() if k != "available_environments"})
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[object]:
         raise TypeError("Node is not iterable")
 
     def __getitem__(self, item: str) -> Any:
         return self.properties.get(item, None)
 
-    def __setitem__(self, key: str, value: Any) -> None:
+    def __setitem__(self, key: str, value: object) -> None:
         self.properties[key] = value
 
     def __str__(self) -> str:
@@ -97,19 +99,19 @@ class Node(_NodeBase):  # type: ignore[misc,valid-type]
         return self.name
 
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, (Node, _NodeBase if _NodeBase is not object else Node)):
+        if not isinstance(other, Node):
             return NotImplemented
         return (
             self.name == other.name
             and self.properties == other.properties
             and self.additional_properties == other.additional_properties
-            and self.known_architecture == getattr(other, "known_architecture", other.architecture)
+            and self.known_architecture == other.known_architecture
         )
 
     def __hash__(self) -> int:
         return hash(self.name)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {
             "name": self.name,
             "properties": self.properties,
@@ -133,7 +135,7 @@ class Nodes:
     def skip(self, count: int) -> Nodes:
         raise NotImplementedError
 
-    def set_property(self, name: str, value: Any) -> Nodes:
+    def set_property(self, name: str, value: object) -> Nodes:
         raise NotImplementedError
 
 
@@ -186,7 +188,7 @@ class CountableNodePool(Nodes):
                 sub = element.filter(function)
                 if len(sub) > 0:
                     kept.append(sub)
-        return CountableNodePool(kept)
+        return type(self)(kept)
 
     def take(self, count: int) -> list[Node]:
         """The first ``count`` nodes (nested pools flattened)."""
@@ -202,10 +204,10 @@ class CountableNodePool(Nodes):
                 f"Warning: asked to skip {count} nodes, but pool length is {len(self.nodes)}. "
                 "Returning empty pool."
             )
-            return CountableNodePool([])
-        return CountableNodePool(self.nodes[count:])
+            return type(self)([])
+        return type(self)(self.nodes[count:])
 
-    def set_property(self, name: str, value: Any) -> CountableNodePool:
+    def set_property(self, name: str, value: object) -> CountableNodePool:
         """Set a property on every node of the pool (nested pools included); returns the pool."""
         for element in self.nodes:
             if isinstance(element, Node):
@@ -254,7 +256,7 @@ class UncountableNodePool(Nodes):
         return len(self._node_template)
 
     def filter(self, function: Callable[[Node], bool]) -> UncountableNodePool:
-        pool = UncountableNodePool([x for x in self._node_template if function(x)])
+        pool = type(self)([x for x in self._node_template if function(x)])
         pool._counter, pool.soft_limit = self._counter, self.soft_limit
         return pool
 
@@ -266,7 +268,7 @@ class UncountableNodePool(Nodes):
             next(self._nodes)
         return self
 
-    def set_property(self, name: str, value: Any) -> UncountableNodePool:
+    def set_property(self, name: str, value: object) -> UncountableNodePool:
         for node in self._node_template:
             node.properties[name] = value
         return self

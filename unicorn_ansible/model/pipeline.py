@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uuid
 import warnings
-from collections.abc import Collection, Iterable
-from typing import Any
+from collections.abc import Collection, Hashable, Iterable
+from typing import Any, cast
 
 from .environment import EnvironmentDefinition
 from .graph import ExecutionGraph
@@ -72,7 +72,10 @@ class Pipeline(ExecutionGraph):
         """Add a task, or a list/tuple/set of tasks run in parallel, as the next stage; returns self.
         An empty collection adds an empty stage, as netunicorn's does (a stage after it cannot
         be reached, which the pipeline's validation then reports)."""
-        stage = list(element) if isinstance(element, (list, tuple, set, frozenset)) else [element]
+        if isinstance(element, (list, tuple, set, frozenset)):
+            stage: list[TaskElement] = list(element)
+        else:  # a Task or TaskDispatcher (a collection of another kind is one too, as netunicorn has it)
+            stage = [cast("TaskElement", element)]
         self._check_stage(stage)
         next_stage = self.last_stage + 1 if isinstance(self.last_stage, int) else 1
         if self._made_graph() is not None or not stage:  # an empty stage is in the graph only
@@ -83,7 +86,7 @@ class Pipeline(ExecutionGraph):
             self.tasks.append(stage)
         return self
 
-    def _check_stage(self, stage: list[Any]) -> None:
+    def _check_stage(self, stage: list[TaskElement]) -> None:
         known = {task.name for existing in self.tasks for task in existing}
         for task in stage:
             if not hasattr(task, "run") and not hasattr(task, "dispatch"):
@@ -104,7 +107,7 @@ class Pipeline(ExecutionGraph):
 
         graph = nx.DiGraph()
         graph.add_node("root")
-        previous: Any = "root"
+        previous: Hashable = "root"
         for number, stage in enumerate(self.tasks, start=1):
             graph.add_edges_from((previous, task) for task in stage)
             graph.add_edges_from((task, number) for task in stage)
@@ -171,11 +174,12 @@ class CyclePipeline(Pipeline):
         if self.graph.has_edge(self.last_stage, "root"):
             self.graph.remove_edge(self.last_stage, "root")
         super().then(element)
-        if self._back_edge() is not None:
-            self.graph.add_edge(self.last_stage, "root", **self._back_edge())
+        back = self._back_edge()
+        if back is not None:
+            self.graph.add_edge(self.last_stage, "root", **back)
         return self
 
-    def _back_edge(self) -> dict[str, Any] | None:
+    def _back_edge(self) -> dict[str, str | int] | None:
         """The weak edge from the last stage back to 'root' (none when it runs once)."""
         if self.cycles is None:
             return {"type": "weak"}
@@ -183,8 +187,9 @@ class CyclePipeline(Pipeline):
 
     def stage_graph(self) -> Any:
         graph = super().stage_graph()
-        if self.tasks and self._back_edge() is not None:
-            graph.add_edge(len(self.tasks), "root", **self._back_edge())
+        back = self._back_edge()
+        if self.tasks and back is not None:
+            graph.add_edge(len(self.tasks), "root", **back)
         return graph
 
     def execution_graph(self) -> ExecutionGraph:
@@ -197,7 +202,7 @@ class CyclePipeline(Pipeline):
         return f"CyclePipeline({self.name}, cycles={self.cycles}): {self.tasks}"
 
 
-def as_graph(pipeline: Any) -> ExecutionGraph | None:
+def as_graph(pipeline: object) -> ExecutionGraph | None:
     """The execution graph a flow runs as, or None for a Pipeline run stage by stage."""
     if isinstance(pipeline, CyclePipeline):
         return pipeline.execution_graph() if pipeline.runs_by_stages() else pipeline

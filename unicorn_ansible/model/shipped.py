@@ -1,5 +1,6 @@
 """Code that runs on hosts inside every pipeline's pickle (it travels by value: hosts have no
-unicorn-ansible): the user's own modules, rebuilt there under their own names.
+unicorn-ansible): the user's own modules, rebuilt there under their own names, and the table of
+the classes the pickle carries.
 
 A module of the user's travels as its name and its namespace. Rebuilt by the node's executor,
 it is also registered in ``sys.modules``, so that code importing it when it runs (``from
@@ -16,7 +17,7 @@ import types
 
 import cloudpickle
 
-from ..node.protocol import SHIPPED_MODULES_VARIABLE
+from ..node.protocol import SHIPPED_CLASSES, SHIPPED_MODULES_VARIABLE
 
 #: the attribute that marks a module rebuilt from a pipeline
 SHIPPED = "__unicorn_shipped__"
@@ -34,3 +35,13 @@ def restore_module(name: str) -> types.ModuleType:
         # what the node pickles of it (results, previous_steps) keeps travelling by value
         cloudpickle.register_pickle_by_value(module)
     return module
+
+
+def with_classes(pipeline: object, classes: dict[str, type]) -> object:
+    """The loaded pipeline, keeping the table of the classes its pickle carried by value (their
+    ids, given by the controller: model/travel.py) as its ``SHIPPED_CLASSES`` attribute."""
+    try:
+        setattr(pipeline, SHIPPED_CLASSES, classes)
+    except AttributeError:  # an object without attributes: its classes go unnamed
+        pass
+    return pipeline

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -12,6 +13,15 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def _new_name() -> str:
     return str(uuid.uuid4())
+
+
+#: what a ``__subclasshook__`` returns to let ABCMeta decide as it always does
+_AS_USUAL: bool = NotImplemented
+
+
+def _shaped_like_task(cls: type) -> bool:
+    """A ``run`` method and a ``requirements`` list: what every task has (netunicorn's too)."""
+    return callable(getattr(cls, "run", None)) and isinstance(getattr(cls, "requirements", None), list)
 
 
 class Task(abc.ABC):
@@ -39,7 +49,7 @@ class Task(abc.ABC):
     keep_processes: bool = False
 
     #: Filled in on the node before the task runs: {task_name: [Result, ...]} of every task that ran before.
-    previous_steps: dict[str, list] = {}
+    previous_steps: dict[str, list[Any]] = {}
 
     #: Paths or glob patterns (absolute, ``~``, or relative to the run's work folder on the node) of
     #: files this task leaves for the user; they come home under nodes/<node>/artifacts/<task>/.
@@ -48,7 +58,13 @@ class Task(abc.ABC):
     #: Set on the node before the task runs (also $UNICORN_ARTIFACTS): a folder whose files come home.
     artifacts_dir: str | None = None
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> Task:
+    @classmethod
+    def __subclasshook__(cls, subclass: type) -> bool:
+        """A class shaped like a task counts as one (netunicorn's Task, and with it its library's
+        tasks): it goes into pipelines and graphs as it is, without this module knowing it."""
+        return True if cls is Task and _shaped_like_task(subclass) else _AS_USUAL
+
+    def __new__(cls, *args: object, **kwargs: object) -> Task:
         # Set here rather than in __init__ so that a subclass that never calls
         # super().__init__() still has a name and its own copy of requirements.
         instance = super().__new__(cls)
@@ -66,7 +82,7 @@ class Task(abc.ABC):
         if name is not None:
             self.name = str(name)
 
-    def __call__(self) -> Any:
+    def __call__(self) -> object:
         return self.run()
 
     def add_requirement(self, command: str) -> Task:
@@ -87,7 +103,7 @@ class Task(abc.ABC):
         return add_artifact(self, pattern)
 
     @abc.abstractmethod
-    def run(self) -> Any:
+    def run(self) -> object:
         """
         ## This method is to be overridden by your implementation. ##
         This is the entrypoint for the task.
@@ -114,7 +130,14 @@ class TaskDispatcher(abc.ABC):
     #: Paths or glob patterns of files the task it dispatches leaves (added to that task's own).
     artifacts: list[str] = []
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> TaskDispatcher:
+    @classmethod
+    def __subclasshook__(cls, subclass: type) -> bool:
+        """A class with a ``dispatch`` method that is not a task counts as a dispatcher
+        (netunicorn's TaskDispatcher, and with it its library's)."""
+        shaped = callable(getattr(subclass, "dispatch", None)) and not _shaped_like_task(subclass)
+        return True if cls is TaskDispatcher and shaped else _AS_USUAL
+
+    def __new__(cls, *args: object, **kwargs: object) -> TaskDispatcher:
         instance = super().__new__(cls)
         instance.name = _new_name()
         instance.artifacts = list(cls.artifacts)
@@ -162,7 +185,7 @@ def add_artifact(element: TaskElementT, *patterns: str) -> TaskElementT:
     return element
 
 
-def with_declared(task: Any, declared: list[str]) -> Any:
+def with_declared(task: Task, declared: list[str]) -> Task:
     """``task`` with ``declared`` added to its artifacts (each once); the task's own list is not changed in place."""
     own = list(getattr(task, "artifacts", None) or [])
     if any(pattern not in own for pattern in declared):
@@ -171,15 +194,17 @@ def with_declared(task: Any, declared: list[str]) -> Any:
 
 
 _DECLARING: dict[type, type] = {}
+#: how a declaring dispatcher pickles: as ``_redeclared(its class, its state)``
+_Reduced = tuple[Callable[[type, dict[str, object]], object], tuple[type, dict[str, object]]]
 
 
-def _declaring(cls: type) -> type:
+def _declaring(cls: type[Any]) -> type:
     """A subclass of a foreign (netunicorn) dispatcher class whose dispatch gives its task the declared files."""
     if cls not in _DECLARING:
-        def dispatch(self: Any, node: Any) -> Any:
+        def dispatch(self: object, node: Node) -> Task:
             return with_declared(cls.dispatch(self, node), list(getattr(self, "artifacts", None) or []))
 
-        def __reduce_ex__(self: Any, protocol: Any) -> Any:  # noqa: N807 (copied and pickled as the original class)
+        def __reduce_ex__(self: object, protocol: int) -> _Reduced:  # noqa: N807 (copied and pickled as the original class)
             return _redeclared, (cls, self.__dict__)
 
         _DECLARING[cls] = type(cls.__name__, (cls,), {
@@ -188,9 +213,9 @@ def _declaring(cls: type) -> type:
     return _DECLARING[cls]
 
 
-def _redeclared(cls: type, state: dict[str, Any]) -> Any:
+def _redeclared(cls: type, state: dict[str, object]) -> object:
     """A foreign dispatcher with declared artifacts, copied or unpickled."""
-    element: Any = object.__new__(cls)
+    element: object = object.__new__(cls)
     element.__dict__.update(state)
     element.__class__ = _declaring(cls)
     return element

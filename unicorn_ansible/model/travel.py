@@ -32,21 +32,24 @@ import sys
 import sysconfig
 import threading
 import types
+import uuid
+import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import cloudpickle
 from cloudpickle import cloudpickle as _cloudpickle
 
-from ..compat import netunicorn as _netunicorn
 from . import environment as _environment
 from . import flags as _flags
+from . import foreign
 from . import graph as _graph
 from . import pipeline as _pipeline
 from . import shipped as _shipped
 from . import task as _task
 from .node_pickle import FileKeepingPickler
+from .task import Task
 
 #: the model's modules: hosts have no unicorn-ansible, so what a pipeline refers to travels by value
 SHIPPED_MODULES = (_task, _environment, _pipeline, _graph, _flags, _shipped)
@@ -58,6 +61,8 @@ _NEVER_BY_VALUE = ("unicorn_ansible", "cloudpickle", "returns", "typing_extensio
 _OUR_CODE = ("unicorn_ansible", "netunicorn")
 #: module attributes that describe how this process imported it: meaningless on a host
 _IMPORT_STATE = ("__builtins__", "__loader__", "__spec__", "__cached__")
+
+T = TypeVar("T")
 
 #: the name the experiment file is loaded under (engine/lifecycle.py)
 EXPERIMENT_MODULE = "__unicorn_experiment__"
@@ -107,11 +112,10 @@ def users_modules() -> list[types.ModuleType]:
 
 @contextlib.contextmanager
 def _model_by_value() -> Iterator[None]:
-    """While pickling: the model's modules and the user's code register to travel by value
-    (netunicorn's code, when it is installed, always does: see compat/netunicorn.py)."""
-    _netunicorn.register_netunicorn_by_value()
+    """While pickling: the model's modules and the user's code register to travel by value, and
+    the code of the other libraries in use that hosts do without (netunicorn's: model/foreign.py)."""
     with _pickle_lock:
-        modules = list(SHIPPED_MODULES) + users_modules()
+        modules = list(SHIPPED_MODULES) + foreign.by_value() + users_modules()
         registered = [m for m in modules if not _cloudpickle._is_registered_pickle_by_value(m)]
         for module in registered:
             cloudpickle.register_pickle_by_value(module)
@@ -122,7 +126,7 @@ def _model_by_value() -> Iterator[None]:
                 cloudpickle.unregister_pickle_by_value(module)
 
 
-def _module_state(module: types.ModuleType) -> dict[str, Any]:
+def _module_state(module: types.ModuleType) -> dict[str, object]:
     state = {key: value for key, value in vars(module).items() if key not in _IMPORT_STATE}
     if "__path__" in state:
         state["__path__"] = list(state["__path__"])
@@ -133,12 +137,12 @@ def _module_state(module: types.ModuleType) -> dict[str, Any]:
 def _code_imports(code: types.CodeType) -> tuple[tuple[str, int, tuple[str, ...]], ...]:
     """The imports ``code`` (and the code defined in it) runs: (name, level, fromlist) each."""
     found: list[tuple[str, int, tuple[str, ...]]] = []
-    constants: list[Any] = [None, None]
+    constants: list[object] = [None, None]
     for instruction in dis.get_instructions(code):
         if instruction.opname == "IMPORT_NAME":
             level, fromlist = constants[-2], constants[-1]
             found.append((str(instruction.argval), level if isinstance(level, int) else 0,
-                          tuple(str(name) for name in fromlist or ())))
+                          tuple(str(name) for name in fromlist) if isinstance(fromlist, tuple) else ()))
         elif instruction.opname == "LOAD_CONST":
             constants = [constants[-1], instruction.argval]
     for constant in code.co_consts:
@@ -173,9 +177,11 @@ class NodePickler(FileKeepingPickler):
         self.by_reference: set[str] = set()
         #: the user's modules this pickler registered to travel by value (dump unregisters them)
         self.registered: list[types.ModuleType] = []
+        #: the classes this pickle carries by value, by id (``carrying_classes`` adds the table)
+        self.classes: dict[str, type] = {}
         self._roots = _installed_roots()
 
-    def dump(self, obj: Any) -> None:
+    def dump(self, obj: object) -> None:
         try:
             super().dump(obj)
         finally:
@@ -183,7 +189,7 @@ class NodePickler(FileKeepingPickler):
                 cloudpickle.unregister_pickle_by_value(module)
             self.registered.clear()
 
-    def reducer_override(self, obj: Any) -> Any:
+    def reducer_override(self, obj: object) -> object:
         if isinstance(obj, types.ModuleType):
             if _cloudpickle._is_registered_pickle_by_value(obj):
                 return _shipped.restore_module, (obj.__name__,), _module_state(obj)
@@ -193,6 +199,8 @@ class NodePickler(FileKeepingPickler):
             isinstance(obj, (type, types.FunctionType)) and _cloudpickle._should_pickle_by_reference(obj))
         if by_reference:
             self.by_reference.add(str(getattr(obj, "__module__", None) or ""))
+        elif isinstance(obj, type) and obj.__module__ != "builtins":  # its code travels in this pickle
+            self.classes[class_id(obj)] = obj
         return super().reducer_override(obj)
 
     def _dynamic_function_reduce(self, func: types.FunctionType) -> Any:
@@ -241,17 +249,54 @@ class NodePickler(FileKeepingPickler):
         return module
 
 
-def _dumps(obj: object) -> tuple[bytes, set[str]]:
-    """The pickle of ``obj`` and the third-party top-level packages it refers to by reference."""
+# -- the classes a pickle carries -------------------------------------------------------------
+#: every class this process pickled by value, and its id: results refer to it by that id
+_class_ids: weakref.WeakKeyDictionary[type, str] = weakref.WeakKeyDictionary()
+_classes_by_id: weakref.WeakValueDictionary[str, type] = weakref.WeakValueDictionary()
+
+
+def class_id(cls: type) -> str:
+    """The id of a class pickled by value: a random one, the same each time this process pickles it."""
+    with _pickle_lock:
+        found = _class_ids.get(cls)
+        if found is None:
+            found = _class_ids[cls] = uuid.uuid4().hex
+            _classes_by_id[found] = cls
+        return found
+
+
+def shipped_classes() -> dict[str, type]:
+    """The classes this process pickled by value (those still alive), by id."""
+    with _pickle_lock:
+        return dict(_classes_by_id)
+
+
+class _CarryingClasses:
+    """A pipeline's pickle: the pipeline, and after it the table of the classes the pickle carries
+    by value (filled while the pipeline is pickled), which the loaded pipeline keeps as its
+    ``SHIPPED_CLASSES`` attribute (model/shipped.py): the host refers to those classes in its
+    results by id (node/outcome.py) and the controller's loader admits them by it
+    (results/safe_pickle.py), whatever cloudpickle keeps of its own."""
+
+    def __init__(self, obj: object, classes: dict[str, type]) -> None:
+        self.obj, self.classes = obj, classes
+
+    def __reduce__(self) -> tuple[Any, tuple[object, dict[str, type]]]:
+        return _shipped.with_classes, (self.obj, self.classes)
+
+
+def _dumps(obj: object, carrying_classes: bool = False) -> tuple[bytes, set[str]]:
+    """The pickle of ``obj`` (with the table of its classes if ``carrying_classes``) and the
+    third-party top-level packages it refers to by reference."""
     buffer = io.BytesIO()
     pickler = NodePickler(buffer)
-    pickler.dump(obj)
+    pickler.dump(_CarryingClasses(obj, pickler.classes) if carrying_classes else obj)
     tops = {name.split(".")[0] for name in pickler.by_reference if name}
     return buffer.getvalue(), {top for top in tops if top not in sys.stdlib_module_names and top not in ON_EVERY_HOST
                                and top not in _NEVER_BY_VALUE}
 
 
-def for_node(obj: object) -> object:
+def for_node(obj: T) -> T:
     """``obj`` as a host gets it: a Pipeline run stage by stage loses its networkx graph (hosts
     have no networkx; they run the stages)."""
     if isinstance(obj, _pipeline.Pipeline) and obj._made_graph() is not None and _pipeline.as_graph(obj) is None:
@@ -263,7 +308,7 @@ def for_node(obj: object) -> object:
 def serialize_for_node(obj: object) -> bytes:
     """Pickle an object for a host that has only Python, cloudpickle and returns."""
     with _model_by_value():
-        return _dumps(for_node(obj))[0]
+        return _dumps(for_node(obj), carrying_classes=True)[0]
 
 
 @dataclass
@@ -279,23 +324,23 @@ class UnpicklableError(Exception):
     """A pipeline cannot travel: ``message`` names the task and the attribute."""
 
 
-def ship(pipeline: object, tasks: list[Any]) -> Shipment:
+def ship(pipeline: object, tasks: list[Task]) -> Shipment:
     """Pickle ``pipeline`` (whose tasks are ``tasks``) for its host; an UnpicklableError names
     the task and the attribute that cannot be pickled."""
     with _model_by_value():
         try:
-            data, third_party = _dumps(for_node(pipeline))
+            data, third_party = _dumps(for_node(pipeline), carrying_classes=True)
         except Exception as exc:
             raise UnpicklableError(_explain(exc, tasks)) from exc
         imports = _imports_by_task(third_party, tasks) if third_party else {}
     return Shipment(data, imports)
 
 
-def _task_name(task: Any) -> str:
+def _task_name(task: object) -> str:
     return str(getattr(task, "name", type(task).__name__))
 
 
-def _imports_by_task(third_party: set[str], tasks: list[Any]) -> dict[str, dict[str, Any]]:
+def _imports_by_task(third_party: set[str], tasks: list[Task]) -> dict[str, dict[str, Any]]:
     users: dict[str, list[str]] = {top: [] for top in sorted(third_party)}
     for task in tasks:
         try:
@@ -316,7 +361,7 @@ def distribution_of(top: str) -> str:
 
 
 # -- naming what cannot be pickled ---------------------------------------------------------------
-def _explain(exc: Exception, tasks: list[Any]) -> str:
+def _explain(exc: Exception, tasks: list[Task]) -> str:
     reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
     for task in tasks:
         if _picklable(task):
@@ -356,14 +401,14 @@ def _children(obj: Any, label: str) -> Iterable[tuple[str, Any]]:
     return [(f"{prefix}{key}", value) for key, value in attributes.items()] + [(type(obj).__qualname__, type(obj))]
 
 
-def _module_label(name: str, file: Any) -> str:
+def _module_label(name: str, file: object) -> str:
     """A module's name as its user knows it: the experiment file (loaded under a name of ours) by its file's."""
     if name == EXPERIMENT_MODULE and isinstance(file, str) and file:
         return os.path.splitext(os.path.basename(file))[0]
     return name
 
 
-def _has_contents(cell: Any) -> bool:
+def _has_contents(cell: types.CellType) -> bool:
     try:
         cell.cell_contents  # noqa: B018 (reading an empty cell raises)
     except ValueError:

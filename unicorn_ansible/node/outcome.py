@@ -2,8 +2,9 @@
 
 The one place where what a task did becomes a Result. Results go back to the
 controller, which loads them as untrusted data: classes the experiment shipped
-(pickled by value into the pipeline) are referred to by cloudpickle's tracker id,
-never sent back as code (see unicorn_ansible/results/safe_pickle.py).
+(pickled by value into the pipeline) are referred to by the id the controller gave
+them (the pipeline's table, ``SHIPPED_CLASSES``), never sent back as code (see
+unicorn_ansible/results/safe_pickle.py).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import cloudpickle
 from returns.pipeline import is_successful
 from returns.result import Failure, Result, Success
 
-from .protocol import FAILURE, SHIPPED_CLASS, SUCCESS
+from .protocol import FAILURE, SHIPPED_CLASS, SHIPPED_CLASSES, SUCCESS
 
 
 def as_result(value: Any) -> Result[Any, Any]:
@@ -67,11 +68,25 @@ def result_type(result: Result[Any, Any]) -> str:
     return SUCCESS if is_successful(result) else FAILURE
 
 
+#: the classes the pipeline shipped, by their id, and the id of each (by the class's identity)
+_SHIPPED: dict[str, type] = {}
+_IDS: dict[int, str] = {}
+
+
+def learn_classes(pipeline: Any) -> None:
+    """Know the classes ``pipeline``'s pickle carried (its SHIPPED_CLASSES table): its results
+    refer to them by id. Called when the pipeline starts, before any task process is forked."""
+    table = getattr(pipeline, SHIPPED_CLASSES, None)
+    for class_id, cls in (table.items() if isinstance(table, dict) else ()):
+        if isinstance(class_id, str) and isinstance(cls, type):
+            _SHIPPED[class_id] = cls
+            _IDS[id(cls)] = class_id
+
+
 def _shipped_class_id(obj: Any) -> Any:
-    if isinstance(obj, type):
-        tracker = getattr(cloudpickle.cloudpickle, "_DYNAMIC_CLASS_TRACKER_BY_CLASS", {}).get(obj)
-        if tracker is not None:
-            return (SHIPPED_CLASS, tracker)
+    class_id = _IDS.get(id(obj)) if isinstance(obj, type) else None
+    if class_id is not None and _SHIPPED.get(class_id) is obj:
+        return (SHIPPED_CLASS, class_id)
     return None
 
 
@@ -85,9 +100,8 @@ def dumps_result(result: Any) -> bytes:
 
 
 def _shipped_class(pid: Any) -> Any:
-    registry = getattr(cloudpickle.cloudpickle, "_DYNAMIC_CLASS_TRACKER_BY_ID", {})
-    if isinstance(pid, tuple) and len(pid) == 2 and pid[0] == SHIPPED_CLASS and pid[1] in registry:
-        return registry[pid[1]]
+    if isinstance(pid, tuple) and len(pid) == 2 and pid[0] == SHIPPED_CLASS and pid[1] in _SHIPPED:
+        return _SHIPPED[pid[1]]
     raise pickle.UnpicklingError(f"a result refers to a class this pipeline did not ship ({pid!r})")
 
 

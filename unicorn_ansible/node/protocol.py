@@ -88,8 +88,11 @@ SUCCESS = "Success"
 FAILURE = "Failure"
 
 # -- results going back ---------------------------------------------------------------------
-#: classes the experiment shipped are pickled as (SHIPPED_CLASS, cloudpickle's tracker id)
+#: classes the experiment shipped are pickled as (SHIPPED_CLASS, the class's id): the ids of the
+#: classes a pipeline's pickle carries are its loaded pipeline's SHIPPED_CLASSES attribute,
+#: {id: class} (model/travel.py gives them, node/outcome.py and results/safe_pickle.py read them)
 SHIPPED_CLASS = "unicorn-ansible-class"
+SHIPPED_CLASSES = "__unicorn_classes__"
 DEFAULT_LOG_CAP = 10 * 1024 * 1024
 #: the environment variable every task and requirement process inherits (see sweep.py)
 MARKER_VARIABLE = "UNICORN_PIPELINE"

@@ -24,6 +24,7 @@ from .artifacts import TaskFolders
 from .files import write_json_atomic
 from .handoff import Handoff, ResultInbox, run_and_send
 from .journal import PreviousSteps, append_record
+from .outcome import learn_classes
 from .plans import TaskSlot, plan_for
 from .processes import (
     CappedLog,
@@ -370,4 +371,5 @@ def run_pipeline(pipeline: Any, workdir: str, environment: dict[str, str] | None
 
     ``time_limit``: seconds the whole pipeline may run; then its tasks are stopped
     and the state is ``timed_out``."""
+    learn_classes(pipeline)  # its results name the classes it shipped by their ids
     return Executor(pipeline, workdir, environment, task_timeout, log_cap, time_limit).run()

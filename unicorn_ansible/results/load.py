@@ -29,7 +29,7 @@ from ..node.outcome import bounded_repr
 from ..node.protocol import FAILURE, JOURNAL, OUTBOX, PIPELINE, STATE, SUCCESS, ExecutorStatus
 from .artifacts import Artifact, load_artifacts
 from .refused import Refused
-from .safe_pickle import loader_for, register_shipped
+from .safe_pickle import loader_for, shipped_classes
 from .status import STATUS_COLOURS, NodeStatus, Phase
 
 REPR_LIMIT = 10_000
@@ -472,11 +472,12 @@ def load_results(run_dir: Path, loads: Callable[[bytes], Any] | None = None,
     previews, not by the results."""
     run = RunDir(run_dir)
     record = run.record()
-    register_shipped(run.shipped_pipelines())
+    classes = shipped_classes(run.shipped_pipelines())
     nodes = []
     for executor, host in executors(record).items():
         try:
-            node = load_node(run.path, executor, loads or loader_for(executor, trust), with_values, payload_limit)
+            node = load_node(run.path, executor, loads or loader_for(executor, trust, classes), with_values,
+                             payload_limit)
         except Exception as exc:  # anything else a host's files do: that deployment's error alone
             node = _unreadable(executor, exc)
         node.host = host

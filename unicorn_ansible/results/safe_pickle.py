@@ -4,9 +4,11 @@ A host may be compromised, so its journal is never unpickled with the plain
 ``pickle`` module. The loader here admits only what a result can legitimately
 contain: the ``returns`` Result classes, builtins and standard containers and
 value types, exceptions, and the classes the experiment itself defined and
-shipped. The executor refers to those shipped classes by cloudpickle's tracker
-id instead of sending their code back (see ``node/outcome.py``); this side
-looks the id up among the classes the controller itself pickled for the run.
+shipped. The executor refers to those shipped classes by the id the controller
+gave each when it pickled the pipeline (``model/travel.py``) instead of sending
+their code back (``node/outcome.py``); this side looks the id up in the table each
+of the run's pipelines carries (:func:`shipped_classes`), never in cloudpickle's
+own bookkeeping.
 
 Every opcode that could run code is checked (pickle's own pure-Python
 unpickler, with its dispatch table narrowed):
@@ -38,15 +40,17 @@ import pickle
 import types
 from collections.abc import Callable, Hashable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TypeGuard, TypeVar, cast
 
 import cloudpickle
 
 from ..errors import UntrustedDataError
-from ..node.protocol import SHIPPED_CLASS
+from ..model import travel
+from ..node.protocol import SHIPPED_CLASS, SHIPPED_CLASSES
 
 #: how deep containers may nest in a loaded result
 MAX_DEPTH = 200
+T = TypeVar("T")
 
 _BUILTIN_TYPES = {
     "bool", "bytearray", "bytes", "complex", "dict", "float", "frozenset", "int", "list", "object", "range",
@@ -80,19 +84,20 @@ def _is_builtin_exception(module: str, name: str) -> bool:
     return isinstance(value, type) and issubclass(value, BaseException)
 
 
-def shipped_classes() -> dict[str, type]:
-    """The classes this controller pickled by value (or loaded from its own pickles), by tracker id."""
-    registry = getattr(cloudpickle.cloudpickle, "_DYNAMIC_CLASS_TRACKER_BY_ID", {})
-    return dict(registry)
-
-
-def register_shipped(pickles: Iterable[Path]) -> None:
-    """Load the run's own pipeline pickles (written by this controller) so their classes are known."""
+def shipped_classes(pickles: Iterable[Path]) -> dict[str, type]:
+    """The classes a run's pipelines shipped, by id: the table each of its pipeline pickles carries
+    (written by this controller, so loaded fully). A class this process pickled itself is that
+    class, not a copy: a notebook's results are instances of its own classes."""
+    classes: dict[str, type] = {}
     for path in pickles:
         try:
-            cloudpickle.loads(Path(path).read_bytes())
+            table = getattr(cloudpickle.loads(Path(path).read_bytes()), SHIPPED_CLASSES, None)
         except Exception:  # a pipeline whose modules are gone: its classes are simply not admitted
             continue
+        classes.update((key, cls) for key, cls in (table.items() if isinstance(table, dict) else ())
+                       if isinstance(key, str) and isinstance(cls, type))
+    own = travel.shipped_classes()
+    return {key: own.get(key, cls) for key, cls in classes.items()}
 
 
 def _builtin_base(cls: type) -> type:
@@ -100,7 +105,7 @@ def _builtin_base(cls: type) -> type:
     return next(base for base in cls.__mro__ if base.__module__ == "builtins")
 
 
-def _is(value: Any, kinds: type | tuple[type, ...]) -> bool:
+def _is(value: object, kinds: type[T] | tuple[type[T], ...]) -> TypeGuard[T]:
     """isinstance by the value's real type (a shipped class's ``__class__`` property never runs)."""
     return issubclass(type(value), kinds)
 
@@ -113,8 +118,12 @@ class RefusedClassError(UntrustedDataError):
         self.refers_to = refers_to
 
 
-class _Unpickler(pickle._Unpickler):  # type: ignore[name-defined]  # pure Python: its dispatch is ours to narrow
-    dispatch = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
+class _Unpickler(pickle._Unpickler):  # pure Python: its dispatch is ours to narrow
+    dispatch = dict(pickle._Unpickler.dispatch)
+    # what the pure-Python unpickler keeps while it loads (typeshed does not describe them)
+    stack: list[object]
+    append: Callable[[object], None]
+    pop_mark: Callable[[], list[object]]
 
     def __init__(self, data: bytes, node: str, classes: dict[str, type]) -> None:
         super().__init__(io.BytesIO(data))
@@ -127,7 +136,7 @@ class _Unpickler(pickle._Unpickler):  # type: ignore[name-defined]  # pure Pytho
                    "(a compromised host, or a result type to return as plain data instead)")
         return RefusedClassError(message, refers_to) if refers_to else UntrustedDataError(message)
 
-    def is_shipped(self, cls: Any) -> bool:
+    def is_shipped(self, cls: object) -> bool:
         return _is(cls, type) and any(id(base) in self.shipped for base in cls.__mro__)
 
     def own_methods(self, cls: type, *names: str) -> bool:
@@ -135,12 +144,13 @@ class _Unpickler(pickle._Unpickler):  # type: ignore[name-defined]  # pure Pytho
         return any(id(base) in self.shipped and any(n in base.__dict__ for n in names) for base in cls.__mro__)
 
     # -- names ---------------------------------------------------------------------
-    def find_class(self, module: str, name: str) -> Any:
+    def find_class(self, module: str, name: str) -> object:
         if name in _ALLOWED.get(module, ()) or _is_builtin_exception(module, name):
-            return super().find_class(module, name)
+            found: object = super().find_class(module, name)
+            return found
         raise self.refuse(f"refer to {module}.{name}, which a result may not contain", f"{module}.{name}")
 
-    def persistent_load(self, pid: Any) -> Any:
+    def persistent_load(self, pid: object) -> type:
         if _is(pid, tuple) and len(pid) == 2 and pid[0] == SHIPPED_CLASS and pid[1] in self.classes:
             return self.classes[pid[1]]
         raise self.refuse(f"refer to a class the experiment did not ship ({pid!r:.100})",
@@ -150,10 +160,12 @@ class _Unpickler(pickle._Unpickler):  # type: ignore[name-defined]  # pure Pytho
         raise self.refuse("use a pickle opcode results never contain (old-style instances or extension codes)")
 
     # -- calls -----------------------------------------------------------------------
-    def check_arguments(self, callee: type, args: Any, kwargs: Any = None, splits: bool = True) -> None:
-        if not _is(args, tuple) or not _is(kwargs or {}, dict):
+    def check_arguments(self, callee: type, args: object, kwargs: object = None,
+                        splits: bool = True) -> tuple[object, ...]:
+        """``args``, checked to be arguments ``callee`` may be called with."""
+        if not _is(args, tuple) or not (kwargs is None or _is(kwargs, dict)):
             raise self.refuse("call a constructor with malformed arguments")
-        values = (*args, *(kwargs or {}).values())
+        values = (*args, *(dict.values(kwargs) if kwargs is not None else ()))
         for value in values:
             if _is(value, range) or (_is(value, int) and issubclass(callee, _SIZED_BY_NUMBER)) or (
                     splits and _is(value, (str, bytes, bytearray)) and issubclass(callee, _SPLITTING)):
@@ -161,8 +173,9 @@ class _Unpickler(pickle._Unpickler):  # type: ignore[name-defined]  # pure Pytho
                                   "a value larger than the payload that describes it")
         if issubclass(callee, _HASHING):
             self.check_keys(values)
+        return args
 
-    def construct(self, callee: Any, args: Any, kwargs: Any = None) -> Any:
+    def construct(self, callee: object, args: object, kwargs: object = None) -> object:
         """What a REDUCE or NEWOBJ makes, without running any code of a shipped class."""
         if not _is(callee, type):
             raise self.refuse(f"call {type(callee).__name__} {callee!r:.60}, which is not a type a result may contain")
@@ -171,23 +184,28 @@ class _Unpickler(pickle._Unpickler):  # type: ignore[name-defined]  # pure Pytho
         if self.is_shipped(callee):
             return self.shipped_instance(callee, args)
         self.check_arguments(callee, args, kwargs)
-        return callee(*args, **(kwargs or {}))
+        made: object = callee(*args, **(kwargs if _is(kwargs, dict) else {}))
+        return made
 
-    def shipped_instance(self, cls: type, args: tuple) -> Any:
+    def shipped_instance(self, cls: type, args: tuple[object, ...]) -> object:
         if self.own_methods(cls, "__del__"):  # its finalizer would run with the host's data when dropped
             raise self.refuse(f"build an instance of {cls.__name__}, whose __del__ would run on the controller",
                               f"{cls.__module__}.{cls.__qualname__} (it defines __del__)")
         if issubclass(cls, enum.Enum):
             self.check_keys(args)
-            member = cls._value2member_map_.get(args[0]) if len(args) == 1 and _is(args[0], Hashable) else None
+            member: object = cls._value2member_map_.get(args[0]) if len(args) == 1 and _is(args[0], Hashable) else None
             if member is None:
                 raise self.refuse(f"name a member {args!r:.60} the enum {cls.__name__} does not have")
             return member
         base = _builtin_base(cls)
         if base is object or issubclass(base, _CONTAINERS):
-            return base.__new__(cls)
+            empty: object = base.__new__(cls)
+            return empty
         self.check_arguments(base, args, splits=False)  # a tuple's members are the arguments, never split
-        return tuple.__new__(cls, args) if base is tuple else base.__new__(cls, *args)
+        if base is tuple:
+            return tuple.__new__(cast("type[tuple[object, ...]]", cls), args)
+        value: object = base.__new__(cls, *args)
+        return value
 
     def load_reduce(self) -> None:
         args = self.stack.pop()
@@ -201,8 +219,7 @@ class _Unpickler(pickle._Unpickler):  # type: ignore[name-defined]  # pure Pytho
         if self.is_shipped(cls):
             self.append(self.construct(cls, args))
             return
-        self.check_arguments(cls, args)
-        self.append(cls.__new__(cls, *args))
+        self.append(cls.__new__(cls, *self.check_arguments(cls, args)))
 
     def load_newobj_ex(self) -> None:
         kwargs = self.stack.pop()
@@ -219,23 +236,24 @@ class _Unpickler(pickle._Unpickler):  # type: ignore[name-defined]  # pure Pytho
             pickle._Unpickler.load_build(self)  # type: ignore[attr-defined]  # an admitted library type's own
             return
         state = self.stack.pop()
-        slots = None
+        slots: object = None
         if _is(state, tuple) and len(state) == 2:
             state, slots = state
-        if not _is(state or {}, dict) or not _is(slots or {}, dict):
+        parts = [state or {}, slots or {}]
+        if not all(_is(part, dict) for part in parts):
             raise self.refuse(f"give an instance of {type(target).__name__} a state that is not its attributes")
-        for name, value in [*dict.items(state or {}), *dict.items(slots or {})]:
+        for name, value in [item for part in parts for item in dict.items(cast("dict[object, object]", part))]:
             if not _is(name, str):
                 raise self.refuse(f"give an instance of {type(target).__name__} an attribute that is not a name")
             object.__setattr__(target, name, value)
 
-    def target(self, kinds: type | tuple[type, ...]) -> Any:
+    def target(self, kinds: type[T] | tuple[type[T], ...]) -> T:
         target = self.stack[-1]
         if not _is(target, kinds):
             raise self.refuse(f"add members to a {type(target).__name__}")
         return target
 
-    def check_keys(self, keys: Iterable[Any]) -> None:
+    def check_keys(self, keys: Iterable[object]) -> None:
         """Keys and set members whose hash would run a shipped class's code are refused."""
         pending = list(keys)
         while pending:
@@ -244,19 +262,19 @@ class _Unpickler(pickle._Unpickler):  # type: ignore[name-defined]  # pure Pytho
                                                or self.own_methods(type(key), "__hash__", "__eq__")):
                 raise self.refuse(f"use an instance of {type(key).__name__} as a key (its own hash would run)")
             if type(key) in (tuple, frozenset, list):
-                pending.extend(key)
+                pending.extend(cast("Iterable[object]", key))
 
-    def add_items(self, items: list[Any]) -> None:
-        target = self.target((list, collections.deque, set))
+    def add_items(self, items: list[object]) -> None:
+        target: object = self.target((list, collections.deque, set))
         if _is(target, set):
             self.check_keys(items)
             set.update(target, items)
         elif _is(target, list):
             list.extend(target, items)
-        else:
+        elif _is(target, collections.deque):
             collections.deque.extend(target, items)
 
-    def set_items(self, items: list[Any]) -> None:
+    def set_items(self, items: list[object]) -> None:
         target = self.target(dict)
         keys = items[0::2]
         self.check_keys(keys)
@@ -295,23 +313,24 @@ class _Unpickler(pickle._Unpickler):  # type: ignore[name-defined]  # pure Pytho
                              (pickle.APPEND, load_append), (pickle.APPENDS, load_appends),
                              (pickle.SETITEM, load_setitem), (pickle.SETITEMS, load_setitems),
                              (pickle.ADDITEMS, load_additems), (pickle.FROZENSET, load_frozenset)):
-        dispatch[_opcode[0]] = _method
+        dispatch[_opcode[0]] = _method  # type: ignore[assignment]  # typeshed: the C Unpickler's, not this one's
     del _opcode, _method
 
 
-def _iterate(value: Any) -> Iterable[Any]:
+def _iterate(value: object) -> Iterable[object]:
     """What a container holds, read with the builtin's own methods (a subclass's never run)."""
     if _is(value, dict):
         return [*dict.keys(value), *dict.values(value)]
-    for kind in (list, tuple, set, frozenset, collections.deque):
+    kinds: tuple[type[Iterable[object]], ...] = (list, tuple, set, frozenset, collections.deque)
+    for kind in kinds:
         if _is(value, kind):
             return kind.__iter__(value)
     return ()
 
 
-def _attributes(value: Any) -> list[Any]:
+def _attributes(value: object) -> list[object]:
     """An instance's attribute values, read through the builtin descriptors only."""
-    held: list[Any] = []
+    held: list[object] = []
     for cls in type(value).__mro__:
         descriptor = cls.__dict__.get("__dict__")
         if _is(descriptor, types.GetSetDescriptorType):
@@ -332,16 +351,16 @@ def _attributes(value: Any) -> list[Any]:
 _LEAVES = frozenset({str, bytes, bytearray, int, float, complex, bool, type(None), range})
 
 
-def _held(value: Any) -> Iterable[Any]:
+def _held(value: object) -> Iterable[object]:
     kind = type(value)
     if kind is dict:
-        return [*value.keys(), *value.values()]
+        return [*dict.keys(cast("dict[object, object]", value)), *dict.values(cast("dict[object, object]", value))]
     if kind in (list, tuple, set, frozenset):
-        return value
+        return cast("Iterable[object]", value)
     return [*_iterate(value), *_attributes(value)]
 
 
-def check_depth(value: Any, node: str, limit: int = MAX_DEPTH) -> None:
+def check_depth(value: object, node: str, limit: int = MAX_DEPTH) -> None:
     """Refuse a value nested more than ``limit`` containers deep (walked without recursion)."""
     seen: set[int] = set()
     pending = [(value, 1)]
@@ -355,10 +374,11 @@ def check_depth(value: Any, node: str, limit: int = MAX_DEPTH) -> None:
         pending.extend([(child, depth + 1) for child in _held(item) if type(child) not in _LEAVES])
 
 
-def safe_loads(data: bytes, node: str, classes: dict[str, type] | None = None) -> Any:
-    """Unpickle one result from ``node`` admitting only result-like data."""
+def safe_loads(data: bytes, node: str, classes: dict[str, type] | None = None) -> object:
+    """Unpickle one result from ``node`` admitting only result-like data (and ``classes``, by id;
+    default: the classes this process shipped)."""
     try:
-        value = _Unpickler(data, node, shipped_classes() if classes is None else classes).load()
+        value: object = _Unpickler(data, node, travel.shipped_classes() if classes is None else classes).load()
     except UntrustedDataError:
         raise
     except Exception as exc:
@@ -374,22 +394,24 @@ class _TrustingUnpickler(pickle.Unpickler):
         super().__init__(io.BytesIO(data))
         self.classes = classes
 
-    def persistent_load(self, pid: Any) -> Any:
+    def persistent_load(self, pid: object) -> type:
         if isinstance(pid, tuple) and len(pid) == 2 and pid[0] == SHIPPED_CLASS and pid[1] in self.classes:
             return self.classes[pid[1]]
         raise pickle.UnpicklingError(f"a result refers to a class the experiment did not ship ({pid!r:.100})")
 
 
-def trusted_loads(data: bytes, node: str, classes: dict[str, type] | None = None) -> Any:
+def trusted_loads(data: bytes, node: str, classes: dict[str, type] | None = None) -> object:
     """Unpickle one result from ``node`` without restrictions: for hosts the user trusts."""
     try:
-        return _TrustingUnpickler(data, shipped_classes() if classes is None else classes).load()
+        value: object = _TrustingUnpickler(data, travel.shipped_classes() if classes is None else classes).load()
+        return value
     except Exception as exc:
         raise UntrustedDataError(f"results from node {node} are not readable: {type(exc).__name__}: {exc!s:.200}") from exc
 
 
-def loader_for(node: str, trust: bool = False) -> Callable[[bytes], Any]:
-    """How to load ``node``'s results: restricted, or, with ``trust``, fully."""
-    classes = shipped_classes()
+def loader_for(node: str, trust: bool = False, classes: dict[str, type] | None = None) -> Callable[[bytes], object]:
+    """How to load ``node``'s results: restricted, or, with ``trust``, fully; the shipped classes
+    by id are ``classes`` (a run's: :func:`shipped_classes`), by default the ones this process shipped."""
+    classes = travel.shipped_classes() if classes is None else classes
     loads = trusted_loads if trust else safe_loads
     return lambda data: loads(data, node, classes)

@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from ..ansible import inventory_list
 from ..compiler.compile import check_run_name, compile_experiment, inventory_args, load_templates
 from ..compiler.settings import DEFAULT_RUN_TIMEOUT_SECONDS, CompileOptions
 from ..engine.lifecycle import controller_died, find_run, load_experiment_file, new_run_name, run_experiment, run_path
@@ -55,8 +56,16 @@ def cli() -> None:
     """
 
 
+def _start_reading(ctx: click.Context, param: click.Parameter, sources: tuple[str, ...]) -> tuple[str, ...]:
+    """The commands that take -i read the inventory first thing: Ansible starts reading it in a
+    process of its own as soon as click has parsed it (eager: before the other arguments), while
+    this one goes on (ansible/inventory_list.py)."""
+    inventory_list.prefetch(list(sources))
+    return sources
+
+
 _inventory_option = click.option(
-    "-i", "--inventory", "inventories", multiple=True, metavar="INVENTORY",
+    "-i", "--inventory", "inventories", multiple=True, metavar="INVENTORY", is_eager=True, callback=_start_reading,
     help="Ansible inventory (file, folder or script; repeatable). Default: the local machine.",
 )
 

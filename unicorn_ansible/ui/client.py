@@ -20,44 +20,47 @@ sees the same status; the background work runs in this process's threads.
 
 from __future__ import annotations
 
-import enum
 import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 from returns.result import Failure, Result, Success
 
-from ..compat.netunicorn import as_experiment
-from ..compat.netunicorn import installed as netunicorn_installed
+from ..compat.netunicorn import as_experiment, for_netunicorn
 from ..compiler.settings import CompileOptions
 from ..engine import lifecycle, rundir
 from ..engine.flag_server import flag_request
+from ..engine.lifecycle import EngineOptions
 from ..engine.rundir import RunDir, RunStatus
 from ..errors import RunError
 from ..home import runs_dir
 from ..inventory import Inventory, load_inventory
 from ..model.experiment import Experiment
 from ..model.flags import FlagValues
+from ..model.foreign import TwinEnum
 from ..model.nodes import CountableNodePool, Node
+from ..results.artifacts import Artifact
 from ..results.load import NodeResult, RunResults, load_results
 from ..results.status import NodeStatus
 
-if netunicorn_installed():  # netunicorn's own enum: its notebooks compare with it
-    from netunicorn.base.experiment import ExperimentStatus
-else:
-    class ExperimentStatus(enum.Enum):  # type: ignore[no-redef]
-        """netunicorn's experiment statuses."""
+if TYPE_CHECKING:  # pragma: no cover
+    from typing_extensions import Unpack
 
-        UNKNOWN = 0
-        PREPARING = 1
-        READY = 2
-        RUNNING = 3
-        FINISHED = 4
+
+class ExperimentStatus(TwinEnum):
+    """netunicorn's experiment statuses (equal to netunicorn's member of the same name: its
+    notebooks compare ours with its ``ExperimentStatus``)."""
+
+    UNKNOWN = 0
+    PREPARING = 1
+    READY = 2
+    RUNNING = 3
+    FINISHED = 4
 
 
 # the run record's status -> ExperimentStatus
@@ -89,11 +92,13 @@ class DeploymentExecutionResult:
         self._logs = logs
 
     @property
-    def result(self) -> tuple[Result, list[str]] | None:
+    def result(self) -> tuple[Result[dict[str, list[Any]], dict[str, list[Any]]], list[str]] | None:
         if not self.outcome.tasks and self.outcome.status in (
                 NodeStatus.UNREACHABLE, NodeStatus.DEPLOY_FAILED, NodeStatus.NOT_RUN):
             return None
-        wrapped = Success(self.outcome.tasks) if self.outcome.success else Failure(self.outcome.tasks)
+        tasks = self.outcome.tasks
+        wrapped: Result[dict[str, list[Any]], dict[str, list[Any]]] = Success(tasks) if self.outcome.success \
+            else Failure(tasks)
         return wrapped, self._logs
 
     @property
@@ -101,7 +106,7 @@ class DeploymentExecutionResult:
         return self._logs
 
     @property
-    def artifacts(self) -> list:
+    def artifacts(self) -> list[Artifact]:
         """The files this node's tasks left (``Artifact``: task, path, size, sha256, file, left)."""
         return self.outcome.artifacts
 
@@ -133,11 +138,13 @@ class Client:
     :param forks: hosts worked on in parallel (default: all, up to 50)
     :param trust_results: load every result fully, also those the restricted loader refuses
         (a :class:`Refused` otherwise); only for hosts you trust
-    :param options: further CompileOptions fields (task_timeout, run_timeout_seconds, redeploy, strategy)
+    :param options: the run's other options, as ``run()`` takes them (engine/lifecycle.py's
+        EngineOptions: task_timeout, run_timeout_seconds, requirement_timeout, poll_seconds,
+        log_cap, artifact_cap, redeploy, strategy)
     """
 
-    def __init__(self, inventory: str | Sequence[str] | None = None, forks: int | None = None,
-                 trust_results: bool = False, **options: Any) -> None:
+    def __init__(self, inventory: str | Path | Sequence[str | Path] | None = None, forks: int | None = None,
+                 trust_results: bool = False, **options: Unpack[EngineOptions]) -> None:
         self.trust_results = trust_results
         sources = [inventory] if isinstance(inventory, (str, Path)) else list(inventory or [])
         self.inventory: Inventory = load_inventory([str(s) for s in sources])
@@ -147,8 +154,9 @@ class Client:
 
     # -- nodes and health ----------------------------------------------------------
     def get_nodes(self) -> CountableNodePool:
-        """The inventory's hosts as a node pool."""
-        return self.inventory.nodes()
+        """The inventory's hosts as a node pool (its nodes netunicorn Nodes too once netunicorn is
+        in use: netunicorn's ``Experiment.map`` takes them)."""
+        return for_netunicorn(self.inventory.nodes())
 
     def healthcheck(self) -> bool:
         """True when Ansible can be run and the home folder is writable."""
@@ -279,7 +287,7 @@ class Client:
         return {name: FlagValues.from_dict(value) for name, value in flags.items()}
 
     # -- helpers -------------------------------------------------------------------
-    def _background(self, name: str, run: RunDir, step: Callable[[], Any]) -> None:
+    def _background(self, name: str, run: RunDir, step: Callable[[], object]) -> None:
         def work() -> None:
             try:
                 step()
@@ -307,7 +315,8 @@ class Client:
         path = RunDir(run_dir).experiment_file
         if not path.exists():
             return None
-        return cloudpickle.loads(path.read_bytes())  # written by this controller, not by a host
+        experiment = cloudpickle.loads(path.read_bytes())  # written by this controller, not by a host
+        return experiment if isinstance(experiment, Experiment) else None
 
     @staticmethod
     def _logs(run_dir: Path, node: str) -> list[str]:
