@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from unicorn_ansible.engine.rundir import RunDir
+from unicorn_ansible.engine.ssh_masters import control_dir
 from unicorn_ansible.testbed import lab as _testbed
 
 from .conftest import CLI, Lab, node
@@ -76,8 +78,7 @@ def _testbed_netns(host: str) -> str:
 
 
 def _control_dir(lab: Lab, run: str) -> str:
-    envvars = json.loads((lab.home / "runs" / run / "env" / "envvars").read_text())
-    return envvars["ANSIBLE_SSH_CONTROL_PATH_DIR"]
+    return str(control_dir(RunDir(lab.home / "runs" / run)))
 
 
 def _ssh_processes_naming(text: str) -> list[str]:

@@ -35,7 +35,6 @@ from .._version import __version__
 from ..compat.netunicorn import as_experiment
 from ..engine.flag_server import new_endpoint, task_settings
 from ..engine.rundir import RunDir, RunStatus, write_atomic, write_json
-from ..engine.ssh_masters import new_control_dir
 from ..errors import ExperimentError, InventoryError, UsageError
 from ..home import home_dir
 from ..inventory import Inventory, default_inventory_text
@@ -136,7 +135,7 @@ def compile_experiment(
     environments = shared_environments(experiment)
     for deployment in experiment:
         compiled.write_node(deployment, environments.get(deployment.executor_id))
-    settings = ansible_settings(len(hosts), options, run.project, flags, new_control_dir())
+    settings = ansible_settings(len(hosts), options, run.project, flags)
     _write_playbooks(run, compiled.playbook_context(name, run_id, hosts, settings))
     _write_inventory(run, inventory, hosts)
     write_json(run.envvars_file, {e: v for _, _, e, v in settings})

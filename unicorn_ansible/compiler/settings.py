@@ -63,14 +63,14 @@ def forks(host_count: int, options: CompileOptions) -> int:
 
 
 def ansible_settings(host_count: int, options: CompileOptions, project: Path,
-                     flags: dict[str, Any] | None = None,
-                     control_dir: str | None = None) -> list[tuple[str, str, str, str]]:
+                     flags: dict[str, Any] | None = None) -> list[tuple[str, str, str, str]]:
     """Our Ansible settings as (section, key, environment variable, value): one source for
     the generated ansible.cfg and for the environment ansible-runner gets.
 
     ``flags``: the run's flag store endpoint; every SSH connection then carries a reverse
-    tunnel from the host's loopback port to the store's socket on the controller.
-    ``control_dir``: the run's own folder of SSH master sockets (engine/ssh_masters.py)."""
+    tunnel from the host's loopback port to the store's socket on the controller. The run's SSH
+    control folder is no setting: each step creates and checks it, then names it to its play
+    (engine/ssh_masters.py); a play run by hand uses Ansible's own (``~/.ansible/cp``)."""
     settings = [
         ("defaults", "forks", "ANSIBLE_FORKS", str(forks(host_count, options))),
         ("defaults", "callback_plugins", "ANSIBLE_CALLBACK_PLUGINS", str(project / "callback_plugins")),
@@ -82,8 +82,6 @@ def ansible_settings(host_count: int, options: CompileOptions, project: Path,
         ("ssh_connection", "pipelining", "ANSIBLE_PIPELINING", "True"),
         ("ssh_connection", "ssh_args", "ANSIBLE_SSH_ARGS", ssh_args(flags)),
     ]
-    if control_dir:
-        settings.append(("ssh_connection", "control_path_dir", "ANSIBLE_SSH_CONTROL_PATH_DIR", control_dir))
     if options.strategy:
         settings.append(("defaults", "strategy", "ANSIBLE_STRATEGY", options.strategy))
         if options.strategy.startswith("mitogen"):

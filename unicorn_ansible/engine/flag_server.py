@@ -8,7 +8,7 @@ two protocols: ours (a challenge-response on the run's token, ``model/flags.py``
 HTTP (``flag_http``). The server is ``flag_loop``, the values ``flag_store``.
 
 The socket lives in a folder only the user owns (created 0700 under ``$XDG_RUNTIME_DIR`` or the
-temporary folder, checked before use); a folder someone else made is refused with one line.
+temporary folder, checked before use: ``sockets``); a folder someone else made is refused with one line.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ import contextlib
 import os
 import secrets
 import socket
-import stat
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,33 +27,16 @@ from ..model.flags import FlagError, request
 from .flag_loop import FlagLoop
 from .flag_store import FlagStore
 from .rundir import RunDir, read_json
+from .sockets import own_folder, private_folder, socket_base
 
 __all__ = ["FlagStore", "flag_request", "new_endpoint", "read_endpoint",
            "serve_flags", "task_settings"]
 
 SOCKET_NAME = "flags.sock"
-_MAX_SOCKET_PATH = 100  # a Unix socket path is limited to about 100 bytes
 
 
 def _folder_prefix() -> str:
     return f"unicorn-ansible-{os.getuid()}-"
-
-
-def private_folder(folder: Path) -> bool:
-    """Whether ``folder`` is a folder only this user can use."""
-    try:
-        info = os.lstat(folder)
-    except OSError:
-        return False
-    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077
-
-
-def socket_base() -> Path:
-    """Where the run's sockets go: $XDG_RUNTIME_DIR when it is private and short, else the temporary folder."""
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime and private_folder(Path(runtime)) and len(runtime) < _MAX_SOCKET_PATH - 60:
-        return Path(runtime)
-    return Path(tempfile.gettempdir())
 
 
 def _random_port() -> int:
@@ -100,16 +81,7 @@ def task_settings(endpoint: dict[str, Any], local: bool, executor_id: str) -> di
 
 def _own_folder(folder: Path) -> None:
     """Create the socket's folder 0700, or accept it only if it is ours and private already."""
-    with contextlib.suppress(FileExistsError):
-        os.mkdir(folder, 0o700)
-    if not private_folder(folder):
-        try:
-            info = os.lstat(folder)
-            what = f"owner uid {info.st_uid}, mode {stat.filemode(info.st_mode)}"
-        except OSError as exc:
-            what = exc.strerror or str(exc)
-        raise RunError(f"refusing the flag socket folder {folder} ({what}): it must be a folder only you "
-                       "can use; remove it, or set XDG_RUNTIME_DIR to a private folder and run again")
+    own_folder(folder, "the flag socket folder")
 
 
 def _dead_socket(path: Path) -> bool:

@@ -33,7 +33,7 @@ from .flag_server import serve_flags
 from .interrupt import StopSignal, noting_stop_signals
 from .privacy import scrub_once_started, scrub_runner_records
 from .rundir import RunDir, RunStatus, executors
-from .ssh_masters import close_masters
+from .ssh_masters import close_masters, control_vars
 
 EventHandler = Callable[[dict[str, Any]], None]
 
@@ -155,9 +155,12 @@ def run_playbook(
     """Run one of the run directory's playbooks with ansible-runner (on the ``limit`` hosts only,
     if given); return its exit code. ``should_stop`` is asked every second: True kills
     ansible-playbook with its workers and their SSH sessions (its process group).
-    ``extra_vars``: variables over every other (Ansible's -e)."""
+    ``extra_vars``: variables over every other (Ansible's -e). Its SSH masters are in the run's
+    control folder, created or checked first (a RunError if another user made it)."""
     ensure_ansible_on_path()
     import ansible_runner
+
+    extra_vars = {**control_vars(run), **(extra_vars or {})}
 
     _close_ended_plays_at_once()
     # suppress_env_files: ansible-runner would otherwise write passwords to env/passwords;
@@ -165,8 +168,7 @@ def run_playbook(
     kwargs: dict[str, Any] = {"suppress_env_files": True, "envvars": controller_env(),
                               "status_handler": scrub_once_started(run.path)}
     kwargs.update((secrets or Secrets()).runner_arguments())
-    if extra_vars:
-        kwargs["cmdline"] = f"{kwargs.get('cmdline', '')} -e {shlex.quote(json.dumps(extra_vars))}".strip()
+    kwargs["cmdline"] = f"{kwargs.get('cmdline', '')} -e {shlex.quote(json.dumps(extra_vars))}".strip()
     if inventory.sources:
         kwargs["inventory"] = list(inventory.sources)
     if limit is not None:
