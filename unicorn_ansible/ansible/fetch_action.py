@@ -40,14 +40,16 @@ from ansible.module_utils.common.text.converters import to_text
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
+from unicorn_ansible.ansible.routes import FetchRoute
 from unicorn_ansible.node.protocol import JOURNAL, OUTBOX_MANIFEST
 from unicorn_ansible.results.artifacts import ArtifactFetch
 
 MANIFEST = OUTBOX_MANIFEST
 SEPARATE = (JOURNAL,)  # the only files an outbox may ask to be fetched on their own
 MISSING_RC = 3  # the become user's copy command: the file is not there
-# how the files travelled (the result's ``route``)
-ROUTE_CONNECTION, ROUTE_HANDOVER, ROUTE_ANSIBLE = "connection", "become hand-over", "ansible.builtin.fetch"
+# how the files travelled (the result's ``route``; each connection kind names its own: connections/)
+ROUTE_CONNECTION, ROUTE_HANDOVER, ROUTE_ANSIBLE = (FetchRoute.CONNECTION.value, FetchRoute.HANDOVER.value,
+                                                   FetchRoute.ANSIBLE.value)
 
 
 def separate_files(outbox: str) -> list:

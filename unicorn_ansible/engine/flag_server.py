@@ -14,13 +14,14 @@ temporary folder, checked before use: ``sockets``); a folder someone else made i
 from __future__ import annotations
 
 import contextlib
+import enum
 import os
 import secrets
 import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from ..errors import RunError
 from ..model.flags import FlagError, request
@@ -29,10 +30,36 @@ from .flag_store import FlagStore
 from .rundir import RunDir, read_json
 from .sockets import own_folder, private_folder, socket_base
 
-__all__ = ["FlagStore", "flag_request", "new_endpoint", "read_endpoint",
+__all__ = ["FlagEndpoint", "FlagReach", "FlagStore", "flag_request", "new_endpoint", "read_endpoint",
            "serve_flags", "task_settings"]
 
 SOCKET_NAME = "flags.sock"
+
+
+class FlagEndpoint(TypedDict, total=False):
+    """Where a run's flag store listens (flags-endpoint.json)."""
+
+    #: the store's Unix socket on the controller
+    socket: str
+    #: the port of the tunnel's end on each SSH host's loopback
+    port: int
+    #: the run's token (our protocol's shared secret)
+    token: str
+    #: netunicorn's experiment id (its HTTP protocol's capability)
+    experiment_id: str
+    #: with local hosts: a loopback port on the controller for their netunicorn HTTP
+    local_port: int
+
+
+class FlagReach(enum.Enum):
+    """How tasks on a host reach the store (each connection kind says which: connections/)."""
+
+    #: the host is the controller: the store's Unix socket itself (and a loopback port for netunicorn's HTTP)
+    SOCKET = "the controller's socket"
+    #: every connection carries a reverse tunnel to the host's loopback (OpenSSH's RemoteForward)
+    TUNNEL = "a reverse tunnel on the host's loopback"
+    #: nothing Ansible does for the connection can carry it
+    NONE = "none"
 
 
 def _folder_prefix() -> str:
@@ -44,32 +71,31 @@ def _random_port() -> int:
     return 20000 + secrets.randbelow(12000)
 
 
-def new_endpoint(run_dir: Path, local: bool = False) -> dict[str, Any]:
+def new_endpoint(run_dir: Path, local: bool = False) -> FlagEndpoint:
     """Where a run's flag store will listen: a socket in a folder of its own, a port for the hosts'
     end of the tunnel, the token of our protocol, netunicorn's experiment id (the capability of its
     HTTP protocol) and, with ``local`` hosts, a loopback port on the controller for their HTTP."""
     folder = socket_base() / f"{_folder_prefix()}{secrets.token_hex(6)}"
-    endpoint: dict[str, Any] = {
-        "socket": str(folder / SOCKET_NAME),
-        "port": _random_port(),
-        "token": secrets.token_hex(16),
-        "experiment_id": secrets.token_hex(16),
-    }
+    endpoint = FlagEndpoint(socket=str(folder / SOCKET_NAME), port=_random_port(), token=secrets.token_hex(16),
+                            experiment_id=secrets.token_hex(16))
     if local:
         endpoint["local_port"] = _random_port()
     return endpoint
 
 
-def read_endpoint(run_dir: Path) -> dict[str, Any] | None:
+def read_endpoint(run_dir: Path) -> FlagEndpoint | None:
     endpoint = read_json(RunDir(run_dir).flags_endpoint_file)
-    return endpoint if isinstance(endpoint, dict) and "socket" in endpoint else None
+    return cast(FlagEndpoint, endpoint) if isinstance(endpoint, dict) and "socket" in endpoint else None
 
 
-def task_settings(endpoint: dict[str, Any], local: bool, executor_id: str) -> dict[str, Any]:
+def task_settings(endpoint: FlagEndpoint, reach: FlagReach, executor_id: str) -> dict[str, Any]:
     """What a node's executor gives its tasks (node.json's ``flags``): our address and token, and
-    netunicorn's variables (``environment``) for netunicorn-library's flag tasks."""
-    port = endpoint.get("local_port") if local else endpoint["port"]
+    netunicorn's variables (``environment``) for netunicorn-library's flag tasks. A host whose
+    connection cannot reach the store gets the tunnel's address too: a flag call there fails saying
+    it cannot reach the store over a tunnel (a run known to use flags there is refused at prepare)."""
     environment = {"NETUNICORN_EXPERIMENT_ID": endpoint["experiment_id"], "NETUNICORN_EXECUTOR_ID": executor_id}
+    local = reach is FlagReach.SOCKET
+    port = endpoint.get("local_port") if local else endpoint["port"]
     if port:
         environment["NETUNICORN_GATEWAY_ENDPOINT"] = f"http://127.0.0.1:{port}"
     return {
@@ -132,7 +158,7 @@ def _tcp_listener(port: int) -> socket.socket:
     return listener
 
 
-def _listeners(endpoint: dict[str, Any]) -> list[socket.socket]:
+def _listeners(endpoint: FlagEndpoint) -> list[socket.socket]:
     path = Path(endpoint["socket"])
     _own_folder(path.parent)
     listeners = [_unix_listener(path)]
@@ -170,7 +196,7 @@ def serve_flags(run_dir: Path) -> Iterator[FlagStore | None]:
             path.parent.rmdir()
 
 
-def _live(endpoint: dict[str, Any]) -> bool:
+def _live(endpoint: FlagEndpoint) -> bool:
     if not private_folder(Path(endpoint["socket"]).parent):
         return False
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
