@@ -61,6 +61,20 @@ _inventory_option = click.option(
 )
 
 
+_parameter_option = click.option(
+    "-p", "--parameter", "parameters", multiple=True, metavar="NAME=VALUE",
+    help="A parameter of the experiment function (a keyword argument of experiment(nodes, ...), typed by "
+         "its default; repeatable), e.g. -p rate=20.",
+)
+
+
+def _arguments(experiment_file: str, parameters: Sequence[str]) -> Any:
+    """The experiment function's arguments from ``-p NAME=VALUE`` (campaign/parameters.py)."""
+    from ..campaign.parameters import ExperimentArguments, parse_assignments
+
+    return ExperimentArguments(parse_assignments(parameters), experiment_file)
+
+
 def _engine_options(function: Any) -> Any:
     for option in reversed([
         click.option("--forks", type=click.IntRange(1),
@@ -215,9 +229,10 @@ def _resolve_run(name_or_dir: str) -> Path:
 @click.option("--name", help="Run name (default: <file>-<date>-<time>).")
 @click.option("--replace", is_flag=True, help="Overwrite an existing run of that name.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON instead of a table.")
+@_parameter_option
 @_engine_options
 def run(experiment_file: str, inventories: Sequence[str], name: str | None, replace: bool, as_json: bool,
-        **engine: Any) -> None:
+        parameters: Sequence[str], **engine: Any) -> None:
     """Run an experiment file on the inventory's hosts and print every node's outcome.
 
     The file defines `experiment`: an Experiment, or a function that takes the
@@ -227,7 +242,9 @@ def run(experiment_file: str, inventories: Sequence[str], name: str | None, repl
     Example:
       unicorn-ansible run examples/hello.py
       unicorn-ansible run lab.py -i inventory.ini --name ping-1
+      unicorn-ansible run lab.py -p rate=20 -p size=10M
     """
+    arguments = _arguments(experiment_file, parameters)
     if name is not None:
         check_run_name(name)
         if not replace and run_path(name).exists():
@@ -235,7 +252,7 @@ def run(experiment_file: str, inventories: Sequence[str], name: str | None, repl
     secrets = _secrets(engine)
     _load_for_the_run()
     read = _inventory_reader(inventories)
-    experiment = load_experiment_file(experiment_file, lambda: read().nodes())
+    experiment = load_experiment_file(experiment_file, lambda: read().nodes(), arguments)
     inventory = read()
     name = name or new_run_name(Path(experiment_file).stem)
     click.echo(f"run {name}: {_count(experiment)}", err=True)
@@ -243,7 +260,7 @@ def run(experiment_file: str, inventories: Sequence[str], name: str | None, repl
 
     with Progress(run_path(name).path, [d.executor_id or d.node.name for d in experiment], sys.stderr) as progress:
         results = run_experiment(experiment, inventory, name, replace, _options(**engine), progress.handle, secrets,
-                                 payload_limit=VIEW_PAYLOAD_LIMIT)
+                                 payload_limit=VIEW_PAYLOAD_LIMIT, parameters=arguments.parameters)
     if as_json:
         click.echo(json.dumps(results.to_dict(), indent=2))
     else:
@@ -257,9 +274,10 @@ def run(experiment_file: str, inventories: Sequence[str], name: str | None, repl
 @_inventory_option
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Folder to write the run into.")
 @click.option("--name", help="Run name used on the hosts (default: the output folder's name).")
+@_parameter_option
 @_engine_options
 def compile_command(experiment_file: str, inventories: Sequence[str], output: str, name: str | None,
-                    **engine: Any) -> None:
+                    parameters: Sequence[str], **engine: Any) -> None:
     """Write an experiment's run folder (playbooks, pipelines, inventory) without running anything.
 
     \b
@@ -273,10 +291,12 @@ def compile_command(experiment_file: str, inventories: Sequence[str], output: st
     name = check_run_name(name or target.resolve().name)
     engine.pop("ask_become_pass", None)
     engine.pop("ask_pass", None)
+    arguments = _arguments(experiment_file, parameters)
     read = _inventory_reader(inventories)
-    experiment = load_experiment_file(experiment_file, lambda: read().nodes())
+    experiment = load_experiment_file(experiment_file, lambda: read().nodes(), arguments)
     inventory = read()
     run_dir = compile_experiment(experiment, inventory, target, name, _options(**engine))
+    RunDir(run_dir).update(parameters=arguments.parameters)
     args = " ".join(inventory_args(run_dir, inventory.sources))
     click.echo(f"compiled {_count(experiment)} into {run_dir}")
     click.echo(f"run it by hand:  cd {run_dir / 'project'} && ansible-playbook {args} site.yml")
@@ -634,6 +654,16 @@ def _attach_testbed() -> None:
 
 
 _attach_testbed()
+
+
+def _attach_campaigns() -> None:
+    from .campaign_cli import campaign, sweep
+
+    cli.add_command(sweep)
+    cli.add_command(campaign)
+
+
+_attach_campaigns()
 
 
 def main(argv: list[str] | None = None) -> None:
