@@ -60,6 +60,8 @@ def chart(spec: CampaignSpec, rows: list[dict[str, Any]], task: str, field: str,
     intervals = {key: {x: mean_interval(grouped[key][x]) for x in values if grouped[key].get(x)} for key in keys}
     ends = [end for per_x in intervals.values() for i in per_x.values() for end in (i.low, i.high)]
     low, high = min(ends), max(ends)
+    pad = (high - low) * 0.05  # points and bands clear of the frame
+    low, high = low - pad, high + pad
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     xs = _x_positions(values, plot_w)
 

@@ -1,6 +1,7 @@
-"""`unicorn-ansible sweep` (run a campaign's combinations) and `unicorn-ansible campaign`
-(its progress, its report, its table). The work is the campaign package's; this is the
-command line around it, with cli.py's options and progress display."""
+"""What `unicorn-ansible sweep` (run a campaign's combinations) and `unicorn-ansible campaign`
+(its progress, its report, its table) do; their options are declared in cli.py with the other
+commands'. The work is the campaign package's; this is the command line around it, with
+cli.py's helpers (imported when a command runs: cli.py imports this module)."""
 
 from __future__ import annotations
 
@@ -15,22 +16,10 @@ from typing import Any
 import click
 
 from ..campaign.parameters import parse_assignments, split_values
-from ..campaign.plan import ORDERS
-from ..campaign.records import MAX_REPEAT
 from ..campaign.start import Planned, left_to_run, plan_sweep, run_sweep
 from ..campaign.store import campaign_names
 from ..campaign.sweep import SweepSettings
 from ..campaign.table import Campaign, eta_text, load_campaign
-from .cli import (
-    EXIT_FAILED,
-    EXIT_OK,
-    _engine_options,
-    _inventory_option,
-    _inventory_reader,
-    _load_for_the_run,
-    _options,
-    _secrets,
-)
 from .tables import console, print_table
 
 
@@ -52,34 +41,11 @@ def _given(parameters: Sequence[str]) -> dict[str, list[str]]:
     return {name: split_values(text, name) for name, text in parse_assignments(parameters).items()}
 
 
-@click.command()
-@click.argument("experiment_file", type=click.Path(dir_okay=False))
-@_inventory_option
-@click.option("-p", "--parameter", "parameters", multiple=True, metavar="NAME=V1,V2,...",
-              help="A parameter of experiment(nodes, ...) and its values, separated by commas (repeatable).")
-@click.option("--name", required=True, help="The campaign's name (its runs: NAME-0001, ...).")
-@click.option("--repeat", type=click.IntRange(1, MAX_REPEAT), default=1, show_default=True,
-              help="Runs of every combination of the parameters' values.")
-@click.option("--order", type=click.Choice(ORDERS), default="random", show_default=True,
-              help="Order the combinations run in: shuffled (so a lab's drift does not follow a parameter) or the grid's.")
-@click.option("--seed", type=int, help="Seed of the random order (default: a new one, printed).")
-@click.option("--retries", type=click.IntRange(0), default=1, show_default=True,
-              help="More runs of a combination whose run failed before it is marked failed.")
-@click.option("--dry-run", is_flag=True, help="List the runs that would be made, and make none.")
-@_engine_options
-def sweep(experiment_file: str, inventories: Sequence[str], parameters: Sequence[str], name: str, repeat: int,
-          order: str, seed: int | None, retries: int, dry_run: bool, **engine: Any) -> None:
-    """Run an experiment over every combination of its parameters' values, each repeated, as a campaign.
+def sweep_command(experiment_file: str, inventories: Sequence[str], parameters: Sequence[str], name: str,
+                  repeat: int, order: str, seed: int | None, retries: int, dry_run: bool, **engine: Any) -> None:
+    """``unicorn-ansible sweep`` (its options: cli.py)."""
+    from .cli import EXIT_FAILED, EXIT_OK, _inventory_reader, _load_for_the_run, _options, _secrets
 
-    Each combination's run is an ordinary run (NAME-0001, ...). The campaign's state is kept in
-    its folder: the same command again, after a crash, a Ctrl-C or a reboot, runs only what is
-    not done, and several such commands at once share the work (never one combination twice).
-
-    \b
-    Example:
-      unicorn-ansible sweep exp.py -p rate=10,20,50 -p size=1M,10M --repeat 5 --name rates
-      unicorn-ansible campaign rates
-    """
     given = _given(parameters)
     secrets = None if dry_run else _secrets(engine)
     engine.pop("ask_become_pass", None)
@@ -115,23 +81,8 @@ def _listing(planned: Planned, order: str, retries: int) -> list[Any]:
     return left
 
 
-@click.command()
-@click.argument("name", required=False)
-@click.option("--json", "as_json", is_flag=True, help="Print the progress (every combination) as JSON.")
-@click.option("--report", "write_report", is_flag=True,
-              help="Write the campaign's HTML report: a chart per measurement and parameter, mean and 95% CI.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="The report's file (default: in the campaign's folder).")
-@click.option("--csv", "as_csv", is_flag=True, help="Print the campaign's results as CSV: a row per value.")
-def campaign(name: str | None, as_json: bool, write_report: bool, output: str | None, as_csv: bool) -> None:
-    """Show a campaign's progress (done, failed, running, pending per combination, ETA), write
-    its report, or print its results as one table. Without NAME, list the campaigns.
-
-    \b
-    Example:
-      unicorn-ansible campaign rates
-      unicorn-ansible campaign rates --report -o rates.html
-      unicorn-ansible campaign rates --csv > rates.csv
-    """
+def campaign_command(name: str | None, as_json: bool, write_report: bool, output: str | None, as_csv: bool) -> None:
+    """``unicorn-ansible campaign`` (its options: cli.py)."""
     if name is None:
         _list_campaigns(as_json)
         return

@@ -40,7 +40,7 @@ def _run_report(run: str, output_dir: Path) -> str | None:
 
 def _combinations(campaign: Campaign, progress: dict[str, Any], output_dir: Path) -> list[dict[str, Any]]:
     names = [name for name, _ in campaign.spec.parameters]
-    return [{"index": entry["index"], "values": [entry["parameters"][n] for n in names], "repeat": entry["repeat"],
+    return [{"index": entry["index"], "settings": [entry["parameters"][n] for n in names], "repeat": entry["repeat"],
              "status": entry["status"], "attempts": entry["attempts"], "run": entry["run"],
              "href": _run_report(entry["run"], output_dir) if entry["run"] else None,
              "error": entry["error"], "seconds": "" if entry["seconds"] is None else f"{entry['seconds']:.1f}"}

@@ -17,6 +17,8 @@ from typing import Any
 
 import click
 
+from ..campaign.plan import ORDERS
+from ..campaign.records import MAX_REPEAT
 from ..compiler.compile import check_run_name, compile_experiment, inventory_args, load_templates
 from ..compiler.settings import DEFAULT_RUN_TIMEOUT_SECONDS, CompileOptions
 from ..engine.lifecycle import controller_died, find_run, load_experiment_file, new_run_name, run_experiment, run_path
@@ -656,14 +658,59 @@ def _attach_testbed() -> None:
 _attach_testbed()
 
 
-def _attach_campaigns() -> None:
-    from .campaign_cli import campaign, sweep
+@cli.command()
+@click.argument("experiment_file", type=click.Path(dir_okay=False))
+@_inventory_option
+@click.option("-p", "--parameter", "parameters", multiple=True, metavar="NAME=V1,V2,...",
+              help="A parameter of experiment(nodes, ...) and its values, separated by commas (repeatable).")
+@click.option("--name", required=True, help="The campaign's name (its runs: NAME-0001, ...).")
+@click.option("--repeat", type=click.IntRange(1, MAX_REPEAT), default=1, show_default=True,
+              help="Runs of every combination of the parameters' values.")
+@click.option("--order", type=click.Choice(ORDERS), default="random", show_default=True,
+              help="Order the combinations run in: shuffled (a lab's drift then follows no parameter) or the grid's.")
+@click.option("--seed", type=int, help="Seed of the random order (default: a new one, printed).")
+@click.option("--retries", type=click.IntRange(0), default=1, show_default=True,
+              help="More runs of a combination whose run failed before it is marked failed.")
+@click.option("--dry-run", is_flag=True, help="List the runs that would be made, and make none.")
+@_engine_options
+def sweep(**arguments: Any) -> None:
+    """Run an experiment over every combination of its parameters' values, each repeated, as a campaign.
 
-    cli.add_command(sweep)
-    cli.add_command(campaign)
+    Each combination's run is an ordinary run (NAME-0001, ...). The campaign's state is kept in
+    its folder: the same command again, after a crash, a Ctrl-C or a reboot, runs only what is
+    not done, and several such commands at once share the work (never one combination twice).
+
+    \b
+    Example:
+      unicorn-ansible sweep exp.py -p rate=10,20,50 -p size=1M,10M --repeat 5 --name rates
+      unicorn-ansible campaign rates
+    """
+    from .campaign_cli import sweep_command
+
+    sweep_command(**arguments)
 
 
-_attach_campaigns()
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the progress (every combination) as JSON.")
+@click.option("--report", "write_report", is_flag=True,
+              help="Write the campaign's HTML report: a chart per measurement and parameter, mean and 95% CI.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="The report's file (default: in the campaign's folder).")
+@click.option("--csv", "as_csv", is_flag=True, help="Print the campaign's results as CSV: a row per value.")
+def campaign(**arguments: Any) -> None:
+    """Show a campaign's progress (done, failed, running, pending per combination, ETA), write
+    its report, or print its results as one table. Without NAME, list the campaigns.
+
+    \b
+    Example:
+      unicorn-ansible campaign rates
+      unicorn-ansible campaign rates --report -o rates.html
+      unicorn-ansible campaign rates --csv > rates.csv
+    """
+    from .campaign_cli import campaign_command
+
+    campaign_command(**arguments)
 
 
 def main(argv: list[str] | None = None) -> None:
