@@ -167,8 +167,8 @@ def test_a_sweep_killed_with_kill_9_is_continued_by_the_same_command(env: Env) -
     progress = _progress(env, "crash")
     assert progress["done"] < 8 and progress["running"] == 0  # its sweep is dead: nothing runs
     again = env.cli(*sweep, check=0)
-    assert "its sweep died while it ran; collecting it" in again.stderr
     assert _executions(count) == {(10, "1M"): 2, (10, "10M"): 2, (20, "1M"): 2, (20, "10M"): 3}
+    assert "its sweep died while it ran; collecting it" in again.stderr
     progress = _progress(env, "crash")
     assert progress["done"] == 8 and progress["failed"] == 0
     flaky = [e for e in progress["combinations"] if e["attempts"]]
@@ -246,3 +246,24 @@ def test_run_p_is_recorded_and_shown_and_a_campaign_runs_from_python(env: Env,
     assert campaign.progress()["done"] == 4
     with pytest.raises(unicorn_ansible.UsageError, match="parameters rate=x: rate takes an int"):
         unicorn_ansible.sweep(function, {"rate": ["x"]}, name="python-bad")
+
+
+def test_a_sweep_stopped_by_ctrl_c_says_so_and_runs_the_interrupted_combination_anew(env: Env) -> None:
+    experiment, count = _experiment(env, sleep=3)
+    sweep = ["sweep", str(experiment), "-p", "rate=10,20", "--name", "stop", "--order", "grid"]
+    process = subprocess.Popen(CLI + sweep, env=env.vars, cwd=env.root, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not _executions(count) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)  # while stop-0001's task sleeps
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 1
+    assert "stopped by SIGINT" in stderr and "run the same sweep command again" in stderr
+    first = _progress(env, "stop")["combinations"][0]
+    assert (first["status"], first["attempts"], first["runs"]) == ("pending", 0, ["stop-0001"])
+    env.cli(*sweep, check=0)
+    first, second = _progress(env, "stop")["combinations"]
+    assert (first["status"], first["attempts"], first["runs"]) == ("done", 0, ["stop-0001", "stop-0001-2"])
+    assert second["runs"] == ["stop-0002"]
+    assert _executions(count) == {(10, "1M"): 2, (20, "1M"): 1}  # the interrupted run's task, and its run anew

@@ -76,7 +76,8 @@ def _value(value: Any, name: str, source: str) -> Value:
         raise _refuse(source, f"a value of parameter {name} is longer than {MAX_TEXT} characters")
     if isinstance(value, int) and not -2**63 <= value < 2**63:
         raise _refuse(source, f"a value of parameter {name} is beyond 64 bits")
-    return value
+    checked: Value = value
+    return checked
 
 
 def _grid(raw: Any, source: str) -> tuple[tuple[str, tuple[Value, ...]], ...]:

@@ -54,7 +54,7 @@ def _status(state: CombinationState) -> str:
     if state.status is CombinationStatus.RUNNING:
         alive = state.sweeper is not None and is_alive({"pid": state.sweeper[0], "start_time": state.sweeper[1]})
         return CombinationStatus.RUNNING.value if alive else CombinationStatus.PENDING.value
-    return state.status.value
+    return str(state.status.value)
 
 
 class Campaign:

@@ -29,9 +29,10 @@ def _numeric(values: Sequence[Value]) -> bool:
 def _x_positions(values: Sequence[Value], width: float) -> dict[Value, float]:
     """Where each of a parameter's values sits on the x axis (pixels from its left end)."""
     if _numeric(values):
-        low, high = min(values), max(values)  # type: ignore[type-var]
-        span = float(high) - float(low) or 1.0  # type: ignore[arg-type]
-        return {v: round((float(v) - float(low)) / span * width, 1) for v in values}  # type: ignore[arg-type]
+        numbers = {v: float(v) for v in values}
+        low, high = min(numbers.values()), max(numbers.values())
+        span = high - low or 1.0
+        return {v: round((number - low) / span * width, 1) for v, number in numbers.items()}
     step = width / max(1, len(values) - 1)
     return {v: round(i * step, 1) for i, v in enumerate(values)}
 
