@@ -46,8 +46,9 @@ class Lab:
         return Path(self.bed.become_password_file).read_text().strip()
 
     def host_root(self, name: str) -> Path:
-        """A host's private /root as the controller sees it."""
-        return Path(self.bed.state_dir) / "hosts" / name / "root"
+        """A host's /root as the controller sees it (through its sshd: the host's own root is an overlay
+        mounted in its own mount namespace)."""
+        return self.bed.root_of(name) / "root"
 
     def inventory(self, name: str, host_vars: dict[str, dict[str, str]] | None = None,
                   group_vars: dict[str, str] | None = None, hosts: list[str] | None = None) -> Path:
@@ -78,7 +79,7 @@ class Lab:
         return json.loads(done.stdout)
 
     def restart_sshd(self, host: str) -> None:
-        _testbed.restart(host)
+        self.bed.host(host).pid = _testbed.restart(host).pid
 
     def ssh(self, host: str, command: str, user: str = "root") -> subprocess.CompletedProcess:
         address = self.bed.host(host).address
