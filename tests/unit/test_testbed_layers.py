@@ -74,3 +74,42 @@ def test_down_unmounts_only_a_tmpfs_it_named(tmp_path: Path) -> None:
     assert _mount_source("/srv/state/layers", str(table)) == "unicorn-testbed-layers"
     assert _mount_source("/srv/other", str(table)) == "tmpfs"
     assert _mount_source("/srv/nothing", str(table)) is None
+
+
+def test_the_apt_proxy_forwards_to_allowed_hosts_and_refuses_the_rest() -> None:
+    import http.client
+    import socket
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Mirror(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = f"package at {self.path}".encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    mirror = ThreadingHTTPServer(("127.0.0.1", 0), Mirror)
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen(8)
+    threading.Thread(target=mirror.serve_forever, daemon=True).start()
+    threading.Thread(target=aptproxy.serve, args=(listening, ["127.0.0.1"]), daemon=True).start()
+    try:
+        client = http.client.HTTPConnection(*listening.getsockname()[:2], timeout=10)
+        mirror_port = mirror.server_address[1]
+        for path in ("/debian/pool/a.deb", "/debian/pool/b.deb"):  # one connection, kept open
+            client.request("GET", f"http://127.0.0.1:{mirror_port}{path}")
+            answer = client.getresponse()
+            assert (answer.status, answer.read()) == (200, f"package at {path}".encode())
+        client.request("GET", "http://elsewhere.example/")
+        refused = client.getresponse()
+        assert refused.status == 403 and b"only the machine's apt sources (127.0.0.1)" in refused.read()
+        client.request("CONNECT", "127.0.0.1:22")
+        assert client.getresponse().status == 403  # tunnels go to port 443 only
+    finally:
+        mirror.shutdown()

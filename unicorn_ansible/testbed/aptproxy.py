@@ -68,7 +68,10 @@ class AptProxy(BaseHTTPRequestHandler):
 
     def do_CONNECT(self) -> None:
         host, _, port = self.path.rpartition(":")
-        if not self._allows(host) or port != "443":
+        if not self._allows(host):
+            return
+        if port != "443":
+            self.send_error(403, "the testbed's apt proxy opens tunnels to port 443 only")
             return
         try:
             upstream = socket.create_connection((host, 443), timeout=TIMEOUT)

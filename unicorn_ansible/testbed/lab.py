@@ -179,10 +179,6 @@ def _start_sshd(state: Path, name: str, netns: str, log: Path) -> int:
     return process.pid
 
 
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "'\"'\"'") + "'"
-
-
 def _wait_for_ssh(hosts: list[TestbedHost], log_dir: Path, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     pending = list(hosts)
@@ -259,7 +255,7 @@ def _refuse_when_up(state: Path) -> None:
     owner = (json.loads(shown.stdout or "[{}]") or [{}])[0].get("ifalias", "")
     if owner:
         raise TestbedError(f"a testbed is already up, from {owner}; take it down first: "
-                           f"{HOME_ENV}={_quote(str(Path(owner).parent))} unicorn-ansible testbed down")
+                           f"{HOME_ENV}={layers.quote(str(Path(owner).parent))} unicorn-ansible testbed down")
     raise TestbedError(f"a testbed is already up (the bridge {BRIDGE} exists); take it down first with "
                        f"`unicorn-ansible testbed down` in the home that made it")
 

@@ -118,12 +118,12 @@ def _build_user(state: Path, password: str) -> subprocess.CompletedProcess[str]:
     mount = scratch / "mount"
     script = "\n".join([
         "set -e",
-        f"mount -t overlay overlay -o {_overlay_options(seed, scratch / 'work')} {_quote(str(mount))} "
+        f"mount -t overlay overlay -o {_overlay_options(seed, scratch / 'work')} {quote(str(mount))} "
         f"|| exit {_OVERLAY_REFUSED}",
-        f"mount --rbind /dev {_quote(str(mount / 'dev'))}",
-        f"mount -t proc proc {_quote(str(mount / 'proc'))}",
-        f"exec chroot {_quote(str(mount))} sh -c "
-        + _quote(f"id -u {USER} >/dev/null 2>&1 || useradd --no-create-home --home-dir {HOME} --shell /bin/bash "
+        f"mount --rbind /dev {quote(str(mount / 'dev'))}",
+        f"mount -t proc proc {quote(str(mount / 'proc'))}",
+        f"exec chroot {quote(str(mount))} sh -c "
+        + quote(f"id -u {USER} >/dev/null 2>&1 || useradd --no-create-home --home-dir {HOME} --shell /bin/bash "
                  f"{USER}; chpasswd; id -u {USER}; id -g {USER}"),
     ])
     try:
@@ -238,23 +238,23 @@ def start_script(state: Path, name: str, cgroups: Sequence[tuple[str, str, str, 
     root = str(layers.mount)
 
     def inside(path: str) -> str:
-        return _quote(root + path)
+        return quote(root + path)
 
     return "\n".join([
         "set -e",
-        f"hostname {_quote(name)}",
-        f"mount -t overlay overlay -o {_overlay_options(layers.upper, layers.work)} {_quote(root)}",
+        f"hostname {quote(name)}",
+        f"mount -t overlay overlay -o {_overlay_options(layers.upper, layers.work)} {quote(root)}",
         f"mount -t proc proc {inside('/proc')}",
         f"mount -t sysfs sysfs {inside('/sys')}",
-        *[f"mkdir -p {inside(target)} && mount -t {kind} -o {_quote(options)} {_quote(device)} {inside(target)} "
+        *[f"mkdir -p {inside(target)} && mount -t {kind} -o {quote(options)} {quote(device)} {inside(target)} "
           "|| true" for device, target, kind, options in cgroups],
         f"mount --rbind /dev {inside('/dev')}",
         f"mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs {inside('/dev/shm')}",
         f"mount -t tmpfs -o mode=755,nosuid,nodev tmpfs {inside('/run')}",
         f"mkdir -m 755 {inside('/run/sshd')} && mkdir -m 1777 {inside('/run/lock')}",
-        *[f"mkdir -p {inside(path)} && mount --bind {_quote(path)} {inside(path)}" for path in shared],
+        *[f"mkdir -p {inside(path)} && mount --bind {quote(path)} {inside(path)}" for path in shared],
         f"mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs {inside('/tmp')}",
-        f"cd {_quote(root)} && pivot_root . . && umount -l . && cd /",
+        f"cd {quote(root)} && pivot_root . . && umount -l . && cd /",
         f"exec {command}",
     ])
 
@@ -278,7 +278,7 @@ def cgroup_mounts(mounts: str = "/proc/self/mounts") -> list[tuple[str, str, str
 
 def _overlay_options(upper: Path, work: Path) -> str:
     """The machine's root below, ``upper`` on top (overlayfs allows an upper layer inside the lower one)."""
-    return _quote(f"lowerdir=/,upperdir={upper},workdir={work}")
+    return quote(f"lowerdir=/,upperdir={upper},workdir={work}")
 
 
 def _mask(layer: Path, path: str) -> None:
@@ -324,5 +324,6 @@ def _last_line(done: subprocess.CompletedProcess[str]) -> str:
     return lines[-1].strip() if lines else f"exit {done.returncode}"
 
 
-def _quote(text: str) -> str:
+def quote(text: str) -> str:
+    """``text`` as one word of a shell line."""
     return "'" + text.replace("'", "'\"'\"'") + "'"
