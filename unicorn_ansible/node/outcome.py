@@ -13,6 +13,7 @@ import pickle
 import reprlib
 import sys
 import traceback
+from collections.abc import Mapping
 from typing import IO, Any
 
 import cloudpickle
@@ -20,6 +21,7 @@ from returns.pipeline import is_successful
 from returns.result import Failure, Result, Success
 
 from .protocol import FAILURE, SHIPPED_CLASS, SUCCESS
+from .wire import ImportNeed
 
 
 def as_result(value: Any) -> Result[Any, Any]:
@@ -34,10 +36,9 @@ def as_result(value: Any) -> Result[Any, Any]:
 INSTALLS: dict[str, str] = {}
 
 
-def learn_installs(imports: dict[str, Any]) -> None:
+def learn_installs(imports: Mapping[str, ImportNeed]) -> None:
     """Keep the controller's requirement for each installed module the pipeline imports."""
-    INSTALLS.update({str(top): str(needed["install"]) for top, needed in imports.items()
-                     if isinstance(needed, dict) and needed.get("install")})
+    INSTALLS.update({top: needed.install for top, needed in imports.items() if needed.install})
 
 
 def call_task(task: Any, log: IO[str] | None = None) -> Result[Any, Any]:

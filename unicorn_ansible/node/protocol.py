@@ -12,6 +12,7 @@ crash of anything later:
 
 - ``node.json``          the node's run specification (environment variables, limits, flags)
 - ``deploy.json``        the node's requirements; ``deploy-report.json`` how they ran
+- ``reported.json``      the last task whose header went back with a progress report
 - ``pipeline.pkl``       the node's cloudpickled pipeline
 - ``started.json``       the pid of the detached executor, written once by ``start``
 - ``state.json``         the executor's status (an :class:`ExecutorStatus`), progress, pid
@@ -23,10 +24,9 @@ crash of anything later:
 - ``outgoing/<n>``       a link to each artifact offered, the name the controller fetches it by
 - ``outbox.tar``         everything above the controller fetches, packed in one file
 
-A journal record is a JSON header line, then ``payload_len`` bytes (the task's pickled
-Result), then a newline. The header holds ``seq`` (the task's number on this node),
-``name``, ``stage``, ``index``, ``stage_size``, ``kind`` (a :class:`TaskKind`), ``type``
-(``Success`` or ``Failure``), ``preview``, ``start``, ``end``, ``log`` and ``log_dropped``.
+A journal record is a JSON header line (a :class:`~.wire.TaskRecord`), then ``payload_len``
+bytes (the task's pickled Result), then a newline. Every file and answer that crosses between
+host and controller is a record of ``wire.py``, with its fields, bounds and version.
 """
 
 from __future__ import annotations
@@ -37,8 +37,6 @@ EXECUTOR_VERSION = "1"
 
 # -- file names in a node's work folder -------------------------------------------------------
 NODE_SPEC = "node.json"
-#: the key in node.json of the installed packages the pipeline imports: module -> {"tasks": [...], "install": cmd}
-SPEC_IMPORTS = "imports"
 DEPLOY_SPEC = "deploy.json"
 DEPLOY_REPORT = "deploy-report.json"
 PIPELINE = "pipeline.pkl"
@@ -82,8 +80,6 @@ def artifact_folder(task: str | None) -> str:
 
 
 # -- the journal ----------------------------------------------------------------------------
-#: the header fields a progress report carries for each newly finished task
-REPORTED_FIELDS = ("seq", "name", "stage", "index", "type", "kind", "preview", "start", "end")
 SUCCESS = "Success"
 FAILURE = "Failure"
 

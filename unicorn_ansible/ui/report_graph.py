@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..node.protocol import TaskKind
+from ..results.model import Timing
 
 BOX_W, BOX_H, COLUMN, ROW, MARGIN = 170, 30, 210, 46, 16
 #: at most this many edges are drawn between two stages of a plain pipeline
@@ -101,7 +102,7 @@ def _edge(a: dict[str, Any], b: dict[str, Any], attrs: dict[str, Any], bottom: i
             "lx": (x1 + x2) // 2, "ly": (y1 + y2) // 2 - 4}
 
 
-def draw_graph(plan: Any, timings: list[dict[str, Any]]) -> dict[str, Any] | None:
+def draw_graph(plan: Any, timings: list[Timing]) -> dict[str, Any] | None:
     """The drawing of a node's plan: {width, height, vertices, edges}; None when there is no plan."""
     structure = _structure(plan) if plan is not None else None
     if not structure or not structure[0]:
