@@ -23,7 +23,6 @@ here, not in the role.
 from __future__ import annotations
 
 import shlex
-from typing import Any
 
 from ansible.module_utils.common.text.converters import to_text
 from ansible.module_utils.parsing.convert_bool import boolean
@@ -32,6 +31,7 @@ from ansible.plugins.action import ActionBase
 from unicorn_ansible.node.wire import DeployAnswer, WireError, last_object_line
 
 from .fetch_action import _host_path
+from .node_action import AnsibleResult
 
 
 def deploy_argv(workdir: str, container_engine: str, container_base_image: str, start: bool) -> list[str]:
@@ -50,13 +50,13 @@ def ship_and_run(python: str, workdir: str, name: str, argv: list[str]) -> str:
             f"{_host_path(python)} {target} " + " ".join(_host_path(word) for word in argv))
 
 
-class ActionModule(ActionBase):
+class ActionModule(ActionBase):  # type: ignore[misc]  # (Ansible's classes carry no types)
     TRANSFERS_FILES = False  # no remote temporary folder: the bundle goes straight to the work folder
     _VALID_ARGS = frozenset(("bundle", "python", "workdir", "name", "container_engine", "container_base_image",
                              "start"))
 
-    def run(self, tmp: object = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
-        result = super().run(tmp, task_vars)
+    def run(self, tmp: object = None, task_vars: dict[str, object] | None = None) -> AnsibleResult:
+        result: AnsibleResult = super().run(tmp, task_vars)
         args = self._task.args
         bundle, python, workdir, name = (args.get(key) for key in ("bundle", "python", "workdir", "name"))
         if not bundle or not python or not workdir or not name:
@@ -77,14 +77,14 @@ class ActionModule(ActionBase):
         return deployment_outcome(result)
 
     def _with_script(self, source: str, python: str, argv: list[str],
-                     task_vars: dict[str, Any] | None) -> dict[str, Any]:
+                     task_vars: dict[str, object] | None) -> AnsibleResult:
         """No pipelining on this connection: Ansible's script action ships and runs the bundle."""
         task = self._task.copy()
         task.args = {"cmd": " ".join(shlex.quote(word) for word in [source, *argv]), "executable": python}
         script = self._shared_loader_obj.action_loader.get(
             "ansible.builtin.script", task=task, connection=self._connection, play_context=self._play_context,
             loader=self._loader, templar=self._templar, shared_loader_obj=self._shared_loader_obj)
-        done: dict[str, Any] = script.run(task_vars=task_vars)
+        done: AnsibleResult = script.run(task_vars=task_vars)
         return done
 
 
@@ -97,7 +97,7 @@ def deployment_answer(stdout: str) -> DeployAnswer | None:
         return None
 
 
-def deployment_outcome(result: dict[str, Any]) -> dict[str, Any]:
+def deployment_outcome(result: AnsibleResult) -> AnsibleResult:
     """Failed unless the executor exited 0; changed unless its report says the environment was
     already built (what the role's changed_when and failed_when said, decided here: no template)."""
     answer = deployment_answer(to_text(result.get("stdout") or ""))

@@ -44,6 +44,8 @@ INLINE_LIMIT = 768 * 1024
 COMMANDS = ("start", "cancel")
 #: the route of an outbox that came inside the answer (unicorn_fetch names the others)
 ROUTE_INLINE = "inline"
+#: what an Ansible action returns (Ansible gives its results no type of their own)
+AnsibleResult = dict[str, Any]
 #: the answer's fields the result carries besides ``stdout`` (the whole answer)
 ANSWER_FIELDS = ("status", "already_started", "outbox", "deployment")
 
@@ -57,7 +59,7 @@ def answer_of(stdout: str) -> JSONObject | None:
         return None
 
 
-def deployed_interpreter(task_vars: Mapping[str, Any] | None, deployment: object) -> str | None:
+def deployed_interpreter(task_vars: Mapping[str, object] | None, deployment: object) -> str | None:
     """The Python that runs ``deployment``'s executor on this host (its virtual environment's), from
     this playbook's deployment answer (``unicorn_deploy``, deploy.yml); a ``start`` run by it forks the
     executor instead of starting a second Python. None where this playbook did not deploy it
@@ -89,8 +91,8 @@ class ActionModule(FetchAction):
     TRANSFERS_FILES = False  # no remote temporary folder: it would cost two more round trips per call
     _VALID_ARGS = frozenset(("command", "python", "bundle", "workdir", "timeout", "fetch", "final_statuses"))
 
-    def run(self, tmp: object = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
-        result = super(FetchAction, self).run(tmp, task_vars)  # ActionBase's: not unicorn_fetch's own run
+    def run(self, tmp: object = None, task_vars: dict[str, object] | None = None) -> AnsibleResult:
+        result: AnsibleResult = super(FetchAction, self).run(tmp, task_vars)  # ActionBase's: not unicorn_fetch's
         args = self._task.args
         command, fetch = args.get("command"), args.get("fetch")
         if command not in COMMANDS or not args.get("python") or not args.get("bundle") or not args.get("workdir"):
@@ -127,7 +129,7 @@ class ActionModule(FetchAction):
         return result
 
     def _fetch_results(self, answer: ExecutorAnswer, inline: str | None, dest: str,
-                       task_vars: dict[str, Any]) -> dict[str, Any]:
+                       task_vars: dict[str, object]) -> AnsibleResult:
         dest = self._loader.path_dwim(dest)
         src = answer.outbox or ""
         if inline is None:  # too large to come with the answer (or none): the connection's transfer

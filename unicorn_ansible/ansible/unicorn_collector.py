@@ -24,7 +24,8 @@ import dataclasses
 import os
 import re
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from ansible.plugins.callback import CallbackBase
 from ansible.plugins.loader import filter_loader, test_loader
@@ -111,7 +112,7 @@ def _reported(entry: ReportedTask) -> ReportedTask:
                                kind=cut(entry.kind), preview=cut(entry.preview))
 
 
-def _load_template_plugins():
+def _load_template_plugins() -> None:
     """Load Ansible's filter and test plugins once, here in ansible-playbook's main process.
 
     Each task runs in a worker forked from this process, and a worker that templates the role's
@@ -125,7 +126,7 @@ def _load_template_plugins():
         pass
 
 
-class CallbackModule(CallbackBase):
+class CallbackModule(CallbackBase):  # type: ignore[misc]  # (Ansible's classes carry no types)
     CALLBACK_VERSION = 2.0
     CALLBACK_TYPE = "aggregate"
     CALLBACK_NAME = "unicorn_collector"
@@ -157,10 +158,10 @@ class CallbackModule(CallbackBase):
             self.hosts[executor] = known or NodeStatusRecord(host=executor, phase=Phase.CONNECTING, prepared=False)
         return self.hosts[executor]
 
-    def _change(self, executor: str, **changes: Any) -> NodeStatusRecord:
+    def _change(self, executor: str, **changes: object) -> NodeStatusRecord:
         """The executor's status with ``changes`` (fields of a NodeStatusRecord), saved."""
         assert self.run is not None
-        status = self.hosts[executor] = dataclasses.replace(self._status(executor), **changes)
+        status = self.hosts[executor] = dataclasses.replace(self._status(executor), **changes)  # type: ignore[arg-type]
         write_json(self.run.node_status_file(executor), status.to_json())
         return status
 
@@ -186,7 +187,7 @@ class CallbackModule(CallbackBase):
         return found if found in self._executors_of(host) else None  # a host names only its own
 
     def _update(self, result: TaskResult, outcome: str, answer: ExecutorAnswer | None = None, /,
-                **changes: Any) -> None:
+                **changes: object) -> None:
         if self.run is None:
             return
         step = (result._task.vars or {}).get("unicorn_step")
@@ -277,7 +278,7 @@ class CallbackModule(CallbackBase):
                      unreachable=False, **self._fetched(data))
 
     @staticmethod
-    def _fetched(data: dict[str, Any]) -> dict[str, bool]:
+    def _fetched(data: Mapping[str, object]) -> dict[str, bool]:
         return {"fetched": True} if data.get("fetched") is not None else {}
 
     def v2_runner_retry(self, result: TaskResult) -> None:

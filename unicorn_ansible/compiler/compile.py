@@ -25,7 +25,6 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import cloudpickle
 import jinja2
@@ -109,7 +108,7 @@ def versions() -> dict[str, str]:
     import cloudpickle
     import returns
 
-    def version_of(module: Any, dist: str) -> str:
+    def version_of(module: object, dist: str) -> str:
         try:
             from importlib.metadata import version
 
@@ -276,7 +275,7 @@ class _Compilation:
     """What the nodes' files of one compilation share, and what they tell the playbooks."""
 
     def __init__(self, run: RunDir, name: str, run_id: str, inventory: Inventory, options: CompileOptions,
-                 flags: dict[str, Any]) -> None:
+                 flags: dict[str, object]) -> None:
         self.run, self.name, self.run_id, self.inventory = run, name, run_id, inventory
         self.options, self.flags = options, flags
         self.bundle = build_bundle()
@@ -317,7 +316,7 @@ class _Compilation:
         write_atomic(folder / NODE_BUNDLE_NAME, node_bundle(self.bundle, files), 0o600)
 
     def _node_spec(self, host: str, executor: str, env_vars: dict[str, str], time_limit: float,
-                   imports: Mapping[str, Any], declared: list[dict[str, Any]]) -> NodeSpec:
+                   imports: Mapping[str, object], declared: Sequence[object]) -> NodeSpec:
         source = f"node {host}'s specification"
         # where tasks find the run's flags: the controller's socket on a local host, the reverse
         # tunnel's port on the host's loopback over SSH (and netunicorn's variables)
@@ -353,7 +352,7 @@ class _Compilation:
         )
 
     def playbook_context(self, name: str, run_id: str, hosts: list[str],
-                         settings: list[tuple[str, str, str, str]]) -> dict[str, Any]:
+                         settings: list[tuple[str, str, str, str]]) -> dict[str, object]:
         project = str(self.run.project)
         return {
             "version": __version__,
@@ -382,7 +381,7 @@ def load_templates() -> None:
         _templates().get_template(f"{playbook}.j2")
 
 
-def _write_playbooks(run: RunDir, context: dict[str, Any]) -> None:
+def _write_playbooks(run: RunDir, context: dict[str, object]) -> None:
     templates = _templates()
     for playbook in PLAYBOOKS:
         write_atomic(run.project / playbook, templates.get_template(f"{playbook}.j2").render(context))

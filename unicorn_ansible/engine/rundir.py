@@ -51,6 +51,8 @@ FLAGS = "flags.json"
 FLAGS_ENDPOINT = "flags-endpoint.json"
 INVENTORY_SNAPSHOT = "inventory-snapshot.json"
 NODE_STATUS = "status.json"
+#: a JSON object as stored: run.json's fields as the engine reads and changes them (typed: RunRecord)
+Stored = dict[str, Any]
 
 
 
@@ -88,18 +90,18 @@ def write_atomic(path: Path, data: bytes | str, mode: int = 0o600) -> None:
         handle.write(data.encode("utf-8") if isinstance(data, str) else data)
 
 
-def write_json(path: Path, data: Any, mode: int = 0o600, sort_keys: bool = False) -> None:
+def write_json(path: Path, data: object, mode: int = 0o600, sort_keys: bool = False) -> None:
     """``data`` as indented JSON (what JSON cannot say, as text), written atomically."""
     write_atomic(path, json.dumps(data, indent=2, sort_keys=sort_keys, default=str) + "\n", mode)
 
 
-def read_json(path: Path) -> dict[str, Any] | None:
+def read_json(path: Path) -> Stored | None:
     """A JSON object from ``path``; None when the file is missing, unreadable, not JSON, beyond the
     wire's bounds (size, depth) or not an object (see :func:`unicorn_ansible.node.wire.read_json`)."""
     return wire.read_json(path)
 
 
-def executors(record: Mapping[str, Any] | RunRecord) -> dict[str, str]:
+def executors(record: Mapping[str, object] | RunRecord) -> dict[str, str]:
     """Every deployment of a run by its executor id (the node's name; ``NODE#N`` for a node's N-th
     pipeline), in the experiment's order, with its inventory host (see RunRecord.deployments)."""
     if not isinstance(record, RunRecord):
@@ -203,7 +205,7 @@ class RunDir:
     def exists(self) -> bool:
         return self.record_file.is_file()
 
-    def record(self) -> dict[str, Any]:
+    def record(self) -> Stored:
         """The record as stored (a JSON object, bounded); :meth:`run_record` is the typed one."""
         record = read_json(self.record_file)
         if record is None:
@@ -214,7 +216,7 @@ class RunDir:
         """The record, typed (read leniently: a field of the wrong type reads as absent)."""
         return RunRecord.from_untrusted(self.record(), str(self.record_file), lenient=True)
 
-    def create_record(self, record: RunRecord | Mapping[str, Any]) -> None:
+    def create_record(self, record: RunRecord | Mapping[str, object]) -> None:
         """Write the record a run starts with (a mapping is checked as a RunRecord and kept as given)."""
         fields = record.to_json() if isinstance(record, RunRecord) else dict(record)
         RunRecord.from_untrusted(fields, RECORD)
@@ -232,8 +234,7 @@ class RunDir:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def update(self, change: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-               **fields: Any) -> dict[str, Any]:
+    def update(self, change: Callable[[Stored], Stored] | None = None, **fields: object) -> Stored:
         """Change the record atomically: ``fields`` are set, then ``change(record)`` returns
         more fields computed from the record as it is under the lock. Returns the new record."""
         with self.locked():

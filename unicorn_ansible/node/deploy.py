@@ -134,7 +134,7 @@ _Handler = Callable[[int, FrameType | None], object] | int | None
 def _handle_term(handler: _Handler) -> _Handler:
     """Install ``handler`` for SIGTERM (in the main thread only); the previous one."""
     try:
-        return signal.signal(signal.SIGTERM, handler)  # type: ignore[arg-type]  # None: what signal gave back
+        return signal.signal(signal.SIGTERM, handler)
     except ValueError:
         return None
 

@@ -20,7 +20,7 @@ from returns.result import Failure, Result
 
 from .files import atomic_file
 from .journal import PreviousSteps
-from .outcome import call_task, dumps_result, preview, result_type
+from .outcome import Runnable, call_task, dumps_result, preview, result_type
 from .protocol import ARTIFACTS_ENV, SUCCESS, TaskKind
 from .wire import PREVIEW_CHARS, WORD_CHARS, Part, WireError, parse_object
 
@@ -107,7 +107,7 @@ def _send(sender: socket.socket, line: bytes, payload: bytes, seq: int) -> bool:
         return False  # no memfd here, a smaller socket buffer than expected...: a file instead
 
 
-def run_and_send(task: object, previous: PreviousSteps, environment: dict[str, str], sender: socket.socket | None,
+def run_and_send(task: Runnable, previous: PreviousSteps, environment: dict[str, str], sender: socket.socket | None,
                  seq: int, result_path: str) -> None:
     """Body of a task's process: run it; send its Result on ``sender``, or, when that cannot
     take it, write it to ``result_path``."""

@@ -106,7 +106,7 @@ def iter_records(path: str, with_payload: bool = True, payload_limit: int | None
             number += 1
 
 
-def results_by_name(records: list[JournalEntry], loads: Callable[[bytes], V] = loads_result) -> dict[str, list[V]]:
+def results_by_name(records: list[JournalEntry], loads: Callable[[bytes], V]) -> dict[str, list[V]]:
     """netunicorn's shape: task name -> list of Results, in the order they finished."""
     out: dict[str, list[V]] = {}
     for record in sorted(records, key=lambda r: r.header.seq):
@@ -114,7 +114,7 @@ def results_by_name(records: list[JournalEntry], loads: Callable[[bytes], V] = l
     return out
 
 
-def results_by_stage(records: list[JournalEntry], loads: Callable[[bytes], V] = loads_result) -> list[V | list[V]]:
+def results_by_stage(records: list[JournalEntry], loads: Callable[[bytes], V]) -> list[V | list[V]]:
     """The tutorial's shape: one entry per stage that ran, the Result of a single-task
     stage or the list of Results (in pipeline order) of a parallel stage."""
     stages: dict[int, dict[int, JournalEntry]] = {}

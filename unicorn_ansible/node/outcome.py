@@ -14,7 +14,7 @@ import reprlib
 import sys
 import traceback
 from collections.abc import Mapping
-from typing import IO, Any
+from typing import IO, Protocol
 
 import cloudpickle
 from returns.pipeline import is_successful
@@ -23,8 +23,17 @@ from returns.result import Failure, Result, Success
 from .protocol import FAILURE, SHIPPED_CLASS, SUCCESS
 from .wire import ImportNeed
 
+#: what a task returns, as a Result (anything is its value or error)
+TaskResult = Result[object, object]
 
-def as_result(value: Any) -> Result[Any, Any]:
+
+class Runnable(Protocol):
+    """A task: its ``run()`` (netunicorn's and ours alike)."""
+
+    def run(self) -> object: ...
+
+
+def as_result(value: object) -> TaskResult:
     """What ``run()`` returned, as a Result: a Result is kept as is, anything else becomes Success(value)."""
     if isinstance(value, Result):
         return value
@@ -41,7 +50,7 @@ def learn_installs(imports: Mapping[str, ImportNeed]) -> None:
     INSTALLS.update({top: needed.install for top, needed in imports.items() if needed.install})
 
 
-def call_task(task: Any, log: IO[str] | None = None) -> Result[Any, Any]:
+def call_task(task: Runnable, log: IO[str] | None = None) -> TaskResult:
     """Run ``task.run()`` and apply the Result semantics.
 
     An exception becomes ``Failure(str(exception))``; its full traceback goes
@@ -63,12 +72,12 @@ def call_task(task: Any, log: IO[str] | None = None) -> Result[Any, Any]:
         return Failure(f"task ended with {type(exc).__name__}({exc})")
 
 
-def result_type(result: Result[Any, Any]) -> str:
+def result_type(result: TaskResult) -> str:
     """``Success`` or ``Failure``: a journal header's ``type``."""
     return SUCCESS if is_successful(result) else FAILURE
 
 
-def _shipped_class_id(obj: Any) -> Any:
+def _shipped_class_id(obj: object) -> tuple[str, object] | None:
     if isinstance(obj, type):
         tracker = getattr(cloudpickle.cloudpickle, "_DYNAMIC_CLASS_TRACKER_BY_CLASS", {}).get(obj)
         if tracker is not None:
@@ -76,7 +85,7 @@ def _shipped_class_id(obj: Any) -> Any:
     return None
 
 
-def dumps_result(result: Any) -> bytes:
+def dumps_result(result: object) -> bytes:
     """Pickle a task's Result for the controller."""
     buffer = io.BytesIO()
     pickler = cloudpickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
@@ -85,14 +94,14 @@ def dumps_result(result: Any) -> bytes:
     return buffer.getvalue()
 
 
-def _shipped_class(pid: Any) -> Any:
+def _shipped_class(pid: object) -> object:
     registry = getattr(cloudpickle.cloudpickle, "_DYNAMIC_CLASS_TRACKER_BY_ID", {})
     if isinstance(pid, tuple) and len(pid) == 2 and pid[0] == SHIPPED_CLASS and pid[1] in registry:
         return registry[pid[1]]
     raise pickle.UnpicklingError(f"a result refers to a class this pipeline did not ship ({pid!r})")
 
 
-def loads_result(data: bytes) -> Any:
+def loads_result(data: bytes) -> object:
     """Read back, on the node, a Result written by :func:`dumps_result`: the pipeline's data, so
     with the pipeline's own classes (this process loaded them with the pipeline) and any module
     the node's environment can import."""
@@ -118,7 +127,7 @@ class _ShortRepr(reprlib.Repr):
     repr_bytearray = repr_bytes
 
 
-def bounded_repr(value: Any, limit: int) -> str:
+def bounded_repr(value: object, limit: int) -> str:
     """A Result (or any value) as text of at most about ``limit`` characters, built without
     the whole repr of a huge value; a Result reads as the returns library shows it."""
     try:
@@ -133,7 +142,7 @@ def bounded_repr(value: Any, limit: int) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
 
 
-def preview(result: Result[Any, Any], limit: int = 200) -> str:
+def preview(result: TaskResult, limit: int = 200) -> str:
     """A journal header's ``preview``: the Result as at most ``limit`` characters."""
     text = bounded_repr(result, limit)
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -101,7 +101,7 @@ class Word(str, Enum):
     __hash__ = str.__hash__
 
     def __str__(self) -> str:
-        return self.value
+        return str.__str__(self)
 
 
 class ExecutorStatus(Word):

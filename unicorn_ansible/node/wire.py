@@ -262,7 +262,7 @@ class Fields:
     def opt_integer(self, name: str, low: int = 0, high: int = BYTES_LIMIT) -> int | None:
         value = self.raw.get(name)
         if value is None or (type(value) is int and low <= value <= high):
-            return value  # type: ignore[return-value]  # None or an int (checked above)
+            return value
         self._dropped(name, value, f"a whole number from {low} to {high}")
         return None
 

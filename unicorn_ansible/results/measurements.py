@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
-from ..node.wire import JSONObject
 from .refused import succeeded
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -22,6 +21,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from .model import RunResults
 
 COLUMNS = ("node", "task", "repetition", "field", "value")
+
+
+class Measurement(TypedDict):
+    """One number a task returned (``node``: the executor id, the node's name for its first pipeline)."""
+
+    node: str
+    task: str
+    repetition: int
+    field: str
+    value: float
 
 
 def _number(value: object) -> float | None:
@@ -50,10 +59,10 @@ def numeric_fields(value: object) -> dict[str, float]:
     return found
 
 
-def measurements(results: RunResults) -> list[JSONObject]:
+def measurements(results: RunResults) -> list[Measurement]:
     """Rows ``{node, task, repetition, field, value}``, one per number a successful task returned
     (``node``: the executor id, the node's name for its first pipeline)."""
-    rows: list[JSONObject] = []
+    rows: list[Measurement] = []
     for node in results:
         for task, runs in node.tasks.items():
             for repetition, result in enumerate(runs):

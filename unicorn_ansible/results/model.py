@@ -26,6 +26,8 @@ from .status import NodeStatus
 if TYPE_CHECKING:  # pragma: no cover
     import pandas
 
+    from .measurements import Measurement
+
 
 class Timing(TypedDict, total=False):
     """One task run's times, from its journal record (or, for a host lost, its progress report)."""
@@ -108,7 +110,8 @@ class NodeResult:
             "notice": self.notice,
         }
         if self.extra:
-            out["extra"] = dict(self.extra)  # type: ignore[arg-type]  # file name -> JSON objects
+            extra: JSONObject = {name: fields for name, fields in self.extra.items()}
+            out["extra"] = extra
         return out
 
 
@@ -164,7 +167,7 @@ class RunResults:
         return [r for r in self.nodes
                 if (status is None or r.status == status) and (node is None or r.executor_id == node)]
 
-    def measurements(self) -> list[JSONObject]:
+    def measurements(self) -> list[Measurement]:
         """Every number the tasks returned, one row each: node, task, repetition, field, value."""
         from .measurements import measurements
 
