@@ -30,7 +30,7 @@ from .conftest import CLI, Env
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 #: what `results --json` gives for a node of one pipeline (unchanged by several pipelines per node)
-ORDINARY_KEYS = {"node", "status", "prepared", "error", "success", "results", "tasks", "timings", "not_run",
+ORDINARY_KEYS = {"node", "executor_id", "status", "prepared", "error", "success", "results", "tasks", "timings", "not_run",
                  "reported", "artifacts", "stopped_processes", "notice"}
 
 FLAGS = '''

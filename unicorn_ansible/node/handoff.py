@@ -28,7 +28,7 @@ from .wire import PREVIEW_CHARS, WORD_CHARS, Part, WireError, parse_object
 RESULT_DATAGRAM_MAX = 64 * 1024
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class ResultMeta(Part):
     """The line a task's process sends before its pickled Result: what the journal's header takes from it."""
 

@@ -1,10 +1,11 @@
-"""What the node side and the controller agree on: file names, the journal's format, statuses.
+"""What the node side and the controller agree on: file names and statuses (the records those
+files hold are ``wire.py``'s).
 
 Every name and status word here is defined once; the controller imports them from
 this module, the generated plays get them as variables. Besides this module the controller
-imports only the node's readers of what hosts send (``journal``, ``outcome``'s previews,
-``files.copy_range``) and, to run a pipeline in its own process (``engine/local.py``), the
-scheduler.
+imports only the node's records and readers of what hosts send (``wire``, ``journal``,
+``outcome``'s previews, ``digests``, ``files.copy_range``) and, to run a pipeline in its own
+process (``engine/local.py``), the scheduler.
 
 A node's work folder (``~/.unicorn-ansible/hosts/<host>/runs/<run>/`` on the host),
 every file written atomically or append-only, so whatever finished survives a

@@ -389,6 +389,16 @@ _KNOWN: dict[type, frozenset[str]] = {}
 _WRITTEN: dict[type, tuple[str, ...]] = {}
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
+
+
 def _plain(value: object) -> JSONValue:
     if isinstance(value, Part):
         return value.to_json()
@@ -399,11 +409,31 @@ def _plain(value: object) -> JSONValue:
     return value  # type: ignore[return-value]  # a str, int, float or bool (the fields' types)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class Part:
-    """A part of a record (versioned with it): typed fields, and the unknown ones it was given."""
+    """A part of a record (versioned with it): typed fields, and the unknown ones it was given.
+
+    Equality, hash and repr are written once here for every record, from its fields (what
+    ``dataclass`` would generate for each class: a node command imports every record, and
+    generating them per class would cost it ~20 ms)."""
 
     extra: Mapping[str, JSONValue] = field(default_factory=dict)
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in _field_names(type(self)))
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, Part)
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in _field_names(type(self)))
+        return f"{type(self).__qualname__}({shown})"
 
     @classmethod
     def known(cls) -> frozenset[str]:
@@ -438,7 +468,7 @@ class Part:
         return out
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class Record(Part):
     """A record of its own (a file, an answer): a part with a version."""
 
@@ -471,7 +501,7 @@ def _version(f: Fields) -> int:
 
 
 # -- the journal: one record per finished task ----------------------------------------------------
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class TaskRecord(Record):
     """A journal record's header (its payload, the pickled Result, follows it in the journal)."""
 
@@ -505,7 +535,7 @@ class TaskRecord(Record):
                             kind=self.kind, preview=self.preview, start=self.start, end=self.end, extra=self.extra)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class ReportedTask(Part):
     """A finished task as a progress report tells it (``new`` in an executor's answer)."""
 
@@ -529,7 +559,7 @@ class ReportedTask(Part):
                    start=f.opt_number("start"), end=f.opt_number("end"), extra=f.extra(cls.known()))
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class ReportedMark(Record):
     """reported.json: the last task whose header went back with a progress report."""
 
@@ -542,7 +572,7 @@ class ReportedMark(Record):
 
 
 # -- the executor's state and answers -----------------------------------------------------------
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class StoppedProcess(Part):
     """A process the tasks left running that the pipeline's end (or a cancel) stopped."""
 
@@ -569,7 +599,7 @@ def _state_fields(f: Fields) -> dict[str, object]:
         success=f.opt_flag("success"), error=f.opt_text("error", ERROR_CHARS), version=_version(f))
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class ExecutorState(Record):
     """state.json: the executor's status (an ExecutorStatus), its progress and how it ended."""
 
@@ -599,7 +629,7 @@ class ExecutorState(Record):
         return cls(**_state_fields(f), extra=f.extra(cls.known()))  # type: ignore[arg-type]
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class ExecutorAnswer(ExecutorState):
     """What ``start``, ``state`` and ``cancel`` print: the state and where its results are."""
 
@@ -630,7 +660,7 @@ class ExecutorAnswer(ExecutorState):
                                  deployment=self.deployment, stopped_count=self.stopped_count)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class Started(Record):
     """started.json: the detached executor's pid, written once by ``start`` (or by a cancel first)."""
 
@@ -648,7 +678,7 @@ class Started(Record):
 
 
 # -- the deployment -----------------------------------------------------------------------------
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class ContainerSpec(Part):
     """A DockerImage environment (see node/container.py): deploy.json's, completed on the host."""
 
@@ -670,7 +700,7 @@ class ContainerSpec(Part):
                    engine=f.opt_text("engine"), name=f.opt_text("name"), extra=f.extra(cls.known()))
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class DeploySpec(Record):
     """deploy.json: the node's requirements and how to run them (written by the compiler)."""
 
@@ -695,7 +725,7 @@ class DeploySpec(Record):
                    version=_version(f), extra=f.extra(cls.known()))
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class CommandRun(Part):
     """One requirement as it ran (or one step of an image build)."""
 
@@ -718,7 +748,7 @@ class CommandRun(Part):
                    extra=f.extra(cls.known()))
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class DeployReport(Record):
     """deploy-report.json: how the node's deployment went, written as it goes."""
 
@@ -756,7 +786,7 @@ class DeployReport(Record):
                    extra=f.extra(cls.known()))
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class CommandSummary(Part):
     """A requirement in the deployment's answer: its command (cut), exit code and seconds."""
 
@@ -772,7 +802,7 @@ class CommandSummary(Part):
                    extra=f.extra(cls.known()))
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class StartedSummary(Part):
     """A deployment that started its pipeline in the same call (``deploy --start``)."""
 
@@ -786,7 +816,7 @@ class StartedSummary(Part):
                    extra=f.extra(cls.known()))
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class DeployAnswer(Record):
     """What ``deploy`` prints (the bundle's Python check prints the same fields, see compiler/bundle.py)."""
 
@@ -812,7 +842,7 @@ class DeployAnswer(Record):
 
 
 # -- the node's run specification -----------------------------------------------------------------
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class ImportNeed(Part):
     """An installed module the pipeline imports: the tasks that need it, and what installs it."""
 
@@ -826,7 +856,7 @@ class ImportNeed(Part):
                    extra=f.extra(cls.known()))
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class FlagSettings(Part):
     """Where a node's tasks find the run's flags (see engine/flag_server.py's task_settings)."""
 
@@ -841,7 +871,7 @@ class FlagSettings(Part):
                    environment=f.text_map("environment"), extra=f.extra(cls.known()))
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class DeclaredArtifact(Part):
     """A path or glob pattern whose files come home (``task``: whose; None: the pipeline's)."""
 
@@ -854,7 +884,7 @@ class DeclaredArtifact(Part):
         return cls(pattern=f.text("pattern"), task=f.opt_text("task", TASK_NAME_CHARS), extra=f.extra(cls.known()))
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class ArtifactDeclarations(Part):
     """node.json's ``artifacts``."""
 
@@ -866,7 +896,7 @@ class ArtifactDeclarations(Part):
         return cls(declared=f.parts("declared", DeclaredArtifact), extra=f.extra(cls.known()))
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class NodeSpec(Record):
     """node.json: how the node runs its pipeline (written by the compiler)."""
 
@@ -908,7 +938,7 @@ def safe_parts(path: object) -> list[str]:
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class ArtifactOffer(Part):
     """One file a node offers to bring home (artifacts.json), or why it stays on the host (``left``)."""
 
@@ -952,7 +982,7 @@ class ArtifactOffer(Part):
                    source=str(where)[:TEXT_CHARS], left=f"refused: {str(error).rpartition(': ')[2]}")
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class ArtifactsManifest(Record):
     """artifacts.json: every file a node offers; an entry that is not one is kept as refused."""
 
@@ -965,7 +995,7 @@ class ArtifactsManifest(Record):
                    version=_version(f), extra=f.extra(cls.known()))
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class OutboxManifest(Record):
     """outbox.json, the outbox's first member: the files fetched on their own, with their sizes."""
 
@@ -986,7 +1016,7 @@ def check_folder_name(name: str) -> str:
     return name
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class ControllerRef(Part):
     """A controller process: its pid and start time (its identity; see engine/controller.py)."""
 
@@ -1000,7 +1030,7 @@ class ControllerRef(Part):
                    extra=f.extra(cls.known()))
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class RunOptions(Part):
     """run.json's ``options``: compiler/settings.py's CompileOptions, as the run was compiled with
     (the same fields; a field only CompileOptions has is kept as an unknown one)."""
@@ -1026,7 +1056,7 @@ class RunOptions(Part):
                    extra=f.extra(cls.known()))
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class RunRecord(Record):
     """run.json: the run's record (changed only under the run folder's lock, see engine/rundir.py)."""
 
@@ -1095,7 +1125,7 @@ def _executor_map(f: Fields) -> dict[str, str]:
         return {}
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class StatusEvent(Part):
     """One step's outcome for a node, as the collector saw it."""
 
@@ -1114,7 +1144,7 @@ class StatusEvent(Part):
 MAX_EVENTS = 10_000
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class NodeStatusRecord(Record):
     """nodes/<executor>/status.json, the collector's: the node's phase, progress and what finished."""
 
@@ -1145,7 +1175,7 @@ class NodeStatusRecord(Record):
                    cancelled=f.opt_flag("cancelled"), version=_version(f), extra=f.extra(cls.known()))
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class ArtifactIndexEntry(Part):
     """One file of a node's artifacts at home: where it is (``file``), or why it stayed (``left``)."""
 
@@ -1167,7 +1197,7 @@ class ArtifactIndexEntry(Part):
                    extra=f.extra(cls.known()))
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class ArtifactsIndex(Record):
     """nodes/<executor>/artifacts-index.json: every artifact of the node, by its task and path. An
     index of the releases before versions is the mapping itself."""
@@ -1183,7 +1213,7 @@ class ArtifactsIndex(Record):
                    extra=f.extra(cls.known()))
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class FlagsEndpoint(Record):
     """flags-endpoint.json: where the run's flag store listens (see engine/flag_server.py)."""
 

@@ -52,13 +52,15 @@ def load_plan(pipeline_file: Path) -> object:
 def _structure(plan: object) -> tuple[list[object], list[Edge], list[int]] | None:
     """(vertices, edges, column of each vertex) of a GraphPlan or a stage-by-stage Pipeline."""
     if hasattr(plan, "vertices") and hasattr(plan, "edges"):
-        vertices: list[object] = list(plan.vertices)
-        edges: list[Edge] = [(a, b, dict(attrs)) for a, b, attrs in plan.edges]
-        return vertices, edges, _depths(len(vertices), edges)
+        points: list[object] = list(plan.vertices)
+        arrows: list[Edge] = [(a, b, dict(attrs)) for a, b, attrs in plan.edges]
+        return points, arrows, _depths(len(points), arrows)
     stages = getattr(plan, "tasks", None)
     if not isinstance(stages, list):
         return None
-    vertices, columns = [], []
+    vertices: list[object] = []
+    columns: list[int] = []
+    edges: list[Edge] = []
     for number, stage in enumerate(stages):
         first = len(vertices)
         vertices += list(stage)
