@@ -268,3 +268,11 @@ def test_an_executor_answer_carries_its_state_flat() -> None:
     assert raw["status"] == "running" and raw["done"] == 2 and raw["new-field"] == 1 and raw["outbox"] == "/w/outbox.tar"
     progress = answer.progress()
     assert progress.outbox_data is None and progress.new == () and progress.done == 2
+
+
+def test_an_artifacts_index_of_the_previous_version_is_its_mapping() -> None:
+    key = json.dumps(["t", "a.txt"])
+    old = {key: {"task": "t", "path": "a.txt", "size": 3, "file": "nodes/h1/artifacts/t/a.txt", "left": None}}
+    index = wire.ArtifactsIndex.from_untrusted(old, "nodes/h1/artifacts-index.json", lenient=True)
+    assert index.entries[key].file == "nodes/h1/artifacts/t/a.txt" and index.version == 1
+    assert wire.ArtifactsIndex.from_untrusted(index.to_json(), "again") == index  # written in the new form

@@ -415,7 +415,7 @@ class Part:
 
     Equality, hash and repr are written once here for every record, from its fields (what
     ``dataclass`` would generate for each class: a node command imports every record, and
-    generating them per class would cost it ~20 ms)."""
+    generating them per class would cost it about 15 ms)."""
 
     extra: Mapping[str, JSONValue] = field(default_factory=dict)
 
