@@ -85,7 +85,7 @@ class DeploymentExecutionResult:
 
     def __init__(self, outcome: NodeResult, node: Node, logs: list[str]) -> None:
         self.node = node
-        self.executor_id = outcome.node
+        self.executor_id = outcome.executor_id
         self.outcome = outcome
         self.error: str | None = outcome.error
         self.status = outcome.status
@@ -111,7 +111,7 @@ class DeploymentExecutionResult:
         return self.outcome.artifacts
 
     def __str__(self) -> str:
-        executor = f"\n  Executor: {self.executor_id}" if self.executor_id != self.outcome.host else ""
+        executor = f"\n  Executor: {self.executor_id}" if self.executor_id != self.outcome.node else ""
         text = f"DeploymentExecutionResult:\n  Node: {self.node}{executor}\n  Status: {self.status}\n"
         for name, results in self.outcome.tasks.items():
             text += f"    {name}: {results}\n"
@@ -228,8 +228,8 @@ class Client:
         if status in (ExperimentStatus.RUNNING, ExperimentStatus.FINISHED):
             nodes = {d.node.name: d.node for d in experiment} if experiment is not None else {}
             execution = [
-                DeploymentExecutionResult(outcome, nodes.get(outcome.host, Node(outcome.host, {})),
-                                          self._logs(run_dir, outcome.node))
+                DeploymentExecutionResult(outcome, nodes.get(outcome.node, Node(outcome.node, {})),
+                                          self._logs(run_dir, outcome.executor_id))
                 for outcome in results
             ]
         return ExperimentExecutionInformation(status, experiment, execution)
