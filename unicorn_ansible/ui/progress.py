@@ -45,9 +45,18 @@ def describe(status: NodeStatusRecord | Mapping[str, object]) -> tuple[str, int,
     if phase == Phase.RUNNING and progress is not None and progress.stages:
         return f"running stage {progress.stage or 0} of {progress.stages}", done, total
     if phase == Phase.DEPLOYED:
-        notice = status.deploy.notice if status.deploy else None  # e.g. a DockerImage run as shell (node/container.py)
-        return (f"deployed; notice: {notice}" if notice else "deployed"), done, total
+        notice = deploy_notice(status)
+        return (f"deployed; {NOTICE}{notice}" if notice else "deployed"), done, total
     return phase, done, total
+
+
+#: how a line about a node's deployment notice begins
+NOTICE = "notice: "
+
+
+def deploy_notice(status: NodeStatusRecord) -> str | None:
+    """What the host said of how it deployed the node (e.g. a DockerImage run as shell: node/container.py)."""
+    return status.deploy.notice if status.deploy else None
 
 
 def known_total(progress: ExecutorState | None) -> int:
@@ -73,6 +82,9 @@ class Progress:
         self.interval = interval
         self.live = bool(getattr(stream, "isatty", lambda: False)())
         self._seen: dict[str, tuple[str, int, int]] = {}
+        #: nodes whose deployment notice is yet to be shown, and those whose notice was shown
+        self._notices: dict[str, str] = {}
+        self._noticed: set[str] = set()
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -81,7 +93,14 @@ class Progress:
     # -- reading ---------------------------------------------------------------
     def snapshot(self) -> dict[str, tuple[str, int, int]]:
         run = RunDir(self.run_dir)
-        return {host: describe(run.node_status(host)) for host in self.hosts}
+        described = {}
+        for host in self.hosts:
+            status = run.node_status(host)
+            described[host] = describe(status)
+            notice = deploy_notice(status)
+            if notice and host not in self._noticed:
+                self._notices[host] = notice
+        return described
 
     # -- showing -----------------------------------------------------------------
     def lines(self, snapshot: dict[str, tuple[str, int, int]]) -> list[str]:
@@ -89,6 +108,11 @@ class Progress:
         out = []
         stamp = time.strftime("%H:%M:%S")
         for host, (label, done, total) in snapshot.items():
+            notice = self._notices.pop(host, None)
+            if notice is not None:  # said once, though the node was past "deployed" when this looked
+                self._noticed.add(host)
+                if NOTICE not in label:
+                    out.append(f"{stamp} {host}: deployed; {NOTICE}{notice}")
             if self._seen.get(host, ("", -1, -1))[0] != label:
                 text = tasks_text(done, total)
                 tasks = f" ({text} tasks)" if text else ""
