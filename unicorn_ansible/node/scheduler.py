@@ -66,6 +66,7 @@ class Executor:
                  task_timeout: float | None = None, log_cap: int = DEFAULT_LOG_CAP,
                  time_limit: float | None = None) -> None:
         self.pipeline = pipeline
+        learn_classes(pipeline)  # its results name the classes it shipped by their ids
         self.plan = plan_for(pipeline)
         self.workdir = os.path.abspath(workdir)
         self.environment = dict(environment or {})
@@ -370,5 +371,4 @@ def run_pipeline(pipeline: object, workdir: str, environment: dict[str, str] | N
 
     ``time_limit``: seconds the whole pipeline may run; then its tasks are stopped
     and the state is ``timed_out``."""
-    learn_classes(pipeline)  # its results name the classes it shipped by their ids
     return Executor(pipeline, workdir, environment, task_timeout, log_cap, time_limit).run().to_json()
