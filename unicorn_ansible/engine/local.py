@@ -50,11 +50,11 @@ class LocalExecutor:
         self.execution_graph = execution_graph
         self.node = node or this_machine()
         self.task_timeout = task_timeout
-        self.execution_graph_results: Result | None = None
+        self.execution_graph_results: Result[object, object] | None = None
         self.state: dict[str, Any] = {}
         self.logs: list[str] = []
 
-    def __call__(self) -> Result:
+    def __call__(self) -> Result[object, object]:
         plan = cloudpickle.loads(Deployment(self.node, self.execution_graph).pipeline)
         with tempfile.TemporaryDirectory(prefix="unicorn-local-") as workdir:
             self.state = run_pipeline(plan, workdir, task_timeout=self.task_timeout)
