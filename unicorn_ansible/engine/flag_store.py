@@ -12,7 +12,7 @@ import math
 import re
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ..model.flags import INT_MAX, INT_MIN, MAX_NAME, MAX_TEXT, FlagError, FlagValues
 from .rundir import RunDir, write_json
@@ -45,7 +45,7 @@ def _parse_float(text: str) -> float:
     return value
 
 
-def _refuse_constant(name: str) -> Any:
+def _refuse_constant(name: str) -> NoReturn:
     raise FlagError(f"{name} is not a number a flag request may carry")
 
 
@@ -62,19 +62,19 @@ def parse_json(data: bytes) -> Any:
         raise FlagError(f"a request is JSON ({exc})") from None
 
 
-def check_name(name: Any) -> str:
+def check_name(name: object) -> str:
     if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME or "\0" in name:
         raise FlagError(f"a flag name is a text of 1 to {MAX_NAME} characters")
     return name
 
 
-def check_int(number: Any, what: str = "int_value") -> int:
+def check_int(number: object, what: str = "int_value") -> int:
     if isinstance(number, bool) or not isinstance(number, int) or not INT_MIN <= number <= INT_MAX:
         raise FlagError(f"{what} must be a 64-bit integer")
     return number
 
 
-def check_value(value: Any) -> FlagValues:
+def check_value(value: object) -> FlagValues:
     if not isinstance(value, dict):
         raise FlagError('a flag value is {"text_value": ..., "int_value": ...}')
     text, number = value.get("text_value"), value.get("int_value")
@@ -83,7 +83,7 @@ def check_value(value: Any) -> FlagValues:
     return FlagValues(text, 0 if number is None else check_int(number))
 
 
-def check_timeout(timeout: Any) -> float:
+def check_timeout(timeout: object) -> float:
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 <= timeout <= 10 * MAX_WAIT:
         raise FlagError(f"'timeout' must be a number of seconds from 0 to {10 * MAX_WAIT:g}")
     return min(float(timeout), MAX_WAIT)
