@@ -278,8 +278,24 @@ def run(experiment_file: str, inventories: Sequence[str], name: str | None, repl
         click.echo(json.dumps(results.to_dict(), indent=2))
     else:
         _summary(results)
-        click.echo(f"results: unicorn-ansible results {name} --json   (run folder: {results.run_dir})", err=True)
+        click.echo(f"results: {self_command()} results {name} --json   (run folder: {results.run_dir})", err=True)
     sys.exit(EXIT_OK if results.success else EXIT_FAILED)
+
+
+def self_command(argv0: str | None = None) -> str:
+    """How the user can run this same unicorn-ansible again: its bare name when that is what PATH
+    finds, else the full path of the running executable (after `pip install` into a venv that is not
+    activated, `unicorn-ansible` alone is not found, so a hint naming it would not run)."""
+    import os
+    import shutil
+
+    running = Path(argv0 if argv0 is not None else sys.argv[0])
+    if running.name != "unicorn-ansible" or not running.exists():
+        return "unicorn-ansible"
+    on_path = shutil.which("unicorn-ansible")
+    if on_path is not None and os.path.realpath(on_path) == os.path.realpath(running):
+        return "unicorn-ansible"
+    return str(running.resolve())
 
 
 @cli.command("compile")
