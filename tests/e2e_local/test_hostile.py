@@ -261,3 +261,45 @@ def test_a_host_s_json_file_nested_too_deep_is_that_node_s_alone(hostile_run: En
                  ["status", "attacked"], ["results", "attacked"]):
         shown = hostile_run.cli(*args)
         assert shown.returncode in (0, 1) and "Traceback" not in shown.stderr, (args, shown.stderr[-500:])
+
+
+SHARED = '''
+from dataclasses import dataclass
+from unicorn_ansible import Experiment, Pipeline, Task
+
+def bomb():
+    a = []
+    for _ in range(34):
+        a = [a, a]
+    return a
+
+@dataclass
+class Holder:
+    held: object
+
+class Shared(Task):
+    def run(self):
+        return bomb()
+
+class Held(Task):
+    def run(self):
+        return Holder(bomb())
+
+def experiment(nodes):
+    return Experiment().map(Pipeline().then(Shared(name="shared")).then(Held(name="held")), nodes.take(1))
+'''
+
+
+def test_results_that_share_references_are_shown_within_a_budget(env: Env) -> None:
+    """``a = [a, a]`` 34 times is 2**34 lists written out: its preview (in the task's process), ``results``,
+    ``results --json`` and ``report`` each write a bounded text of it, never the whole."""
+    inventory = env.local_inventory(["shared-a"])
+    env.write("shared.py", SHARED)
+    env.cli("run", "shared.py", "-i", str(inventory), "--name", "shared", "--task-timeout", "60", check=0, timeout=120)
+    done = env.cli("results", "shared", "--json", check=0, timeout=60)
+    tasks = node(json.loads(done.stdout), "shared-a")["tasks"]
+    assert len(done.stdout) < 200_000, len(done.stdout)
+    assert tasks["shared"][0]["value"].startswith("[[[[") and tasks["held"][0]["value"].startswith("Holder(held=[[[")
+    assert len(env.cli("results", "shared", check=0, timeout=60).stdout) < 20_000
+    env.cli("report", "shared", "-o", str(env.root / "r.html"), check=0, timeout=60)
+    assert (env.root / "r.html").stat().st_size < 2_000_000

@@ -7,7 +7,7 @@ from typing import Any
 
 from returns.pipeline import is_successful
 
-from ..node.outcome import bounded_repr
+from ..node.shown import bounded_repr
 from ..results.load import RunResults
 from .records import MAX_ERROR
 

@@ -15,6 +15,7 @@ relatively, so it works under either name). One concern per module:
 - ``sweep``      every process a pipeline or deployment started, found by its marker, stopped
 - ``handoff``    a task's Result, from its process to the executor
 - ``outcome``    the Result semantics, pickling for the controller, previews
+- ``shown``      values and host texts as bounded, printable text (one budget per value; no class's __repr__ runs)
 - ``journal``    append-only records of finished tasks, read back
 - ``outbox``     everything the controller fetches, packed in one file
 - ``artifacts``  the files tasks leave for the user, listed with size and sha256 for the controller

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import pickle
-import reprlib
 import sys
 import traceback
 from collections.abc import Mapping
@@ -22,6 +21,7 @@ from returns.pipeline import is_successful
 from returns.result import Failure, Result, Success
 
 from .protocol import FAILURE, SHIPPED_CLASS, SHIPPED_CLASSES, SUCCESS
+from .shown import bounded_repr
 from .wire import ImportNeed
 
 #: what a task returns, as a Result (anything is its value or error)
@@ -124,39 +124,7 @@ def loads_result(data: bytes) -> object:
     return unpickler.load()
 
 
-class _ShortRepr(reprlib.Repr):
-    """repr that never builds the whole text of a huge value (a 200 MB bytes, a long list)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.maxstring = self.maxother = 2000
-        self.maxlist = self.maxtuple = self.maxset = self.maxfrozenset = self.maxdeque = self.maxdict = 200
-        self.maxlevel = 8
-
-    def repr_bytes(self, value: bytes, level: int) -> str:
-        if len(value) <= 200:
-            return repr(value)
-        return f"<{type(value).__name__} of {len(value)} bytes: {bytes(value[:64])!r}...>"
-
-    repr_bytearray = repr_bytes
-
-
-def bounded_repr(value: object, limit: int) -> str:
-    """A Result (or any value) as text of at most about ``limit`` characters, built without
-    the whole repr of a huge value; a Result reads as the returns library shows it."""
-    try:
-        if isinstance(value, Result):
-            inner = value.unwrap() if is_successful(value) else value.failure()
-            shown = inner[:limit] if isinstance(inner, str) else _ShortRepr().repr(inner)
-            text = f"<{result_type(value)}: {shown}>"
-        else:
-            text = _ShortRepr().repr(value)
-    except Exception as exc:  # a user's __repr__ may raise
-        text = f"<unprintable {type(value).__name__}: {exc}>"
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
-
-
 def preview(result: TaskResult, limit: int = 200) -> str:
-    """A journal header's ``preview``: the Result as at most ``limit`` characters."""
-    text = bounded_repr(result, limit)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    """A journal header's ``preview``: the Result as at most ``limit`` characters, written with that
+    budget (a value sharing references is never written out whole in the task's process)."""
+    return bounded_repr(result, limit)

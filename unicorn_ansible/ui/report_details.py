@@ -12,8 +12,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ..engine.rundir import RunDir
-from ..node.outcome import bounded_repr
 from ..node.protocol import TaskKind
+from ..node.shown import bounded_repr
 from ..results.artifacts import human_size
 from ..results.model import NodeResult, Timing
 from ..results.refused import Refused, ResultLike, succeeded
