@@ -28,7 +28,7 @@ from .resources import inventories_dir
 __all__ = ["LEFT_OUT", "Inventory", "is_secret", "is_secret_name", "is_vault_encrypted", "load_inventory"]
 
 #: what the inventory snapshot says in place of a value left out
-LEFT_OUT = "(left out: a secret by its name, or vault-encrypted)"
+LEFT_OUT = "(left out: a secret by its name, vault-encrypted, or a template that refers to a secret)"
 
 
 def _architecture(value: Any) -> Architecture:
@@ -53,20 +53,26 @@ class Inventory:
     sources: list[str]
     hostvars: dict[str, dict[str, Any]]
     groups: dict[str, list[str]] = field(default_factory=dict)
+    #: templated values that are secrets because they refer to one (hostvars.secret_templates)
+    secret_names: frozenset[str] = frozenset()
 
     @property
     def is_default(self) -> bool:
         return not self.sources
 
+    def is_secret(self, name: str, value: Any) -> bool:
+        """Whether a host variable is a secret: by its name or value, or a template referring to one."""
+        return name in self.secret_names or is_secret(name, value)
+
     def node(self, host: str) -> Node:
-        variables = {k: v for k, v in self.hostvars.get(host, {}).items() if not is_secret(k, v)}
+        variables = {k: v for k, v in self.hostvars.get(host, {}).items() if not self.is_secret(k, v)}
         member_of = sorted(group for group, hosts in self.groups.items() if host in hosts)
         variables["groups"] = member_of
         return Node(host, variables, _architecture(variables.get("unicorn_architecture")))
 
     def snapshot(self, hosts: list[str]) -> dict[str, dict[str, Any]]:
         """The hosts' variables as a run folder keeps them: a secret's value replaced by :data:`LEFT_OUT`."""
-        return {host: {**{k: LEFT_OUT if is_secret(k, v) else v for k, v in self.hostvars.get(host, {}).items()},
+        return {host: {**{k: LEFT_OUT if self.is_secret(k, v) else v for k, v in self.hostvars.get(host, {}).items()},
                        "groups": self.node(host)["groups"]} for host in hosts}
 
     def nodes(self, architectures: dict[str, Architecture] | None = None) -> CountableNodePool:
@@ -151,13 +157,13 @@ def load_inventory(sources: Sequence[str] | None = None) -> Inventory:
         return default_inventory()
     named = ", ".join(sources)
     resolved = [_existing(source) for source in sources]
-    listing, rendered = _ansible_inventory_list(resolved, named)
+    listing, rendered, secret_names = _ansible_inventory_list(resolved, named)
     hostvars = _hosts_in_order(listing)
     if not hostvars:
         raise InventoryError(f"inventory {named} has no hosts; add at least one host")
     for host, values in rendered.items():  # templated values (not secrets) as Ansible renders them
         hostvars[host].update(values)
-    return Inventory(sources=resolved, hostvars=hostvars, groups=_groups(listing))
+    return Inventory(sources=resolved, hostvars=hostvars, groups=_groups(listing), secret_names=secret_names)
 
 
 def _existing(source: str) -> str:
@@ -167,8 +173,10 @@ def _existing(source: str) -> str:
     return os.path.realpath(path)
 
 
-def _ansible_inventory_list(resolved: list[str], named: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """What ``ansible-inventory --list`` gives for the sources, and the templated values rendered."""
+def _ansible_inventory_list(resolved: list[str], named: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]],
+                                                                      frozenset[str]]:
+    """What ``ansible-inventory --list`` gives for the sources, the templated values rendered, and
+    the templated values that are secrets (they refer to one)."""
     ensure_ansible_on_path()
     answer, err = inventory_list.collect(resolved)
     if answer is None:
@@ -176,7 +184,9 @@ def _ansible_inventory_list(resolved: list[str], named: str) -> tuple[dict[str, 
                              "check it with: ansible-inventory -i SOURCE --list")
     if "error" in answer:
         raise InventoryError(str(answer["error"]))
-    return answer["listing"], answer.get("rendered", {})
+    names = answer.get("secret_names")
+    secret_names = frozenset(name for name in names if isinstance(name, str)) if isinstance(names, list) else frozenset()
+    return answer["listing"], answer.get("rendered", {}), secret_names
 
 
 def _members(listing: dict[str, Any], group: str, seen: set[str]) -> list[str]:

@@ -48,8 +48,14 @@ def experiment(nodes):
 # every name shape a secret comes in -> a value to look for everywhere afterwards
 SECRETS = {name: f"S3CRET-{number}-never-to-leak" for number, name in enumerate([
     "api_key", "aws_access_key_id", "db_credentials", "github_token", "db_passwd", "ansible_ssh_pass",
-    "signing_private", "vault_blob", "ssl_cert", "client_secret", "apiKey", "rootpass"])}
+    "signing_private", "vault_blob", "ssl_cert", "client_secret", "apiKey", "rootpass",
+    "db_password", "lab_pw", "snmp_community", "wifiPsk", "db_pwd"])}
+#: templated values that use a secret: secrets themselves, never rendered (and a plain one beside them)
+TEMPLATED = {"db_url": "postgres://u:{{ db_password }}@db", "dsn": "{{ db_url }}",
+             "shouted": "{{ hostvars[inventory_hostname]['lab_pw'] | upper }}", "plain_peer": "{{ 'x' ~ 'y' }}"}
 ENV_SECRET = "S3CRET-ENV-never-to-leak"
+#: controller environment variables whose names look secret -> their values
+ENV_SECRETS = {"AWS_SECRET_ACCESS_KEY": ENV_SECRET, "LAB_PW_ENV": "S3CRET-ENV-2-never-to-leak"}
 
 
 def _until(check: Callable[[], bool], seconds: float, what: str) -> None:
@@ -87,8 +93,8 @@ def _plays_of(controller: int) -> list[int]:
 
 
 def test_secrets_of_every_name_shape_stay_out_of_run_folders_hosts_ps_and_the_report(env: Env) -> None:
-    inventory = env.local_inventory(["secret-a"], "\n".join(f"{k}={v}" for k, v in SECRETS.items()))
-    env.vars["AWS_SECRET_ACCESS_KEY"] = ENV_SECRET
+    inventory = env.local_inventory(["secret-a"], "\n".join(f"{k}={v}" for k, v in {**SECRETS, **TEMPLATED}.items()))
+    env.vars.update(ENV_SECRETS)
     env.write("processes.py", SHOWS_PROCESSES)
     done = env.cli("run", "processes.py", "-i", str(inventory), "--name", "secretive", check=0)
     env.cli("report", "secretive", check=0)
@@ -103,10 +109,13 @@ def test_secrets_of_every_name_shape_stay_out_of_run_folders_hosts_ps_and_the_re
             if path.is_file() and not path.is_symlink():
                 leaks.append(path.read_bytes().decode("utf-8", "replace"))
     everything = "\n".join(leaks)
-    for value in [*SECRETS.values(), ENV_SECRET]:
-        assert value not in everything
+    leaked = [value for value in [*SECRETS.values(), *ENV_SECRETS.values(), SECRETS["lab_pw"].upper()]
+              if value in everything]
+    assert leaked == []
     snapshot = json.loads((env.home / "runs" / "secretive" / "inventory-snapshot.json").read_text())
     assert set(SECRETS) <= set(snapshot["secret-a"]) and "left out" in snapshot["secret-a"]["api_key"]
+    assert all("left out" in snapshot["secret-a"][name] for name in ("db_url", "dsn", "shouted"))
+    assert snapshot["secret-a"]["plain_peer"] == "xy"  # a template that uses no secret is rendered
 
 
 def test_after_kill_9_of_the_controller_its_play_ends_status_says_so_and_collect_fetches(env: Env) -> None:

@@ -190,3 +190,24 @@ def test_templated_host_vars_reach_nodes_as_ansible_renders_them(tmp_path: Path)
     (tmp_path / "group_vars" / "lab.yml").write_text("broken: \"{{ no_such_variable }}\"\n")
     with pytest.raises(InventoryError, match="inventory variable broken of host h[12] cannot be rendered: .*no_such"):
         load_inventory([str(tmp_path)])
+
+
+def test_templated_values_that_use_a_secret_are_secrets_never_rendered(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LAB_PW_ENV", "S3CRET-env-value")
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "hosts").write_text("[lab]\nh1\nh2\n")
+    (tmp_path / "group_vars" / "lab.yml").write_text(
+        "ansible_connection: local\n"
+        "db_password: S3CRET-db-value\n"
+        "db_url: \"postgres://u:{{ db_password }}@db\"\n"
+        "dsn: \"{{ hostvars['h2']['db_url'] }}\"\n"
+        "from_env: \"{{ lookup('env', 'LAB_PW_ENV') }}\"\n"
+        "spelled: \"{{ lookup('vars', 'db_' ~ 'pa' ~ 'ssword') }}\"\n"  # no secret name in it: its rendering has one
+        "peer: \"{{ groups['lab'] | join(',') }}\"\n")
+    inventory = load_inventory([str(tmp_path)])
+    node = inventory.nodes().flatten()[0]
+    assert node["peer"] == "h1,h2"
+    assert {"db_password", "db_url", "dsn", "from_env", "spelled"}.isdisjoint(node.properties)
+    snapshot = json.dumps(inventory.snapshot(["h1", "h2"]))
+    assert "S3CRET" not in snapshot and "S3CRET" not in repr(node.properties)

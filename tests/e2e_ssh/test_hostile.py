@@ -17,7 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e_local.test_hostile_lifecycle import SECRETS, SHOWS_PROCESSES, SLOW, _plays_of, _until
+from tests.e2e_local.test_hostile_lifecycle import (
+    ENV_SECRETS,
+    SECRETS,
+    SHOWS_PROCESSES,
+    SLOW,
+    TEMPLATED,
+    _plays_of,
+    _until,
+)
 from unicorn_ansible.engine.rundir import RunDir
 from unicorn_ansible.engine.ssh_masters import control_dir
 
@@ -27,9 +35,14 @@ from .conftest import CLI, Lab, node
 def test_secrets_stay_out_of_the_run_folder_the_hosts_ps_and_the_report(lab: Lab) -> None:
     # (ansible_ssh_pass would make Ansible log in with a password: every other shape)
     shapes = {name: value for name, value in SECRETS.items() if name != "ansible_ssh_pass"}
-    inventory = lab.inventory("secretive", hosts=["h1"], group_vars=shapes)
+    inventory = lab.inventory("secretive", hosts=["h1"], group_vars={**shapes, **TEMPLATED})
     (lab.root / "processes.py").write_text(SHOWS_PROCESSES)
-    done = lab.cli("run", "processes.py", "-i", str(inventory), "--name", "secretive", check=0)
+    lab.vars.update(ENV_SECRETS)
+    try:
+        done = lab.cli("run", "processes.py", "-i", str(inventory), "--name", "secretive", check=0)
+    finally:
+        for name in ENV_SECRETS:
+            lab.vars.pop(name, None)
     lab.cli("report", "secretive", check=0)
     shown = lab.cli("logs", "secretive", "--task", "processes", check=0).stdout
     assert "unicorn-node" in shown or "unicorn_node" in shown  # the host's processes were listed
@@ -43,8 +56,8 @@ def test_secrets_stay_out_of_the_run_folder_the_hosts_ps_and_the_report(lab: Lab
             if stat.S_ISREG(mode):
                 texts.append(path.read_bytes().decode("utf-8", "replace"))
     everything = "\n".join(texts)
-    leaked = [name for name, value in shapes.items() if value in everything]
-    assert leaked == []
+    leaked = [name for name, value in {**shapes, **ENV_SECRETS}.items() if value in everything]
+    assert leaked == [] and shapes["lab_pw"].upper() not in everything
 
 
 def test_after_kill_9_of_the_controller_its_play_ends_and_collect_fetches(lab: Lab) -> None:

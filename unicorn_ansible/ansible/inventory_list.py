@@ -3,9 +3,10 @@
 The reader (this module's :func:`main`; by hand: ``python -m unicorn_ansible.ansible.inventory_list
 SOURCE...``) prints one JSON object: ``listing``, what ``ansible-inventory --list`` prints for the
 sources (every form Ansible reads: INI, YAML, folders with group_vars and host_vars, scripts,
-plugins), and ``rendered``, host -> name -> value for the templated values that are not secrets,
-rendered by Ansible's templating as a play would (hostvars, groups, filters, lookups); or
-``error``, one line.
+plugins), ``rendered``, host -> name -> value for the templated values that are not secrets,
+rendered by Ansible's templating as a play would (hostvars, groups, filters, lookups), and
+``secret_names``, the templated values that are secrets because they refer to one (or their
+rendering holds one: those are never given); or ``error``, one line.
 
 Why a process: importing Ansible takes ~0.4 s and tens of MB, which the controller would then
 carry for the whole run beside ansible-playbook's own; the command line starts this reader before
@@ -23,7 +24,7 @@ import subprocess
 import sys
 from typing import Any
 
-from ..hostvars import render_failure, to_render
+from ..hostvars import holds_any, render_failure, secret_templates, secret_texts, to_render
 
 #: the reader's program: this module's main, the current folder off sys.path (``-m`` would put it
 #: first, and a package or module named ``ansible`` there would hide Ansible)
@@ -180,11 +181,19 @@ def listing(sources: list[str]) -> dict[str, Any]:
     raw = {host.name: _host_variables(variables, host) for host in hosts}
     encoder = _encoder()
     plain = json.loads(json.dumps(raw, cls=encoder))
-    names = to_render(plain)
+    secrets = secret_templates(plain)
+    names = to_render(plain, secrets)
     rendered = _render(loader, variables, inventory, raw, names) if names else {}
+    rendered = json.loads(json.dumps(rendered, cls=encoder))
+    texts = secret_texts(plain)
+    # a rendering that holds a secret's text came from one, however the template reached it
+    secrets |= {name for values in rendered.values() for name, value in values.items() if holds_any(value, texts)}
+    rendered = {host: {name: value for name, value in values.items() if name not in secrets}
+                for host, values in rendered.items()}
     listed = _groups(inventory, frozenset(raw))
     listed["_meta"] = {"hostvars": {host: values for host, values in plain.items() if values}}
-    answer: dict[str, Any] = json.loads(json.dumps({"listing": listed, "rendered": rendered}, cls=encoder))
+    answer: dict[str, Any] = json.loads(json.dumps(
+        {"listing": listed, "rendered": rendered, "secret_names": sorted(secrets)}, cls=encoder))
     return answer
 
 
