@@ -13,7 +13,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -124,8 +124,8 @@ class Secrets:
     """Passwords typed by the user. They go to Ansible's prompts through ansible-runner's
     pexpect answers only: never into a file, an environment variable or a log."""
 
-    become_password: str | None = None
-    connection_password: str | None = None
+    become_password: str | None = field(default=None, repr=False)
+    connection_password: str | None = field(default=None, repr=False)
 
     def runner_arguments(self) -> dict[str, Any]:
         flags, answers = [], {}
@@ -329,13 +329,15 @@ def mark_running(run: RunDir, expected: RunStatus | None = None) -> None:
 
 
 def execute(run: RunDir, inventory: Inventory, event_handler: EventHandler | None = None,
-            secrets: Secrets | None = None, playbook: str = EXECUTE) -> int:
+            secrets: Secrets | None = None, playbook: str = EXECUTE, limit: Sequence[str] | None = None,
+            extra_vars: dict[str, Any] | None = None) -> int:
     """Run the execution play (or ``site.yml``: deployment and execution in one go) with the run's
-    flag store served; the run is then ``finished``, or stays ``cancelled``."""
+    flag store served; the run is then ``finished``, or stays ``cancelled``. ``limit`` and
+    ``extra_vars`` as for :func:`run_playbook` (the client's execution: its prepared deployments)."""
     try:
         with serve_flags(run.path), noting_stop_signals() as noted:
-            rc = run_playbook(run, playbook, inventory, event_handler, secrets=secrets,
-                              should_stop=_cancel_requested(run, noted))
+            rc = run_playbook(run, playbook, inventory, event_handler, secrets=secrets, limit=limit,
+                              should_stop=_cancel_requested(run, noted), extra_vars=extra_vars)
         if noted.arrived:
             _stop_after_signal(run, inventory, noted, event_handler)
         _wait_for_cancel(run)

@@ -48,6 +48,8 @@ FLAGS = "flags.json"
 FLAGS_ENDPOINT = "flags-endpoint.json"
 INVENTORY_SNAPSHOT = "inventory-snapshot.json"
 NODE_STATUS = "status.json"
+#: what a run's own controller (engine/detached.py) printed: its errors, if it had any
+CONTROLLER_LOG = "controller.log"
 
 
 
@@ -150,6 +152,10 @@ class RunDir:
     @property
     def experiment_file(self) -> Path:
         return self.path / EXPERIMENT
+
+    @property
+    def controller_log(self) -> Path:
+        return self.path / CONTROLLER_LOG
 
     @property
     def flags_file(self) -> Path:
