@@ -64,6 +64,8 @@ __all__ = [
     "RunError",
     "RemoteClient",
     "RemoteClientException",
+    "Executor",
+    "ExecutorState",
     "LocalExecutor",
     "get_local_executor",
     "RuntimeContext",

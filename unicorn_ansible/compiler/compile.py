@@ -362,7 +362,8 @@ class _Compilation:
             "time_limit": time_limit,
             # where tasks find the run's flags: the controller's socket on a local host, the reverse
             # tunnel's port on the host's loopback over SSH (and netunicorn's variables)
-            "flags": task_settings(self.flags, _is_local(self.inventory, host), f"{self.run_id}-{executor}"),
+            # NETUNICORN_EXECUTOR_ID is the deployment's executor_id, which cancel_executors takes
+            "flags": task_settings(self.flags, _is_local(self.inventory, host), executor),
         }
 
     def _deploy_spec(self, host: str, commands: list[str], env_vars: dict[str, str],

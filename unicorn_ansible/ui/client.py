@@ -21,9 +21,10 @@ sees the same status; the background work is a controller process of the run's o
 
 from __future__ import annotations
 
+import functools
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,9 +38,9 @@ from ..engine import lifecycle, rundir
 from ..engine.controller import is_alive
 from ..engine.detached import DEPLOY, EXECUTE, start_controller
 from ..engine.flag_server import flag_request
-from ..engine.lifecycle import EngineOptions, Secrets
+from ..engine.lifecycle import EngineOptions, Secrets, run_inventory
 from ..engine.rundir import RunDir, RunStatus
-from ..errors import RunError
+from ..errors import RunError, UsageError
 from ..home import runs_dir
 from ..inventory import Inventory, load_inventory
 from ..model.experiment import Experiment
@@ -94,14 +95,16 @@ class DeploymentExecutionResult:
     one of ok / failed / deploy_failed / execution_failed / unreachable / not_run.
     """
 
-    def __init__(self, outcome: NodeResult, node: Node, logs: list[str], pipeline: bytes = b"") -> None:
+    def __init__(self, outcome: NodeResult, node: Node, logs: list[str] | Callable[[], list[str]],
+                 pipeline: bytes = b"") -> None:
         self.node = node
         self.executor_id = outcome.node
         self.outcome = outcome
         self.error: str | None = outcome.error if outcome.prepared else \
             f"{NOT_PREPARED}: {outcome.error or 'its deployment did not finish'}"
         self.status = outcome.status
-        self._logs = logs
+        # read when first asked for: get_experiments() builds one for every deployment of every run
+        self._logs: list[str] | Callable[[], list[str]] = logs
         self._pipeline = pipeline
 
     @property
@@ -120,10 +123,13 @@ class DeploymentExecutionResult:
         tasks = self.outcome.tasks
         wrapped: Result[dict[str, list[Any]], dict[str, list[Any]]] = Success(tasks) if self.outcome.success \
             else Failure(tasks)
-        return wrapped, self._logs
+        return wrapped, self.logs
 
     @property
     def logs(self) -> list[str]:
+        """The deployment's task logs, line by line (read from the run folder once)."""
+        if callable(self._logs):
+            self._logs = self._logs()
         return self._logs
 
     @property
@@ -265,7 +271,8 @@ class Client:
             pipelines = {d.executor_id: d.pipeline for d in experiment} if experiment is not None else {}
             execution = [
                 DeploymentExecutionResult(outcome, nodes.get(outcome.host, Node(outcome.host, {})),
-                                          self._logs(run_dir, outcome.node), pipelines.get(outcome.node, b""))
+                                          functools.partial(self._logs, run_dir, outcome.node),
+                                          pipelines.get(outcome.node, b""))
                 for outcome in results
             ]
         return ExperimentExecutionInformation(status, experiment, execution)
@@ -301,24 +308,38 @@ class Client:
         connectors) is accepted and not used."""
         lifecycle.cancel(self._find(experiment_name), self.inventory)
 
-    def cancel_executors(self, experiment_name: str, executors: Sequence[str],
+    def cancel_executors(self, experiment_or_executors: str | Iterable[str], *arguments: object,
                          cancellation_context: dict[str, dict[str, str]] | None = None) -> None:
-        """Stop some executors of the experiment: ``executors`` are Deployment.executor_id values
-        (a deployment's node name here, ``NODE#N`` for a node's N-th pipeline); the others go on."""
-        run = self._find(experiment_name)
-        known = set(rundir.executors(run.record()))
-        unknown = [e for e in executors if e not in known]
-        if unknown:
-            raise RunError(f"experiment {experiment_name} has no executor {', '.join(unknown)}; "
-                           f"its executors: {', '.join(sorted(known))}")
-        lifecycle.cancel_nodes(run, list(executors), self.inventory)
+        """Stop some executors; the others go on. netunicorn's form, ``cancel_executors(executors,
+        cancellation_context=None)``, finds each executor's run among those being played; ours,
+        ``cancel_executors(experiment_name, executors)``, names the run (an executor id is the
+        deployment's node name, ``NODE#N`` for a node's N-th pipeline, so several runs may have it).
+        ``cancellation_context`` (netunicorn's, for its connectors) is accepted and not used."""
+        if isinstance(experiment_or_executors, str):
+            if not arguments or isinstance(arguments[0], (str, dict)) or not isinstance(arguments[0], Iterable):
+                raise UsageError("cancel_executors takes (experiment_name, [executor ids]) or netunicorn's "
+                                 "([executor ids]); got a name without executors")
+            by_run = {experiment_or_executors: [str(e) for e in arguments[0]]}
+        else:
+            by_run = _runs_of_executors([str(e) for e in experiment_or_executors])
+        for name, executors in by_run.items():
+            run = self._find(name)
+            known = set(rundir.executors(run.record()))
+            unknown = [e for e in executors if e not in known]
+            if unknown:
+                raise RunError(f"experiment {name} has no executor {', '.join(unknown)}; "
+                               f"its executors: {', '.join(sorted(known))}")
+            lifecycle.cancel_nodes(run, executors, self._inventory_of(run))
 
     # -- flags ---------------------------------------------------------------------
-    def get_flag_values(self, experiment_name: str, flag_name: str) -> FlagValues | None:
-        """A flag of the experiment (None if never set), from its live store or, when it is not
-        executing, from its run folder."""
+    def get_flag_values(self, experiment_name: str, flag_name: str) -> FlagValues:
+        """A flag of the experiment, from its live store or, when it is not executing, from its run
+        folder; a RunError (a RemoteClientException, as netunicorn's) if it was never set."""
         value = flag_request(self._run_dir(experiment_name), {"op": "get", "name": flag_name})["value"]
-        return None if value is None else FlagValues.from_dict(value)
+        if value is None:
+            raise RunError(f"flag {flag_name} not found for experiment {experiment_name}; set it with "
+                           "set_flag_values (or a task's SetFlagTask) first")
+        return FlagValues.from_dict(value)
 
     def set_flag_values(self, experiment_name: str, flag_name: str, flag_values: FlagValues) -> FlagValues:
         """Set a flag of the experiment; tasks waiting for that value go on at once."""
@@ -331,6 +352,11 @@ class Client:
         return {name: FlagValues.from_dict(value) for name, value in flags.items()}
 
     # -- helpers -------------------------------------------------------------------
+    def _inventory_of(self, run: RunDir) -> Inventory:
+        """The run's inventory: this client's when the run was compiled for it (read once), else re-read."""
+        same = list(run.record().get("inventory") or []) == list(self.inventory.sources)
+        return self.inventory if same else run_inventory(run)
+
     @staticmethod
     def _find(name: str) -> RunDir:
         return lifecycle.find_run(name, "experiment", "get_experiments()")
@@ -360,3 +386,22 @@ class Client:
 
 def _pid(record: dict[str, Any]) -> str:
     return str((record.get("controller") or {}).get("pid", "?"))
+
+
+def _runs_of_executors(executors: list[str]) -> dict[str, list[str]]:
+    """netunicorn's cancel_executors names executors only: each one's run, among the runs being
+    played (a UsageError naming the runs if that is none, or more than one)."""
+    playing = {}
+    for path in sorted(runs_dir().iterdir()) if runs_dir().is_dir() else []:
+        record = rundir.read_json(path / rundir.RECORD)
+        if record is not None and lifecycle.is_playing(record):
+            playing[path.name] = set(rundir.executors(record))
+    by_run: dict[str, list[str]] = {}
+    for executor in executors:
+        runs = [name for name, known in playing.items() if executor in known]
+        if len(runs) != 1:
+            where = f"runs {', '.join(runs)} have it" if runs else "no run being played has it"
+            raise UsageError(f"cannot tell which run's executor {executor} to cancel: {where}; "
+                             "name the run: cancel_executors(experiment_name, [executor ids])")
+        by_run.setdefault(runs[0], []).append(executor)
+    return by_run
