@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from unicorn_ansible.engine.rundir import RunDir
+from unicorn_ansible.engine.ssh_masters import control_dir
 from unicorn_ansible.testbed import lab as _testbed
 
 from .conftest import CLI, Lab, node
@@ -76,8 +78,7 @@ def _testbed_netns(host: str) -> str:
 
 
 def _control_dir(lab: Lab, run: str) -> str:
-    envvars = json.loads((lab.home / "runs" / run / "env" / "envvars").read_text())
-    return envvars["ANSIBLE_SSH_CONTROL_PATH_DIR"]
+    return str(control_dir(RunDir(lab.home / "runs" / run)))
 
 
 def _ssh_processes_naming(text: str) -> list[str]:
@@ -213,3 +214,35 @@ def test_a_host_cut_mid_cycles_keeps_what_it_reported_and_collect_brings_every_c
     assert len(h2["tasks"]["tick"]) == 5 and all(r["type"] == "Success" for r in h2["tasks"]["tick"])
     phases = {n["node"]: n["phase"] for n in json.loads(lab.cli("status", "cut", "--json").stdout)["nodes"]}
     assert phases["h2"] == "executed", phases
+
+
+FLAGGED = '''
+from unicorn_ansible import Experiment, FlagValues, Pipeline, SetFlagTask, Task
+
+
+class Hello(Task):
+    def run(self):
+        return "hello"
+
+
+def experiment(nodes):
+    pipeline = Pipeline().then(Hello(name="hello"))
+    if %(flags)s:
+        pipeline.then(SetFlagTask("seen", FlagValues(int_value=1), name="flag"))
+    return Experiment().map(pipeline, nodes.take(len(nodes)))
+'''
+
+
+def test_paramiko_hosts_run_pipelines_and_a_run_using_flags_over_paramiko_is_refused_at_prepare(lab: Lab) -> None:
+    # Ansible's paramiko plugin opens no port forwarding: the flag store cannot be reached from the host
+    inventory = lab.inventory("paramiko", hosts=["h1"], group_vars={"ansible_connection": "paramiko",
+                                                                     "ansible_host_key_checking": "false"})
+    for name, flags in (("plain", False), ("flagged", True)):
+        (lab.root / f"{name}.py").write_text(FLAGGED % {"flags": flags})
+    done = lab.cli("run", "plain.py", "-i", str(inventory), "--name", "over-paramiko", check=0)
+    assert node(lab.results("over-paramiko"), "h1")["tasks"]["hello"] == [{"type": "Success", "value": "hello"}], done
+    refused = lab.cli("run", "flagged.py", "-i", str(inventory), "--name", "flags-over-paramiko", check=2)
+    error = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "node h1 uses flags" in error[0] and "(paramiko)" in error[0], refused.stderr
+    assert "ansible_connection=ssh" in error[0]
+    assert not (lab.home / "runs" / "flags-over-paramiko").exists()

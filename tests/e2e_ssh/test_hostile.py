@@ -1,16 +1,25 @@
 """The hostile suite over SSH: secrets of every name shape stay out of the run folder, the
 hosts' work folders (private there too), ps and the report; kill -9 of the controller ends its
-ansible-playbook, and collect fetches what the hosts went on running. Every wait has a deadline."""
+ansible-playbook, and collect fetches what the hosts went on running; another local user cannot put
+a fake SSH master where a later step of the run connects. Every wait has a deadline."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
 
 from tests.e2e_local.test_hostile_lifecycle import SECRETS, SHOWS_PROCESSES, SLOW, _plays_of, _until
+from unicorn_ansible.engine.rundir import RunDir
+from unicorn_ansible.engine.ssh_masters import control_dir
 
 from .conftest import CLI, Lab, node
 
@@ -63,3 +72,131 @@ def test_after_kill_9_of_the_controller_its_play_ends_and_collect_fetches(lab: L
     assert json.loads(lab.cli("status", "orphan", "--json", check=0).stdout)["controller_died"] is True
     lab.cli("collect", "orphan", check=0, timeout=300)
     assert node(lab.results("orphan"), "h2")["tasks"]["slow"] == [{"type": "Success", "value": "slept"}]
+
+
+# -- the run's SSH control folder (issue 28, item 1) ---------------------------------------------------
+
+QUICK = '''
+from unicorn_ansible import Experiment, Pipeline, Task
+
+
+class Hello(Task):
+    def run(self):
+        return "hello"
+
+
+def experiment(nodes):
+    return Experiment().map(Pipeline().then(Hello(name="hello")), nodes.take(len(nodes)))
+'''
+
+#: another local user's fake SSH master: folders made 0777 and a listening socket at each path given,
+#: every connection noted in the log (run as nobody; paths it may not create are noted as denied)
+FAKE_MASTER = r'''
+import os, select, socket, sys, time
+os.umask(0)
+log, seconds, paths = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
+listeners = []
+for path in paths:
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o777, exist_ok=True)
+        os.chmod(os.path.dirname(path), 0o777)
+        listener = socket.socket(socket.AF_UNIX)
+        listener.bind(path)
+        os.chmod(path, 0o777)
+        listener.listen(64)
+        listeners.append(listener)
+    except OSError as exc:
+        print("denied", path, exc, flush=True)
+open(log + ".ready", "w").close()
+deadline = time.monotonic() + seconds
+while time.monotonic() < deadline:
+    for listener in select.select(listeners, [], [], 0.2)[0]:
+        peer, _ = listener.accept()
+        peer.settimeout(1)
+        try:
+            data = peer.recv(4096)
+        except OSError:
+            data = b""
+        with open(log, "a") as handle:
+            handle.write(f"{listener.getsockname()} {len(data)}\n")
+        peer.close()
+'''
+
+
+def _shared_tmp() -> Path:
+    """A fresh temporary folder every local user can write in, sticky, as /tmp is."""
+    folder = Path(tempfile.mkdtemp(prefix="ua-shared-", dir="/tmp"))
+    folder.chmod(0o1777)
+    return folder
+
+
+def _as_tmp(lab: Lab, tmp: Path) -> dict[str, str]:
+    env = dict(lab.vars, TMPDIR=str(tmp))
+    env.pop("XDG_RUNTIME_DIR", None)
+    return env
+
+
+def _cli(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(CLI + list(args), env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def _master_names(lab: Lab, hosts: list[str]) -> list[str]:
+    """The socket names Ansible gives each host's master in a control folder (sha1 of host-port-user)."""
+    return [hashlib.sha1(f"{lab.bed.host(host).address}-{port}-root".encode()).hexdigest()[:10]
+            for host in hosts for port in (None, 22)]
+
+
+class _FakeMaster:
+    """Another user's (nobody's) fake master listening in ``folders``, until stopped."""
+
+    def __init__(self, lab: Lab, tmp: Path, folders: list[Path], hosts: list[str]) -> None:
+        script, self.log = tmp / "fake_master.py", tmp / "fake-master.log"
+        script.write_text(FAKE_MASTER)
+        script.chmod(0o644)
+        paths = [str(folder / name) for folder in folders for name in _master_names(lab, hosts)]
+        self.process = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                         "/usr/bin/python3", str(script), str(self.log), "600", *paths],
+                                        cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        _until(lambda: Path(f"{self.log}.ready").exists() or self.process.poll() is not None, 30, "the fake master")
+        assert self.process.poll() is None, self.process.communicate()[0]
+
+    def connections(self) -> list[str]:
+        self.process.kill()  # our own process, by its pid
+        self.process.wait(timeout=10)
+        return self.log.read_text().splitlines() if self.log.exists() else []
+
+
+def test_another_user_cannot_hand_collect_a_fake_ssh_master(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp, fresh = _shared_tmp(), _shared_tmp()
+    try:
+        env = _as_tmp(lab, tmp)
+        inventory = lab.inventory("hijack", hosts=["h1"])
+        (lab.root / "quick.py").write_text(QUICK)
+        done = _cli(env, lab.root, "run", "quick.py", "-i", str(inventory), "--name", "hijack")
+        assert done.returncode == 0, done.stdout + done.stderr
+        run = RunDir(lab.home / "runs" / "hijack")
+        named = json.loads(run.envvars_file.read_text()).get("ANSIBLE_SSH_CONTROL_PATH_DIR")
+        monkeypatch.setenv("TMPDIR", str(tmp))
+        monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+        monkeypatch.setattr(tempfile, "tempdir", None)  # gettempdir() reads TMPDIR again
+        ours = control_dir(run)  # where collect's masters will be
+        # whatever folder the next step would use, made first by another user, 0777, with a fake master in it
+        folders = [Path(named)] if named else []
+        fake = _FakeMaster(lab, tmp, [*folders, ours], ["h1"])
+        collected = _cli(env, lab.root, "collect", "hijack")
+        assert fake.connections() == []
+        assert collected.returncode == 0, collected.stdout + collected.stderr
+        assert node(lab.results("hijack"), "h1")["tasks"]["hello"] == [{"type": "Success", "value": "hello"}]
+
+        # this user's own socket folder made first by another user: refused in one line, nothing connects
+        squatted = fresh / ours.relative_to(tmp)
+        fake = _FakeMaster(lab, fresh, [squatted], ["h1"])
+        refused = _cli(_as_tmp(lab, fresh), lab.root, "collect", "hijack")
+        assert fake.connections() == []
+        assert refused.returncode != 0, refused.stdout + refused.stderr
+        error = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+        assert len(error) == 1 and f"refusing your socket folder {squatted.parent}" in error[0], refused.stderr
+        assert "remove it" in error[0]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(fresh, ignore_errors=True)

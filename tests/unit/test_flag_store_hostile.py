@@ -19,7 +19,7 @@ import pytest
 
 from unicorn_ansible import FlagError, FlagValues, get_flag, set_flag
 from unicorn_ansible.engine import flag_loop
-from unicorn_ansible.engine.flag_server import new_endpoint, serve_flags, task_settings
+from unicorn_ansible.engine.flag_server import FlagReach, new_endpoint, serve_flags, task_settings
 from unicorn_ansible.engine.rundir import RunDir
 from unicorn_ansible.errors import RunError
 from unicorn_ansible.model.flags import HELLO, _greet, mac, request
@@ -35,7 +35,7 @@ def _run_dir(path: Path, local: bool = False) -> dict:
 def live(tmp_path, monkeypatch):
     """A live store and the environment a task on a local host gets (ours and netunicorn's variables)."""
     endpoint = _run_dir(tmp_path, local=True)
-    settings = task_settings(endpoint, True, "executor-1")
+    settings = task_settings(endpoint, FlagReach.SOCKET, "executor-1")
     for name, value in {**settings["environment"], "UNICORN_FLAGS": settings["endpoint"],
                         "UNICORN_FLAGS_TOKEN": settings["token"]}.items():
         monkeypatch.setenv(name, value)
@@ -371,12 +371,12 @@ def test_http_answers_as_netunicorns_gateway_and_refuses_other_experiments(live)
 
 def test_tasks_get_netunicorns_variables(tmp_path):
     endpoint = new_endpoint(tmp_path, local=True)
-    remote = task_settings(endpoint, False, "run-1-h1")
+    remote = task_settings(endpoint, FlagReach.TUNNEL, "run-1-h1")
     assert remote["endpoint"] == f"tcp:127.0.0.1:{endpoint['port']}"
     assert remote["environment"] == {"NETUNICORN_GATEWAY_ENDPOINT": f"http://127.0.0.1:{endpoint['port']}",
                                      "NETUNICORN_EXPERIMENT_ID": endpoint["experiment_id"],
                                      "NETUNICORN_EXECUTOR_ID": "run-1-h1"}
-    local = task_settings(endpoint, True, "run-1-local")
+    local = task_settings(endpoint, FlagReach.SOCKET, "run-1-local")
     assert local["environment"]["NETUNICORN_GATEWAY_ENDPOINT"] == f"http://127.0.0.1:{endpoint['local_port']}"
     assert local["endpoint"] == f"unix:{endpoint['socket']}"
 

@@ -40,17 +40,24 @@ from ansible.module_utils.common.text.converters import to_text
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
+from unicorn_ansible.ansible.routes import FetchRoute
 from unicorn_ansible.node.protocol import JOURNAL, OUTBOX_MANIFEST
 from unicorn_ansible.results.artifacts import ArtifactFetch
+
+#: what a fetch step answers (Ansible's result dict: failed, msg, changed, ...)
+Outcome = dict[str, Any]
+#: the task's variables, as Ansible gives them to an action
+TaskVars = dict[str, Any] | None
 
 MANIFEST = OUTBOX_MANIFEST
 SEPARATE = (JOURNAL,)  # the only files an outbox may ask to be fetched on their own
 MISSING_RC = 3  # the become user's copy command: the file is not there
-# how the files travelled (the result's ``route``)
-ROUTE_CONNECTION, ROUTE_HANDOVER, ROUTE_ANSIBLE = "connection", "become hand-over", "ansible.builtin.fetch"
+# how the files travelled (the result's ``route``; each connection kind names its own: connections/)
+ROUTE_CONNECTION, ROUTE_HANDOVER, ROUTE_ANSIBLE = (FetchRoute.CONNECTION.value, FetchRoute.HANDOVER.value,
+                                                   FetchRoute.ANSIBLE.value)
 
 
-def separate_files(outbox: str) -> list:
+def separate_files(outbox: str) -> list[str]:
     """Names the outbox's manifest asks to fetch on their own (the archive is untrusted)."""
     try:
         with tarfile.open(outbox, "r:") as archive:
@@ -65,12 +72,12 @@ def separate_files(outbox: str) -> list:
     return [name for name in SEPARATE if isinstance(separate, dict) and name in separate]
 
 
-class ActionModule(ActionBase):
+class ActionModule(ActionBase):  # type: ignore[misc]  # Ansible ships no types
     TRANSFERS_FILES = False  # no remote temporary folder: it would cost two more round trips per call
     _VALID_ARGS = frozenset(("src", "dest", "fail_on_missing", "artifacts"))
 
-    def run(self, tmp: Any = None, task_vars: Any = None) -> dict[str, Any]:
-        result = super().run(tmp, task_vars)
+    def run(self, tmp: Any = None, task_vars: TaskVars = None) -> Outcome:
+        result: Outcome = super().run(tmp, task_vars)
         src, dest = self._task.args.get("src"), self._task.args.get("dest")
         if not src or not dest:
             result.update(failed=True, msg="unicorn_fetch needs src and dest")
@@ -80,7 +87,7 @@ class ActionModule(ActionBase):
         result.update(self._fetching(lambda: self._fetch_all(src, dest, fail_on_missing, task_vars)))
         return result
 
-    def _fetching(self, fetch: Callable[[], dict], route: str = ROUTE_CONNECTION) -> dict:
+    def _fetching(self, fetch: Callable[[], Outcome], route: str = ROUTE_CONNECTION) -> Outcome:
         """``fetch()``'s outcome (``route``: how the files travel, unless it finds otherwise); the
         private folder a become hand-over makes on the host is removed afterwards."""
         self._handover: str | None = None  # with become: the connecting user's private folder
@@ -91,7 +98,8 @@ class ActionModule(ActionBase):
             if self._handover:
                 self._low_level_execute_command(f"rm -rf -- {shlex.quote(self._handover)}", sudoable=False)
 
-    def _fetch_all(self, src: str, dest: str, fail_on_missing: bool, task_vars, artifacts: bool | None = None) -> dict:
+    def _fetch_all(self, src: str, dest: str, fail_on_missing: bool, task_vars: TaskVars,
+                   artifacts: bool | None = None) -> Outcome:
         """The outbox, then the files its manifest asks for on their own, then (``artifacts``) its artifacts."""
         outcome = self._fetch(src, dest, fail_on_missing, task_vars)
         if outcome.get("failed") or outcome.get("skipped_file"):
@@ -100,10 +108,10 @@ class ActionModule(ActionBase):
             artifacts = boolean(self._task.args.get("artifacts", False), strict=False)
         return self._fetch_rest(src, dest, task_vars, artifacts)
 
-    def _fetch_rest(self, src: str, dest: str, task_vars, artifacts: bool = True) -> dict:
+    def _fetch_rest(self, src: str, dest: str, task_vars: TaskVars, artifacts: bool = True) -> Outcome:
         """With the outbox home at ``dest`` (from ``src`` on the host): the files its manifest asks
         for on their own, then (``artifacts``) the artifacts it lists."""
-        result: dict = {}
+        result: Outcome = {}
         fetched = [dest]
         for name in separate_files(dest):
             extra = os.path.join(os.path.dirname(dest), name)
@@ -126,7 +134,7 @@ class ActionModule(ActionBase):
         lines = to_text(home.get("stdout", "")).strip().splitlines()
         return self._connection._shell.join_path(lines[-1], path[2:]) if lines else path
 
-    def _fetch_artifacts(self, src: str, dest: str, task_vars) -> dict:
+    def _fetch_artifacts(self, src: str, dest: str, task_vars: TaskVars) -> Outcome:
         """Bring home the artifacts the outbox at ``dest`` lists; what was fetched and what was left."""
         plan = ArtifactFetch.for_outbox(Path(dest))
         fetched = 0
@@ -142,10 +150,10 @@ class ActionModule(ActionBase):
         finally:
             plan.save()
         if plan.messages:
-            self._display.warning(f"{task_vars.get('inventory_hostname')}: " + "; ".join(plan.messages[:20]))
+            self._display.warning(f"{(task_vars or {}).get('inventory_hostname')}: " + "; ".join(plan.messages[:20]))
         return {"fetched": fetched, "messages": plan.messages}
 
-    def _fetch(self, src: str, dest: str, fail_on_missing: bool, task_vars) -> dict:
+    def _fetch(self, src: str, dest: str, fail_on_missing: bool, task_vars: TaskVars) -> Outcome:
         os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
         part = f"{dest}.part"
         if not self._connection.become:
@@ -166,7 +174,7 @@ class ActionModule(ActionBase):
         os.replace(part, dest)
         return {}
 
-    def _transfer(self, source: str, src: str, part: str, fail_on_missing: bool) -> dict:
+    def _transfer(self, source: str, src: str, part: str, fail_on_missing: bool) -> Outcome:
         """The connection's own transfer of ``source`` to ``part``; an outcome if it failed."""
         try:
             self._connection.fetch_file(source, part)
@@ -180,7 +188,7 @@ class ActionModule(ActionBase):
             return outcome
         return {}
 
-    def _fetch_with_ansible(self, src: str, part: str, fail_on_missing: bool, task_vars) -> dict:
+    def _fetch_with_ansible(self, src: str, part: str, fail_on_missing: bool, task_vars: TaskVars) -> Outcome:
         """``ansible.builtin.fetch`` (through ``slurp`` with become); an outcome if it failed."""
         fetch = self._shared_loader_obj.action_loader.get(
             "ansible.builtin.fetch", task=self._task.copy(), connection=self._connection,
@@ -188,14 +196,14 @@ class ActionModule(ActionBase):
             shared_loader_obj=self._shared_loader_obj)
         fetch._task.args = {"src": src, "dest": part, "flat": True, "fail_on_missing": fail_on_missing,
                             "validate_checksum": False}
-        outcome = fetch.run(task_vars=task_vars)
+        outcome: Outcome = fetch.run(task_vars=task_vars)
         if outcome.get("failed"):
             return outcome
         if not os.path.exists(part):
             return {"skipped_file": True, "msg": outcome.get("msg", f"{src} was not fetched")}
         return {}
 
-    def _hand_over(self, src: str, fail_on_missing: bool) -> dict | None:
+    def _hand_over(self, src: str, fail_on_missing: bool) -> Outcome | None:
         """With become: the become user copies ``src`` into the connecting user's private folder,
         as a file of the connecting user's. Its path, an outcome for a missing file, or None
         where that cannot be done (then Ansible's own fetch is used)."""

@@ -33,9 +33,9 @@ import jinja2
 
 from .._version import __version__
 from ..compat.netunicorn import as_experiment
-from ..engine.flag_server import new_endpoint, task_settings
+from ..connections import HostConnections
+from ..engine.flag_server import FlagEndpoint, FlagReach, new_endpoint, task_settings
 from ..engine.rundir import RunDir, RunStatus, write_atomic, write_json
-from ..engine.ssh_masters import new_control_dir
 from ..errors import ExperimentError, InventoryError, UsageError
 from ..home import home_dir
 from ..inventory import Inventory, default_inventory_text
@@ -44,6 +44,7 @@ from ..model.experiment import Deployment, Experiment
 from ..node.protocol import FINAL_STATUSES, SPEC_IMPORTS
 from ..resources import callback_plugin, playbooks_dir, roles_dir
 from .bundle import NODE_BUNDLE_NAME, build_bundle, node_bundle
+from .flag_use import check_flags_reach
 from .settings import CompileOptions, ansible_settings, node_limits, start_round, start_strategy
 
 __all__ = ["CompileOptions", "check_run_name", "compile_experiment", "environment_key", "inventory_args"]
@@ -127,16 +128,18 @@ def compile_experiment(
     check_run_name(name)
     experiment = as_experiment(experiment)
     hosts = _checked_hosts(experiment, inventory)
+    connections = HostConnections.of(inventory, hosts)
+    check_flags_reach(experiment, connections)
     run = RunDir(Path(run_dir).resolve())
     _lay_out(run)
-    flags = new_endpoint(run.path, local=any(_is_local(inventory, d.node.name) for d in experiment))
+    flags = new_endpoint(run.path, local=connections.reach(FlagReach.SOCKET))
     write_json(run.flags_endpoint_file, flags, 0o600)
     run_id = _host_run_id(name)
     compiled = _Compilation(run, name, run_id, inventory, options, flags)
     environments = shared_environments(experiment)
     for deployment in experiment:
         compiled.write_node(deployment, environments.get(deployment.executor_id))
-    settings = ansible_settings(len(hosts), options, run.project, flags, new_control_dir())
+    settings = ansible_settings(len(hosts), options, run.project, connections.ansible_settings(flags))
     _write_playbooks(run, compiled.playbook_context(name, run_id, hosts, settings))
     _write_inventory(run, inventory, hosts)
     write_json(run.envvars_file, {e: v for _, _, e, v in settings})
@@ -302,7 +305,7 @@ class _Compilation:
     """What the nodes' files of one compilation share, and what they tell the playbooks."""
 
     def __init__(self, run: RunDir, name: str, run_id: str, inventory: Inventory, options: CompileOptions,
-                 flags: dict[str, Any]) -> None:
+                 flags: FlagEndpoint) -> None:
         self.run, self.name, self.run_id, self.inventory = run, name, run_id, inventory
         self.options, self.flags = options, flags
         self.bundle = build_bundle()
@@ -363,7 +366,7 @@ class _Compilation:
             # where tasks find the run's flags: the controller's socket on a local host, the reverse
             # tunnel's port on the host's loopback over SSH (and netunicorn's variables)
             # NETUNICORN_EXECUTOR_ID is the deployment's executor_id, which cancel_executors takes
-            "flags": task_settings(self.flags, _is_local(self.inventory, host), executor),
+            "flags": task_settings(self.flags, _flag_reach(self.inventory, host), executor),
         }
 
     def _deploy_spec(self, host: str, commands: list[str], env_vars: dict[str, str],
@@ -442,9 +445,9 @@ def _run_record(name: str, run_id: str, hosts: list[str], executors: dict[str, s
     }
 
 
-def _is_local(inventory: Inventory, host: str) -> bool:
-    connection = str(inventory.node(host).properties.get("ansible_connection", ""))
-    return connection in ("local", "ansible.builtin.local")
+def _flag_reach(inventory: Inventory, host: str) -> FlagReach:
+    """How the host's tasks reach the flag store: its connection says (connections/)."""
+    return HostConnections.of(inventory, [host])[host].flag_reach
 
 
 def inventory_args(run_dir: Path, sources: Sequence[str]) -> list[str]:

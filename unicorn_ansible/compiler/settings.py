@@ -8,10 +8,11 @@ The generated plays receive the computed values (``unicorn_time_limits``, ``unic
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from ..connections import Setting
 from ..errors import ExperimentError
 from ..model.experiment import Deployment
 from ..node.protocol import DEFAULT_LOG_CAP
@@ -63,14 +64,14 @@ def forks(host_count: int, options: CompileOptions) -> int:
 
 
 def ansible_settings(host_count: int, options: CompileOptions, project: Path,
-                     flags: dict[str, Any] | None = None,
-                     control_dir: str | None = None) -> list[tuple[str, str, str, str]]:
+                     connection_settings: Sequence[Setting] = ()) -> list[Setting]:
     """Our Ansible settings as (section, key, environment variable, value): one source for
     the generated ansible.cfg and for the environment ansible-runner gets.
 
-    ``flags``: the run's flag store endpoint; every SSH connection then carries a reverse
-    tunnel from the host's loopback port to the store's socket on the controller.
-    ``control_dir``: the run's own folder of SSH master sockets (engine/ssh_masters.py)."""
+    ``connection_settings``: what the connections of the run's hosts need (connections/: the ssh
+    arguments with the run's flag tunnel, for one). The run's SSH control folder is no setting:
+    each step creates and checks it, then names it to its play (engine/ssh_masters.py); a play
+    run by hand uses Ansible's own (``~/.ansible/cp``)."""
     settings = [
         ("defaults", "forks", "ANSIBLE_FORKS", str(forks(host_count, options))),
         ("defaults", "callback_plugins", "ANSIBLE_CALLBACK_PLUGINS", str(project / "callback_plugins")),
@@ -80,10 +81,8 @@ def ansible_settings(host_count: int, options: CompileOptions, project: Path,
         ("defaults", "retry_files_enabled", "ANSIBLE_RETRY_FILES_ENABLED", "False"),
         ("defaults", "gathering", "ANSIBLE_GATHERING", "explicit"),
         ("ssh_connection", "pipelining", "ANSIBLE_PIPELINING", "True"),
-        ("ssh_connection", "ssh_args", "ANSIBLE_SSH_ARGS", ssh_args(flags)),
+        *connection_settings,
     ]
-    if control_dir:
-        settings.append(("ssh_connection", "control_path_dir", "ANSIBLE_SSH_CONTROL_PATH_DIR", control_dir))
     if options.strategy:
         settings.append(("defaults", "strategy", "ANSIBLE_STRATEGY", options.strategy))
         if options.strategy.startswith("mitogen"):
@@ -112,18 +111,6 @@ def start_round(options: CompileOptions, host_count: int, most_pipelines: int) -
     if start_strategy(options) in ("free", "mitogen_free"):
         return False
     return most_pipelines > 1 or forks(host_count, options) < host_count
-
-
-def ssh_args(flags: dict[str, Any] | None = None) -> str:
-    """Our ssh arguments; with ``flags``, each connection carries the run's flag tunnel."""
-    # No -C: results files are large and lab links fast. ServerAlive: a host whose link
-    # dies is noticed within about 15 s instead of hanging.
-    ssh_args = "-o ControlMaster=auto -o ControlPersist=120s -o ServerAliveInterval=5 -o ServerAliveCountMax=3"
-    if flags:
-        # -o, not -R: Ansible gives ssh_args to sftp and scp too, where -R means something else.
-        # ExitOnForwardFailure: a host where another program holds the port fails, not its tasks' flags.
-        ssh_args += f" -o 'RemoteForward=127.0.0.1:{flags['port']} {flags['socket']}' -o ExitOnForwardFailure=yes"
-    return ssh_args
 
 
 def _mitogen_strategies() -> str:

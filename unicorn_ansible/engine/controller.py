@@ -16,7 +16,7 @@ import os
 import signal
 import threading
 import time
-from typing import Any
+from typing import TypedDict
 
 #: the environment variable that names the controller to ansible-playbook: "<pid>:<start time>"
 CONTROLLER_ENV = "UNICORN_ANSIBLE_CONTROLLER"
@@ -34,9 +34,16 @@ def start_time(pid: int) -> int | None:
     return int(fields[19]) if len(fields) > 19 and fields[0] not in (b"Z", b"X") else None
 
 
-def this_controller() -> dict[str, Any]:
+class ControllerId(TypedDict):
+    """A controller process as a run's record keeps it: its pid and start time (its identity)."""
+
+    pid: int
+    start_time: int | None
+
+
+def this_controller() -> ControllerId:
     """This process, as a run's record keeps its controller."""
-    return {"pid": os.getpid(), "start_time": start_time(os.getpid())}
+    return ControllerId(pid=os.getpid(), start_time=start_time(os.getpid()))
 
 
 def controller_env() -> dict[str, str]:
@@ -45,7 +52,7 @@ def controller_env() -> dict[str, str]:
     return {CONTROLLER_ENV: f"{me['pid']}:{me['start_time']}"}
 
 
-def is_alive(controller: Any) -> bool:
+def is_alive(controller: object) -> bool:
     """Whether the controller a record names still runs (the same process, not a reused pid)."""
     if not isinstance(controller, dict) or type(controller.get("pid")) is not int:
         return False

@@ -115,8 +115,7 @@ def play(run: RunDir, step: str, secrets: lifecycle.Secrets) -> None:
         if not prepared:  # nothing to start: every deployment failed (their errors are theirs)
             lifecycle.settle(run, RunStatus.FINISHED, finished=time.time(), ansible_rc=0)
             return
-        lifecycle.execute(run, inventory, secrets=secrets, limit=sorted(prepared),
-                          extra_vars={"unicorn_executors": prepared})
+        lifecycle.execute(run, inventory, secrets=secrets, only=prepared)
     except Exception as exc:  # recorded for get_experiment_status and `status`, never lost
         lifecycle.record_failure(run, exc)
 

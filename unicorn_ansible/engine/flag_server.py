@@ -8,54 +8,62 @@ two protocols: ours (a challenge-response on the run's token, ``model/flags.py``
 HTTP (``flag_http``). The server is ``flag_loop``, the values ``flag_store``.
 
 The socket lives in a folder only the user owns (created 0700 under ``$XDG_RUNTIME_DIR`` or the
-temporary folder, checked before use); a folder someone else made is refused with one line.
+temporary folder, checked before use: ``sockets``); a folder someone else made is refused with one line.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import os
 import secrets
 import socket
-import stat
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from ..errors import RunError
 from ..model.flags import FlagError, request
 from .flag_loop import FlagLoop
 from .flag_store import FlagStore
 from .rundir import RunDir, read_json
+from .sockets import own_folder, private_folder, socket_base
 
-__all__ = ["FlagStore", "flag_request", "new_endpoint", "read_endpoint",
+__all__ = ["FlagEndpoint", "FlagReach", "FlagStore", "flag_request", "new_endpoint", "read_endpoint",
            "serve_flags", "task_settings"]
 
 SOCKET_NAME = "flags.sock"
-_MAX_SOCKET_PATH = 100  # a Unix socket path is limited to about 100 bytes
+
+
+class FlagEndpoint(TypedDict, total=False):
+    """Where a run's flag store listens (flags-endpoint.json)."""
+
+    #: the store's Unix socket on the controller
+    socket: str
+    #: the port of the tunnel's end on each SSH host's loopback
+    port: int
+    #: the run's token (our protocol's shared secret)
+    token: str
+    #: netunicorn's experiment id (its HTTP protocol's capability)
+    experiment_id: str
+    #: with local hosts: a loopback port on the controller for their netunicorn HTTP
+    local_port: int
+
+
+class FlagReach(enum.Enum):
+    """How tasks on a host reach the store (each connection kind says which: connections/)."""
+
+    #: the host is the controller: the store's Unix socket itself (and a loopback port for netunicorn's HTTP)
+    SOCKET = "the controller's socket"
+    #: every connection carries a reverse tunnel to the host's loopback (OpenSSH's RemoteForward)
+    TUNNEL = "a reverse tunnel on the host's loopback"
+    #: nothing Ansible does for the connection can carry it
+    NONE = "none"
 
 
 def _folder_prefix() -> str:
     return f"unicorn-ansible-{os.getuid()}-"
-
-
-def private_folder(folder: Path) -> bool:
-    """Whether ``folder`` is a folder only this user can use."""
-    try:
-        info = os.lstat(folder)
-    except OSError:
-        return False
-    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077
-
-
-def socket_base() -> Path:
-    """Where the run's sockets go: $XDG_RUNTIME_DIR when it is private and short, else the temporary folder."""
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime and private_folder(Path(runtime)) and len(runtime) < _MAX_SOCKET_PATH - 60:
-        return Path(runtime)
-    return Path(tempfile.gettempdir())
 
 
 def _random_port() -> int:
@@ -63,32 +71,31 @@ def _random_port() -> int:
     return 20000 + secrets.randbelow(12000)
 
 
-def new_endpoint(run_dir: Path, local: bool = False) -> dict[str, Any]:
+def new_endpoint(run_dir: Path, local: bool = False) -> FlagEndpoint:
     """Where a run's flag store will listen: a socket in a folder of its own, a port for the hosts'
     end of the tunnel, the token of our protocol, netunicorn's experiment id (the capability of its
     HTTP protocol) and, with ``local`` hosts, a loopback port on the controller for their HTTP."""
     folder = socket_base() / f"{_folder_prefix()}{secrets.token_hex(6)}"
-    endpoint: dict[str, Any] = {
-        "socket": str(folder / SOCKET_NAME),
-        "port": _random_port(),
-        "token": secrets.token_hex(16),
-        "experiment_id": secrets.token_hex(16),
-    }
+    endpoint = FlagEndpoint(socket=str(folder / SOCKET_NAME), port=_random_port(), token=secrets.token_hex(16),
+                            experiment_id=secrets.token_hex(16))
     if local:
         endpoint["local_port"] = _random_port()
     return endpoint
 
 
-def read_endpoint(run_dir: Path) -> dict[str, Any] | None:
+def read_endpoint(run_dir: Path) -> FlagEndpoint | None:
     endpoint = read_json(RunDir(run_dir).flags_endpoint_file)
-    return endpoint if isinstance(endpoint, dict) and "socket" in endpoint else None
+    return cast(FlagEndpoint, endpoint) if isinstance(endpoint, dict) and "socket" in endpoint else None
 
 
-def task_settings(endpoint: dict[str, Any], local: bool, executor_id: str) -> dict[str, Any]:
+def task_settings(endpoint: FlagEndpoint, reach: FlagReach, executor_id: str) -> dict[str, Any]:
     """What a node's executor gives its tasks (node.json's ``flags``): our address and token, and
-    netunicorn's variables (``environment``) for netunicorn-library's flag tasks."""
-    port = endpoint.get("local_port") if local else endpoint["port"]
+    netunicorn's variables (``environment``) for netunicorn-library's flag tasks. A host whose
+    connection cannot reach the store gets the tunnel's address too: a flag call there fails saying
+    it cannot reach the store over a tunnel (a run known to use flags there is refused at prepare)."""
     environment = {"NETUNICORN_EXPERIMENT_ID": endpoint["experiment_id"], "NETUNICORN_EXECUTOR_ID": executor_id}
+    local = reach is FlagReach.SOCKET
+    port = endpoint.get("local_port") if local else endpoint["port"]
     if port:
         environment["NETUNICORN_GATEWAY_ENDPOINT"] = f"http://127.0.0.1:{port}"
     return {
@@ -100,16 +107,7 @@ def task_settings(endpoint: dict[str, Any], local: bool, executor_id: str) -> di
 
 def _own_folder(folder: Path) -> None:
     """Create the socket's folder 0700, or accept it only if it is ours and private already."""
-    with contextlib.suppress(FileExistsError):
-        os.mkdir(folder, 0o700)
-    if not private_folder(folder):
-        try:
-            info = os.lstat(folder)
-            what = f"owner uid {info.st_uid}, mode {stat.filemode(info.st_mode)}"
-        except OSError as exc:
-            what = exc.strerror or str(exc)
-        raise RunError(f"refusing the flag socket folder {folder} ({what}): it must be a folder only you "
-                       "can use; remove it, or set XDG_RUNTIME_DIR to a private folder and run again")
+    own_folder(folder, "the flag socket folder")
 
 
 def _dead_socket(path: Path) -> bool:
@@ -160,7 +158,7 @@ def _tcp_listener(port: int) -> socket.socket:
     return listener
 
 
-def _listeners(endpoint: dict[str, Any]) -> list[socket.socket]:
+def _listeners(endpoint: FlagEndpoint) -> list[socket.socket]:
     path = Path(endpoint["socket"])
     _own_folder(path.parent)
     listeners = [_unix_listener(path)]
@@ -198,7 +196,7 @@ def serve_flags(run_dir: Path) -> Iterator[FlagStore | None]:
             path.parent.rmdir()
 
 
-def _live(endpoint: dict[str, Any]) -> bool:
+def _live(endpoint: FlagEndpoint) -> bool:
     if not private_folder(Path(endpoint["socket"]).parent):
         return False
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:

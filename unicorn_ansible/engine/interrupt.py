@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from types import FrameType
 from typing import Any
+
+#: what signal.signal takes and gives back: a function, SIG_DFL or SIG_IGN, None (set outside Python)
+Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -41,9 +45,9 @@ def noting_stop_signals() -> Iterator[StopSignal]:
     if threading.current_thread() is not threading.main_thread():
         yield noted
         return
-    previous: dict[int, Any] = {}
+    previous: dict[int, Handler] = {}
 
-    def note(number: int, frame: Any) -> None:
+    def note(number: int, frame: FrameType | None) -> None:
         noted.number = number
         for each, handler in previous.items():  # a second signal: the default effect
             signal.signal(each, handler)

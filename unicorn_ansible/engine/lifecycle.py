@@ -6,39 +6,32 @@ step ends after the cancel."""
 from __future__ import annotations
 
 import contextlib
-import json
 import runpy
-import shlex
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from ..compat.netunicorn import as_experiment, for_netunicorn
 from ..compiler.compile import check_run_name, compile_experiment
-from ..compiler.settings import CompileOptions, ssh_args
+from ..compiler.settings import CompileOptions
 from ..errors import ExperimentError, RunError, UsageError
 from ..home import make_private_dir, private_files, runs_dir
-from ..inventory import Inventory, ensure_ansible_on_path, load_inventory
+from ..inventory import Inventory, load_inventory
 from ..model.experiment import Experiment
 from ..model.nodes import CountableNodePool
 from ..model.travel import EXPERIMENT_MODULE
 from ..results.load import RunResults, load_results
-from .controller import controller_env, is_alive, this_controller
+from .controller import is_alive, this_controller
+from .drivers import EventHandler, HostGroup, PlayOptions, close_groups, local_groups, play_groups
+from .drivers import Secrets as Secrets  # the CLI and the client name it from here
 from .flag_server import serve_flags
 from .interrupt import StopSignal, noting_stop_signals
-from .privacy import scrub_once_started, scrub_runner_records
 from .rundir import RunDir, RunStatus, executors
-from .ssh_masters import close_masters
-
-EventHandler = Callable[[dict[str, Any]], None]
 
 SITE, DEPLOY, EXECUTE, CANCEL = "site.yml", "deploy.yml", "execute.yml", "cancel.yml"
-#: how often a running play looks for a cancel or a stop signal
-STOP_CHECK_SECONDS = 1
 
 
 def load_experiment_file(path: str, nodes: Callable[[], CountableNodePool]) -> Experiment:
@@ -119,89 +112,9 @@ def _experiment_of(path: str, namespace: dict[str, Any], nodes: Callable[[], Cou
     return value
 
 
-@dataclass(frozen=True)
-class Secrets:
-    """Passwords typed by the user. They go to Ansible's prompts through ansible-runner's
-    pexpect answers only: never into a file, an environment variable or a log."""
-
-    become_password: str | None = field(default=None, repr=False)
-    connection_password: str | None = field(default=None, repr=False)
-
-    def runner_arguments(self) -> dict[str, Any]:
-        flags, answers = [], {}
-        if self.become_password is not None:
-            flags.append("--ask-become-pass")
-            answers[r"^BECOME password.*:\s*?$"] = self.become_password
-        if self.connection_password is not None:
-            flags.append("--ask-pass")
-            answers[r"^SSH password:\s*?$"] = self.connection_password
-        return {"cmdline": " ".join(flags), "passwords": answers} if flags else {}
-
-
-def run_playbook(
-    run: RunDir,
-    playbook: str,
-    inventory: Inventory,
-    event_handler: EventHandler | None = None,
-    secrets: Secrets | None = None,
-    limit: Sequence[str] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    extra_vars: dict[str, Any] | None = None,
-) -> int:
-    """Run one of the run directory's playbooks with ansible-runner (on the ``limit`` hosts only,
-    if given); return its exit code. ``should_stop`` is asked every second: True kills
-    ansible-playbook with its workers and their SSH sessions (its process group).
-    ``extra_vars``: variables over every other (Ansible's -e)."""
-    ensure_ansible_on_path()
-    import ansible_runner
-
-    _close_ended_plays_at_once()
-    # suppress_env_files: ansible-runner would otherwise write passwords to env/passwords;
-    # envvars: ansible-playbook ends with this controller (engine/controller.py)
-    kwargs: dict[str, Any] = {"suppress_env_files": True, "envvars": controller_env(),
-                              "status_handler": scrub_once_started(run.path)}
-    kwargs.update((secrets or Secrets()).runner_arguments())
-    if extra_vars:
-        kwargs["cmdline"] = f"{kwargs.get('cmdline', '')} -e {shlex.quote(json.dumps(extra_vars))}".strip()
-    if inventory.sources:
-        kwargs["inventory"] = list(inventory.sources)
-    if limit is not None:
-        kwargs["limit"] = ",".join(limit)
-    try:
-        with private_files():
-            runner = ansible_runner.run(
-                private_data_dir=str(run.path),
-                playbook=playbook,
-                quiet=True,
-                event_handler=(lambda event: (event_handler(event), True)[1]) if event_handler else None,
-                cancel_callback=should_stop,
-                settings={"pexpect_timeout": STOP_CHECK_SECONDS},
-                **kwargs,
-            )
-    finally:
-        scrub_runner_records(run.path)
-    return int(runner.rc if runner.rc is not None else 1)
-
-
-def _close_ended_plays_at_once() -> None:
-    """ansible-runner closes ansible-playbook's terminal once the play has exited and its output
-    is read to the end; pexpect's close then sleeps 0.1 s (``delayafterclose``, for a child that
-    may still be ending) before it looks whether the child lives. A child known to have exited
-    is closed without that pause: 0.1 s off every play. One that lives is closed as before."""
-    import pexpect
-
-    if getattr(pexpect.spawn, "closes_ended_at_once", False):
-        return
-
-    class Child(pexpect.spawn):  # type: ignore[misc]
-        closes_ended_at_once = True
-
-        def close(self, force: bool = True) -> None:
-            if not self.isalive():  # reaped already (ansible-runner's loop ran while it lived)
-                self.ptyproc.delayafterclose = 0
-            super().close(force=force)
-
-    pexpect.spawn = Child
+def _groups(run: RunDir, inventory: Inventory) -> list[HostGroup]:
+    """The host groups that play the run's steps, each with its driver (engine/drivers.py)."""
+    return local_groups(run, inventory, run.record().get("hosts") or [])
 
 
 def run_path(name: str) -> RunDir:
@@ -295,7 +208,7 @@ def mark_preparing(run: RunDir) -> None:
 def deploy(run: RunDir, inventory: Inventory, event_handler: EventHandler | None = None,
            secrets: Secrets | None = None) -> int:
     """Run the deployment play; the run is then ``ready`` (each node's outcome is in its status)."""
-    rc = run_playbook(run, DEPLOY, inventory, event_handler, secrets=secrets, should_stop=_cancel_requested(run))
+    rc = play_groups(_groups(run, inventory), DEPLOY, PlayOptions(event_handler, secrets, _cancel_requested(run)))
     settle(run, RunStatus.READY, prepare_finished=time.time(), deploy_rc=rc)
     return rc
 
@@ -329,20 +242,24 @@ def mark_running(run: RunDir, expected: RunStatus | None = None) -> None:
 
 
 def execute(run: RunDir, inventory: Inventory, event_handler: EventHandler | None = None,
-            secrets: Secrets | None = None, playbook: str = EXECUTE, limit: Sequence[str] | None = None,
-            extra_vars: dict[str, Any] | None = None) -> int:
+            secrets: Secrets | None = None, playbook: str = EXECUTE,
+            only: Mapping[str, Sequence[str]] | None = None) -> int:
     """Run the execution play (or ``site.yml``: deployment and execution in one go) with the run's
-    flag store served; the run is then ``finished``, or stays ``cancelled``. ``limit`` and
-    ``extra_vars`` as for :func:`run_playbook` (the client's execution: its prepared deployments)."""
+    flag store served (one per run, whoever drives its hosts); the run is then ``finished``, or stays
+    ``cancelled``. ``only``: host -> the executors to start there (the client's prepared ones);
+    other hosts are left alone."""
+    groups = _groups(run, inventory)
+    executors_of = {} if only is None else {"unicorn_executors": {host: list(e) for host, e in only.items()}}
     try:
         with serve_flags(run.path), noting_stop_signals() as noted:
-            rc = run_playbook(run, playbook, inventory, event_handler, secrets=secrets, limit=limit,
-                              should_stop=_cancel_requested(run, noted), extra_vars=extra_vars)
+            rc = play_groups(groups, playbook, PlayOptions(event_handler, secrets, _cancel_requested(run, noted),
+                                                           extra_vars=executors_of,
+                                                           limit=None if only is None else sorted(only)))
         if noted.arrived:
             _stop_after_signal(run, inventory, noted, event_handler)
         _wait_for_cancel(run)
     finally:
-        close_masters(run)  # the run's ssh connections end with it, not ControlPersist later
+        close_groups(groups)  # the run's ssh connections end with it, not ControlPersist later
     settle(run, RunStatus.FINISHED, finished=time.time(), ansible_rc=rc)
     return rc
 
@@ -454,22 +371,15 @@ def run_inventory(run: RunDir) -> Inventory:
     return load_inventory(run.record().get("inventory") or None)
 
 
-def _without_flag_tunnel() -> dict[str, Any]:
-    """Connections of cancel and collect carry no flag tunnel: they need no store, and the tunnel's
-    port on the host may still be held by the run's own session (a cancel from another terminal,
-    a run shutting down) or by a session lost when a link was cut (sshd notices only hours later),
-    which refuses every new connection asking for it."""
-    return {"ansible_ssh_args": ssh_args()}
-
-
 def cancel(run: RunDir, inventory: Inventory | None = None,
            event_handler: EventHandler | None = None) -> RunResults:
     """Stop every node's executor and the processes its tasks started; fetch what finished.
     The run is ``cancelled`` from the moment the cancel is asked for."""
     inventory = inventory or run_inventory(run)
     run.update(cancel_requested=time.time(), canceller=this_controller())
+    groups = _groups(run, inventory)
     try:
-        rc = run_playbook(run, CANCEL, inventory, event_handler, extra_vars=_without_flag_tunnel())
+        rc = play_groups(groups, CANCEL, PlayOptions(event_handler, tunnel=False))
     except BaseException:
         with contextlib.suppress(RunError):  # the controller playing the run waits for this cancel no more
             run.update(canceller=None)
@@ -478,7 +388,7 @@ def cancel(run: RunDir, inventory: Inventory | None = None,
         # the run's SSH masters are the playing controller's to close when it ends: closed from
         # here (another terminal) they would cut its last calls and make its hosts unreachable
         if not is_playing(run.record()):
-            close_masters(run)
+            close_groups(groups)
     run.update(status=RunStatus.CANCELLED.value, cancelled=time.time(), cancel_rc=rc)
     return load_results(run.path)
 
@@ -488,9 +398,9 @@ def cancel_nodes(run: RunDir, nodes: Sequence[str], inventory: Inventory | None 
     """Stop the executors of ``nodes`` only (executor ids: a node's name, NODE#N for its N-th
     pipeline); the run and its other executors, those on the same hosts included, go on."""
     hosts = executors(run.record())
-    rc = run_playbook(run, CANCEL, inventory or run_inventory(run), event_handler,
-                      limit=sorted({hosts.get(node, node) for node in nodes}),
-                      extra_vars={"unicorn_cancel_only": list(nodes), **_without_flag_tunnel()})
+    options = PlayOptions(event_handler, extra_vars={"unicorn_cancel_only": list(nodes)}, tunnel=False,
+                          limit=sorted({hosts.get(node, node) for node in nodes}))
+    rc = play_groups(_groups(run, inventory or run_inventory(run)), CANCEL, options)
     run.update(cancelled_nodes=sorted(set(run.record().get("cancelled_nodes", [])) | set(nodes)),
                cancel_nodes_rc=rc)
     return load_results(run.path)
@@ -504,9 +414,10 @@ def collect(run: RunDir, inventory: Inventory | None = None,
     if artifact_cap is not None:
         run.update(lambda record: {"options": dict(record.get("options") or {}, artifact_cap=artifact_cap)})
     run.update(controller=this_controller())
+    groups = _groups(run, inventory)
     try:
-        rc = run_playbook(run, EXECUTE, inventory, event_handler, extra_vars=_without_flag_tunnel())
+        rc = play_groups(groups, EXECUTE, PlayOptions(event_handler, tunnel=False))
     finally:
-        close_masters(run)
+        close_groups(groups)
     settle(run, RunStatus.FINISHED, collected=time.time(), ansible_rc=rc)
     return load_results(run.path)

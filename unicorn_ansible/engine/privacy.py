@@ -10,6 +10,7 @@ them: a dynamic inventory may need them.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from ..inventory import LEFT_OUT, is_secret_name
 from .rundir import read_json, write_atomic
 
 
-def without_secrets(environment: dict[str, Any]) -> dict[str, Any]:
+def without_secrets(environment: dict[str, object]) -> dict[str, object]:
     return {name: LEFT_OUT if is_secret_name(name) else value for name, value in environment.items()}
 
 
@@ -30,10 +31,10 @@ def scrub_runner_records(run_dir: Path) -> None:
             write_atomic(path, json.dumps(saved, ensure_ascii=False))
 
 
-def scrub_once_started(run_dir: Path) -> Any:
+def scrub_once_started(run_dir: Path) -> Callable[[dict[str, Any], object], None]:
     """An ansible-runner ``status_handler``: scrubs the saved command once the play is running."""
 
-    def handler(status: dict[str, Any], runner_config: Any = None) -> None:
+    def handler(status: dict[str, Any], runner_config: object = None) -> None:
         if status.get("status") == "running":
             scrub_runner_records(run_dir)
 
