@@ -308,20 +308,21 @@ class Client:
         connectors) is accepted and not used."""
         lifecycle.cancel(self._find(experiment_name), self.inventory)
 
-    def cancel_executors(self, experiment_or_executors: str | Iterable[str], *arguments: object,
+    def cancel_executors(self, executors: str | Iterable[str], *more: Iterable[str] | dict[str, dict[str, str]] | None,
                          cancellation_context: dict[str, dict[str, str]] | None = None) -> None:
         """Stop some executors; the others go on. netunicorn's form, ``cancel_executors(executors,
         cancellation_context=None)``, finds each executor's run among those being played; ours,
-        ``cancel_executors(experiment_name, executors)``, names the run (an executor id is the
+        ``cancel_executors(experiment_name, executors)``, names the run first (an executor id is the
         deployment's node name, ``NODE#N`` for a node's N-th pipeline, so several runs may have it).
         ``cancellation_context`` (netunicorn's, for its connectors) is accepted and not used."""
-        if isinstance(experiment_or_executors, str):
-            if not arguments or isinstance(arguments[0], (str, dict)) or not isinstance(arguments[0], Iterable):
-                raise UsageError("cancel_executors takes (experiment_name, [executor ids]) or netunicorn's "
-                                 "([executor ids]); got a name without executors")
-            by_run = {experiment_or_executors: [str(e) for e in arguments[0]]}
+        if isinstance(executors, str):  # ours: the run's name, then its executors
+            named = more[0] if more else None
+            if named is None or isinstance(named, (str, dict)):
+                raise UsageError(f"cancel_executors({executors!r}, ...) names a run but no executors: pass "
+                                 "(experiment_name, [executor ids]), or netunicorn's ([executor ids])")
+            by_run = {executors: [str(e) for e in named]}
         else:
-            by_run = _runs_of_executors([str(e) for e in experiment_or_executors])
+            by_run = _runs_of_executors([str(e) for e in executors])
         for name, executors in by_run.items():
             run = self._find(name)
             known = set(rundir.executors(run.record()))
