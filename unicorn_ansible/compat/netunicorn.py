@@ -94,7 +94,7 @@ def as_environment(environment: object) -> object:
     """Our environment definition for one of netunicorn's: a DockerImage with netunicorn's runtime
     context (ports mapping, environment variables, network, additional arguments), run by the
     host's podman or Docker (node/container.py); any other ShellExecution with the same commands
-    and environment variables. netunicorn's default DockerImage() (no image named, which its
+    and runtime context (of which the compiler refuses what only a container can have). netunicorn's default DockerImage() (no image named, which its
     Pipeline sets) gets ``shell_fallback``: where the host cannot run it in a container, it runs
     as ShellExecution with a notice (the user did not ask for a container). Anything else is
     returned as it is."""
@@ -107,12 +107,13 @@ def as_environment(environment: object) -> object:
     context = environment.runtime_context
     variables = {str(k): str(v) for k, v in context.environment_variables.items()}
     commands = list(environment.commands)
+    # every field, for either kind: what a ShellExecution cannot use is refused when compiled, not dropped
+    runtime = RuntimeContext(ports_mapping=dict(context.ports_mapping), environment_variables=variables,
+                             network=context.network, additional_arguments=list(context.additional_arguments))
     if isinstance(environment, theirs.DockerImage):
-        runtime = RuntimeContext(ports_mapping=dict(context.ports_mapping), environment_variables=variables,
-                                 network=context.network, additional_arguments=list(context.additional_arguments))
         return DockerImage(commands=commands, image=environment.image or None, runtime_context=runtime,
                            shell_fallback=not environment.image)
-    return ShellExecution(commands=commands, runtime_context=RuntimeContext(environment_variables=variables))
+    return ShellExecution(commands=commands, runtime_context=runtime)
 
 
 def as_flow(obj: object) -> object:
