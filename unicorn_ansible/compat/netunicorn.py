@@ -94,10 +94,11 @@ def as_environment(environment: object) -> object:
     """Our environment definition for one of netunicorn's: a DockerImage with netunicorn's runtime
     context (ports mapping, environment variables, network, additional arguments), run by the
     host's podman or Docker (node/container.py); any other ShellExecution with the same commands
-    and runtime context (of which the compiler refuses what only a container can have). netunicorn's default DockerImage() (no image named, which its
-    Pipeline sets) gets ``shell_fallback``: where the host cannot run it in a container, it runs
-    as ShellExecution with a notice (the user did not ask for a container). Anything else is
-    returned as it is."""
+    and runtime context (of which the compiler refuses what only a container can have).
+    netunicorn's default DockerImage() (no image named, which its Pipeline sets) gets
+    ``shell_fallback``: where the host can have no image, it may run as ShellExecution with a
+    notice (compiler/compile.py's container_spec says when: the user did not ask for a
+    container). Anything else is returned as it is."""
     if not is_netunicorns(environment):
         return environment
     from netunicorn.base import environment_definitions as theirs

@@ -35,7 +35,7 @@ from returns.result import Failure, Result, Success
 from ..compat.netunicorn import as_experiment, for_netunicorn
 from ..compiler.settings import CompileOptions
 from ..engine import lifecycle, rundir
-from ..engine.controller import is_alive
+from ..engine.controller import CONTROLLER_GRACE, is_alive
 from ..engine.detached import DEPLOY, EXECUTE, start_controller
 from ..engine.flag_server import flag_request
 from ..engine.lifecycle import EngineOptions, Secrets, run_inventory
@@ -65,9 +65,6 @@ class ExperimentStatus(TwinEnum):
     RUNNING = 3
     FINISHED = 4
 
-
-#: seconds delete_experiment waits for a finished run's controller to write its last records
-CONTROLLER_GRACE = 60.0
 
 # the run record's status -> ExperimentStatus
 _STATUS = {
