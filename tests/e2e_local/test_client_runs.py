@@ -20,6 +20,7 @@ from unicorn_ansible.engine.controller import is_alive
 from unicorn_ansible.engine.rundir import RunDir
 
 from .conftest import Env
+from .test_client import _poll as _wait
 
 
 class Fails(Task):
@@ -46,16 +47,6 @@ class SaysWho(Task):
         Path(self.folder, who.replace("#", "_")).write_text(who)
         time.sleep(self.seconds)
         return who
-
-
-def _wait(client: Client, name: str, wanted: ExperimentStatus, timeout: float = 180) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        info = client.get_experiment_status(name)
-        if info.status == wanted:
-            return info
-        time.sleep(0.3)
-    raise AssertionError(f"{name} did not reach {wanted} in {timeout} s: {client.get_experiment_status(name)}")
 
 
 def _wait_for_files(folder: Path, count: int, timeout: float = 120) -> list[Path]:
