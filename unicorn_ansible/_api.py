@@ -14,6 +14,9 @@ from returns.result import Result as Result
 from returns.result import Success as Success
 
 from ._version import __version__ as __version__
+from .campaign.start import sweep as sweep
+from .campaign.table import Campaign as Campaign
+from .campaign.table import load_campaign as load_campaign
 from .compat.remote_client import RemoteClient as RemoteClient
 from .engine.lifecycle import run as run
 from .engine.local import Executor as Executor

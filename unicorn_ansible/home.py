@@ -2,7 +2,8 @@
 
 The home folder holds one run folder per experiment run (``runs/<name>``, laid out
 by ``engine/rundir.py``), the cached executor bundles (``bundles/``), the local
-testbed's state (``testbed/``) and, for the embedded default inventory, the local
+testbed's state (``testbed/``), the campaigns' state (``campaigns/<name>``, laid out by
+``campaign/store.py``) and, for the embedded default inventory, the local
 machine's host work folders (``hosts/localhost/``). It is ``~/.unicorn-ansible`` unless
 the environment variable ``UNICORN_ANSIBLE_HOME`` names another folder.
 
@@ -31,6 +32,10 @@ def home_dir() -> Path:
 
 def runs_dir() -> Path:
     return home_dir() / "runs"
+
+
+def campaigns_dir() -> Path:
+    return home_dir() / "campaigns"
 
 
 def testbed_dir() -> Path:

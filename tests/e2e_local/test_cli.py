@@ -14,7 +14,7 @@ from .conftest import Env
 ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = ["run", "compile", "results", "status", "logs", "cancel", "collect", "list", "delete", "nodes", "testbed",
             "artifacts", "flags",
-            "report"]
+            "report", "sweep", "campaign"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

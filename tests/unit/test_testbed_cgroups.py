@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from unicorn_ansible.testbed.lab import _cgroup_mounts
+from unicorn_ansible.testbed.layers import cgroup_mounts
 
 
 def test_the_controller_cgroup_hierarchies_are_mounted_again_and_nothing_else(tmp_path: Path) -> None:
@@ -17,10 +17,9 @@ def test_the_controller_cgroup_hierarchies_are_mounted_again_and_nothing_else(tm
         "cgroup2 /sys/fs/cgroup/unified cgroup2 rw,nosuid,nodev,noexec,relatime 0 0",
         "tmpfs /tmp tmpfs rw 0 0",
     ]) + "\n")
-    assert _cgroup_mounts(str(mounts)) == [
-        "mkdir -p '/sys/fs/cgroup' && mount -t tmpfs -o 'mode=755' 'tmpfs' '/sys/fs/cgroup' || true",
-        "mkdir -p '/sys/fs/cgroup/memory' && mount -t cgroup -o 'memory' 'cgroup' '/sys/fs/cgroup/memory' || true",
-        "mkdir -p '/sys/fs/cgroup/systemd' && mount -t cgroup -o 'none,name=systemd' 'cgroup' "
-        "'/sys/fs/cgroup/systemd' || true",
-        "mkdir -p '/sys/fs/cgroup/unified' && mount -t cgroup2 -o 'defaults' 'cgroup2' '/sys/fs/cgroup/unified' || true",
+    assert cgroup_mounts(str(mounts)) == [
+        ("tmpfs", "/sys/fs/cgroup", "tmpfs", "mode=755"),
+        ("cgroup", "/sys/fs/cgroup/memory", "cgroup", "memory"),
+        ("cgroup", "/sys/fs/cgroup/systemd", "cgroup", "none,name=systemd"),
+        ("cgroup2", "/sys/fs/cgroup/unified", "cgroup2", "defaults"),
     ]

@@ -34,10 +34,13 @@ from .rundir import RunDir, RunStatus, executors
 SITE, DEPLOY, EXECUTE, CANCEL = "site.yml", "deploy.yml", "execute.yml", "cancel.yml"
 
 
-def load_experiment_file(path: str, nodes: Callable[[], CountableNodePool]) -> Experiment:
+def load_experiment_file(path: str, nodes: Callable[[], CountableNodePool],
+                         arguments: Callable[[Any], dict[str, Any]] | None = None) -> Experiment:
     """Run an experiment file and return its ``experiment``: an Experiment, or a callable
     that takes the inventory's node pool (``nodes()``, asked for only then: the file runs while
-    Ansible still reads the inventory) and returns one.
+    Ansible still reads the inventory) and returns one. ``arguments``, given the file's
+    ``experiment``, says the keyword arguments it is called with (its parameters:
+    campaign/parameters.py).
 
     As with ``python FILE``, the file's folder is importable while it loads (its modules and
     packages travel to the hosts by value, see model/travel.py); afterwards the modules it
@@ -46,7 +49,7 @@ def load_experiment_file(path: str, nodes: Callable[[], CountableNodePool]) -> E
     if not file.is_file():
         raise ExperimentError(f"experiment file {path} does not exist")
     with _importable(file.resolve().parent):
-        value = _experiment_of(path, _run_file(path, file), nodes)
+        value = _experiment_of(path, _run_file(path, file), nodes, arguments)
     if not isinstance(value, Experiment):
         raise ExperimentError(
             f"{path}: 'experiment' is a {type(value).__name__}; it must be an Experiment "
@@ -91,17 +94,19 @@ def _run_file(path: str, file: Path) -> dict[str, Any]:
         raise ExperimentError(f"{path} raised {type(exc).__name__}: {_one_line(exc)}") from exc
 
 
-def _experiment_of(path: str, namespace: dict[str, Any], nodes: Callable[[], CountableNodePool]) -> Any:
-    """The file's ``experiment``, called with the node pool if it is a function."""
+def _experiment_of(path: str, namespace: dict[str, Any], nodes: Callable[[], CountableNodePool],
+                   arguments: Callable[[Any], dict[str, Any]] | None = None) -> Any:
+    """The file's ``experiment``, called with the node pool (and ``arguments``) if it is a function."""
     if "experiment" not in namespace:
         raise ExperimentError(
             f"{path} defines no 'experiment'; set experiment = Experiment()... or def experiment(nodes): ..."
         )
     value = as_experiment(namespace["experiment"])
+    keywords = arguments(value) if arguments is not None else {}
     if callable(value) and not isinstance(value, Experiment):
         pool = for_netunicorn(nodes())  # outside the try: an inventory's error is its own, not the experiment's
         try:
-            value = value(pool)
+            value = value(pool, **keywords)
         except ExperimentError:
             raise
         except SystemExit as exc:
@@ -301,11 +306,15 @@ def run_experiment(
     event_handler: EventHandler | None = None,
     secrets: Secrets | None = None,
     payload_limit: int | None = None,
+    parameters: dict[str, Any] | None = None,
 ) -> RunResults:
     """Compile and run an experiment; block until every node is done; return the results (those
-    whose payload is over ``payload_limit`` as their previews: see results/load.py)."""
+    whose payload is over ``payload_limit`` as their previews: see results/load.py).
+    ``parameters``: the experiment function's arguments, kept in the run's record."""
     inventory = inventory or load_inventory(None)
     run = prepare(experiment, inventory, name or new_run_name("experiment"), options, replace)
+    if parameters is not None:
+        run.update(parameters=parameters)
     mark_running(run)
     try:
         execute(run, inventory, event_handler, secrets, playbook=SITE)

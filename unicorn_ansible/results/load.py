@@ -173,6 +173,8 @@ class RunResults:
     status: str = "unknown"
     #: loaded with trust=True (every result fully, nothing refused)
     trusted: bool = False
+    #: the experiment function's arguments the run was made with (``run -p``, a campaign's sweep)
+    parameters: dict[str, Any] = field(default_factory=dict)
 
     def __iter__(self) -> Iterator[NodeResult]:
         return iter(self.nodes)
@@ -207,7 +209,7 @@ class RunResults:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "status": self.status, "success": self.success, "trusted": self.trusted,
-                "nodes": [result.to_dict() for result in self.nodes]}
+                "parameters": self.parameters, "nodes": [result.to_dict() for result in self.nodes]}
 
     def __repr__(self) -> str:
         counts: dict[str, int] = {}
@@ -482,4 +484,6 @@ def load_results(run_dir: Path, loads: Callable[[bytes], Any] | None = None,
             node = _unreadable(executor, exc)
         node.host = host
         nodes.append(node)
-    return RunResults(record.get("name", run.name), run.path, nodes, record.get("status", "unknown"), trust)
+    parameters = record.get("parameters")
+    return RunResults(record.get("name", run.name), run.path, nodes, record.get("status", "unknown"), trust,
+                      parameters if isinstance(parameters, dict) else {})

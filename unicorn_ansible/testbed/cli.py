@@ -32,6 +32,8 @@ def testbed() -> None:
 def up(count: int, delay_ms: float | None, loss_pct: float | None, rate: str | None) -> None:
     """Bring up N hosts h1..hN and write their inventory.
 
+    Each host has its own root, an overlay of this machine's: what it installs or changes stays on it.
+
     \b
     Example:
       unicorn-ansible testbed up --hosts 3 --rate 10mbit
@@ -41,6 +43,9 @@ def up(count: int, delay_ms: float | None, loss_pct: float | None, rate: str | N
     print_table(("host", "address", "netns"), [(host.name, host.address, host.netns) for host in made.hosts],
                 f"testbed up: {len(made.hosts)} host(s) in {time.monotonic() - began:.1f} s")
     click.echo(f"inventory: {made.inventory}")
+    if made.layers == _testbed.layers.Rooms.MEMORY:
+        click.echo("note: the hosts' own files are kept in memory (a tmpfs): this home folder is on an overlay, "
+                   "which cannot hold their layers")
     click.echo(f"try: unicorn-ansible run EXPERIMENT.py -i {made.inventory}")
 
 

@@ -1,21 +1,24 @@
-"""A local lab of SSH hosts: network namespaces on a bridge, each with its own sshd.
+"""A local lab of SSH hosts: network namespaces on a bridge, each with its own sshd and its own root.
 
-``up(N)`` makes hosts ``h1``..``hN``: network namespace ``ua-hK`` with address
-10.77.x.y on the bridge ``ua-br0`` (the controller is 10.77.0.1), an sshd of its
-own (key-only login, keys generated for the testbed) in a mount and a UTS
-namespace of its own: its own hostname (``hK``, resolving to its address), a
-private /tmp, /root and /home, and the controller's virtual environment and
-project folder hidden, so hosts have nothing but the system Python — like real
-lab hosts — and the controller's cgroup hierarchies mounted (container engines need them). It fills the template ``inventories/testbed/inventory.ini.j2`` into
-an inventory to pass to ``-i``.
+``up(N)`` makes hosts ``h1``..``hN``: network namespace ``ua-hK`` with address 10.77.x.y on the
+bridge ``ua-br0`` (the controller is 10.77.0.1), and an sshd of its own (key-only login, keys
+generated for the testbed) in a mount and a UTS namespace of its own: its own hostname (``hK``,
+resolving to its address) and its own root, an overlay of the machine's (``layers``): a host sees
+the machine's packages and package configuration, and what it changes (``apt-get install``,
+``pip install``, files anywhere) stays on that host; the controller's virtual environment, the
+project folder, the controller's home and the machine's /home are hidden, so hosts have the
+system Python and its packages — like real lab hosts. Hosts reach the machine's apt sources, and
+nothing else off the bridge, through the testbed's apt proxy (``aptproxy``). It fills the template
+``inventories/testbed/inventory.ini.j2`` into an inventory to pass to ``-i``.
 
-The state folder (``~/.unicorn-ansible/testbed``) records, as they are made, the
-namespaces, the bridge and the sshd processes; ``down()`` removes those and the
-folder (keys included), nothing else, so a testbed of another home is left alone.
+The state folder (``~/.unicorn-ansible/testbed``) records, as they are made, the namespaces, the
+bridge, the processes and the layers' tmpfs where one was needed; ``down()`` removes those and the
+folder (keys and layers included), nothing else, so a testbed of another home is left alone. The
+machine itself keeps no trace: the user ``unicorn`` and its sudo rule exist only in the hosts.
 
 Optional link emulation on each host's link: ``rate`` (tc tbf) and
-``delay_ms``/``loss_pct`` (tc netem, where the kernel has it). Needs root,
-iproute2, util-linux (unshare), sudo and Debian's openssh-server.
+``delay_ms``/``loss_pct`` (tc netem, where the kernel has it). Needs root, iproute2, util-linux
+(unshare, pivot_root), overlayfs, passwd (useradd, chpasswd), sudo and Debian's openssh-server.
 """
 
 from __future__ import annotations
@@ -38,23 +41,25 @@ import jinja2
 
 from ..engine.rundir import read_json, write_atomic, write_json
 from ..errors import TestbedError
-from ..home import HOME_ENV, testbed_dir
+from ..home import HOME_ENV, home_dir, testbed_dir
 from ..inventory import architecture_of
 from ..resources import PACKAGE_DIR, inventories_dir
+from . import aptproxy, layers
+from .layers import SSHD, SSHD_CONFIG, USER
 
 BRIDGE = "ua-br0"
 PREFIX = "ua-h"
 CONTROLLER_ADDRESS = "10.77.0.1"
-USER = "unicorn"
 MAX_HOSTS = 250 * 200
-SUDOERS = Path("/etc/sudoers.d/unicorn-testbed")
-SSHD = "/usr/sbin/sshd"
-SSHD_CONFIG = "/root/.testbed/sshd_config"  # as a host's sshd sees it (its own /root)
+MEMORY_LAYERS = "unicorn-testbed-layers"  # the tmpfs's name, where the layers must live in memory
 INVENTORY_TEMPLATE = "inventory.ini.j2"  # in inventories/testbed/
 _REQUIRED = {
     "ip": "iproute2",
     "tc": "iproute2",
     "unshare": "util-linux",
+    "pivot_root": "util-linux",
+    "useradd": "passwd",
+    "chpasswd": "passwd",
     "sudo": "sudo",
     "ssh-keygen": "openssh-client",
     SSHD: "openssh-server",
@@ -84,6 +89,10 @@ class Testbed:
     loss_pct: float | None = None
     created: float = field(default_factory=time.time)
     bridge: str = ""  # set once this testbed made it: down() removes only what is recorded
+    layers: str = ""  # where the hosts' layers are: layers.Rooms ("disk", or "memory" in a tmpfs)
+    layers_mount: str = ""  # the tmpfs mounted for them, recorded before it is mounted
+    apt_proxy: str = ""  # address:port of the apt proxy on the bridge ("" without apt sources)
+    apt_proxy_pid: int = 0
 
     @classmethod
     def load(cls, path: Path) -> Testbed:
@@ -102,6 +111,15 @@ class Testbed:
             if host.name == name:
                 return host
         raise KeyError(name)
+
+    def root_of(self, name: str) -> Path:
+        """Host ``name``'s / as the controller sees it, ``/proc/<its sshd>/root``: its overlay is mounted
+        only in its own mount namespace, which lives as long as the host's processes do."""
+        host = self.host(name)
+        if not _is_testbed_sshd(host.pid):
+            raise TestbedError(f"host {name} is down (its sshd is not running): its files are out of reach "
+                               "until it is started again")
+        return Path(f"/proc/{host.pid}/root")
 
 
 def address_of(number: int) -> str:
@@ -139,102 +157,19 @@ def _qdisc_works(*qdisc: str) -> bool:
 
 
 def _hidden_paths(hide: Sequence[str] | None) -> list[str]:
-    """What hosts must not see: the controller's Python environment and the project folder
-    (a path inside another hidden one is covered by it)."""
+    """What hosts must not see: the controller's Python environment, the project folder, the controller's
+    home (runs, the testbed's state and keys) and root's default one (its hosts' work root, empty on hosts)."""
     if hide is None:
-        hide = [sys.prefix]
+        hide = [sys.prefix, str(home_dir()), str(Path("/root/.unicorn-ansible"))]
         if (PACKAGE_DIR.parent / "pyproject.toml").exists():
             hide.append(str(PACKAGE_DIR.parent))
-    paths = sorted({Path(p).resolve() for p in hide if Path(p).exists()} - {Path("/usr"), Path("/")})
-    kept: list[Path] = []
-    for path in paths:
-        if not any(parent in kept for parent in path.parents):
-            kept.append(path)
-    return [str(path) for path in kept]
+    return layers.masked_paths(str(Path(path).resolve()) for path in hide)
 
 
-def _write(path: Path, text: str, mode: int = 0o644) -> None:
-    write_atomic(path, text, mode)
-
-
-def _ensure_user(password: str) -> None:
-    if _run("id", "-u", USER, check=False).returncode != 0:
-        _run("useradd", "--no-create-home", "--home-dir", f"/home/{USER}", "--shell", "/bin/bash", USER)
-    _run("chpasswd", input=f"{USER}:{password}\n")
-    _write(SUDOERS, f"# unicorn-ansible testbed: {USER} may use sudo with its password\n{USER} ALL=(ALL:ALL) ALL\n",
-           0o440)
-
-
-def _sshd_config(address: str) -> str:
-    return "\n".join([
-        "# unicorn-ansible testbed host",
-        "Port 22",
-        f"ListenAddress {address}",
-        "HostKey /root/.testbed/ssh_host_ed25519_key",
-        "PidFile none",
-        "AuthorizedKeysFile .ssh/authorized_keys",
-        "PubkeyAuthentication yes",
-        "PasswordAuthentication no",
-        "KbdInteractiveAuthentication no",
-        "PermitRootLogin prohibit-password",
-        "UsePAM no",
-        "UseDNS no",
-        "StrictModes no",
-        "MaxSessions 100",
-        "MaxStartups 200:30:400",
-        "Subsystem sftp internal-sftp",
-        "",
-    ])
-
-
-def _etc_hosts(name: str, address: str) -> str:
-    """A host's /etc/hosts: its own name resolves to its address, as on a lab host."""
-    return f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{address}\t{name}\n"
-
-
-def _prepare_host_files(state: Path, name: str, address: str, public_key: str, host_key: Path, unicorn_uid: int,
-                        unicorn_gid: int) -> Path:
-    folder = state / "hosts" / name
-    root = folder / "root"
-    home = folder / "home" / USER
-    for path in (root / ".ssh", root / ".testbed", home / ".ssh"):
-        path.mkdir(parents=True, exist_ok=True)
-    os.chmod(root, 0o700)
-    os.chmod(folder / "home", 0o755)  # the user must reach its home whatever the umask made of /home
-    # a plain shell: no pyenv init or the like costing every remote command
-    for profile in (".bashrc", ".profile"):
-        _write(root / profile, "# unicorn-ansible testbed host\n")
-        _write(home / profile, "# unicorn-ansible testbed host\n")
-    _write(root / ".ssh" / "authorized_keys", public_key, 0o600)
-    _write(home / ".ssh" / "authorized_keys", public_key, 0o600)
-    shutil.copyfile(host_key, root / ".testbed" / "ssh_host_ed25519_key")
-    os.chmod(root / ".testbed" / "ssh_host_ed25519_key", 0o600)
-    _write(root / ".testbed" / "sshd_config", _sshd_config(address))
-    _write(folder / "etc" / "hosts", _etc_hosts(name, address))
-    for path in (home, home / ".ssh", home / ".ssh" / "authorized_keys", home / ".bashrc", home / ".profile"):
-        os.chown(path, unicorn_uid, unicorn_gid)
-    os.chmod(home, 0o750)
-    return folder
-
-
-def _start_sshd(folder: Path, name: str, netns: str, hidden: list[str], log: Path) -> int:
-    # In a UTS namespace of its own the host gets its own hostname. Bind its /etc/hosts
-    # and the private /home first, then /root (the state folder may live under /root),
-    # then a private /tmp, then hide the controller's environment and project.
-    script = "\n".join([
-        "set -e",
-        f"hostname {_quote(name)}",
-        f"mount --bind {_quote(str(folder / 'etc' / 'hosts'))} /etc/hosts",
-        f"mount --bind {_quote(str(folder / 'home'))} /home",
-        f"mount --bind {_quote(str(folder / 'root'))} /root",
-        "mount -t tmpfs -o mode=1777 tmpfs /tmp",
-        # (a path under /tmp is already gone with the private /tmp)
-        *[f"if [ -d {_quote(path)} ]; then mount -t tmpfs -o size=1m,mode=755 tmpfs {_quote(path)}; fi"
-          for path in hidden],
-        *_cgroup_mounts(),
-        "mkdir -p /run/sshd",
-        f"exec {SSHD} -D -e -f {SSHD_CONFIG}",
-    ])
+def _start_sshd(state: Path, name: str, netns: str, log: Path) -> int:
+    """A host's sshd in its network namespace and a mount and UTS namespace of its own, on its own root."""
+    script = layers.start_script(state, name, layers.cgroup_mounts(), layers.shared_container_paths(),
+                                 f"{SSHD} -D -e -f {SSHD_CONFIG}")
     with open(log, "ab") as output:
         process = subprocess.Popen(
             ["ip", "netns", "exec", netns, "unshare", "--mount", "--uts", "--propagation", "private",
@@ -242,28 +177,6 @@ def _start_sshd(folder: Path, name: str, netns: str, hidden: list[str], log: Pat
             stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
         )
     return process.pid
-
-
-def _cgroup_mounts(mounts: str = "/proc/self/mounts") -> list[str]:
-    """Shell lines that mount the controller's cgroup hierarchies again in a host's namespaces
-    (``ip netns exec`` gives it a /sys without them), so container runtimes work on hosts; a
-    hierarchy that cannot be mounted is left out, never a reason for the host not to start."""
-    lines = []
-    with open(mounts) as table:
-        for entry in table:
-            device, target, kind, options = entry.split()[:4]
-            if target.startswith("/sys/fs/cgroup") and kind in ("tmpfs", "cgroup", "cgroup2"):
-                wanted = ",".join(o for o in options.split(",") if o not in ("rw", "relatime", "nosuid", "nodev",
-                                                                            "noexec", "seclabel"))
-                if kind == "cgroup" and all(o.startswith("name=") for o in wanted.split(",")):
-                    wanted = f"none,{wanted}"  # a named hierarchy without controllers
-                lines.append(f"mkdir -p {_quote(target)} && mount -t {kind} -o {_quote(wanted or 'defaults')} "
-                             f"{_quote(device)} {_quote(target)} || true")
-    return lines
-
-
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "'\"'\"'") + "'"
 
 
 def _wait_for_ssh(hosts: list[TestbedHost], log_dir: Path, timeout: float = 30.0) -> None:
@@ -319,6 +232,7 @@ def up(hosts: int, *, delay_ms: float | None = None, loss_pct: float | None = No
         )
     if rate and not _qdisc_works("tbf", "rate", rate, "burst", "32kbit", "latency", "400ms"):
         raise TestbedError(f"--rate {rate} is not a rate tc understands; use e.g. 10mbit or 500kbit")
+    layers.check_paths(state)
     shutil.rmtree(state, ignore_errors=True)
     state.mkdir(parents=True)
     os.chmod(state, 0o700)
@@ -341,7 +255,7 @@ def _refuse_when_up(state: Path) -> None:
     owner = (json.loads(shown.stdout or "[{}]") or [{}])[0].get("ifalias", "")
     if owner:
         raise TestbedError(f"a testbed is already up, from {owner}; take it down first: "
-                           f"{HOME_ENV}={_quote(str(Path(owner).parent))} unicorn-ansible testbed down")
+                           f"{HOME_ENV}={layers.quote(str(Path(owner).parent))} unicorn-ansible testbed down")
     raise TestbedError(f"a testbed is already up (the bridge {BRIDGE} exists); take it down first with "
                        f"`unicorn-ansible testbed down` in the home that made it")
 
@@ -350,13 +264,15 @@ def _up(testbed: Testbed, count: int, hidden: list[str]) -> Testbed:
     state = Path(testbed.state_dir)
     testbed.save()
     public_key, host_key = _make_keys(state)
-    owner = _prepare_user(state)
+    owner = _make_layers(testbed)
     (state / "logs").mkdir()
     _make_bridge(testbed)
+    _start_apt_proxy(testbed)
+    layers.fill_seed(state, owner, public_key, host_key, hidden, testbed.apt_proxy)
     for number in range(1, count + 1):
-        _add_host(testbed, number, public_key, host_key, owner, hidden)
+        _add_host(testbed, number)
     _wait_for_ssh(testbed.hosts, state / "logs")
-    _write(Path(testbed.inventory), _inventory(testbed.hosts, testbed.key))
+    write_atomic(Path(testbed.inventory), _inventory(testbed.hosts, testbed.key), 0o644)
     testbed.save()
     return testbed
 
@@ -369,15 +285,47 @@ def _make_keys(state: Path) -> tuple[str, Path]:
     return (state / "id_ed25519.pub").read_text(), host_key
 
 
-def _prepare_user(state: Path) -> tuple[int, int]:
-    """The sudo user with a fresh password (kept in the state folder): its uid and gid."""
-    import pwd
-
+def _make_layers(testbed: Testbed) -> tuple[int, int]:
+    """The hosts' seed, with the sudo user ``unicorn`` and a fresh password (kept in the state folder):
+    the user's uid and gid."""
+    state = Path(testbed.state_dir)
     password = secrets.token_urlsafe(18)
-    _write(state / "become_password", password + "\n", 0o600)
-    _ensure_user(password)
-    entry = pwd.getpwnam(USER)
-    return entry.pw_uid, entry.pw_gid
+    write_atomic(state / "become_password", password + "\n", 0o600)
+    rooms, uid, gid = layers.make_seed(state, password, lambda path: _mount_memory(testbed, path))
+    testbed.layers = rooms.value
+    testbed.save()
+    return uid, gid
+
+
+def _mount_memory(testbed: Testbed, path: Path) -> None:
+    """A tmpfs for the layers (where the state folder's filesystem cannot hold an overlay's upper layer),
+    recorded before it is mounted so that down() unmounts it whatever happens next."""
+    testbed.layers_mount = str(path)
+    testbed.save()
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir()
+    _run("mount", "-t", "tmpfs", "-o", "mode=700", MEMORY_LAYERS, str(path))
+
+
+def _start_apt_proxy(testbed: Testbed) -> None:
+    """The apt proxy on the bridge, for the hosts named in the machine's apt sources (none without them).
+    Its socket is bound here, so hosts can use it before the process has even started."""
+    allowed = aptproxy.source_hosts()
+    if not allowed:
+        return
+    state = Path(testbed.state_dir)
+    with socket.socket() as listening:
+        listening.bind((CONTROLLER_ADDRESS, 0))
+        listening.listen(64)
+        with open(state / "logs" / "apt-proxy.log", "ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-I", aptproxy.__file__, "--fd", str(listening.fileno()), "--allow",
+                 ",".join(allowed), "--state", str(state)],
+                pass_fds=(listening.fileno(),), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        testbed.apt_proxy = f"{CONTROLLER_ADDRESS}:{listening.getsockname()[1]}"
+    testbed.apt_proxy_pid = process.pid
+    testbed.save()
 
 
 def _make_bridge(testbed: Testbed) -> None:
@@ -390,9 +338,8 @@ def _make_bridge(testbed: Testbed) -> None:
     _run("ip", "link", "set", BRIDGE, "up")
 
 
-def _add_host(testbed: Testbed, number: int, public_key: str, host_key: Path, owner: tuple[int, int],
-              hidden: list[str]) -> None:
-    """Host K: its namespace (recorded once made), its link to the bridge, its files and its sshd."""
+def _add_host(testbed: Testbed, number: int) -> None:
+    """Host K: its namespace (recorded once made), its link to the bridge, its layer and its sshd."""
     state = Path(testbed.state_dir)
     name, netns, address, outside = f"h{number}", f"{PREFIX}{number}", address_of(number), f"ua-v{number}"
     _run("ip", "netns", "add", netns)
@@ -410,8 +357,8 @@ def _add_host(testbed: Testbed, number: int, public_key: str, host_key: Path, ow
     if testbed.rate or testbed.delay_ms or testbed.loss_pct:
         _shape(outside, None, testbed.rate, testbed.delay_ms, testbed.loss_pct)
         _shape("eth0", netns, testbed.rate, testbed.delay_ms, testbed.loss_pct)
-    folder = _prepare_host_files(state, name, address, public_key, host_key, *owner)
-    host.pid = _start_sshd(folder, name, netns, hidden, state / "logs" / f"{name}.log")
+    layers.make_host_layer(state, name, address)
+    host.pid = _start_sshd(state, name, netns, state / "logs" / f"{name}.log")
 
 
 def _inventory(hosts: list[TestbedHost], key: str) -> str:
@@ -435,7 +382,8 @@ def status() -> dict[str, Any] | None:
         hosts.append({"name": host.name, "address": host.address, "netns": host.netns,
                       "netns_exists": host.netns in namespaces, "sshd_alive": _alive(host.pid)})
     return {"state_dir": testbed.state_dir, "inventory": testbed.inventory, "key": testbed.key, "user": testbed.user,
-            "rate": testbed.rate, "delay_ms": testbed.delay_ms, "loss_pct": testbed.loss_pct, "hosts": hosts,
+            "rate": testbed.rate, "delay_ms": testbed.delay_ms, "loss_pct": testbed.loss_pct,
+            "layers": testbed.layers, "apt_proxy": testbed.apt_proxy, "hosts": hosts,
             "healthy": all(h["netns_exists"] and h["sshd_alive"] for h in hosts)}
 
 
@@ -448,9 +396,10 @@ def _alive(pid: int) -> bool:
 
 
 def down() -> bool:
-    """Take down this home's testbed: stop its processes, delete the namespaces and the bridge its state
-    records, then the state (keys included). Another home's testbed is left alone. Idempotent; False when
-    there was nothing recorded to take down."""
+    """Take down this home's testbed: stop its processes (the hosts' overlays go with their mount
+    namespaces), delete the namespaces and the bridge its state records, unmount the layers' tmpfs if it
+    made one, then remove the state (keys and layers included). Another home's testbed is left alone.
+    Idempotent; False when there was nothing recorded to take down."""
     state = testbed_dir()
     testbed = _recorded(state / "testbed.json")
     if testbed is not None:
@@ -459,7 +408,8 @@ def down() -> bool:
             _run("ip", "netns", "del", host.netns, check=False)
         if testbed.bridge:
             _run("ip", "link", "del", testbed.bridge, check=False)
-        _retire_user_unless_a_testbed_is_up()
+        if testbed.layers_mount and _mount_source(testbed.layers_mount) == MEMORY_LAYERS:
+            _run("umount", "--lazy", testbed.layers_mount, check=False)
     shutil.rmtree(state, ignore_errors=True)
     return testbed is not None
 
@@ -471,44 +421,92 @@ def _recorded(path: Path) -> Testbed | None:
         return None
 
 
+def _mount_source(path: str, table: str = "/proc/self/mountinfo") -> str | None:
+    """The source of what is mounted on ``path`` (the last mount there), None when nothing is."""
+    source = None
+    with open(table) as mounts:
+        for line in mounts:
+            fields = line.split()
+            separator = fields.index("-")
+            if fields[4] == path:
+                source = fields[separator + 2]
+    return source
+
+
 def _stop_processes(testbed: Testbed) -> None:
-    """Kill every process in the testbed's namespaces, and its sshds (also where a namespace is gone)."""
-    pids = {host.pid for host in testbed.hosts if host.pid and _is_testbed_sshd(host.pid)}
+    """Kill every process in the testbed's network namespaces and in its hosts' mount namespaces (a
+    host's process that left its network namespace still holds its overlay), its sshds (also where a
+    namespace is gone) and its apt proxy; wait until they are gone, so their overlays are unmounted."""
+    sshds = {host.pid for host in testbed.hosts if host.pid and _is_testbed_sshd(host.pid)}
+    pids = set(sshds) | _in_mount_namespaces({_namespace_of(pid) for pid in sshds} - {None})
     for host in testbed.hosts:
         found = _run("ip", "netns", "pids", host.netns, check=False).stdout.split()
         pids.update(int(pid) for pid in found if pid.isdigit())
+    if testbed.apt_proxy_pid and _is_apt_proxy(testbed.apt_proxy_pid, testbed.state_dir):
+        pids.add(testbed.apt_proxy_pid)
+    pids.discard(os.getpid())
     for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+    _wait_until_gone(pids)
+
+
+def _namespace_of(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:
+        return None
+
+
+def _in_mount_namespaces(namespaces: set[str | None]) -> set[int]:
+    if not namespaces:
+        return set()
+    return {int(entry) for entry in os.listdir("/proc") if entry.isdigit() and _namespace_of(int(entry)) in namespaces}
+
+
+def _wait_until_gone(pids: set[int], timeout: float = 5.0) -> None:
+    """Until each killed process has exited (a zombie has left its namespaces), ``timeout`` at most."""
+    deadline = time.monotonic() + timeout
+    for pid in pids:
+        while _running(pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
 
 
 def _is_testbed_sshd(pid: int) -> bool:
     """Whether ``pid`` is still a testbed host's sshd (a recorded pid may since belong to another process)."""
+    return SSHD_CONFIG in _command_line(pid)
+
+
+def _is_apt_proxy(pid: int, state_dir: str) -> bool:
+    """Whether ``pid`` is still this testbed's apt proxy."""
+    command = _command_line(pid)
+    return Path(aptproxy.__file__).name in command and state_dir in command
+
+
+def _command_line(pid: int) -> str:
     try:
-        return SSHD_CONFIG in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     except OSError:
-        return False
-
-
-def _retire_user_unless_a_testbed_is_up() -> None:
-    """The sudo rule and the user's login go with the last testbed (the bridge's name is fixed)."""
-    if _run("ip", "link", "show", BRIDGE, check=False).returncode == 0:
-        return
-    if SUDOERS.exists():
-        SUDOERS.unlink()
-    if _run("id", "-u", USER, check=False).returncode == 0:
-        _run("usermod", "--lock", USER, check=False)
+        return ""
 
 
 def restart(name: str) -> TestbedHost:
-    """Start a host's sshd again (after a test or a user killed what ran in its namespace)."""
+    """Start a host's sshd again on its own root as it was (after a test or a user killed what ran in its
+    namespace, and so its overlay)."""
     state = testbed_dir()
     testbed = Testbed.load(state / "testbed.json")
     host = testbed.host(name)
-    folder = state / "hosts" / name
-    host.pid = _start_sshd(folder, name, host.netns, _hidden_paths(None), state / "logs" / f"{name}.log")
+    host.pid = _start_sshd(state, name, host.netns, state / "logs" / f"{name}.log")
     _wait_for_ssh([host], state / "logs")
     testbed.save()
     return host

@@ -18,6 +18,8 @@ from typing import Any
 import click
 
 from ..ansible import inventory_list
+from ..campaign.plan import ORDERS
+from ..campaign.records import MAX_REPEAT
 from ..compiler.compile import check_run_name, compile_experiment, inventory_args, load_templates
 from ..compiler.settings import DEFAULT_RUN_TIMEOUT_SECONDS, CompileOptions
 from ..engine.controller import CONTROLLER_GRACE
@@ -69,6 +71,20 @@ _inventory_option = click.option(
     "-i", "--inventory", "inventories", multiple=True, metavar="INVENTORY", is_eager=True, callback=_start_reading,
     help="Ansible inventory (file, folder or script; repeatable). Default: the local machine.",
 )
+
+
+_parameter_option = click.option(
+    "-p", "--parameter", "parameters", multiple=True, metavar="NAME=VALUE",
+    help="A parameter of the experiment function (a keyword argument of experiment(nodes, ...), typed by "
+         "its default; repeatable), e.g. -p rate=20.",
+)
+
+
+def _arguments(experiment_file: str, parameters: Sequence[str]) -> Any:
+    """The experiment function's arguments from ``-p NAME=VALUE`` (campaign/parameters.py)."""
+    from ..campaign.parameters import ExperimentArguments, parse_assignments
+
+    return ExperimentArguments(parse_assignments(parameters), experiment_file)
 
 
 def _engine_options(function: Any) -> Any:
@@ -225,9 +241,10 @@ def _resolve_run(name_or_dir: str) -> Path:
 @click.option("--name", help="Run name (default: <file>-<date>-<time>).")
 @click.option("--replace", is_flag=True, help="Overwrite an existing run of that name.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON instead of a table.")
+@_parameter_option
 @_engine_options
 def run(experiment_file: str, inventories: Sequence[str], name: str | None, replace: bool, as_json: bool,
-        **engine: Any) -> None:
+        parameters: Sequence[str], **engine: Any) -> None:
     """Run an experiment file on the inventory's hosts and print every node's outcome.
 
     The file defines `experiment`: an Experiment, or a function that takes the
@@ -237,7 +254,9 @@ def run(experiment_file: str, inventories: Sequence[str], name: str | None, repl
     Example:
       unicorn-ansible run examples/hello.py
       unicorn-ansible run lab.py -i inventory.ini --name ping-1
+      unicorn-ansible run lab.py -p rate=20 -p size=10M
     """
+    arguments = _arguments(experiment_file, parameters)
     if name is not None:
         check_run_name(name)
         if not replace and run_path(name).exists():
@@ -245,7 +264,7 @@ def run(experiment_file: str, inventories: Sequence[str], name: str | None, repl
     secrets = _secrets(engine)
     _load_for_the_run()
     read = _inventory_reader(inventories)
-    experiment = load_experiment_file(experiment_file, lambda: read().nodes())
+    experiment = load_experiment_file(experiment_file, lambda: read().nodes(), arguments)
     inventory = read()
     name = name or new_run_name(Path(experiment_file).stem)
     click.echo(f"run {name}: {_count(experiment)}", err=True)
@@ -253,7 +272,7 @@ def run(experiment_file: str, inventories: Sequence[str], name: str | None, repl
 
     with Progress(run_path(name).path, [d.executor_id or d.node.name for d in experiment], sys.stderr) as progress:
         results = run_experiment(experiment, inventory, name, replace, _options(**engine), progress.handle, secrets,
-                                 payload_limit=VIEW_PAYLOAD_LIMIT)
+                                 payload_limit=VIEW_PAYLOAD_LIMIT, parameters=arguments.parameters)
     if as_json:
         click.echo(json.dumps(results.to_dict(), indent=2))
     else:
@@ -267,9 +286,10 @@ def run(experiment_file: str, inventories: Sequence[str], name: str | None, repl
 @_inventory_option
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Folder to write the run into.")
 @click.option("--name", help="Run name used on the hosts (default: the output folder's name).")
+@_parameter_option
 @_engine_options
 def compile_command(experiment_file: str, inventories: Sequence[str], output: str, name: str | None,
-                    **engine: Any) -> None:
+                    parameters: Sequence[str], **engine: Any) -> None:
     """Write an experiment's run folder (playbooks, pipelines, inventory) without running anything.
 
     \b
@@ -283,10 +303,12 @@ def compile_command(experiment_file: str, inventories: Sequence[str], output: st
     name = check_run_name(name or target.resolve().name)
     engine.pop("ask_become_pass", None)
     engine.pop("ask_pass", None)
+    arguments = _arguments(experiment_file, parameters)
     read = _inventory_reader(inventories)
-    experiment = load_experiment_file(experiment_file, lambda: read().nodes())
+    experiment = load_experiment_file(experiment_file, lambda: read().nodes(), arguments)
     inventory = read()
     run_dir = compile_experiment(experiment, inventory, target, name, _options(**engine))
+    RunDir(run_dir).update(parameters=arguments.parameters)
     args = " ".join(inventory_args(run_dir, inventory.sources))
     click.echo(f"compiled {_count(experiment)} into {run_dir}")
     click.echo(f"run it by hand:  cd {run_dir / 'project'} && ansible-playbook {args} site.yml")
@@ -640,6 +662,61 @@ def _attach_testbed() -> None:
 
 
 _attach_testbed()
+
+
+@cli.command()
+@click.argument("experiment_file", type=click.Path(dir_okay=False))
+@_inventory_option
+@click.option("-p", "--parameter", "parameters", multiple=True, metavar="NAME=V1,V2,...",
+              help="A parameter of experiment(nodes, ...) and its values, separated by commas (repeatable).")
+@click.option("--name", required=True, help="The campaign's name (its runs: NAME-0001, ...).")
+@click.option("--repeat", type=click.IntRange(1, MAX_REPEAT), default=1, show_default=True,
+              help="Runs of every combination of the parameters' values.")
+@click.option("--order", type=click.Choice(ORDERS), default="random", show_default=True,
+              help="Order the combinations run in: shuffled (a lab's drift then follows no parameter) or the grid's.")
+@click.option("--seed", type=int, help="Seed of the random order (default: a new one, printed).")
+@click.option("--retries", type=click.IntRange(0), default=1, show_default=True,
+              help="More runs of a combination whose run failed before it is marked failed.")
+@click.option("--dry-run", is_flag=True, help="List the runs that would be made, and make none.")
+@_engine_options
+def sweep(**arguments: Any) -> None:
+    """Run an experiment over every combination of its parameters' values, each repeated, as a campaign.
+
+    Each combination's run is an ordinary run (NAME-0001, ...). The campaign's state is kept in
+    its folder: the same command again, after a crash, a Ctrl-C or a reboot, runs only what is
+    not done, and several such commands at once share the work (never one combination twice).
+
+    \b
+    Example:
+      unicorn-ansible sweep exp.py -p rate=10,20,50 -p size=1M,10M --repeat 5 --name rates
+      unicorn-ansible campaign rates
+    """
+    from .campaign_cli import sweep_command
+
+    sweep_command(**arguments)
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the progress (every combination) as JSON.")
+@click.option("--report", "write_report", is_flag=True,
+              help="Write the campaign's HTML report: a chart per measurement and parameter, mean and 95% CI.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="The report's file (default: in the campaign's folder).")
+@click.option("--csv", "as_csv", is_flag=True, help="Print the campaign's results as CSV: a row per value.")
+def campaign(**arguments: Any) -> None:
+    """Show a campaign's progress (done, failed, running, pending per combination, ETA), write
+    its report, or print its results as one table. Without NAME, list the campaigns.
+
+    \b
+    Example:
+      unicorn-ansible campaign rates
+      unicorn-ansible campaign rates --report -o rates.html
+      unicorn-ansible campaign rates --csv > rates.csv
+    """
+    from .campaign_cli import campaign_command
+
+    campaign_command(**arguments)
 
 
 def main(argv: list[str] | None = None) -> None:

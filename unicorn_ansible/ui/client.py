@@ -381,6 +381,18 @@ class Client:
             return []
         return [line for path in sorted(folder.glob("*.log")) for line in path.read_text(errors="replace").splitlines(True)]
 
+    # -- campaigns -----------------------------------------------------------------
+    def sweep(self, experiment: Any, parameters: dict[str, Any] | None = None, *, name: str, repeat: int = 1,
+              order: str = "random", seed: int | None = None, retries: int = 1) -> Any:
+        """Run every combination of ``parameters`` × ``repeat`` as runs of the campaign ``name`` on
+        this client's inventory, with its options; return the :class:`Campaign`. The arguments mean
+        what ``unicorn_ansible.sweep``'s do; it blocks until the sweep ends."""
+        from dataclasses import asdict
+
+        from ..campaign.start import sweep as run_campaign
+
+        return run_campaign(experiment, parameters, name=name, repeat=repeat, order=order, seed=seed,
+                            retries=retries, inventory=self.inventory, **asdict(self.options))
 
 def _pid(record: dict[str, Any]) -> str:
     return str((record.get("controller") or {}).get("pid", "?"))

@@ -135,10 +135,11 @@ def _node_view(run: RunDir, node: NodeResult, status: dict[str, Any], timeline: 
             "artifacts": artifact_links(run, node, output_dir)}
 
 
-def _render(**context: Any) -> str:
+def render(template: str = TEMPLATE, **context: Any) -> str:
+    """A page from one of ``templates/`` (autoescaped: every text from a host or an experiment)."""
     loader = jinja2.FileSystemLoader(str(ui_templates_dir()))
     environment = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined)
-    return environment.get_template(TEMPLATE).render(**context)
+    return environment.get_template(template).render(**context)
 
 
 def write_report(run_dir: Path, output: Path, width: int = 900) -> Path:
@@ -151,8 +152,8 @@ def write_report(run_dir: Path, output: Path, width: int = 900) -> Path:
     statuses = {node.node: run.node_status(node.node) for node in results}
     timeline = Timeline.of(results, statuses, width)
     output = Path(output)
-    html = _render(
-        run={"name": results.name, "status": results.status},
+    html = render(
+        run={"name": results.name, "status": results.status, "parameters": results.parameters},
         created=time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.get("created", 0))),
         versions=record.get("versions", {}),
         nodes=[_node_view(run, node, statuses[node.node], timeline, output.resolve().parent) for node in results],
