@@ -42,6 +42,7 @@ def main() -> int:
     from unicorn_node.__main__ import main as node_main
     from unicorn_node.files import read_json
     from unicorn_node.journal import iter_records, results_by_stage
+    from unicorn_node.outcome import loads_result
     from unicorn_node.protocol import JOURNAL, STATE
 
     summary = {"nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
@@ -68,7 +69,7 @@ def main() -> int:
         records = list(iter_records(os.path.join(args.workdir, JOURNAL)))
         finished = len(records)
         successes = sum(1 for record in records if record.successful)
-        values = [result.unwrap() for stage in results_by_stage(records)
+        values = [result.unwrap() for stage in results_by_stage(records, loads_result)
                   for result in (stage if isinstance(stage, list) else [stage])]
         correct = values == list(range(state.get("total", -1)))
     except Exception as exc:  # reading the results back failed: report it, it is a finding

@@ -173,7 +173,7 @@ def test_netunicorns_verbs_on_executors_flags_and_deletion(env: Env) -> None:
     assert ids == [d.executor_id for d in experiment] == ["h1", "h2"]
     client.cancel_executors([ids[0]])  # netunicorn's call: the executors only
     deadline = time.monotonic() + 120
-    while RunDir(env.home / "runs" / "verbs").node_status("h1").get("phase") != "cancelled":
+    while RunDir(env.home / "runs" / "verbs").node_status("h1").phase != "cancelled":
         assert time.monotonic() < deadline, RunDir(env.home / "runs" / "verbs").node_status("h1")
         time.sleep(0.3)
     assert client.get_experiment_status("verbs").status == ExperimentStatus.RUNNING  # h2 goes on

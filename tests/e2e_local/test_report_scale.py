@@ -13,6 +13,7 @@ from returns.result import Failure, Success
 from unicorn_ansible.engine.rundir import RunDir, write_json
 from unicorn_ansible.node.journal import append_record
 from unicorn_ansible.node.outcome import dumps_result, preview
+from unicorn_ansible.node.wire import TaskRecord
 from unicorn_ansible.ui.report import write_report
 
 from ..browser import chart_points, dom
@@ -29,7 +30,7 @@ def _journal(path: Path, node: int) -> None:
                       "kind": "ok" if seq != 50 else "failure", "type": type(result).__name__,
                       "preview": preview(result), "start": 1000.0 + seq, "end": 1000.5 + seq,
                       "log": f"logs/{seq:05d}-probe.log", "log_dropped": 0}
-            append_record(journal, header, io.BytesIO(data), len(data))
+            append_record(journal, TaskRecord(**header, payload_len=len(data)), io.BytesIO(data), len(data))
 
 
 def _large_run(root: Path) -> RunDir:

@@ -30,7 +30,7 @@ from .conftest import CLI, Env
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 #: what `results --json` gives for a node of one pipeline (unchanged by several pipelines per node)
-ORDINARY_KEYS = {"node", "status", "prepared", "error", "success", "results", "tasks", "timings", "not_run",
+ORDINARY_KEYS = {"node", "executor_id", "status", "prepared", "error", "success", "results", "tasks", "timings", "not_run",
                  "reported", "artifacts", "stopped_processes", "notice"}
 
 FLAGS = '''
@@ -82,7 +82,7 @@ def test_two_pipelines_on_one_node_coordinate_through_a_flag(env: Env) -> None:
     assert waiter["environment"] == setter["environment"]
     log = Path(waiter["environment"]) / "requirements.log"
     assert log.read_text().split() == ["shared", "waiter", "setter"]
-    assert RunDir(env.home / "runs" / "pair").deploy_report("localhost#2")["skipped"] is True
+    assert RunDir(env.home / "runs" / "pair").deploy_report("localhost#2").skipped is True  # type: ignore[union-attr]
     flags = json.loads(env.cli("flags", "pair", "go", "--json", check=0).stdout)
     assert flags == {"go": {"text_value": "now", "int_value": 1}}
 

@@ -219,7 +219,7 @@ _honest_manifest = write_manifest
 
 
 def write_manifest(workdir):
-    manifest = _honest_manifest(workdir)
+    manifest = _honest_manifest(workdir).to_json()
     honest = next(e for e in manifest["artifacts"] if e["path"] == "honest.txt")
     manifest["artifacts"] += [dict(honest, path="../../../../../../.." + ESCAPE),
                               dict(honest, path=ESCAPE),

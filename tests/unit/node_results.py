@@ -9,14 +9,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from unicorn_ansible.node.files import read_json
-from unicorn_ansible.node.journal import Record, iter_records, results_by_name, results_by_stage
+from unicorn_ansible.node.journal import JournalEntry, iter_records, results_by_name, results_by_stage
 from unicorn_ansible.node.protocol import JOURNAL, STATE
 
 
 @dataclass
 class NodeResults:
     state: dict[str, Any]
-    records: list[Record]
+    records: list[JournalEntry]
     loads: Callable[[bytes], Any] = pickle.loads
 
     @classmethod

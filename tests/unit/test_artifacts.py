@@ -27,7 +27,7 @@ def test_the_manifest_lists_task_folders_and_declared_globs_and_leaves_links(tmp
     folder = Path(TaskFolders(str(work)).folder_for("a/b"))
     (folder / "name with\nnewline").write_text("n")
     (folder / "link").symlink_to("/etc/passwd")
-    entries = {(e["task"], e["path"]): e for e in write_manifest(str(work))["artifacts"]}
+    entries = {(e.get("task"), e["path"]): e for e in write_manifest(str(work)).to_json()["artifacts"]}
     assert set(entries) == {("a/b", "name with\nnewline"), ("a/b", "link"), ("cap", "one.pcap"),
                             (None, "deep/er/x.log")}
     assert "symbolic link" in entries[("a/b", "link")]["left"]
@@ -46,7 +46,7 @@ def test_files_of_one_name_from_different_folders_all_come_home(tmp_path: Path) 
     (work / NODE_SPEC).write_text(json.dumps({"artifacts": {"declared": [
         {"task": None, "pattern": pattern} for pattern in declared]}}))
     for _ in range(2):  # the same names every time: a repeated collect knows them
-        entries = {e["path"]: e for e in write_manifest(str(work))["artifacts"]}
+        entries = {e["path"]: e for e in write_manifest(str(work)).to_json()["artifacts"]}
         assert {path: (work / e["transfer"]).read_text() for path, e in entries.items()} == \
             {"out.log": "a", "out~2.log": "b", "out~3.log": "c"}  # a/out.log matched twice: listed once
 
@@ -83,7 +83,7 @@ def test_a_hostile_list_is_refused_entry_by_entry_and_links_at_home_are_not_foll
                    dict(good, task="t", path="fine"), dict(good, task="t", path="big", size=1000), "junk"])
     fetch = ArtifactFetch.for_outbox(node / OUTBOX)
     jobs = list(fetch.jobs())
-    assert [job.offer["path"] for job in jobs] == ["fine"]
+    assert [job.offer.path for job in jobs] == ["fine"]
     jobs[0].part.write_bytes(b"abc")
     fetch.fetched(jobs[0])
     fetch.save()

@@ -218,7 +218,11 @@ def test_start_twice_runs_once_and_cancel_leaves_no_process(tmp_path: Path) -> N
 
 def test_deploy_runs_requirements_in_a_virtualenv_stops_at_the_first_failure_and_skips_when_unchanged(
         tmp_path: Path) -> None:
-    from unicorn_ansible.node.deploy import deploy
+    from unicorn_ansible.node.deploy import deploy as deploy_spec
+    from unicorn_ansible.node.wire import DeploySpec
+
+    def deploy(workdir: str, fields: dict) -> dict:  # the report as deploy-report.json holds it
+        return deploy_spec(workdir, DeploySpec.from_untrusted(fields, "deploy.json")).to_json()
 
     spec = {"node": "n1", "python": "%d.%d" % sys.version_info[:2],
             "commands": ["echo $VIRTUAL_ENV > where.txt", "python -c 'import sys; print(sys.prefix)' >> where.txt"]}
@@ -305,7 +309,7 @@ class SpinsUntilAllStarted(Task):
 def _most_at_once(tmp_path: Path) -> int:
     """The largest number of tasks whose processes lived at the same time (journal start to end)."""
     edges = sorted(edge for record in NodeResults.read(str(tmp_path)).records
-                   for edge in ((record.header["start"], 1), (record.header["end"], -1)))
+                   for edge in ((record.header.start, 1), (record.header.end, -1)))
     alive = most = 0
     for _, change in edges:
         alive += change

@@ -79,7 +79,7 @@ def test_the_bundle_runs_a_pipeline_in_an_isolated_python(tmp_path: Path) -> Non
     assert done.returncode == 0, done.stderr
     state = json.loads((work / STATE).read_text())
     assert (state["status"], state["done"], state["failed"]) == ("finished", 3, 0)
-    previews = sorted(r.header["preview"] for r in iter_records(str(work / JOURNAL), with_payload=False))
+    previews = sorted(r.header.preview for r in iter_records(str(work / JOURNAL), with_payload=False))
     assert previews == ["<Success: (1, False)>", "<Success: (2, False)>", "<Success: (3, False)>"]
     probe = ("import sys; sys.path.insert(0, sys.argv[1]); import unicorn_node.scheduler, unicorn_node.__main__; "
              "print(sorted(m for m in sys.modules if m.split('.')[0] in ('unicorn_ansible', 'unicorn_node')))")

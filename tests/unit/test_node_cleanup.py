@@ -15,9 +15,10 @@ import cloudpickle
 
 from unicorn_ansible import Pipeline, Task
 from unicorn_ansible.model.experiment import serialize_for_node
-from unicorn_ansible.node.deploy import deploy
+from unicorn_ansible.node.deploy import deploy as deploy_spec
 from unicorn_ansible.node.protocol import STARTED
 from unicorn_ansible.node.scheduler import run_pipeline
+from unicorn_ansible.node.wire import DeploySpec
 
 PYTHON = "%d.%d" % sys.version_info[:2]
 
@@ -91,6 +92,11 @@ def _node(*args: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def deploy(workdir: str, fields: dict) -> dict:
+    """Deploy ``fields`` (deploy.json's); the report as deploy-report.json holds it."""
+    return deploy_spec(workdir, DeploySpec.from_untrusted(fields, "deploy.json")).to_json()
+
+
 def test_a_requirement_past_its_time_limit_is_stopped_and_named(tmp_path: Path) -> None:
     spec = {"node": "n1", "python": PYTHON, "requirement_timeout": 1,
             "commands": ["true", "setsid sleep 761 & sleep 762"]}
@@ -132,9 +138,9 @@ def test_cancel_during_deployment_stops_its_processes_and_the_pipeline_never_sta
         time.sleep(0.1)
     state = _node("cancel", "--workdir", str(workdir))
     out, _ = deploying.communicate(timeout=20)
-    assert state["status"] == "cancelled" and state["stopped"] >= 3  # deploy, sh, the sleeps
+    assert state["status"] == "cancelled" and state["stopped_count"] >= 3  # deploy, sh, the sleeps
     listed = json.loads((workdir / "state.json").read_text())["stopped_processes"]  # what the results show
-    assert len(listed) == state["stopped"] and any("sleep 771" in entry["command"] for entry in listed)
+    assert len(listed) == state["stopped_count"] and any("sleep 771" in entry["command"] for entry in listed)
     assert "cancelled" in json.loads(out)["error"] and deploying.returncode == 1
     assert subprocess.run(["pgrep", "-f", "sleep 77[12]"], capture_output=True).stdout == b""
     started = _node("start", "--workdir", str(workdir))

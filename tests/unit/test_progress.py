@@ -41,6 +41,22 @@ def test_plain_lines_once_per_change_with_timestamps(tmp_path: Path) -> None:
     assert all(len(line.split(" ")[0]) == 8 and line[2] == ":" for line in lines)
 
 
+def test_a_deployment_notice_is_shown_once_though_its_phase_went_by_unseen(tmp_path: Path) -> None:
+    """A node deployed and started between two looks: the notice its host gave is still said, once."""
+    stream = io.StringIO()
+    progress = Progress(tmp_path, ["a", "b"], stream)
+    _status(tmp_path, "a", phase="deploying")
+    _status(tmp_path, "b", phase="deployed", deploy={"notice": "b runs as shell"})
+    progress.refresh()
+    _status(tmp_path, "a", phase="running", deploy={"notice": "a runs as shell"})
+    _status(tmp_path, "b", phase="running", deploy={"notice": "b runs as shell"})
+    progress.refresh()
+    progress.refresh()
+    lines = [line.split(" ", 1)[1] for line in stream.getvalue().splitlines()]
+    assert lines == ["a: deploying", "b: deployed; notice: b runs as shell", "a: deployed; notice: a runs as shell",
+                     "a: running", "b: running"]
+
+
 def test_a_terminal_gets_a_table_and_an_overall_bar(tmp_path: Path) -> None:
     from rich.console import Console
 

@@ -73,11 +73,11 @@ def test_each_deployment_is_compiled_in_its_own_folder_and_a_nodes_requirements_
 def test_results_have_one_entry_per_deployment_and_old_records_read_as_before(tmp_path: Path) -> None:
     run = RunDir(compile_experiment(_experiment(), _inventory(), tmp_path / "run", "several"))
     results = load_results(run.path)
-    assert [(r.node, r.host, r.status) for r in results] == [
+    assert [(r.executor_id, r.node, r.status) for r in results] == [
         ("h1", "h1", "not_run"), ("h2", "h2", "not_run"), ("h1#2", "h1", "not_run"), ("h1#3", "h1", "not_run")]
     entries = results.to_dict()["nodes"]
     assert ["host" in entry for entry in entries] == [False, False, True, True]
-    assert results["h1#2"].host == "h1"
+    assert results["h1#2"].node == "h1"
     # a record written before a node could run several pipelines names only its hosts
     assert executors({"hosts": ["h1", "h2"]}) == {"h1": "h1", "h2": "h2"}
 

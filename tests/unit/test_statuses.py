@@ -3,7 +3,8 @@ table each node outcome (a new word without its colour would show as a failure).
 
 from __future__ import annotations
 
-from unicorn_ansible.results.status import FINAL_PHASES, STATUS_COLOURS, NodeStatus
+from unicorn_ansible.results.status import FINAL_PHASES, NodeStatus
+from unicorn_ansible.ui.colours import STATUS_COLOURS
 from unicorn_ansible.ui.progress import _COLOURS
 
 

@@ -13,7 +13,9 @@ variables give them), ``name`` (the bundle's name in the work folder), ``contain
 ``container_base_image`` (the role's ``unicorn_container_*``), ``start`` (whether the executor
 starts the pipeline right after a successful deployment). The result is ``script``'s: ``rc``,
 ``stdout``, ``stderr``, ``stdout_lines``, ``stderr_lines``; it fails when ``rc`` is not 0, and is
-changed unless the executor's report says the environment was already there (``"skipped": true``).
+changed unless the executor's report says the environment was already there (``"skipped": true``);
+``unicorn_error`` is the deployment's error as its answer says it (the role's message for a failed
+deployment: the answer read once, here, by the wire's reader).
 Each argument costs the play a template in the worker, so the executor's command line is built
 here, not in the role.
 """
@@ -21,14 +23,15 @@ here, not in the role.
 from __future__ import annotations
 
 import shlex
-from typing import Any
 
 from ansible.module_utils.common.text.converters import to_text
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
+from unicorn_ansible.node.wire import DeployAnswer, WireError, last_object_line
+
 from .fetch_action import _host_path
-from .node_action import answer_of
+from .node_action import AnsibleResult
 
 
 def deploy_argv(workdir: str, container_engine: str, container_base_image: str, start: bool) -> list[str]:
@@ -47,13 +50,13 @@ def ship_and_run(python: str, workdir: str, name: str, argv: list[str]) -> str:
             f"{_host_path(python)} {target} " + " ".join(_host_path(word) for word in argv))
 
 
-class ActionModule(ActionBase):
+class ActionModule(ActionBase):  # type: ignore[misc]  # (Ansible's classes carry no types)
     TRANSFERS_FILES = False  # no remote temporary folder: the bundle goes straight to the work folder
     _VALID_ARGS = frozenset(("bundle", "python", "workdir", "name", "container_engine", "container_base_image",
                              "start"))
 
-    def run(self, tmp: Any = None, task_vars: Any = None) -> dict[str, Any]:
-        result = super().run(tmp, task_vars)
+    def run(self, tmp: object = None, task_vars: dict[str, object] | None = None) -> AnsibleResult:
+        result: AnsibleResult = super().run(tmp, task_vars)
         args = self._task.args
         bundle, python, workdir, name = (args.get(key) for key in ("bundle", "python", "workdir", "name"))
         if not bundle or not python or not workdir or not name:
@@ -73,22 +76,35 @@ class ActionModule(ActionBase):
                       stderr_lines=stderr.splitlines())
         return deployment_outcome(result)
 
-    def _with_script(self, source: str, python: str, argv: list[str], task_vars: Any) -> dict[str, Any]:
+    def _with_script(self, source: str, python: str, argv: list[str],
+                     task_vars: dict[str, object] | None) -> AnsibleResult:
         """No pipelining on this connection: Ansible's script action ships and runs the bundle."""
         task = self._task.copy()
         task.args = {"cmd": " ".join(shlex.quote(word) for word in [source, *argv]), "executable": python}
         script = self._shared_loader_obj.action_loader.get(
             "ansible.builtin.script", task=task, connection=self._connection, play_context=self._play_context,
             loader=self._loader, templar=self._templar, shared_loader_obj=self._shared_loader_obj)
-        return script.run(task_vars=task_vars)
+        done: AnsibleResult = script.run(task_vars=task_vars)
+        return done
 
 
-def deployment_outcome(result: dict[str, Any]) -> dict[str, Any]:
+def deployment_answer(stdout: str) -> DeployAnswer | None:
+    """The deployment's answer (the output's last JSON line); None if there is none that is one."""
+    try:
+        return DeployAnswer.from_untrusted(last_object_line(stdout, "the deployment's answer"),
+                                           "the deployment's answer")
+    except WireError:
+        return None
+
+
+def deployment_outcome(result: AnsibleResult) -> AnsibleResult:
     """Failed unless the executor exited 0; changed unless its report says the environment was
     already built (what the role's changed_when and failed_when said, decided here: no template)."""
+    answer = deployment_answer(to_text(result.get("stdout") or ""))
+    if answer is not None and answer.error is not None:
+        result["unicorn_error"] = answer.error
     if result.get("rc") != 0:
         result.update(failed=True, changed=False, msg=result.get("msg") or "non-zero return code")
     else:
-        report = answer_of(to_text(result.get("stdout") or ""))
-        result["changed"] = not (report and report.get("skipped") is True)
+        result["changed"] = not (answer is not None and answer.skipped is True)
     return result

@@ -26,11 +26,9 @@ so each is whole or absent.
 
 from __future__ import annotations
 
-import json
 import os
 import posixpath
 import shlex
-import tarfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,35 +39,18 @@ from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
 from unicorn_ansible.ansible.routes import FetchRoute
-from unicorn_ansible.node.protocol import JOURNAL, OUTBOX_MANIFEST
 from unicorn_ansible.results.artifacts import ArtifactFetch
+from unicorn_ansible.results.outbox import separate_files
 
 #: what a fetch step answers (Ansible's result dict: failed, msg, changed, ...)
 Outcome = dict[str, Any]
 #: the task's variables, as Ansible gives them to an action
 TaskVars = dict[str, Any] | None
 
-MANIFEST = OUTBOX_MANIFEST
-SEPARATE = (JOURNAL,)  # the only files an outbox may ask to be fetched on their own
 MISSING_RC = 3  # the become user's copy command: the file is not there
 # how the files travelled (the result's ``route``; each connection kind names its own: connections/)
 ROUTE_CONNECTION, ROUTE_HANDOVER, ROUTE_ANSIBLE = (FetchRoute.CONNECTION.value, FetchRoute.HANDOVER.value,
                                                    FetchRoute.ANSIBLE.value)
-
-
-def separate_files(outbox: str) -> list[str]:
-    """Names the outbox's manifest asks to fetch on their own (the archive is untrusted)."""
-    try:
-        with tarfile.open(outbox, "r:") as archive:
-            member = archive.next()
-            if member is None or member.name != MANIFEST or not member.isfile() or member.size > 65536:
-                return []
-            handle = archive.extractfile(member)
-            manifest = json.loads(handle.read()) if handle is not None else None
-    except (tarfile.TarError, OSError, ValueError, AttributeError):
-        return []
-    separate = manifest.get("separate") if isinstance(manifest, dict) else None
-    return [name for name in SEPARATE if isinstance(separate, dict) and name in separate]
 
 
 class ActionModule(ActionBase):  # type: ignore[misc]  # Ansible ships no types
@@ -140,7 +121,7 @@ class ActionModule(ActionBase):  # type: ignore[misc]  # Ansible ships no types
         fetched = 0
         try:
             for job in plan.jobs():
-                remote = posixpath.join(posixpath.dirname(src), job.offer["transfer"])
+                remote = posixpath.join(posixpath.dirname(src), job.offer.transfer or "")
                 outcome = self._fetch(remote, str(job.part), True, task_vars)
                 if outcome.get("failed") or outcome.get("skipped_file"):
                     plan.failed(job, to_text(outcome.get("msg", "not fetched")))

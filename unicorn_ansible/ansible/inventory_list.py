@@ -184,7 +184,8 @@ def listing(sources: list[str]) -> dict[str, Any]:
     rendered = _render(loader, variables, inventory, raw, names) if names else {}
     listed = _groups(inventory, frozenset(raw))
     listed["_meta"] = {"hostvars": {host: values for host, values in plain.items() if values}}
-    return json.loads(json.dumps({"listing": listed, "rendered": rendered}, cls=encoder))
+    answer: dict[str, Any] = json.loads(json.dumps({"listing": listed, "rendered": rendered}, cls=encoder))
+    return answer
 
 
 def _sources_from(descriptor: int) -> list[str]:

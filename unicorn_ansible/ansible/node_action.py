@@ -25,13 +25,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ansible.module_utils.common.text.converters import to_text
 
 from unicorn_ansible.engine.rundir import write_atomic
+from unicorn_ansible.node.wire import DeployAnswer, ExecutorAnswer, JSONObject, WireError, last_object_line
 
 from .fetch_action import ROUTE_CONNECTION, _host_path
 from .fetch_action import ActionModule as FetchAction
@@ -41,24 +44,22 @@ INLINE_LIMIT = 768 * 1024
 COMMANDS = ("start", "cancel")
 #: the route of an outbox that came inside the answer (unicorn_fetch names the others)
 ROUTE_INLINE = "inline"
+#: what an Ansible action returns (Ansible gives its results no type of their own)
+AnsibleResult = dict[str, Any]
 #: the answer's fields the result carries besides ``stdout`` (the whole answer)
 ANSWER_FIELDS = ("status", "already_started", "outbox", "deployment")
 
 
-def answer_of(stdout: str) -> dict[str, Any] | None:
-    """The output's last line that is a JSON object (become or a terminal may add lines and "\\r\\n")."""
-    for line in reversed(stdout.splitlines()):
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                data = json.loads(line)
-            except ValueError:
-                return None
-            return data if isinstance(data, dict) else None
-    return None
+def answer_of(stdout: str) -> JSONObject | None:
+    """The output's last line that is a JSON object (become or a terminal may add lines and "\\r\\n"),
+    read by the wire's one reader of answers; None if there is none."""
+    try:
+        return last_object_line(stdout, "the executor's answer")
+    except WireError:
+        return None
 
 
-def deployed_interpreter(task_vars: Any, deployment: Any) -> str | None:
+def deployed_interpreter(task_vars: Mapping[str, object] | None, deployment: object) -> str | None:
     """The Python that runs ``deployment``'s executor on this host (its virtual environment's), from
     this playbook's deployment answer (``unicorn_deploy``, deploy.yml); a ``start`` run by it forks the
     executor instead of starting a second Python. None where this playbook did not deploy it
@@ -67,24 +68,38 @@ def deployed_interpreter(task_vars: Any, deployment: Any) -> str | None:
     results = registered.get("results") if isinstance(registered, dict) else None
     for entry in results if isinstance(results, list) else []:
         if isinstance(entry, dict) and entry.get("unicorn_deployment") == deployment and entry.get("rc") == 0:
-            answer = answer_of(to_text(entry.get("stdout") or ""))
-            python = answer.get("interpreter") if answer else None
-            return python if isinstance(python, str) and python.startswith("/") else None
+            try:
+                source = "the deployment's answer"
+                python = DeployAnswer.from_untrusted(last_object_line(to_text(entry.get("stdout") or ""), source),
+                                                     source).interpreter
+            except WireError:
+                return None
+            return python if python is not None and python.startswith("/") else None
     return None
+
+
+def _answer(stdout: str) -> tuple[ExecutorAnswer | None, str | None]:
+    """The executor's answer in its output, or why there is none that is one."""
+    source = "the executor's answer"
+    try:
+        return ExecutorAnswer.from_untrusted(last_object_line(stdout, source), source), None
+    except WireError as exc:
+        return None, f"({exc})"
 
 
 class ActionModule(FetchAction):
     TRANSFERS_FILES = False  # no remote temporary folder: it would cost two more round trips per call
     _VALID_ARGS = frozenset(("command", "python", "bundle", "workdir", "timeout", "fetch", "final_statuses"))
 
-    def run(self, tmp: Any = None, task_vars: Any = None) -> dict[str, Any]:
-        result = super(FetchAction, self).run(tmp, task_vars)  # ActionBase's: not unicorn_fetch's own run
+    def run(self, tmp: object = None, task_vars: dict[str, object] | None = None) -> AnsibleResult:
+        result: AnsibleResult = super(FetchAction, self).run(tmp, task_vars)  # ActionBase's: not unicorn_fetch's
         args = self._task.args
         command, fetch = args.get("command"), args.get("fetch")
         if command not in COMMANDS or not args.get("python") or not args.get("bundle") or not args.get("workdir"):
             result.update(failed=True, msg=f"unicorn_node needs command ({' or '.join(COMMANDS)}), python, bundle "
                                            "and workdir")
             return result
+        task_vars = task_vars or {}
         python = (command == "start" and deployed_interpreter(task_vars, task_vars.get("unicorn_deployment"))
                   or str(args["python"]))
         argv = [python, str(args["bundle"]), command, "--workdir", str(args["workdir"])]
@@ -95,24 +110,28 @@ class ActionModule(FetchAction):
         # each word quoted; ~/ is $HOME, as the command module's expansion and the executor take it
         done = self._low_level_execute_command(" ".join(_host_path(word) for word in argv), sudoable=True)
         stdout, stderr = to_text(done.get("stdout", "")), to_text(done.get("stderr", ""))
-        answer = answer_of(stdout)
         result.update(rc=done.get("rc"), stderr=stderr)
+        answer, refused = _answer(stdout)
         if done.get("rc") != 0 or answer is None:
-            result.update(failed=True, stdout=stdout, msg=f"the executor's {command} failed (exit {done.get('rc')}): "
-                          + " ".join(part.strip() for part in (stderr, stdout) if part.strip())[:4000])
+            said = " ".join(part.strip() for part in (stderr, stdout, refused or "") if part.strip())
+            result.update(failed=True, stdout=stdout,
+                          msg=f"the executor's {command} failed (exit {done.get('rc')}): " + said[:4000])
             return result
-        inline = answer.pop("outbox_data", None)
-        result.update({key: answer[key] for key in ANSWER_FIELDS if key in answer}, stdout=json.dumps(answer),
-                      changed=command == "cancel" or not answer.get("already_started"))
-        over = command == "cancel" or answer.get("status") in (args.get("final_statuses") or ())
+        inline = answer.outbox_data
+        answer = dataclasses.replace(answer, outbox_data=None)  # callbacks and events never carry it
+        shown = answer.to_json()
+        result.update({key: shown[key] for key in ANSWER_FIELDS if key in shown}, stdout=json.dumps(shown),
+                      changed=command == "cancel" or not answer.already_started)
+        over = command == "cancel" or answer.status in (args.get("final_statuses") or ())
         if fetch and over:
             result.update(self._fetching(lambda: self._fetch_results(answer, inline, str(fetch), task_vars),
                                          ROUTE_INLINE if inline else ROUTE_CONNECTION))
         return result
 
-    def _fetch_results(self, answer: dict[str, Any], inline: Any, dest: str, task_vars) -> dict[str, Any]:
+    def _fetch_results(self, answer: ExecutorAnswer, inline: str | None, dest: str,
+                       task_vars: dict[str, object]) -> AnsibleResult:
         dest = self._loader.path_dwim(dest)
-        src = str(answer.get("outbox") or "")
+        src = answer.outbox or ""
         if inline is None:  # too large to come with the answer (or none): the connection's transfer
             outcome = self._fetch_all(src, dest, False, task_vars, artifacts=True)
         else:

@@ -40,6 +40,6 @@ def failure_text(results: RunResults, record: dict[str, Any]) -> str | None:
         for task, runs in node.tasks.items():
             for result in runs:
                 if failed(result):
-                    return one_line(f"{node.node}: task {task}: {failure_of(result)}")
-        return one_line(f"{node.node}: {node.status}: {node.error or 'no error text'}")
+                    return one_line(f"{node.executor_id}: task {task}: {failure_of(result)}")
+        return one_line(f"{node.executor_id}: {node.status}: {node.error or 'no error text'}")
     return None if results.success else "the run has no nodes"

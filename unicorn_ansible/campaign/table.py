@@ -149,17 +149,18 @@ def result_rows(results: RunResults | None, state: CombinationState) -> list[dic
     """One run's rows (without the combination's columns): its measurements, then a row per
     failed task result and per failed node without one, with the failure text; a combination
     without results, one row with its error."""
-    empty = {"node": None, "task": None, "repetition": None, "field": None, "value": None, "error": None}
+    empty: dict[str, object] = {"node": None, "task": None, "repetition": None, "field": None, "value": None,
+                                "error": None}
     if results is None:
         return [{**empty, "error": state.error or "no run"}]
     rows = [{**empty, **row} for row in measurements(results)]
     for node in results:
-        failures = [{**empty, "node": node.node, "task": task, "repetition": repetition,
+        failures = [{**empty, "node": node.executor_id, "task": task, "repetition": repetition,
                      "error": failure_of(result)}
                     for task, runs in node.tasks.items() for repetition, result in enumerate(runs)
                     if failed(result)]
         if not failures and not node.success:
-            failures = [{**empty, "node": node.node, "error": one_line(f"{node.status}: {node.error or ''}")}]
+            failures = [{**empty, "node": node.executor_id, "error": one_line(f"{node.status}: {node.error or ''}")}]
         rows += failures
     return rows
 

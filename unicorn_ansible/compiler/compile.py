@@ -14,7 +14,6 @@ what the compiler writes there:
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import platform
@@ -23,10 +22,9 @@ import secrets
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import cloudpickle
 import jinja2
@@ -41,7 +39,21 @@ from ..home import home_dir
 from ..inventory import Inventory, default_inventory_text
 from ..model.environment import DockerImage, EnvironmentDefinition
 from ..model.experiment import Deployment, Experiment
-from ..node.protocol import FINAL_STATUSES, SPEC_IMPORTS
+from ..node import digests
+from ..node.protocol import FINAL_STATUSES
+from ..node.wire import (
+    ArtifactDeclarations,
+    ContainerSpec,
+    DeclaredArtifact,
+    DeploySpec,
+    FlagSettings,
+    ImportNeed,
+    JSONObject,
+    NodeSpec,
+    RunOptions,
+    RunRecord,
+    WireError,
+)
 from ..resources import callback_plugin, playbooks_dir, roles_dir
 from .bundle import NODE_BUNDLE_NAME, build_bundle, node_bundle
 from .flag_use import check_flags_reach
@@ -67,10 +79,9 @@ def _check_host_name(host: str) -> None:
         raise InventoryError(f"inventory host name {host!r} cannot name a folder; rename the host in the inventory")
 
 
-def environment_key(commands: Sequence[str], variables: dict[str, str], python: str) -> str:
+def environment_key(commands: Sequence[str], variables: Mapping[str, str], python: str) -> str:
     """The name of a node's environment folder: runs with the same requirements share it."""
-    text = json.dumps({"commands": list(commands), "variables": variables, "python": python}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return digests.environment_key(list(commands), variables, python)
 
 
 @functools.cache
@@ -98,7 +109,7 @@ def versions() -> dict[str, str]:
     import cloudpickle
     import returns
 
-    def version_of(module: Any, dist: str) -> str:
+    def version_of(module: object, dist: str) -> str:
         try:
             from importlib.metadata import version
 
@@ -210,7 +221,7 @@ CONTAINER_FALLBACK = "unicorn_container_fallback"
 FALLBACK_SHELL, FALLBACK_NONE = "shell", "none"
 
 
-def container_fallback(host: str, variables: dict[str, Any]) -> str:
+def container_fallback(host: str, variables: Mapping[str, object]) -> str:
     """The host's ``unicorn_container_fallback``: ``shell`` or ``none`` (its default)."""
     value = variables.get(CONTAINER_FALLBACK)
     if value in (None, "", FALLBACK_NONE):
@@ -234,7 +245,7 @@ def _check_shell_context(environment: EnvironmentDefinition, host: str) -> None:
 
 
 def container_spec(environment: EnvironmentDefinition, host: str, fallback: str = FALLBACK_NONE,
-                   own_requirements: bool = True, cleanup: bool = True) -> dict[str, Any] | None:
+                   own_requirements: bool = True, cleanup: bool = True) -> ContainerSpec | None:
     """What the node's deployment needs to run a DockerImage environment (node/container.py); None otherwise.
 
     netunicorn's default ``DockerImage()`` (``shell_fallback``, no image named) may run as
@@ -255,10 +266,10 @@ def container_spec(environment: EnvironmentDefinition, host: str, fallback: str 
         raise ExperimentError(f"node {host}: RuntimeContext.ports_mapping must map container ports to host ports "
                               f"(numbers), got {context.ports_mapping!r}") from exc
     default = bool(environment.shell_fallback) and not environment.image
-    return {"image": environment.image, "base_image": environment.base_image, "ports": ports,
-            "network": context.network, "arguments": list(arguments), "cleanup": bool(cleanup),
-            "default_image": default,
-            "shell_fallback": default and (fallback == FALLBACK_SHELL or not own_requirements)}
+    return ContainerSpec(image=environment.image, base_image=environment.base_image, ports=ports,
+                         network=context.network, arguments=tuple(arguments), cleanup=bool(cleanup),
+                         default_image=default,
+                         shell_fallback=default and (fallback == FALLBACK_SHELL or not own_requirements))
 
 
 def _executor(deployment: Deployment) -> str:
@@ -331,21 +342,21 @@ class _Compilation:
             commands, deploy_vars = shared.commands, shared.variables
             redeploy = redeploy and shared.first == executor  # rebuilt once, by the node's first pipeline
         self.requirement_counts[executor] = len(commands)
+        node_spec = self._node_spec(host, executor, env_vars, limits.time_limit, deployment.imports,
+                                    deployment.artifacts)
+        deploy_spec = self._deploy_spec(host, commands, deploy_vars, limits.time_limit, redeploy,
+                                        self._container(deployment, commands))
         files = {
             "pipeline.pkl": deployment.pipeline,
-            "node.json": _json_bytes(dict(self._node_spec(host, executor, env_vars, limits.time_limit,
-                                                          deployment.imports),
-                                          artifacts={"declared": deployment.artifacts})),
-            "deploy.json": _json_bytes(dict(self._deploy_spec(host, commands, deploy_vars, limits.time_limit,
-                                                              redeploy),
-                                            container=self._container(deployment, commands))),
+            "node.json": _json_bytes(node_spec.to_json()),
+            "deploy.json": _json_bytes(deploy_spec.to_json()),
         }
         folder = self.run.shipped_dir(executor)
         for file_name, data in files.items():
             write_atomic(folder / file_name, data, 0o600)
         write_atomic(folder / NODE_BUNDLE_NAME, node_bundle(self.bundle, files), 0o600)
 
-    def _container(self, deployment: Deployment, commands: list[str]) -> dict[str, Any] | None:
+    def _container(self, deployment: Deployment, commands: list[str]) -> ContainerSpec | None:
         host = deployment.node.name
         own = [c for c in commands if c not in getattr(deployment, "host_requirements", [])]
         return container_spec(deployment.environment_definition, host,
@@ -353,38 +364,44 @@ class _Compilation:
                               own_requirements=bool(own), cleanup=getattr(deployment, "cleanup", True))
 
     def _node_spec(self, host: str, executor: str, env_vars: dict[str, str], time_limit: float,
-                   imports: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "node": host,
-            "deployment": executor,  # echoed in the executor's answers: which of the node's pipelines
-            "run": self.name,
-            "environment_variables": env_vars,
-            SPEC_IMPORTS: imports,  # installed packages the pipeline imports, with the tasks that need them
-            "task_timeout": self.options.task_timeout,
-            "log_cap": self.options.log_cap,
-            "time_limit": time_limit,
-            # where tasks find the run's flags: the controller's socket on a local host, the reverse
-            # tunnel's port on the host's loopback over SSH (and netunicorn's variables)
-            # NETUNICORN_EXECUTOR_ID is the deployment's executor_id, which cancel_executors takes
-            "flags": task_settings(self.flags, _flag_reach(self.inventory, host), executor),
-        }
+                   imports: Mapping[str, object], declared: Sequence[object]) -> NodeSpec:
+        source = f"node {host}'s specification"
+        # where tasks find the run's flags: the controller's socket on a local host, the reverse
+        # tunnel's port on the host's loopback over SSH (and netunicorn's variables: NETUNICORN_EXECUTOR_ID
+        # is the deployment's executor_id, which cancel_executors takes)
+        flags = task_settings(self.flags, _flag_reach(self.inventory, host), executor)
+        return NodeSpec(
+            node=host,
+            deployment=executor,  # echoed in the executor's answers: which of the node's pipelines
+            run=self.name,
+            environment_variables=env_vars,
+            # installed packages the pipeline imports, with the tasks that need them
+            imports={top: ImportNeed.from_untrusted(need, f"{source}: imports") for top, need in imports.items()},
+            task_timeout=self.options.task_timeout,
+            log_cap=self.options.log_cap,
+            time_limit=time_limit,
+            flags=FlagSettings.from_untrusted(flags, f"{source}: flags"),
+            artifacts=ArtifactDeclarations(declared=tuple(
+                DeclaredArtifact.from_untrusted(entry, f"{source}: artifacts") for entry in declared)),
+        )
 
-    def _deploy_spec(self, host: str, commands: list[str], env_vars: dict[str, str],
-                     time_limit: float, redeploy: bool) -> dict[str, Any]:
-        return {
-            "node": host,
-            "python": self.python,
-            "env_dir": f"../../envs/{environment_key(commands, env_vars, self.python)}",
-            "commands": commands,
-            "environment_variables": env_vars,
-            "redeploy": redeploy,
-            "requirement_timeout": self.options.requirement_timeout,
+    def _deploy_spec(self, host: str, commands: list[str], env_vars: dict[str, str], time_limit: float,
+                     redeploy: bool, container: ContainerSpec | None) -> DeploySpec:
+        return DeploySpec(
+            node=host,
+            python=self.python,
+            env_dir=f"../../envs/{environment_key(commands, env_vars, self.python)}",
+            commands=tuple(commands),
+            environment_variables=env_vars,
+            redeploy=redeploy,
+            requirement_timeout=self.options.requirement_timeout,
             # the node's time limit covers its deployment and its pipeline together
-            "time_limit": time_limit,
-        }
+            time_limit=time_limit,
+            container=container,
+        )
 
     def playbook_context(self, name: str, run_id: str, hosts: list[str],
-                         settings: list[tuple[str, str, str, str]]) -> dict[str, Any]:
+                         settings: list[tuple[str, str, str, str]]) -> dict[str, object]:
         project = str(self.run.project)
         return {
             "version": __version__,
@@ -403,7 +420,7 @@ class _Compilation:
         }
 
 
-def _json_bytes(data: dict[str, Any]) -> bytes:
+def _json_bytes(data: JSONObject) -> bytes:
     return (json.dumps(data, indent=2) + "\n").encode()
 
 
@@ -413,7 +430,7 @@ def load_templates() -> None:
         _templates().get_template(f"{playbook}.j2")
 
 
-def _write_playbooks(run: RunDir, context: dict[str, Any]) -> None:
+def _write_playbooks(run: RunDir, context: dict[str, object]) -> None:
     templates = _templates()
     for playbook in PLAYBOOKS:
         write_atomic(run.project / playbook, templates.get_template(f"{playbook}.j2").render(context))
@@ -430,19 +447,28 @@ def _write_inventory(run: RunDir, inventory: Inventory, hosts: list[str]) -> Non
 
 
 def _run_record(name: str, run_id: str, hosts: list[str], executors: dict[str, str], inventory: Inventory,
-                options: CompileOptions) -> dict[str, Any]:
-    return {
-        "name": name,
-        "run_id": run_id,
-        "created": time.time(),
-        "status": RunStatus.COMPILED.value,
-        "hosts": hosts,
+                options: CompileOptions) -> RunRecord:
+    return RunRecord(
+        name=name,
+        run_id=run_id,
+        created=time.time(),
+        status=RunStatus.COMPILED.value,
+        hosts=tuple(hosts),
         # every deployment by its executor id (the node's name, NODE#N for its N-th pipeline) -> its host
-        "executors": executors,
-        "inventory": inventory.sources,
-        "options": asdict(options),
-        "versions": versions(),
-    }
+        executors=executors,
+        inventory=tuple(inventory.sources),
+        options=_run_options(options),
+        versions=versions(),
+    )
+
+
+def _run_options(options: CompileOptions) -> RunOptions:
+    """CompileOptions as run.json keeps them (a field RunOptions does not know yet is kept, as every
+    record keeps them); a value of the wrong type is the user's one-line error."""
+    try:
+        return RunOptions.from_untrusted(asdict(options), "the run's options")
+    except WireError as exc:
+        raise UsageError(f"{exc}; give it as a number of the right kind") from None
 
 
 def _flag_reach(inventory: Inventory, host: str) -> FlagReach:

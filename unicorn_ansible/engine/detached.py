@@ -99,7 +99,7 @@ def prepared_executors(run: RunDir) -> dict[str, list[str]]:
     starts those only (netunicorn: "Executor is not prepared")."""
     prepared: dict[str, list[str]] = {}
     for executor, host in executors(run.record()).items():
-        if run.node_status(executor).get("prepared"):
+        if run.node_status(executor).prepared:
             prepared.setdefault(host, []).append(executor)
     return prepared
 

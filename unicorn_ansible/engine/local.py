@@ -52,16 +52,17 @@ class LocalExecutor:
         self.execution_graph = execution_graph
         self.node = node or this_machine()
         self.task_timeout = task_timeout
-        self.execution_graph_results: Result | None = None
+        self.execution_graph_results: Result[object, object] | None = None
         self.state: dict[str, Any] = {}
         self.logs: list[str] = []
 
-    def __call__(self) -> Result:
+    def __call__(self) -> Result[object, object]:
         self.execution_graph_results, self.state = run_here(self.execution_graph, self.node, self.task_timeout)
         return self.execution_graph_results
 
 
-def run_here(execution_graph: Any, node: Node, task_timeout: float | None = None) -> tuple[Result, dict[str, Any]]:
+def run_here(execution_graph: Any, node: Node,
+             task_timeout: float | None = None) -> tuple[Result[object, object], dict[str, Any]]:
     """Run ``execution_graph`` dispatched for ``node`` in a temporary work folder: its results
     (``Success``/``Failure`` of {task name: [Result, ...]}) and the executor's final state."""
     plan = cloudpickle.loads(Deployment(node, execution_graph).pipeline)
@@ -102,7 +103,7 @@ class Executor:
         self.experiment_id = experiment_id or os.environ.get("NETUNICORN_EXPERIMENT_ID") or "Unknown"
         self.gateway_endpoint, self.heartbeat_flag = gateway_endpoint, heartbeat
         self.execution_graph: Any = None
-        self.execution_graph_results: Result | None = None
+        self.execution_graph_results: Result[object, object] | None = None
         self.state = ExecutorState.LOOKING_FOR_EXECUTION_GRAPH
         #: the executor's final state (status, counts, error), once it ran
         self.final_state: dict[str, Any] = {}

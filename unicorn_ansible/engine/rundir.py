@@ -19,10 +19,11 @@ The controller writes files here only through :func:`write_atomic` or :func:`ato
 (readers never see half a file) and changes the record only through :meth:`RunDir.update`, a
 read-modify-write under the folder's lock, so concurrent writers (a client's background play,
 a cancel from the CLI) never lose each other's changes. These helpers, with :func:`write_json`
-and :func:`read_json`, are the controller's only atomic-write and JSON-read helpers, for
-every file it keeps. This module imports only the standard library, ``errors``
-and ``node/protocol`` (the names of the files a node sends back): the callback plugin,
-loaded by ansible-playbook, imports it too.
+and :func:`read_json` (the wire's bounded parser), are the controller's only atomic-write and
+JSON-read helpers, for every file it keeps. The records themselves (run.json, status.json, what
+nodes send) are ``node/wire.py``'s. This module imports only the standard library, ``errors``
+and ``node/protocol`` and ``node/wire``: the callback plugin, loaded by ansible-playbook,
+imports it too.
 """
 
 from __future__ import annotations
@@ -33,13 +34,15 @@ import fcntl
 import json
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..errors import RunError
+from ..node import wire
 from ..node.protocol import DEPLOY_REPORT, LOGS, PIPELINE
+from ..node.wire import DeployReport, NodeStatusRecord, RunRecord, WireError
 
 RECORD = "run.json"
 LOCK = ".run.lock"
@@ -50,6 +53,8 @@ INVENTORY_SNAPSHOT = "inventory-snapshot.json"
 NODE_STATUS = "status.json"
 #: what a run's own controller (engine/detached.py) printed: its errors, if it had any
 CONTROLLER_LOG = "controller.log"
+#: a JSON object as stored: run.json's fields as the engine reads and changes them (typed: RunRecord)
+Stored = dict[str, Any]
 
 
 
@@ -87,48 +92,23 @@ def write_atomic(path: Path, data: bytes | str, mode: int = 0o600) -> None:
         handle.write(data.encode("utf-8") if isinstance(data, str) else data)
 
 
-def write_json(path: Path, data: Any, mode: int = 0o600, sort_keys: bool = False) -> None:
+def write_json(path: Path, data: object, mode: int = 0o600, sort_keys: bool = False) -> None:
     """``data`` as indented JSON (what JSON cannot say, as text), written atomically."""
     write_atomic(path, json.dumps(data, indent=2, sort_keys=sort_keys, default=str) + "\n", mode)
 
 
-def read_json(path: Path) -> dict[str, Any] | None:
-    """A JSON object from ``path``; None when the file is missing, unreadable or not an object."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError, RecursionError):  # RecursionError: a host's file nested too deep to parse
-        return None
-    return data if isinstance(data, dict) else None
+def read_json(path: Path) -> Stored | None:
+    """A JSON object from ``path``; None when the file is missing, unreadable, not JSON, beyond the
+    wire's bounds (size, depth) or not an object (see :func:`unicorn_ansible.node.wire.read_json`)."""
+    return wire.read_json(path)
 
 
-def executors(record: dict[str, Any]) -> dict[str, str]:
+def executors(record: Mapping[str, object] | RunRecord) -> dict[str, str]:
     """Every deployment of a run by its executor id (the node's name; ``NODE#N`` for a node's N-th
-    pipeline), in the experiment's order, with its inventory host. Records written before a node
-    could run several pipelines name only their hosts: one executor each, named after it."""
-    mapping = record.get("executors")
-    if isinstance(mapping, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()):
-        return dict(mapping)
-    return {str(host): str(host) for host in record.get("hosts", [])}
-
-
-#: the fields of a node's progress (what its executor reported: untrusted) and the type each must have
-_PROGRESS_TYPES = {"done": int, "total": int, "failed": int, "stage": int, "stages": int, "stopped": int,
-                   "status": str, "shape": str, "error": str}
-
-
-def _host_progress(progress: Any) -> dict[str, Any]:
-    """A node's progress as its executor reported it, with the fields views read checked: one of the
-    wrong type (or an integer beyond 64 bits) is left out, as if the host had not said it."""
-    if not isinstance(progress, dict):
-        return {}
-    kept = dict(progress)
-    for key, kind in _PROGRESS_TYPES.items():
-        value = kept.get(key)
-        if value is None:
-            continue
-        if type(value) is not kind or (isinstance(value, int) and not -2**63 <= value < 2**63):
-            del kept[key]
-    return kept
+    pipeline), in the experiment's order, with its inventory host (see RunRecord.deployments)."""
+    if not isinstance(record, RunRecord):
+        record = RunRecord.from_untrusted(dict(record), RECORD, lenient=True)
+    return record.deployments()
 
 
 @dataclass(frozen=True)
@@ -204,33 +184,50 @@ class RunDir:
         """Written by the callback plugin while the plays run: the node's phase and progress."""
         return self.node_dir(node) / NODE_STATUS
 
-    def node_status(self, node: str) -> dict[str, Any]:
-        status = read_json(self.node_status_file(node))
-        if not isinstance(status, dict):
-            return {}
-        if "progress" in status:
-            status["progress"] = _host_progress(status["progress"])
-        return status
+    def node_status(self, node: str) -> NodeStatusRecord:
+        """The node's status as the collector keeps it (read leniently: a run folder's record); one
+        that cannot be read at all is an empty status whose error says why."""
+        path = self.node_status_file(node)
+        try:
+            return NodeStatusRecord.read(path, f"nodes/{node}/{NODE_STATUS}", lenient=True) or NodeStatusRecord()
+        except WireError as exc:
+            return NodeStatusRecord(error=str(exc))
 
     def node_logs_dir(self, node: str) -> Path:
         return self.node_dir(node) / LOGS
 
-    def deploy_report(self, node: str) -> dict[str, Any]:
-        return read_json(self.node_dir(node) / DEPLOY_REPORT) or {}
+    def deploy_report_file(self, node: str) -> Path:
+        return self.node_dir(node) / DEPLOY_REPORT
+
+    def deploy_report(self, node: str) -> DeployReport | None:
+        """The deployment's report the node sent; None if it sent none, or one that is refused
+        (reading the node's results says why: results/load.py)."""
+        try:
+            return DeployReport.read(self.deploy_report_file(node), f"nodes/{node}/{DEPLOY_REPORT}")
+        except WireError:
+            return None
 
     # -- the record ----------------------------------------------------------------
     def exists(self) -> bool:
         return self.record_file.is_file()
 
-    def record(self) -> dict[str, Any]:
+    def record(self) -> Stored:
+        """The record as stored (a JSON object, bounded); :meth:`run_record` is the typed one."""
         record = read_json(self.record_file)
         if record is None:
             raise RunError(f"{self.path} is not a unicorn-ansible run folder (no readable {RECORD})")
         return record
 
-    def create_record(self, record: dict[str, Any]) -> None:
+    def run_record(self) -> RunRecord:
+        """The record, typed (read leniently: a field of the wrong type reads as absent)."""
+        return RunRecord.from_untrusted(self.record(), str(self.record_file), lenient=True)
+
+    def create_record(self, record: RunRecord | Mapping[str, object]) -> None:
+        """Write the record a run starts with (a mapping is checked as a RunRecord and kept as given)."""
+        fields = record.to_json() if isinstance(record, RunRecord) else dict(record)
+        RunRecord.from_untrusted(fields, RECORD)
         with self.locked():
-            write_json(self.record_file, record)
+            write_json(self.record_file, fields)
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -243,14 +240,16 @@ class RunDir:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def update(self, change: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-               **fields: Any) -> dict[str, Any]:
+    def update(self, change: Callable[[Stored], Stored] | None = None, **fields: object) -> Stored:
         """Change the record atomically: ``fields`` are set, then ``change(record)`` returns
         more fields computed from the record as it is under the lock. Returns the new record."""
         with self.locked():
             record = self.record()
             record.update(fields)
             if change is not None:
-                record.update(change(record))
+                changed = change(record)
+                fields = dict(fields, **changed)
+                record.update(changed)
+            RunRecord.from_untrusted(fields, f"a change of {RECORD}")  # what this writer writes is a record's
             write_json(self.record_file, record)
         return record

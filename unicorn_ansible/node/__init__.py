@@ -3,7 +3,8 @@
 The bundle ships this package as ``unicorn_node`` (its modules import each other
 relatively, so it works under either name). One concern per module:
 
-- ``protocol``   file names, the journal's format, statuses (shared with the controller)
+- ``wire``       every record host and controller exchange (and the run folder's), the bounded JSON parser
+- ``protocol``   file names, statuses (shared with the controller)
 - ``__main__``   the command line: deploy, start, state, run, cancel
 - ``deploy``     a node's requirements, run in a virtual environment
 - ``container``  DockerImage environments: an image pulled or built on podman or Docker, the executor inside
@@ -17,5 +18,6 @@ relatively, so it works under either name). One concern per module:
 - ``journal``    append-only records of finished tasks, read back
 - ``outbox``     everything the controller fetches, packed in one file
 - ``artifacts``  the files tasks leave for the user, listed with size and sha256 for the controller
-- ``files``      atomic writes (JSON or any bytes), JSON reads, kernel copies
+- ``files``      atomic writes (JSON or any bytes), kernel copies
+- ``digests``    content keys (an environment's, an image's) and a file's sha256, for both sides
 """

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import gc
 import json
 import os
@@ -31,11 +32,11 @@ import sys
 import time
 import traceback
 import zipfile
-from typing import Any
+from collections.abc import Mapping
 
 # control (and with it cloudpickle and returns) is imported by the commands that use it: a
 # deployment's process, every run on every host, starts ~0.03 s sooner without them
-from .files import atomic_file, read_json, write_json_atomic
+from .files import atomic_file, write_json_atomic
 from .processes import keep_files_private
 from .protocol import (
     BUNDLE_NODE_FILES,
@@ -49,9 +50,22 @@ from .protocol import (
     OUTBOX,
     PIPELINE,
     SHIPPED_MODULES_VARIABLE,
-    SPEC_IMPORTS,
     STATE,
     ExecutorStatus,
+)
+from .wire import (
+    ERROR_CHARS,
+    CommandSummary,
+    DeployAnswer,
+    DeployReport,
+    DeploySpec,
+    ExecutorAnswer,
+    ExecutorState,
+    ImportNeed,
+    NodeSpec,
+    StartedSummary,
+    WireError,
+    clip,
 )
 
 
@@ -106,13 +120,32 @@ def _make_private(workdir: str) -> None:
         folder = os.path.dirname(folder)
 
 
-def _with_host_settings(spec: dict[str, Any], engine: str | None, base_image: str | None) -> dict[str, Any]:
+def _with_host_settings(spec: DeploySpec, engine: str | None, base_image: str | None) -> DeploySpec:
     """A container spec completed by the host's inventory settings (the pipeline's base image wins)."""
-    if spec.get("container") is not None:
-        container = dict(spec["container"], engine=engine or None)
-        container["base_image"] = container.get("base_image") or base_image or None
-        spec = dict(spec, container=container)
+    if spec.container is not None:
+        container = dataclasses.replace(spec.container, engine=engine or None,
+                                        base_image=spec.container.base_image or base_image or None)
+        spec = dataclasses.replace(spec, container=container)
     return spec
+
+
+def _deploy_spec(workdir: str) -> DeploySpec:
+    return DeploySpec.read(os.path.join(workdir, DEPLOY_SPEC)) or DeploySpec()
+
+
+def _node_spec(workdir: str) -> NodeSpec:
+    return NodeSpec.read(os.path.join(workdir, NODE_SPEC)) or NodeSpec()
+
+
+def _summary(report: DeployReport) -> DeployAnswer:
+    """The deployment's answer: the report's outcome, the executor's Python, each requirement in short."""
+    return DeployAnswer(
+        ok=report.ok, skipped=report.skipped, error=report.error, python=report.python,
+        environment=report.environment, cancelled=report.cancelled, notice=report.notice,
+        # the executor's Python on this host: the role's start runs with it, so it can fork the executor
+        interpreter=report.interpreter if report.ok and report.container is None else None,
+        commands=tuple(CommandSummary(command=c.command[:200], rc=c.rc,
+                                      seconds=round((c.end or 0.0) - (c.start or 0.0), 3)) for c in report.commands))
 
 
 def _deploy(workdir: str, engine: str | None, base_image: str | None, then_start: bool = False) -> int:
@@ -122,24 +155,20 @@ def _deploy(workdir: str, engine: str | None, base_image: str | None, then_start
     _make_private(workdir)
     keep_bundle(workdir)
     unpack_node_files(workdir)
-    spec = _with_host_settings(read_json(os.path.join(workdir, DEPLOY_SPEC)) or {}, engine, base_image)
-    report = deploy(workdir, spec)
-    if not report["ok"]:  # the deployment play fetches it: the requirements' logs reach the controller
+    report = deploy(workdir, _with_host_settings(_deploy_spec(workdir), engine, base_image))
+    if not report.ok:  # the deployment play fetches it: the requirements' logs reach the controller
         from .outbox import pack_outbox
 
         pack_outbox(workdir)
-    summary = {k: report.get(k) for k in ("ok", "skipped", "error", "python", "environment", "cancelled", "notice")}
-    # the executor's Python on this host: the role's start runs with it, so it can fork the executor
-    summary["interpreter"] = report.get("interpreter") if report["ok"] and not report.get("container") else None
-    summary["commands"] = [{"command": c["command"][:200], "rc": c["rc"], "seconds": round(c["end"] - c["start"], 3)}
-                           for c in report["commands"]]
-    if then_start and report["ok"]:  # the pipeline starts in the same round trip (run, site.yml)
+    summary = _summary(report)
+    if then_start and report.ok:  # the pipeline starts in the same round trip (run, site.yml)
         from .control import start
 
         started = start(workdir, _kept_command(workdir))
-        summary["started"] = {"already_started": bool(started.get("already_started")), "pid": started.get("pid")}
-    print(json.dumps(summary))
-    return 0 if report["ok"] else 1
+        summary = dataclasses.replace(summary, started=StartedSummary(
+            already_started=bool(started.already_started), pid=started.pid))
+    print(json.dumps(summary.to_json()))
+    return 0 if report.ok else 1
 
 
 def _kept_command(workdir: str) -> list[str]:
@@ -148,51 +177,51 @@ def _kept_command(workdir: str) -> list[str]:
     return [os.path.join(workdir, NODE_BUNDLE)] if _bundle() else _self_command()
 
 
-def _reply(workdir: str, state: dict[str, Any], inline: int | None = None, packed: bool = False) -> str:
+def _reply(workdir: str, answer: ExecutorAnswer, inline: int | None = None, packed: bool = False) -> str:
     """A command's JSON answer; ``outbox`` is where this host keeps the outbox, with the work folder
     resolved here, once (``~`` is ``$HOME``), so the fetch never resolves it another way;
     ``deployment``: which of the node's pipelines answers (its executor id, from node.json).
     With ``inline`` (bytes), the outbox of a final state (or one just ``packed``: cancel) up to
     that size comes with the answer as ``outbox_data`` (base64): the controller's call needs
     no transfer of its own for it (roles/unicorn's unicorn_node)."""
-    deployment = (read_json(os.path.join(workdir, NODE_SPEC)) or {}).get("deployment")
-    answer = dict(state, outbox=os.path.join(workdir, OUTBOX), deployment=deployment)
-    if inline is not None and (packed or state.get("status") in FINAL_STATUSES):
+    answer = dataclasses.replace(answer, outbox=os.path.join(workdir, OUTBOX), deployment=_node_spec(workdir).deployment)
+    if inline is not None and (packed or answer.status in FINAL_STATUSES):
         try:
             with open(os.path.join(workdir, OUTBOX), "rb") as handle:
                 data = handle.read(inline + 1)
         except OSError:
             data = None
         if data is not None and len(data) <= inline:
-            answer["outbox_data"] = base64.b64encode(data).decode("ascii")
-    return json.dumps(answer)
+            answer = dataclasses.replace(answer, outbox_data=base64.b64encode(data).decode("ascii"))
+    return json.dumps(answer.to_json())
 
 
 def _start(workdir: str, timeout: float | None, inline: int | None = None) -> int:
     from .control import start, wait
 
     started = start(workdir, _self_command(), run_here=lambda: _run(workdir))
-    state = wait(workdir, timeout) if timeout else started
-    print(_reply(workdir, dict(state, already_started=bool(started.get("already_started"))), inline))
+    answer = wait(workdir, timeout) if timeout else started
+    print(_reply(workdir, dataclasses.replace(answer, already_started=bool(started.already_started)), inline))
     return 0
 
 
-def _run_environment(spec: dict[str, Any]) -> dict[str, str]:
-    environment = dict(spec.get("environment_variables") or {})
-    flags = spec.get("flags") or {}
-    if flags.get("endpoint"):  # for unicorn_ansible's flag functions and tasks (see model/flags.py)
-        environment.update(UNICORN_FLAGS=flags["endpoint"], UNICORN_FLAGS_TOKEN=flags.get("token", ""))
-    environment.update(flags.get("environment") or {})  # flag-store: NETUNICORN_* for netunicorn's flag tasks
+def _run_environment(spec: NodeSpec) -> dict[str, str]:
+    environment = dict(spec.environment_variables)
+    flags = spec.flags
+    if flags is not None and flags.endpoint:  # for unicorn_ansible's flag functions and tasks (see model/flags.py)
+        environment.update(UNICORN_FLAGS=flags.endpoint, UNICORN_FLAGS_TOKEN=flags.token or "")
+    if flags is not None:  # flag-store: NETUNICORN_* for netunicorn's flag tasks
+        environment.update(flags.environment)
     return environment
 
 
-def _time_left(workdir: str, spec: dict[str, Any]) -> float | None:
+def _time_left(workdir: str, spec: NodeSpec) -> float | None:
     """The node's time limit covers its deployment too: what the deployment used is gone."""
-    limit = spec.get("time_limit")
-    report = read_json(os.path.join(workdir, DEPLOY_REPORT)) or {}
-    if limit is None or not report.get("finished") or not report.get("started"):
+    limit = spec.time_limit
+    report = DeployReport.read(os.path.join(workdir, DEPLOY_REPORT))
+    if limit is None or report is None or not report.finished or not report.started:
         return limit
-    return max(0.001, float(limit) - max(0.0, float(report["finished"]) - float(report["started"])))
+    return max(0.001, float(limit) - max(0.0, report.finished - report.started))
 
 
 def _add_task_api() -> None:
@@ -203,15 +232,15 @@ def _add_task_api() -> None:
         sys.path.append(os.path.join(bundle, BUNDLE_TASK_API))
 
 
-def _load_error(exc: Exception, imports: dict[str, Any]) -> str:
+def _load_error(exc: Exception, imports: Mapping[str, ImportNeed]) -> str:
     """Why the pipeline cannot load; for a module this host cannot import, the tasks that need
     it and the requirement that installs it (the controller listed them in node.json)."""
     missing = exc.name if isinstance(exc, ImportError) else None
     if not missing:
-        return f"cannot load the pipeline: {type(exc).__name__}: {exc}"
-    needed = imports.get(missing.split(".")[0]) or {}
-    install = needed.get("install") or f"pip install {missing.split('.')[0]}"
-    tasks = ", ".join(needed.get("tasks") or []) or "a task of the pipeline"
+        return clip(f"cannot load the pipeline: {type(exc).__name__}: {exc}", ERROR_CHARS)
+    needed = imports.get(missing.split(".")[0]) or ImportNeed()
+    install = needed.install or f"pip install {missing.split('.')[0]}"
+    tasks = ", ".join(needed.tasks) or "a task of the pipeline"
     return (f"cannot load the pipeline: module {missing} is not importable on this host and task(s) {tasks} "
             f"need it; install it with a requirement of that task: requirements = [{install!r}]")
 
@@ -222,27 +251,26 @@ def _run(workdir: str) -> int:
     _add_task_api()
 
     from .outcome import learn_installs
-    from .scheduler import run_pipeline
+    from .scheduler import Executor
 
-    spec = read_json(os.path.join(workdir, NODE_SPEC)) or {}
+    spec = _node_spec(workdir)
     os.environ[SHIPPED_MODULES_VARIABLE] = "1"  # the user's modules it carries become importable
     try:
         with open(os.path.join(workdir, PIPELINE), "rb") as handle:
             pipeline = cloudpickle.load(handle)
     except Exception as exc:
-        write_json_atomic(
-            os.path.join(workdir, STATE),
-            {"status": ExecutorStatus.FAILED, "finished": time.time(), "done": 0, "total": 0,
-             "error": _load_error(exc, spec.get(SPEC_IMPORTS) or {})},
-        )
+        write_json_atomic(os.path.join(workdir, STATE), ExecutorState(
+            status=ExecutorStatus.FAILED, finished=time.time(), done=0, total=0,
+            error=_load_error(exc, spec.imports)).to_json())
         traceback.print_exc()
         return 1
     del os.environ[SHIPPED_MODULES_VARIABLE]
-    learn_installs(spec.get(SPEC_IMPORTS) or {})  # an import in run() that fails says what to install
+    learn_installs(spec.imports)  # an import in run() that fails says what to install
     gc.freeze()  # what is loaded now is never collected: no collection (here or in a task) writes to its pages
-    state = run_pipeline(pipeline, workdir, environment=_run_environment(spec), task_timeout=spec.get("task_timeout"),
-                         log_cap=int(spec.get("log_cap", DEFAULT_LOG_CAP)), time_limit=_time_left(workdir, spec))
-    return 0 if state.get("status") == ExecutorStatus.FINISHED else 1
+    log_cap = spec.log_cap if spec.log_cap is not None else DEFAULT_LOG_CAP
+    state = Executor(pipeline, workdir, environment=_run_environment(spec), task_timeout=spec.task_timeout,
+                     log_cap=log_cap, time_limit=_time_left(workdir, spec)).run()
+    return 0 if state.status == ExecutorStatus.FINISHED else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -261,6 +289,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="deploy: start the pipeline detached right after a successful deployment")
     args = parser.parse_args(argv)
     keep_files_private()
+    try:
+        return _command(args)
+    except WireError as exc:  # a file of the work folder that is not what its writer writes
+        print(f"unicorn-node {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _command(args: argparse.Namespace) -> int:
     workdir = os.path.abspath(os.path.expanduser(args.workdir))
     if args.command == "deploy":
         return _deploy(workdir, args.container_engine, args.container_base_image, args.start)
@@ -269,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "state":
         from .control import current_state
 
-        print(_reply(workdir, current_state(workdir)))
+        print(_reply(workdir, ExecutorAnswer.of(current_state(workdir))))
         return 0
     if args.command == "cancel":
         from .control import cancel

@@ -12,14 +12,15 @@ is kept while a file's size and time are unchanged.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
-import hashlib
 import os
 import shutil
-from typing import Any
 
+from .digests import file_sha256
 from .files import read_json, write_json_atomic
 from .protocol import ARTIFACTS, ARTIFACTS_MANIFEST, ARTIFACTS_OUTGOING, NODE_SPEC, artifact_folder
+from .wire import ArtifactOffer, ArtifactsManifest, DeclaredArtifact, NodeSpec
 
 #: which task each artifacts folder belongs to (the folder names are the task names, cleaned)
 FOLDER_TASKS = "artifact-tasks.json"
@@ -34,7 +35,8 @@ class TaskFolders:
 
     def __init__(self, workdir: str) -> None:
         self.workdir = workdir
-        self.tasks: dict[str, str] = read_json(os.path.join(workdir, FOLDER_TASKS)) or {}
+        known = read_json(os.path.join(workdir, FOLDER_TASKS)) or {}
+        self.tasks: dict[str, str] = {k: v for k, v in known.items() if isinstance(v, str)}
 
     def folder_for(self, task: str) -> str:
         folder = artifact_folder(task)
@@ -46,31 +48,27 @@ class TaskFolders:
         return path
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 class _Hashes:
     """sha256 by path, computed again only when a file's size or modification time changed."""
 
     def __init__(self, workdir: str) -> None:
         self.path = os.path.join(workdir, HASH_CACHE)
-        self.known: dict[str, list[Any]] = read_json(self.path) or {}
+        known = read_json(self.path) or {}
+        self.known: dict[str, tuple[int, int, str]] = {
+            path: (entry[0], entry[1], entry[2]) for path, entry in known.items()
+            if isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], int)
+            and isinstance(entry[1], int) and isinstance(entry[2], str)}
 
     def of(self, path: str, stat: os.stat_result) -> str:
         known = self.known.get(path)
         if known and known[0] == stat.st_size and known[1] == stat.st_mtime_ns:
-            return str(known[2])
-        digest = _sha256(path)
-        self.known[path] = [stat.st_size, stat.st_mtime_ns, digest]
+            return known[2]
+        digest = file_sha256(path)
+        self.known[path] = (stat.st_size, stat.st_mtime_ns, digest)
         return digest
 
     def save(self) -> None:
-        write_json_atomic(self.path, self.known)
+        write_json_atomic(self.path, {path: list(entry) for path, entry in self.known.items()})
 
 
 def _glob_root(pattern: str) -> str:
@@ -100,38 +98,38 @@ def _files_under(path: str, root: str) -> list[tuple[str, str]]:
     return found
 
 
-def _candidates(workdir: str, spec: dict[str, Any]) -> list[tuple[str | None, str, str]]:
+def _candidates(workdir: str, declared: tuple[DeclaredArtifact, ...]) -> list[tuple[str | None, str, str]]:
     """(task, path in the task's folder, file on this host) for every artifact, folders first."""
-    folders = read_json(os.path.join(workdir, FOLDER_TASKS)) or {}
     base = os.path.join(workdir, ARTIFACTS)
     found: list[tuple[str | None, str, str]] = []
-    for folder, task in sorted(folders.items()):
+    for folder, task in sorted(TaskFolders(workdir).tasks.items()):
         path = os.path.join(base, folder)
         if os.path.isdir(path) and not os.path.islink(path):
             found += [(task, name, file) for file, name in _files_under(path, path)]
-    for declared in spec.get("declared") or []:
-        pattern = os.path.expanduser(str(declared.get("pattern", "")))
+    for declaration in declared:
+        pattern = os.path.expanduser(declaration.pattern)
         if not pattern:
             continue
         pattern = pattern if os.path.isabs(pattern) else os.path.join(workdir, pattern)
         root = _glob_root(pattern)
         for match in sorted(glob.glob(pattern, recursive=True)):
-            found += [(declared.get("task"), name, file) for file, name in _files_under(match, root)]
+            found += [(declaration.task, name, file) for file, name in _files_under(match, root)]
     return found
 
 
-def _offer(task: str | None, name: str, file: str, hashes: _Hashes) -> dict[str, Any]:
+def _offer(task: str | None, name: str, file: str, hashes: _Hashes) -> ArtifactOffer:
     """One manifest entry: the file with its size and hash, or why it stays on the host."""
-    entry: dict[str, Any] = {"task": task, "path": name, "source": os.path.abspath(file)}
+    source = os.path.abspath(file)
     if os.path.islink(file):
-        return dict(entry, left="a symbolic link: only regular files are brought home")
+        return ArtifactOffer(task=task, path=name, source=source,
+                             left="a symbolic link: only regular files are brought home")
     try:
         stat = os.stat(file)
         if not os.path.isfile(file):
-            return dict(entry, left="not a regular file")
-        return dict(entry, size=stat.st_size, sha256=hashes.of(file, stat))
+            return ArtifactOffer(task=task, path=name, source=source, left="not a regular file")
+        return ArtifactOffer(task=task, path=name, source=source, size=stat.st_size, sha256=hashes.of(file, stat))
     except OSError as exc:
-        return dict(entry, left=f"cannot be read: {exc.strerror or exc}")
+        return ArtifactOffer(task=task, path=name, source=source, left=f"cannot be read: {exc.strerror or exc}")
 
 
 def _free_name(task: str | None, name: str, seen: dict[tuple[str | None, str], str]) -> str:
@@ -145,28 +143,32 @@ def _free_name(task: str | None, name: str, seen: dict[tuple[str | None, str], s
     return name
 
 
-def write_manifest(workdir: str) -> dict[str, Any]:
+def _declared(workdir: str) -> tuple[DeclaredArtifact, ...]:
+    spec = NodeSpec.read(os.path.join(workdir, NODE_SPEC))
+    return spec.artifacts.declared if spec is not None and spec.artifacts is not None else ()
+
+
+def write_manifest(workdir: str) -> ArtifactsManifest:
     """List every artifact in ``artifacts.json`` and link each one in ``outgoing/``; return the manifest."""
-    spec = (read_json(os.path.join(workdir, NODE_SPEC)) or {}).get("artifacts") or {}
     outgoing = os.path.join(workdir, ARTIFACTS_OUTGOING)
     shutil.rmtree(outgoing, ignore_errors=True)
     os.makedirs(outgoing)
     hashes = _Hashes(workdir)
-    entries: list[dict[str, Any]] = []
+    entries: list[ArtifactOffer] = []
     seen: dict[tuple[str | None, str], str] = {}  # (task, name) -> the file it names
-    for task, name, file in _candidates(workdir, spec):
+    for task, name, file in _candidates(workdir, _declared(workdir)):
         if seen.get((task, name)) == os.path.abspath(file):
             continue  # matched by two patterns
         name = _free_name(task, name, seen)
         seen[(task, name)] = os.path.abspath(file)
         entry = _offer(task, name, file, hashes)
-        if "left" not in entry and len(entries) >= MAX_FILES:
-            entry = dict(entry, left=f"more than {MAX_FILES} artifacts on this node")
-        if "left" not in entry:
-            entry["transfer"] = f"{ARTIFACTS_OUTGOING}/{len(entries)}"
-            os.symlink(entry["source"], os.path.join(workdir, entry["transfer"]))
+        if entry.left is None and len(entries) >= MAX_FILES:
+            entry = dataclasses.replace(entry, left=f"more than {MAX_FILES} artifacts on this node")
+        if entry.left is None:
+            entry = dataclasses.replace(entry, transfer=f"{ARTIFACTS_OUTGOING}/{len(entries)}")
+            os.symlink(os.path.abspath(file), os.path.join(workdir, entry.transfer or ""))
         entries.append(entry)
     hashes.save()
-    manifest = {"artifacts": entries}
-    write_json_atomic(os.path.join(workdir, ARTIFACTS_MANIFEST), manifest)
+    manifest = ArtifactsManifest(artifacts=tuple(entries))
+    write_json_atomic(os.path.join(workdir, ARTIFACTS_MANIFEST), manifest.to_json())
     return manifest

@@ -11,7 +11,7 @@ with the work folder mounted at the same path and the host's process namespace
 (``--pid host``), so states, cancel, time limits and results work as with
 ShellExecution; a cancel also removes the container.
 
-``spec["container"]`` (from deploy.json, written by the controller)::
+``spec.container`` (deploy.json's, written by the controller: a :class:`~.wire.ContainerSpec`)::
 
     image       the user's image, or None: build from the requirements
     base_image  the base of a built image (None: the inventory's, or python:<X.Y>-slim)
@@ -31,18 +31,20 @@ The container is named after the run's folder on the host and the node.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
-import hashlib
-import json
 import os
 import re
 import shutil
 import subprocess
 import time
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
 
-from .files import read_json, write_json_atomic
+from .digests import content_key
+from .files import write_json_atomic
 from .protocol import EXECUTOR_OUT, LOGS, NODE_SPEC, STATE, ExecutorStatus
+from .wire import CommandRun, ContainerSpec, DeploySpec, ExecutorState, NodeSpec
 
 #: the inventory variable's values that try the engines in order, and that turn containers off
 AUTO = "auto"
@@ -98,8 +100,8 @@ def find_engine(wanted: str | None) -> tuple[str | None, str]:
 
 
 def image_key(base: str, commands: list[str], python: str) -> str:
-    text = json.dumps({"base": base, "commands": commands, "python": python}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    """The tag of an image built from ``base`` with ``commands`` for ``python``."""
+    return content_key({"base": base, "commands": commands, "python": python})
 
 
 def build_step(command: str) -> str:
@@ -146,50 +148,48 @@ def image_python(engine: str, image: str, wanted: str | None, node: str) -> str 
     return None
 
 
-def _step_entry(command: str, rc: int, started: float, log_path: str, workdir: str) -> dict[str, Any]:
-    with open(log_path, "rb") as log:
-        log.seek(max(0, os.path.getsize(log_path) - _TAIL))
-        tail = log.read().decode("utf-8", "replace")
-    return {"command": command, "rc": rc, "start": started, "end": time.time(),
-            "log": os.path.relpath(log_path, workdir), "output_tail": tail}
+def _step_entry(command: str, rc: int, started: float, log_path: str, workdir: str) -> CommandRun:
+    from .deploy import output_tail
+
+    return CommandRun(command=command, rc=rc, start=started, end=time.time(), log=os.path.relpath(log_path, workdir),
+                      output_tail=output_tail(log_path))
 
 
-def _environment_args(variables: dict[str, Any]) -> list[str]:
+def _environment_args(variables: Mapping[str, str]) -> list[str]:
     return [argument for key, value in variables.items() for argument in ("--env", f"{key}={value}")]
 
 
 class Build:
     """Building a node's image from its requirements, one committed step per requirement."""
 
-    def __init__(self, engine: str, spec: dict[str, Any], workdir: str, logs: str) -> None:
+    def __init__(self, engine: str, spec: DeploySpec, container: ContainerSpec, workdir: str, logs: str) -> None:
         self.engine, self.spec, self.workdir, self.logs = engine, spec, workdir, logs
-        self.node = spec.get("node", "?")
-        self.commands: list[str] = list(spec.get("commands", []))
-        container = spec["container"]
-        self.base = container.get("base_image") or DEFAULT_BASE_IMAGE.format(python=spec.get("python", "3"))
-        self.key = image_key(self.base, self.commands, str(spec.get("python")))
+        self.node = spec.node
+        self.commands: list[str] = list(spec.commands)
+        self.base = container.base_image or DEFAULT_BASE_IMAGE.format(python=spec.python or "3")
+        self.key = image_key(self.base, self.commands, str(spec.python))
         self.tag = f"{BUILT_IMAGE}:{self.key}"
-        self.entries: list[dict[str, Any]] = []
+        self.entries: list[CommandRun] = []
         self.reused = False
         self.build_id = _safe_name(f"{self.node}-{os.getpid()}")
 
     def run(self) -> str | None:
         """Build the image (or find it built); the error, if that failed. Builds of one image on
         a host wait for each other."""
-        envs = os.path.dirname(os.path.normpath(os.path.join(self.workdir, self.spec.get("env_dir", "env"))))
+        envs = os.path.dirname(os.path.normpath(os.path.join(self.workdir, self.spec.env_dir)))
         os.makedirs(envs, exist_ok=True)
         with open(os.path.join(envs, f"image-{self.key}.lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             return self._build_locked()
 
     def _build_locked(self) -> str | None:
-        if not self.spec.get("redeploy") and has_image(self.engine, self.tag):
+        if not self.spec.redeploy and has_image(self.engine, self.tag):
             self.reused = True
             return None
         error = ensure_image(self.engine, self.base, self.node, fix=(
             "it is the base of the environment built from the requirements: set DockerImage(base_image=...) or the "
             "inventory variable unicorn_container_base_image to an image with Python "
-            f"{self.spec.get('python', '3')} that the host has"))
+            f"{self.spec.python or '3'} that the host has"))
         if error:
             return error
         shutil.rmtree(self.logs, ignore_errors=True)
@@ -211,7 +211,7 @@ class Build:
         name = f"unicorn-build-{self.key}-{self.build_id}-{number}"
         _engine(self.engine, "rm", "--force", name)
         log_path, started = os.path.join(self.logs, f"{number:03d}.log"), time.time()
-        variables = self.spec.get("environment_variables") or {}
+        variables = self.spec.environment_variables
         with open(log_path, "wb") as log:
             done = subprocess.run(
                 [self.engine, "run", "--name", name, "--network", "host", *_environment_args(variables),
@@ -223,7 +223,7 @@ class Build:
         _engine(self.engine, "rm", "--force", name)
         if done.returncode != 0:
             return (f"requirement {number + 1}/{len(self.commands)} failed in the image build on {self.node} "
-                    f"with exit code {done.returncode}: {command}\n{entry['output_tail'].rstrip()}")
+                    f"with exit code {done.returncode}: {command}\n{(entry.output_tail or '').rstrip()}")
         if committed is not None and committed.returncode != 0:
             return f"host {self.node}: cannot commit the image build's step {number + 1}: {_last_line(committed.stdout)}"
         return None
@@ -239,16 +239,27 @@ def container_name(workdir: str, node: str) -> str:
     return "unicorn-" + _safe_name(f"{os.path.basename(workdir)}-{node}")
 
 
-def as_shell(node: str, why: str) -> dict[str, Any]:
-    """The deploy report's fields of netunicorn's default ``DockerImage()`` run as ShellExecution."""
-    return {"shell_instead": True,
-            "notice": f"node {node} runs netunicorn's default DockerImage environment as ShellExecution: {why}"}
+@dataclass(frozen=True)
+class Built:
+    """What preparing a node's container ended with: its container and the build's steps, or the
+    error; or, with a ``notice``, that the node runs as ShellExecution instead."""
+
+    error: str | None = None
+    container: ContainerSpec | None = None
+    commands: tuple[CommandRun, ...] = ()
+    reused: bool = False
+    notice: str | None = None
 
 
-def default_base_missing(engine: str, spec: dict[str, Any]) -> str | None:
+def as_shell(node: str, why: str) -> Built:
+    """Netunicorn's default ``DockerImage()`` run as ShellExecution, and the notice saying why."""
+    return Built(notice=f"node {node} runs netunicorn's default DockerImage environment as ShellExecution: {why}")
+
+
+def default_base_missing(engine: str, spec: DeploySpec) -> str | None:
     """Why netunicorn's default base image (nobody chose one) cannot be had on this host; None if it can.
     Labs often reach no public registry: the pipeline then runs as ShellExecution instead of failing."""
-    python = spec.get("python", "3")
+    python = spec.python or "3"
     base = DEFAULT_BASE_IMAGE.format(python=python)
     failure = _pull_failure(engine, base, DEFAULT_BASE_PULL_TIMEOUT)
     if failure is None:
@@ -258,70 +269,68 @@ def default_base_missing(engine: str, spec: dict[str, Any]) -> str | None:
             f"unicorn_container_base_image to an image with Python {python}")
 
 
-def no_default_image(node: str, why: str) -> dict[str, Any]:
-    """The deploy report's fields of netunicorn's default ``DockerImage()`` with requirements where
-    no image can be had: the node fails (its requirements were written for a throwaway container,
-    not for this host) and the error names both fixes."""
-    return {"error": f"host {node}: netunicorn's default DockerImage environment has no image to run its "
-                     f"requirements in: {why}; or set the inventory variable unicorn_container_fallback=shell "
-                     "to run this node's requirements on the host itself"}
+def no_default_image(node: str, why: str) -> Built:
+    """netunicorn's default ``DockerImage()`` with requirements where no image can be had: the node
+    fails (its requirements were written for a throwaway container, not for this host) and the
+    error names both fixes."""
+    return Built(error=f"host {node}: netunicorn's default DockerImage environment has no image to run its "
+                       f"requirements in: {why}; or set the inventory variable unicorn_container_fallback=shell "
+                       "to run this node's requirements on the host itself")
 
 
-def _without_image(node: str, container: dict[str, Any], why: str) -> dict[str, Any]:
+def _without_image(node: str, container: ContainerSpec, why: str) -> Built:
     """netunicorn's default where no image can be had: as ShellExecution if allowed, else the node's error."""
-    return as_shell(node, why) if container.get("shell_fallback") else no_default_image(node, why)
+    return as_shell(node, why) if container.shell_fallback else no_default_image(node, why)
 
 
-def deploy_container(spec: dict[str, Any], workdir: str, logs: str) -> dict[str, Any]:
-    """Prepare the node's container image; the deploy report's fields (ok, error, container, commands)."""
-    node, container = spec.get("node", "?"), dict(spec["container"])
-    engine, missing = find_engine(container.get("engine"))
-    default = container.get("default_image") or container.get("shell_fallback")
+def deploy_container(spec: DeploySpec, workdir: str, logs: str) -> Built:
+    """Prepare the node's container image: its container (engine, name, image) and the build's steps."""
+    node, container = spec.node, spec.container or ContainerSpec()
+    engine, missing = find_engine(container.engine)
+    default = container.default_image or container.shell_fallback
     if engine is None and default:
         return _without_image(node, container, (
             f"the host has no container engine ({missing}); to run it in a container, install podman or Docker "
-            "there and set the inventory variable unicorn_container_base_image to an image with Python "
-            f"{spec.get('python', '3')}"))
+            f"there and set the inventory variable unicorn_container_base_image to an image with Python "
+            f"{spec.python or '3'}"))
     if engine is None:
-        return {"error": f"host {node} has no container engine for its DockerImage environment: {missing}; "
-                         "install podman or Docker there, or set the inventory variable unicorn_container_engine"}
-    if default and not container.get("base_image"):
+        return Built(error=f"host {node} has no container engine for its DockerImage environment: {missing}; "
+                           "install podman or Docker there, or set the inventory variable unicorn_container_engine")
+    if default and not container.base_image:
         unusable = default_base_missing(engine, spec)
         if unusable:
             return _without_image(node, container, unusable)
-    container.update(engine=engine, name=container_name(workdir, node))
-    entries: list[dict[str, Any]] = []
-    image, reused = container.get("image"), False
+    entries: list[CommandRun] = []
+    image, reused = container.image, False
     if image:
         error = ensure_image(engine, image, node)
     else:
-        build = Build(engine, spec, workdir, logs)
+        build = Build(engine, spec, container, workdir, logs)
         error, image, entries, reused = build.run(), build.tag, build.entries, build.reused
     if error is None:
-        error = image_python(engine, image, spec.get("python"), node)
-    container["image"] = image
-    return {"ok": error is None, "error": error, "container": container, "commands": entries, "skipped": reused}
+        error = image_python(engine, image, spec.python, node)
+    container = dataclasses.replace(container, engine=engine, name=container_name(workdir, node), image=image)
+    return Built(error=error, container=container, commands=tuple(entries), reused=reused)
 
 
-def run_command(container: dict[str, Any], workdir: str, command: list[str]) -> list[str]:
+def run_command(container: ContainerSpec, workdir: str, command: list[str]) -> list[str]:
     """The engine's command line that runs the executor (``command + run``) in the node's container."""
-    spec = read_json(os.path.join(workdir, NODE_SPEC)) or {}
-    kept = container.get("cleanup") is False  # Deployment(cleanup=False): kept, stopped, for inspection
-    argv = [container["engine"], "run", *([] if kept else ["--rm"]), "--name", container["name"], "--pid", "host",
+    spec = NodeSpec.read(os.path.join(workdir, NODE_SPEC)) or NodeSpec()
+    kept = not container.cleanup  # Deployment(cleanup=False): kept, stopped, for inspection
+    argv = [container.engine or "podman", "run", *([] if kept else ["--rm"]), "--name", container.name or "unicorn", "--pid", "host",
             "--volume", f"{workdir}:{workdir}", "--workdir", workdir]
-    endpoint = str((spec.get("flags") or {}).get("endpoint") or "")
+    endpoint = (spec.flags.endpoint if spec.flags else None) or ""
     if endpoint.startswith("unix:"):  # the run's flag store on this machine: its socket, mounted
         argv += ["--volume", f"{endpoint[len('unix:'):]}:{endpoint[len('unix:'):]}"]
-    ports = container.get("ports") or {}
-    if container.get("network"):
-        argv += ["--network", str(container["network"])]
-    elif not ports:  # the host's network, as ShellExecution has it (and the flag tunnel on its loopback)
+    if container.network:
+        argv += ["--network", container.network]
+    elif not container.ports:  # the host's network, as ShellExecution has it (and the flag tunnel on its loopback)
         argv += ["--network", "host"]
-    for inside, outside in ports.items():
+    for inside, outside in container.ports.items():
         argv += ["--publish", f"{outside}:{inside}"]
-    argv += _environment_args(spec.get("environment_variables") or {})
-    argv += [str(argument) for argument in container.get("arguments") or []]
-    return argv + ["--entrypoint", "python3", container["image"], *command, "run", "--workdir", workdir]
+    argv += _environment_args(spec.environment_variables)
+    argv += list(container.arguments)
+    return argv + ["--entrypoint", "python3", container.image or "", *command, "run", "--workdir", workdir]
 
 
 def await_start(workdir: str, process: subprocess.Popen[bytes], node: str, timeout: float = START_TIMEOUT) -> None:
@@ -339,15 +348,13 @@ def await_start(workdir: str, process: subprocess.Popen[bytes], node: str, timeo
             reason = _last_line(out.read()[-_TAIL:])
     except OSError:
         reason = "no output"
-    write_json_atomic(state_path, {
-        "status": ExecutorStatus.FAILED, "finished": time.time(), "done": 0, "total": 0,
-        "error": f"host {node}: the container did not start: {reason}"})
+    write_json_atomic(state_path, ExecutorState(
+        status=ExecutorStatus.FAILED, finished=time.time(), done=0, total=0,
+        error=f"host {node}: the container did not start: {reason}").to_json())
 
 
-def remove(container: dict[str, Any]) -> None:
+def remove(container: ContainerSpec) -> None:
     """Stop and remove the node's container (gone already when its executor ended); one its
     Deployment keeps (``cleanup=False``) is stopped only."""
-    if container.get("cleanup") is False:
-        _engine(container["engine"], "stop", container["name"])
-        return
-    _engine(container["engine"], "rm", "--force", container["name"])
+    if container.engine and container.name:
+        _engine(container.engine, *(("rm", "--force") if container.cleanup else ("stop",)), container.name)

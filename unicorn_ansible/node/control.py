@@ -6,18 +6,18 @@ detached executor that runs the pipeline.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
 
 from .container import await_start
 from .container import remove as remove_container
 from .container import run_command as container_command
-from .files import read_json, write_json_atomic
+from .files import write_json_atomic
 from .journal import unreported
 from .outbox import pack_outbox
 from .processes import fork_detached, kill_session, pid_alive
@@ -31,31 +31,43 @@ from .protocol import (
     ExecutorStatus,
 )
 from .sweep import stop_marked
+from .wire import DeployReport, ExecutorAnswer, ExecutorState, Started, StoppedProcess
 
 
-def _task_environment(report: dict[str, Any]) -> dict[str, str]:
+def _task_environment(report: DeployReport | None) -> dict[str, str]:
     """The executor's environment: the node's virtual environment is active for the tasks too."""
     env = dict(os.environ)
-    if report.get("environment"):
-        env["VIRTUAL_ENV"] = env["UNICORN_ENVIRONMENT"] = report["environment"]
-        env["PATH"] = os.path.join(report["environment"], "bin") + os.pathsep + env.get("PATH", "")
+    if report is not None and report.environment:
+        env["VIRTUAL_ENV"] = env["UNICORN_ENVIRONMENT"] = report.environment
+        env["PATH"] = os.path.join(report.environment, "bin") + os.pathsep + env.get("PATH", "")
         env.pop("PYTHONHOME", None)
     return env
 
 
-def start(workdir: str, command: list[str], run_here: Callable[[], int] | None = None) -> dict[str, Any]:
+def _state(workdir: str) -> ExecutorState | None:
+    return ExecutorState.read(os.path.join(workdir, STATE))
+
+
+def _started(workdir: str) -> Started | None:
+    return Started.read(os.path.join(workdir, STARTED))
+
+
+def _deploy_report(workdir: str) -> DeployReport | None:
+    return DeployReport.read(os.path.join(workdir, DEPLOY_REPORT))
+
+
+def start(workdir: str, command: list[str], run_here: Callable[[], int] | None = None) -> ExecutorAnswer:
     """Start ``command + ["run", ...]`` (this node package) detached, once: a work folder that
     already has a started executor is left alone. ``run_here`` runs that command's work in this
     process: when the executor's interpreter is this one, a fork of this process runs it (no second
     Python to start, ~0.1 s of a small host's processor); otherwise a new process does."""
     workdir = os.path.abspath(workdir)
-    marker = os.path.join(workdir, STARTED)
-    if read_json(marker) is not None:
-        state = read_json(os.path.join(workdir, STATE)) or {"status": ExecutorStatus.STARTING}
-        return dict(state, already_started=True)
-    report = read_json(os.path.join(workdir, DEPLOY_REPORT)) or {}
-    interpreter = report.get("interpreter") or sys.executable
-    container = report.get("container")
+    if _started(workdir) is not None:
+        state = _state(workdir) or ExecutorState(status=ExecutorStatus.STARTING)
+        return ExecutorAnswer.of(state, already_started=True)
+    report = _deploy_report(workdir)
+    interpreter = (report.interpreter if report else None) or sys.executable
+    container = report.container if report else None
     run = ["run", "--workdir", workdir]
     argv = container_command(container, workdir, command) if container else [interpreter, *command, *run]
     os.makedirs(os.path.join(workdir, LOGS), exist_ok=True)
@@ -69,10 +81,11 @@ def start(workdir: str, command: list[str], run_here: Callable[[], int] | None =
                 start_new_session=True, close_fds=True, cwd=workdir,
             )
             pid = process.pid
-    write_json_atomic(marker, {"pid": pid, "time": time.time(), "interpreter": interpreter})
+    write_json_atomic(os.path.join(workdir, STARTED), Started(pid=pid, time=time.time(),
+                                                              interpreter=interpreter).to_json())
     if container and process is not None:
-        await_start(workdir, process, report.get("node", "?"))
-    return {"status": ExecutorStatus.STARTING, "pid": pid}
+        await_start(workdir, process, (report.node if report else None) or "?")
+    return ExecutorAnswer(status=ExecutorStatus.STARTING, pid=pid)
 
 
 def _same_interpreter(interpreter: str) -> bool:
@@ -81,83 +94,83 @@ def _same_interpreter(interpreter: str) -> bool:
     return interpreter == sys.executable and "PYTHONHOME" not in os.environ
 
 
-def current_state(workdir: str) -> dict[str, Any]:
+def current_state(workdir: str) -> ExecutorState:
     """The executor's state; a running state whose process is gone is reported as lost."""
-    state = read_json(os.path.join(workdir, STATE))
-    started = read_json(os.path.join(workdir, STARTED))
+    state = _state(workdir)
     if state is None:
+        started = _started(workdir)
         if started is None:
-            return {"status": ExecutorStatus.NOT_STARTED}
-        if not pid_alive(started.get("pid")):
-            return {"status": ExecutorStatus.LOST,
-                    "error": f"the executor ended before it wrote any state; see {LOGS}/{EXECUTOR_OUT}"}
-        return {"status": ExecutorStatus.STARTING}
-    if state.get("status") == ExecutorStatus.RUNNING and not pid_alive(state.get("pid")):
-        state["status"] = ExecutorStatus.LOST
-        state["error"] = "the executor process died while the pipeline ran; finished tasks are kept"
+            return ExecutorState(status=ExecutorStatus.NOT_STARTED)
+        if not pid_alive(started.pid):
+            return ExecutorState(status=ExecutorStatus.LOST,
+                                 error=f"the executor ended before it wrote any state; see {LOGS}/{EXECUTOR_OUT}")
+        return ExecutorState(status=ExecutorStatus.STARTING)
+    if state.status == ExecutorStatus.RUNNING and not pid_alive(state.pid):
+        return dataclasses.replace(state, status=ExecutorStatus.LOST,
+                                   error="the executor process died while the pipeline ran; finished tasks are kept")
     return state
 
 
-def wait(workdir: str, timeout: float, progress_interval: float = 2.0) -> dict[str, Any]:
+def wait(workdir: str, timeout: float, progress_interval: float = 2.0) -> ExecutorAnswer:
     """Block until the executor is done, or has made progress and ``progress_interval``
     seconds passed, or ``timeout`` seconds passed; return its state. A final state comes
     with the outbox packed, ready to be fetched."""
     begin = time.monotonic()
     deadline = begin + timeout
     state = current_state(workdir)
-    done_at_start = state.get("done")
-    while state.get("status") not in FINAL_STATUSES and time.monotonic() < deadline:
-        if state.get("done") != done_at_start and time.monotonic() - begin >= progress_interval:
+    done_at_start = state.done
+    while state.status not in FINAL_STATUSES and time.monotonic() < deadline:
+        if state.done != done_at_start and time.monotonic() - begin >= progress_interval:
             break
         time.sleep(0.02)
         state = current_state(workdir)
-    if state.get("status") in FINAL_STATUSES:
+    if state.status in FINAL_STATUSES:
         pack_outbox(workdir)
-    return dict(state, new=unreported(workdir))
+    return ExecutorAnswer.of(state, new=tuple(unreported(workdir)))
 
 
-def cancel(workdir: str, grace: float = 5.0) -> dict[str, Any]:
+def cancel(workdir: str, grace: float = 5.0) -> ExecutorAnswer:
     """Stop a deployment in progress, the executor, and every process either started (new
     sessions and double forks included); an executor not started yet never starts. Return the
-    final state, with ``stopped``: how many processes were stopped."""
+    final state, with ``stopped_count``: how many processes were stopped."""
     stopped = _stop_deployment(workdir)
-    started = read_json(os.path.join(workdir, STARTED))
+    started = _started(workdir)
     if started is None:  # not started: it never will be (start sees this marker)
-        write_json_atomic(os.path.join(workdir, STARTED), {"pid": None, "time": time.time(), "cancelled": True})
-        write_json_atomic(os.path.join(workdir, STATE), {
-            "status": ExecutorStatus.CANCELLED, "finished": time.time(), "done": 0, "failed": 0,
-            "error": "cancelled before the pipeline started"})
-    _stop_executor(workdir, (started or {}).get("pid"), grace)
-    container = (read_json(os.path.join(workdir, DEPLOY_REPORT)) or {}).get("container")
-    if container:
-        remove_container(container)
+        write_json_atomic(os.path.join(workdir, STARTED), Started(time=time.time(), cancelled=True).to_json())
+        write_json_atomic(os.path.join(workdir, STATE), ExecutorState(
+            status=ExecutorStatus.CANCELLED, finished=time.time(), done=0, failed=0,
+            error="cancelled before the pipeline started").to_json())
+    _stop_executor(workdir, started.pid if started else None, grace)
+    report = _deploy_report(workdir)
+    if report is not None and report.container is not None:
+        remove_container(report.container)
     state = current_state(workdir)
-    if state.get("marker"):  # what the tasks started and the executor did not stop (it was killed, say)
-        stopped += stop_marked(str(state["marker"]))
-    changed = dict(state)
+    if state.marker:  # what the tasks started and the executor did not stop (it was killed, say)
+        stopped += stop_marked(state.marker)
+    changed = state
     if stopped:  # listed with what the executor stopped, so the results name every one
-        changed["stopped_processes"] = [*state.get("stopped_processes", []), *stopped]
-    if state.get("status") == ExecutorStatus.RUNNING:  # killed before it could record the cancel
-        changed["status"] = ExecutorStatus.CANCELLED
+        changed = dataclasses.replace(changed, stopped_processes=state.stopped_processes + stopped)
+    if state.status == ExecutorStatus.RUNNING:  # killed before it could record the cancel
+        changed = dataclasses.replace(changed, status=ExecutorStatus.CANCELLED)
     if changed != state:
         state = changed
-        write_json_atomic(os.path.join(workdir, STATE), state)
+        write_json_atomic(os.path.join(workdir, STATE), state.to_json())
     pack_outbox(workdir)
-    return dict(state, stopped=len(state.get("stopped_processes", [])))
+    return ExecutorAnswer.of(state, stopped_count=len(state.stopped_processes))
 
 
-def _stop_deployment(workdir: str) -> list[dict[str, Any]]:
+def _stop_deployment(workdir: str) -> tuple[StoppedProcess, ...]:
     """Stop a deployment still running, with every process its requirements started."""
-    report = read_json(os.path.join(workdir, DEPLOY_REPORT)) or {}
-    if report.get("finished") or not report.get("marker") or not pid_alive(report.get("pid")):
-        return []
-    return stop_marked(str(report["marker"]), also=[int(report["pid"])])
+    report = _deploy_report(workdir)
+    if report is None or report.finished or not report.marker or report.pid is None or not pid_alive(report.pid):
+        return ()
+    return stop_marked(report.marker, also=[report.pid])
 
 
 def _stop_executor(workdir: str, pid: int | None, grace: float) -> None:
     """SIGTERM the executor (it stops its tasks and records the cancel), then kill its session."""
-    state = read_json(os.path.join(workdir, STATE)) or {}
-    pid = state.get("pid") or pid
+    state = _state(workdir)
+    pid = (state.pid if state else None) or pid
     if not pid or not pid_alive(pid):
         return
     try:

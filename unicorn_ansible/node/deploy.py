@@ -14,9 +14,8 @@ stops them all.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
-import hashlib
-import json
 import os
 import platform
 import shutil
@@ -24,12 +23,16 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from types import FrameType
+from typing import IO
 
-from .files import read_json, write_json_atomic
+from .digests import content_key
+from .files import write_json_atomic
 from .protocol import DEPLOY_REPORT, LOGS, MARKER_VARIABLE, STATE, ExecutorStatus
 from .sweep import new_marker, stop_marked
+from .wire import COMMAND_CHARS, ERROR_CHARS, CommandRun, DeployReport, DeploySpec, ExecutorState, clip
 
 #: written into an environment once every requirement ran: the hash of what made it
 ENVIRONMENT_MARKER = ".unicorn-environment"
@@ -61,18 +64,18 @@ class Deployment:
     """One deployment: where its report, environment and logs go, and its time limits."""
 
     workdir: str
-    spec: dict[str, Any]
-    report: dict[str, Any]
+    spec: DeploySpec
+    report: DeployReport
     deadline: float | None = None  # monotonic time the whole deployment must end by
     marker: str = ""  # every requirement process carries it (see sweep.py)
 
     @property
     def node(self) -> str:
-        return self.spec.get("node", "?")
+        return self.spec.node
 
     @property
     def env_dir(self) -> str:
-        return os.path.normpath(os.path.join(self.workdir, self.spec.get("env_dir", "env")))
+        return os.path.normpath(os.path.join(self.workdir, self.spec.env_dir))
 
     @property
     def interpreter(self) -> str:
@@ -82,44 +85,42 @@ class Deployment:
     def logs(self) -> str:
         return os.path.join(self.workdir, LOGS, "deploy")
 
-    def save(self, **changes: Any) -> dict[str, Any]:
-        self.report.update(changes)
-        write_json_atomic(os.path.join(self.workdir, DEPLOY_REPORT), self.report)
+    def save(self, report: DeployReport | None = None) -> DeployReport:
+        """Write the report (``report``, or the one kept so far) to deploy-report.json."""
+        self.report = report or self.report
+        write_json_atomic(os.path.join(self.workdir, DEPLOY_REPORT), self.report.to_json())
         return self.report
 
 
-def _environment_key(spec: dict[str, Any]) -> str:
-    text = json.dumps(
-        {"commands": spec.get("commands", []), "variables": spec.get("environment_variables", {}),
-         "python": sys.version, "prefix": sys.base_prefix},
-        sort_keys=True,
-    )
-    return hashlib.sha256(text.encode()).hexdigest()
+def _environment_key(spec: DeploySpec) -> str:
+    """What made an environment, as its marker keeps it: the requirements, their variables, and this host's Python."""
+    return content_key({"commands": list(spec.commands), "variables": dict(spec.environment_variables),
+                        "python": sys.version, "prefix": sys.base_prefix}, length=None)
 
 
-def _new_report(node: str, marker: str) -> dict[str, Any]:
-    return {"ok": False, "node": node, "python": platform.python_version(), "python_executable": sys.executable,
-            "skipped": False, "commands": [], "error": None, "pid": os.getpid(), "marker": marker,
-            "started": time.time()}
+def _new_report(node: str, marker: str) -> DeployReport:
+    return DeployReport(node=node, python=platform.python_version(), python_executable=sys.executable,
+                        pid=os.getpid(), marker=marker, started=time.time())
 
 
-def _stop_on_term(signum: int, frame: Any) -> None:
+def _stop_on_term(signum: int, frame: FrameType | None) -> None:
     raise DeploymentStopped()
 
 
-def deploy(workdir: str, spec: dict[str, Any]) -> dict[str, Any]:
+def deploy(workdir: str, spec: DeploySpec) -> DeployReport:
     """Prepare the environment described by ``spec``; return (and save) the report. A SIGTERM
     (a cancel) stops it with every requirement process, and the report says so."""
     marker = new_marker()
-    limit = spec.get("time_limit")
-    deployment = Deployment(os.path.abspath(workdir), spec, _new_report(spec.get("node", "?"), marker),
+    limit = spec.time_limit
+    deployment = Deployment(os.path.abspath(workdir), spec, _new_report(spec.node, marker),
                             time.monotonic() + float(limit) if limit else None, marker)
-    if (read_json(os.path.join(deployment.workdir, STATE)) or {}).get("status") == ExecutorStatus.CANCELLED:
+    state = ExecutorState.read(os.path.join(deployment.workdir, STATE))
+    if state is not None and state.status == ExecutorStatus.CANCELLED:
         return _finished(deployment, error=f"the run was cancelled before {deployment.node} deployed")
     deployment.save()
     previous = _handle_term(_stop_on_term)
     try:
-        return _finished(deployment, **_deploy(deployment))
+        return _finished(deployment, outcome=_deploy(deployment))
     except DeploymentStopped:
         stop_marked(marker)
         return _finished(deployment, error=f"the deployment of {deployment.node} was cancelled", cancelled=True)
@@ -127,7 +128,10 @@ def deploy(workdir: str, spec: dict[str, Any]) -> dict[str, Any]:
         _handle_term(previous)
 
 
-def _handle_term(handler: Any) -> Any:
+_Handler = Callable[[int, FrameType | None], object] | int | None
+
+
+def _handle_term(handler: _Handler) -> _Handler:
     """Install ``handler`` for SIGTERM (in the main thread only); the previous one."""
     try:
         return signal.signal(signal.SIGTERM, handler)
@@ -135,37 +139,50 @@ def _handle_term(handler: Any) -> Any:
         return None
 
 
-def _finished(deployment: Deployment, **changes: Any) -> dict[str, Any]:
-    return deployment.save(finished=time.time(), **changes)
+def _finished(deployment: Deployment, outcome: DeployReport | None = None, error: str | None = None,
+              cancelled: bool | None = None) -> DeployReport:
+    """The deployment's last report: ``outcome`` (the report as the deployment ended it), or the
+    report so far with ``error``."""
+    report = outcome or dataclasses.replace(deployment.report, error=clip(error or "", ERROR_CHARS) or None,
+                                            cancelled=cancelled)
+    return deployment.save(dataclasses.replace(report, finished=time.time()))
 
 
-def _deploy(deployment: Deployment) -> dict[str, Any]:
-    """What the deployment ends with: ok and the interpreter, or the error."""
+def _ended(deployment: Deployment, **changes: object) -> DeployReport:
+    """The report as the deployment ends: the report so far with ``changes`` (ok, error, interpreter...)."""
+    if isinstance(changes.get("error"), str):
+        changes["error"] = clip(str(changes["error"]), ERROR_CHARS)
+    return dataclasses.replace(deployment.report, **changes)  # type: ignore[arg-type]
+
+
+def _deploy(deployment: Deployment) -> DeployReport:
+    """The report the deployment ends with: ok and the interpreter, or the error."""
     spec = deployment.spec
-    if spec.get("container") is not None:  # a DockerImage: the image's Python runs the pipeline
+    if spec.container is not None:  # a DockerImage: the image's Python runs the pipeline
         from .container import deploy_container
 
-        fields = deploy_container(spec, deployment.workdir, deployment.logs)
-        if not fields.get("shell_instead"):
-            return fields
-        deployment.report["notice"] = fields["notice"]  # no engine here: netunicorn's default runs as shell
-    wanted, here = spec.get("python"), "{}.{}".format(*sys.version_info[:2])
+        built = deploy_container(spec, deployment.workdir, deployment.logs)
+        if built.notice is None:
+            return _ended(deployment, ok=built.error is None, error=built.error, container=built.container,
+                          commands=built.commands, skipped=built.reused)
+        deployment.report = _ended(deployment, notice=built.notice)  # no engine here: netunicorn's default runs as shell
+    wanted, here = spec.python, "{}.{}".format(*sys.version_info[:2])
     if wanted and wanted != here:
-        return {"error": (
+        return _ended(deployment, error=(
             f"host {deployment.node} has Python {here} ({sys.executable}) but the controller has Python {wanted}; "
             f"pipelines are pickled for Python {wanted}: set ansible_python_interpreter to a Python {wanted} "
-            "on this host")}
-    if not spec.get("commands"):
-        return {"ok": True, "interpreter": sys.executable}
+            "on this host"))
+    if not spec.commands:
+        return _ended(deployment, ok=True, interpreter=sys.executable)
     os.makedirs(os.path.dirname(deployment.env_dir), exist_ok=True)
     with open(deployment.env_dir + ".lock", "w") as lock:
         if not _lock_within(lock, deployment.deadline):  # another run deploying the same environment now
-            return {"error": f"{deployment.node}: another run kept deploying the same environment past this "
-                             f"deployment's time limit ({deployment.spec.get('time_limit')} s)"}
+            return _ended(deployment, error=f"{deployment.node}: another run kept deploying the same environment "
+                                            f"past this deployment's time limit ({spec.time_limit} s)")
         return _deploy_locked(deployment)
 
 
-def _lock_within(lock: Any, deadline: float | None) -> bool:
+def _lock_within(lock: IO[str], deadline: float | None) -> bool:
     while True:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -176,12 +193,12 @@ def _lock_within(lock: Any, deadline: float | None) -> bool:
             time.sleep(0.2)
 
 
-def _deploy_locked(deployment: Deployment) -> dict[str, Any]:
-    deployment.report["environment"] = deployment.env_dir
+def _deploy_locked(deployment: Deployment) -> DeployReport:
+    deployment.report = _ended(deployment, environment=deployment.env_dir)
     key = _environment_key(deployment.spec)
     marker = os.path.join(deployment.env_dir, ENVIRONMENT_MARKER)
-    if not deployment.spec.get("redeploy") and _read_text(marker) == key:
-        return {"ok": True, "skipped": True, "interpreter": deployment.interpreter}
+    if not deployment.spec.redeploy and _read_text(marker) == key:
+        return _ended(deployment, ok=True, skipped=True, interpreter=deployment.interpreter)
     shutil.rmtree(deployment.env_dir, ignore_errors=True)
     shutil.rmtree(deployment.logs, ignore_errors=True)
     os.makedirs(deployment.logs, exist_ok=True)
@@ -189,10 +206,10 @@ def _deploy_locked(deployment: Deployment) -> dict[str, Any]:
     if error is None:
         error = _run_requirements(deployment)
     if error is not None:
-        return {"error": error}
+        return _ended(deployment, error=error)
     with open(marker, "w") as handle:
         handle.write(key)
-    return {"ok": True, "interpreter": deployment.interpreter}
+    return _ended(deployment, ok=True, interpreter=deployment.interpreter)
 
 
 def _read_text(path: str) -> str | None:
@@ -222,37 +239,37 @@ def _requirement_environment(deployment: Deployment) -> dict[str, str]:
     env["PATH"] = os.path.join(deployment.env_dir, "bin") + os.pathsep + env.get("PATH", "")
     env.pop("PYTHONHOME", None)
     env["DEBIAN_FRONTEND"] = "noninteractive"  # apt and debconf never ask (the node may say otherwise)
-    env.update(deployment.spec.get("environment_variables", {}))
+    env.update(deployment.spec.environment_variables)
     env[MARKER_VARIABLE] = deployment.marker
     return env
 
 
 def _run_requirements(deployment: Deployment) -> str | None:
     """Run every requirement in order with /bin/sh, stopping at the first failing one; its error."""
-    commands: list[str] = list(deployment.spec.get("commands", []))
+    commands = deployment.spec.commands
     env = _requirement_environment(deployment)
     for number, command in enumerate(commands):
         entry = _run_requirement(deployment, number, command, env)
-        deployment.report["commands"].append(entry)
-        if entry["rc"] != 0 or "timed_out" in entry:
-            deployment.report.update(failed_command=command, failed_rc=entry["rc"])
+        deployment.report = _ended(deployment, commands=(*deployment.report.commands, entry))
+        if entry.rc != 0 or entry.timed_out is not None:
+            deployment.report = _ended(deployment, failed_command=clip(command, COMMAND_CHARS), failed_rc=entry.rc)
             return _requirement_error(deployment, f"{number + 1}/{len(commands)}", entry)
     return None
 
 
-def _requirement_error(deployment: Deployment, place: str, entry: dict[str, Any]) -> str:
+def _requirement_error(deployment: Deployment, place: str, entry: CommandRun) -> str:
     """What went wrong with a requirement: the command, how it ended, the tail of its output, a hint."""
-    tail = entry["output_tail"].rstrip()
-    limit = entry.get("timed_out")
-    if limit is not None and entry.get("limit") == "requirement":
+    tail = (entry.output_tail or "").rstrip()
+    limit = entry.timed_out
+    if limit is not None and entry.limit == "requirement":
         ended = f"did not finish within {limit:g} s (--requirement-timeout); its processes were stopped"
     elif limit is not None:
-        ended = (f"did not finish within the node's time limit of {float(deployment.spec['time_limit']):g} s "
+        ended = (f"did not finish within the node's time limit of {float(deployment.spec.time_limit or 0):g} s "
                  "(--run-timeout), which covers deployment and pipeline; its processes were stopped")
     else:
-        ended = f"failed with exit code {entry['rc']}"
+        ended = f"failed with exit code {entry.rc}"
     hint = next((fix for needles, fix in WAITED_FOR_INPUT if any(needle in tail for needle in needles)), None)
-    message = f"requirement {place} on {deployment.node} {ended}: {entry['command']}"
+    message = f"requirement {place} on {deployment.node} {ended}: {entry.command}"
     if hint:
         message += f"\n{hint}"
     return message + (f"\n{tail}" if tail else "")
@@ -260,18 +277,18 @@ def _requirement_error(deployment: Deployment, place: str, entry: dict[str, Any]
 
 def _time_left(deployment: Deployment) -> tuple[float | None, str]:
     """Seconds the next requirement may run, and which limit that is."""
-    per_command = deployment.spec.get("requirement_timeout")
+    per_command = deployment.spec.requirement_timeout
     left = None if deployment.deadline is None else max(0.0, deployment.deadline - time.monotonic())
     if per_command is not None and (left is None or float(per_command) <= left):
         return float(per_command), "requirement"
     return left, "deployment"
 
 
-def _run_requirement(deployment: Deployment, number: int, command: str, env: dict[str, str]) -> dict[str, Any]:
+def _run_requirement(deployment: Deployment, number: int, command: str, env: dict[str, str]) -> CommandRun:
     started = time.time()
     log_path = os.path.join(deployment.logs, f"{number:03d}.log")
     timeout, limit = _time_left(deployment)
-    entry: dict[str, Any] = {"command": command, "start": started}
+    timed_out: float | None = None
     with open(log_path, "wb") as log:
         # its own session: no terminal to prompt on (sudo fails at once instead of waiting for a password)
         process = subprocess.Popen(
@@ -280,11 +297,17 @@ def _run_requirement(deployment: Deployment, number: int, command: str, env: dic
             start_new_session=True,
         )
         try:
-            entry["rc"] = process.wait(timeout)
+            rc = process.wait(timeout)
         except subprocess.TimeoutExpired:
             stop_marked(deployment.marker, also=[process.pid])
-            entry.update(rc=process.wait(), timed_out=round(timeout or 0.0, 3), limit=limit)
+            rc, timed_out = process.wait(), round(timeout or 0.0, 3)
+    return CommandRun(command=clip(command, COMMAND_CHARS), start=started, end=time.time(), rc=rc,
+                      log=os.path.relpath(log_path, deployment.workdir), output_tail=output_tail(log_path),
+                      timed_out=timed_out, limit=limit if timed_out is not None else None)
+
+
+def output_tail(log_path: str) -> str:
+    """The last characters of a command's output (its log), as a report keeps them."""
     with open(log_path, "rb") as log:
         log.seek(max(0, os.path.getsize(log_path) - _TAIL))
-        tail = log.read().decode("utf-8", "replace")
-    return dict(entry, end=time.time(), log=os.path.relpath(log_path, deployment.workdir), output_tail=tail)
+        return log.read().decode("utf-8", "replace")

@@ -1,4 +1,5 @@
-"""Small file helpers of the node side: atomic writes (JSON or any bytes), tolerant JSON reads, kernel copies."""
+"""Small file helpers of the node side: atomic writes (JSON or any bytes), kernel copies; JSON reads
+are the wire's (:func:`unicorn_ansible.node.wire.read_json`, bounded, an object or None)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,11 @@ import contextlib
 import json
 import os
 from collections.abc import Iterator
-from typing import Any, BinaryIO
+from typing import BinaryIO
+
+from .wire import read_json
+
+__all__ = ["atomic_file", "copy_range", "read_json", "write_json_atomic"]
 
 
 @contextlib.contextmanager
@@ -27,19 +32,10 @@ def atomic_file(path: str, mode: int | None = None, raw: bool = False) -> Iterat
         raise
 
 
-def write_json_atomic(path: str, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` (see :func:`atomic_file`)."""
+def write_json_atomic(path: str, data: object) -> None:
+    """Write ``data`` (what ``json.dumps`` takes) as JSON to ``path`` (see :func:`atomic_file`)."""
     with atomic_file(path) as handle:
         handle.write(json.dumps(data).encode("utf-8"))
-
-
-def read_json(path: str) -> dict[str, Any] | None:
-    """The JSON in ``path``; None if it is missing or unreadable."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except (OSError, ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
-        return None
 
 
 def copy_range(source: int, target: int, count: int, offset: int | None = None) -> None:

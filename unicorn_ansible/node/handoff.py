@@ -14,36 +14,69 @@ import os
 import socket
 import sys
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO
 
 from returns.result import Failure, Result
 
 from .files import atomic_file
 from .journal import PreviousSteps
-from .outcome import call_task, dumps_result, preview, result_type
+from .outcome import Runnable, call_task, dumps_result, preview, result_type
 from .protocol import ARTIFACTS_ENV, SUCCESS, TaskKind
+from .wire import PREVIEW_CHARS, WORD_CHARS, Part, WireError, parse_object
 
 #: results up to this size travel as one datagram (Linux's default socket buffer takes ~200 KB)
 RESULT_DATAGRAM_MAX = 64 * 1024
+
+
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+class ResultMeta(Part):
+    """The line a task's process sends before its pickled Result: what the journal's header takes from it."""
+
+    type: str
+    kind: str = TaskKind.OK
+    preview: str = ""
+    seq: int | None = None  #: on the socket: whose Result it is
+
+    @classmethod
+    def from_untrusted(cls, raw: object, source: str, lenient: bool = False) -> ResultMeta:
+        f = cls.fields_of(raw, source, lenient)
+        return cls(type=f.text("type", WORD_CHARS), kind=f.text("kind", WORD_CHARS, default=TaskKind.OK),
+                   preview=f.text("preview", PREVIEW_CHARS, default=""), seq=f.opt_integer("seq"),
+                   extra=f.extra(cls.known()))
+
+    @classmethod
+    def of(cls, result: Result[object, object], kind: str, seq: int | None = None) -> ResultMeta:
+        return cls(type=result_type(result), kind=kind, preview=preview(result), seq=seq)
+
+    def line(self) -> bytes:
+        return json.dumps(self.to_json()).encode() + b"\n"
+
+
+def _meta(line: bytes) -> ResultMeta | None:
+    """The metadata line a task's process sent; None if it is not one (that task then has no result)."""
+    try:
+        return ResultMeta.from_untrusted(parse_object(line, "a task's result"), "a task's result")
+    except WireError:
+        return None
 
 
 @dataclass
 class Handoff:
     """A task's Result as it arrived: its metadata and the pickled Result to copy into the journal."""
 
-    meta: dict[str, Any]
+    meta: ResultMeta
     payload: IO[bytes]
     size: int
     by_socket: bool = False  # else a file under tmp/ may hold it: removed once journaled
 
     @classmethod
-    def of(cls, result: Result, kind: TaskKind) -> Handoff:
+    def of(cls, result: Result[object, object], kind: TaskKind) -> Handoff:
         """A Result the executor made itself (a task stopped, crashed)."""
         data = dumps_result(result)
-        return cls({"type": result_type(result), "kind": kind, "preview": preview(result)}, io.BytesIO(data), len(data))
+        return cls(ResultMeta.of(result, kind), io.BytesIO(data), len(data))
 
 
-def _pickled(task: Any, result: Result[Any, Any]) -> tuple[bytes, Result[Any, Any], TaskKind]:
+def _pickled(task: object, result: Result[object, object]) -> tuple[bytes, Result[object, object], TaskKind]:
     """The pickled Result; a Result that cannot be pickled becomes a Failure saying so."""
     kind = TaskKind.OK if result_type(result) == SUCCESS else TaskKind.FAILURE
     try:
@@ -74,26 +107,23 @@ def _send(sender: socket.socket, line: bytes, payload: bytes, seq: int) -> bool:
         return False  # no memfd here, a smaller socket buffer than expected...: a file instead
 
 
-def run_and_send(task: Any, previous: PreviousSteps, environment: dict[str, str], sender: socket.socket | None,
+def run_and_send(task: Runnable, previous: PreviousSteps, environment: dict[str, str], sender: socket.socket | None,
                  seq: int, result_path: str) -> None:
     """Body of a task's process: run it; send its Result on ``sender``, or, when that cannot
     take it, write it to ``result_path``."""
     os.environ.update(environment)
     try:
-        task.previous_steps = previous
-        task.artifacts_dir = environment.get(ARTIFACTS_ENV)
+        task.previous_steps = previous  # type: ignore[attr-defined]  # a Task: netunicorn's attribute
+        task.artifacts_dir = environment.get(ARTIFACTS_ENV)  # type: ignore[attr-defined]
     except Exception:  # a task class may forbid new attributes; it then has no previous steps
         pass
     payload, result, kind = _pickled(task, call_task(task))
     sys.stdout.flush()
     sys.stderr.flush()
-    meta = {"type": result_type(result), "kind": kind, "preview": preview(result)}
-    if sender is not None:
-        line = json.dumps(dict(meta, seq=seq)).encode() + b"\n"
-        if _send(sender, line, payload, seq):
-            return
+    if sender is not None and _send(sender, ResultMeta.of(result, kind, seq).line(), payload, seq):
+        return
     with atomic_file(result_path) as handle:  # one file: a JSON line, then the pickled Result
-        handle.write(json.dumps(meta).encode() + b"\n")
+        handle.write(ResultMeta.of(result, kind).line())
         handle.write(payload)
 
 
@@ -104,9 +134,8 @@ def _open_result_file(path: str) -> Handoff | None:
     except FileNotFoundError:
         return None
     line = handle.readline()
-    try:
-        meta = json.loads(line)
-    except ValueError:
+    meta = _meta(line)
+    if meta is None:
         handle.close()
         return None
     return Handoff(meta, handle, os.fstat(handle.fileno()).st_size - len(line))
@@ -136,13 +165,12 @@ class ResultInbox:
             except (BlockingIOError, InterruptedError):
                 return
             line, _, payload = data.partition(b"\n")
-            try:
-                meta = json.loads(line)
-                seq = int(meta["seq"])
-            except (ValueError, KeyError, TypeError):
+            meta = _meta(line)
+            if meta is None or meta.seq is None:
                 for fd in fds:
                     os.close(fd)
                 continue  # not from one of our tasks: a task without a result is reported as such
+            seq = meta.seq
             if fds:
                 os.lseek(fds[0], 0, os.SEEK_SET)  # the sender's offset (the end) comes with the file
                 self._arrived[seq] = Handoff(meta, os.fdopen(fds[0], "rb"), os.fstat(fds[0]).st_size, True)

@@ -6,11 +6,11 @@ import json
 import os
 import tarfile
 import time
-from typing import Any
 
 from .artifacts import write_manifest
 from .files import atomic_file, copy_range
 from .protocol import JOURNAL, LOGS, OUTBOX, OUTBOX_FILES, OUTBOX_MANIFEST
+from .wire import OutboxManifest
 
 #: a journal larger than this is fetched as it is, next to the outbox (see roles/unicorn's unicorn_fetch)
 OUTBOX_SEPARATE_OVER = 8 * 1024 * 1024
@@ -43,14 +43,14 @@ def pack_outbox(workdir: str) -> str:
     target = os.path.join(workdir, OUTBOX)
     write_manifest(workdir)
     members = _members(workdir)
-    manifest: dict[str, Any] = {"separate": {}}
+    separate: dict[str, int] = {}
     journal = os.path.join(workdir, JOURNAL)
     if JOURNAL in members and os.path.getsize(journal) > OUTBOX_SEPARATE_OVER:
         # a large journal is fetched as it is: no copy here or on the controller
         members.remove(JOURNAL)
-        manifest["separate"][JOURNAL] = os.path.getsize(journal)
+        separate[JOURNAL] = os.path.getsize(journal)
     with atomic_file(target, raw=True) as out:
-        data = json.dumps(manifest).encode()
+        data = json.dumps(OutboxManifest(separate=separate).to_json()).encode()
         out.write(_tar_header(OUTBOX_MANIFEST, len(data)) + data + _padding(len(data)))
         for name in members:
             with open(os.path.join(workdir, name), "rb") as source:

@@ -14,16 +14,27 @@ import pickle
 import reprlib
 import sys
 import traceback
-from typing import IO, Any
+from collections.abc import Mapping
+from typing import IO, Protocol
 
 import cloudpickle
 from returns.pipeline import is_successful
 from returns.result import Failure, Result, Success
 
 from .protocol import FAILURE, SHIPPED_CLASS, SHIPPED_CLASSES, SUCCESS
+from .wire import ImportNeed
+
+#: what a task returns, as a Result (anything is its value or error)
+TaskResult = Result[object, object]
 
 
-def as_result(value: Any) -> Result[Any, Any]:
+class Runnable(Protocol):
+    """A task: its ``run()`` (netunicorn's and ours alike)."""
+
+    def run(self) -> object: ...
+
+
+def as_result(value: object) -> TaskResult:
     """What ``run()`` returned, as a Result: a Result is kept as is, anything else becomes Success(value)."""
     if isinstance(value, Result):
         return value
@@ -35,13 +46,12 @@ def as_result(value: Any) -> Result[Any, Any]:
 INSTALLS: dict[str, str] = {}
 
 
-def learn_installs(imports: dict[str, Any]) -> None:
+def learn_installs(imports: Mapping[str, ImportNeed]) -> None:
     """Keep the controller's requirement for each installed module the pipeline imports."""
-    INSTALLS.update({str(top): str(needed["install"]) for top, needed in imports.items()
-                     if isinstance(needed, dict) and needed.get("install")})
+    INSTALLS.update({top: needed.install for top, needed in imports.items() if needed.install})
 
 
-def call_task(task: Any, log: IO[str] | None = None) -> Result[Any, Any]:
+def call_task(task: Runnable, log: IO[str] | None = None) -> TaskResult:
     """Run ``task.run()`` and apply the Result semantics.
 
     An exception becomes ``Failure(str(exception))``; its full traceback goes
@@ -63,7 +73,7 @@ def call_task(task: Any, log: IO[str] | None = None) -> Result[Any, Any]:
         return Failure(f"task ended with {type(exc).__name__}({exc})")
 
 
-def result_type(result: Result[Any, Any]) -> str:
+def result_type(result: TaskResult) -> str:
     """``Success`` or ``Failure``: a journal header's ``type``."""
     return SUCCESS if is_successful(result) else FAILURE
 
@@ -73,7 +83,7 @@ _SHIPPED: dict[str, type] = {}
 _IDS: dict[int, str] = {}
 
 
-def learn_classes(pipeline: Any) -> None:
+def learn_classes(pipeline: object) -> None:
     """Know the classes ``pipeline``'s pickle carried (its SHIPPED_CLASSES table): its results
     refer to them by id. Called when the pipeline starts, before any task process is forked."""
     table = getattr(pipeline, SHIPPED_CLASSES, None)
@@ -83,14 +93,14 @@ def learn_classes(pipeline: Any) -> None:
             _IDS[id(cls)] = class_id
 
 
-def _shipped_class_id(obj: Any) -> Any:
+def _shipped_class_id(obj: object) -> tuple[str, str] | None:
     class_id = _IDS.get(id(obj)) if isinstance(obj, type) else None
     if class_id is not None and _SHIPPED.get(class_id) is obj:
         return (SHIPPED_CLASS, class_id)
     return None
 
 
-def dumps_result(result: Any) -> bytes:
+def dumps_result(result: object) -> bytes:
     """Pickle a task's Result for the controller."""
     buffer = io.BytesIO()
     pickler = cloudpickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
@@ -99,13 +109,13 @@ def dumps_result(result: Any) -> bytes:
     return buffer.getvalue()
 
 
-def _shipped_class(pid: Any) -> Any:
+def _shipped_class(pid: object) -> type:
     if isinstance(pid, tuple) and len(pid) == 2 and pid[0] == SHIPPED_CLASS and pid[1] in _SHIPPED:
         return _SHIPPED[pid[1]]
     raise pickle.UnpicklingError(f"a result refers to a class this pipeline did not ship ({pid!r})")
 
 
-def loads_result(data: bytes) -> Any:
+def loads_result(data: bytes) -> object:
     """Read back, on the node, a Result written by :func:`dumps_result`: the pipeline's data, so
     with the pipeline's own classes (this process loaded them with the pipeline) and any module
     the node's environment can import."""
@@ -131,7 +141,7 @@ class _ShortRepr(reprlib.Repr):
     repr_bytearray = repr_bytes
 
 
-def bounded_repr(value: Any, limit: int) -> str:
+def bounded_repr(value: object, limit: int) -> str:
     """A Result (or any value) as text of at most about ``limit`` characters, built without
     the whole repr of a huge value; a Result reads as the returns library shows it."""
     try:
@@ -146,7 +156,7 @@ def bounded_repr(value: Any, limit: int) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
 
 
-def preview(result: Result[Any, Any], limit: int = 200) -> str:
+def preview(result: TaskResult, limit: int = 200) -> str:
     """A journal header's ``preview``: the Result as at most ``limit`` characters."""
     text = bounded_repr(result, limit)
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -6,15 +6,32 @@ that ended, and gets back the tasks to start then. A plan never runs anything.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol, cast
+
+from .outcome import Runnable
+
+
+class Stages(Protocol):
+    """A Pipeline (ours or netunicorn's): its stages of tasks."""
+
+    tasks: Sequence[Sequence[Runnable]]
+
+
+class Graph(Protocol):
+    """An ExecutionGraph or CyclePipeline as a plan: its vertices (tasks and synchronisation points)
+    and its edges (from, to, attributes: type, traverse_on, counter)."""
+
+    vertices: Iterable[object]
+    edges: Iterable[tuple[int, int, Mapping[str, object]]]
 
 
 @dataclass(frozen=True)
 class TaskSlot:
     """A task to run and its place: stage number, index in the stage (a graph: vertex), stage size."""
 
-    task: Any
+    task: Runnable
     stage: int
     index: int
     stage_size: int
@@ -26,8 +43,8 @@ class StagePlan:
 
     shape = "stages"
 
-    def __init__(self, pipeline: Any) -> None:
-        self.stages: list[list[Any]] = [list(stage) for stage in pipeline.tasks]
+    def __init__(self, pipeline: Stages) -> None:
+        self.stages: list[list[Runnable]] = [list(stage) for stage in pipeline.tasks]
         self.early_stopping = bool(getattr(pipeline, "early_stopping", True))
         self.total = sum(len(stage) for stage in self.stages)
         self.stopped: str | None = None  # why no task starts any more
@@ -73,15 +90,15 @@ class GraphPlan:
     or running again. A synchronisation point passes at once; a task starts a process."""
 
     shape = "graph"
-    stages: list[list[Any]] = []
+    stages: list[list[Runnable]] = []
 
-    def __init__(self, plan: Any) -> None:
-        self.vertices: list[Any] = list(plan.vertices)
+    def __init__(self, plan: Graph) -> None:
+        self.vertices: list[object] = list(plan.vertices)
         self.early_stopping = bool(getattr(plan, "early_stopping", True))
-        self.successors: dict[int, list[list[Any]]] = {i: [] for i in range(len(self.vertices))}
+        self.successors: dict[int, list[tuple[int, dict[str, object]]]] = {i: [] for i in range(len(self.vertices))}
         self.strong: dict[int, list[int]] = {i: [] for i in range(len(self.vertices))}
         for u, v, attributes in plan.edges:
-            self.successors[u].append([v, dict(attributes)])
+            self.successors[u].append((v, dict(attributes)))
             if attributes.get("type", "strong") != "weak":
                 self.strong[v].append(u)
         self.total = sum(1 for vertex in range(len(self.vertices)) if self.is_task(vertex))
@@ -110,7 +127,7 @@ class GraphPlan:
         return self._slots(self.ready())
 
     def _slots(self, vertices: list[int]) -> list[TaskSlot]:
-        return [TaskSlot(self.vertices[v], 0, v, 1) for v in vertices]
+        return [TaskSlot(cast(Runnable, self.vertices[v]), 0, v, 1) for v in vertices]  # tasks: they have run()
 
     def traverse(self, vertex: int, ok: bool | None) -> None:
         """Follow the edges leaving ``vertex`` after it ended (ok None: a synchronisation point)."""
@@ -123,9 +140,10 @@ class GraphPlan:
             followed = True
             if target not in self.waiting:
                 self.waiting.append(target)
-            if "counter" in attributes:
-                attributes["counter"] -= 1
-                if attributes["counter"] <= 0:
+            counter = attributes.get("counter")
+            if isinstance(counter, int):
+                attributes["counter"] = counter - 1
+                if counter - 1 <= 0:
                     self.successors[vertex].remove(edge)
         if ok is False and self.early_stopping and not followed:
             self.stopped = f"task {self.name(vertex)} failed; early stopping: no task starts after it"
@@ -176,6 +194,8 @@ class GraphPlan:
         return [self.name(v) for v in range(len(self.vertices)) if self.is_task(v) and v not in self.runs]
 
 
-def plan_for(pipeline: Any) -> StagePlan | GraphPlan:
+def plan_for(pipeline: object) -> StagePlan | GraphPlan:
     """The plan of a Pipeline (stages) or of a graph (ExecutionGraph, CyclePipeline: vertices)."""
-    return GraphPlan(pipeline) if hasattr(pipeline, "vertices") else StagePlan(pipeline)
+    if hasattr(pipeline, "vertices"):
+        return GraphPlan(pipeline)  # type: ignore[arg-type]  # a graph: it has vertices and edges
+    return StagePlan(pipeline)  # type: ignore[arg-type]  # a pipeline: it has stages of tasks

@@ -276,9 +276,9 @@ def describe_exit(status: int | None) -> str:
 
 def kill_group(pid: int) -> None:
     """SIGKILL a task's process group (the task and what it started), or the task alone."""
-    for target in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
+    for kill in (os.killpg, os.kill):
         try:
-            target()
+            kill(pid, signal.SIGKILL)
             return
         except (ProcessLookupError, PermissionError):
             continue

@@ -1,10 +1,11 @@
-"""What the node side and the controller agree on: file names, the journal's format, statuses.
+"""What the node side and the controller agree on: file names and statuses (the records those
+files hold are ``wire.py``'s).
 
 Every name and status word here is defined once; the controller imports them from
 this module, the generated plays get them as variables. Besides this module the controller
-imports only the node's readers of what hosts send (``journal``, ``outcome``'s previews,
-``files.copy_range``) and, to run a pipeline in its own process (``engine/local.py``), the
-scheduler.
+imports only the node's records and readers of what hosts send (``wire``, ``journal``,
+``outcome``'s previews, ``digests``, ``files.copy_range``) and, to run a pipeline in its own
+process (``engine/local.py``), the scheduler.
 
 A node's work folder (``~/.unicorn-ansible/hosts/<host>/runs/<run>/`` on the host),
 every file written atomically or append-only, so whatever finished survives a
@@ -12,6 +13,7 @@ crash of anything later:
 
 - ``node.json``          the node's run specification (environment variables, limits, flags)
 - ``deploy.json``        the node's requirements; ``deploy-report.json`` how they ran
+- ``reported.json``      the last task whose header went back with a progress report
 - ``pipeline.pkl``       the node's cloudpickled pipeline
 - ``started.json``       the pid of the detached executor, written once by ``start``
 - ``state.json``         the executor's status (an :class:`ExecutorStatus`), progress, pid
@@ -23,10 +25,9 @@ crash of anything later:
 - ``outgoing/<n>``       a link to each artifact offered, the name the controller fetches it by
 - ``outbox.tar``         everything above the controller fetches, packed in one file
 
-A journal record is a JSON header line, then ``payload_len`` bytes (the task's pickled
-Result), then a newline. The header holds ``seq`` (the task's number on this node),
-``name``, ``stage``, ``index``, ``stage_size``, ``kind`` (a :class:`TaskKind`), ``type``
-(``Success`` or ``Failure``), ``preview``, ``start``, ``end``, ``log`` and ``log_dropped``.
+A journal record is a JSON header line (a :class:`~.wire.TaskRecord`), then ``payload_len``
+bytes (the task's pickled Result), then a newline. Every file and answer that crosses between
+host and controller is a record of ``wire.py``, with its fields, bounds and version.
 """
 
 from __future__ import annotations
@@ -37,8 +38,6 @@ EXECUTOR_VERSION = "1"
 
 # -- file names in a node's work folder -------------------------------------------------------
 NODE_SPEC = "node.json"
-#: the key in node.json of the installed packages the pipeline imports: module -> {"tasks": [...], "install": cmd}
-SPEC_IMPORTS = "imports"
 DEPLOY_SPEC = "deploy.json"
 DEPLOY_REPORT = "deploy-report.json"
 PIPELINE = "pipeline.pkl"
@@ -82,8 +81,6 @@ def artifact_folder(task: str | None) -> str:
 
 
 # -- the journal ----------------------------------------------------------------------------
-#: the header fields a progress report carries for each newly finished task
-REPORTED_FIELDS = ("seq", "name", "stage", "index", "type", "kind", "preview", "start", "end")
 SUCCESS = "Success"
 FAILURE = "Failure"
 
@@ -108,7 +105,7 @@ class Word(str, Enum):
     __hash__ = str.__hash__
 
     def __str__(self) -> str:
-        return self.value
+        return str.__str__(self)
 
 
 class ExecutorStatus(Word):

@@ -9,6 +9,7 @@ is lost if anything dies later.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import selectors
@@ -16,7 +17,8 @@ import signal
 import time
 import traceback
 from collections import deque
-from typing import IO, Any
+from types import FrameType
+from typing import IO
 
 from returns.result import Failure
 
@@ -49,6 +51,7 @@ from .protocol import (
     TaskKind,
 )
 from .sweep import kept, new_marker, stop_marked
+from .wire import ERROR_CHARS, TASK_NAME_CHARS, ExecutorState, JSONObject, TaskRecord, clip
 
 #: progress goes to state.json at most this often (the journal has every result at once)
 STATE_INTERVAL = 0.1
@@ -59,10 +62,11 @@ SCAN_INTERVAL = 0.05
 class Executor:
     """Runs one pipeline (a Pipeline, ExecutionGraph or CyclePipeline) in a work folder."""
 
-    def __init__(self, pipeline: Any, workdir: str, environment: dict[str, str] | None = None,
+    def __init__(self, pipeline: object, workdir: str, environment: dict[str, str] | None = None,
                  task_timeout: float | None = None, log_cap: int = DEFAULT_LOG_CAP,
                  time_limit: float | None = None) -> None:
         self.pipeline = pipeline
+        learn_classes(pipeline)  # its results name the classes it shipped by their ids
         self.plan = plan_for(pipeline)
         self.workdir = os.path.abspath(workdir)
         self.environment = dict(environment or {})
@@ -78,7 +82,7 @@ class Executor:
         self.done = self.failed = self.seq = 0
         self.cancelled = False
         self.marker = new_marker()  # every process the tasks start carries it (see sweep.py)
-        self.state: dict[str, Any] = {}
+        self.state = ExecutorState(status=ExecutorStatus.NOT_STARTED)
         self._state_dirty = False
         self._state_saved = 0.0
         self._index: dict[str, list[tuple[int, int]]] = {}  # task name -> places of its Results
@@ -95,9 +99,11 @@ class Executor:
             self._log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {message}\n")
             self._log.flush()
 
-    def save_state(self, **changes: Any) -> None:
-        self.state.update(changes, done=self.done, failed=self.failed, total=self.plan.total, updated=time.time())
-        write_json_atomic(self.state_path, self.state)
+    def save_state(self) -> None:
+        """Write the state, with the counts as they are now, to state.json."""
+        self.state = dataclasses.replace(self.state, done=self.done, failed=self.failed, total=self.plan.total,
+                                         updated=time.time())
+        write_json_atomic(self.state_path, self.state.to_json())
         self._state_dirty = False
         self._state_saved = time.monotonic()
 
@@ -113,15 +119,15 @@ class Executor:
 
     def _note_stopped(self) -> None:
         """Log and record, once, why the plan starts no more tasks."""
-        if self.plan.stopped and "stopped" not in self.state:
-            self.state["stopped"] = self.plan.stopped
+        if self.plan.stopped and self.state.stopped is None:
+            self.state = dataclasses.replace(self.state, stopped=clip(self.plan.stopped, ERROR_CHARS))
             self.log(self.plan.stopped)
 
-    def _on_term(self, signum: int, frame: Any) -> None:
+    def _on_term(self, signum: int, frame: FrameType | None) -> None:
         self.cancelled = True
 
     # -- the run -------------------------------------------------------------------
-    def run(self) -> dict[str, Any]:
+    def run(self) -> ExecutorState:
         """Run the plan; return the final state (also in state.json)."""
         for folder in (self.logs_dir, self.inbox.tmp_dir):
             os.makedirs(folder, exist_ok=True)
@@ -139,7 +145,9 @@ class Executor:
         except BaseException as exc:
             self.log("executor error:\n" + traceback.format_exc())
             self._stop_leftovers()
-            self.save_state(status=ExecutorStatus.FAILED, finished=time.time(), error=f"{type(exc).__name__}: {exc}")
+            self.state = dataclasses.replace(self.state, status=ExecutorStatus.FAILED, finished=time.time(),
+                                             error=clip(f"{type(exc).__name__}: {exc}", ERROR_CHARS))
+            self.save_state()
             raise
         finally:
             if previous_handler is not None:
@@ -151,18 +159,10 @@ class Executor:
         return self.state
 
     def _begin(self) -> None:
-        self.state = {
-            "status": ExecutorStatus.RUNNING,
-            "pid": os.getpid(),
-            "started": time.time(),
-            "stages": len(self.plan.stages),
-            "stage": 0,
-            "shape": self.plan.shape,
-            "executor_version": EXECUTOR_VERSION,
-            "python": platform.python_version(),
-            "not_run": [],
-            "marker": self.marker,
-        }
+        self.state = ExecutorState(status=ExecutorStatus.RUNNING, pid=os.getpid(), started=time.time(),
+                                   stages=len(self.plan.stages), stage=0, shape=self.plan.shape,
+                                   executor_version=EXECUTOR_VERSION, python=platform.python_version(),
+                                   marker=self.marker)
         self.save_state()
         if self.time_limit:
             self.deadline = time.monotonic() + float(self.time_limit)
@@ -175,8 +175,8 @@ class Executor:
         those of tasks that keep theirs), and record what was stopped."""
         stopped = stop_marked(self.marker)
         for process in stopped:
-            self.log(f"stopped a process the tasks left running: pid {process['pid']}: {process['command']}")
-        self.state["stopped_processes"] = self.state.get("stopped_processes", []) + stopped
+            self.log(f"stopped a process the tasks left running: pid {process.pid}: {process.command}")
+        self.state = dataclasses.replace(self.state, stopped_processes=self.state.stopped_processes + stopped)
 
     def _conclude(self) -> None:
         self.plan.finish()
@@ -185,8 +185,10 @@ class Executor:
         status = (ExecutorStatus.CANCELLED if self.cancelled else
                   ExecutorStatus.TIMED_OUT if self._out_of_time() else ExecutorStatus.FINISHED)
         self.log(f"{status}: {self.done} task(s) ran, {self.failed} failed, {len(not_run)} not run")
-        self.save_state(status=status, finished=time.time(), not_run=not_run,
-                        success=self.failed == 0 and not not_run)
+        self.state = dataclasses.replace(self.state, status=status, finished=time.time(),
+                                         not_run=tuple(name[:TASK_NAME_CHARS] for name in not_run),
+                                         success=self.failed == 0 and not not_run)
+        self.save_state()
 
     # -- the one loop ----------------------------------------------------------------
     def _run_plan(self, journal: IO[bytes]) -> None:
@@ -227,7 +229,7 @@ class Executor:
     def _start(self, slots: list[TaskSlot]) -> None:
         if slots and self.plan.shape == "stages":
             stage = slots[0].stage
-            self.state["stage"] = stage + 1
+            self.state = dataclasses.replace(self.state, stage=stage + 1)
             self._state_dirty = True
             self._save_state_if_due()
             self.log(f"stage {stage + 1}/{len(self.plan.stages)}: {len(slots)} task(s)")
@@ -336,13 +338,10 @@ class Executor:
         end = time.time()
         process.log.close()
         handoff = self._outcome(process)
-        header = {
-            "seq": process.seq, "name": process.name, "stage": slot.stage, "index": slot.index,
-            "stage_size": slot.stage_size, "kind": handoff.meta.get("kind", TaskKind.OK),
-            "start": process.start, "end": end,
-            "log": os.path.relpath(process.log.path, self.workdir), "log_dropped": process.log.dropped,
-            "type": handoff.meta["type"], "preview": handoff.meta.get("preview", ""),
-        }
+        header = TaskRecord(seq=process.seq, name=process.name, stage=slot.stage, index=slot.index,
+                            stage_size=slot.stage_size, kind=handoff.meta.kind, start=process.start, end=end,
+                            log=os.path.relpath(process.log.path, self.workdir), log_dropped=process.log.dropped,
+                            type=handoff.meta.type, preview=handoff.meta.preview, payload_len=handoff.size)
         with handoff.payload as handle:
             offset = append_record(journal, header, handle, handoff.size)
         self._index.setdefault(process.name, []).append((offset, handoff.size))
@@ -351,25 +350,25 @@ class Executor:
                 os.unlink(self.inbox.result_path(process.seq))
             except FileNotFoundError:
                 pass
-        ok = header["type"] == SUCCESS
+        ok = header.type == SUCCESS
         self.done += 1
         self.failed += 0 if ok else 1
         self._state_dirty = True
         self._save_state_if_due()
-        self.log(f"task {process.name} ended: {header['kind']}, {header['preview']}")
+        self.log(f"task {process.name} ended: {header.kind}, {header.preview}")
         return ok
 
 
-def _task_name(task: Any, seq: int) -> str:
-    return str(getattr(task, "name", f"task-{seq}"))
+def _task_name(task: object, seq: int) -> str:
+    """A task's name as its journal record keeps it (a name longer than a record takes is cut)."""
+    return str(getattr(task, "name", f"task-{seq}"))[:TASK_NAME_CHARS]
 
 
-def run_pipeline(pipeline: Any, workdir: str, environment: dict[str, str] | None = None,
+def run_pipeline(pipeline: object, workdir: str, environment: dict[str, str] | None = None,
                  task_timeout: float | None = None, log_cap: int = DEFAULT_LOG_CAP,
-                 time_limit: float | None = None) -> dict[str, Any]:
-    """Run a pipeline object in ``workdir`` in this process; return the final state.
+                 time_limit: float | None = None) -> JSONObject:
+    """Run a pipeline object in ``workdir`` in this process; return the final state, as state.json has it.
 
     ``time_limit``: seconds the whole pipeline may run; then its tasks are stopped
     and the state is ``timed_out``."""
-    learn_classes(pipeline)  # its results name the classes it shipped by their ids
-    return Executor(pipeline, workdir, environment, task_timeout, log_cap, time_limit).run()
+    return Executor(pipeline, workdir, environment, task_timeout, log_cap, time_limit).run().to_json()

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterable
 
 from .protocol import MARKER_VARIABLE
+from .wire import StoppedProcess
 
 #: a sweep looks again this many times for processes forked while it stopped others
 _ROUNDS = 5
@@ -75,14 +76,14 @@ def _alive(pids: Iterable[int]) -> list[int]:
     return alive
 
 
-def stop_marked(marker: str, grace: float = 2.0, also: Iterable[int] = ()) -> list[dict[str, object]]:
+def stop_marked(marker: str, grace: float = 2.0, also: Iterable[int] = ()) -> tuple[StoppedProcess, ...]:
     """Stop every process carrying ``marker`` (and the processes ``also`` names): SIGTERM, up to
     ``grace`` seconds to exit, then SIGKILL, looking again for processes forked meanwhile.
     Return what was stopped: pid and command line of each."""
     # ``also`` first: a deployment hears of its cancel before its requirement's exit
     found = {pid: command_line(pid) for pid in [*_alive(also), *marked_processes(marker)]}
     if not found:
-        return []
+        return ()
     _signal(found, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while _alive(found) and time.monotonic() < deadline:
@@ -94,4 +95,4 @@ def stop_marked(marker: str, grace: float = 2.0, also: Iterable[int] = ()) -> li
         found.update((pid, found.get(pid) or command_line(pid)) for pid in targets)
         _signal(targets, signal.SIGKILL)
         time.sleep(0.05)
-    return [{"pid": pid, "command": command} for pid, command in sorted(found.items())]
+    return tuple(StoppedProcess(pid=pid, command=command) for pid, command in sorted(found.items()))

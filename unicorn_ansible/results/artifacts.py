@@ -13,6 +13,7 @@ not fetched again.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -22,18 +23,30 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ..engine.rundir import RunDir, read_json, write_json
 from ..errors import RunError
+from ..node.digests import file_sha256
 from ..node.protocol import ARTIFACTS, ARTIFACTS_MANIFEST, OUTBOX, artifact_folder
+from ..node.wire import (
+    ArtifactIndexEntry,
+    ArtifactOffer,
+    ArtifactsIndex,
+    ArtifactsManifest,
+    JSONObject,
+    WireError,
+    parse_object,
+    safe_parts,
+)
+
+__all__ = ["DEFAULT_ARTIFACT_CAP", "Artifact", "ArtifactFetch", "Budget", "Job", "human_size", "load_artifacts",
+           "parse_size", "prepare_target", "read_offer", "safe_parts"]
 
 DEFAULT_ARTIFACT_CAP = 10 * 1024**3
 INDEX = "artifacts-index.json"
 #: the run-wide reservations of the cap, in nodes/
 BUDGET = ".artifact-bytes.json"
 MANIFEST_LIMIT = 64 * 1024 * 1024
-PATH_LIMIT = 4096
 
 
 @dataclass
@@ -50,7 +63,7 @@ class Artifact:
     source: str | None = None
     left: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return asdict(self)
 
 
@@ -79,52 +92,10 @@ def parse_size(text: str) -> int:
     return int(value)
 
 
-def safe_parts(path: str) -> list[str]:
-    """A host's relative path as its parts; ValueError when it could leave its folder."""
-    if not isinstance(path, str) or not path or len(path) > PATH_LIMIT or "\0" in path:
-        raise ValueError("an empty, over-long or NUL-containing path")
-    if path.startswith("/"):
-        raise ValueError("an absolute path")
-    parts = path.split("/")
-    if any(part in ("", ".", "..") for part in parts):
-        raise ValueError("a path with '..', '.' or empty parts")
-    return parts
-
-
-def _check_offer(entry: Any) -> dict[str, Any]:
-    """One entry of a host's list, checked; ValueError saying what is wrong."""
-    if not isinstance(entry, dict):
-        raise ValueError("not an object")
-    task = entry.get("task")
-    if task is not None and (not isinstance(task, str) or len(task) > PATH_LIMIT):
-        raise ValueError("a task that is not a name")
-    safe_parts(str(entry.get("path")))
-    left = entry.get("left")
-    if left is not None:
-        return {"task": task, "path": entry["path"], "source": str(entry.get("source"))[:PATH_LIMIT],
-                "left": str(left)[:500]}
-    size, digest, transfer = entry.get("size"), entry.get("sha256"), entry.get("transfer")
-    if not isinstance(size, int) or size < 0:
-        raise ValueError("no size")
-    if not isinstance(digest, str) or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-        raise ValueError("no sha256")
-    if not isinstance(transfer, str) or len(transfer) > 100 or ".." in transfer.split("/"):
-        raise ValueError("no transfer name")
-    return {"task": task, "path": entry["path"], "size": size, "sha256": digest, "transfer": transfer,
-            "source": str(entry.get("source"))[:PATH_LIMIT]}
-
-
-def _refused(entry: Any, reason: str) -> dict[str, Any]:
-    """An entry that cannot be taken, kept to show: what it said, and why it was refused."""
-    fields = entry if isinstance(entry, dict) else {}
-    task = fields.get("task")
-    return {"task": task[:PATH_LIMIT] if isinstance(task, str) else None, "path": str(fields.get("path"))[:PATH_LIMIT],
-            "source": str(fields.get("source"))[:PATH_LIMIT], "left": f"refused: {reason}"}
-
-
-def read_offer(outbox: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """The artifacts a host's outbox offers, each checked (a refused one says why), and a
-    message when the list itself cannot be read."""
+def read_offer(outbox: Path) -> tuple[list[ArtifactOffer], list[str]]:
+    """The artifacts a host's outbox offers, each checked (a refused one is left on the host and
+    says why: node/wire.py's ArtifactOffer), and a message when the list itself cannot be read."""
+    source = f"nodes/{outbox.parent.name}/{ARTIFACTS_MANIFEST}"
     try:
         with tarfile.open(outbox, "r:") as archive:
             member = next((m for m in archive if m.name == ARTIFACTS_MANIFEST), None)
@@ -132,17 +103,12 @@ def read_offer(outbox: Path) -> tuple[list[dict[str, Any]], list[str]]:
                 return [], []
             if not member.isfile() or member.size > MANIFEST_LIMIT:
                 return [], [f"{ARTIFACTS_MANIFEST} is not a file of at most {MANIFEST_LIMIT} bytes"]
-            data = json.loads(archive.extractfile(member).read())  # type: ignore[union-attr]
-    except (OSError, tarfile.TarError, ValueError, AttributeError) as exc:
+            handle = archive.extractfile(member)
+            data = handle.read() if handle is not None else b""
+        manifest = ArtifactsManifest.from_untrusted(parse_object(data, source, MANIFEST_LIMIT), source)
+    except (OSError, tarfile.TarError, WireError) as exc:
         return [], [f"the list of artifacts cannot be read: {exc}"]
-    entries = data.get("artifacts") if isinstance(data, dict) else None
-    offers = []
-    for entry in entries if isinstance(entries, list) else []:
-        try:
-            offers.append(_check_offer(entry))
-        except ValueError as exc:
-            offers.append(_refused(entry, str(exc)))
-    return offers, []
+    return list(manifest.artifacts), []
 
 
 def prepare_target(node_dir: Path, task: str | None, path: str) -> Path:
@@ -158,14 +124,6 @@ def prepare_target(node_dir: Path, task: str | None, path: str) -> Path:
     if target.is_symlink() or (target.exists() and not target.is_file()):
         raise ValueError(f"{target} exists and is not a regular file")
     return target
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @contextmanager
@@ -188,7 +146,7 @@ class Budget:
     def reserve(self, key: str, size: int) -> bool:
         path = self.nodes_dir / BUDGET
         with _locked(self.nodes_dir / f"{BUDGET}.lock"):
-            reserved: dict[str, int] = read_json(path) or {}
+            reserved = read_json(path) or {}
             used = sum(v for k, v in reserved.items() if k != key and isinstance(v, int))
             if used + size > self.cap:
                 return False
@@ -199,7 +157,7 @@ class Budget:
     def release(self, key: str) -> None:
         path = self.nodes_dir / BUDGET
         with _locked(self.nodes_dir / f"{BUDGET}.lock"):
-            reserved: dict[str, int] = read_json(path) or {}
+            reserved = read_json(path) or {}
             reserved.pop(key, None)
             write_json(path, reserved)
 
@@ -212,7 +170,7 @@ INCOMING = ".artifacts-incoming"
 class Job:
     """One file to fetch: from ``transfer`` in the host's work folder to ``part``, then ``target``."""
 
-    offer: dict[str, Any]
+    offer: ArtifactOffer
     target: Path
     part: Path
 
@@ -223,14 +181,13 @@ class ArtifactFetch:
 
     node_dir: Path
     cap: int = DEFAULT_ARTIFACT_CAP
-    index: dict[str, dict[str, Any]] = field(default_factory=dict)
+    index: dict[str, ArtifactIndexEntry] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
     #: the index entries this fetch wrote (save merges only these into the index on disk)
     changed: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        known = read_json(self.node_dir / INDEX) or {}
-        self.index = {k: v for k, v in known.items() if isinstance(v, dict)}
+        self.index = dict(_read_index(self.node_dir).entries)
         self.budget = Budget(self.node_dir.parent, self.cap)
 
     @classmethod
@@ -238,44 +195,44 @@ class ArtifactFetch:
         """The fetch for the node whose outbox this is; the cap from the run's record."""
         node_dir = outbox.parent
         try:
-            record = RunDir(node_dir.parent.parent).record()
+            options = RunDir(node_dir.parent.parent).run_record().options
         except RunError:
-            record = {}
-        cap = (record.get("options") or {}).get("artifact_cap")
-        return cls(node_dir, cap if isinstance(cap, int) else DEFAULT_ARTIFACT_CAP)
+            options = None
+        cap = options.artifact_cap if options is not None else None
+        return cls(node_dir, cap if cap is not None else DEFAULT_ARTIFACT_CAP)
 
-    def _key(self, offer: dict[str, Any]) -> str:
-        return json.dumps([offer["task"], offer["path"]])
+    def _key(self, offer: ArtifactOffer) -> str:
+        return json.dumps([offer.task, offer.path])
 
-    def _leave(self, offer: dict[str, Any], reason: str) -> None:
+    def _leave(self, offer: ArtifactOffer, reason: str) -> None:
         self.changed.add(self._key(offer))
-        self.index[self._key(offer)] = {k: offer.get(k) for k in ("task", "path", "size", "sha256", "source")} \
-            | {"left": reason, "file": None}
-        self.messages.append(f"{offer['path']!r} of task {offer['task']!r} left on the host at "
-                             f"{offer.get('source')}: {reason}")
+        self.index[self._key(offer)] = ArtifactIndexEntry(task=offer.task, path=offer.path, size=offer.size,
+                                                          sha256=offer.sha256, source=offer.source, left=reason)
+        self.messages.append(f"{offer.path!r} of task {offer.task!r} left on the host at {offer.source}: {reason}")
 
-    def _unchanged(self, offer: dict[str, Any]) -> bool:
-        known = self.index.get(self._key(offer)) or {}
-        file = self.node_dir.parent.parent / str(known.get("file") or "-")
-        return (not known.get("left") and known.get("offered_sha256") == offer["sha256"]
-                and known.get("size") == offer["size"] and file.is_file() and file.stat().st_size == offer["size"])
+    def _unchanged(self, offer: ArtifactOffer) -> bool:
+        known = self.index.get(self._key(offer))
+        if known is None or known.left or known.offered_sha256 != offer.sha256 or known.size != offer.size:
+            return False
+        file = self.node_dir.parent.parent / (known.file or "-")
+        return file.is_file() and file.stat().st_size == offer.size
 
     def jobs(self) -> Iterator[Job]:
         """The files to fetch from the host's outbox, in order; refused ones are noted, not given."""
         offers, refused = read_offer(self.node_dir / OUTBOX)
         self.messages += refused
         for offer in offers:
-            if offer.get("left"):
-                self._leave(offer, offer["left"])
+            if offer.left:
+                self._leave(offer, offer.left)
                 continue
             if self._unchanged(offer):
                 continue
             try:
-                target = prepare_target(self.node_dir, offer["task"], offer["path"])
+                target = prepare_target(self.node_dir, offer.task, offer.path)
             except ValueError as exc:
                 self._leave(offer, f"refused: {exc}")
                 continue
-            if not self.budget.reserve(f"{self.node_dir.name}\0{self._key(offer)}", offer["size"]):
+            if not self.budget.reserve(f"{self.node_dir.name}\0{self._key(offer)}", offer.size or 0):
                 self._leave(offer, f"the run's artifact cap of {human_size(self.cap)} was reached "
                                    f"(to bring it home: unicorn-ansible collect {self.node_dir.parent.parent.name} "
                                    "--artifact-cap SIZE)")
@@ -286,17 +243,16 @@ class ArtifactFetch:
 
     def fetched(self, job: Job) -> None:
         """The job's file arrived at ``job.part``: check it and put it in place."""
-        if job.part.stat().st_size > job.offer["size"]:  # the cap counted what the host said
-            self.failed(job, f"it is larger than the {job.offer['size']} bytes the host listed")
+        if job.part.stat().st_size > (job.offer.size or 0):  # the cap counted what the host said
+            self.failed(job, f"it is larger than the {job.offer.size} bytes the host listed")
             return
         os.replace(job.part, job.target)
         run_dir = self.node_dir.parent.parent
         self.changed.add(self._key(job.offer))
-        self.index[self._key(job.offer)] = {
-            "task": job.offer["task"], "path": job.offer["path"], "size": job.target.stat().st_size,
-            "sha256": sha256_of(job.target), "offered_sha256": job.offer["sha256"],
-            "source": job.offer["source"], "file": str(job.target.relative_to(run_dir)), "left": None,
-        }
+        self.index[self._key(job.offer)] = ArtifactIndexEntry(
+            task=job.offer.task, path=job.offer.path, size=job.target.stat().st_size,
+            sha256=file_sha256(job.target), offered_sha256=job.offer.sha256, source=job.offer.source,
+            file=str(job.target.relative_to(run_dir)))
 
     def failed(self, job: Job, reason: str) -> None:
         if job.part.exists():
@@ -308,26 +264,26 @@ class ArtifactFetch:
         """Write what this fetch changed into the index, merged with what another fetch of the
         same node (a cancel from another terminal and the run's own last call) saved meanwhile."""
         with _locked(self.node_dir / f"{INDEX}.lock"):
-            current = read_json(self.node_dir / INDEX) or {}
-            merged = {k: v for k, v in current.items() if isinstance(v, dict)}
+            current = _read_index(self.node_dir)
+            merged = dict(current.entries)
             merged.update({key: self.index[key] for key in self.changed if key in self.index})
-            write_json(self.node_dir / INDEX, merged)
+            write_json(self.node_dir / INDEX, dataclasses.replace(current, entries=merged).to_json())
             self.index = merged
 
 
+def _read_index(node_dir: Path) -> ArtifactsIndex:
+    """A node's index (the run folder's record: read leniently; one that cannot be read is empty)."""
+    try:
+        return ArtifactsIndex.read(node_dir / INDEX, f"nodes/{node_dir.name}/{INDEX}", lenient=True) \
+            or ArtifactsIndex()
+    except WireError:
+        return ArtifactsIndex()
+
+
 def load_artifacts(run_dir: Path, node: str) -> list[Artifact]:
-    """What a node's index says came home or stayed on its host (the index is read defensively)."""
-    index = read_json(RunDir(run_dir).node_dir(node) / INDEX) or {}
-    artifacts = []
-    for entry in index.values():
-        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
-            continue
-        size = entry.get("size")
-        artifacts.append(Artifact(
-            node=node, task=entry.get("task") if isinstance(entry.get("task"), str) else None,
-            path=entry["path"], size=size if isinstance(size, int) else None,
-            sha256=entry.get("sha256") if isinstance(entry.get("sha256"), str) else None,
-            file=entry.get("file") if isinstance(entry.get("file"), str) else None,
-            source=str(entry.get("source")) if entry.get("source") else None,
-            left=str(entry["left"]) if entry.get("left") else None))
+    """What a node's index says came home or stayed on its host."""
+    entries = _read_index(RunDir(run_dir).node_dir(node)).entries.values()
+    artifacts = [Artifact(node=node, task=entry.task, path=entry.path, size=entry.size, sha256=entry.sha256,
+                          file=entry.file, source=entry.source or None, left=entry.left or None)
+                 for entry in entries]
     return sorted(artifacts, key=lambda a: (a.task or "", a.path))

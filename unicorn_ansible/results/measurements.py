@@ -11,27 +11,40 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
-from returns.pipeline import is_successful
+from .refused import succeeded
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .load import RunResults
+    import pandas
+
+    from .model import RunResults
 
 COLUMNS = ("node", "task", "repetition", "field", "value")
 
 
-def _number(value: Any) -> float | None:
+class Measurement(TypedDict):
+    """One number a task returned (``node``: the executor id, the node's name for its first pipeline)."""
+
+    node: str
+    task: str
+    repetition: int
+    field: str
+    value: float
+
+
+def _number(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value) if math.isfinite(value) else None
 
 
-def numeric_fields(value: Any) -> dict[str, float]:
+def numeric_fields(value: object) -> dict[str, float]:
     """The numbers in a task's value: itself (``value``), or its numeric fields."""
     number = _number(value)
     if number is not None:
         return {"value": number}
+    fields: dict[object, object]
     if isinstance(value, dict):
         fields = value
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -46,21 +59,22 @@ def numeric_fields(value: Any) -> dict[str, float]:
     return found
 
 
-def measurements(results: RunResults) -> list[dict[str, Any]]:
-    """Rows ``{node, task, repetition, field, value}``, one per number a successful task returned."""
-    rows = []
+def measurements(results: RunResults) -> list[Measurement]:
+    """Rows ``{node, task, repetition, field, value}``, one per number a successful task returned
+    (``node``: the executor id, the node's name for its first pipeline)."""
+    rows: list[Measurement] = []
     for node in results:
         for task, runs in node.tasks.items():
             for repetition, result in enumerate(runs):
-                if not is_successful(result):
+                if not succeeded(result):
                     continue
                 for field, value in numeric_fields(result.unwrap()).items():
-                    rows.append({"node": node.node, "task": task, "repetition": repetition, "field": field,
+                    rows.append({"node": node.executor_id, "task": task, "repetition": repetition, "field": field,
                                  "value": value})
     return rows
 
 
-def measurements_frame(results: RunResults) -> Any:
+def measurements_frame(results: RunResults) -> pandas.DataFrame:
     """The same rows as a pandas DataFrame (columns node, task, repetition, field, value)."""
     try:
         import pandas

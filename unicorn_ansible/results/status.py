@@ -1,7 +1,8 @@
 """The controller's status words, defined once: a node's phase during a run, and its outcome.
 
 The executor's own statuses (``state.json``) and the kinds of task outcome are the
-node side's, in ``unicorn_ansible.node.protocol``.
+node side's, in ``unicorn_ansible.node.protocol``; how each word is shown (its colour) is the
+views', in ``unicorn_ansible.ui.colours``.
 """
 
 from __future__ import annotations
@@ -43,8 +44,3 @@ class NodeStatus(Word):
     NOT_RUN = "not_run"
     OK = "ok"
 
-
-#: how the report and a notebook's results table colour a node's outcome
-STATUS_COLOURS: dict[str, str] = {NodeStatus.OK: "#2da44e", NodeStatus.FAILED: "#cf222e", NodeStatus.DEPLOY_FAILED: "#cf222e",
-                                  NodeStatus.EXECUTION_FAILED: "#cf222e", NodeStatus.UNREACHABLE: "#8250df",
-                                  NodeStatus.TIMED_OUT: "#bf8700", NodeStatus.CANCELLED: "#6e7781", NodeStatus.NOT_RUN: "#6e7781"}

@@ -10,6 +10,7 @@ import click
 from ..home import testbed_dir
 from ..ui.tables import print_table
 from . import lab as _testbed
+from .layers import Rooms
 
 
 @click.group()
@@ -43,7 +44,7 @@ def up(count: int, delay_ms: float | None, loss_pct: float | None, rate: str | N
     print_table(("host", "address", "netns"), [(host.name, host.address, host.netns) for host in made.hosts],
                 f"testbed up: {len(made.hosts)} host(s) in {time.monotonic() - began:.1f} s")
     click.echo(f"inventory: {made.inventory}")
-    if made.layers == _testbed.layers.Rooms.MEMORY:
+    if made.layers == Rooms.MEMORY:
         click.echo("note: the hosts' own files are kept in memory (a tmpfs): this home folder is on an overlay, "
                    "which cannot hold their layers")
     click.echo(f"try: unicorn-ansible run EXPERIMENT.py -i {made.inventory}")

@@ -128,7 +128,7 @@ def address_of(number: int) -> str:
     return f"10.77.{block}.{offset + 11 if block == 0 else offset + 10}"
 
 
-def _run(*command: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+def _run(*command: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(list(command), capture_output=True, text=True, input=input)
     if check and done.returncode != 0:
         detail = (done.stderr or done.stdout).strip().splitlines()

@@ -13,7 +13,7 @@ from ..results.load import RunResults
 
 def select(results: RunResults, node: str | None, task: str | None) -> list[Artifact]:
     """The run's artifacts, of one node and one task if asked; an error when nothing matches."""
-    chosen = [a for n in results if node is None or node in (n.node, n.host) for a in n.artifacts
+    chosen = [a for n in results if node is None or node in (n.executor_id, n.node) for a in n.artifacts
               if task is None or a.task == task]
     if not chosen:
         where = " ".join(f"--{k} {v}" for k, v in (("node", node), ("task", task)) if v)

@@ -29,7 +29,8 @@ from ..errors import ExperimentError, InventoryError, UnicornError, UsageError
 from ..inventory import Inventory, load_inventory
 from ..node.protocol import TaskKind
 from ..results.artifacts import parse_size
-from ..results.load import VIEW_PAYLOAD_LIMIT, RunResults, load_results, node_file
+from ..results.load import VIEW_PAYLOAD_LIMIT, RunResults, load_results
+from ..results.outbox import node_file
 from .progress import known_total, tasks_text
 from .tables import console, print_table
 
@@ -159,20 +160,21 @@ def _summary(results: RunResults) -> None:
     rows = []
     for node in results:
         ok = sum(1 for timing in node.timings if timing.get("kind") == TaskKind.OK)
-        rows.append((node.node, node.status, ok, len(node.timings) - ok, len(node.not_run), _first_line(node.error)))
+        rows.append((node.executor_id, node.status, ok, len(node.timings) - ok, len(node.not_run),
+                     _first_line(node.error)))
     out = console()
     print_table(("node", "status", "tasks ok", "tasks failed", "not run", "error"), rows, f"run {results.name}", out)
     for node in results:
         if node.notice:
-            out.print(f"{node.node}  notice: {node.notice}", markup=False, highlight=False, soft_wrap=True)
+            out.print(f"{node.executor_id}  notice: {node.notice}", markup=False, highlight=False, soft_wrap=True)
         if node.stopped_processes:
-            out.print(f"{node.node}  {_stopped_text(node.stopped_processes)}", markup=False, highlight=False,
+            out.print(f"{node.executor_id}  {_stopped_text(node.stopped_processes)}", markup=False, highlight=False,
                       soft_wrap=True)
         for task, values in node.tasks.items():
             for value in values:
-                out.print(f"{node.node}  {task}: {_short(value)}", markup=False, highlight=False)
+                out.print(f"{node.executor_id}  {task}: {_short(value)}", markup=False, highlight=False)
         for line in _artifact_lines(results, node):
-            out.print(f"{node.node}  {line}", markup=False, highlight=False, soft_wrap=True)
+            out.print(f"{node.executor_id}  {line}", markup=False, highlight=False, soft_wrap=True)
 
 
 #: files left on a host named one by one in the summary; more are counted
@@ -188,14 +190,14 @@ def _artifact_lines(results: RunResults, node: Any) -> list[str]:
     left = [a for a in node.artifacts if not a.file]
     lines = []
     if home:
-        folder = RunDir(results.run_dir).node_dir(node.node) / "artifacts"
+        folder = RunDir(results.run_dir).node_dir(node.executor_id) / "artifacts"
         lines.append(f"artifacts: {len(home)} file(s) came home into {shown(str(folder))}")
     for a in left[:LEFT_SHOWN]:
         lines.append(f"artifact {shown(a.path)} of task {shown(a.task or '(pipeline)')} left on the host "
                      f"at {shown(a.source or '?')}: {shown(a.left or '')}")
     if len(left) > LEFT_SHOWN:
         lines.append(f"... {len(left) - LEFT_SHOWN} more artifacts left on the host: "
-                     f"unicorn-ansible artifacts {_run_argument(results.run_dir)} --node {node.node}")
+                     f"unicorn-ansible artifacts {_run_argument(results.run_dir)} --node {node.executor_id}")
     return lines
 
 
@@ -219,9 +221,9 @@ def _first_line(text: str | None) -> str:
 
 
 def _short(value: Any, limit: int = 300) -> str:
-    from ..results.load import _bounded_repr
+    from ..results.convert import view_repr
 
-    text = _bounded_repr(value)  # never the whole repr of a 100 MB result
+    text = view_repr(value)  # never the whole repr of a 100 MB result
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -381,16 +383,16 @@ def status(run_name: str, as_json: bool) -> None:
     """
     run = RunDir(_resolve_run(run_name))
     record = run.record()
-    nodes_status = []
+    nodes_status: list[dict[str, Any]] = []
     for executor in executors(record):
         node_status = run.node_status(executor)
-        progress = node_status.get("progress") or {}
+        progress = node_status.progress
         nodes_status.append({
             "node": executor,
-            "phase": node_status.get("phase", "pending"),
-            "done": progress.get("done"),
+            "phase": node_status.phase or "pending",
+            "done": progress.done if progress else None,
             "total": known_total(progress) or None,
-            "error": node_status.get("error"),
+            "error": node_status.error,
         })
     died = controller_died(record)
     if as_json:
@@ -562,13 +564,12 @@ def collect(run_name: str, artifact_cap: str | None) -> None:
 
 def _requirement_logs(run: RunDir, node: str) -> list[Any]:
     """(title, log) of each requirement the deploy report (from the host) lists; a log only inside the node's folder."""
-    commands = run.deploy_report(node).get("commands")
+    report = run.deploy_report(node)
     folder = run.node_dir(node)
     sections = []
-    for command in commands if isinstance(commands, list) else []:
-        if isinstance(command, dict):
-            title = f"requirement: {str(command.get('command'))[:200]} (exit {command.get('rc')!s:.20})"
-            sections.append((title, node_file(folder, command.get("log"))))
+    for command in report.commands if report is not None else ():
+        title = f"requirement: {command.command[:200]} (exit {command.rc!s:.20})"
+        sections.append((title, node_file(folder, command.log)))
     return sections
 
 
@@ -588,22 +589,22 @@ def logs(run_name: str, node_name: str | None, task_name: str | None, executor: 
     loaded = load_results(run.path, with_values=False)  # unpacks what was fetched
     shown = 0
     for node in loaded:
-        if node_name and node_name not in (node.node, node.host):
+        if node_name and node_name not in (node.executor_id, node.node):
             continue
-        folder = run.node_dir(node.node)
+        folder = run.node_dir(node.executor_id)
         sections: list[Any] = []
         if executor:
-            sections.append(("executor", run.node_logs_dir(node.node) / "executor.log"))
+            sections.append(("executor", run.node_logs_dir(node.executor_id) / "executor.log"))
         else:
             if not task_name:
-                sections += _requirement_logs(run, node.node)
+                sections += _requirement_logs(run, node.executor_id)
             for timing in node.timings:
                 if task_name and timing["name"] != task_name:
                     continue
                 sections.append((f"task {timing['name']} ({timing['kind']})", node_file(folder, timing.get("log"))))
         for title, path in sections:
             shown += 1
-            click.echo(f"===== {node.node}: {title}")
+            click.echo(f"===== {node.executor_id}: {title}")
             click.echo(path.read_text(errors="replace") if path and path.is_file() else "(no output)")
     if not shown:
         raise UsageError(f"no logs match in run {run_name}; check --node and --task against `unicorn-ansible results {run_name}`")

@@ -95,7 +95,7 @@ class DeploymentExecutionResult:
     def __init__(self, outcome: NodeResult, node: Node, logs: list[str] | Callable[[], list[str]],
                  pipeline: bytes = b"") -> None:
         self.node = node
-        self.executor_id = outcome.node
+        self.executor_id = outcome.executor_id
         self.outcome = outcome
         self.error: str | None = outcome.error if outcome.prepared else \
             f"{NOT_PREPARED}: {outcome.error or 'its deployment did not finish'}"
@@ -135,7 +135,7 @@ class DeploymentExecutionResult:
         return self.outcome.artifacts
 
     def __str__(self) -> str:
-        executor = f"\n  Executor: {self.executor_id}" if self.executor_id != self.outcome.host else ""
+        executor = f"\n  Executor: {self.executor_id}" if self.executor_id != self.outcome.node else ""
         text = f"DeploymentExecutionResult:\n  Node: {self.node}{executor}\n  Status: {self.status}\n"
         for name, results in self.outcome.tasks.items():
             text += f"    {name}: {results}\n"
@@ -267,9 +267,9 @@ class Client:
             nodes = {d.node.name: d.node for d in experiment} if experiment is not None else {}
             pipelines = {d.executor_id: d.pipeline for d in experiment} if experiment is not None else {}
             execution = [
-                DeploymentExecutionResult(outcome, nodes.get(outcome.host, Node(outcome.host, {})),
-                                          functools.partial(self._logs, run_dir, outcome.node),
-                                          pipelines.get(outcome.node, b""))
+                DeploymentExecutionResult(outcome, nodes.get(outcome.node, Node(outcome.node, {})),
+                                          functools.partial(self._logs, run_dir, outcome.executor_id),
+                                          pipelines.get(outcome.executor_id, b""))
                 for outcome in results
             ]
         return ExperimentExecutionInformation(status, experiment, execution)

@@ -3,45 +3,68 @@ plain timestamped lines (one per change) anywhere else.
 
 Progress comes from the run folder: the callback plugin writes each node's
 phase and the executor's progress (stage, tasks done) to the node's status file
-(``RunDir.node_status_file``) while the pipeline runs; this reads those files twice a second.
+(``RunDir.node_status``, a NodeStatusRecord) while the pipeline runs; this reads those files
+twice a second.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from types import TracebackType
+from typing import IO, TYPE_CHECKING
 
 from ..engine.rundir import RunDir
+from ..node.wire import ExecutorState, NodeStatusRecord
 from ..results.status import FINAL_PHASES, Phase
+from .colours import TERMINAL_COLOURS
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.console import Group
+    from rich.live import Live
 
 #: how a final phase (as a person reads it, FINAL_PHASES) is shown on a terminal
-_COLOURS = {"done": "green", "failed": "red", "unreachable": "magenta", "cancelled": "yellow", "timed out": "yellow"}
+_COLOURS = TERMINAL_COLOURS
 
 
-def describe(status: dict[str, Any]) -> tuple[str, int, int]:
-    """A node's phase as a person reads it, with tasks done and total (0: not known in advance)."""
-    phase = status.get("phase") or "waiting"
-    progress = status.get("progress") or {}
-    done, total = int(progress.get("done") or 0), known_total(progress)
+def describe(status: NodeStatusRecord | Mapping[str, object]) -> tuple[str, int, int]:
+    """A node's phase as a person reads it, with tasks done and total (0: not known in advance).
+    ``status``: the record, or a status as JSON (read as a run folder's record is)."""
+    if not isinstance(status, NodeStatusRecord):
+        status = NodeStatusRecord.from_untrusted(dict(status), "a node's status", lenient=True)
+    phase = status.phase or "waiting"
+    progress = status.progress
+    done, total = (progress.done or 0, known_total(progress)) if progress is not None else (0, 0)
     if phase in FINAL_PHASES:
         label = FINAL_PHASES[Phase(phase)]
-        if phase == Phase.EXECUTED and progress.get("failed"):
+        if phase == Phase.EXECUTED and progress is not None and progress.failed:
             label = "done, with failed tasks"
         return label, done, total
-    if phase == Phase.RUNNING and progress.get("stages"):
-        return f"running stage {progress.get('stage', 0)} of {progress['stages']}", done, total
+    if phase == Phase.RUNNING and progress is not None and progress.stages:
+        return f"running stage {progress.stage or 0} of {progress.stages}", done, total
     if phase == Phase.DEPLOYED:
-        notice = (status.get("deploy") or {}).get("notice")  # e.g. a DockerImage run as shell (node/container.py)
-        return (f"deployed; notice: {notice}" if notice else "deployed"), done, total
+        notice = deploy_notice(status)
+        return (f"deployed; {NOTICE}{notice}" if notice else "deployed"), done, total
     return phase, done, total
 
 
-def known_total(progress: dict[str, Any]) -> int:
+#: how a line about a node's deployment notice begins
+NOTICE = "notice: "
+
+
+def deploy_notice(status: NodeStatusRecord) -> str | None:
+    """What the host said of how it deployed the node (e.g. a DockerImage run as shell: node/container.py)."""
+    return status.deploy.notice if status.deploy else None
+
+
+def known_total(progress: ExecutorState | None) -> int:
     """How many tasks a node runs, where that is known in advance (0 where not): a graph's loops
     and branches (a CyclePipeline's cycles) decide as it runs."""
-    return 0 if progress.get("shape") == "graph" else int(progress.get("total") or 0)
+    if progress is None or progress.shape == "graph":
+        return 0
+    return progress.total or 0
 
 
 def tasks_text(done: int, total: int) -> str:
@@ -59,15 +82,25 @@ class Progress:
         self.interval = interval
         self.live = bool(getattr(stream, "isatty", lambda: False)())
         self._seen: dict[str, tuple[str, int, int]] = {}
+        #: nodes whose deployment notice is yet to be shown, and those whose notice was shown
+        self._notices: dict[str, str] = {}
+        self._noticed: set[str] = set()
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        self._live_display: Any = None
+        self._live_display: Live | None = None
 
     # -- reading ---------------------------------------------------------------
     def snapshot(self) -> dict[str, tuple[str, int, int]]:
         run = RunDir(self.run_dir)
-        return {host: describe(run.node_status(host)) for host in self.hosts}
+        described = {}
+        for host in self.hosts:
+            status = run.node_status(host)
+            described[host] = describe(status)
+            notice = deploy_notice(status)
+            if notice and host not in self._noticed:
+                self._notices[host] = notice
+        return described
 
     # -- showing -----------------------------------------------------------------
     def lines(self, snapshot: dict[str, tuple[str, int, int]]) -> list[str]:
@@ -75,6 +108,11 @@ class Progress:
         out = []
         stamp = time.strftime("%H:%M:%S")
         for host, (label, done, total) in snapshot.items():
+            notice = self._notices.pop(host, None)
+            if notice is not None:  # said once, though the node was past "deployed" when this looked
+                self._noticed.add(host)
+                if NOTICE not in label:
+                    out.append(f"{stamp} {host}: deployed; {NOTICE}{notice}")
             if self._seen.get(host, ("", -1, -1))[0] != label:
                 text = tasks_text(done, total)
                 tasks = f" ({text} tasks)" if text else ""
@@ -82,7 +120,7 @@ class Progress:
             self._seen[host] = (label, done, total)
         return out
 
-    def renderable(self, snapshot: dict[str, tuple[str, int, int]]) -> Any:
+    def renderable(self, snapshot: dict[str, tuple[str, int, int]]) -> Group:
         from rich.console import Group
         from rich.progress_bar import ProgressBar
         from rich.table import Table
@@ -110,9 +148,9 @@ class Progress:
                 print(line, file=self.stream, flush=True)
 
     # -- lifetime ------------------------------------------------------------------
-    def handle(self, event: dict[str, Any]) -> None:
+    def handle(self, event: Mapping[str, object]) -> None:
         """ansible-runner event handler: refresh soon after anything happens."""
-        if event.get("event", "").startswith("runner_on_"):
+        if str(event.get("event", "")).startswith("runner_on_"):
             self._wake.set()
 
     def _loop(self) -> None:
@@ -151,5 +189,6 @@ class Progress:
     def __enter__(self) -> Progress:
         return self.start()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
         self.stop()

@@ -17,17 +17,18 @@ import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import jinja2
 
-from ..engine.rundir import RunDir, read_json
+from ..engine.rundir import RunDir
 from ..home import private_files
 from ..node.protocol import NODE_SPEC, PIPELINE, STATE, TaskKind
+from ..node.wire import ExecutorState, NodeSpec, NodeStatusRecord, WireError
 from ..resources import ui_templates_dir
-from ..results.load import VIEW_PAYLOAD_LIMIT, NodeResult, RunResults, load_results, node_file
+from ..results.load import VIEW_PAYLOAD_LIMIT, NodeResult, RunResults, load_results
 from ..results.measurements import measurements
-from ..results.status import STATUS_COLOURS
+from ..results.outbox import node_file
+from .colours import TASK_COLOURS, UNKNOWN_COLOUR, status_colour
 from .report_charts import charts
 from .report_details import (
     artifact_links,
@@ -43,10 +44,8 @@ from .report_graph import OUTCOME_COLOURS, draw_graph, load_plan
 TEMPLATE = "report.html.j2"
 LANE = 20  # pixels from one bar to the next
 
-# a task's bar by how it ended; the deployment's bar; a task known only from a progress report
-COLOURS = {TaskKind.OK: "#2da44e", TaskKind.FAILURE: "#cf222e", TaskKind.CRASH: "#8250df",
-           TaskKind.TIMEOUT: "#bf8700", TaskKind.UNPICKLABLE: "#cf222e", TaskKind.CANCELLED: "#6e7781",
-           "deploy": "#0969da", "reported": "#57606a"}
+#: what the template receives for a bar, a node, a link: plain values, escaped by the template
+View = dict[str, object]
 
 
 @dataclass
@@ -58,31 +57,31 @@ class Timeline:
     width: int
 
     @classmethod
-    def of(cls, results: RunResults, statuses: dict[str, dict[str, Any]], width: int) -> Timeline:
-        starts = [s["deploy_started"] for s in statuses.values() if s.get("deploy_started")]
-        starts += [t["start"] for node in results for t in node.timings if t.get("start")]
-        ends = [s.get("deploy_finished") or 0 for s in statuses.values()]
-        ends += [t["end"] for node in results for t in node.timings if t.get("end")]
+    def of(cls, results: RunResults, statuses: dict[str, NodeStatusRecord], width: int) -> Timeline:
+        starts = [s.deploy_started for s in statuses.values() if s.deploy_started]
+        starts += [start for node in results for t in node.timings if (start := t.get("start"))]
+        ends = [s.deploy_finished or 0.0 for s in statuses.values()]
+        ends += [end for node in results for t in node.timings if (end := t.get("end"))]
         origin = min(starts) if starts else 0.0
         return cls(origin, max(max(ends, default=origin) - origin, 0.001), width)
 
-    def bar(self, start: float, end: float, y: int, colour: str, label: str, title: str) -> dict[str, Any]:
+    def bar(self, start: float, end: float, y: int, colour: str, label: str, title: str) -> View:
         scale = self.width / self.span
         return {"x": round((start - self.origin) * scale, 1), "w": round(max((end - start) * scale, 2), 1), "y": y,
                 "colour": colour, "label": label[:34], "title": title}
 
 
-def _deploy_bars(status: dict[str, Any], timeline: Timeline, y: int) -> list[dict[str, Any]]:
-    if not status.get("deploy_started"):
+def _deploy_bars(status: NodeStatusRecord, timeline: Timeline, y: int) -> list[View]:
+    if not status.deploy_started:
         return []
-    started = status["deploy_started"]
-    finished = status.get("deploy_finished") or started
-    reused = " (environment reused)" if (status.get("deploy") or {}).get("skipped") else ""
-    return [timeline.bar(started, finished, y, COLOURS["deploy"], "deployment",
+    started = status.deploy_started
+    finished = status.deploy_finished or started
+    reused = " (environment reused)" if status.deploy is not None and status.deploy.skipped else ""
+    return [timeline.bar(started, finished, y, TASK_COLOURS["deploy"], "deployment",
                          f"deployment: {finished - started:.2f} s{reused}")]
 
 
-def _task_bars(node: NodeResult, timeline: Timeline, y: int) -> tuple[list[dict[str, Any]], int]:
+def _task_bars(node: NodeResult, timeline: Timeline, y: int) -> tuple[list[View], int]:
     """One bar per task run, a lane per task name (the runs of a cycle side by side); the bars
     and the number of lanes. A bar's title has that run's own value."""
     lanes: dict[str, int] = {}
@@ -97,7 +96,7 @@ def _task_bars(node: NodeResult, timeline: Timeline, y: int) -> tuple[list[dict[
         shown = timing.get("preview") or (preview(runs[occurrence]) if occurrence < len(runs) else "")
         start, end = timing.get("start") or timeline.origin, timing.get("end") or timeline.origin
         kind = timing.get("kind") or ("reported" if node.reported else TaskKind.OK)
-        bars.append(timeline.bar(start, end, y + lane * LANE, COLOURS.get(kind, "#cf222e"),
+        bars.append(timeline.bar(start, end, y + lane * LANE, TASK_COLOURS.get(kind, UNKNOWN_COLOUR),
                                  name if not occurrence else "",
                                  f"{name} #{occurrence + 1} (stage {(timing.get('stage') or 0) + 1}): "
                                  f"{end - start:.3f} s, {kind}: {str(shown)[:200]}"))
@@ -107,35 +106,52 @@ def _task_bars(node: NodeResult, timeline: Timeline, y: int) -> tuple[list[dict[
 def _log_links(run: RunDir, node: NodeResult, output_dir: Path) -> list[dict[str, str]]:
     """Links to the logs that came back, every task's then the executor's, relative to the report
     (as its artifact links: they keep working when the run folder and its report move together)."""
-    node_dir = run.node_dir(node.node)
+    node_dir = run.node_dir(node.executor_id)
     links = []
     for timing in node.timings:
         log = node_file(node_dir, timing.get("log"))  # a path from the host: inside the node's folder or none
         if log is not None and log.is_file():
-            links.append({"href": relative_href(log, output_dir), "label": f"{timing['name']} log"})
-    executor_log = run.node_logs_dir(node.node) / "executor.log"
+            links.append({"href": relative_href(log, output_dir), "label": f"{timing.get('name')} log"})
+    executor_log = run.node_logs_dir(node.executor_id) / "executor.log"
     if executor_log.is_file():
         links.append({"href": relative_href(executor_log, output_dir), "label": "executor log"})
     return links
 
 
-def _node_view(run: RunDir, node: NodeResult, status: dict[str, Any], timeline: Timeline,
-               output_dir: Path) -> dict[str, Any]:
+def _spec(run: RunDir, executor: str) -> NodeSpec:
+    """The node's specification as the compiler wrote it (none readable: the defaults)."""
+    try:
+        return NodeSpec.read(run.shipped_dir(executor) / NODE_SPEC, lenient=True) or NodeSpec()
+    except WireError:
+        return NodeSpec()
+
+
+def _plan_stopped(run: RunDir, executor: str) -> str | None:
+    """Why the node's plan started no more tasks, as its state says (a state refused: the node's error says so)."""
+    try:
+        state = ExecutorState.read(run.node_dir(executor) / STATE)
+    except WireError:
+        return None
+    return state.stopped if state is not None else None
+
+
+def _node_view(run: RunDir, node: NodeResult, status: NodeStatusRecord, timeline: Timeline,
+               output_dir: Path) -> View:
     bars = _deploy_bars(status, timeline, 4)
     task_bars, lanes = _task_bars(node, timeline, 4 + LANE * len(bars))
     lanes += len(bars)
-    spec = read_json(run.shipped_dir(node.node) / NODE_SPEC) or {}
-    return {"name": node.node, "host": node.host, "status": node.status, "colour": STATUS_COLOURS.get(node.status, "#cf222e"),
+    spec = _spec(run, node.executor_id)
+    return {"name": node.executor_id, "host": node.node, "status": node.status, "colour": status_colour(node.status),
             "error": node.error, "notice": node.notice, "bars": bars + task_bars, "height": 4 + LANE * lanes + 24,
             "logs": _log_links(run, node, output_dir), "not_run": node.not_run,
-            "stopped": why_stopped(node, read_json(run.node_dir(node.node) / STATE) or {}),
-            "limits": {"time limit": seconds_text(spec.get("time_limit")), "task timeout": seconds_text(spec.get("task_timeout"))},
-            "deploy": deployment_view(run, node.node), "tasks": task_rows(run, node),
-            "graph": draw_graph(load_plan(run.shipped_dir(node.node) / PIPELINE), node.timings),
+            "stopped": why_stopped(node, _plan_stopped(run, node.executor_id)),
+            "limits": {"time limit": seconds_text(spec.time_limit), "task timeout": seconds_text(spec.task_timeout)},
+            "deploy": deployment_view(run, node.executor_id), "tasks": task_rows(run, node),
+            "graph": draw_graph(load_plan(run.shipped_dir(node.executor_id) / PIPELINE), node.timings),
             "artifacts": artifact_links(run, node, output_dir)}
 
 
-def render(template: str = TEMPLATE, **context: Any) -> str:
+def render(template: str = TEMPLATE, **context: object) -> str:
     """A page from one of ``templates/`` (autoescaped: every text from a host or an experiment)."""
     loader = jinja2.FileSystemLoader(str(ui_templates_dir()))
     environment = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined)
@@ -148,17 +164,18 @@ def write_report(run_dir: Path, output: Path, width: int = 900) -> Path:
     # values up to a size (charts, failure texts); bigger ones by their preview: memory bounded by the previews
     results = load_results(run_dir, payload_limit=VIEW_PAYLOAD_LIMIT)
     run = RunDir(run_dir)
-    record = run.record()
-    statuses = {node.node: run.node_status(node.node) for node in results}
+    record = run.run_record()
+    statuses = {node.executor_id: run.node_status(node.executor_id) for node in results}
     timeline = Timeline.of(results, statuses, width)
     output = Path(output)
     html = render(
         run={"name": results.name, "status": results.status, "parameters": results.parameters},
-        created=time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.get("created", 0))),
-        versions=record.get("versions", {}),
-        nodes=[_node_view(run, node, statuses[node.node], timeline, output.resolve().parent) for node in results],
-        charts=charts(measurements(results), [node.node for node in results]),
-        width=width, span=f"{timeline.span:.2f}", colours=COLOURS, outcome_colours=OUTCOME_COLOURS)
+        created=time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created or 0)),
+        versions=dict(record.versions),
+        nodes=[_node_view(run, node, statuses[node.executor_id], timeline, output.resolve().parent)
+               for node in results],
+        charts=charts(measurements(results), [node.executor_id for node in results]),
+        width=width, span=f"{timeline.span:.2f}", colours=TASK_COLOURS, outcome_colours=OUTCOME_COLOURS)
     output.parent.mkdir(parents=True, exist_ok=True)
     inside = output.resolve().is_relative_to(run_dir.resolve())
     with private_files() if inside else contextlib.nullcontext():  # the run folder's files are private

@@ -8,7 +8,9 @@ that, lines only, so a large run's file stays small.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+
+from ..results.measurements import Measurement
 
 WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 640, 220, 64, 28, 12
 #: a chart with more points than this is drawn with lines only
@@ -18,7 +20,11 @@ PALETTE = ("#0969da", "#cf222e", "#1a7f37", "#8250df", "#bf8700", "#1b7c83", "#e
            "#bf3989", "#4d2d00")
 
 
-def _series_by_chart(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, list[tuple[int, float]]]]:
+#: what the template receives: plain values, escaped by the template
+View = dict[str, object]
+
+
+def _series_by_chart(rows: list[Measurement]) -> dict[tuple[str, str], dict[str, list[tuple[int, float]]]]:
     charts: dict[tuple[str, str], dict[str, list[tuple[int, float]]]] = {}
     for row in rows:
         charts.setdefault((row["task"], row["field"]), {}).setdefault(row["node"], []).append(
@@ -26,7 +32,7 @@ def _series_by_chart(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[s
     return charts
 
 
-def _scale(low: float, high: float, size: int, flip: bool = False) -> Any:
+def _scale(low: float, high: float, size: int, flip: bool = False) -> Callable[[float], float]:
     span = high - low
 
     def to_pixels(value: float) -> float:
@@ -40,7 +46,7 @@ def _label(value: float) -> str:
     return f"{value:.4g}"
 
 
-def chart(task: str, field: str, series: dict[str, list[tuple[int, float]]], nodes: list[str]) -> dict[str, Any]:
+def chart(task: str, field: str, series: dict[str, list[tuple[int, float]]], nodes: list[str]) -> View:
     """One chart's drawing: axes' ends, and per node its points (pixels) and, if few, its dots."""
     across_nodes = all(len(points) == 1 for points in series.values()) and len(series) > 1
     if across_nodes:  # each node measured once: the nodes are the x axis
@@ -66,7 +72,7 @@ def chart(task: str, field: str, series: dict[str, list[tuple[int, float]]], nod
             "points": len(values), "series": drawn}
 
 
-def charts(rows: list[dict[str, Any]], nodes: list[str]) -> list[dict[str, Any]]:
+def charts(rows: list[Measurement], nodes: list[str]) -> list[View]:
     """A chart for every task and field with at least two numbers, at most MAX_CHARTS."""
     drawn = []
     for (task, field), series in _series_by_chart(rows).items():
