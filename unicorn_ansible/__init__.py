@@ -67,6 +67,8 @@ __all__ = [
     "RunError",
     "RemoteClient",
     "RemoteClientException",
+    "Executor",
+    "ExecutorState",
     "LocalExecutor",
     "get_local_executor",
     "RuntimeContext",

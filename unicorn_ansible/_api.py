@@ -19,6 +19,8 @@ from .campaign.table import Campaign as Campaign
 from .campaign.table import load_campaign as load_campaign
 from .compat.remote_client import RemoteClient as RemoteClient
 from .engine.lifecycle import run as run
+from .engine.local import Executor as Executor
+from .engine.local import ExecutorState as ExecutorState
 from .engine.local import LocalExecutor as LocalExecutor
 from .engine.local import get_local_executor as get_local_executor
 from .errors import ExperimentError as ExperimentError

@@ -13,14 +13,16 @@ class UnicornError(Exception):
 
 
 class RemoteClientException(UnicornError):
-    """What netunicorn's client raises when a verb fails; the client raises its subclasses."""
+    """What netunicorn's client raises when a verb fails; the client raises its subclasses (every
+    error of a verb's own: a bad name, an unusable experiment or inventory, a failed run), so a
+    notebook's ``except RemoteClientException`` catches what netunicorn's would."""
 
 
 class UsageError(RemoteClientException):
     """A command or call was given something it cannot use: a bad or unknown run name, a taken one."""
 
 
-class ExperimentError(UnicornError):
+class ExperimentError(RemoteClientException):
     """The experiment (file, pipeline, dispatch) is not usable."""
 
 
@@ -28,7 +30,7 @@ class GraphError(ExperimentError, ValueError):
     """An ExecutionGraph breaks one of its rules (a ValueError too, as in netunicorn)."""
 
 
-class InventoryError(UnicornError):
+class InventoryError(RemoteClientException):
     """The inventory is missing, unparsable, or lacks a node."""
 
 

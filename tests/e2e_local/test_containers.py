@@ -281,22 +281,39 @@ def experiment(nodes):
 '''
 
 
-def test_netunicorns_default_image_runs_in_a_container_where_it_can_and_as_shell_with_a_notice_where_not(
+def test_netunicorns_default_image_runs_in_a_container_where_it_can_and_on_the_host_only_when_asked(
         env: Env) -> None:
+    """Its requirements were written for a throwaway container: where no image can be had they run
+    on the host only with unicorn_container_fallback=shell (with a notice); else the node fails and
+    its error names both fixes, nothing of it run."""
     python = "{}.{}".format(*sys.version_info[:2])
     default_base = f"python:{python}-slim"
     assert podman("image", "exists", default_base, check=False).returncode != 0, (
         f"this test needs a machine where netunicorn's base image {default_base} cannot be had")
-    hosts = [f"boxed unicorn_container_base_image={BASE_IMAGE}", "bare unicorn_container_engine=none", "unpulled"]
-    env.write("default.py", NETUNICORN_DEFAULT)
-    done = env.cli("run", "default.py", "-i", str(env.local_inventory(hosts)), "--name", "default", check=0)
-    results = json.loads(env.cli("results", "default", "--json", check=0).stdout)
-    where = {entry["node"]: entry["tasks"]["where"][0]["value"] for entry in results["nodes"]}
+    hosts = [f"boxed unicorn_container_base_image={BASE_IMAGE}",
+             "bare unicorn_container_engine=none unicorn_container_fallback=shell",
+             "unpulled unicorn_container_fallback=shell", "refused", "engineless unicorn_container_engine=none"]
+    env.write("default.py", NETUNICORN_DEFAULT.replace("nodes.take(3)", "nodes.take(5)"))
+    done = env.cli("run", "default.py", "-i", str(env.local_inventory(hosts)), "--name", "default", check=1)
+    results = json.loads(env.cli("results", "default", "--json", check=1).stdout)
+    where = {entry["node"]: entry["tasks"]["where"][0]["value"] for entry in results["nodes"] if entry["tasks"]}
     assert where == {"boxed": "container", "bare": "host", "unpulled": "host"}
+    errors = {entry["node"]: entry["error"] for entry in results["nodes"]}
+    for name, why in (("refused", f"its base image {default_base} is not on the host and cannot be pulled with podman"),
+                      ("engineless", "the host has no container engine (unicorn_container_engine is none)")):
+        assert node(results, name)["status"] == "deploy_failed" and "\n" not in errors[name]
+        assert errors[name].startswith(f"host {name}: netunicorn's default DockerImage environment has no image to "
+                                       f"run its requirements in: {why}"), errors[name]
+        assert f"unicorn_container_base_image to an image with Python {python}" in errors[name]
+        assert errors[name].endswith("or set the inventory variable unicorn_container_fallback=shell to run this "
+                                     "node's requirements on the host itself")
+        assert not list(env.host_dir(name).glob("envs/*/bin"))  # no environment made, no requirement ran on the host
     notices = {entry["node"]: entry["notice"] for entry in results["nodes"]}
     assert notices["boxed"] is None and _deploy_report(env, "default", "boxed")["container"]["image"]
     assert notices["bare"] == ("node bare runs netunicorn's default DockerImage environment as ShellExecution: "
-                               "the host has no container engine (unicorn_container_engine is none)")
+                               "the host has no container engine (unicorn_container_engine is none); to run it in a "
+                               "container, install podman or Docker there and set the inventory variable "
+                               f"unicorn_container_base_image to an image with Python {python}")
     assert notices["unpulled"].startswith("node unpulled runs netunicorn's default DockerImage environment as "
                                           f"ShellExecution: its base image {default_base} is not on the host and "
                                           "cannot be pulled with podman (")

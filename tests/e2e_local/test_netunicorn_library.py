@@ -99,7 +99,7 @@ def test_library_tasks_run_unmodified_through_run(env: Env, servers: dict) -> No
     captures.mkdir()
     env.vars.update(servers, CONFORMANCE_DIR=str(captures))
     # the host's own tools (apt packages, its loopback): netunicorn's default DockerImage() as ShellExecution
-    inventory = env.local_inventory(["localhost"], extra="unicorn_container_engine=none")
+    inventory = env.local_inventory(["localhost"], extra="unicorn_container_engine=none\nunicorn_container_fallback=shell")
     done = env.cli("run", str(EXPERIMENT), "-i", str(inventory), "--name", "library", "--json", check=0, timeout=900)
     node = json.loads(done.stdout)["nodes"][0]
     assert "as ShellExecution: the host has no container engine (unicorn_container_engine is none)" in node["notice"]
@@ -170,7 +170,7 @@ def test_task_needing_the_internet_fails_clearly(env: Env) -> None:
         f"    return Experiment().map(Pipeline().then(UploadToFileIO({str(EXPERIMENT)!r}, name='upload')),"
         " nodes.take(1))\n"))
     assert UploadToFileIO  # the task of the file above
-    inventory = env.local_inventory(["localhost"], extra="unicorn_container_engine=none")
+    inventory = env.local_inventory(["localhost"], extra="unicorn_container_engine=none\nunicorn_container_fallback=shell")
     done = env.cli("run", str(upload), "-i", str(inventory), "--name", "upload", "--json", check=1, timeout=600)
     result = json.loads(done.stdout)["nodes"][0]["tasks"]["upload"][0]
     assert result["type"] == "Failure" and "file.io" in str(result["value"]), result

@@ -121,6 +121,18 @@ def test_tasks_and_dispatchers(home: Path) -> None:
     dispatched = cloudpickle.loads(experiment.deployment_map[0].execution_graph)
     assert any(isinstance(t, RemoveFileLinuxImplementation) for t in dispatched.graph.nodes)
 
+    # netunicorn's default DockerImage() with a requirement, and no image to be had on this machine:
+    # the requirement, written for a container, does not run here unasked
+    client.prepare_experiment(experiment, "refused")
+    [refused] = _wait(client, "refused", ExperimentStatus.READY).experiment
+    assert not refused.prepared and not (home / "mydata").exists()
+    assert "unicorn_container_base_image" in str(refused.error) and "unicorn_container_fallback=shell" in str(refused.error)
+    # asked for: this machine as an inventory that runs such requirements on the host
+    inventory = home / "here.ini"
+    inventory.write_text(f"localhost ansible_connection=local ansible_python_interpreter={sys.executable} "
+                         f"unicorn_container_fallback=shell unicorn_remote_root={home / 'hosts-root'}\n")
+    client = RemoteClient(inventory=str(inventory))
+    experiment = Experiment().append(client.get_nodes().take(1)[0], pipeline)
     client.prepare_experiment(experiment, "dispatch")
     _wait(client, "dispatch", ExperimentStatus.READY)
     client.start_execution("dispatch")

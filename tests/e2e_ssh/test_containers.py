@@ -95,14 +95,22 @@ def experiment(nodes):
 '''
 
 
-def test_netunicorns_default_image_runs_in_a_container_on_a_host_with_a_base_image_and_as_shell_elsewhere(
+def test_netunicorns_default_image_runs_in_a_container_on_a_host_with_a_base_image_and_as_shell_only_when_asked(
         lab: Lab) -> None:
-    (lab.root / "default.py").write_text(NETUNICORN_DEFAULT.format())
-    inventory = lab.inventory("default", hosts=["h1", "h2"],
-                              host_vars={"h1": {"unicorn_container_base_image": BASE_IMAGE}})
-    lab.cli("run", str(lab.root / "default.py"), "-i", str(inventory), "--name", "default", check=0)
+    (lab.root / "default.py").write_text(NETUNICORN_DEFAULT.format().replace(
+        '.append(by["h2"], pipeline)', '.append(by["h2"], pipeline).append(by["h3"], pipeline)'))
+    inventory = lab.inventory("default", hosts=["h1", "h2", "h3"],
+                              host_vars={"h1": {"unicorn_container_base_image": BASE_IMAGE},
+                                         "h2": {"unicorn_container_fallback": "shell"}})
+    lab.cli("run", str(lab.root / "default.py"), "-i", str(inventory), "--name", "default", check=1)
     results = lab.results("default")
-    boxed, bare = node(results, "h1"), node(results, "h2")
+    boxed, bare, refused = node(results, "h1"), node(results, "h2"), node(results, "h3")
+    # h3 asked for nothing: its requirements, written for a container, do not run on the host
+    assert refused["status"] == "deploy_failed" and not refused["tasks"]
+    assert refused["error"].startswith("host h3: netunicorn's default DockerImage environment has no image to run "
+                                       "its requirements in: its base image python:3.")
+    assert refused["error"].endswith("unicorn_container_fallback=shell to run this node's requirements on the host "
+                                     "itself")
     assert boxed["tasks"]["where"][0]["value"] == {"container": True, "requirement": True}
     assert boxed["notice"] is None
     # h2 has podman but no base image was chosen, and python:<X.Y>-slim cannot be pulled here

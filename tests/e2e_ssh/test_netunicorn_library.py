@@ -43,7 +43,8 @@ def test_library_tasks_between_two_hosts(lab: Lab) -> None:
     server, client = lab.hosts[0], lab.hosts[1]
     # the hosts' apt packages: netunicorn's default DockerImage() runs as ShellExecution
     inventory = lab.inventory("netunicorn", hosts=[server.name, client.name],
-                              group_vars={"unicorn_container_engine": "none"})
+                              group_vars={"unicorn_container_engine": "none",
+                                          "unicorn_container_fallback": "shell"})
     (lab.root / "netunicorn_library.py").write_text(EXPERIMENT.format(
         server=server.address, client=client.address, server_name=server.name, client_name=client.name))
     lab.cli("run", "netunicorn_library.py", "-i", str(inventory), "--name", "library", check=0, timeout=600)

@@ -40,9 +40,10 @@ from typing import TYPE_CHECKING, TypeVar, overload
 
 import cloudpickle
 
+from ..errors import ExperimentError
 from ..model import foreign
 from ..model.environment import DockerImage, EnvironmentDefinition, RuntimeContext, ShellExecution
-from ..model.experiment import Experiment
+from ..model.experiment import Deployment, Experiment
 from ..model.graph import ExecutionGraph
 from ..model.nodes import CountableNodePool, Node, UncountableNodePool
 
@@ -93,10 +94,11 @@ def as_environment(environment: object) -> object:
     """Our environment definition for one of netunicorn's: a DockerImage with netunicorn's runtime
     context (ports mapping, environment variables, network, additional arguments), run by the
     host's podman or Docker (node/container.py); any other ShellExecution with the same commands
-    and environment variables. netunicorn's default DockerImage() (no image named, which its
-    Pipeline sets) gets ``shell_fallback``: where the host cannot run it in a container, it runs
-    as ShellExecution with a notice (the user did not ask for a container). Anything else is
-    returned as it is."""
+    and runtime context (of which the compiler refuses what only a container can have).
+    netunicorn's default DockerImage() (no image named, which its Pipeline sets) gets
+    ``shell_fallback``: where the host can have no image, it may run as ShellExecution with a
+    notice (compiler/compile.py's container_spec says when: the user did not ask for a
+    container). Anything else is returned as it is."""
     if not is_netunicorns(environment):
         return environment
     from netunicorn.base import environment_definitions as theirs
@@ -106,12 +108,13 @@ def as_environment(environment: object) -> object:
     context = environment.runtime_context
     variables = {str(k): str(v) for k, v in context.environment_variables.items()}
     commands = list(environment.commands)
+    # every field, for either kind: what a ShellExecution cannot use is refused when compiled, not dropped
+    runtime = RuntimeContext(ports_mapping=dict(context.ports_mapping), environment_variables=variables,
+                             network=context.network, additional_arguments=list(context.additional_arguments))
     if isinstance(environment, theirs.DockerImage):
-        runtime = RuntimeContext(ports_mapping=dict(context.ports_mapping), environment_variables=variables,
-                                 network=context.network, additional_arguments=list(context.additional_arguments))
         return DockerImage(commands=commands, image=environment.image or None, runtime_context=runtime,
                            shell_fallback=not environment.image)
-    return ShellExecution(commands=commands, runtime_context=RuntimeContext(environment_variables=variables))
+    return ShellExecution(commands=commands, runtime_context=runtime)
 
 
 def as_flow(obj: object) -> object:
@@ -149,7 +152,8 @@ def as_experiment(obj: object) -> object: ...
 
 def as_experiment(obj: object) -> object:
     """Our Experiment for a netunicorn Experiment: each of its deployments' (already dispatched)
-    graphs on the same node; anything else is returned as it is."""
+    graphs on the same node, with what the user set on the deployment (its environment, time
+    limit, cleanup: :func:`_carry_over`); anything else is returned as it is."""
     if not is_netunicorns(obj):
         return obj
     from netunicorn.base.experiment import Experiment as Theirs
@@ -161,8 +165,41 @@ def as_experiment(obj: object) -> object:
         node = as_node(deployment.node)
         if not isinstance(node, Node):
             raise TypeError(f"netunicorn's Experiment has a deployment on {node!r}, which is not a Node")
-        experiment.append(node, _graph_of(deployment))
+        experiment.append(node, _graph_of(deployment), keep_alive_timeout_minutes=_time_limit(deployment, node))
+        _carry_over(deployment, experiment.deployment_map[-1])
     return experiment
+
+
+#: netunicorn's Deployment(keep_alive_timeout_minutes=...) default: every deployment has it
+NETUNICORN_KEEP_ALIVE_MINUTES = 10
+
+
+def _time_limit(deployment: NetunicornDeployment, node: Node) -> float | None:
+    """A netunicorn deployment's ``keep_alive_timeout_minutes`` as our node's time limit: its
+    default (10, which every deployment has: netunicorn's heartbeat timeout, which our polled
+    executors never miss) leaves the run's limit; any other value is the time the user gave the
+    node ("set timeout to whatever time your experiment needs", netunicorn's example)."""
+    minutes = deployment.keep_alive_timeout_minutes
+    if minutes == NETUNICORN_KEEP_ALIVE_MINUTES:
+        return None
+    if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not minutes > 0:
+        raise ExperimentError(f"node {node.name}: Deployment.keep_alive_timeout_minutes is {minutes!r}; "
+                              "it must be a positive number of minutes")
+    return float(minutes)
+
+
+def _carry_over(theirs: NetunicornDeployment, ours: Deployment) -> None:
+    """What a netunicorn user may set on a deployment after ``append``/``map``, onto ours: its
+    environment definition (netunicorn's Deployment has its own copy, with the tasks'
+    requirements: ``DockerImage(image=...)``, its runtime context's variables, ports, network,
+    arguments) and ``cleanup``. Whatever cannot run here is refused when the run is compiled."""
+    environment = as_environment(theirs.environment_definition)
+    if not isinstance(environment, EnvironmentDefinition):
+        raise ExperimentError(f"node {ours.node.name}: the deployment's environment_definition is a "
+                              f"{type(environment).__name__}; use DockerImage or ShellExecution")
+    environment.commands = [*environment.commands, *ours.host_requirements]
+    ours.environment_definition = environment
+    ours.cleanup = bool(theirs.cleanup)
 
 
 def _graph_of(deployment: NetunicornDeployment) -> ExecutionGraph:

@@ -215,9 +215,45 @@ def _make_private(tree: Path) -> None:
             os.chmod(os.path.join(folder, name), 0o600)
 
 
-def container_spec(environment: EnvironmentDefinition, host: str) -> ContainerSpec | None:
-    """What the node's deployment needs to run a DockerImage environment (node/container.py); None otherwise."""
+#: the inventory variable that lets netunicorn's default DockerImage() run its requirements on the
+#: host where no image can be had, and its values
+CONTAINER_FALLBACK = "unicorn_container_fallback"
+FALLBACK_SHELL, FALLBACK_NONE = "shell", "none"
+
+
+def container_fallback(host: str, variables: Mapping[str, object]) -> str:
+    """The host's ``unicorn_container_fallback``: ``shell`` or ``none`` (its default)."""
+    value = variables.get(CONTAINER_FALLBACK)
+    if value in (None, "", FALLBACK_NONE):
+        return FALLBACK_NONE
+    if value != FALLBACK_SHELL:
+        raise InventoryError(f"host {host}: {CONTAINER_FALLBACK} is {value!r}; set it to {FALLBACK_SHELL} (netunicorn's "
+                             f"default DockerImage runs its requirements on the host where no image can be had) "
+                             f"or {FALLBACK_NONE} (that node fails instead)")
+    return FALLBACK_SHELL
+
+
+def _check_shell_context(environment: EnvironmentDefinition, host: str) -> None:
+    """A ShellExecution runs on the host itself: a runtime context for containers is refused, not dropped."""
+    context = environment.runtime_context
+    for field_name, value in (("ports_mapping", context.ports_mapping), ("network", context.network),
+                              ("additional_arguments", context.additional_arguments)):
+        if value:
+            raise ExperimentError(f"node {host}: RuntimeContext.{field_name} is {value!r}, but its environment is "
+                                  f"{type(environment).__name__}, which runs on the host itself; use DockerImage for "
+                                  f"a container with {field_name}, or leave it empty")
+
+
+def container_spec(environment: EnvironmentDefinition, host: str, fallback: str = FALLBACK_NONE,
+                   own_requirements: bool = True, cleanup: bool = True) -> ContainerSpec | None:
+    """What the node's deployment needs to run a DockerImage environment (node/container.py); None otherwise.
+
+    netunicorn's default ``DockerImage()`` (``shell_fallback``, no image named) may run as
+    ShellExecution where the host can have no image only if that installs nothing on the host (no
+    requirements of its own) or the host's ``fallback`` is ``shell``; else that node fails, and its
+    error names both fixes. ``cleanup``: the Deployment's (False: the container is kept, stopped)."""
     if not isinstance(environment, DockerImage):
+        _check_shell_context(environment, host)
         return None
     context = environment.runtime_context
     arguments = context.additional_arguments
@@ -229,9 +265,11 @@ def container_spec(environment: EnvironmentDefinition, host: str) -> ContainerSp
     except (TypeError, ValueError, AttributeError) as exc:
         raise ExperimentError(f"node {host}: RuntimeContext.ports_mapping must map container ports to host ports "
                               f"(numbers), got {context.ports_mapping!r}") from exc
+    default = bool(environment.shell_fallback) and not environment.image
     return ContainerSpec(image=environment.image, base_image=environment.base_image, ports=ports,
-                         network=context.network, arguments=tuple(arguments),
-                         shell_fallback=bool(environment.shell_fallback) and not environment.image)
+                         network=context.network, arguments=tuple(arguments), cleanup=bool(cleanup),
+                         default_image=default,
+                         shell_fallback=default and (fallback == FALLBACK_SHELL or not own_requirements))
 
 
 def _executor(deployment: Deployment) -> str:
@@ -307,7 +345,7 @@ class _Compilation:
         node_spec = self._node_spec(host, executor, env_vars, limits.time_limit, deployment.imports,
                                     deployment.artifacts)
         deploy_spec = self._deploy_spec(host, commands, deploy_vars, limits.time_limit, redeploy,
-                                        container_spec(environment, host))
+                                        self._container(deployment, commands))
         files = {
             "pipeline.pkl": deployment.pipeline,
             "node.json": _json_bytes(node_spec.to_json()),
@@ -318,12 +356,20 @@ class _Compilation:
             write_atomic(folder / file_name, data, 0o600)
         write_atomic(folder / NODE_BUNDLE_NAME, node_bundle(self.bundle, files), 0o600)
 
+    def _container(self, deployment: Deployment, commands: list[str]) -> ContainerSpec | None:
+        host = deployment.node.name
+        own = [c for c in commands if c not in getattr(deployment, "host_requirements", [])]
+        return container_spec(deployment.environment_definition, host,
+                              container_fallback(host, self.inventory.node(host).properties),
+                              own_requirements=bool(own), cleanup=getattr(deployment, "cleanup", True))
+
     def _node_spec(self, host: str, executor: str, env_vars: dict[str, str], time_limit: float,
                    imports: Mapping[str, object], declared: Sequence[object]) -> NodeSpec:
         source = f"node {host}'s specification"
         # where tasks find the run's flags: the controller's socket on a local host, the reverse
-        # tunnel's port on the host's loopback over SSH (and netunicorn's variables)
-        flags = task_settings(self.flags, _flag_reach(self.inventory, host), f"{self.run_id}-{executor}")
+        # tunnel's port on the host's loopback over SSH (and netunicorn's variables: NETUNICORN_EXECUTOR_ID
+        # is the deployment's executor_id, which cancel_executors takes)
+        flags = task_settings(self.flags, _flag_reach(self.inventory, host), executor)
         return NodeSpec(
             node=host,
             deployment=executor,  # echoed in the executor's answers: which of the node's pipelines

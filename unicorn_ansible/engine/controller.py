@@ -22,6 +22,8 @@ from typing import TypedDict
 CONTROLLER_ENV = "UNICORN_ANSIBLE_CONTROLLER"
 #: seconds between two looks at the controller
 WATCH_INTERVAL = 0.5
+#: seconds a delete lets a finished or cancelled run's controller take its results and end
+CONTROLLER_GRACE = 60.0
 
 
 def start_time(pid: int) -> int | None:

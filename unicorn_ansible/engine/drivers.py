@@ -61,8 +61,8 @@ class Secrets:
     """Passwords typed by the user. They go to Ansible's prompts through ansible-runner's
     pexpect answers only: never into a file, an environment variable or a log."""
 
-    become_password: str | None = None
-    connection_password: str | None = None
+    become_password: str | None = field(default=None, repr=False)
+    connection_password: str | None = field(default=None, repr=False)
 
     def runner_arguments(self) -> dict[str, Any]:
         flags, answers = [], {}

@@ -10,7 +10,7 @@ import runpy
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -247,14 +247,19 @@ def mark_running(run: RunDir, expected: RunStatus | None = None) -> None:
 
 
 def execute(run: RunDir, inventory: Inventory, event_handler: EventHandler | None = None,
-            secrets: Secrets | None = None, playbook: str = EXECUTE) -> int:
+            secrets: Secrets | None = None, playbook: str = EXECUTE,
+            only: Mapping[str, Sequence[str]] | None = None) -> int:
     """Run the execution play (or ``site.yml``: deployment and execution in one go) with the run's
     flag store served (one per run, whoever drives its hosts); the run is then ``finished``, or stays
-    ``cancelled``."""
+    ``cancelled``. ``only``: host -> the executors to start there (the client's prepared ones);
+    other hosts are left alone."""
     groups = _groups(run, inventory)
+    executors_of = {} if only is None else {"unicorn_executors": {host: list(e) for host, e in only.items()}}
     try:
         with serve_flags(run.path), noting_stop_signals() as noted:
-            rc = play_groups(groups, playbook, PlayOptions(event_handler, secrets, _cancel_requested(run, noted)))
+            rc = play_groups(groups, playbook, PlayOptions(event_handler, secrets, _cancel_requested(run, noted),
+                                                           extra_vars=executors_of,
+                                                           limit=None if only is None else sorted(only)))
         if noted.arrived:
             _stop_after_signal(run, inventory, noted, event_handler)
         _wait_for_cancel(run)

@@ -51,6 +51,8 @@ FLAGS = "flags.json"
 FLAGS_ENDPOINT = "flags-endpoint.json"
 INVENTORY_SNAPSHOT = "inventory-snapshot.json"
 NODE_STATUS = "status.json"
+#: what a run's own controller (engine/detached.py) printed: its errors, if it had any
+CONTROLLER_LOG = "controller.log"
 #: a JSON object as stored: run.json's fields as the engine reads and changes them (typed: RunRecord)
 Stored = dict[str, Any]
 
@@ -130,6 +132,10 @@ class RunDir:
     @property
     def experiment_file(self) -> Path:
         return self.path / EXPERIMENT
+
+    @property
+    def controller_log(self) -> Path:
+        return self.path / CONTROLLER_LOG
 
     @property
     def flags_file(self) -> Path:

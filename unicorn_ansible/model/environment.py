@@ -51,9 +51,10 @@ class DockerImage(EnvironmentDefinition):
     - ``base_image``: the base of that built image (default: the inventory's
       ``unicorn_container_base_image``, else ``python:<X.Y>-slim`` for the controller's Python)
 
-    - ``shell_fallback``: on a host without podman or Docker, run as ShellExecution with a
-      notice instead of failing (what netunicorn's default ``DockerImage()`` gets: the user
-      did not ask for a container)
+    - ``shell_fallback``: netunicorn's default ``DockerImage()`` (the user did not ask for a
+      container): where the host can have no image, it runs as ShellExecution with a notice if
+      it has no requirements of its own or the host's ``unicorn_container_fallback`` is ``shell``;
+      else that node fails, naming both fixes
 
     The image needs a ``python3`` of the controller's version: the executor runs inside.
     """

@@ -74,7 +74,8 @@ class Deployment:
     - ``environment_definition.commands``: every task's requirements, stage by stage, task by task
     - ``prepared`` / ``error``: filled in by the engine after deployment
     - ``keep_alive_timeout_minutes``: this node's time limit (netunicorn's name); None: the run's
-    - ``cleanup``: netunicorn's flag (remove containers afterwards); kept, nothing to clean up here
+    - ``cleanup``: netunicorn's flag: a DockerImage's container is removed when its pipeline ends
+      (False: kept, stopped, for inspection)
     - ``notices``: what the user should know about how this deployment ran (from its host)
     - ``executor_id``: the deployment's name in the run (the node's name, or ``NODE#N`` for the
       node's N-th pipeline); set when it is appended to an Experiment
@@ -116,8 +117,10 @@ class Deployment:
             shipment = ship(dispatched, tasks)
         except UnpicklableError as exc:
             raise ExperimentError(f"node {node.name}: pipeline {pipeline.name}: {exc}") from exc
-        # after the tasks' own requirements, which may install them already
-        self.environment_definition.commands.extend(foreign.host_requirements(dispatched))
+        #: what the pipeline's foreign code needs on the host (model/foreign.py), after the tasks' own
+        #: requirements, which may install it already
+        self.host_requirements: list[str] = foreign.host_requirements(dispatched)
+        self.environment_definition.commands.extend(self.host_requirements)
         self.pipeline: bytes = shipment.pipeline
         #: installed packages the pipeline imports on the host: module -> {"tasks": [...], "install": ...}
         self.imports = shipment.imports

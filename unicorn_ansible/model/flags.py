@@ -75,6 +75,16 @@ class FlagValues:
     def dict(self) -> dict[str, str | int | None]:  # pydantic's name, as netunicorn's FlagValues has it
         return asdict(self)
 
+    def __eq__(self, other: object) -> bool:
+        """Equal to any FlagValues of the same values, netunicorn's (a pydantic model) included:
+        notebooks compare what the client returns with ``FlagValues(...)`` of either import."""
+        if type(other).__name__ != "FlagValues":
+            return NotImplemented
+        return (getattr(other, "text_value", None), getattr(other, "int_value", None)) == \
+            (self.text_value, self.int_value)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as a dataclass with eq is
+
 
 def _valid_int(value: object) -> int:
     """pydantic's lax int: ints and bools, integral floats, strings of an integer."""

@@ -18,10 +18,13 @@ ShellExecution; a cancel also removes the container.
     ports       {container port: host port}   (the Docker connector's direction)
     network     the container's network (None: host, or the engine's default with ports)
     arguments   more arguments for ``run``, as a list
-    shell_fallback  True for netunicorn's default ``DockerImage()``, which the user did not ask
+    cleanup     the Deployment's: False keeps the container (stopped) after the pipeline
+    default_image  True for netunicorn's default ``DockerImage()``, which the user did not ask
                 for: on a host without an engine, or where nobody chose a base image and
-                netunicorn's ``python:<X.Y>-slim`` cannot be pulled, the node runs as
-                ShellExecution, with a notice
+                netunicorn's ``python:<X.Y>-slim`` cannot be pulled, no image can be had, and
+                the node fails with an error naming the fixes, unless
+    shell_fallback  it may run as ShellExecution there (with a notice): it installs nothing
+                (no requirements of its own) or the host's unicorn_container_fallback is shell
 
 The container is named after the run's folder on the host and the node.
 """
@@ -119,12 +122,16 @@ def _pull_failure(engine: str, image: str, timeout: float | None = None) -> str 
     return None if pulled.returncode == 0 else _last_line(pulled.stdout)
 
 
-def ensure_image(engine: str, image: str, node: str) -> str | None:
-    """Pull ``image`` unless the host has it; the error, if it cannot be had."""
+def ensure_image(engine: str, image: str, node: str, fix: str = "") -> str | None:
+    """Pull ``image`` unless the host has it; the error, if it cannot be had, ending with its fix
+    (``fix``, else: bring the image onto the host)."""
     failure = _pull_failure(engine, image)
     if failure is None:
         return None
-    return f"host {node}: image {image} is not on the host and cannot be pulled with {os.path.basename(engine)}: {failure}"
+    name = os.path.basename(engine)
+    fix = fix or (f"load it onto the host ({name} load -i FILE, or {name} pull from a registry the host reaches) "
+                  "or name an image the host has")
+    return f"host {node}: image {image} is not on the host and cannot be pulled with {name}: {failure}; {fix}"
 
 
 def image_python(engine: str, image: str, wanted: str | None, node: str) -> str | None:
@@ -133,7 +140,7 @@ def image_python(engine: str, image: str, wanted: str | None, node: str) -> str 
                     "import sys; print('%d.%d' % sys.version_info[:2])")
     if probe.returncode != 0:
         return (f"host {node}: image {image} cannot run python3, which the executor needs: "
-                f"{_last_line(probe.stdout)}")
+                f"{_last_line(probe.stdout)}; use an image with python3 {wanted or ''} on its PATH".replace("  ", " "))
     found = _last_line(probe.stdout)
     if wanted and found != wanted:
         return (f"host {node}: image {image} has Python {found} but the controller has Python {wanted}; "
@@ -179,9 +186,12 @@ class Build:
         if not self.spec.redeploy and has_image(self.engine, self.tag):
             self.reused = True
             return None
-        error = ensure_image(self.engine, self.base, self.node)
+        error = ensure_image(self.engine, self.base, self.node, fix=(
+            "it is the base of the environment built from the requirements: set DockerImage(base_image=...) or the "
+            "inventory variable unicorn_container_base_image to an image with Python "
+            f"{self.spec.python or '3'} that the host has"))
         if error:
-            return f"{error} (the base image of the environment built from the requirements)"
+            return error
         shutil.rmtree(self.logs, ignore_errors=True)
         os.makedirs(self.logs, exist_ok=True)
         # names of this build's own (hosts may share an engine's storage, as the testbed's do)
@@ -259,19 +269,37 @@ def default_base_missing(engine: str, spec: DeploySpec) -> str | None:
             f"unicorn_container_base_image to an image with Python {python}")
 
 
+def no_default_image(node: str, why: str) -> Built:
+    """netunicorn's default ``DockerImage()`` with requirements where no image can be had: the node
+    fails (its requirements were written for a throwaway container, not for this host) and the
+    error names both fixes."""
+    return Built(error=f"host {node}: netunicorn's default DockerImage environment has no image to run its "
+                       f"requirements in: {why}; or set the inventory variable unicorn_container_fallback=shell "
+                       "to run this node's requirements on the host itself")
+
+
+def _without_image(node: str, container: ContainerSpec, why: str) -> Built:
+    """netunicorn's default where no image can be had: as ShellExecution if allowed, else the node's error."""
+    return as_shell(node, why) if container.shell_fallback else no_default_image(node, why)
+
+
 def deploy_container(spec: DeploySpec, workdir: str, logs: str) -> Built:
     """Prepare the node's container image: its container (engine, name, image) and the build's steps."""
     node, container = spec.node, spec.container or ContainerSpec()
     engine, missing = find_engine(container.engine)
-    if engine is None and container.shell_fallback:
-        return as_shell(node, f"the host has no container engine ({missing})")
+    default = container.default_image or container.shell_fallback
+    if engine is None and default:
+        return _without_image(node, container, (
+            f"the host has no container engine ({missing}); to run it in a container, install podman or Docker "
+            f"there and set the inventory variable unicorn_container_base_image to an image with Python "
+            f"{spec.python or '3'}"))
     if engine is None:
         return Built(error=f"host {node} has no container engine for its DockerImage environment: {missing}; "
                            "install podman or Docker there, or set the inventory variable unicorn_container_engine")
-    if container.shell_fallback and not container.base_image:
+    if default and not container.base_image:
         unusable = default_base_missing(engine, spec)
         if unusable:
-            return as_shell(node, unusable)
+            return _without_image(node, container, unusable)
     entries: list[CommandRun] = []
     image, reused = container.image, False
     if image:
@@ -288,7 +316,8 @@ def deploy_container(spec: DeploySpec, workdir: str, logs: str) -> Built:
 def run_command(container: ContainerSpec, workdir: str, command: list[str]) -> list[str]:
     """The engine's command line that runs the executor (``command + run``) in the node's container."""
     spec = NodeSpec.read(os.path.join(workdir, NODE_SPEC)) or NodeSpec()
-    argv = [container.engine or "podman", "run", "--rm", "--name", container.name or "unicorn", "--pid", "host",
+    kept = not container.cleanup  # Deployment(cleanup=False): kept, stopped, for inspection
+    argv = [container.engine or "podman", "run", *([] if kept else ["--rm"]), "--name", container.name or "unicorn", "--pid", "host",
             "--volume", f"{workdir}:{workdir}", "--workdir", workdir]
     endpoint = (spec.flags.endpoint if spec.flags else None) or ""
     if endpoint.startswith("unix:"):  # the run's flag store on this machine: its socket, mounted
@@ -325,6 +354,7 @@ def await_start(workdir: str, process: subprocess.Popen[bytes], node: str, timeo
 
 
 def remove(container: ContainerSpec) -> None:
-    """Stop and remove the node's container (gone already when its executor ended)."""
+    """Stop and remove the node's container (gone already when its executor ended); one its
+    Deployment keeps (``cleanup=False``) is stopped only."""
     if container.engine and container.name:
-        _engine(container.engine, "rm", "--force", container.name)
+        _engine(container.engine, *(("rm", "--force") if container.cleanup else ("stop",)), container.name)

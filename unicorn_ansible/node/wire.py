@@ -708,7 +708,10 @@ class ContainerSpec(Part):
     ports: Mapping[str, int] = field(default_factory=dict)  #: container port -> host port
     network: str | None = None
     arguments: tuple[str, ...] = ()
-    shell_fallback: bool = False  #: netunicorn's default DockerImage(): ShellExecution where it cannot run
+    #: netunicorn's default DockerImage(): where no image can be had, the node's error naming the fixes...
+    default_image: bool = False
+    shell_fallback: bool = False  #: ...or ShellExecution, where it installs nothing or the host asked for it
+    cleanup: bool = True  #: the Deployment's: False keeps the container, stopped, after the pipeline
     engine: str | None = None  #: on the host: the engine's path
     name: str | None = None  #: on the host: the executor's container
 
@@ -717,7 +720,8 @@ class ContainerSpec(Part):
         f = cls.fields_of(raw, source, lenient)
         return cls(image=f.opt_text("image"), base_image=f.opt_text("base_image"),
                    ports=f.int_map("ports", WORD_CHARS, high=65535, count=65536), network=f.opt_text("network"),
-                   arguments=f.texts("arguments", COMMAND_CHARS, 10_000), shell_fallback=f.flag("shell_fallback"),
+                   arguments=f.texts("arguments", COMMAND_CHARS, 10_000), default_image=f.flag("default_image"),
+                   shell_fallback=f.flag("shell_fallback"), cleanup=f.flag("cleanup", default=True),
                    engine=f.opt_text("engine"), name=f.opt_text("name"), extra=f.extra(cls.known()))
 
 

@@ -22,6 +22,7 @@ from ..campaign.plan import ORDERS
 from ..campaign.records import MAX_REPEAT
 from ..compiler.compile import check_run_name, compile_experiment, inventory_args, load_templates
 from ..compiler.settings import DEFAULT_RUN_TIMEOUT_SECONDS, CompileOptions
+from ..engine.controller import CONTROLLER_GRACE
 from ..engine.lifecycle import controller_died, find_run, load_experiment_file, new_run_name, run_experiment, run_path
 from ..engine.rundir import RunDir, executors, read_json
 from ..errors import ExperimentError, InventoryError, UnicornError, UsageError
@@ -495,10 +496,6 @@ def list_runs(as_json: bool) -> None:
         return
     print_table(("name", "status", "nodes", "created"),
                 [(row["name"], row["status"], row["nodes"], row["created"]) for row in rows])
-
-
-#: seconds ``delete --force`` lets a cancelled run's controller take its results and end
-CONTROLLER_GRACE = 60.0
 
 
 @cli.command()

@@ -15,15 +15,16 @@
         print(result.node, result.result, result.error)
 
 Every run lives in its run directory, so any process (the CLI, another notebook)
-sees the same status; the background work runs in this process's threads.
+sees the same status; the background work is a controller process of the run's own
+(engine/detached.py), which outlives this one.
 """
 
 from __future__ import annotations
 
+import functools
 import shutil
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,10 +35,12 @@ from returns.result import Failure, Result, Success
 from ..compat.netunicorn import as_experiment, for_netunicorn
 from ..compiler.settings import CompileOptions
 from ..engine import lifecycle, rundir
+from ..engine.controller import CONTROLLER_GRACE, is_alive
+from ..engine.detached import DEPLOY, EXECUTE, start_controller
 from ..engine.flag_server import flag_request
-from ..engine.lifecycle import EngineOptions
+from ..engine.lifecycle import EngineOptions, Secrets, run_inventory
 from ..engine.rundir import RunDir, RunStatus
-from ..errors import RunError
+from ..errors import RunError, UsageError
 from ..home import runs_dir
 from ..inventory import Inventory, load_inventory
 from ..model.experiment import Experiment
@@ -74,22 +77,40 @@ _STATUS = {
 }
 
 
+#: the error of a deployment that was never started because its preparation failed (netunicorn's words)
+NOT_PREPARED = "Executor is not prepared"
+
+
 class DeploymentExecutionResult:
     """One deployment's execution result, as netunicorn's client gives it: ``node`` (the Node it ran
-    on) and ``executor_id`` (the node's name, or ``NODE#N`` for its N-th pipeline).
+    on), ``executor_id`` (the node's name, or ``NODE#N`` for its N-th pipeline) and ``pipeline``.
+    A deployment whose preparation failed was not started: its ``error`` is netunicorn's
+    "Executor is not prepared", followed by the preparation's error.
 
     ``result`` is ``(Success(tasks) or Failure(tasks), logs)`` where ``tasks`` maps
     task names to lists of Results; ``error`` says why a node failed; ``status`` is
     one of ok / failed / deploy_failed / execution_failed / unreachable / not_run.
     """
 
-    def __init__(self, outcome: NodeResult, node: Node, logs: list[str]) -> None:
+    def __init__(self, outcome: NodeResult, node: Node, logs: list[str] | Callable[[], list[str]],
+                 pipeline: bytes = b"") -> None:
         self.node = node
         self.executor_id = outcome.executor_id
         self.outcome = outcome
-        self.error: str | None = outcome.error
+        self.error: str | None = outcome.error if outcome.prepared else \
+            f"{NOT_PREPARED}: {outcome.error or 'its deployment did not finish'}"
         self.status = outcome.status
-        self._logs = logs
+        # read when first asked for: get_experiments() builds one for every deployment of every run
+        self._logs: list[str] | Callable[[], list[str]] = logs
+        self._pipeline = pipeline
+
+    @property
+    def pipeline(self) -> object:
+        """The pipeline this deployment ran, its TaskDispatchers dispatched for its node (as
+        netunicorn's ``DeploymentExecutionResult.pipeline``); a ValueError if the run has none."""
+        if not self._pipeline:
+            raise ValueError("Execution graph information is not available.")
+        return cloudpickle.loads(self._pipeline)  # written by this controller, not by a host
 
     @property
     def result(self) -> tuple[Result[dict[str, list[Any]], dict[str, list[Any]]], list[str]] | None:
@@ -99,10 +120,13 @@ class DeploymentExecutionResult:
         tasks = self.outcome.tasks
         wrapped: Result[dict[str, list[Any]], dict[str, list[Any]]] = Success(tasks) if self.outcome.success \
             else Failure(tasks)
-        return wrapped, self._logs
+        return wrapped, self.logs
 
     @property
     def logs(self) -> list[str]:
+        """The deployment's task logs, line by line (read from the run folder once)."""
+        if callable(self._logs):
+            self._logs = self._logs()
         return self._logs
 
     @property
@@ -138,19 +162,27 @@ class Client:
     :param forks: hosts worked on in parallel (default: all, up to 50)
     :param trust_results: load every result fully, also those the restricted loader refuses
         (a :class:`Refused` otherwise); only for hosts you trust
+    :param become_password: sudo's password on the hosts (``getpass()``), for tasks and
+        requirements that use become; never written anywhere
+    :param connection_password: the SSH password of hosts without keys; likewise
     :param options: the run's other options, as ``run()`` takes them (engine/lifecycle.py's
         EngineOptions: task_timeout, run_timeout_seconds, requirement_timeout, poll_seconds,
         log_cap, artifact_cap, redeploy, strategy)
+
+    Each run is played by a controller process of its own (engine/detached.py): it goes on when
+    this process ends (a notebook kernel restart, a script that exits), and any Client or the
+    command line sees the same run.
     """
 
     def __init__(self, inventory: str | Path | Sequence[str | Path] | None = None, forks: int | None = None,
-                 trust_results: bool = False, **options: Unpack[EngineOptions]) -> None:
+                 trust_results: bool = False, *, become_password: str | None = None,
+                 connection_password: str | None = None, **options: Unpack[EngineOptions]) -> None:
         self.trust_results = trust_results
         sources = [inventory] if isinstance(inventory, (str, Path)) else list(inventory or [])
         self.inventory: Inventory = load_inventory([str(s) for s in sources])
         self.options = CompileOptions(forks=forks, **options)
-        self._threads: dict[str, threading.Thread] = {}
-        self._lock = threading.Lock()
+        # handed to each run's controller on a pipe (engine/detached.py), kept in memory only
+        self._secrets = Secrets(become_password, connection_password)
 
     # -- nodes and health ----------------------------------------------------------
     def get_nodes(self) -> CountableNodePool:
@@ -177,18 +209,17 @@ class Client:
         if deployment_context is not None:
             experiment.deployment_context = {**(experiment.deployment_context or {}), **deployment_context}
         run = lifecycle.prepare(experiment, self.inventory, experiment_name, self.options)
-        lifecycle.mark_preparing(run)
-        self._background(experiment_name, run, lambda: lifecycle.deploy(run, self.inventory))
+        start_controller(run, DEPLOY, self._secrets)
         return experiment_name
 
     def start_execution(self, experiment_name: str,
                         execution_context: dict[str, dict[str, str]] | None = None) -> str:
-        """Run the execution play of a prepared experiment in the background.
+        """Run the execution play of a prepared experiment in the background, on the deployments
+        that were prepared: one whose preparation failed is not started and keeps its error
+        ("Executor is not prepared: ...", as netunicorn).
 
         ``execution_context`` (netunicorn's, for its connectors) is accepted and not used."""
-        run = self._find(experiment_name)
-        lifecycle.mark_running(run, expected=RunStatus.READY)
-        self._background(experiment_name, run, lambda: lifecycle.execute(run, self.inventory))
+        start_controller(self._find(experiment_name), EXECUTE, self._secrets)
         return experiment_name
 
     def run(self, experiment: Experiment, experiment_name: str, poll: float = 0.5) -> RunResults:
@@ -201,12 +232,19 @@ class Client:
 
     def wait(self, experiment_name: str, status: ExperimentStatus, poll: float = 0.5,
              timeout: float | None = None) -> ExperimentStatus:
-        """Block until the experiment reaches ``status`` (or a later one)."""
+        """Block until the experiment reaches ``status`` (or a later one); a RunError if its
+        controller died on the way (``unicorn-ansible collect`` fetches what the hosts finished)."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        run = self._find(experiment_name)
         while True:
-            current = self._status(self._run_dir(experiment_name))
+            record = run.record()
+            current = _STATUS.get(record.get("status", ""), ExperimentStatus.UNKNOWN)
             if current.value >= status.value:
                 return current
+            if lifecycle.controller_died(record):
+                raise RunError(f"experiment {experiment_name}'s controller (pid {_pid(record)}) died while it was "
+                               f"{current.name}; fetch what the hosts finished with: unicorn-ansible collect "
+                               f"{experiment_name}")
             if deadline is not None and time.monotonic() > deadline:
                 raise RunError(f"experiment {experiment_name} is still {current.name} after {timeout} s")
             time.sleep(poll)
@@ -227,9 +265,11 @@ class Client:
         execution: list[DeploymentExecutionResult] | None = None
         if status in (ExperimentStatus.RUNNING, ExperimentStatus.FINISHED):
             nodes = {d.node.name: d.node for d in experiment} if experiment is not None else {}
+            pipelines = {d.executor_id: d.pipeline for d in experiment} if experiment is not None else {}
             execution = [
                 DeploymentExecutionResult(outcome, nodes.get(outcome.node, Node(outcome.node, {})),
-                                          self._logs(run_dir, outcome.executor_id))
+                                          functools.partial(self._logs, run_dir, outcome.executor_id),
+                                          pipelines.get(outcome.executor_id, b""))
                 for outcome in results
             ]
         return ExperimentExecutionInformation(status, experiment, execution)
@@ -243,12 +283,20 @@ class Client:
                 for path in sorted(folder.iterdir()) if RunDir(path).exists()}
 
     def delete_experiment(self, experiment_name: str) -> None:
-        """Remove a run's folder from the controller (hosts keep their work folders)."""
-        run_dir = self._run_dir(experiment_name)
-        thread = self._threads.get(experiment_name)
-        if thread is not None and thread.is_alive():
-            raise RunError(f"experiment {experiment_name} is still {self._status(run_dir).name}; cancel it first")
-        shutil.rmtree(run_dir)
+        """Remove a run's folder from the controller (hosts keep their work folders). A run still
+        being played is refused; one whose controller is writing its last records (a cancel just
+        finished it) is deleted once that controller has ended."""
+        run = self._find(experiment_name)
+        record = run.record()
+        if lifecycle.is_playing(record):
+            raise RunError(f"experiment {experiment_name} is still {self._status(run.path).name} (its controller, "
+                           f"pid {_pid(record)}, plays it); cancel_experiment({experiment_name!r}) first, or wait "
+                           "until it is FINISHED")
+        lifecycle.wait_for_controller(record, CONTROLLER_GRACE)
+        if is_alive(record.get("controller")):
+            raise RunError(f"experiment {experiment_name} is finished but its controller (pid {_pid(record)}) is "
+                           f"still writing its results after {CONTROLLER_GRACE:.0f} s; try again in a moment")
+        shutil.rmtree(run.path)
 
     def cancel_experiment(self, experiment_name: str,
                           cancellation_context: dict[str, dict[str, str]] | None = None) -> None:
@@ -257,24 +305,39 @@ class Client:
         connectors) is accepted and not used."""
         lifecycle.cancel(self._find(experiment_name), self.inventory)
 
-    def cancel_executors(self, experiment_name: str, executors: Sequence[str],
+    def cancel_executors(self, executors: str | Iterable[str], *more: Iterable[str] | dict[str, dict[str, str]] | None,
                          cancellation_context: dict[str, dict[str, str]] | None = None) -> None:
-        """Stop some executors of the experiment: ``executors`` are Deployment.executor_id values
-        (a deployment's node name here, ``NODE#N`` for a node's N-th pipeline); the others go on."""
-        run = self._find(experiment_name)
-        known = set(rundir.executors(run.record()))
-        unknown = [e for e in executors if e not in known]
-        if unknown:
-            raise RunError(f"experiment {experiment_name} has no executor {', '.join(unknown)}; "
-                           f"its executors: {', '.join(sorted(known))}")
-        lifecycle.cancel_nodes(run, list(executors), self.inventory)
+        """Stop some executors; the others go on. netunicorn's form, ``cancel_executors(executors,
+        cancellation_context=None)``, finds each executor's run among those being played; ours,
+        ``cancel_executors(experiment_name, executors)``, names the run first (an executor id is the
+        deployment's node name, ``NODE#N`` for a node's N-th pipeline, so several runs may have it).
+        ``cancellation_context`` (netunicorn's, for its connectors) is accepted and not used."""
+        if isinstance(executors, str):  # ours: the run's name, then its executors
+            named = more[0] if more else None
+            if named is None or isinstance(named, (str, dict)):
+                raise UsageError(f"cancel_executors({executors!r}, ...) names a run but no executors: pass "
+                                 "(experiment_name, [executor ids]), or netunicorn's ([executor ids])")
+            by_run = {executors: [str(e) for e in named]}
+        else:
+            by_run = _runs_of_executors([str(e) for e in executors])
+        for name, executors in by_run.items():
+            run = self._find(name)
+            known = set(rundir.executors(run.record()))
+            unknown = [e for e in executors if e not in known]
+            if unknown:
+                raise RunError(f"experiment {name} has no executor {', '.join(unknown)}; "
+                               f"its executors: {', '.join(sorted(known))}")
+            lifecycle.cancel_nodes(run, executors, self._inventory_of(run))
 
     # -- flags ---------------------------------------------------------------------
-    def get_flag_values(self, experiment_name: str, flag_name: str) -> FlagValues | None:
-        """A flag of the experiment (None if never set), from its live store or, when it is not
-        executing, from its run folder."""
+    def get_flag_values(self, experiment_name: str, flag_name: str) -> FlagValues:
+        """A flag of the experiment, from its live store or, when it is not executing, from its run
+        folder; a RunError (a RemoteClientException, as netunicorn's) if it was never set."""
         value = flag_request(self._run_dir(experiment_name), {"op": "get", "name": flag_name})["value"]
-        return None if value is None else FlagValues.from_dict(value)
+        if value is None:
+            raise RunError(f"flag {flag_name} not found for experiment {experiment_name}; set it with "
+                           "set_flag_values (or a task's SetFlagTask) first")
+        return FlagValues.from_dict(value)
 
     def set_flag_values(self, experiment_name: str, flag_name: str, flag_values: FlagValues) -> FlagValues:
         """Set a flag of the experiment; tasks waiting for that value go on at once."""
@@ -287,17 +350,10 @@ class Client:
         return {name: FlagValues.from_dict(value) for name, value in flags.items()}
 
     # -- helpers -------------------------------------------------------------------
-    def _background(self, name: str, run: RunDir, step: Callable[[], object]) -> None:
-        def work() -> None:
-            try:
-                step()
-            except Exception as exc:  # recorded for get_experiment_status; never lost in a thread
-                lifecycle.record_failure(run, exc)
-
-        thread = threading.Thread(target=work, name=f"unicorn-{name}", daemon=True)
-        with self._lock:
-            self._threads[name] = thread
-        thread.start()
+    def _inventory_of(self, run: RunDir) -> Inventory:
+        """The run's inventory: this client's when the run was compiled for it (read once), else re-read."""
+        same = list(run.record().get("inventory") or []) == list(self.inventory.sources)
+        return self.inventory if same else run_inventory(run)
 
     @staticmethod
     def _find(name: str) -> RunDir:
@@ -337,3 +393,25 @@ class Client:
 
         return run_campaign(experiment, parameters, name=name, repeat=repeat, order=order, seed=seed,
                             retries=retries, inventory=self.inventory, **asdict(self.options))
+
+def _pid(record: dict[str, Any]) -> str:
+    return str((record.get("controller") or {}).get("pid", "?"))
+
+
+def _runs_of_executors(executors: list[str]) -> dict[str, list[str]]:
+    """netunicorn's cancel_executors names executors only: each one's run, among the runs being
+    played (a UsageError naming the runs if that is none, or more than one)."""
+    playing = {}
+    for path in sorted(runs_dir().iterdir()) if runs_dir().is_dir() else []:
+        record = rundir.read_json(path / rundir.RECORD)
+        if record is not None and lifecycle.is_playing(record):
+            playing[path.name] = set(rundir.executors(record))
+    by_run: dict[str, list[str]] = {}
+    for executor in executors:
+        runs = [name for name, known in playing.items() if executor in known]
+        if len(runs) != 1:
+            where = f"runs {', '.join(runs)} have it" if runs else "no run being played has it"
+            raise UsageError(f"cannot tell which run's executor {executor} to cancel: {where}; "
+                             "name the run: cancel_executors(experiment_name, [executor ids])")
+        by_run.setdefault(runs[0], []).append(executor)
+    return by_run
