@@ -9,6 +9,7 @@ from typing import NoReturn, Protocol
 from returns.primitives.exceptions import UnwrapFailedError
 
 from ..node.protocol import SUCCESS
+from ..node.shown import trust_repr
 from ..node.wire import JSONObject
 
 #: the ``type`` of a refused result in JSON (a task's own results are Success or Failure)
@@ -33,6 +34,7 @@ def succeeded(result: ResultLike) -> bool:
     return True
 
 
+@trust_repr
 @dataclass(frozen=True)
 class Refused:
     """A task's result the controller did not load: it refers to ``refers_to``, which results
@@ -71,6 +73,7 @@ class Refused:
     __str__ = __repr__
 
 
+@trust_repr
 @dataclass(frozen=True)
 class Abbreviated:
     """A result not loaded for a view (its payload is over the view's limit): its preview."""
