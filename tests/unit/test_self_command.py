@@ -22,3 +22,12 @@ def test_the_executable_path_finds_is_named_bare(tmp_path: Path, monkeypatch: py
     exe.chmod(0o755)
     monkeypatch.setenv("PATH", str(tmp_path))
     assert self_command(str(exe)) == "unicorn-ansible"
+
+
+def test_a_run_restarted_as_python_m_names_its_venvs_executable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    exe = tmp_path / "venv" / "bin" / "unicorn-ansible"
+    exe.parent.mkdir(parents=True)
+    exe.write_text("#!/bin/sh\n")
+    monkeypatch.setattr("sys.executable", str(exe.with_name("python")))
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert self_command("/src/unicorn_ansible/ui/cli.py") == str(exe.resolve())

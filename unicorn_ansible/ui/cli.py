@@ -291,7 +291,9 @@ def self_command(argv0: str | None = None) -> str:
     import shutil
 
     running = Path(argv0 if argv0 is not None else sys.argv[0])
-    if running.name != "unicorn-ansible" or not running.exists():
+    if running.name != "unicorn-ansible":  # run as `python -m` (the prefetch restarts so): the venv's own
+        running = Path(sys.executable).with_name("unicorn-ansible")
+    if not running.exists():
         return "unicorn-ansible"
     on_path = shutil.which("unicorn-ansible")
     if on_path is not None and os.path.realpath(on_path) == os.path.realpath(running):
