@@ -283,6 +283,11 @@ def run(experiment_file: str, inventories: Sequence[str], name: str | None, repl
     sys.exit(EXIT_OK if results.success else EXIT_FAILED)
 
 
+#: the command as started, made absolute before a step changes the working folder (a relative
+#: `.venv/bin/unicorn-ansible` is not found from the run's folder)
+_STARTED_AS = Path(sys.argv[0]).absolute()
+
+
 def self_command(argv0: str | None = None) -> str:
     """How the user can run this same unicorn-ansible again: its bare name when that is what PATH
     finds, else the full path of the running executable (after `pip install` into a venv that is not
@@ -290,7 +295,7 @@ def self_command(argv0: str | None = None) -> str:
     import os
     import shutil
 
-    running = Path(argv0 if argv0 is not None else sys.argv[0])
+    running = Path(argv0) if argv0 is not None else _STARTED_AS
     if running.name != "unicorn-ansible":  # run as `python -m` (the prefetch restarts so): the venv's own
         running = Path(sys.executable).with_name("unicorn-ansible")
     if not running.exists():
