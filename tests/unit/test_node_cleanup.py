@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -178,3 +179,39 @@ def test_deploy_with_start_starts_the_pipeline_only_after_a_successful_deploymen
     bad = _node("deploy", "--workdir", str(tmp_path / "bad"), "--start")
     assert not bad["ok"] and "started" not in bad
     assert not (tmp_path / "bad" / STARTED).exists()
+
+
+DETACHES_AS_THE_SESSION_ENDS = '''
+import os, signal, sys, time
+from unicorn_ansible.node.processes import fork_detached, session_signals_held
+
+folder = sys.argv[1]
+
+def body():
+    time.sleep(0.5)
+    with open(os.path.join(folder, "alive"), "w") as handle:
+        handle.write(str(os.getsid(0)))
+    return 0
+
+with open(os.path.join(folder, "out"), "wb") as out, session_signals_held():
+    pid = fork_detached(body, ["executor"], out.fileno(), dict(os.environ), folder)
+    os.killpg(os.getpgrp(), signal.SIGHUP)  # the SSH session's hangup, right after the fork
+    with open(os.path.join(folder, "recorded"), "w") as handle:
+        handle.write(str(pid))
+time.sleep(5)  # the hangup ends this process here, once the child is known
+'''
+
+
+def test_an_executor_detached_as_its_session_hangs_up_survives_and_is_recorded(tmp_path: Path) -> None:
+    # The controller killed as the pipeline starts: the host's pty hangs up on the process group
+    # that is starting the executor. The child is not lost before its own session, nor started
+    # without its pid written (a later collect would call it dead, or start a second one).
+    starter = subprocess.Popen([sys.executable, "-c", DETACHES_AS_THE_SESSION_ENDS, str(tmp_path)],
+                               start_new_session=True)
+    assert starter.wait(timeout=10) == -signal.SIGHUP
+    assert (tmp_path / "recorded").exists()
+    deadline = time.monotonic() + 10
+    while not (tmp_path / "alive").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (tmp_path / "alive").exists(), (tmp_path / "out").read_text()
+    assert int((tmp_path / "alive").read_text()) != starter.pid  # its own session, not the starter's

@@ -20,7 +20,7 @@ from .container import run_command as container_command
 from .files import write_json_atomic
 from .journal import unreported
 from .outbox import pack_outbox
-from .processes import fork_detached, kill_session, pid_alive
+from .processes import fork_detached, kill_session, pid_alive, session_signals_held
 from .protocol import (
     DEPLOY_REPORT,
     EXECUTOR_OUT,
@@ -74,18 +74,23 @@ def start(workdir: str, command: list[str], run_here: Callable[[], int] | None =
     process: subprocess.Popen[bytes] | None = None
     with open(os.path.join(workdir, LOGS, EXECUTOR_OUT), "ab") as out:
         if run_here is not None and not container and _same_interpreter(interpreter):
-            pid = fork_detached(run_here, [sys.argv[0], *run], out.fileno(), _task_environment(report), workdir)
-        else:
+            with session_signals_held():  # the SSH session may end as the child detaches (see there)
+                pid = fork_detached(run_here, [sys.argv[0], *run], out.fileno(), _task_environment(report), workdir)
+                _record_started(workdir, pid, interpreter)
+        else:  # Popen returns once the child runs, in its own session from before exec
             process = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=_task_environment(report),
                 start_new_session=True, close_fds=True, cwd=workdir,
             )
             pid = process.pid
-    write_json_atomic(os.path.join(workdir, STARTED), Started(pid=pid, time=time.time(),
-                                                              interpreter=interpreter).to_json())
+            _record_started(workdir, pid, interpreter)
     if container and process is not None:
         await_start(workdir, process, (report.node if report else None) or "?")
     return ExecutorAnswer(status=ExecutorStatus.STARTING, pid=pid)
+
+
+def _record_started(workdir: str, pid: int, interpreter: str) -> None:
+    write_json_atomic(os.path.join(workdir, STARTED), Started(pid=pid, time=time.time(), interpreter=interpreter).to_json())
 
 
 def _same_interpreter(interpreter: str) -> bool:

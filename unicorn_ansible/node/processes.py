@@ -16,7 +16,7 @@ import sys
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 #: captured output is written to the log file in pieces of this size
@@ -124,11 +124,40 @@ def _close_from(lowest: int) -> None:
                 os.close(fd)
 
 
+#: what the end of the SSH session that starts an executor sends (the pty's hangup, Ansible's
+#: interrupt and terminate): held while an executor is being detached, never delivered to it
+_SESSION_SIGNALS = frozenset({signal.SIGHUP, signal.SIGINT, signal.SIGTERM})
+
+
+@contextlib.contextmanager
+def session_signals_held() -> Iterator[None]:
+    """Hold the session's signals in this thread while the body detaches an executor and records
+    it: a session that ends in between (the controller killed as it starts the pipeline) can neither
+    kill a child that is not in its own session yet, nor this process before it wrote the child's
+    pid (a child nobody knows of would be started twice)."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _SESSION_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _drop_session_signals() -> None:
+    """In a detached child, in its own session: discard the session's signals held for the old one
+    (a signal set to be ignored is dropped while pending), then take them as before, unblocked."""
+    for signum in _SESSION_SIGNALS:
+        handler = signal.getsignal(signum)
+        signal.signal(signum, signal.SIG_IGN)
+        signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _SESSION_SIGNALS)
+
+
 def fork_detached(body: Callable[[], int], argv: list[str], out: int, env: dict[str, str], cwd: str) -> int:
     """Run ``body`` in a child of this process detached as ``subprocess.Popen(argv, start_new_session=True,
     close_fds=True)`` would start a new Python (its own session, stdin from /dev/null, stdout and stderr to
     ``out``, ``env`` its environment, ``argv`` its ``sys.argv``): the same interpreter without a second start;
-    the child exits with ``body``'s return value. Returns the child's pid."""
+    the child exits with ``body``'s return value. Returns the child's pid. Call it inside
+    :func:`session_signals_held`: the child starts with them held and drops them once detached."""
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
@@ -137,6 +166,7 @@ def fork_detached(body: Callable[[], int], argv: list[str], out: int, env: dict[
     code = 1
     try:
         os.setsid()
+        _drop_session_signals()
         os.chdir(cwd)
         _stdio_to(out)
         _close_from(3)
