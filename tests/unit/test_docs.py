@@ -121,3 +121,4 @@ def test_mkdocs_build_strict_passes(tmp_path: Path) -> None:
     # the site opens from file://: links go to pages' own .html files, never to folders
     index = (site / "index.html").read_text()
     assert 'href="getting-started.html"' in index
+    assert "fonts.googleapis" not in index  # no web fonts: nothing of the page's look needs the network
