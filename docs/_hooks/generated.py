@@ -73,8 +73,10 @@ def api_reference() -> str:
             # their docstrings are read from the imported objects here
             parts.append(f"## `{name}`\n\n{_inspected(name, obj)}")
             continue
-        parts.append(f"## `{name}`\n\n::: {obj.__module__}.{obj.__qualname__}\n    options:\n"
-                     f"      show_root_heading: false\n      heading_level: 3\n")
+        # the entry's own heading: the name as users import it, then its signature
+        parts.append(f"::: {obj.__module__}.{obj.__qualname__}\n    options:\n"
+                     f"      show_root_heading: true\n      show_root_full_path: false\n      heading_level: 2\n"
+                     f"      separate_signature: true\n      show_signature_annotations: true\n")
     return "\n".join(parts)
 
 
