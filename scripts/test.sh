@@ -26,7 +26,8 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e '.[test]'
+# the docs extra too: tests/unit/test_docs.py builds the docs site with mkdocs build --strict
+.venv/bin/python -m pip install --quiet -e '.[test,docs]'
 
 # The code stays clean: lint and type checks first, then the suite.
 .venv/bin/ruff check unicorn_ansible tests bench roles
