@@ -161,8 +161,8 @@ class ActionModule(FetchAction):
         else:
             result.update(failed=True, unicorn_poll_failed=True, rc=done.get("rc"), stderr=stderr, stdout=stdout,
                           msg=f"the executor's {command} failed on the host {ATTEMPTS} times, {RETRY_DELAY:g} s apart "
-                              f"(not the time limit; the pipeline may still be running there: "
-                              f"unicorn-ansible collect {task_vars.get('unicorn_run') or 'RUN'} asks again): "
+                              "(not the time limit; the pipeline may still be running there: "
+                              "unicorn-ansible collect asks again): "
                               + "; ".join(failures))
             return result
         result.update(rc=done.get("rc"), stderr=stderr)
