@@ -309,3 +309,53 @@ def test_polls_that_keep_failing_say_so_not_timed_out_and_collect_then_finds_it_
     found = node(lab.results("unpolled"), "h3")
     assert found["status"] == "ok" and found["error"] is None, found
     assert found["tasks"]["slow"] == [{"type": "Success", "value": "slept"}]
+
+
+# -- collect never starts a pipeline whose deployment did not finish (issue 28, item 10) ---------------------
+
+SLOW_REQUIREMENT = '''
+from unicorn_ansible import Experiment, Pipeline, Task
+
+
+class Needs(Task):
+    requirements = ["sleep 12 && echo yes > /root/installed.txt"]
+
+    def run(self):
+        return open("/root/installed.txt").read().strip()
+
+
+def experiment(nodes):
+    return Experiment().map(Pipeline().then(Needs(name="needs")), nodes.take(len(nodes)))
+'''
+
+
+def test_collect_after_kill_9_during_the_deployment_does_not_start_the_pipeline(lab: Lab) -> None:
+    inventory = lab.inventory("halfway", hosts=["h1"])
+    (lab.root / "needs.py").write_text(SLOW_REQUIREMENT)
+    work = "~/.unicorn-ansible/hosts/h1/runs/halfway-*"  # the run's id: its name and a suffix
+    said = (lab.root / "halfway.out").open("w")
+    controller = subprocess.Popen(CLI + ["run", "needs.py", "-i", str(inventory), "--name", "halfway"], env=lab.vars,
+                                  cwd=lab.root, stdout=said, stderr=subprocess.STDOUT)
+    try:  # the requirement runs once its log is there
+        _until(lambda: lab.ssh("h1", f"test -e {work}/logs/deploy/000.log").returncode == 0
+               or controller.poll() is not None, 120, "the requirement to run on h1")
+        assert controller.poll() is None, (lab.root / "halfway.out").read_text()
+        os.kill(controller.pid, signal.SIGKILL)
+        controller.wait(timeout=10)
+        _until(lambda: not _plays_of(controller.pid), 10, "ansible-playbook to end with its controller")
+    finally:
+        if controller.poll() is None:
+            controller.kill()
+    # the deployment goes on on the host without its controller: collect comes before its end
+    done = lab.cli("collect", "halfway", timeout=300)
+    report = json.loads(lab.ssh("h1", f"cat {work}/deploy-report.json").stdout)
+    assert done.returncode != 0 and not report.get("finished"), (report, done.stdout)
+    assert lab.ssh("h1", f"ls {work}/started.json {work}/state.json").returncode != 0  # no executor started
+    found = node(lab.results("halfway"), "h1")
+    assert found["status"] == "deploy_failed", found
+    assert "deployment of h1 did not finish" in found["error"] and "\n" not in found["error"], found["error"]
+    # once the deployment has ended there, the next collect starts the pipeline on it
+    _until(lambda: json.loads(lab.ssh("h1", f"cat {work}/deploy-report.json").stdout).get("finished") is not None,
+           60, "the deployment to end on h1")
+    lab.cli("collect", "halfway", check=0, timeout=300)
+    assert node(lab.results("halfway"), "h1")["tasks"]["needs"] == [{"type": "Success", "value": "yes"}]

@@ -288,7 +288,10 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]  # (Ansible's classes 
         stopped_at_limit = executor is not None and bool(self._status(executor).timed_out)
         if phase == Phase.CANCELLED and stopped_at_limit:
             phase = Phase.TIMED_OUT
-        error = None if phase != Phase.EXECUTION_FAILED else _text(
+        if (status == ExecutorStatus.NOT_STARTED and answer is not None and answer.error and executor is not None
+                and not self._status(executor).prepared):  # the host refused: its deployment never finished
+            phase = Phase.DEPLOY_FAILED
+        error = None if phase not in (Phase.EXECUTION_FAILED, Phase.DEPLOY_FAILED) else _text(
             refused or (answer.error if answer else None) or f"executor ended: {status}")
         # a host lost earlier and reached again (collect): it is no longer unreachable
         # the call that saw it over brought its results home (roles/unicorn's unicorn_node)

@@ -200,7 +200,8 @@ def _start(workdir: str, timeout: float | None, inline: int | None = None) -> in
     from .control import start, wait
 
     started = start(workdir, _self_command(), run_here=lambda: _run(workdir))
-    answer = wait(workdir, timeout) if timeout else started
+    refused = started.status == ExecutorStatus.NOT_STARTED  # not deployed: nothing to wait for
+    answer = wait(workdir, timeout) if timeout and not refused else started
     print(_reply(workdir, dataclasses.replace(answer, already_started=bool(started.already_started)), inline))
     return 0
 
