@@ -295,10 +295,12 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]  # (Ansible's classes 
             refused or (answer.error if answer else None) or f"executor ended: {status}")
         # a host lost earlier and reached again (collect): it is no longer unreachable
         # the call that saw it over brought its results home (roles/unicorn's unicorn_node)
-        kept_error = (self._status(executor).error if executor is not None and stopped_at_limit
-                      and phase == Phase.TIMED_OUT else None)
+        known = self._status(executor) if executor is not None else None
+        kept_error = known.error if known is not None and (
+            (stopped_at_limit and phase == Phase.TIMED_OUT)  # the stop's words
+            or (phase == known.phase == Phase.DEPLOY_FAILED)) else None  # the failed deployment's own words
         self._update(result, "ok", answer, phase=phase, progress=answer.progress() if answer else None,
-                     error=error or kept_error, unreachable=False, timed_out=True if phase == Phase.TIMED_OUT else None,
+                     error=kept_error or error, unreachable=False, timed_out=True if phase == Phase.TIMED_OUT else None,
                      **self._fetched(data))
 
     @staticmethod
