@@ -318,7 +318,7 @@ from unicorn_ansible import Experiment, Pipeline, Task
 
 
 class Needs(Task):
-    requirements = ["sleep 12 && echo yes > /root/installed.txt"]
+    requirements = ["sleep 20 && echo yes > /root/installed.txt"]
 
     def run(self):
         return open("/root/installed.txt").read().strip()
