@@ -1,10 +1,12 @@
 """The hostile suite over SSH: secrets of every name shape stay out of the run folder, the
 hosts' work folders (private there too), ps and the report; kill -9 of the controller ends its
 ansible-playbook, and collect fetches what the hosts went on running; another local user cannot put
-a fake SSH master where a later step of the run connects. Every wait has a deadline."""
+a fake SSH master where a later step of the run connects; a poll of the execution play killed on the
+host is asked again, never taken for the time limit. Every wait has a deadline."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -13,6 +15,8 @@ import signal
 import stat
 import subprocess
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -213,3 +217,145 @@ def test_another_user_cannot_hand_collect_a_fake_ssh_master(lab: Lab, monkeypatc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(fresh, ignore_errors=True)
+
+
+# -- a failed poll is no time limit (issue 28, item 6) ----------------------------------------------------
+
+def _argv(pid: int) -> list[bytes]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return []
+
+
+def _polls(run: str) -> list[int]:
+    """The host-side Pythons of the execution play's long polls of ``run`` (``start --timeout``), in the
+    session of their SSH command: not the executor a first poll forks (its own session, that command
+    line), nor its tasks (in its session or their own), nor the shell around them (one word)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid, argv = int(entry.name), _argv(int(entry.name))
+        if b"start" in argv and b"--timeout" in argv and any(f"/runs/{run}".encode() in word for word in argv):
+            with contextlib.suppress(OSError):
+                session = os.getsid(pid)
+                if session != pid and b"--workdir" not in _argv(session):
+                    found.append(pid)
+    return found
+
+
+class _PollKiller(threading.Thread):
+    """Kills (SIGKILL, as the OOM killer does) the host-side Python of ``run``'s long polls, each one
+    ``after`` seconds into its wait: the first one only (``every=False``), or every one until stopped."""
+
+    def __init__(self, run: str, every: bool, after: float = 1.0) -> None:
+        super().__init__(daemon=True)
+        self.run_name, self.every, self.after = run, every, after
+        self.killed: list[int] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        seen: dict[int, float] = {}
+        while not self.stop.wait(0.05):
+            for pid in _polls(self.run_name):
+                first = seen.setdefault(pid, time.monotonic())
+                if pid not in self.killed and time.monotonic() - first >= self.after:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                        self.killed.append(pid)
+                    if not self.every:
+                        return
+
+
+def _phase_of(lab: Lab, run: str, host: str) -> str | None:
+    return json.loads((lab.home / "runs" / run / "nodes" / host / "status.json").read_text()).get("phase")
+
+
+def test_a_poll_killed_on_the_host_is_asked_again_and_the_node_finishes_ok(lab: Lab) -> None:
+    inventory = lab.inventory("polled", hosts=["h3"])
+    (lab.root / "slow.py").write_text(SLOW.format(seconds=8))
+    killer = _PollKiller("polled", every=False)
+    killer.start()
+    try:
+        lab.cli("run", "slow.py", "-i", str(inventory), "--name", "polled", check=0)
+    finally:
+        killer.stop.set()
+        killer.join(5)
+    assert len(killer.killed) == 1  # one poll's Python was killed while the pipeline ran
+    found = node(lab.results("polled"), "h3")
+    assert found["status"] == "ok", found
+    assert found["tasks"]["slow"] == [{"type": "Success", "value": "slept"}]
+    assert _phase_of(lab, "polled", "h3") == "executed"
+
+
+def test_polls_that_keep_failing_say_so_not_timed_out_and_collect_then_finds_it_finished(lab: Lab) -> None:
+    inventory = lab.inventory("unpolled", hosts=["h3"])
+    (lab.root / "slow.py").write_text(SLOW.format(seconds=15))
+    killer = _PollKiller("unpolled", every=True, after=0.5)
+    killer.start()
+    try:
+        done = lab.cli("run", "slow.py", "-i", str(inventory), "--name", "unpolled")
+    finally:
+        killer.stop.set()
+        killer.join(5)
+    assert done.returncode != 0 and len(killer.killed) >= 3, (killer.killed, done.stdout, done.stderr)
+    found = node(lab.results("unpolled"), "h3")
+    assert found["status"] == "execution_failed", found
+    assert "failed on the host 3 times" in found["error"] and "run-timeout" not in found["error"], found["error"]
+    assert _phase_of(lab, "unpolled", "h3") != "timed_out"
+    # the pipeline was left running: collect waits for it and finds it finished, nothing kept of the failure
+    lab.cli("collect", "unpolled", check=0, timeout=300)
+    found = node(lab.results("unpolled"), "h3")
+    assert found["status"] == "ok" and found["error"] is None, found
+    assert found["tasks"]["slow"] == [{"type": "Success", "value": "slept"}]
+
+
+# -- collect never starts a pipeline whose deployment did not finish (issue 28, item 10) ---------------------
+
+SLOW_REQUIREMENT = '''
+from unicorn_ansible import Experiment, Pipeline, Task
+
+
+class Needs(Task):
+    requirements = ["sleep 20 && echo yes > /root/installed.txt"]
+
+    def run(self):
+        return open("/root/installed.txt").read().strip()
+
+
+def experiment(nodes):
+    return Experiment().map(Pipeline().then(Needs(name="needs")), nodes.take(len(nodes)))
+'''
+
+
+def test_collect_after_kill_9_during_the_deployment_does_not_start_the_pipeline(lab: Lab) -> None:
+    inventory = lab.inventory("halfway", hosts=["h1"])
+    (lab.root / "needs.py").write_text(SLOW_REQUIREMENT)
+    work = "~/.unicorn-ansible/hosts/h1/runs/halfway-*"  # the run's id: its name and a suffix
+    said = (lab.root / "halfway.out").open("w")
+    controller = subprocess.Popen(CLI + ["run", "needs.py", "-i", str(inventory), "--name", "halfway"], env=lab.vars,
+                                  cwd=lab.root, stdout=said, stderr=subprocess.STDOUT)
+    try:  # the requirement runs once its log is there
+        _until(lambda: lab.ssh("h1", f"test -e {work}/logs/deploy/000.log").returncode == 0
+               or controller.poll() is not None, 120, "the requirement to run on h1")
+        assert controller.poll() is None, (lab.root / "halfway.out").read_text()
+        os.kill(controller.pid, signal.SIGKILL)
+        controller.wait(timeout=10)
+        _until(lambda: not _plays_of(controller.pid), 10, "ansible-playbook to end with its controller")
+    finally:
+        if controller.poll() is None:
+            controller.kill()
+    # the deployment goes on on the host without its controller: collect comes before its end
+    done = lab.cli("collect", "halfway", timeout=300)
+    report = json.loads(lab.ssh("h1", f"cat {work}/deploy-report.json").stdout)
+    assert done.returncode != 0 and not report.get("finished"), (report, done.stdout)
+    assert lab.ssh("h1", f"ls {work}/started.json {work}/state.json").returncode != 0  # no executor started
+    found = node(lab.results("halfway"), "h1")
+    assert found["status"] == "deploy_failed", found
+    assert "deployment of h1 did not finish" in found["error"] and "\n" not in found["error"], found["error"]
+    # once the deployment has ended there, the next collect starts the pipeline on it
+    _until(lambda: json.loads(lab.ssh("h1", f"cat {work}/deploy-report.json").stdout).get("finished") is not None,
+           60, "the deployment to end on h1")
+    lab.cli("collect", "halfway", check=0, timeout=300)
+    assert node(lab.results("halfway"), "h1")["tasks"]["needs"] == [{"type": "Success", "value": "yes"}]

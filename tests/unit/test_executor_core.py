@@ -154,6 +154,8 @@ def _write_work_folder(folder: Path, pipeline: Pipeline, spec: dict | None = Non
     finally:
         cloudpickle.unregister_pickle_by_value(module)
     (folder / "node.json").write_text(json.dumps(spec or {}))
+    # deployed (start refuses a work folder whose deployment did not finish)
+    (folder / "deploy-report.json").write_text(json.dumps({"ok": True, "started": 1.0, "finished": 2.0}))
 
 
 def test_finished_tasks_survive_a_killed_executor(tmp_path: Path) -> None:
@@ -365,7 +367,7 @@ def test_the_started_executor_runs_detached_in_its_environment_whether_forked_or
         os.symlink(sys.executable, python)
         monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in sys.path if os.path.isdir(p)))
     _write_work_folder(folder, Pipeline().then(Surroundings(name="around")))
-    (folder / "deploy-report.json").write_text(json.dumps({"ok": True, "interpreter": python,
+    (folder / "deploy-report.json").write_text(json.dumps({"ok": True, "interpreter": python, "finished": 2.0,
                                                            "environment": str(environment)}))
     # a descriptor the start command was given (an SSH session's, say) stays out of the executor
     with open(tmp_path / "session-secret", "w") as secret:

@@ -17,7 +17,7 @@ from unicorn_ansible.ansible.deploy_action import deploy_argv, deployment_outcom
 from unicorn_ansible.ansible.node_action import answer_of, deployed_interpreter
 from unicorn_ansible.compiler.bundle import build_bundle
 from unicorn_ansible.model.experiment import serialize_for_node
-from unicorn_ansible.node.protocol import NODE_SPEC, OUTBOX, PIPELINE
+from unicorn_ansible.node.protocol import DEPLOY_REPORT, NODE_SPEC, OUTBOX, PIPELINE
 
 
 class Twice(Task):
@@ -78,6 +78,7 @@ def _started(tmp_path: Path, inline: int) -> tuple[Path, dict]:
     finally:
         cloudpickle.unregister_pickle_by_value(module)
     (work / NODE_SPEC).write_text("{}")
+    (work / DEPLOY_REPORT).write_text(json.dumps({"ok": True, "started": 1.0, "finished": 2.0}))  # deployed
     done = subprocess.run([sys.executable, str(bundle), "start", "--workdir", str(work), "--timeout", "60",
                            "--inline-outbox", str(inline)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

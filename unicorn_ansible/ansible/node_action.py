@@ -16,9 +16,17 @@ pipeline is over (or the command is ``cancel``) brings the results home in the s
 Arguments: ``command`` (``start`` or ``cancel``), ``python``, ``bundle``, ``workdir`` (as the
 role's variables give them), ``timeout`` (start: seconds the call waits at most), ``fetch``
 (where the outbox goes on the controller; none: nothing is fetched), ``final_statuses`` (the
-statuses after which the pipeline does nothing more). The result carries the answer's
-``status``, ``already_started``, ``outbox`` and ``deployment``, ``stdout`` (the answer as JSON, as the
-``command`` module gave it), ``rc``, ``stderr``, and ``fetched`` and ``route`` when it fetched.
+statuses after which the pipeline does nothing more), ``time_limit`` (start: the pipeline's time
+limit, seconds; past it, and :data:`LIMIT_GRACE` more, counted from this task's first call on this
+controller, the call fails with ``unicorn_over_time``: the play stops it). The result carries the
+answer's ``status``, ``already_started``, ``outbox`` and ``deployment``, ``stdout`` (the answer as JSON,
+as the ``command`` module gave it), ``rc``, ``stderr``, and ``fetched`` and ``route`` when it fetched.
+
+A command that fails because of the host or the link (its Python killed, its disk full, the SSH
+connection cut) is run again, :data:`ATTEMPTS` times in all, :data:`RETRY_DELAY` seconds apart (every
+command is safe to repeat: a started executor is never started twice); one that keeps failing fails
+the call with ``unicorn_poll_failed`` and what the host said, never as the time limit (issue 28,
+item 6), and a connection that keeps failing is Ansible's unreachable host.
 """
 
 from __future__ import annotations
@@ -27,10 +35,12 @@ import base64
 import binascii
 import dataclasses
 import json
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ansible.errors import AnsibleConnectionFailure
 from ansible.module_utils.common.text.converters import to_text
 
 from unicorn_ansible.engine.rundir import write_atomic
@@ -48,6 +58,15 @@ ROUTE_INLINE = "inline"
 AnsibleResult = dict[str, Any]
 #: the answer's fields the result carries besides ``stdout`` (the whole answer)
 ANSWER_FIELDS = ("status", "already_started", "outbox", "deployment")
+#: a command that failed because of the host or the link is run this many times in all...
+ATTEMPTS = 3
+#: ...this many seconds apart
+RETRY_DELAY = 2.0
+#: seconds past a pipeline's time limit the play waits for its executor to stop it (it does, at the limit)
+LIMIT_GRACE = 5.0
+#: when the first call of a task (its loop's items and Ansible's retries: one worker process) ran
+#: (time.monotonic()); a task's worker ends with it
+_TASK_BEGAN: dict[str, float] = {}
 
 
 def answer_of(stdout: str) -> JSONObject | None:
@@ -87,9 +106,19 @@ def _answer(stdout: str) -> tuple[ExecutorAnswer | None, str | None]:
         return None, f"({exc})"
 
 
+def _seconds(value: object) -> float | None:
+    """A time limit as the play gives it (a number, or its text); None if none."""
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return seconds if seconds > 0 else None
+
+
 class ActionModule(FetchAction):
     TRANSFERS_FILES = False  # no remote temporary folder: it would cost two more round trips per call
-    _VALID_ARGS = frozenset(("command", "python", "bundle", "workdir", "timeout", "fetch", "final_statuses"))
+    _VALID_ARGS = frozenset(("command", "python", "bundle", "workdir", "timeout", "fetch", "final_statuses",
+                             "time_limit"))
 
     def run(self, tmp: object = None, task_vars: dict[str, object] | None = None) -> AnsibleResult:
         result: AnsibleResult = super(FetchAction, self).run(tmp, task_vars)  # ActionBase's: not unicorn_fetch's
@@ -107,22 +136,50 @@ class ActionModule(FetchAction):
             argv += ["--timeout", str(args["timeout"])]
         if fetch:
             argv += ["--inline-outbox", str(INLINE_LIMIT)]
+        began = _TASK_BEGAN.setdefault(str(self._task._uuid), time.monotonic())
         # each word quoted; ~/ is $HOME, as the command module's expansion and the executor take it
-        done = self._low_level_execute_command(" ".join(_host_path(word) for word in argv), sudoable=True)
-        stdout, stderr = to_text(done.get("stdout", "")), to_text(done.get("stderr", ""))
-        result.update(rc=done.get("rc"), stderr=stderr)
-        answer, refused = _answer(stdout)
-        if done.get("rc") != 0 or answer is None:
+        line = " ".join(_host_path(word) for word in argv)
+        failures: list[str] = []
+        done: dict[str, object] = {}
+        stdout = stderr = ""
+        for attempt in range(1, ATTEMPTS + 1):
+            if attempt > 1:
+                time.sleep(RETRY_DELAY)
+            try:
+                done = self._low_level_execute_command(line, sudoable=True)
+            except AnsibleConnectionFailure as exc:
+                if attempt == ATTEMPTS:  # the link, each time: the host is unreachable, as Ansible says
+                    raise
+                failures.append(f"the connection failed: {exc}")
+                continue
+            stdout, stderr = to_text(done.get("stdout", "")), to_text(done.get("stderr", ""))
+            answer, refused = _answer(stdout)
+            if done.get("rc") == 0 and answer is not None:
+                break
             said = " ".join(part.strip() for part in (stderr, stdout, refused or "") if part.strip())
-            result.update(failed=True, stdout=stdout,
-                          msg=f"the executor's {command} failed (exit {done.get('rc')}): " + said[:4000])
+            failures.append(f"exit {done.get('rc')}: {said[:4000 // ATTEMPTS]}")
+        else:
+            result.update(failed=True, unicorn_poll_failed=True, rc=done.get("rc"), stderr=stderr, stdout=stdout,
+                          msg=f"the executor's {command} failed on the host {ATTEMPTS} times, {RETRY_DELAY:g} s apart "
+                              "(not the time limit; the pipeline may still be running there: "
+                              "unicorn-ansible collect asks again): "
+                              + "; ".join(failures))
             return result
+        result.update(rc=done.get("rc"), stderr=stderr)
+        if failures:
+            result["unicorn_retried"] = failures
         inline = answer.outbox_data
         answer = dataclasses.replace(answer, outbox_data=None)  # callbacks and events never carry it
         shown = answer.to_json()
         result.update({key: shown[key] for key in ANSWER_FIELDS if key in shown}, stdout=json.dumps(shown),
                       changed=command == "cancel" or not answer.already_started)
         over = command == "cancel" or answer.status in (args.get("final_statuses") or ())
+        limit = _seconds(args.get("time_limit"))
+        if not over and limit is not None and time.monotonic() - began >= limit + LIMIT_GRACE:
+            result.update(failed=True, unicorn_over_time=True,
+                          msg=f"the pipeline was still running {limit:g} s (its time limit) after the play "
+                              "began to wait for it")
+            return result
         if fetch and over:
             result.update(self._fetching(lambda: self._fetch_results(answer, inline, str(fetch), task_vars),
                                          ROUTE_INLINE if inline else ROUTE_CONNECTION))

@@ -92,6 +92,17 @@ def _deploy_answer(stdout: object, source: str) -> DeployAnswer | None:
         return None
 
 
+def _ended_by_itself(stdout: object, source: str) -> bool:
+    """Whether the time limit's stop found the pipeline over by itself (finished, failed, lost):
+    then it was not stopped at its time limit."""
+    try:
+        status = _answer(stdout, source).status
+    except WireError:
+        return False
+    return status not in (ExecutorStatus.CANCELLED, ExecutorStatus.TIMED_OUT, ExecutorStatus.RUNNING,
+                          ExecutorStatus.STARTING)
+
+
 def _progress(stdout: object, source: str) -> ExecutorAnswer | None:
     try:
         return _answer(stdout, source).progress()
@@ -247,6 +258,8 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]  # (Ansible's classes 
             self._on_run(result, source)
         elif step == "fetch":
             self._update(result, "ok", fetched=True)
+        elif step == "timeout" and _ended_by_itself(data.get("stdout"), source):
+            self._on_run(result, source)  # it ended before the stop reached it: as it ended, no time limit
         elif step == "timeout":
             self._update(result, "ok", phase=Phase.TIMED_OUT, timed_out=True,
                          progress=_progress(data.get("stdout"), source),
@@ -272,12 +285,25 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]  # (Ansible's classes 
             self._remember_finished(executor, answer)
         status = answer.status if answer is not None else None
         phase = _PHASE_AFTER.get(status or "", Phase.EXECUTION_FAILED)
-        error = None if phase != Phase.EXECUTION_FAILED else _text(
+        # the time limit is no flag that stays: a pipeline found over by itself later (collect) is as it
+        # ended; one the time limit's stop cancelled stays timed out
+        stopped_at_limit = executor is not None and bool(self._status(executor).timed_out)
+        if phase == Phase.CANCELLED and stopped_at_limit:
+            phase = Phase.TIMED_OUT
+        if (status == ExecutorStatus.NOT_STARTED and answer is not None and answer.error and executor is not None
+                and not self._status(executor).prepared):  # the host refused: its deployment never finished
+            phase = Phase.DEPLOY_FAILED
+        error = None if phase not in (Phase.EXECUTION_FAILED, Phase.DEPLOY_FAILED) else _text(
             refused or (answer.error if answer else None) or f"executor ended: {status}")
         # a host lost earlier and reached again (collect): it is no longer unreachable
         # the call that saw it over brought its results home (roles/unicorn's unicorn_node)
-        self._update(result, "ok", answer, phase=phase, progress=answer.progress() if answer else None, error=error,
-                     unreachable=False, **self._fetched(data))
+        known = self._status(executor) if executor is not None else None
+        kept_error = known.error if known is not None and (
+            (stopped_at_limit and phase == Phase.TIMED_OUT)  # the stop's words
+            or (phase == known.phase == Phase.DEPLOY_FAILED)) else None  # the failed deployment's own words
+        self._update(result, "ok", answer, phase=phase, progress=answer.progress() if answer else None,
+                     error=kept_error or error, unreachable=False, timed_out=True if phase == Phase.TIMED_OUT else None,
+                     **self._fetched(data))
 
     @staticmethod
     def _fetched(data: Mapping[str, object]) -> dict[str, bool]:

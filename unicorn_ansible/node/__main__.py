@@ -200,7 +200,8 @@ def _start(workdir: str, timeout: float | None, inline: int | None = None) -> in
     from .control import start, wait
 
     started = start(workdir, _self_command(), run_here=lambda: _run(workdir))
-    answer = wait(workdir, timeout) if timeout else started
+    refused = started.status == ExecutorStatus.NOT_STARTED  # not deployed: nothing to wait for
+    answer = wait(workdir, timeout) if timeout and not refused else started
     print(_reply(workdir, dataclasses.replace(answer, already_started=bool(started.already_started)), inline))
     return 0
 
@@ -219,9 +220,22 @@ def _time_left(workdir: str, spec: NodeSpec) -> float | None:
     """The node's time limit covers its deployment too: what the deployment used is gone."""
     limit = spec.time_limit
     report = DeployReport.read(os.path.join(workdir, DEPLOY_REPORT))
-    if limit is None or report is None or not report.finished or not report.started:
+    if limit is None or report is None:
         return limit
-    return max(0.001, float(limit) - max(0.0, report.finished - report.started))
+    return max(0.001, float(limit) - deployment_seconds(report, float(limit)))
+
+
+def deployment_seconds(report: DeployReport, limit: float) -> float:
+    """Seconds the deployment took, as the pipeline's time limit counts them: its duration on the
+    monotonic clock (a wall-clock jump during it changes nothing), at most the limit; a report of
+    an older host without one: its wall-clock times, unless they are absurd (negative, or longer than
+    the limit the deployment itself kept to: a jump), then nothing (issue 28, item 11)."""
+    if report.duration is not None:
+        return min(max(0.0, report.duration), limit)
+    if report.finished is None or report.started is None:
+        return 0.0
+    wall = report.finished - report.started
+    return wall if 0.0 <= wall <= limit else 0.0
 
 
 def _add_task_api() -> None:

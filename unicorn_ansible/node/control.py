@@ -66,6 +66,10 @@ def start(workdir: str, command: list[str], run_here: Callable[[], int] | None =
         state = _state(workdir) or ExecutorState(status=ExecutorStatus.STARTING)
         return ExecutorAnswer.of(state, already_started=True)
     report = _deploy_report(workdir)
+    undeployed = not_deployed(report)
+    if undeployed is not None:  # never started (a later deployment may still start it): nothing is written
+        pack_outbox(workdir)  # the deployment's report and logs, for the controller
+        return ExecutorAnswer(status=ExecutorStatus.NOT_STARTED, error=undeployed)
     interpreter = (report.interpreter if report else None) or sys.executable
     container = report.container if report else None
     run = ["run", "--workdir", workdir]
@@ -87,6 +91,27 @@ def start(workdir: str, command: list[str], run_here: Callable[[], int] | None =
     if container and process is not None:
         await_start(workdir, process, (report.node if report else None) or "?")
     return ExecutorAnswer(status=ExecutorStatus.STARTING, pid=pid)
+
+
+def not_deployed(report: DeployReport | None) -> str | None:
+    """Why the pipeline must not start on this deployment (its report: none, one without an end,
+    one that failed), in one line; None once it deployed. A controller killed during the deployment
+    left it so, and a later collect must not start the pipeline there (issue 28, item 10)."""
+    if report is None:
+        return ("the deployment of this node never ran here (no deploy-report.json); the pipeline was not "
+                "started: run the experiment again")
+    node = report.node or "this node"
+    if not report.finished:
+        if report.pid is not None and pid_alive(report.pid):
+            return (f"the deployment of {node} did not finish: it is still running (pid {report.pid}, its "
+                    "controller gone); the pipeline was not started: collect again once it finished")
+        return (f"the deployment of {node} did not finish: it was stopped before its end (with its controller "
+                "or the host), the node is not deployed; the pipeline was not started: run the experiment again")
+    if not report.ok:
+        said = (report.error or "no error given").strip().splitlines()
+        return (f"the deployment of {node} failed ({said[0] if said else 'no error given'}); the pipeline was "
+                "not started: fix the requirement and run the experiment again")
+    return None
 
 
 def _record_started(workdir: str, pid: int, interpreter: str) -> None:

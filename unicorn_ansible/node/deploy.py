@@ -68,6 +68,7 @@ class Deployment:
     report: DeployReport
     deadline: float | None = None  # monotonic time the whole deployment must end by
     marker: str = ""  # every requirement process carries it (see sweep.py)
+    began: float = dataclasses.field(default_factory=time.monotonic)  # monotonic time it began
 
     @property
     def node(self) -> str:
@@ -145,7 +146,8 @@ def _finished(deployment: Deployment, outcome: DeployReport | None = None, error
     report so far with ``error``."""
     report = outcome or dataclasses.replace(deployment.report, error=clip(error or "", ERROR_CHARS) or None,
                                             cancelled=cancelled)
-    return deployment.save(dataclasses.replace(report, finished=time.time()))
+    duration = round(max(0.0, time.monotonic() - deployment.began), 6)
+    return deployment.save(dataclasses.replace(report, finished=time.time(), duration=duration))
 
 
 def _ended(deployment: Deployment, **changes: object) -> DeployReport:

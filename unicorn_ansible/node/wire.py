@@ -791,6 +791,10 @@ class DeployReport(Record):
     marker: str | None = None
     started: float | None = None
     finished: float | None = None
+    #: seconds from started to finished on the host's monotonic clock (what a wall-clock jump
+    #: during the deployment leaves alone; the pipeline's time limit subtracts it); a field added
+    #: (issue 28, item 11): absent in the reports of older hosts
+    duration: float | None = None
     environment: str | None = None  #: the virtual environment's folder
     interpreter: str | None = None  #: the Python that runs the pipeline
     container: ContainerSpec | None = None
@@ -807,6 +811,7 @@ class DeployReport(Record):
                    commands=f.parts("commands", CommandRun, 100_000), error=f.opt_text("error", ERROR_CHARS),
                    pid=f.opt_integer("pid", high=PID_LIMIT), marker=f.opt_text("marker", WORD_CHARS),
                    started=f.opt_number("started"), finished=f.opt_number("finished"),
+                   duration=f.opt_number("duration"),
                    environment=f.opt_text("environment"), interpreter=f.opt_text("interpreter"),
                    container=f.part("container", ContainerSpec), notice=f.opt_text("notice", ERROR_CHARS),
                    cancelled=f.opt_flag("cancelled"), failed_command=f.opt_text("failed_command", COMMAND_CHARS),

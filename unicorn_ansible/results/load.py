@@ -58,7 +58,8 @@ def _outcome(status: NodeStatusRecord, state: ExecutorState | None,
         cancelled = status.deploy is not None and status.deploy.cancelled  # a cancel stopped its deployment
         return (NodeStatus.CANCELLED if cancelled else NodeStatus.DEPLOY_FAILED), error
     executor = state.status if state is not None else None
-    if status.timed_out or executor == ExecutorStatus.TIMED_OUT:
+    # a pipeline found finished is finished, whatever a stop at the time limit once said (issue 28, item 6)
+    if (status.timed_out and executor != ExecutorStatus.FINISHED) or executor == ExecutorStatus.TIMED_OUT:
         done = state.done if state is not None and state.done is not None else 0
         total = state.total if state is not None and state.total is not None else "?"
         return NodeStatus.TIMED_OUT, error or (
