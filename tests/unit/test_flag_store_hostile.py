@@ -73,12 +73,27 @@ BAD_REQUESTS = {
     b'{"op": "set", "name": "x", "value": ' + b"[" * 30000 + b"]" * 30000 + b"}": "deeper than 8 levels",
     b'[' * 200 + b']' * 200: "deeper than 8 levels",
     b'{"op": "set", "name": "x", "value": {"int_value": true}}': "64-bit integer",
-    b'{"op": "get", "name": "x"': "is JSON",
+    b'{"op": "get", "name": "x"': "a request is not JSON",
     b'"get"': "a request is a JSON object",
     b'{"op": "drop", "name": "x"}': "unknown operation",
     b'\xff\xfe': "UTF-8",
     b" " * 70000: "at most 65536 bytes",
 }
+
+
+@pytest.mark.parametrize("body", [b"[" * 9 + b"]" * 9, b'{"a": ' + b"[" * 40 + b"]" * 40 + b"}",
+                                  b'{"op": "get"', b"\xff", b'"\\ud800" [', b"[" * 5000])
+def test_the_store_reads_requests_with_the_wires_one_parser(body):
+    """The flag store's requests are read by the wire's bounded parser (issue 22: one parser),
+    its refusals the wire's own words, at the store's depth."""
+    from unicorn_ansible.engine.flag_store import MAX_DEPTH, parse_json
+    from unicorn_ansible.node import wire
+
+    with pytest.raises(wire.WireError) as refused:
+        wire.parse_json(body, "a request", len(body), depth=MAX_DEPTH)
+    with pytest.raises(FlagError) as answered:
+        parse_json(body)
+    assert str(answered.value) == str(refused.value)
 
 
 def test_bad_fields_get_one_clear_error_and_change_nothing(live, capfd):
