@@ -41,12 +41,23 @@ def _architecture(value: object) -> Architecture:
         return Architecture.UNKNOWN
 
 
+#: PATH as it was before ensure_ansible_on_path changed it (None: unchanged)
+_path_as_started: str | None = None
+
+
 def ensure_ansible_on_path() -> None:
     """ansible-runner looks its commands up on PATH: put this Python's scripts folder first."""
+    global _path_as_started
     scripts = str(Path(sys.executable).parent)
     path = os.environ.get("PATH", "")
     if scripts not in path.split(os.pathsep):
+        _path_as_started = path if _path_as_started is None else _path_as_started
         os.environ["PATH"] = scripts + os.pathsep + path
+
+
+def user_path() -> str:
+    """PATH as the user's shell has it (hints name commands that run there), not as the run extended it."""
+    return os.environ.get("PATH", os.defpath) if _path_as_started is None else _path_as_started
 
 
 @dataclass

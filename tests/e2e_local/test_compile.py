@@ -75,3 +75,24 @@ def test_inventory_and_name_errors(env: Env) -> None:
     for bad in ("../escape", "a;rm -rf", "with space", "$(id)"):
         done = env.cli("run", str(ROOT / "examples" / "hello.py"), "--name", bad, check=2)
         assert "run name" in done.stderr, bad
+
+
+def test_the_run_keeps_one_executor_bundle_and_each_node_only_its_own_part(env: Env) -> None:
+    # 10,000 hosts wrote 10,000 copies of the 700 KB executor: 7.5 GB (issue 28, weaker list)
+    import io
+    import zipfile
+
+    inventory = env.local_inventory(["one", "two", "three"])
+    out = env.root / "compiled-split"
+    env.cli("compile", str(ROOT / "examples" / "hello.py"), "-i", str(inventory), "-o", str(out), check=0)
+    files = out / "project" / "files"
+    head = (files / "unicorn-node.pyz.head").read_bytes()
+    assert not list(files.rglob("unicorn-node.pyz"))  # no whole copy anywhere
+    for node in ("one", "two", "three"):
+        tail = (files / "nodes" / node / "unicorn-node.pyz.tail").read_bytes()
+        assert len(tail) < len(head) / 5
+        with zipfile.ZipFile(io.BytesIO(head + tail)) as bundle:  # what the deployment ships to the host
+            assert bundle.testzip() is None
+            assert json.loads(bundle.read("node/node.json")) == json.loads(
+                (files / "nodes" / node / "node.json").read_text())
+            assert "unicorn_node/__main__.py" in bundle.namelist()

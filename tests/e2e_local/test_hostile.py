@@ -229,8 +229,10 @@ def test_a_crafted_progress_report_is_left_out_of_status_and_the_live_view(hosti
 
     _send(hostile_run, {"state.json": STATE, "journal": _record(_header(), FINE)})
     path = hostile_run.home / "runs" / "attacked" / "nodes" / VICTIM / "status.json"
-    saved = path.read_text()
+    finished = path.with_name("finished.jsonl")  # each reported task, as the collector appended it
+    saved, saved_finished = path.read_text(), finished.read_bytes() if finished.exists() else None
     try:
+        finished.write_text("\n".join(['{"seq": [1], "name": {"a": 1}}', "[" * 100_000, "nope", '{"seq": 3, "na']))
         crafted = dict(json.loads(saved), progress={"done": "lots", "total": [1], "failed": {"a": 1}, "stages": 10**30,
                                                     "stage": None, "shape": ["graph"], "status": 7})
         crafted["finished"] = [1, "x", {"seq": [1], "name": {"a": 1}, "start": "x", "preview": 5}]
@@ -245,6 +247,10 @@ def test_a_crafted_progress_report_is_left_out_of_status_and_the_live_view(hosti
         assert "Traceback" not in victim.get("error", "") and [t["name"] for t in victim["timings"]] == ["?"]
     finally:
         path.write_text(saved)
+        if saved_finished is None:
+            finished.unlink(missing_ok=True)
+        else:
+            finished.write_bytes(saved_finished)
 
 
 DEEP_JSON = b"[" * 200_000 + b"]" * 200_000

@@ -211,3 +211,22 @@ def test_templated_values_that_use_a_secret_are_secrets_never_rendered(tmp_path:
     assert {"db_password", "db_url", "dsn", "from_env", "spelled"}.isdisjoint(node.properties)
     snapshot = json.dumps(inventory.snapshot(["h1", "h2"]))
     assert "S3CRET" not in snapshot and "S3CRET" not in repr(node.properties)
+
+
+def test_a_hanging_inventory_script_is_stopped_with_a_message_and_its_processes_with_it(tmp_path: Path) -> None:
+    import subprocess
+
+    marker = tmp_path / "sleeper.pid"
+    script = tmp_path / "hangs.sh"
+    script.write_text(f"#!/bin/sh\nsleep 600 &\necho $! > {marker}\nwait\n")
+    script.chmod(0o700)
+    done = subprocess.run([sys.executable, "-m", "unicorn_ansible.ui.cli", "nodes", "-i", str(script)],
+                          capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, UNICORN_ANSIBLE_HOME=str(tmp_path / "home"),
+                                   UNICORN_ANSIBLE_INVENTORY_TIMEOUT="3"))
+    assert done.returncode != 0
+    error = done.stderr.strip().splitlines()[-1]
+    assert "took over 3 s and was stopped" in error and "UNICORN_ANSIBLE_INVENTORY_TIMEOUT" in error, done.stderr
+    assert "Traceback" not in done.stderr
+    sleeper = int(marker.read_text())
+    assert not Path(f"/proc/{sleeper}").exists() or "Z" in Path(f"/proc/{sleeper}/stat").read_text().split()[2]

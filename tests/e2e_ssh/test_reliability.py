@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from unicorn_ansible.engine.rundir import RunDir
+
 from .conftest import CLI, Lab, node
 
 COMMON = '''
@@ -126,8 +128,9 @@ def test_a_host_that_dies_mid_pipeline_ends_the_run_and_keeps_what_it_reported(l
     (lab.root / "dies.py").write_text(DIES)
     process = _start(lab, "dies.py", "-i", str(inventory), "--name", "dies")
     try:
-        _wait_until(lambda: any(e.get("name") == "first" for e in _status(lab, "dies", "h2").get("finished", [])),
-                    120, "h2 to report its first task")
+        finished = RunDir(lab.home / "runs" / "dies")  # the tasks the collector kept as each was reported
+        _wait_until(lambda: any(t.name == "first" for t in finished.node_finished("h2")), 120,
+                    "h2 to report its first task")
         # the host dies: its sshd and the executor with its task
         for pid in subprocess.run(["ip", "netns", "pids", "ua-h2"], capture_output=True, text=True).stdout.split():
             os.kill(int(pid), signal.SIGKILL)

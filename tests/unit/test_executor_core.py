@@ -381,3 +381,15 @@ def test_the_started_executor_runs_detached_in_its_environment_whether_forked_or
     assert around == {"environment": str(environment), "path": str(environment / "bin"), "session_leader": True,
                       "executable": python, "stdin_is_null": True, "argv": ["run", "--workdir"],
                       "forked_from_start": interpreter == "this", "inherited": []}
+
+
+def test_a_progress_report_the_link_lost_is_made_good_by_the_next(tmp_path: Path) -> None:
+    # Each finished task's header goes with two reports in a row: a reply lost on the way (the link
+    # dropped as it came back) leaves nothing the controller only learns at collect.
+    from unicorn_ansible.node.journal import unreported
+
+    run_pipeline(Pipeline().then(Value(1, name="a")).then(Value(2, name="b")), str(tmp_path))
+    first = [t.name for t in unreported(str(tmp_path))]  # this reply is lost
+    again = [t.name for t in unreported(str(tmp_path))]
+    assert first == again == ["a", "b"]
+    assert unreported(str(tmp_path)) == []  # twice, then no more

@@ -78,3 +78,23 @@ def test_a_run_cancelled_from_elsewhere_waits_for_that_cancel_only_while_it_live
     threading.Timer(0.5, lambda: run.update(cancelled=2.0)).start()
     _wait_for_cancel(run)
     assert 0.4 < time.monotonic() - started < 5 and "cancelled" in run.record()
+
+
+def test_finished_tasks_are_read_line_by_line_as_untrusted_and_an_older_status_still_counts(tmp_path: Path) -> None:
+    # the collector appends each reported task once (status.json is no longer rewritten with all of
+    # them at every poll); a line that is not a task, or not JSON, or cut short, is left out
+    import json
+
+    run = RunDir(tmp_path)
+    run.node_dir("h1").mkdir(parents=True)
+    run.node_status_file("h1").write_text(json.dumps({"finished": [{"seq": 0, "name": "old"}]}))
+    run.node_finished_file("h1").write_text("\n".join([
+        json.dumps({"seq": 1, "name": "first", "type": "Success"}),
+        "[" * 100_000,
+        json.dumps({"seq": [1], "name": {"a": 1}}),
+        "not json",
+        json.dumps({"seq": 2, "name": "second"}),
+        '{"seq": 3, "na',
+    ]))
+    assert [(t.seq, t.name) for t in run.node_finished("h1")] == [(0, "old"), (1, "first"), (2, "second")]
+    assert run.node_finished("nobody") == ()

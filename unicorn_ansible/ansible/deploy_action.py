@@ -8,7 +8,9 @@ sends the bundle on the standard input of the one shell command that writes it t
 it: one round trip. That needs the connection's pipelining (the generated settings turn it on;
 SSH, local and Mitogen have it); without it this hands over to ``ansible.builtin.script``.
 
-Arguments: ``bundle`` (the bundle on the controller), ``python``, ``workdir`` (as the role's
+Arguments: ``bundle`` (the node's part of its bundle on the controller, ``files/nodes/<executor>/NAME.tail``;
+the part every node shares is the project's ``files/NAME.head``, and the zipapp the host gets is head +
+tail: the compiler keeps one head per run, not one copy per node), ``python``, ``workdir`` (as the role's
 variables give them), ``name`` (the bundle's name in the work folder), ``container_engine`` and
 ``container_base_image`` (the role's ``unicorn_container_*``), ``start`` (whether the executor
 starts the pipeline right after a successful deployment). The result is ``script``'s: ``rc``,
@@ -22,7 +24,9 @@ here, not in the role.
 
 from __future__ import annotations
 
+import os
 import shlex
+import tempfile
 
 from ansible.module_utils.common.text.converters import to_text
 from ansible.module_utils.parsing.convert_bool import boolean
@@ -64,11 +68,13 @@ class ActionModule(ActionBase):  # type: ignore[misc]  # (Ansible's classes carr
             return result
         argv = deploy_argv(str(workdir), str(args.get("container_engine") or "auto"),
                            str(args.get("container_base_image") or ""), boolean(args.get("start") or False))
-        source = self._loader.path_dwim(str(bundle))
+        try:
+            data = whole_bundle(self._loader.path_dwim(f"files/{name}.head"), self._loader.path_dwim(str(bundle)))
+        except OSError as exc:
+            result.update(failed=True, msg=f"cannot read the node's bundle: {exc}")
+            return result
         if not self._connection.is_pipelining_enabled(False):
-            return deployment_outcome(self._with_script(source, str(python), argv, task_vars))
-        with open(source, "rb") as handle:
-            data = handle.read()
+            return deployment_outcome(self._with_script(data, str(name), str(python), argv, task_vars))
         done = self._low_level_execute_command(ship_and_run(str(python), str(workdir), str(name), argv),
                                                sudoable=True, in_data=data)
         stdout, stderr = to_text(done.get("stdout", "")), to_text(done.get("stderr", ""))
@@ -76,16 +82,27 @@ class ActionModule(ActionBase):  # type: ignore[misc]  # (Ansible's classes carr
                       stderr_lines=stderr.splitlines())
         return deployment_outcome(result)
 
-    def _with_script(self, source: str, python: str, argv: list[str],
+    def _with_script(self, data: bytes, name: str, python: str, argv: list[str],
                      task_vars: dict[str, object] | None) -> AnsibleResult:
-        """No pipelining on this connection: Ansible's script action ships and runs the bundle."""
-        task = self._task.copy()
-        task.args = {"cmd": " ".join(shlex.quote(word) for word in [source, *argv]), "executable": python}
-        script = self._shared_loader_obj.action_loader.get(
-            "ansible.builtin.script", task=task, connection=self._connection, play_context=self._play_context,
-            loader=self._loader, templar=self._templar, shared_loader_obj=self._shared_loader_obj)
-        done: AnsibleResult = script.run(task_vars=task_vars)
-        return done
+        """No pipelining on this connection: Ansible's script action ships and runs the bundle
+        (put together in a private temporary folder of the controller for it)."""
+        with tempfile.TemporaryDirectory(prefix="unicorn-bundle-") as scratch:
+            source = os.path.join(scratch, name)
+            with open(source, "wb") as handle:
+                handle.write(data)
+            task = self._task.copy()
+            task.args = {"cmd": " ".join(shlex.quote(word) for word in [source, *argv]), "executable": python}
+            script = self._shared_loader_obj.action_loader.get(
+                "ansible.builtin.script", task=task, connection=self._connection, play_context=self._play_context,
+                loader=self._loader, templar=self._templar, shared_loader_obj=self._shared_loader_obj)
+            done: AnsibleResult = script.run(task_vars=task_vars)
+            return done
+
+
+def whole_bundle(head: str, tail: str) -> bytes:
+    """A node's zipapp: the bundle's part every node shares, then the node's own part."""
+    with open(head, "rb") as first, open(tail, "rb") as second:
+        return first.read() + second.read()
 
 
 def deployment_answer(stdout: str) -> DeployAnswer | None:

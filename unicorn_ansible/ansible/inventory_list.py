@@ -18,8 +18,10 @@ ansible-runner, measured here), and templated values no longer need a play of th
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from typing import TYPE_CHECKING
@@ -43,13 +45,17 @@ _STARTED: dict[tuple[str, ...], subprocess.Popen[bytes]] = {}
 #: and the pipe it reads them from (NUL-separated; its argument is the pipe's descriptor)
 _WARM: list[tuple[subprocess.Popen[bytes], int]] = []
 _SOURCES_FROM = "--sources-from-fd="
+#: how long reading an inventory may take (a dynamic inventory script or a lookup can hang), in
+#: seconds, and when to say it is still going
+TIMEOUT_VARIABLE = "UNICORN_ANSIBLE_INVENTORY_TIMEOUT"
+_DEFAULT_TIMEOUT = 300.0
+_NOTICE_AFTER = 15.0
 
 
 def _stop_uncollected() -> None:
     """A reader nobody collected (the command stopped at a usage error) ends with this process."""
     for process in [*_STARTED.values(), *(process for process, _ in _WARM)]:
-        process.kill()
-        process.communicate()
+        _kill(process)
     _STARTED.clear()
     _WARM.clear()
 
@@ -58,8 +64,27 @@ atexit.register(_stop_uncollected)
 
 
 def _popen(arguments: list[str], pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:
+    # its own session and process group: what an inventory script starts ends with it (see _kill)
     return subprocess.Popen([sys.executable, "-c", _READER, *arguments], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=pass_fds)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=pass_fds,
+                            start_new_session=True)
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    """End a reader and what it started (an inventory script and its children)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.communicate()
+
+
+def timeout() -> float:
+    """How long reading an inventory may take: UNICORN_ANSIBLE_INVENTORY_TIMEOUT seconds, else 300."""
+    raw = os.environ.get(TIMEOUT_VARIABLE, "")
+    try:
+        value = float(raw) if raw else _DEFAULT_TIMEOUT
+    except ValueError:
+        value = _DEFAULT_TIMEOUT
+    return value if value > 0 else _DEFAULT_TIMEOUT
 
 
 def warm_up() -> None:
@@ -98,13 +123,32 @@ def prefetch(sources: list[str]) -> None:
 def collect(sources: list[str]) -> tuple[JSONObject | None, str]:
     """The answer for ``sources`` (started now unless prefetched): (the JSON object or None, stderr)."""
     process = start(sources)
-    out, err = process.communicate()
-    _STARTED.pop(tuple(sources), None)
+    limit = timeout()
+    try:
+        out, err = _communicate(process, sources, limit)
+    except subprocess.TimeoutExpired:
+        _kill(process)
+        return None, (f"reading it took over {limit:g} s and was stopped (a dynamic inventory script or a lookup "
+                      f"that hangs?); if it needs longer, set {TIMEOUT_VARIABLE} to more seconds")
+    finally:
+        _STARTED.pop(tuple(sources), None)
     try:
         answer = json.loads(out) if process.returncode == 0 else None
     except ValueError:
         answer = None
     return answer if isinstance(answer, dict) else None, err.decode(errors="replace")
+
+
+def _communicate(process: subprocess.Popen[bytes], sources: list[str], limit: float) -> tuple[bytes, bytes]:
+    """The reader's output within ``limit`` seconds; after a while, one line says it is still going."""
+    try:
+        return process.communicate(timeout=min(_NOTICE_AFTER, limit))
+    except subprocess.TimeoutExpired:
+        if limit <= _NOTICE_AFTER:
+            raise
+    print(f"reading inventory {' '.join(sources)}: still going after {_NOTICE_AFTER:g} s "
+          f"(stopped after {limit:g} s; {TIMEOUT_VARIABLE} sets that)", file=sys.stderr, flush=True)
+    return process.communicate(timeout=limit - _NOTICE_AFTER)
 
 
 def _read(sources: list[str]) -> tuple[DataLoader, InventoryManager, VariableManager]:

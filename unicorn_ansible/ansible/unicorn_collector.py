@@ -21,6 +21,7 @@ DOCUMENTATION = """
 """
 
 import dataclasses
+import json
 import os
 import re
 import time
@@ -136,6 +137,7 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]  # (Ansible's classes 
         super().__init__()
         self.run: RunDir | None = None
         self.hosts: dict[str, NodeStatusRecord] = {}  # executor id -> its status
+        self.finished_seqs: dict[str, set[int | None]] = {}  # executor id -> the tasks appended to finished.jsonl
         self.executors: dict[str, list[str]] = {}  # host -> its executor ids (a host may run several pipelines)
         self.watching = False
 
@@ -298,11 +300,18 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]  # (Ansible's classes 
         before its results are fetched, the controller still knows what finished."""
         if executor is None or not answer.new:
             return
-        finished = self._status(executor).finished
-        known = {entry.seq for entry in finished}
-        fresh = tuple(_reported(entry) for entry in answer.new if entry.seq not in known)
-        if fresh:
-            self._change(executor, finished=finished + fresh)
+        assert self.run is not None
+        known = self.finished_seqs.get(executor)
+        if known is None:  # (a collect after an earlier play: what that one kept)
+            known = self.finished_seqs[executor] = {entry.seq for entry in self.run.node_finished(executor)}
+        fresh = [_reported(entry) for entry in answer.new if entry.seq not in known]
+        if fresh:  # appended, each once: status.json is not rewritten with every task so far at each poll
+            known.update(entry.seq for entry in fresh)
+            lines = "".join(json.dumps(entry.to_json(), separators=(",", ":")) + "\n" for entry in fresh)
+            path = self.run.node_finished_file(executor)
+            descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+                handle.write(lines)
 
     def v2_runner_on_failed(self, result: TaskResult, ignore_errors: bool = False) -> None:
         if not self._looped(result):

@@ -7,7 +7,9 @@ what the compiler writes there:
     inventory/hosts.yml      (the embedded default inventory only, with host_vars/ putting the local
                              machine's work folders in the home folder; user inventories are referenced)
     project/                 ansible.cfg, site.yml, deploy.yml, execute.yml, cancel.yml, roles/, callback_plugins/,
-                             files/nodes/<node>/: the node's bundle (the executor with the node's files)
+                             files/unicorn-node.pyz.head: the executor bundle every node shares,
+                             files/nodes/<node>/: the rest of the node's bundle (unicorn-node.pyz.tail:
+                             the node's files, the zip's directory; the deployment ships head + tail)
                              and readable copies of those files (pipeline.pkl, node.json, deploy.json)
 """
 
@@ -55,7 +57,7 @@ from ..node.wire import (
     WireError,
 )
 from ..resources import callback_plugin, playbooks_dir, roles_dir
-from .bundle import NODE_BUNDLE_NAME, build_bundle, node_bundle
+from .bundle import BUNDLE_HEAD_NAME, NODE_BUNDLE_NAME, NODE_TAIL_NAME, NodeBundles, build_bundle
 from .flag_use import check_flags_reach
 from .settings import CompileOptions, ansible_settings, node_limits, start_round, start_strategy
 
@@ -319,7 +321,8 @@ class _Compilation:
                  flags: FlagEndpoint) -> None:
         self.run, self.name, self.run_id, self.inventory = run, name, run_id, inventory
         self.options, self.flags = options, flags
-        self.bundle = build_bundle()
+        self.bundles = NodeBundles(build_bundle())
+        write_atomic(run.project / "files" / BUNDLE_HEAD_NAME, self.bundles.head, 0o600)
         self.python = "%d.%d" % sys.version_info[:2]
         self.requirement_counts: dict[str, int] = {}
         self.time_limits: dict[str, int] = {}
@@ -354,7 +357,7 @@ class _Compilation:
         folder = self.run.shipped_dir(executor)
         for file_name, data in files.items():
             write_atomic(folder / file_name, data, 0o600)
-        write_atomic(folder / NODE_BUNDLE_NAME, node_bundle(self.bundle, files), 0o600)
+        write_atomic(folder / NODE_TAIL_NAME, self.bundles.tail(files), 0o600)
 
     def _container(self, deployment: Deployment, commands: list[str]) -> ContainerSpec | None:
         host = deployment.node.name

@@ -51,6 +51,8 @@ FLAGS = "flags.json"
 FLAGS_ENDPOINT = "flags-endpoint.json"
 INVENTORY_SNAPSHOT = "inventory-snapshot.json"
 NODE_STATUS = "status.json"
+#: the tasks a node's executor reported finished, one JSON line each (appended as they come)
+NODE_FINISHED = "finished.jsonl"
 #: what a run's own controller (engine/detached.py) printed: its errors, if it had any
 CONTROLLER_LOG = "controller.log"
 #: a JSON object as stored: run.json's fields as the engine reads and changes them (typed: RunRecord)
@@ -192,6 +194,28 @@ class RunDir:
             return NodeStatusRecord.read(path, f"nodes/{node}/{NODE_STATUS}", lenient=True) or NodeStatusRecord()
         except WireError as exc:
             return NodeStatusRecord(error=str(exc))
+
+    def node_finished_file(self, node: str) -> Path:
+        """Appended by the callback plugin: each task the executor reported finished, once."""
+        return self.node_dir(node) / NODE_FINISHED
+
+    def node_finished(self, node: str) -> tuple[wire.ReportedTask, ...]:
+        """The tasks the node's executor reported finished (before its results came home), read
+        as untrusted: a line that is not one is left out, at most the wire's count of items. A run
+        of an earlier release kept them in status.json."""
+        found = list(self.node_status(node).finished)
+        try:
+            handle = self.node_finished_file(node).open("rb")
+        except OSError:
+            return tuple(found)
+        with handle:
+            for number, line in enumerate(handle):
+                if len(found) >= wire.MAX_ITEMS:
+                    break
+                source = f"nodes/{node}/{NODE_FINISHED}: line {number + 1}"
+                with contextlib.suppress(WireError):
+                    found.append(wire.ReportedTask.from_untrusted(wire.parse_object(line, source), source))
+        return tuple(found)
 
     def node_logs_dir(self, node: str) -> Path:
         return self.node_dir(node) / LOGS

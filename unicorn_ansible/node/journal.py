@@ -158,18 +158,20 @@ class PreviousSteps(Mapping[str, list[object]]):
 
 
 def unreported(workdir: str) -> list[ReportedTask]:
-    """Headers (name, result type, preview, times) of tasks finished since the last call, so
-    the controller knows what finished even if this host is lost before its results are fetched."""
+    """Headers (name, result type, preview, times) of tasks finished since the call before the last
+    one, so the controller knows what finished even if this host is lost before its results are
+    fetched: each header goes with two reports in a row (the controller keeps each task once), and
+    a report the link lost is made good by the next."""
     mark_path = os.path.join(workdir, REPORTED)
-    mark = ReportedMark.read(mark_path)
-    reported = mark.seq if mark is not None else -1
+    mark = ReportedMark.read(mark_path) or ReportedMark(seq=-1)
+    newest = mark.seq
     fresh: list[ReportedTask] = []
     for record in iter_records(os.path.join(workdir, JOURNAL), with_payload=False):
-        if record.header.seq > reported:
+        if record.header.seq > mark.previous:
             fresh.append(record.header.reported())
-            reported = record.header.seq
+            newest = max(newest, record.header.seq)
             if len(fresh) >= REPORT_LIMIT:
                 break
-    if fresh:
-        write_json_atomic(mark_path, ReportedMark(seq=reported).to_json())
+    if (newest, mark.seq) != (mark.seq, mark.previous):
+        write_json_atomic(mark_path, ReportedMark(seq=newest, previous=mark.seq).to_json())
     return fresh

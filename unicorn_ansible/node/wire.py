@@ -586,14 +586,17 @@ class ReportedTask(Part):
 
 @dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class ReportedMark(Record):
-    """reported.json: the last task whose header went back with a progress report."""
+    """reported.json: the last task whose header went back with a progress report (``seq``), and the
+    last before that report (``previous``): a report's headers go once more with the next one."""
 
     seq: int
+    previous: int = -1
 
     @classmethod
     def from_untrusted(cls, raw: object, source: str, lenient: bool = False) -> ReportedMark:
         f = cls.fields_of(raw, source, lenient)
-        return cls(seq=f.integer("seq", low=-1), version=_version(f), extra=f.extra(cls.known()))
+        return cls(seq=f.integer("seq", low=-1), previous=f.integer("previous", low=-1, default=-1),
+                   version=_version(f), extra=f.extra(cls.known()))
 
 
 # -- the executor's state and answers -----------------------------------------------------------

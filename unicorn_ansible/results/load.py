@@ -166,11 +166,12 @@ def load_node(run_dir: Path, node: str, loads: Loads | None = None,
                                     _run_argument(run.path))
     reported: list[JSONObject] = []
     not_run = list(state.not_run) if state is not None else []
-    if not records and status.finished:
+    finished = run.node_finished(node) if not records else ()
+    if finished:
         # the host was lost before its results came back: keep what it had reported
-        reported = [entry.to_json() for entry in status.finished]
-        timings = [_timing(entry, None) for entry in status.finished]
-        done = {entry.seq for entry in status.finished if entry.seq is not None}
+        reported = [entry.to_json() for entry in finished]
+        timings = [_timing(entry, None) for entry in finished]
+        done = {entry.seq for entry in finished if entry.seq is not None}
         not_run = [name for seq, name in enumerate(_task_names(run_dir, node)) if seq not in done]
     stopped: list[JSONObject] = [{"pid": p.pid, "command": p.command}
                                  for p in (state.stopped_processes if state is not None else ())]

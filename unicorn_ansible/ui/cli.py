@@ -312,7 +312,9 @@ def self_command(argv0: str | None = None) -> str:
         running = Path(sys.executable).with_name("unicorn-ansible")
     if not running.exists():
         return "unicorn-ansible"
-    on_path = shutil.which("unicorn-ansible")
+    from ..inventory import user_path
+
+    on_path = shutil.which("unicorn-ansible", path=user_path())  # not the PATH the run put its scripts on
     if on_path is not None and os.path.realpath(on_path) == os.path.realpath(running):
         return "unicorn-ansible"
     return str(running.resolve())
