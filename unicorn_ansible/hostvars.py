@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import re
-from typing import Any
+from collections.abc import Mapping
+
+# Every host's variables, as read from the inventory (values are JSON-like, or Ansible's own objects).
+HostVars = Mapping[str, Mapping[str, object]]
 
 # Variable names whose values are secrets. A name is split into parts (at _ - . and case changes:
 # db_password, mysqlRootPass, LAB_PW_ENV); it is a secret's if a part
@@ -57,18 +60,18 @@ def is_secret_name(name: str) -> bool:
     return any(_secret_part(part.lower()) for part in _NAME_PARTS.findall(name))
 
 
-def is_vault_encrypted(value: Any) -> bool:
+def is_vault_encrypted(value: object) -> bool:
     if isinstance(value, dict) and "__ansible_vault" in value:
         return True
     return type(value).__name__ in ("AnsibleVaultEncryptedUnicode", "EncryptedString") or (
         isinstance(value, str) and value.lstrip().startswith("$ANSIBLE_VAULT"))
 
 
-def is_secret(name: str, value: Any) -> bool:
+def is_secret(name: str, value: object) -> bool:
     return is_secret_name(str(name)) or is_vault_encrypted(value)
 
 
-def is_templated(value: Any) -> bool:
+def is_templated(value: object) -> bool:
     """Whether ``value`` (or anything inside it) holds a Jinja expression Ansible would render."""
     if isinstance(value, str):
         return "{{" in value or "{%" in value
@@ -79,7 +82,7 @@ def is_templated(value: Any) -> bool:
     return False
 
 
-def _templates_in(value: Any) -> list[str]:
+def _templates_in(value: object) -> list[str]:
     if isinstance(value, str):
         return [value] if is_templated(value) else []
     if isinstance(value, dict):
@@ -89,7 +92,7 @@ def _templates_in(value: Any) -> list[str]:
     return []
 
 
-def referred(value: Any) -> set[str]:
+def referred(value: object) -> set[str]:
     """The names and quoted strings inside ``value``'s Jinja expressions: what it may refer to
     (``db_password``, ``hostvars['h2']['db_password']``, ``lookup('env', 'LAB_PW_ENV')``).
     Jinja's own lexer reads them (Ansible has it loaded where this runs), up to a syntax error if
@@ -106,7 +109,7 @@ def referred(value: Any) -> set[str]:
     return found
 
 
-def secret_templates(hostvars: dict[str, dict[str, Any]]) -> set[str]:
+def secret_templates(hostvars: HostVars) -> set[str]:
     """The names of templated values that refer to a secret, directly or through another such value
     (``db_url: "postgres://u:{{ db_password }}@db"``, then ``dsn: "{{ db_url }}"``): they are
     secrets too, on every host (a host may read another's through hostvars), and never rendered."""
@@ -122,7 +125,7 @@ def secret_templates(hostvars: dict[str, dict[str, Any]]) -> set[str]:
         found |= new
 
 
-def to_render(hostvars: dict[str, dict[str, Any]], secrets: set[str] | frozenset[str] = frozenset()) -> dict[str, list[str]]:
+def to_render(hostvars: HostVars, secrets: set[str] | frozenset[str] = frozenset()) -> dict[str, list[str]]:
     """Per host, the names of its templated values that are not secrets (the ones to render);
     ``secrets``: names that are secrets besides their own (:func:`secret_templates`)."""
     templated = {host: [name for name, value in variables.items()
@@ -131,14 +134,14 @@ def to_render(hostvars: dict[str, dict[str, Any]], secrets: set[str] | frozenset
     return {host: names for host, names in templated.items() if names}
 
 
-def secret_texts(hostvars: dict[str, dict[str, Any]]) -> set[str]:
+def secret_texts(hostvars: HostVars) -> set[str]:
     """The plain texts of every host's secret values (long enough not to be found by chance), to
     look for in what rendering gives."""
     return {value for variables in hostvars.values() for name, value in variables.items()
             if isinstance(value, str) and len(value) >= 4 and is_secret(name, value)}
 
 
-def holds_any(value: Any, texts: set[str]) -> bool:
+def holds_any(value: object, texts: set[str]) -> bool:
     """Whether ``value`` (or anything inside it) contains one of ``texts``."""
     if isinstance(value, str):
         return any(text in value for text in texts)

@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -25,13 +25,16 @@ from .hostvars import is_secret, is_secret_name, is_vault_encrypted
 from .model.nodes import Architecture, CountableNodePool, Node
 from .resources import inventories_dir
 
+if TYPE_CHECKING:
+    from .node.wire import JSONObject, JSONValue
+
 __all__ = ["LEFT_OUT", "Inventory", "is_secret", "is_secret_name", "is_vault_encrypted", "load_inventory"]
 
 #: what the inventory snapshot says in place of a value left out
 LEFT_OUT = "(left out: a secret by its name, vault-encrypted, or a template that refers to a secret)"
 
 
-def _architecture(value: Any) -> Architecture:
+def _architecture(value: object) -> Architecture:
     try:
         return Architecture(str(value))
     except ValueError:
@@ -62,7 +65,7 @@ class Inventory:
     """An inventory: where it comes from (no sources: the embedded local default) and its hosts."""
 
     sources: list[str]
-    hostvars: dict[str, dict[str, Any]]
+    hostvars: dict[str, dict[str, object]]
     groups: dict[str, list[str]] = field(default_factory=dict)
     #: templated values that are secrets because they refer to one (hostvars.secret_templates)
     secret_names: frozenset[str] = frozenset()
@@ -71,7 +74,7 @@ class Inventory:
     def is_default(self) -> bool:
         return not self.sources
 
-    def is_secret(self, name: str, value: Any) -> bool:
+    def is_secret(self, name: str, value: object) -> bool:
         """Whether a host variable is a secret: by its name or value, or a template referring to one."""
         return name in self.secret_names or is_secret(name, value)
 
@@ -81,7 +84,7 @@ class Inventory:
         variables["groups"] = member_of
         return Node(host, variables, _architecture(variables.get("unicorn_architecture")))
 
-    def snapshot(self, hosts: list[str]) -> dict[str, dict[str, Any]]:
+    def snapshot(self, hosts: list[str]) -> dict[str, dict[str, object]]:
         """The hosts' variables as a run folder keeps them: a secret's value replaced by :data:`LEFT_OUT`."""
         return {host: {**{k: LEFT_OUT if self.is_secret(k, v) else v for k, v in self.hostvars.get(host, {}).items()},
                        "groups": self.node(host)["groups"]} for host in hosts}
@@ -136,7 +139,7 @@ def default_inventory() -> Inventory:
     return Inventory(sources=[], hostvars=hostvars, groups={"ungrouped": list(hostvars)})
 
 
-def _rendered_locally(variables: dict[str, Any]) -> dict[str, Any]:
+def _rendered_locally(variables: dict[str, object]) -> dict[str, object]:
     """The default's one templated value, as Ansible renders it: the controller's own Python."""
     playbook_python = "{{ ansible_playbook_python }}"
     return {name: sys.executable if value == playbook_python else value for name, value in variables.items()}
@@ -184,7 +187,7 @@ def _existing(source: str) -> str:
     return os.path.realpath(path)
 
 
-def _ansible_inventory_list(resolved: list[str], named: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]],
+def _ansible_inventory_list(resolved: list[str], named: str) -> tuple[JSONObject, dict[str, dict[str, object]],
                                                                       frozenset[str]]:
     """What ``ansible-inventory --list`` gives for the sources, the templated values rendered, and
     the templated values that are secrets (they refer to one)."""
@@ -197,30 +200,47 @@ def _ansible_inventory_list(resolved: list[str], named: str) -> tuple[dict[str, 
         raise InventoryError(str(answer["error"]))
     names = answer.get("secret_names")
     secret_names = frozenset(name for name in names if isinstance(name, str)) if isinstance(names, list) else frozenset()
-    return answer["listing"], answer.get("rendered", {}), secret_names
+    rendered = {host: _variables(values) for host, values in _object(answer.get("rendered")).items()}
+    return _object(answer.get("listing")), rendered, secret_names
 
 
-def _members(listing: dict[str, Any], group: str, seen: set[str]) -> list[str]:
+def _object(value: JSONValue | None) -> JSONObject:
+    """A JSON object of the reader's answer; anything else (absent) reads as an empty one."""
+    return value if isinstance(value, dict) else {}
+
+
+def _variables(value: JSONValue | None) -> dict[str, object]:
+    """A host's variables of the reader's answer (name -> value), a new dict."""
+    return dict[str, object](_object(value))
+
+
+def _names(value: JSONValue | None) -> list[str]:
+    """A list of names of the reader's answer (a group's hosts or children)."""
+    return [str(name) for name in value] if isinstance(value, list) else []
+
+
+def _members(listing: JSONObject, group: str, seen: set[str]) -> list[str]:
     """The hosts of a group and of its children, as listed."""
     if group in seen:
         return []
     seen.add(group)
-    entry = listing.get(group, {})
-    hosts = list(entry.get("hosts", []))
-    for child in entry.get("children", []):
+    entry = _object(listing.get(group))
+    hosts = _names(entry.get("hosts"))
+    for child in _names(entry.get("children")):
         hosts.extend(_members(listing, child, seen))
     return hosts
 
 
-def _groups(listing: dict[str, Any]) -> dict[str, list[str]]:
+def _groups(listing: JSONObject) -> dict[str, list[str]]:
     return {group: sorted(set(_members(listing, group, set())))
             for group in listing if group not in ("_meta", "all")}
 
 
-def _hosts_in_order(listing: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def _hosts_in_order(listing: JSONObject) -> dict[str, dict[str, object]]:
     """Every host's variables, hosts in the inventory's own order (groups as written, hosts as listed)."""
-    hostvars: dict[str, dict[str, Any]] = dict(listing["_meta"].get("hostvars", {}))
-    ordered: dict[str, dict[str, Any]] = {}
+    listed = _object(_object(listing.get("_meta")).get("hostvars"))
+    hostvars = {host: _variables(values) for host, values in listed.items()}
+    ordered: dict[str, dict[str, object]] = {}
     for host in _members(listing, "all", set()) + list(hostvars):
         ordered.setdefault(host, hostvars.get(host, {}))
     return ordered

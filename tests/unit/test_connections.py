@@ -77,7 +77,7 @@ def test_the_runs_settings_and_step_variables_come_from_the_kinds_its_hosts_use(
     assert local.ansible_settings(flags) == [] and local.step_vars(run, tunnel=True) == {}
     mixed = HostConnections.of(Inventory(["lab"], {"h1": {}, "h2": {"ansible_connection": "paramiko"}}), ["h1", "h2"])
     (setting,) = mixed.ansible_settings(flags)
-    assert setting[2] == "ANSIBLE_SSH_ARGS" and f"RemoteForward=127.0.0.1:{flags['port']} {flags['socket']}" in setting[3]
+    assert setting[2] == "ANSIBLE_SSH_ARGS" and f"RemoteForward=127.0.0.1:{flags.port} {flags.socket}" in setting[3]
     with_tunnel, without = mixed.step_vars(run, tunnel=True), mixed.step_vars(run, tunnel=False)
     assert set(with_tunnel) == {CONTROL_DIR_VAR} and Path(with_tunnel[CONTROL_DIR_VAR]).is_dir()
     assert "RemoteForward" not in without["ansible_ssh_args"] and "ControlPersist" in without["ansible_ssh_args"]

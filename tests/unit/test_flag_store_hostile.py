@@ -19,7 +19,7 @@ import pytest
 
 from unicorn_ansible import FlagError, FlagValues, get_flag, set_flag
 from unicorn_ansible.engine import flag_loop
-from unicorn_ansible.engine.flag_server import FlagReach, new_endpoint, serve_flags, task_settings
+from unicorn_ansible.engine.flag_server import FlagReach, new_endpoint, serve_flags, task_settings, write_endpoint
 from unicorn_ansible.engine.rundir import RunDir
 from unicorn_ansible.errors import RunError
 from unicorn_ansible.model.flags import HELLO, _greet, mac, request
@@ -27,7 +27,7 @@ from unicorn_ansible.model.flags import HELLO, _greet, mac, request
 
 def _run_dir(path: Path, local: bool = False) -> dict:
     endpoint = new_endpoint(path, local=local)
-    RunDir(path).flags_endpoint_file.write_text(json.dumps(endpoint))
+    write_endpoint(path, endpoint)
     return endpoint
 
 
@@ -47,14 +47,14 @@ def _raw(endpoint: dict, body: bytes) -> dict:
     """Send ``body`` as an authenticated request, as a token holder who crafts requests by hand would."""
     with socket.socket(socket.AF_UNIX) as sock:
         sock.settimeout(10)
-        sock.connect(endpoint["socket"])
-        nonces = _greet(sock, endpoint["token"])
-        sock.sendall(mac(endpoint["token"], "request", *nonces, body) + b" " + body + b"\n")
+        sock.connect(endpoint.socket)
+        nonces = _greet(sock, endpoint.token)
+        sock.sendall(mac(endpoint.token, "request", *nonces, body) + b" " + body + b"\n")
         data = b""
         while not data.endswith(b"\n") and (chunk := sock.recv(65536)):
             data += chunk
     signature, _, answer = data.strip().partition(b" ")
-    assert signature == mac(endpoint["token"], "answer", *nonces, answer)
+    assert signature == mac(endpoint.token, "answer", *nonces, answer)
     return json.loads(answer)
 
 
@@ -73,12 +73,27 @@ BAD_REQUESTS = {
     b'{"op": "set", "name": "x", "value": ' + b"[" * 30000 + b"]" * 30000 + b"}": "deeper than 8 levels",
     b'[' * 200 + b']' * 200: "deeper than 8 levels",
     b'{"op": "set", "name": "x", "value": {"int_value": true}}': "64-bit integer",
-    b'{"op": "get", "name": "x"': "is JSON",
+    b'{"op": "get", "name": "x"': "a request is not JSON",
     b'"get"': "a request is a JSON object",
     b'{"op": "drop", "name": "x"}': "unknown operation",
     b'\xff\xfe': "UTF-8",
     b" " * 70000: "at most 65536 bytes",
 }
+
+
+@pytest.mark.parametrize("body", [b"[" * 9 + b"]" * 9, b'{"a": ' + b"[" * 40 + b"]" * 40 + b"}",
+                                  b'{"op": "get"', b"\xff", b'"\\ud800" [', b"[" * 5000])
+def test_the_store_reads_requests_with_the_wires_one_parser(body):
+    """The flag store's requests are read by the wire's bounded parser (issue 22: one parser),
+    its refusals the wire's own words, at the store's depth."""
+    from unicorn_ansible.engine.flag_store import MAX_DEPTH, parse_json
+    from unicorn_ansible.node import wire
+
+    with pytest.raises(wire.WireError) as refused:
+        wire.parse_json(body, "a request", len(body), depth=MAX_DEPTH)
+    with pytest.raises(FlagError) as answered:
+        parse_json(body)
+    assert str(answered.value) == str(refused.value)
 
 
 def test_bad_fields_get_one_clear_error_and_change_nothing(live, capfd):
@@ -137,11 +152,11 @@ def test_an_impostor_learns_nothing_and_cannot_forge(live):
     port, heard, thread = _impostor(_listen_and_forge)
     with pytest.raises(FlagError, match="proof does not match"):
         request({"op": "set", "name": "server-up", "value": {"text_value": "10.0.0.7", "int_value": 1}},
-                f"tcp:127.0.0.1:{port}", endpoint["token"], timeout=5)
+                f"tcp:127.0.0.1:{port}", endpoint.token, timeout=5)
     thread.join(10)
     said = b"".join(heard)
     assert said.startswith(HELLO) and len(said) == len(HELLO) + 33  # a random nonce, nothing else
-    assert endpoint["token"].encode() not in said and b"10.0.0.7" not in said
+    assert endpoint.token.encode() not in said and b"10.0.0.7" not in said
 
 
 def test_a_relaying_impostor_cannot_change_the_answer(live):
@@ -150,7 +165,7 @@ def test_a_relaying_impostor_cannot_change_the_answer(live):
 
     def relay(peer: socket.socket, heard: list[bytes]) -> None:
         with socket.socket(socket.AF_UNIX) as store:
-            store.connect(endpoint["socket"])
+            store.connect(endpoint.socket)
             store.sendall(peer.recv(65536))
             peer.sendall(store.recv(65536))
             store.sendall(peer.recv(65536))
@@ -160,7 +175,7 @@ def test_a_relaying_impostor_cannot_change_the_answer(live):
 
     port, _, thread = _impostor(relay)
     with pytest.raises(FlagError, match="not authenticated"):
-        request({"op": "get", "name": "server-up"}, f"tcp:127.0.0.1:{port}", endpoint["token"], timeout=5)
+        request({"op": "get", "name": "server-up"}, f"tcp:127.0.0.1:{port}", endpoint.token, timeout=5)
     thread.join(10)
 
 
@@ -178,7 +193,7 @@ def test_slow_and_oversized_clients_are_dropped_and_others_served(live, monkeypa
     hostile = []
     for number in range(300):
         sock = socket.socket(socket.AF_UNIX)
-        sock.connect(endpoint["socket"])
+        sock.connect(endpoint.socket)
         sock.sendall([HELLO[:5], HELLO + b"0" * 32 + b"\n" + b"x" * 60000, b"POST /api HTTP/1.1\r\n"][number % 3])
         hostile.append(sock)
     try:
@@ -261,14 +276,14 @@ def test_2000_hostile_connections_under_ulimit_1024(tmp_path):
         assert store.stdout.readline() == b"ready\n"
         cpu_before = _cpu_seconds(store.pid)
         opened = [0]
-        attacker = threading.Thread(target=_flood, args=(endpoint["socket"], time.monotonic() + 8, opened))
+        attacker = threading.Thread(target=_flood, args=(endpoint.socket, time.monotonic() + 8, opened))
         attacker.start()
         time.sleep(2)  # the flood is at full strength
         latencies = []
-        address = f"unix:{endpoint['socket']}"
+        address = f"unix:{endpoint.socket}"
         for number in range(30):
             message = {"op": "set", "name": "n", "value": {"int_value": number}}
-            latencies.append(_timed(lambda m=message: request(m, address, endpoint["token"], timeout=5)))
+            latencies.append(_timed(lambda m=message: request(m, address, endpoint.token, timeout=5)))
             time.sleep(0.1)
         attacker.join(20)
         assert opened[0] >= 2000
@@ -291,7 +306,7 @@ def _cpu_seconds(pid: int) -> float:
 @pytest.mark.parametrize("mode,owner", [(0o777, None), (0o700, 65534)], ids=["world-writable", "another-user"])
 def test_a_squatted_socket_folder_is_refused_in_one_line(tmp_path, mode, owner):
     endpoint = _run_dir(tmp_path)
-    folder = Path(endpoint["socket"]).parent
+    folder = Path(endpoint.socket).parent
     folder.mkdir()
     os.chmod(folder, mode)
     if owner is not None:
@@ -311,10 +326,10 @@ def test_a_squatted_socket_folder_is_refused_in_one_line(tmp_path, mode, owner):
 def test_stale_sockets_of_dead_runs_are_removed(tmp_path):
     (tmp_path / "dead").mkdir()
     dead = _run_dir(tmp_path / "dead")
-    folder = Path(dead["socket"]).parent
+    folder = Path(dead.socket).parent
     folder.mkdir(mode=0o700)
     with socket.socket(socket.AF_UNIX) as gone:
-        gone.bind(dead["socket"])  # bound, never served: what a killed controller leaves
+        gone.bind(dead.socket)  # bound, never served: what a killed controller leaves
     (tmp_path / "live").mkdir()
     _run_dir(tmp_path / "live")
     with serve_flags(tmp_path / "live"):
@@ -350,12 +365,12 @@ def test_http_answers_as_netunicorns_gateway_and_refuses_other_experiments(live)
     requests = pytest.importorskip("requests")
     _, endpoint = live
     base = f"{os.environ['NETUNICORN_GATEWAY_ENDPOINT']}/api/v1/experiment"
-    flag = f"{base}/{endpoint['experiment_id']}/flag"
+    flag = f"{base}/{endpoint.experiment_id}/flag"
     assert requests.post(f"{flag}/a", json={"text_value": None, "int_value": None}).status_code == 400
     assert requests.post(f"{flag}/a", data=b'{"int_value": NaN}').status_code == 422
     assert requests.post(f"{flag}/a", data=b'{"int_value": 99999999999999999999}').status_code == 422
     assert requests.post(f"{flag}/a", data=b"[" * 5000).status_code == 422
-    with socket.create_connection(("127.0.0.1", endpoint["local_port"])) as sock:
+    with socket.create_connection(("127.0.0.1", endpoint.local_port)) as sock:
         sock.sendall(b"POST /api/v1/experiment/x/flag/a HTTP/1.1\r\nContent-Length: 100000\r\n\r\n")
         assert sock.recv(100).startswith(b"HTTP/1.1 413 ")
     assert requests.put(f"{flag}/a", json={"int_value": 1}).status_code == 405
@@ -372,13 +387,13 @@ def test_http_answers_as_netunicorns_gateway_and_refuses_other_experiments(live)
 def test_tasks_get_netunicorns_variables(tmp_path):
     endpoint = new_endpoint(tmp_path, local=True)
     remote = task_settings(endpoint, FlagReach.TUNNEL, "run-1-h1")
-    assert remote["endpoint"] == f"tcp:127.0.0.1:{endpoint['port']}"
-    assert remote["environment"] == {"NETUNICORN_GATEWAY_ENDPOINT": f"http://127.0.0.1:{endpoint['port']}",
-                                     "NETUNICORN_EXPERIMENT_ID": endpoint["experiment_id"],
+    assert remote["endpoint"] == f"tcp:127.0.0.1:{endpoint.port}"
+    assert remote["environment"] == {"NETUNICORN_GATEWAY_ENDPOINT": f"http://127.0.0.1:{endpoint.port}",
+                                     "NETUNICORN_EXPERIMENT_ID": endpoint.experiment_id,
                                      "NETUNICORN_EXECUTOR_ID": "run-1-h1"}
     local = task_settings(endpoint, FlagReach.SOCKET, "run-1-local")
-    assert local["environment"]["NETUNICORN_GATEWAY_ENDPOINT"] == f"http://127.0.0.1:{endpoint['local_port']}"
-    assert local["endpoint"] == f"unix:{endpoint['socket']}"
+    assert local["environment"]["NETUNICORN_GATEWAY_ENDPOINT"] == f"http://127.0.0.1:{endpoint.local_port}"
+    assert local["endpoint"] == f"unix:{endpoint.socket}"
 
 
 def test_a_text_too_long_is_refused_before_it_is_sent(live):

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from unicorn_ansible import FlagError, FlagValues, decrement_flag, get_flag, increment_flag, set_flag, wait_for_flag
-from unicorn_ansible.engine.flag_server import flag_request, new_endpoint, serve_flags
+from unicorn_ansible.engine.flag_server import flag_request, new_endpoint, serve_flags, write_endpoint
 from unicorn_ansible.engine.rundir import RunDir
 from unicorn_ansible.model.flags import request
 
@@ -18,9 +18,9 @@ from unicorn_ansible.model.flags import request
 def store(tmp_path, monkeypatch):
     """A run folder with a live flag store; the environment a task on a local host gets."""
     endpoint = new_endpoint(tmp_path)
-    RunDir(tmp_path).flags_endpoint_file.write_text(json.dumps(endpoint))
-    monkeypatch.setenv("UNICORN_FLAGS", f"unix:{endpoint['socket']}")
-    monkeypatch.setenv("UNICORN_FLAGS_TOKEN", endpoint["token"])
+    write_endpoint(tmp_path, endpoint)
+    monkeypatch.setenv("UNICORN_FLAGS", f"unix:{endpoint.socket}")
+    monkeypatch.setenv("UNICORN_FLAGS_TOKEN", endpoint.token)
     with serve_flags(tmp_path):
         yield tmp_path
 
@@ -85,14 +85,14 @@ def test_no_store_is_a_clear_error(monkeypatch):
 
 def test_values_set_before_the_run_executes_are_there_when_it_does(tmp_path):
     endpoint = new_endpoint(tmp_path)
-    RunDir(tmp_path).flags_endpoint_file.write_text(json.dumps(endpoint))
+    write_endpoint(tmp_path, endpoint)
     flag_request(tmp_path, {"op": "set", "name": "mode", "value": {"text_value": "fast"}})
     with serve_flags(tmp_path):
-        answer = request({"op": "get", "name": "mode"}, f"unix:{endpoint['socket']}", endpoint["token"])
+        answer = request({"op": "get", "name": "mode"}, f"unix:{endpoint.socket}", endpoint.token)
         assert answer["value"] == {"text_value": "fast", "int_value": 0}
         # and the client's view goes through the live store
         flag_request(tmp_path, {"op": "add", "name": "n", "by": 2})
-        assert request({"op": "get", "name": "n"}, f"unix:{endpoint['socket']}", endpoint["token"])["value"][
+        assert request({"op": "get", "name": "n"}, f"unix:{endpoint.socket}", endpoint.token)["value"][
             "int_value"] == 2
 
 
@@ -122,3 +122,21 @@ def test_a_tunnel_with_no_store_behind_it_is_a_clear_error() -> None:
     finally:
         thread.join(10)
         server.close()
+
+
+def test_the_endpoint_file_is_the_wires_record_and_a_changed_one_is_refused(tmp_path):
+    """flags-endpoint.json is written and read as the wire's FlagsEndpoint (issue 22: writer,
+    validator and reader one class): a port that is not one is refused, naming the file."""
+    from unicorn_ansible.engine.flag_server import read_endpoint
+    from unicorn_ansible.errors import RunError
+    from unicorn_ansible.node.wire import FlagsEndpoint
+
+    endpoint = new_endpoint(tmp_path, local=True)
+    write_endpoint(tmp_path, endpoint)
+    path = RunDir(tmp_path).flags_endpoint_file
+    raw = json.loads(path.read_text())
+    assert raw["version"] == 1 and FlagsEndpoint.from_untrusted(raw, "the file") == endpoint
+    assert read_endpoint(tmp_path) == endpoint and (path.stat().st_mode & 0o777) == 0o600
+    path.write_text(json.dumps({**raw, "port": "22 -o ProxyCommand=x"}))
+    with pytest.raises(RunError, match=r"flags-endpoint\.json.*port.*prepare the run again"):
+        read_endpoint(tmp_path)

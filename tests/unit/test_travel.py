@@ -148,3 +148,28 @@ def test_refused_is_not_a_result_and_says_how_to_load_it() -> None:
     assert result_to_json(refused)["type"] == "Refused" and result_to_json(Success(1))["type"] == "Success"
     assert "unicorn-ansible results run-1 --trust" in refused.failure() and "scapy.layers.l2.Ether" in repr(refused)
     assert cloudpickle.loads(cloudpickle.dumps(refused)) == refused
+
+
+GLOBAL_VALUE = 1
+
+
+def _uses_globals(x: int) -> int:
+    global GLOBAL_VALUE
+
+    def inner() -> int:
+        return len(str(GLOBAL_VALUE)) + textwrap.indent.__hash__()
+
+    GLOBAL_VALUE = [sys.maxsize for _ in range(x)][0]
+    return inner() + sum(Path(str(i)).name.count("1") for i in range(x))
+
+
+def test_the_globals_a_function_uses_are_found_without_cloudpickles_private_function() -> None:
+    """Naming what cannot be pickled reads a function's globals with dis (issue 22: no private
+    internals), the names cloudpickle's own private walker finds, in its order."""
+    from unicorn_ansible.model.travel import code_globals
+
+    found = code_globals(_uses_globals.__code__)
+    assert set(found) == {"GLOBAL_VALUE", "sys", "range", "sum", "Path", "str", "len", "textwrap"}
+    extract = getattr(cloudpickle.cloudpickle, "_extract_code_globals", None)
+    if extract is not None:  # the cloudpickle installed here still has it: the same answer
+        assert list(found) == list(extract(_uses_globals.__code__))

@@ -24,9 +24,17 @@ import os
 import signal
 import subprocess
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..hostvars import holds_any, render_failure, secret_templates, secret_texts, to_render
+
+if TYPE_CHECKING:  # Ansible's types (it ships no hints; named for the reader)
+    from ansible.inventory.host import Host
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.vars.manager import VariableManager
+
+    from ..node.wire import JSONObject
 
 #: the reader's program: this module's main, the current folder off sys.path (``-m`` would put it
 #: first, and a package or module named ``ansible`` there would hide Ansible)
@@ -112,7 +120,7 @@ def prefetch(sources: list[str]) -> None:
         start(resolved)
 
 
-def collect(sources: list[str]) -> tuple[dict[str, Any] | None, str]:
+def collect(sources: list[str]) -> tuple[JSONObject | None, str]:
     """The answer for ``sources`` (started now unless prefetched): (the JSON object or None, stderr)."""
     process = start(sources)
     limit = timeout()
@@ -143,7 +151,7 @@ def _communicate(process: subprocess.Popen[bytes], sources: list[str], limit: fl
     return process.communicate(timeout=limit - _NOTICE_AFTER)
 
 
-def _read(sources: list[str]) -> Any:
+def _read(sources: list[str]) -> tuple[DataLoader, InventoryManager, VariableManager]:
     """Ansible's inventory of ``sources``, and its variable manager (hostvars enabled for templating)."""
     from ansible import constants
     from ansible.inventory.manager import InventoryManager
@@ -163,11 +171,11 @@ def _read(sources: list[str]) -> Any:
     return loader, inventory, variables
 
 
-def _groups(inventory: Any, hosts: frozenset[str]) -> dict[str, Any]:
+def _groups(inventory: InventoryManager, hosts: frozenset[str]) -> JSONObject:
     """Groups as ``ansible-inventory --list`` writes them: hosts and children, empty keys left out."""
-    listing: dict[str, Any] = {}
+    listing: JSONObject = {}
     for group in inventory.groups.values():
-        entry = {"hosts": [host.name for host in group.hosts if host.name in hosts] if group.name != "all" else [],
+        entry: JSONObject = {"hosts": [host.name for host in group.hosts if host.name in hosts] if group.name != "all" else [],
                  "children": [child.name for child in group.child_groups]}
         entry = {key: value for key, value in entry.items() if value}
         if entry:
@@ -175,7 +183,7 @@ def _groups(inventory: Any, hosts: frozenset[str]) -> dict[str, Any]:
     return listing
 
 
-def _host_variables(variables: Any, host: Any) -> dict[str, Any]:
+def _host_variables(variables: VariableManager, host: Host) -> dict[str, object]:
     """A host's variables flattened as ``ansible-inventory --list`` gives them (magic variables left out)."""
     from ansible import constants
 
@@ -185,12 +193,12 @@ def _host_variables(variables: Any, host: Any) -> dict[str, Any]:
     return dict(found)
 
 
-def _render(loader: Any, variables: Any, inventory: Any, raw: dict[str, dict[str, Any]],
-            names: dict[str, list[str]]) -> dict[str, dict[str, Any]]:
+def _render(loader: DataLoader, variables: VariableManager, inventory: InventoryManager,
+            raw: dict[str, dict[str, object]], names: dict[str, list[str]]) -> dict[str, dict[str, object]]:
     """The templated values ``names`` lists, per host, rendered with the host's variables."""
     from ansible.template import Templar
 
-    rendered: dict[str, dict[str, Any]] = {}
+    rendered: dict[str, dict[str, object]] = {}
     for host, host_names in names.items():
         context = variables.get_vars(host=inventory.get_host(host), include_hostvars=True)
         templar = Templar(loader=loader, variables=context)
@@ -206,19 +214,21 @@ class _RenderError(Exception):
     pass
 
 
-def _encoder() -> Any:
+def _encoder() -> type[json.JSONEncoder]:
     """Ansible's JSON encoder for inventories (vault values as ``{"__ansible_vault": ...}``)."""
     try:
         from ansible._internal._json._profiles import _inventory_legacy
 
-        return _inventory_legacy.Encoder
+        encoder: type[json.JSONEncoder] = _inventory_legacy.Encoder
+        return encoder
     except ImportError:  # ansible-core < 2.19
         from ansible.parsing.ajson import AnsibleJSONEncoder
 
-        return AnsibleJSONEncoder
+        legacy: type[json.JSONEncoder] = AnsibleJSONEncoder
+        return legacy
 
 
-def listing(sources: list[str]) -> dict[str, Any]:
+def listing(sources: list[str]) -> JSONObject:
     """``listing`` and ``rendered`` (see the module's docstring), as plain JSON types."""
     loader, inventory, variables = _read(sources)
     hosts = inventory.get_hosts("all")
@@ -236,7 +246,7 @@ def listing(sources: list[str]) -> dict[str, Any]:
                 for host, values in rendered.items()}
     listed = _groups(inventory, frozenset(raw))
     listed["_meta"] = {"hostvars": {host: values for host, values in plain.items() if values}}
-    answer: dict[str, Any] = json.loads(json.dumps(
+    answer: JSONObject = json.loads(json.dumps(
         {"listing": listed, "rendered": rendered, "secret_names": sorted(secrets)}, cls=encoder))
     return answer
 

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from ..errors import UsageError
 
@@ -66,7 +65,7 @@ class Parameter:
             raise ValueError("a finite float")
         return number
 
-    def coerce(self, value: Any) -> Value:
+    def coerce(self, value: object) -> Value:
         """A value given in Python: text is converted as from the command line; a value of the
         parameter's type (an int for a float) is kept; anything else is a ValueError."""
         if isinstance(value, str):
@@ -83,7 +82,7 @@ class Parameter:
         raise ValueError(f"a {kind.__name__}, not a {type(value).__name__}")
 
 
-def declared_parameters(function: Any) -> tuple[dict[str, Parameter], dict[str, str]]:
+def declared_parameters(function: Callable[..., object]) -> tuple[dict[str, Parameter], dict[str, str]]:
     """The parameters of an experiment function (every argument after the first, the node pool,
     whose default is a bool, int, float or str: a parameter's type is its default's), and why each
     other argument is none (no default, a default of another type): -p cannot set those."""
@@ -110,7 +109,7 @@ def listing(declared: Mapping[str, Parameter]) -> str:
     return ", ".join(p.shown() for p in declared.values()) if declared else "none"
 
 
-def typed(declared: Mapping[str, Parameter], given: Mapping[str, Any], source: str,
+def typed(declared: Mapping[str, Parameter], given: Mapping[str, object], source: str,
           option: str = "-p", unsettable: Mapping[str, str] | None = None) -> dict[str, Value]:
     """Every parameter's value: the given ones typed (text converted, Python values checked),
     the others their defaults. A name the experiment lacks or a value that does not convert is
@@ -130,7 +129,7 @@ def typed(declared: Mapping[str, Parameter], given: Mapping[str, Any], source: s
     return values
 
 
-def _short(value: Any, limit: int = 60) -> str:
+def _short(value: object, limit: int = 60) -> str:
     text = str(value)
     return text if len(text) <= limit else text[:limit] + "..."
 
@@ -168,7 +167,7 @@ class ExperimentArguments:
     ``experiment``. Afterwards ``parameters`` holds every parameter's value, defaults included,
     and ``declared`` the parameters themselves."""
 
-    def __init__(self, given: Mapping[str, Any], source: str, option: str = "-p") -> None:
+    def __init__(self, given: Mapping[str, object], source: str, option: str = "-p") -> None:
         self.given = dict(given)
         self.source = source
         self.option = option
@@ -176,7 +175,7 @@ class ExperimentArguments:
         self.unsettable: dict[str, str] = {}
         self.parameters: dict[str, Value] = {}
 
-    def __call__(self, experiment: Any) -> dict[str, Value]:
+    def __call__(self, experiment: object) -> dict[str, Value]:
         from ..model.experiment import Experiment
 
         if isinstance(experiment, Experiment) or not callable(experiment):

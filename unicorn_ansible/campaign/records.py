@@ -15,10 +15,13 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from ..errors import UntrustedDataError
 from .parameters import MAX_TEXT, Value
+
+if TYPE_CHECKING:
+    from ..node.wire import JSONObject
 
 #: the version of both records; a file of another version is refused
 VERSION = 1
@@ -45,14 +48,17 @@ def _refuse(source: str, what: str) -> UntrustedDataError:
                               "it was changed by hand or by another version (delete the campaign's folder to start over)")
 
 
-def _field(raw: Mapping[str, Any], name: str, kinds: tuple[type, ...], source: str) -> Any:
+K = TypeVar("K")
+
+
+def _field(raw: Mapping[str, object], name: str, kinds: tuple[type[K], ...], source: str) -> K:
     value = raw.get(name)
     if type(value) not in kinds or (isinstance(value, float) and not math.isfinite(value)):
         raise _refuse(source, f"{name} is not a {' or '.join(k.__name__ for k in kinds)}")
-    return value
+    return cast(K, value)  # its type is one of kinds
 
 
-def _mapping(raw: Any, source: str) -> Mapping[str, Any]:
+def _mapping(raw: object, source: str) -> Mapping[str, object]:
     if not isinstance(raw, dict):
         raise _refuse(source, "it is not a JSON object")
     if raw.get("version") != VERSION:
@@ -60,15 +66,15 @@ def _mapping(raw: Any, source: str) -> Mapping[str, Any]:
     return raw
 
 
-def _text(raw: Mapping[str, Any], name: str, source: str, limit: int, optional: bool = False) -> str | None:
+def _text(raw: Mapping[str, object], name: str, source: str, limit: int, optional: bool = False) -> str | None:
     value = _field(raw, name, (str, type(None)) if optional else (str,), source)
     if value is not None and (len(value) > limit or "\0" in value):
         raise _refuse(source, f"{name} is longer than {limit} characters or holds a NUL")
     return value
 
 
-def _value(value: Any, name: str, source: str) -> Value:
-    if type(value) not in (bool, int, float, str):
+def _value(value: object, name: str, source: str) -> Value:
+    if type(value) not in (bool, int, float, str) or not isinstance(value, (bool, int, float, str)):
         raise _refuse(source, f"a value of parameter {name} is a {type(value).__name__}")
     if isinstance(value, float) and not math.isfinite(value):
         raise _refuse(source, f"a value of parameter {name} is not finite")
@@ -80,7 +86,7 @@ def _value(value: Any, name: str, source: str) -> Value:
     return checked
 
 
-def _grid(raw: Any, source: str) -> tuple[tuple[str, tuple[Value, ...]], ...]:
+def _grid(raw: object, source: str) -> tuple[tuple[str, tuple[Value, ...]], ...]:
     if not isinstance(raw, dict) or len(raw) > MAX_PARAMETERS:
         raise _refuse(source, f"parameters is not an object of at most {MAX_PARAMETERS} parameters")
     grid = []
@@ -133,13 +139,13 @@ class CampaignSpec:
         return [f"{field}: {_said(getattr(self, field))} -> {_said(getattr(other, field))}"
                 for field in fields if getattr(self, field) != getattr(other, field)]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JSONObject:
         return {"version": self.version, "name": self.name, "experiment": self.experiment,
                 "parameters": {name: list(values) for name, values in self.parameters},
                 "repeat": self.repeat, "inventory": list(self.inventory), "created": self.created}
 
     @classmethod
-    def from_untrusted(cls, raw: Any, source: str) -> CampaignSpec:
+    def from_untrusted(cls, raw: object, source: str) -> CampaignSpec:
         data = _mapping(raw, source)
         name = _text(data, "name", source, 80) or ""
         if not CAMPAIGN_NAME.match(name):
@@ -159,7 +165,7 @@ class CampaignSpec:
         return spec
 
 
-def _said(value: Any) -> str:
+def _said(value: object) -> str:
     if isinstance(value, tuple) and value and isinstance(value[0], tuple):  # the parameters
         return " ".join(f"{name}={','.join(map(str, values))}" for name, values in value)
     return str(list(value) if isinstance(value, tuple) else value)
@@ -182,7 +188,7 @@ class CombinationState:
     sweeper: tuple[int, int] | None = None
     version: int = VERSION
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JSONObject:
         return {"version": self.version, "index": self.index, "status": self.status.value,
                 "attempts": self.attempts, "runs": list(self.runs), "error": self.error,
                 "started": self.started, "finished": self.finished,
@@ -196,7 +202,7 @@ class CombinationState:
         return max(0.0, self.finished - self.started)
 
     @classmethod
-    def from_untrusted(cls, raw: Any, source: str, index: int, first_run: str) -> CombinationState:
+    def from_untrusted(cls, raw: object, source: str, index: int, first_run: str) -> CombinationState:
         """The state in ``raw``, which must be combination ``index``'s (its file's number), whose
         runs are ``first_run`` and its retries (``first_run-2``...): never another run's name."""
         data = _mapping(raw, source)
@@ -222,7 +228,7 @@ class CombinationState:
                    finished=None if times[1] is None else float(times[1]), sweeper=_sweeper(data, source))
 
 
-def _sweeper(data: Mapping[str, Any], source: str) -> tuple[int, int] | None:
+def _sweeper(data: Mapping[str, object], source: str) -> tuple[int, int] | None:
     sweeper = data.get("sweeper")
     if sweeper is None:
         return None

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..compat.netunicorn import as_experiment, for_netunicorn
 from ..engine.lifecycle import load_experiment_file
@@ -28,8 +28,13 @@ from .store import CampaignDir, check_campaign_name
 from .sweep import Build, Sweeper, SweepSettings, SweepSummary, Watch
 from .table import COLUMNS, Campaign
 
+if TYPE_CHECKING:  # pragma: no cover
+    from typing_extensions import Unpack
+
+    from ..engine.lifecycle import RunOptions
+
 #: what a sweep is given as an experiment
-ExperimentSource = str | Path | Callable[..., Any] | Experiment
+ExperimentSource = str | Path | Callable[..., object] | Experiment
 
 
 @dataclass(frozen=True)
@@ -42,12 +47,12 @@ class Planned:
     seed: int | None
 
 
-def _values_given(values: Any) -> list[Any]:
+def _values_given(values: object) -> list[object]:
     """A parameter's values as given: a list or tuple of them, or one value."""
     return list(values) if isinstance(values, (list, tuple)) else [values]
 
 
-def _declared_of(experiment: ExperimentSource, given: Mapping[str, list[Any]], inventory: Inventory,
+def _declared_of(experiment: ExperimentSource, given: Mapping[str, list[object]], inventory: Inventory,
                  source: str, option: str) -> tuple[dict[str, Parameter], Build]:
     """The experiment's parameters, and how to build it for one combination's values. A file is
     loaded once here, with the first value of each parameter: what it raises, it raises now."""
@@ -67,13 +72,13 @@ def _declared_of(experiment: ExperimentSource, given: Mapping[str, list[Any]], i
     if not callable(value):
         raise ExperimentError(f"{source} is a {type(value).__name__}; give an experiment file, an Experiment "
                               "or a function that takes the node pool and returns one")
-    function: Callable[..., Any] = value
+    function: Callable[..., object] = value
     declared, unsettable = declared_parameters(function)
     typed(declared, {name: values[0] for name, values in given.items()}, source, option, unsettable)
     return declared, lambda values: _called(function, inventory, values, source)
 
 
-def _called(function: Callable[..., Any], inventory: Inventory, values: dict[str, Value], source: str) -> Experiment:
+def _called(function: Callable[..., object], inventory: Inventory, values: dict[str, Value], source: str) -> Experiment:
     try:
         built = as_experiment(function(for_netunicorn(inventory.nodes()), **values))
     except ExperimentError:
@@ -85,7 +90,7 @@ def _called(function: Callable[..., Any], inventory: Inventory, values: dict[str
     return built
 
 
-def _grid(declared: Mapping[str, Parameter], given: Mapping[str, list[Any]], source: str,
+def _grid(declared: Mapping[str, Parameter], given: Mapping[str, list[object]], source: str,
           option: str) -> tuple[tuple[str, tuple[Value, ...]], ...]:
     """Every parameter's values, typed, in the experiment's order (one not given: its default)."""
     grid = []
@@ -108,7 +113,7 @@ def _identity(experiment: ExperimentSource) -> str:
     return f"python:{getattr(experiment, '__module__', '?')}.{getattr(experiment, '__qualname__', type(experiment).__name__)}"
 
 
-def plan_sweep(experiment: ExperimentSource, parameters: Mapping[str, Any], name: str, repeat: int,
+def plan_sweep(experiment: ExperimentSource, parameters: Mapping[str, object], name: str, repeat: int,
                inventory: Inventory, order: str = "random", seed: int | None = None,
                option: str = "-p") -> Planned:
     """Check a sweep's arguments and make its campaign's spec (nothing is written)."""
@@ -164,9 +169,9 @@ def run_sweep(planned: Planned, inventory: Inventory, settings: SweepSettings, w
     return Campaign(folder, spec), sweeper.run()
 
 
-def sweep(experiment: ExperimentSource, parameters: Mapping[str, Any] | None = None, *, name: str,
+def sweep(experiment: ExperimentSource, parameters: Mapping[str, object] | None = None, *, name: str,
           repeat: int = 1, order: str = "random", seed: int | None = None, retries: int = 1,
-          inventory: Sequence[str] | Inventory | None = None, **options: Any) -> Campaign:
+          inventory: Sequence[str] | Inventory | None = None, **options: Unpack[RunOptions]) -> Campaign:
     """Run every combination of ``parameters`` × ``repeat`` as runs of the campaign ``name``;
     return the campaign (``.frame()``, ``.rows()``, ``.progress()``, ``.report()``).
 

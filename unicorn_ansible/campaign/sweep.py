@@ -29,7 +29,6 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from ..compiler.settings import CompileOptions
 from ..engine import lifecycle
@@ -45,7 +44,7 @@ from .plan import Combination, combinations, ordered, run_name
 from .records import CampaignSpec, CombinationState, CombinationStatus
 from .store import CampaignDir
 
-EventHandler = Callable[[dict[str, Any]], None]
+EventHandler = Callable[[dict[str, object]], None]
 #: shows a run's progress while it plays: given its folder and executors, yields its event handler
 Watch = Callable[[Path, list[str]], AbstractContextManager[EventHandler | None]]
 #: an experiment for a combination's parameters

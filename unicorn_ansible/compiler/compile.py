@@ -34,7 +34,7 @@ import jinja2
 from .._version import __version__
 from ..compat.netunicorn import as_experiment
 from ..connections import HostConnections
-from ..engine.flag_server import FlagEndpoint, FlagReach, new_endpoint, task_settings
+from ..engine.flag_server import FlagEndpoint, FlagReach, new_endpoint, task_settings, write_endpoint
 from ..engine.rundir import RunDir, RunStatus, write_atomic, write_json
 from ..errors import ExperimentError, InventoryError, UsageError
 from ..home import home_dir
@@ -146,7 +146,7 @@ def compile_experiment(
     run = RunDir(Path(run_dir).resolve())
     _lay_out(run)
     flags = new_endpoint(run.path, local=connections.reach(FlagReach.SOCKET))
-    write_json(run.flags_endpoint_file, flags, 0o600)
+    write_endpoint(run.path, flags)
     run_id = _host_run_id(name)
     compiled = _Compilation(run, name, run_id, inventory, options, flags)
     environments = shared_environments(experiment)

@@ -22,7 +22,7 @@ def ssh_args(flags: FlagEndpoint | None = None) -> str:
     if flags:
         # -o, not -R: Ansible gives ssh_args to sftp and scp too, where -R means something else.
         # ExitOnForwardFailure: a host where another program holds the port fails, not its tasks' flags.
-        args += f" -o 'RemoteForward=127.0.0.1:{flags['port']} {flags['socket']}' -o ExitOnForwardFailure=yes"
+        args += f" -o 'RemoteForward=127.0.0.1:{flags.port} {flags.socket}' -o ExitOnForwardFailure=yes"
     return args
 
 

@@ -36,7 +36,7 @@ import threading
 import types
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..connections import HostConnections
 from ..home import private_files
@@ -45,11 +45,14 @@ from .controller import controller_env
 from .privacy import scrub_once_started, scrub_runner_records
 from .rundir import RunDir
 
+if TYPE_CHECKING:  # ansible-runner ships no hints; named for the reader
+    from ansible_runner.runner import Runner
+
 __all__ = ["Driver", "Event", "EventHandler", "HostGroup", "LocalRunner", "PlayOptions", "Secrets",
            "close_groups", "local_groups", "play_groups"]
 
 #: what an event handler gets: one of ansible-runner's events
-Event = dict[str, Any]
+Event = dict[str, object]
 EventHandler = Callable[[Event], None]
 
 #: how often a running play looks for a cancel or a stop signal
@@ -64,8 +67,9 @@ class Secrets:
     become_password: str | None = field(default=None, repr=False)
     connection_password: str | None = field(default=None, repr=False)
 
-    def runner_arguments(self) -> dict[str, Any]:
-        flags, answers = [], {}
+    def runner_arguments(self) -> dict[str, str | dict[str, str]]:
+        flags: list[str] = []
+        answers: dict[str, str] = {}
         if self.become_password is not None:
             flags.append("--ask-become-pass")
             answers[r"^BECOME password.*:\s*?$"] = self.become_password
@@ -193,7 +197,7 @@ def _run_playbook(run: RunDir, playbook: str, inventory: Inventory, event_handle
 
     # suppress_env_files: ansible-runner would otherwise write passwords to env/passwords;
     # envvars: ansible-playbook ends with this controller (engine/controller.py)
-    kwargs: dict[str, Any] = {"suppress_env_files": True, "envvars": controller_env(),
+    kwargs: dict[str, object] = {"suppress_env_files": True, "envvars": controller_env(),
                               "status_handler": scrub_once_started(run.path)}
     kwargs.update((secrets or Secrets()).runner_arguments())
     if extra_vars:
@@ -219,10 +223,10 @@ def _run_playbook(run: RunDir, playbook: str, inventory: Inventory, event_handle
     return int(runner.rc if runner.rc is not None else 1)
 
 
-_runner_run: Callable[[Any], None] | None = None
+_runner_run: Callable[[Runner], None] | None = None
 
 
-def _closing_ended_plays_at_once() -> Callable[[Any], None]:
+def _closing_ended_plays_at_once() -> Callable[[Runner], None]:
     """ansible-runner's ``Runner.run`` for our plays only, whose ansible-playbook terminal is closed
     without pexpect's pause once the play has exited.
 
@@ -253,7 +257,7 @@ def _pexpect_closing_at_once() -> types.ModuleType:
             super().close(force=force)
 
     class OurPexpect(types.ModuleType):
-        def __getattr__(self, name: str) -> Any:
+        def __getattr__(self, name: str) -> object:
             return getattr(real, name)
 
     ours = OurPexpect(real.__name__, real.__doc__)

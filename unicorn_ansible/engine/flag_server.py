@@ -21,34 +21,25 @@ import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypedDict, cast
+from typing import Any
 
 from ..errors import RunError
 from ..model.flags import FlagError, request
+from ..node.wire import FlagsEndpoint, WireError
 from .flag_loop import FlagLoop
 from .flag_store import FlagStore
-from .rundir import RunDir, read_json
+from .rundir import RunDir, write_json
 from .sockets import own_folder, private_folder, socket_base
 
-__all__ = ["FlagEndpoint", "FlagReach", "FlagStore", "flag_request", "new_endpoint", "read_endpoint",
+__all__ = ["FlagEndpoint", "FlagReach", "FlagStore", "flag_request", "new_endpoint", "read_endpoint", "write_endpoint",
            "serve_flags", "task_settings"]
 
 SOCKET_NAME = "flags.sock"
 
 
-class FlagEndpoint(TypedDict, total=False):
-    """Where a run's flag store listens (flags-endpoint.json)."""
-
-    #: the store's Unix socket on the controller
-    socket: str
-    #: the port of the tunnel's end on each SSH host's loopback
-    port: int
-    #: the run's token (our protocol's shared secret)
-    token: str
-    #: netunicorn's experiment id (its HTTP protocol's capability)
-    experiment_id: str
-    #: with local hosts: a loopback port on the controller for their netunicorn HTTP
-    local_port: int
+#: where a run's flag store listens: flags-endpoint.json's record (socket, port, token, experiment_id,
+#: local_port), written and read as the wire's one record of it
+FlagEndpoint = FlagsEndpoint
 
 
 class FlagReach(enum.Enum):
@@ -76,16 +67,21 @@ def new_endpoint(run_dir: Path, local: bool = False) -> FlagEndpoint:
     end of the tunnel, the token of our protocol, netunicorn's experiment id (the capability of its
     HTTP protocol) and, with ``local`` hosts, a loopback port on the controller for their HTTP."""
     folder = socket_base() / f"{_folder_prefix()}{secrets.token_hex(6)}"
-    endpoint = FlagEndpoint(socket=str(folder / SOCKET_NAME), port=_random_port(), token=secrets.token_hex(16),
-                            experiment_id=secrets.token_hex(16))
-    if local:
-        endpoint["local_port"] = _random_port()
-    return endpoint
+    return FlagEndpoint(socket=str(folder / SOCKET_NAME), port=_random_port(), token=secrets.token_hex(16),
+                        experiment_id=secrets.token_hex(16), local_port=_random_port() if local else None)
+
+
+def write_endpoint(run_dir: Path, endpoint: FlagEndpoint) -> None:
+    """Keep the run's endpoint in flags-endpoint.json (private: it holds the token)."""
+    write_json(RunDir(run_dir).flags_endpoint_file, endpoint.to_json(), 0o600)
 
 
 def read_endpoint(run_dir: Path) -> FlagEndpoint | None:
-    endpoint = read_json(RunDir(run_dir).flags_endpoint_file)
-    return cast(FlagEndpoint, endpoint) if isinstance(endpoint, dict) and "socket" in endpoint else None
+    """The run's endpoint (None: it has none); a file that is not the record is refused, naming it."""
+    try:
+        return FlagEndpoint.read(RunDir(run_dir).flags_endpoint_file)
+    except WireError as exc:
+        raise RunError(f"{exc}; it was changed by hand or by another version: prepare the run again") from None
 
 
 def task_settings(endpoint: FlagEndpoint, reach: FlagReach, executor_id: str) -> dict[str, Any]:
@@ -93,14 +89,14 @@ def task_settings(endpoint: FlagEndpoint, reach: FlagReach, executor_id: str) ->
     netunicorn's variables (``environment``) for netunicorn-library's flag tasks. A host whose
     connection cannot reach the store gets the tunnel's address too: a flag call there fails saying
     it cannot reach the store over a tunnel (a run known to use flags there is refused at prepare)."""
-    environment = {"NETUNICORN_EXPERIMENT_ID": endpoint["experiment_id"], "NETUNICORN_EXECUTOR_ID": executor_id}
+    environment = {"NETUNICORN_EXPERIMENT_ID": endpoint.experiment_id or "", "NETUNICORN_EXECUTOR_ID": executor_id}
     local = reach is FlagReach.SOCKET
-    port = endpoint.get("local_port") if local else endpoint["port"]
+    port = endpoint.local_port if local else endpoint.port
     if port:
         environment["NETUNICORN_GATEWAY_ENDPOINT"] = f"http://127.0.0.1:{port}"
     return {
-        "endpoint": f"unix:{endpoint['socket']}" if local else f"tcp:127.0.0.1:{endpoint['port']}",
-        "token": endpoint["token"],
+        "endpoint": f"unix:{endpoint.socket}" if local else f"tcp:127.0.0.1:{endpoint.port}",
+        "token": endpoint.token,
         "environment": environment,
     }
 
@@ -159,12 +155,12 @@ def _tcp_listener(port: int) -> socket.socket:
 
 
 def _listeners(endpoint: FlagEndpoint) -> list[socket.socket]:
-    path = Path(endpoint["socket"])
+    path = Path(endpoint.socket)
     _own_folder(path.parent)
     listeners = [_unix_listener(path)]
-    if endpoint.get("local_port"):
+    if endpoint.local_port:
         try:
-            listeners.append(_tcp_listener(int(endpoint["local_port"])))
+            listeners.append(_tcp_listener(endpoint.local_port))
         except RunError:
             listeners[0].close()
             raise
@@ -178,10 +174,10 @@ def serve_flags(run_dir: Path) -> Iterator[FlagStore | None]:
     if endpoint is None:
         yield None
         return
-    path = Path(endpoint["socket"])
+    path = Path(endpoint.socket)
     remove_stale_sockets(path.parent.parent)
     store = FlagStore(run_dir)
-    loop = FlagLoop(store, endpoint["token"], endpoint.get("experiment_id"), _listeners(endpoint))
+    loop = FlagLoop(store, endpoint.token, endpoint.experiment_id, _listeners(endpoint))
     thread = threading.Thread(target=loop.serve, name="unicorn-flags", daemon=True)
     thread.start()
     try:
@@ -197,11 +193,11 @@ def serve_flags(run_dir: Path) -> Iterator[FlagStore | None]:
 
 
 def _live(endpoint: FlagEndpoint) -> bool:
-    if not private_folder(Path(endpoint["socket"]).parent):
+    if not private_folder(Path(endpoint.socket).parent):
         return False
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         try:
-            sock.connect(endpoint["socket"])
+            sock.connect(endpoint.socket)
             return True
         except OSError:
             return False
@@ -215,7 +211,7 @@ def flag_request(run_dir: Path, message: dict[str, Any]) -> dict[str, Any]:
         raise RunError(f"run {Path(run_dir).name} has no flags (it was compiled by an older unicorn-ansible)")
     try:
         if _live(endpoint):
-            return request(message, f"unix:{endpoint['socket']}", endpoint["token"], timeout=60)
+            return request(message, f"unix:{endpoint.socket}", endpoint.token, timeout=60)
         return FlagStore(run_dir).handle(message)
     except FlagError as exc:
         raise RunError(str(exc)) from exc

@@ -7,29 +7,20 @@ request changes nothing and gets one error message; the store and ``flags.json``
 
 from __future__ import annotations
 
-import json
 import math
-import re
 import threading
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from ..model.flags import INT_MAX, INT_MIN, MAX_NAME, MAX_TEXT, FlagError, FlagValues
+from ..node import wire
+from ..node.wire import JSONValue, WireError
 from .rundir import RunDir, write_json
 
 MAX_FLAGS = 1000
 MAX_DEPTH = 8
 MAX_WAIT = 600.0
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
-_BRACKET = re.compile(r"[\[\]{}]")
-
-
-def _check_depth(text: str) -> None:
-    depth = 0
-    for bracket in _BRACKET.findall(_STRING.sub("", text)):
-        depth += 1 if bracket in "[{" else -1
-        if depth > MAX_DEPTH:
-            raise FlagError(f"a request nests JSON deeper than {MAX_DEPTH} levels")
 
 
 def _parse_int(digits: str) -> int:
@@ -49,17 +40,14 @@ def _refuse_constant(name: str) -> NoReturn:
     raise FlagError(f"{name} is not a number a flag request may carry")
 
 
-def parse_json(data: bytes) -> Any:
-    """JSON from a peer: bounded nesting, 64-bit integers, finite numbers only."""
+def parse_json(data: bytes) -> JSONValue:
+    """JSON from a peer, by the wire's one bounded parser: at most MAX_DEPTH levels, 64-bit
+    integers, finite numbers only (callers bound its size)."""
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise FlagError("a request is UTF-8 JSON") from exc
-    _check_depth(text)
-    try:
-        return json.loads(text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_refuse_constant)
-    except (ValueError, RecursionError) as exc:
-        raise FlagError(f"a request is JSON ({exc})") from None
+        return wire.parse_json(data, "a request", len(data), depth=MAX_DEPTH, parse_int=_parse_int,
+                               parse_float=_parse_float, parse_constant=_refuse_constant)
+    except WireError as exc:
+        raise FlagError(str(exc)) from None
 
 
 def check_name(name: object) -> str:
@@ -89,7 +77,7 @@ def check_timeout(timeout: object) -> float:
     return min(float(timeout), MAX_WAIT)
 
 
-def check_wait(message: dict[str, Any]) -> tuple[str, FlagValues, float]:
+def check_wait(message: Mapping[str, object]) -> tuple[str, FlagValues, float]:
     """The parts of a 'wait' request: the flag, the value waited for, seconds (at most MAX_WAIT)."""
     return check_name(message.get("name")), check_value(message.get("value")), check_timeout(
         message.get("timeout", 60))
@@ -98,7 +86,9 @@ def check_wait(message: dict[str, Any]) -> tuple[str, FlagValues, float]:
 def _load(path: Path) -> dict[str, FlagValues]:
     try:
         stored = parse_json(path.read_bytes())
-        return {check_name(name): check_value(value) for name, value in dict(stored).items()}
+        if not isinstance(stored, dict):
+            return {}
+        return {check_name(name): check_value(value) for name, value in stored.items()}
     except (OSError, ValueError, TypeError, FlagError):
         return {}
 
@@ -134,11 +124,11 @@ class FlagStore:
                 raise FlagError(f"flag {name!r} would leave the 64-bit range ({current.int_value} + {by})")
             return self._put(name, FlagValues(current.text_value, total))
 
-    def all(self) -> dict[str, dict[str, Any]]:
+    def all(self) -> dict[str, dict[str, str | int | None]]:
         with self.lock:
             return {name: value.dict() for name, value in self.flags.items()}
 
-    def handle(self, message: Any) -> dict[str, Any]:
+    def handle(self, message: object) -> dict[str, object]:
         """Answer one request (get, set, add, list; a wait is answered at once with what is there)."""
         if not isinstance(message, dict):
             raise FlagError("a request is a JSON object")

@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 from ..compat.netunicorn import as_experiment, for_netunicorn
 from ..compiler.compile import check_run_name, compile_experiment
@@ -29,13 +29,13 @@ from .drivers import EventHandler, HostGroup, PlayOptions, close_groups, local_g
 from .drivers import Secrets as Secrets  # the CLI and the client name it from here
 from .flag_server import serve_flags
 from .interrupt import StopSignal, noting_stop_signals
-from .rundir import RunDir, RunStatus, executors
+from .rundir import RunDir, RunStatus, Stored, executors
 
 SITE, DEPLOY, EXECUTE, CANCEL = "site.yml", "deploy.yml", "execute.yml", "cancel.yml"
 
 
 def load_experiment_file(path: str, nodes: Callable[[], CountableNodePool],
-                         arguments: Callable[[Any], dict[str, Any]] | None = None) -> Experiment:
+                         arguments: Callable[[object], Mapping[str, object]] | None = None) -> Experiment:
     """Run an experiment file and return its ``experiment``: an Experiment, or a callable
     that takes the inventory's node pool (``nodes()``, asked for only then: the file runs while
     Ansible still reads the inventory) and returns one. ``arguments``, given the file's
@@ -80,7 +80,7 @@ def _one_line(exc: BaseException, limit: int = 2000) -> str:
     return text if len(text) <= limit else f"{text[:limit]}..."
 
 
-def _run_file(path: str, file: Path) -> dict[str, Any]:
+def _run_file(path: str, file: Path) -> dict[str, object]:
     try:
         return runpy.run_path(str(file), run_name=EXPERIMENT_MODULE)
     except SyntaxError as exc:
@@ -94,8 +94,8 @@ def _run_file(path: str, file: Path) -> dict[str, Any]:
         raise ExperimentError(f"{path} raised {type(exc).__name__}: {_one_line(exc)}") from exc
 
 
-def _experiment_of(path: str, namespace: dict[str, Any], nodes: Callable[[], CountableNodePool],
-                   arguments: Callable[[Any], dict[str, Any]] | None = None) -> Any:
+def _experiment_of(path: str, namespace: Mapping[str, object], nodes: Callable[[], CountableNodePool],
+                   arguments: Callable[[object], Mapping[str, object]] | None = None) -> object:
     """The file's ``experiment``, called with the node pool (and ``arguments``) if it is a function."""
     if "experiment" not in namespace:
         raise ExperimentError(
@@ -174,34 +174,34 @@ def prepare(experiment: Experiment, inventory: Inventory, name: str, options: Co
 ACTIVE = (RunStatus.PREPARING.value, RunStatus.RUNNING.value)
 
 
-def is_playing(record: dict[str, Any]) -> bool:
+def is_playing(record: Mapping[str, object]) -> bool:
     """Whether a controller is playing the run right now (it is active and its controller lives)."""
     return record.get("status") in ACTIVE and is_alive(record.get("controller"))
 
 
-def controller_died(record: dict[str, Any]) -> bool:
+def controller_died(record: Mapping[str, object]) -> bool:
     """Whether the run was left active by a controller that died (kill -9): ``collect`` takes it over."""
     return record.get("status") in ACTIVE and not is_alive(record.get("controller"))
 
 
-def wait_for_controller(record: dict[str, Any], seconds: float) -> None:
+def wait_for_controller(record: Mapping[str, object], seconds: float) -> None:
     """Until the controller a record names has ended (at most ``seconds``)."""
     deadline = time.monotonic() + seconds
     while is_alive(record.get("controller")) and time.monotonic() < deadline:
         time.sleep(0.2)
 
 
-def _unless_cancelled(status: RunStatus) -> Callable[[dict[str, Any]], dict[str, Any]]:
+def _unless_cancelled(status: RunStatus) -> Callable[[Mapping[str, object]], dict[str, object]]:
     """A record change to ``status``, except for a run someone cancelled meanwhile."""
 
-    def change(record: dict[str, Any]) -> dict[str, Any]:
+    def change(record: Mapping[str, object]) -> dict[str, object]:
         cancelled = record.get("status") == RunStatus.CANCELLED.value or "cancel_requested" in record
         return {"status": (RunStatus.CANCELLED if cancelled else status).value}
 
     return change
 
 
-def settle(run: RunDir, status: RunStatus, **fields: Any) -> dict[str, Any]:
+def settle(run: RunDir, status: RunStatus, **fields: object) -> Stored:
     """Record that a step ended in ``status`` (a cancelled run stays cancelled)."""
     return run.update(_unless_cancelled(status), **fields)
 
@@ -236,7 +236,7 @@ def _cancel_requested(run: RunDir, noted: StopSignal | None = None) -> Callable[
 def mark_running(run: RunDir, expected: RunStatus | None = None) -> None:
     """Record that the execution starts; with ``expected``, only from that status (else RunError)."""
 
-    def change(record: dict[str, Any]) -> dict[str, Any]:
+    def change(record: Mapping[str, object]) -> dict[str, object]:
         status = record.get("status")
         if expected is not None and status != expected.value:
             raise RunError(f"experiment {run.name} is {status}, not {expected.value}; "
@@ -306,7 +306,7 @@ def run_experiment(
     event_handler: EventHandler | None = None,
     secrets: Secrets | None = None,
     payload_limit: int | None = None,
-    parameters: dict[str, Any] | None = None,
+    parameters: Mapping[str, object] | None = None,
 ) -> RunResults:
     """Compile and run an experiment; block until every node is done; return the results (those
     whose payload is over ``payload_limit`` as their previews: see results/load.py).

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import platform
 import tempfile
-from typing import Any
+from typing import TYPE_CHECKING
 
 import cloudpickle
 from returns.result import Failure, Result, Success
@@ -27,6 +27,10 @@ from ..node.journal import iter_records, results_by_name
 from ..node.protocol import JOURNAL
 from ..node.scheduler import run_pipeline
 from ..results.safe_pickle import loader_for
+
+if TYPE_CHECKING:
+    from ..model.graph import ExecutionGraph
+    from ..node.wire import JSONObject
 
 _MACHINES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 
@@ -47,13 +51,13 @@ class LocalExecutor:
     succeeded, ``Failure(results)`` otherwise; ``results`` maps task names to lists of Results.
     ``state`` is the executor's final state (status, counts, error)."""
 
-    def __init__(self, execution_graph: Any, node: Node | None = None,
+    def __init__(self, execution_graph: ExecutionGraph, node: Node | None = None,
                  task_timeout: float | None = None) -> None:
         self.execution_graph = execution_graph
         self.node = node or this_machine()
         self.task_timeout = task_timeout
         self.execution_graph_results: Result[object, object] | None = None
-        self.state: dict[str, Any] = {}
+        self.state: JSONObject = {}
         self.logs: list[str] = []
 
     def __call__(self) -> Result[object, object]:
@@ -61,8 +65,8 @@ class LocalExecutor:
         return self.execution_graph_results
 
 
-def run_here(execution_graph: Any, node: Node,
-             task_timeout: float | None = None) -> tuple[Result[object, object], dict[str, Any]]:
+def run_here(execution_graph: ExecutionGraph, node: Node,
+             task_timeout: float | None = None) -> tuple[Result[object, object], JSONObject]:
     """Run ``execution_graph`` dispatched for ``node`` in a temporary work folder: its results
     (``Success``/``Failure`` of {task name: [Result, ...]}) and the executor's final state."""
     plan = cloudpickle.loads(Deployment(node, execution_graph).pipeline)
@@ -102,11 +106,11 @@ class Executor:
         self.executor_id = executor_id or os.environ.get("NETUNICORN_EXECUTOR_ID") or "Unknown"
         self.experiment_id = experiment_id or os.environ.get("NETUNICORN_EXPERIMENT_ID") or "Unknown"
         self.gateway_endpoint, self.heartbeat_flag = gateway_endpoint, heartbeat
-        self.execution_graph: Any = None
+        self.execution_graph: ExecutionGraph | None = None
         self.execution_graph_results: Result[object, object] | None = None
         self.state = ExecutorState.LOOKING_FOR_EXECUTION_GRAPH
         #: the executor's final state (status, counts, error), once it ran
-        self.final_state: dict[str, Any] = {}
+        self.final_state: JSONObject = {}
 
     def __call__(self) -> None:
         """Run the pipeline given (as netunicorn's, it returns nothing: see ``execution_graph_results``)."""
@@ -120,7 +124,7 @@ class Executor:
         self.state = ExecutorState.FINISHED
 
 
-def get_local_executor(execution_graph: Any) -> LocalExecutor:
+def get_local_executor(execution_graph: ExecutionGraph) -> LocalExecutor:
     """An executor that runs ``execution_graph`` in this process when called (netunicorn's name)."""
     return LocalExecutor(execution_graph)
 

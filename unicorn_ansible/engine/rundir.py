@@ -264,7 +264,7 @@ class RunDir:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def update(self, change: Callable[[Stored], Stored] | None = None, **fields: object) -> Stored:
+    def update(self, change: Callable[[Stored], Mapping[str, object]] | None = None, **fields: object) -> Stored:
         """Change the record atomically: ``fields`` are set, then ``change(record)`` returns
         more fields computed from the record as it is under the lock. Returns the new record."""
         with self.locked():

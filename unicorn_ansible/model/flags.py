@@ -19,10 +19,14 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 from .task import Task
+
+if TYPE_CHECKING:
+    from ..node.wire import JSONObject, JSONValue
 
 ENDPOINT_VARIABLE = "UNICORN_FLAGS"
 TOKEN_VARIABLE = "UNICORN_FLAGS_TOKEN"
@@ -69,8 +73,9 @@ class FlagValues:
         self.int_value = _valid_int(self.int_value)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FlagValues:
-        return cls(data.get("text_value"), int(data.get("int_value") or 0))
+    def from_dict(cls, data: Mapping[str, object]) -> FlagValues:
+        # the constructor checks the text; the integer as the constructor takes one (0 unless set)
+        return cls(cast("str | None", data.get("text_value")), _valid_int(data.get("int_value") or 0))
 
     def dict(self) -> dict[str, str | int | None]:  # pydantic's name, as netunicorn's FlagValues has it
         return asdict(self)
@@ -165,7 +170,7 @@ def _greet(sock: socket.socket, token: str) -> tuple[bytes, bytes]:
     return nonce_client, nonce_store
 
 
-def _exchange(sock: socket.socket, body: bytes, token: str) -> dict[str, Any]:
+def _exchange(sock: socket.socket, body: bytes, token: str) -> JSONObject:
     nonce_client, nonce_store = _greet(sock, token)
     try:
         sock.sendall(mac(token, "request", nonce_client, nonce_store, body) + b" " + body + b"\n")
@@ -177,7 +182,7 @@ def _exchange(sock: socket.socket, body: bytes, token: str) -> dict[str, Any]:
     signature, _, answer = line.strip().partition(b" ")
     if not hmac.compare_digest(signature, mac(token, "answer", nonce_client, nonce_store, answer)):
         raise FlagError("the flag store's answer is not authenticated by the run's token (refused)")
-    reply = json.loads(answer)
+    reply: JSONValue = json.loads(answer)
     if not isinstance(reply, dict):
         raise FlagError("the flag store's answer is not a JSON object (refused)")
     if reply.get("retry"):  # the store, authenticated, says it dropped the request unread
@@ -185,8 +190,8 @@ def _exchange(sock: socket.socket, body: bytes, token: str) -> dict[str, Any]:
     return reply
 
 
-def request(message: dict[str, Any], endpoint: str | None = None, token: str | None = None,
-            timeout: float | None = 30.0) -> dict[str, Any]:
+def request(message: Mapping[str, object], endpoint: str | None = None, token: str | None = None,
+            timeout: float | None = 30.0) -> JSONObject:
     """Send one request to the flag store and return its answer (a dict with ``ok``)."""
     endpoint = endpoint or os.environ.get(ENDPOINT_VARIABLE)
     if not endpoint:
@@ -213,22 +218,30 @@ def request(message: dict[str, Any], endpoint: str | None = None, token: str | N
     return answer
 
 
+def _flag_of(answer: JSONObject) -> FlagValues:
+    """The flag value a store's answer holds."""
+    value = answer.get("value")
+    if not isinstance(value, dict):
+        raise FlagError("the flag store's answer holds no flag value (refused)")
+    return FlagValues.from_dict(value)
+
+
 def get_flag(name: str) -> FlagValues | None:
     """The flag's value, or None if it was never set."""
-    value = request({"op": "get", "name": name})["value"]
-    return None if value is None else FlagValues.from_dict(value)
+    answer = request({"op": "get", "name": name})
+    return None if answer["value"] is None else _flag_of(answer)
 
 
 def set_flag(name: str, values: FlagValues) -> FlagValues:
     """Set the flag (both fields) and return its new value."""
     if values.text_value is None and values.int_value is None:
         raise ValueError("a flag needs a text_value or an int_value")
-    return FlagValues.from_dict(request({"op": "set", "name": name, "value": asdict(values)})["value"])
+    return _flag_of(request({"op": "set", "name": name, "value": asdict(values)}))
 
 
 def increment_flag(name: str, by: int = 1) -> FlagValues:
     """Atomically add ``by`` to the flag's integer (an unset flag counts from 0); return the new value."""
-    return FlagValues.from_dict(request({"op": "add", "name": name, "by": int(by)})["value"])
+    return _flag_of(request({"op": "add", "name": name, "by": int(by)}))
 
 
 def decrement_flag(name: str, by: int = 1) -> FlagValues:
@@ -246,7 +259,7 @@ def wait_for_flag(name: str, values: FlagValues, timeout: float = 60.0) -> FlagV
         step = min(left, 300.0)  # the store answers every few minutes at most: a cut link is noticed
         answer = request({"op": "wait", "name": name, "value": asdict(values), "timeout": step}, timeout=step + 30)
         if answer.get("ok"):
-            return FlagValues.from_dict(answer["value"])
+            return _flag_of(answer)
     current = get_flag(name)
     raise TimeoutError(
         f"flag {name!r} did not become {values} within {float(timeout):g} s "
@@ -257,7 +270,7 @@ def wait_for_flag(name: str, values: FlagValues, timeout: float = 60.0) -> FlagV
 class SetFlagTask(Task):
     """Set a flag to ``flag_values``; returns the flag's new value."""
 
-    def __init__(self, flag_name: str, flag_values: FlagValues, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, flag_name: str, flag_values: FlagValues, *args: str | None, **kwargs: str | None) -> None:
         if flag_values.int_value is None and flag_values.text_value is None:
             raise ValueError("Either int_value or text_value must be set")
         self.flag_name = flag_name
@@ -271,7 +284,7 @@ class SetFlagTask(Task):
 class GetFlagTask(Task):
     """Read a flag; fails if it was never set."""
 
-    def __init__(self, flag_name: str, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, flag_name: str, *args: str | None, **kwargs: str | None) -> None:
         self.flag_name = flag_name
         super().__init__(*args, **kwargs)
 
@@ -288,7 +301,7 @@ class WaitForExactFlagResultTask(Task):
     neither, it waits until the node's time limit."""
 
     def __init__(self, flag_name: str, values: FlagValues, sleep_time: float = 1, attempts: int | None = None,
-                 *args: Any, timeout: float | None = None, **kwargs: Any) -> None:
+                 *args: str | None, timeout: float | None = None, **kwargs: str | None) -> None:
         self.flag_name = flag_name
         self.values = values
         self.sleep_time = sleep_time
@@ -302,7 +315,7 @@ class WaitForExactFlagResultTask(Task):
 
 
 class _AtomicOperationFlagTask(Task):
-    def __init__(self, flag_name: str, operation: str, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, flag_name: str, operation: str, *args: str | None, **kwargs: str | None) -> None:
         if operation not in ("increment", "decrement"):
             raise ValueError(f"operation must be 'increment' or 'decrement', got {operation!r}")
         self.flag_name = flag_name
@@ -316,12 +329,12 @@ class _AtomicOperationFlagTask(Task):
 class AtomicIncrementFlagTask(_AtomicOperationFlagTask):
     """Add 1 to a flag's integer, atomically; returns the new value."""
 
-    def __init__(self, flag_name: str, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, flag_name: str, *args: str | None, **kwargs: str | None) -> None:
         super().__init__(flag_name, "increment", *args, **kwargs)
 
 
 class AtomicDecrementFlagTask(_AtomicOperationFlagTask):
     """Subtract 1 from a flag's integer, atomically; returns the new value."""
 
-    def __init__(self, flag_name: str, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, flag_name: str, *args: str | None, **kwargs: str | None) -> None:
         super().__init__(flag_name, "decrement", *args, **kwargs)

@@ -11,10 +11,13 @@ from __future__ import annotations
 import uuid
 from collections import deque
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .environment import EnvironmentDefinition, ShellExecution
 from .task import Task, TaskDispatcher
+
+if TYPE_CHECKING:  # networkx ships no hints; named for the reader, imported only where a graph is made
+    from networkx import DiGraph
 
 
 class Flow:
@@ -37,7 +40,7 @@ class Flow:
         #: paths or glob patterns of files the whole pipeline leaves (see Task.artifacts)
         self.artifacts: list[str] = []
 
-    def networkx_graph(self) -> Any:
+    def networkx_graph(self) -> DiGraph:
         """The flow as netunicorn draws it: a networkx DiGraph from 'root'."""
         raise NotImplementedError
 
@@ -91,7 +94,7 @@ def _check_edge(u: object, v: object, data: dict[str, object]) -> None:
             raise ValueError(f"{edge} has traverse_on={data['traverse_on']!r}; use 'success', 'failure' or 'any'")
 
 
-def _check_strong_edges(name: str | None, graph: Any) -> None:
+def _check_strong_edges(name: str | None, graph: DiGraph) -> None:
     """The strong edges alone make no cycle (it would wait on itself) and reach every vertex from 'root'."""
     import networkx as nx
 
@@ -113,7 +116,7 @@ def _check_strong_edges(name: str | None, graph: Any) -> None:
         )
 
 
-def _unreachable(graph: Any) -> list[Hashable]:
+def _unreachable(graph: DiGraph) -> list[Hashable]:
     """The vertices of a networkx DiGraph that no path from 'root' reaches."""
     import networkx as nx
 
@@ -153,10 +156,10 @@ class ExecutionGraph(Flow):
         name: str | None = None,
     ) -> None:
         super().__init__(early_stopping, report_results, environment_definition, name)
-        self.graph = self._new_graph()
+        self.graph: DiGraph = self._new_graph()  # a Pipeline's is made when first asked for
         self.override_graph_validation = False
 
-    def _new_graph(self) -> Any:
+    def _new_graph(self) -> DiGraph | None:
         """The graph a new flow starts with: only 'root'."""
         import networkx as nx
 
@@ -198,7 +201,7 @@ class ExecutionGraph(Flow):
     def copy(self) -> ExecutionGraph:
         return self.__copy__()
 
-    def networkx_graph(self) -> Any:
+    def networkx_graph(self) -> DiGraph:
         return self.graph
 
     def __str__(self) -> str:

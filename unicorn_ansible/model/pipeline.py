@@ -5,11 +5,14 @@ from __future__ import annotations
 import uuid
 import warnings
 from collections.abc import Collection, Hashable, Iterable
-from typing import Any, cast
+from typing import TYPE_CHECKING, cast
 
 from .environment import EnvironmentDefinition
 from .graph import ExecutionGraph
 from .task import TaskElement
+
+if TYPE_CHECKING:
+    from networkx import DiGraph
 
 PipelineElement = TaskElement | Collection[TaskElement]
 
@@ -47,11 +50,11 @@ class Pipeline(ExecutionGraph):
         for element in tasks:
             self.then(element)
 
-    def _new_graph(self) -> Any:
+    def _new_graph(self) -> DiGraph | None:
         return None  # what the stages make, made when asked for (see ``graph``)
 
     @property
-    def graph(self) -> Any:
+    def graph(self) -> DiGraph:
         """The networkx DiGraph of the flow (made from the stages the first time it is asked for)."""
         graph = self._made_graph()
         if graph is None:
@@ -59,10 +62,10 @@ class Pipeline(ExecutionGraph):
         return graph
 
     @graph.setter
-    def graph(self, value: Any) -> None:
+    def graph(self, value: DiGraph | None) -> None:
         self.__dict__["_graph"] = value  # None: what the stages make
 
-    def _made_graph(self) -> Any:
+    def _made_graph(self) -> DiGraph | None:
         """The graph if it was made (None: it is what the stages make); a pipeline pickled before
         the graph was made lazily has it as ``graph``."""
         state = self.__dict__
@@ -101,7 +104,7 @@ class Pipeline(ExecutionGraph):
                 )
             known.add(task.name)
 
-    def stage_graph(self) -> Any:
+    def stage_graph(self) -> DiGraph:
         """The graph the stages make: root -> stage 1 tasks -> 1 -> stage 2 tasks -> 2 ..."""
         import networkx as nx
 
@@ -185,7 +188,7 @@ class CyclePipeline(Pipeline):
             return {"type": "weak"}
         return {"type": "weak", "counter": self.cycles - 1} if self.cycles > 1 else None
 
-    def stage_graph(self) -> Any:
+    def stage_graph(self) -> DiGraph:
         graph = super().stage_graph()
         back = self._back_edge()
         if self.tasks and back is not None:

@@ -383,12 +383,27 @@ def _picklable(obj: object) -> bool:
     return True
 
 
-def _children(obj: Any, label: str) -> Iterable[tuple[str, Any]]:
+_GLOBAL_OPS = frozenset(dis.opmap[name] for name in ("LOAD_GLOBAL", "STORE_GLOBAL", "DELETE_GLOBAL"))
+
+
+def code_globals(code: types.CodeType) -> dict[str, None]:
+    """The global names ``code`` (and every function defined inside it) reads or writes, in the
+    order first used: what pickling a function by value takes from its module (ours, from dis:
+    cloudpickle keeps its own in a private function)."""
+    names = dict.fromkeys(str(instruction.argval) for instruction in dis.get_instructions(code)
+                          if instruction.opcode in _GLOBAL_OPS)
+    for constant in code.co_consts:
+        if isinstance(constant, types.CodeType):
+            names.update(code_globals(constant))
+    return names
+
+
+def _children(obj: object, label: str) -> Iterable[tuple[str, object]]:
     """What pickling ``obj`` pickles in turn, each with a label a user recognises."""
     if isinstance(obj, types.ModuleType):
         return ((f"{obj.__name__}.{key}", value) for key, value in _module_state(obj).items())
     if isinstance(obj, types.FunctionType):
-        names = _cloudpickle._extract_code_globals(obj.__code__)
+        names = code_globals(obj.__code__)
         module = _module_label(getattr(obj, "__module__", "?"), obj.__globals__.get("__file__"))
         cells = [(f"{obj.__qualname__}'s closure", cell.cell_contents) for cell in obj.__closure__ or ()
                  if _has_contents(cell)]
@@ -416,7 +431,7 @@ def _has_contents(cell: types.CellType) -> bool:
     return True
 
 
-def _culprit(obj: Any, label: str, seen: set[int], depth: int) -> tuple[str, Any] | None:
+def _culprit(obj: object, label: str, seen: set[int], depth: int) -> tuple[str, object] | None:
     """The innermost value reachable from ``obj`` that cannot be pickled, with its label."""
     if id(obj) in seen or depth > 8:
         return None

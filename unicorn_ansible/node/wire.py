@@ -105,19 +105,23 @@ def _check_depth(text: str, source: str, depth: int) -> None:
         raise WireError(f"{source} is nested deeper than {depth} levels")
 
 
-def parse_json(data: str | bytes, source: str, limit: int = FILE_LIMIT) -> JSONValue:
-    """``data`` as JSON, at most ``limit`` bytes and :data:`MAX_DEPTH` levels; WireError otherwise."""
+def parse_json(data: str | bytes, source: str, limit: int = FILE_LIMIT, *, depth: int = MAX_DEPTH,
+               parse_int: Callable[[str], int] | None = None, parse_float: Callable[[str], float] | None = None,
+               parse_constant: Callable[[str], float] = _refuse_constant) -> JSONValue:
+    """``data`` as JSON, at most ``limit`` bytes and ``depth`` levels; WireError otherwise. The
+    ``parse_*`` hooks are json's (the flag store's bound numbers; what they raise, they raise)."""
     if len(data) > limit:
         raise WireError(f"{source} is longer than {limit} bytes")
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
     except UnicodeDecodeError:
         raise WireError(f"{source} is not JSON (not UTF-8)") from None
-    _check_depth(text, source, MAX_DEPTH)
+    _check_depth(text, source, depth)
     try:
-        value: JSONValue = json.loads(text, parse_constant=_refuse_constant)
+        value: JSONValue = json.loads(text, parse_int=parse_int, parse_float=parse_float,
+                                      parse_constant=parse_constant)
     except RecursionError:
-        raise WireError(f"{source} is nested deeper than {MAX_DEPTH} levels") from None
+        raise WireError(f"{source} is nested deeper than {depth} levels") from None
     except ValueError as exc:
         raise WireError(f"{source} is not JSON ({exc})") from None
     return value

@@ -10,7 +10,7 @@ ends (campaign/stats.py). Drawn as SVG by the template, like the run report's ch
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..campaign.parameters import Value
@@ -52,7 +52,7 @@ def _series_label(others: list[str], key: tuple[Value, ...]) -> str:
     return " ".join(f"{name}={value}" for name, value in zip(others, key)) or "every combination"
 
 
-def chart(spec: CampaignSpec, rows: list[dict[str, Any]], task: str, field: str, parameter: str) -> dict[str, Any]:
+def chart(spec: CampaignSpec, rows: list[dict[str, Any]], task: str, field: str, parameter: str) -> dict[str, object]:
     """One chart: ``task``'s ``field`` against ``parameter``, a series per value of the others."""
     values = spec.grid[parameter]
     others = [name for name in spec.swept if name != parameter]
@@ -82,7 +82,7 @@ def chart(spec: CampaignSpec, rows: list[dict[str, Any]], task: str, field: str,
 
 
 def _series(label: str, colour: str, parameter: str, points: list[tuple[float, Value, Interval]],
-            y_of: Any) -> dict[str, Any]:
+            y_of: Callable[[float], float]) -> dict[str, object]:
     """One series' drawing: its mean line, the band between its intervals' ends, a dot and an
     error bar per point (with its mean, interval and sample count as its title)."""
     points = sorted(points, key=lambda p: p[0])
@@ -103,9 +103,9 @@ def measurements_of(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return list(dict.fromkeys((row["task"], row["field"]) for row in rows if row["value"] is not None))
 
 
-def campaign_charts(spec: CampaignSpec, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def campaign_charts(spec: CampaignSpec, rows: list[dict[str, Any]]) -> list[dict[str, object]]:
     """A chart per measurement and swept parameter (at most MAX_CHARTS)."""
-    drawn: list[dict[str, Any]] = []
+    drawn: list[dict[str, object]] = []
     for task, field in measurements_of(rows):
         for parameter in spec.swept:
             if len(drawn) >= MAX_CHARTS:

@@ -11,9 +11,9 @@ import functools
 import json
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
 import click
 
@@ -34,6 +34,18 @@ from ..results.outbox import node_file
 from .progress import known_total, tasks_text
 from .tables import console, print_table
 
+if TYPE_CHECKING:  # pragma: no cover
+    from ..campaign.parameters import ExperimentArguments
+    from ..engine.lifecycle import Secrets
+    from ..model.experiment import Experiment
+    from ..node.wire import JSONObject
+    from ..results.model import NodeResult
+
+#: a click command's function, as its options decorate it
+_Command = TypeVar("_Command", bound=Callable[..., object])
+#: what a piece of work returns
+_T = TypeVar("_T")
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 USAGE_ERRORS = (UsageError, ExperimentError, InventoryError)
 
@@ -41,7 +53,7 @@ USAGE_ERRORS = (UsageError, ExperimentError, InventoryError)
 class _Group(click.Group):
     """Turns our errors into one line on stderr and the documented exit code."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
         except UnicornError as exc:
@@ -81,14 +93,14 @@ _parameter_option = click.option(
 )
 
 
-def _arguments(experiment_file: str, parameters: Sequence[str]) -> Any:
+def _arguments(experiment_file: str, parameters: Sequence[str]) -> ExperimentArguments:
     """The experiment function's arguments from ``-p NAME=VALUE`` (campaign/parameters.py)."""
     from ..campaign.parameters import ExperimentArguments, parse_assignments
 
     return ExperimentArguments(parse_assignments(parameters), experiment_file)
 
 
-def _engine_options(function: Any) -> Any:
+def _engine_options(function: _Command) -> _Command:
     for option in reversed([
         click.option("--forks", type=click.IntRange(1),
                      help="Hosts Ansible connects to and works on at once (default: all, up to 50); "
@@ -110,7 +122,7 @@ def _engine_options(function: Any) -> Any:
     return function
 
 
-def _secrets(engine: dict[str, Any]) -> Any:
+def _secrets(engine: dict[str, object]) -> Secrets:
     from ..engine.lifecycle import Secrets
 
     become = engine.pop("ask_become_pass", False)
@@ -131,7 +143,7 @@ def _options(forks: int | None, task_timeout: float | None, requirement_timeout:
                           run_timeout_seconds=run_timeout, redeploy=redeploy, strategy=strategy, artifact_cap=cap)
 
 
-def _with_progress(run_dir: Path, work: Any) -> Any:
+def _with_progress(run_dir: Path, work: Callable[[Callable[[Mapping[str, object]], None]], _T]) -> _T:
     """Run ``work(event_handler)`` while showing the run's progress."""
     from .progress import Progress
 
@@ -181,7 +193,7 @@ def _summary(results: RunResults) -> None:
 LEFT_SHOWN = 10
 
 
-def _artifact_lines(results: RunResults, node: Any) -> list[str]:
+def _artifact_lines(results: RunResults, node: NodeResult) -> list[str]:
     """What came home (how many, where) and what stayed on the host (each file: where, and why)."""
     from ..results.load import _run_argument
     from .artifacts import shown
@@ -201,14 +213,14 @@ def _artifact_lines(results: RunResults, node: Any) -> list[str]:
     return lines
 
 
-def _stopped_text(processes: list[dict[str, Any]], shown: int = 5) -> str:
+def _stopped_text(processes: list[JSONObject], shown: int = 5) -> str:
     """How many processes the pipeline's end (or a cancel, a time limit) stopped, and the first few."""
     commands = ["".join(c if c.isprintable() else "?" for c in str(p.get("command"))[:80]) for p in processes[:shown]]
     more = f" and {len(processes) - shown} more" if len(processes) > shown else ""
     return f"stopped {len(processes)} process(es) its tasks left running: {', '.join(commands)}{more}"
 
 
-def _count(experiment: Any) -> str:
+def _count(experiment: Experiment) -> str:
     """How many nodes an experiment runs on, and how many pipelines when a node runs several."""
     nodes = len({d.node.name for d in experiment})
     pipelines = f", {len(experiment)} pipelines" if len(experiment) != nodes else ""
@@ -220,7 +232,7 @@ def _first_line(text: str | None) -> str:
     return lines[0] if lines else ""
 
 
-def _short(value: Any, limit: int = 300) -> str:
+def _short(value: object, limit: int = 300) -> str:
     from ..results.convert import view_repr
 
     text = view_repr(value)  # never the whole repr of a 100 MB result
@@ -396,6 +408,16 @@ def nodes(inventories: Sequence[str], facts: bool, as_json: bool) -> None:
     print_table(("node", "architecture", "groups", "properties"), rows)
 
 
+class _NodeLine(TypedDict):
+    """One node's line of ``status``."""
+
+    node: str
+    phase: str
+    done: int | None
+    total: int | None
+    error: str | None
+
+
 @cli.command()
 @click.argument("run_name")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -408,7 +430,7 @@ def status(run_name: str, as_json: bool) -> None:
     """
     run = RunDir(_resolve_run(run_name))
     record = run.record()
-    nodes_status: list[dict[str, Any]] = []
+    nodes_status: list[_NodeLine] = []
     for executor in executors(record):
         node_status = run.node_status(executor)
         progress = node_status.progress
@@ -587,7 +609,7 @@ def collect(run_name: str, artifact_cap: str | None) -> None:
     sys.exit(EXIT_OK if results.success else EXIT_FAILED)
 
 
-def _requirement_logs(run: RunDir, node: str) -> list[Any]:
+def _requirement_logs(run: RunDir, node: str) -> list[tuple[str, Path | None]]:
     """(title, log) of each requirement the deploy report (from the host) lists; a log only inside the node's folder."""
     report = run.deploy_report(node)
     folder = run.node_dir(node)
@@ -617,7 +639,7 @@ def logs(run_name: str, node_name: str | None, task_name: str | None, executor: 
         if node_name and node_name not in (node.executor_id, node.node):
             continue
         folder = run.node_dir(node.executor_id)
-        sections: list[Any] = []
+        sections: list[tuple[str, Path | None]] = []
         if executor:
             sections.append(("executor", run.node_logs_dir(node.executor_id) / "executor.log"))
         else:
