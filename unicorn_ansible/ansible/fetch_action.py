@@ -20,14 +20,16 @@ unicorn_ansible/results/artifacts.py; a file already home unchanged is not fetch
 file that cannot be fetched is listed as left on the host; the task does not fail for it.
 
 Arguments: ``src`` (path on the host), ``dest`` (path on the controller), ``fail_on_missing``
-(default true), ``artifacts`` (default false). Files are fetched to ``<name>.part`` and renamed,
-so each is whole or absent.
+(default true), ``artifacts`` (default false). Files are fetched to ``<name>.part-<pid>-<random>``
+(a name of this fetch's own: another fetch of the same run, a cancel beside the run's last call,
+never shares it) and renamed, so each is whole or absent.
 """
 
 from __future__ import annotations
 
 import os
 import posixpath
+import secrets
 import shlex
 from collections.abc import Callable
 from pathlib import Path
@@ -136,7 +138,7 @@ class ActionModule(ActionBase):  # type: ignore[misc]  # Ansible ships no types
 
     def _fetch(self, src: str, dest: str, fail_on_missing: bool, task_vars: TaskVars) -> Outcome:
         os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
-        part = f"{dest}.part"
+        part = f"{dest}.part-{os.getpid()}-{secrets.token_hex(6)}"
         if not self._connection.become:
             source = self._home_expanded(src)
             outcome = self._transfer(source, src, part, fail_on_missing)
@@ -151,6 +153,8 @@ class ActionModule(ActionBase):  # type: ignore[misc]  # Ansible ships no types
             else:
                 outcome = handed
         if outcome:
+            if os.path.exists(part):
+                os.unlink(part)
             return outcome
         os.replace(part, dest)
         return {}
