@@ -372,3 +372,56 @@ def test_a_run_with_a_truncated_or_missing_record_is_deleted_from_its_folder(env
     assert not (env.home / "runs" / "headless").exists()
     env.cli("run", "fast.py", "-i", str(inventory), "--name", "headless", check=0)
     assert [p.name for p in (env.home / "runs").iterdir() if p.name.startswith(".deleting")] == []
+
+
+DIES_UNDER = '''
+import subprocess, time
+from unicorn_ansible import Experiment, Pipeline, Task
+
+class First(Task):
+    def run(self):
+        return "first"
+
+class Sleeps(Task):
+    def run(self):
+        child = subprocess.Popen(["sleep", "794"])
+        with open(PIDS, "w") as handle:
+            handle.write(str(child.pid))
+        time.sleep(300)
+        return "woke"
+
+def experiment(nodes):
+    pipeline = Pipeline().then(First(name="first")).then(Sleeps(name="sleeps")).then(First(name="after"))
+    return Experiment().map(pipeline, nodes.take(len(nodes)))
+'''
+
+
+def test_an_executor_killed_9_has_its_processes_swept_and_its_running_task_failed(env: Env) -> None:
+    inventory = env.local_inventory(["oom-a"])
+    pids_file = env.root / "pids"
+    env.write("dies.py", DIES_UNDER.replace("PIDS", repr(str(pids_file))))
+    runner = _start(env, "run", "dies.py", "-i", str(inventory), "--name", "oom")
+    sleep_pid = 0
+    try:
+        _until(lambda: pids_file.exists() and pids_file.read_text().strip().isdigit(), 120, "the task's sleep")
+        sleep_pid = int(pids_file.read_text())
+        states = list(env.host_dir("oom-a").rglob("state.json"))
+        assert len(states) == 1, states
+        executor = json.loads(states[0].read_text())["pid"]
+        os.kill(executor, signal.SIGKILL)  # as the OOM killer does
+        _, err = runner.communicate(timeout=120)
+        assert runner.returncode == 1 and "Traceback" not in err, err
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    _until(lambda: not _alive(sleep_pid), 10, "the task's sleep to be stopped")
+    collected = env.cli("collect", "oom", check=1)
+    assert "oom-a  stopped" in collected.stdout and "sleep 794" in collected.stdout, collected.stdout
+    result = node(env.results("oom"), "oom-a")
+    assert any("sleep 794" in p["command"] for p in result["stopped_processes"]), result["stopped_processes"]
+    kinds = {t["name"]: t["kind"] for t in result["timings"]}
+    assert kinds == {"first": "ok", "sleeps": "crash"}, kinds
+    assert result["not_run"] == ["after"]
+    assert "executor died while it ran" in json.dumps(result["tasks"]["sleeps"])
+    assert "died while the pipeline ran" in (result["error"] or "")
+    assert len(result["timings"]) + len(result["not_run"]) == 3

@@ -172,6 +172,10 @@ def load_node(run_dir: Path, node: str, loads: Loads | None = None,
         timings = [_timing(entry, None) for entry in status.finished]
         done = {entry.seq for entry in status.finished if entry.seq is not None}
         not_run = [name for seq, name in enumerate(_task_names(run_dir, node)) if seq not in done]
+    elif state is not None and state.status == ExecutorStatus.LOST and state.shape == "stages" and not not_run:
+        # the executor died (kill -9, out of memory): the tasks it never started are not run
+        done = {record.header.seq for record in records}
+        not_run = [name for seq, name in enumerate(_task_names(run_dir, node)) if seq not in done]
     stopped: list[JSONObject] = [{"pid": p.pid, "command": p.command}
                                  for p in (state.stopped_processes if state is not None else ())]
     return NodeResult(executor_id=node, status=outcome, prepared=prepared, error=error, results=by_stage,
