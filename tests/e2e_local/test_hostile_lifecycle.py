@@ -425,3 +425,44 @@ def test_an_executor_killed_9_has_its_processes_swept_and_its_running_task_faile
     assert "executor died while it ran" in json.dumps(result["tasks"]["sleeps"])
     assert "died while the pipeline ran" in (result["error"] or "")
     assert len(result["timings"]) + len(result["not_run"]) == 3
+
+
+LARGE_RESULT = '''
+import os
+from unicorn_ansible import Experiment, Pipeline, Task
+
+class Large(Task):
+    def run(self):
+        return os.urandom(400_000)
+
+def experiment(nodes):
+    return Experiment().map(Pipeline().then(Large(name="large")), nodes.take(len(nodes)))
+'''
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+def test_the_controller_s_disk_full_at_fetch_is_named_and_what_was_fetched_is_kept(env: Env) -> None:
+    import shutil
+
+    inventory = env.local_inventory(["full-a"])
+    env.write("large.py", LARGE_RESULT)
+    env.cli("run", "large.py", "-i", str(inventory), "--name", "full", check=0)
+    folder = env.home / "runs" / "full" / "nodes" / "full-a"
+    aside = env.root / "aside"
+    shutil.copytree(folder, aside)
+    held = sum(4096 * -(-p.stat().st_size // 4096) for p in aside.rglob("*") if p.is_file())
+    # room for what is home and the small records, not for a second copy of the 400 KB outbox
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={held + 128 * 1024},mode=0700", "tmpfs", str(folder)],
+                   check=True)
+    try:
+        shutil.copytree(aside, folder, dirs_exist_ok=True)
+        collected = env.cli("collect", "full")
+        assert "Traceback" not in collected.stderr and "without a state" not in collected.stdout + collected.stderr
+        assert collected.returncode in (0, 1), collected.stderr
+        result = node(env.results("full"), "full-a")
+        assert "the controller could not write" in (result["error"] or "") and "No space left on device" in (
+            result["error"] or ""), result
+        assert "timed_out" != result["status"] and result["timings"][0]["kind"] == "ok"  # what came home is kept
+        assert result["tasks"]["large"], result["tasks"]
+    finally:
+        subprocess.run(["umount", str(folder)], check=False)
