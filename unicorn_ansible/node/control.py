@@ -115,8 +115,9 @@ def _same_interpreter(interpreter: str) -> bool:
     return interpreter == sys.executable and "PYTHONHOME" not in os.environ
 
 
-def current_state(workdir: str) -> ExecutorState:
-    """The executor's state; a running state whose process is gone is reported as lost."""
+def current_state(workdir: str, cancelling: bool = False) -> ExecutorState:
+    """The executor's state; a running state whose process is gone is settled as lost (``cancelling``:
+    as cancelled, the cancel having killed it before it recorded the cancel itself)."""
     state = _state(workdir)
     if state is None:
         started = _started(workdir)
@@ -127,7 +128,7 @@ def current_state(workdir: str) -> ExecutorState:
                                  error=f"the executor ended before it wrote any state; see {LOGS}/{EXECUTOR_OUT}")
         return ExecutorState(status=ExecutorStatus.STARTING)
     if state.status == ExecutorStatus.RUNNING and not pid_alive(state.pid):
-        return _settle_lost(workdir)
+        return _settle_lost(workdir, cancelling)
     return state
 
 
@@ -136,7 +137,7 @@ LOST_ERROR = ("the executor process died while the pipeline ran (killed: out of 
               "are kept, the task(s) running then are failed, those after them not run")
 
 
-def _settle_lost(workdir: str) -> ExecutorState:
+def _settle_lost(workdir: str, cancelling: bool = False) -> ExecutorState:
     """The executor died while its pipeline ran (kill -9, the OOM killer): once, under the work
     folder's lock, stop what its tasks left running (the processes carrying its marker), journal
     each task it was running as failed ("the executor died while it ran"), and record it all in
@@ -151,11 +152,11 @@ def _settle_lost(workdir: str) -> ExecutorState:
         # the tasks' own processes (forked by the executor: the marker is not in their environment
         # as /proc shows it) and every process carrying the marker
         stopped = stop_marked(state.marker or "-", also=[pid for task, pid in died if _started_at(pid, task.start)])
-        _journal_failed(workdir, [task for task, _ in died])
+        _journal_failed(workdir, [task for task, _ in died], cancelling)
         lost = dataclasses.replace(
-            state, status=ExecutorStatus.LOST, finished=time.time(), done=(state.done or 0) + len(died),
-            failed=(state.failed or 0) + len(died), success=False, error=LOST_ERROR,
-            stopped_processes=state.stopped_processes + stopped)
+            state, status=ExecutorStatus.CANCELLED if cancelling else ExecutorStatus.LOST, finished=time.time(),
+            done=(state.done or 0) + len(died), failed=(state.failed or 0) + len(died), success=False,
+            error=None if cancelling else LOST_ERROR, stopped_processes=state.stopped_processes + stopped)
         write_json_atomic(os.path.join(workdir, STATE), lost.to_json())
         return lost
 
@@ -188,8 +189,8 @@ def _started_at(pid: int, start: float | None, slack: float = 3.0) -> bool:
     return start is not None and abs(boot + ticks / os.sysconf("SC_CLK_TCK") - start) <= slack
 
 
-def _journal_failed(workdir: str, died: list[TaskRecord]) -> None:
-    """Journal each task as failed: the executor died while it ran."""
+def _journal_failed(workdir: str, died: list[TaskRecord], cancelling: bool = False) -> None:
+    """Journal each task as failed: the executor died while it ran (``cancelling``: it was cancelled)."""
     if not died:
         return
     from returns.result import Failure  # only here: a look at a live executor needs none of it
@@ -201,9 +202,10 @@ def _journal_failed(workdir: str, died: list[TaskRecord]) -> None:
     with open(journal_path, "ab") as journal:
         journal.truncate(end)  # a record the executor was writing when it died is torn: dropped
         for task in died:
-            message = (f"task {task.name} did not end: the executor died while it ran (killed: out of memory, "
+            message = (f"task {task.name} was cancelled" if cancelling else
+                       f"task {task.name} did not end: the executor died while it ran (killed: out of memory, "
                        "kill -9?); the processes it left were stopped")
-            handoff = Handoff.of(Failure(message), TaskKind.CRASH)
+            handoff = Handoff.of(Failure(message), TaskKind.CANCELLED if cancelling else TaskKind.CRASH)
             header = dataclasses.replace(task, end=time.time(), kind=handoff.meta.kind, type=handoff.meta.type,
                                          preview=handoff.meta.preview, payload_len=handoff.size)
             append_record(journal, header, handoff.payload, handoff.size)
@@ -264,11 +266,13 @@ def cancel(workdir: str, grace: float = 5.0) -> ExecutorAnswer:
         write_json_atomic(os.path.join(workdir, STATE), ExecutorState(
             status=ExecutorStatus.CANCELLED, finished=time.time(), done=0, failed=0,
             error="cancelled before the pipeline started").to_json())
+    before = _state(workdir)  # an executor this cancel stops (not one found dead: that one is lost)
+    alive = before is not None and before.status == ExecutorStatus.RUNNING and pid_alive(before.pid)
     _stop_executor(workdir, started.pid if started else None, grace)
     report = _deploy_report(workdir)
     if report is not None and report.container is not None:
         remove_container(report.container)
-    state = current_state(workdir)
+    state = current_state(workdir, cancelling=alive)
     if state.marker:  # what the tasks started and the executor did not stop (it was killed, say)
         stopped += stop_marked(state.marker)
     changed = state
