@@ -17,7 +17,7 @@ import pytest
 
 from unicorn_ansible.engine.rundir import RunDir
 
-from .conftest import CLI, Env
+from .conftest import CLI, Env, node
 
 SLOW = '''
 import time
@@ -272,3 +272,197 @@ def test_a_flag_port_held_by_another_program_is_a_one_line_error_and_status_says
     assert f"cannot listen on 127.0.0.1:{port}" in error
     status = env.cli("status", "held", check=0)
     assert "died" not in status.stderr and f"cannot listen on 127.0.0.1:{port}" in status.stderr
+
+
+WRITES_ARTIFACTS = '''
+import os
+from unicorn_ansible import Experiment, Pipeline, Task
+
+class Writes(Task):
+    def run(self):
+        for number in range(20):
+            with open(os.path.join(self.artifacts_dir, f"file-{number}.bin"), "wb") as handle:
+                handle.write(os.urandom(200_000))
+        return "written"
+
+def experiment(nodes):
+    return Experiment().map(Pipeline().then(Writes(name="writes")), nodes.take(len(nodes)))
+'''
+
+
+def _busy_refusal(done: subprocess.CompletedProcess, run: str, doing: str, pid: int | None = None) -> bool:
+    """Whether a command was refused, on one line, because another process collects (cancels, deletes) the run."""
+    said = f"run {run} is being {doing} by pid {pid if pid is not None else ''}"
+    return done.returncode == 1 and done.stderr.strip().count("\n") == 0 and said in done.stderr
+
+
+def test_two_collects_at_once_never_share_a_file_and_a_second_one_is_refused_by_name(env: Env) -> None:
+    inventory = env.local_inventory(["twice-a"])
+    env.write("writes.py", WRITES_ARTIFACTS)
+    env.cli("run", "writes.py", "-i", str(inventory), "--name", "twice", check=0)
+    run = RunDir(env.home / "runs" / "twice")
+    with run.exclusive("collected"):  # a collect under way (this process's)
+        refused = env.cli("collect", "twice")
+        assert _busy_refusal(refused, "twice", "collected", os.getpid()), refused.stderr
+        for command in (["cancel", "twice"], ["delete", "twice", "--yes"], ["run", "writes.py", "-i", str(inventory),
+                                                                             "--name", "twice", "--replace"]):
+            assert _busy_refusal(env.cli(*command), "twice", "collected", os.getpid()), command
+    assert run.exists()
+    import shutil
+
+    shutil.rmtree(run.node_dir("twice-a") / "artifacts")  # so that both fetch every artifact again
+    (run.node_dir("twice-a") / "artifacts-index.json").unlink(missing_ok=True)
+    both = [_start(env, "collect", "twice") for _ in range(2)]
+    ended = []
+    for collect in both:
+        out, err = collect.communicate(timeout=300)
+        ended.append((collect.returncode, out, err))
+    for rc, _, err in ended:
+        assert "Traceback" not in err and "No such file" not in err and "timed_out" not in err, err
+        assert rc == 0 or "is being collected by pid" in err, err
+    assert any(rc == 0 for rc, _, _ in ended)
+    results = env.results("twice")
+    assert results["success"] and "timed_out" not in json.dumps(results)
+    artifacts = node(results, "twice-a")["artifacts"]
+    assert len(artifacts) == 20 and all(a["file"] and a["left"] is None for a in artifacts), artifacts
+    assert [p for p in run.path.rglob("*") if ".part" in p.name or p.name.startswith(".")
+            and p.parent.name == ".artifacts-incoming"] == []
+
+
+def test_delete_during_a_collect_is_refused_and_leaves_the_run_whole(env: Env) -> None:
+    inventory = env.local_inventory(["busy-a"])
+    env.write("slow.py", SLOW.format(seconds=25))
+    controller = _start(env, "run", "slow.py", "-i", str(inventory), "--name", "busy")
+    collect = None
+    try:
+        _until(lambda: _phase(env, "busy", "busy-a") == "running", 120, "the pipeline to run")
+        os.kill(controller.pid, signal.SIGKILL)  # the run is left to `collect`, which waits for its pipeline
+        controller.wait(timeout=10)
+        collect = _start(env, "collect", "busy")
+        busy = env.home / "runs" / "busy" / ".run.busy"
+        _until(lambda: busy.exists() and f'"pid": {collect.pid}' in busy.read_text(), 60, "the collect to start")
+        refused = env.cli("delete", "busy", "--yes")
+        assert _busy_refusal(refused, "busy", "collected", collect.pid), refused.stderr
+        assert "Traceback" not in refused.stderr and (env.home / "runs" / "busy" / "run.json").is_file()
+        out, err = collect.communicate(timeout=180)
+        assert collect.returncode == 0 and "Traceback" not in err, err
+    finally:
+        for process in (controller, collect):
+            if process is not None and process.poll() is None:
+                process.kill()
+    assert env.results("busy")["success"]
+    env.cli("delete", "busy", "--yes", check=0)
+    assert not (env.home / "runs" / "busy").exists()
+
+
+def test_a_run_with_a_truncated_or_missing_record_is_deleted_from_its_folder(env: Env) -> None:
+    inventory = env.local_inventory(["torn-a"])
+    env.write("fast.py", SLOW.format(seconds=0))
+    for name in ("torn", "headless"):
+        env.cli("run", "fast.py", "-i", str(inventory), "--name", name, check=0)
+    record = env.home / "runs" / "torn" / "run.json"
+    record.write_bytes(record.read_bytes()[: len(record.read_bytes()) // 2])
+    done = env.cli("delete", "torn", "--yes", check=0)
+    assert "deleted" in done.stdout and "file(s)" in done.stdout and "run.json was unreadable" in done.stdout
+    assert not (env.home / "runs" / "torn").exists()
+    (env.home / "runs" / "headless" / "run.json").unlink()  # what a delete cut short left before
+    refused = env.cli("run", "fast.py", "-i", str(inventory), "--name", "headless", check=2)
+    assert "delete headless" in refused.stderr and refused.stderr.strip().count("\n") == 0
+    env.cli("delete", "headless", "--yes", check=0)
+    assert not (env.home / "runs" / "headless").exists()
+    env.cli("run", "fast.py", "-i", str(inventory), "--name", "headless", check=0)
+    assert [p.name for p in (env.home / "runs").iterdir() if p.name.startswith(".deleting")] == []
+
+
+DIES_UNDER = '''
+import subprocess, time
+from unicorn_ansible import Experiment, Pipeline, Task
+
+class First(Task):
+    def run(self):
+        return "first"
+
+class Sleeps(Task):
+    def run(self):
+        child = subprocess.Popen(["sleep", "794"])
+        with open(PIDS, "w") as handle:
+            handle.write(str(child.pid))
+        time.sleep(300)
+        return "woke"
+
+def experiment(nodes):
+    pipeline = Pipeline().then(First(name="first")).then(Sleeps(name="sleeps")).then(First(name="after"))
+    return Experiment().map(pipeline, nodes.take(len(nodes)))
+'''
+
+
+def test_an_executor_killed_9_has_its_processes_swept_and_its_running_task_failed(env: Env) -> None:
+    inventory = env.local_inventory(["oom-a"])
+    pids_file = env.root / "pids"
+    env.write("dies.py", DIES_UNDER.replace("PIDS", repr(str(pids_file))))
+    runner = _start(env, "run", "dies.py", "-i", str(inventory), "--name", "oom")
+    sleep_pid = 0
+    try:
+        _until(lambda: pids_file.exists() and pids_file.read_text().strip().isdigit(), 120, "the task's sleep")
+        sleep_pid = int(pids_file.read_text())
+        states = list(env.host_dir("oom-a").rglob("state.json"))
+        assert len(states) == 1, states
+        executor = json.loads(states[0].read_text())["pid"]
+        os.kill(executor, signal.SIGKILL)  # as the OOM killer does
+        _, err = runner.communicate(timeout=120)
+        assert runner.returncode == 1 and "Traceback" not in err, err
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    _until(lambda: not _alive(sleep_pid), 10, "the task's sleep to be stopped")
+    collected = env.cli("collect", "oom", check=1)
+    assert "oom-a  stopped" in collected.stdout and "sleep 794" in collected.stdout, collected.stdout
+    result = node(env.results("oom"), "oom-a")
+    assert any("sleep 794" in p["command"] for p in result["stopped_processes"]), result["stopped_processes"]
+    kinds = {t["name"]: t["kind"] for t in result["timings"]}
+    assert kinds == {"first": "ok", "sleeps": "crash"}, kinds
+    assert result["not_run"] == ["after"]
+    assert "executor died while it ran" in json.dumps(result["tasks"]["sleeps"])
+    assert "died while the pipeline ran" in (result["error"] or "")
+    assert len(result["timings"]) + len(result["not_run"]) == 3
+
+
+LARGE_RESULT = '''
+import os
+from unicorn_ansible import Experiment, Pipeline, Task
+
+class Large(Task):
+    def run(self):
+        return os.urandom(400_000)
+
+def experiment(nodes):
+    return Experiment().map(Pipeline().then(Large(name="large")), nodes.take(len(nodes)))
+'''
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+def test_the_controller_s_disk_full_at_fetch_is_named_and_what_was_fetched_is_kept(env: Env) -> None:
+    import shutil
+
+    inventory = env.local_inventory(["full-a"])
+    env.write("large.py", LARGE_RESULT)
+    env.cli("run", "large.py", "-i", str(inventory), "--name", "full", check=0)
+    folder = env.home / "runs" / "full" / "nodes" / "full-a"
+    aside = env.root / "aside"
+    shutil.copytree(folder, aside)
+    held = sum(4096 * -(-p.stat().st_size // 4096) for p in aside.rglob("*") if p.is_file())
+    # room for what is home and the small records, not for a second copy of the 400 KB outbox
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={held + 128 * 1024},mode=0700", "tmpfs", str(folder)],
+                   check=True)
+    try:
+        shutil.copytree(aside, folder, dirs_exist_ok=True)
+        collected = env.cli("collect", "full")
+        assert "Traceback" not in collected.stderr and "without a state" not in collected.stdout + collected.stderr
+        assert collected.returncode in (0, 1), collected.stderr
+        result = node(env.results("full"), "full-a")
+        assert "the controller could not write" in (result["error"] or "") and "No space left on device" in (
+            result["error"] or ""), result
+        assert "timed_out" != result["status"] and result["timings"][0]["kind"] == "ok"  # what came home is kept
+        assert result["tasks"]["large"], result["tasks"]
+    finally:
+        subprocess.run(["umount", str(folder)], check=False)

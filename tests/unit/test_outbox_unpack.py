@@ -38,3 +38,25 @@ def test_names_that_leave_the_node_folder_links_and_other_files_are_not_taken(tm
     written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file() or p.is_symlink())
     assert written == ["runs/r/nodes/evil/.outbox-unpacked", "runs/r/nodes/evil/journal",
                        "runs/r/nodes/evil/logs/00000-task.log", "runs/r/nodes/evil/outbox.tar"]
+
+
+def test_the_controller_s_disk_full_while_unpacking_is_named_and_the_outbox_kept(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    import pytest
+
+    from unicorn_ansible.results.outbox import ControllerWriteError
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    folder = tmp_path / "runs" / "r" / "nodes" / "full"
+    folder.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(folder)], check=True)
+    try:
+        _outbox(folder, [("journal", os.urandom(200_000))])  # fits; unpacked beside it, it does not
+        with pytest.raises(ControllerWriteError, match=r"the controller could not write .*journal: No space left"):
+            unpack_outbox(folder)
+        assert (folder / "outbox.tar").stat().st_size > 200_000 and not (folder / "journal").exists()
+    finally:
+        subprocess.run(["umount", str(folder)], check=False)

@@ -20,14 +20,17 @@ unicorn_ansible/results/artifacts.py; a file already home unchanged is not fetch
 file that cannot be fetched is listed as left on the host; the task does not fail for it.
 
 Arguments: ``src`` (path on the host), ``dest`` (path on the controller), ``fail_on_missing``
-(default true), ``artifacts`` (default false). Files are fetched to ``<name>.part`` and renamed,
-so each is whole or absent.
+(default true), ``artifacts`` (default false). Files are fetched to ``<name>.part-<pid>-<random>``
+(a name of this fetch's own: another fetch of the same run, a cancel beside the run's last call,
+never shares it) and renamed, so each is whole or absent.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import posixpath
+import secrets
 import shlex
 from collections.abc import Callable
 from pathlib import Path
@@ -135,8 +138,14 @@ class ActionModule(ActionBase):  # type: ignore[misc]  # Ansible ships no types
         return {"fetched": fetched, "messages": plan.messages}
 
     def _fetch(self, src: str, dest: str, fail_on_missing: bool, task_vars: TaskVars) -> Outcome:
+        try:
+            return self._fetch_to(src, dest, fail_on_missing, task_vars)
+        except OSError as exc:  # this machine's own file system (making the folder, the rename)
+            return controller_failure(dest, exc.errno)
+
+    def _fetch_to(self, src: str, dest: str, fail_on_missing: bool, task_vars: TaskVars) -> Outcome:
         os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
-        part = f"{dest}.part"
+        part = f"{dest}.part-{os.getpid()}-{secrets.token_hex(6)}"
         if not self._connection.become:
             source = self._home_expanded(src)
             outcome = self._transfer(source, src, part, fail_on_missing)
@@ -151,6 +160,8 @@ class ActionModule(ActionBase):  # type: ignore[misc]  # Ansible ships no types
             else:
                 outcome = handed
         if outcome:
+            if os.path.exists(part):
+                os.unlink(part)
             return outcome
         os.replace(part, dest)
         return {}
@@ -162,8 +173,11 @@ class ActionModule(ActionBase):  # type: ignore[misc]  # Ansible ships no types
         except AnsibleConnectionFailure:
             raise
         except AnsibleError as exc:  # most often: the file is not there
+            local = _local_write_errno(exc)  # or this machine could not write it (its disk is full)
             if os.path.exists(part):
                 os.unlink(part)
+            if local is not None:
+                return controller_failure(part, local)
             outcome = {"changed": False, "file": src, "msg": f"{src} was not fetched: {to_text(exc)}"}
             outcome["failed" if fail_on_missing else "skipped_file"] = True
             return outcome
@@ -204,6 +218,33 @@ class ActionModule(ActionBase):  # type: ignore[misc]  # Ansible ships no types
         if copied.get("rc") != 0 or not path or not path[-1].startswith(self._handover + "/"):
             return None
         return {"path": path[-1]}
+
+
+#: errors of this machine's own file system: a fetch that meets one is no host's fault
+LOCAL_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
+
+
+def controller_failure(path: str, number: int | None) -> Outcome:
+    """A fetch this machine could not write: failed, with ``controller_error`` naming the file and why
+    (the results already home are kept: each file is renamed into place only when whole)."""
+    reason = os.strerror(number) if number else "an I/O error"
+    message = (f"the controller could not write {path.split('.part-')[0]}: {reason}; what was fetched before is "
+               "kept; free space on the controller (df -h), then fetch again with unicorn-ansible collect")
+    return {"failed": True, "changed": False, "controller_error": message, "msg": message}
+
+
+def _local_write_errno(exc: BaseException) -> int | None:
+    """The errno of this machine's own write failure behind a transfer's error (the exception's
+    causes; an ssh transfer's message names it as ``strerror`` says it), if it is one."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            break
+        if isinstance(seen, OSError) and seen.errno in LOCAL_WRITE_ERRNOS:
+            return seen.errno
+        seen = seen.__cause__ or seen.__context__
+    text = to_text(exc)
+    return next((number for number in LOCAL_WRITE_ERRNOS if os.strerror(number) in text), None)
 
 
 def _host_path(path: str) -> str:

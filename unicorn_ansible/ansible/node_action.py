@@ -46,7 +46,7 @@ from ansible.module_utils.common.text.converters import to_text
 from unicorn_ansible.engine.rundir import write_atomic
 from unicorn_ansible.node.wire import DeployAnswer, ExecutorAnswer, JSONObject, WireError, last_object_line
 
-from .fetch_action import ROUTE_CONNECTION, _host_path
+from .fetch_action import ROUTE_CONNECTION, _host_path, controller_failure
 from .fetch_action import ActionModule as FetchAction
 
 #: the largest outbox (bytes, before base64) the executor puts inside its answer
@@ -196,8 +196,13 @@ class ActionModule(FetchAction):
                 data = base64.b64decode(inline, validate=True)
             except (binascii.Error, TypeError, ValueError):
                 return {"failed": True, "msg": "the executor's answer carried an outbox that is not base64"}
-            write_atomic(Path(dest), data)  # private (0600), as every file of the run folder
+            try:
+                write_atomic(Path(dest), data)  # private (0600), as every file of the run folder
+            except OSError as exc:
+                return {"controller_error": controller_failure(dest, exc.errno)["msg"]}
             outcome = self._fetch_rest(src, dest, task_vars)
+        if outcome.get("controller_error"):  # this machine's fault, not the pipeline's: no rescue, the error named
+            return {"controller_error": outcome["controller_error"]}
         if outcome.get("failed"):
             return {"failed": True, "msg": outcome.get("msg", "the results were not fetched")}
         return {"fetched": [] if outcome.get("skipped_file") else outcome.get("fetched", [dest]),

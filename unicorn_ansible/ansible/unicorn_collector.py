@@ -263,11 +263,13 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]  # (Ansible's classes 
         elif step == "timeout":
             self._update(result, "ok", phase=Phase.TIMED_OUT, timed_out=True,
                          progress=_progress(data.get("stdout"), source),
-                         error="the pipeline was still running when the run's time limit was reached; "
-                               "it was stopped (raise --run-timeout)", **self._fetched(data))
+                         error=_text(data.get("controller_error") or
+                                     "the pipeline was still running when the run's time limit was reached; "
+                                     "it was stopped (raise --run-timeout)"), **self._fetched(data))
         elif step == "cancel":
             self._update(result, "ok", phase=Phase.CANCELLED, cancelled=True,
-                         progress=_progress(data.get("stdout"), source), **self._fetched(data))
+                         progress=_progress(data.get("stdout"), source), **self._fetched(data),
+                         **({"error": _text(data["controller_error"])} if data.get("controller_error") else {}))
         elif step == "deploy-failed":  # a failed deployment beside others that deployed: the host goes on
             self._on_failed(result)
 
@@ -295,6 +297,8 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]  # (Ansible's classes 
             phase = Phase.DEPLOY_FAILED
         error = None if phase not in (Phase.EXECUTION_FAILED, Phase.DEPLOY_FAILED) else _text(
             refused or (answer.error if answer else None) or f"executor ended: {status}")
+        if data.get("controller_error"):  # the results could not be written here (this machine's disk)
+            error = _text(data["controller_error"])
         # a host lost earlier and reached again (collect): it is no longer unreachable
         # the call that saw it over brought its results home (roles/unicorn's unicorn_node)
         known = self._status(executor) if executor is not None else None

@@ -6,8 +6,10 @@ step ends after the cancel."""
 from __future__ import annotations
 
 import contextlib
+import os
 import runpy
 import shutil
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -145,12 +147,21 @@ def new_run_name(stem: str) -> str:
     return name
 
 
+def taken_name_error(run: RunDir) -> UsageError:
+    """The error for a new run whose name a folder in the home already has."""
+    if run.exists():
+        return UsageError(f"a run named {run.name} exists; choose another --name or pass --replace to overwrite it")
+    return UsageError(f"a folder of a run named {run.name} is left without its run.json (a delete cut short?); "
+                      f"remove it with `unicorn-ansible delete {run.name} --yes`, choose another --name, "
+                      "or pass --replace")
+
+
 def _new_run_folder(name: str, replace: bool) -> RunDir:
     run = run_path(name)
     if run.path.exists():
         if not replace:
-            raise UsageError(f"a run named {name} exists; choose another --name or pass --replace to overwrite it")
-        shutil.rmtree(run.path)
+            raise taken_name_error(run)
+        delete_run(run, "replaced")
     make_private_dir(runs_dir())
     run.path.mkdir(mode=0o700)
     return run
@@ -168,6 +179,46 @@ def prepare(experiment: Experiment, inventory: Inventory, name: str, options: Co
         shutil.rmtree(run.path, ignore_errors=True)
         raise
     return run
+
+
+def _tree_size(folder: Path) -> tuple[int, int]:
+    """How many files a folder holds, and their bytes (links and folders not counted)."""
+    files = size = 0
+    for root, _, names in os.walk(folder):
+        for name in names:
+            with contextlib.suppress(OSError):
+                info = os.lstat(os.path.join(root, name))
+                files, size = files + 1, size + (info.st_size if stat.S_ISREG(info.st_mode) else 0)
+    return files, size
+
+
+def delete_run(run: RunDir, doing: str = "deleted") -> str:
+    """Remove a run's folder, under its busy lock (a collect or cancel of it is refused meanwhile,
+    and this is refused during theirs). It works from the folder alone: an unreadable run.json is
+    no reason to keep it. The folder is first renamed out of the run's name, at once and whole, so
+    the name is free even if a file cannot be removed (then a RunError names what is left).
+    Returns what was removed (files, bytes)."""
+    from ..results.artifacts import human_size
+
+    with run.exclusive(doing):
+        files, size = _tree_size(run.path)
+        trash = run.path.with_name(f".deleting-{run.name}-{os.getpid()}-{time.monotonic_ns()}")
+        try:
+            os.rename(run.path, trash)
+        except OSError as exc:
+            raise RunError(f"cannot delete run {run.name}: renaming {run.path} failed: {exc.strerror}") from None
+    for attempt in range(10):  # a process of the run's that is still ending may write a last file meanwhile
+        try:
+            shutil.rmtree(trash)
+            break
+        except FileNotFoundError:
+            break
+        except OSError as exc:
+            if attempt == 9:
+                raise RunError(f"run {run.name} is deleted, but {trash} could not be removed entirely "
+                               f"({exc.strerror}: {exc.filename}); remove it by hand: rm -rf {trash}") from None
+            time.sleep(0.3)
+    return f"{files} file(s), {human_size(size)}"
 
 
 #: the statuses of a run some controller is playing (preparing: the client's deployment)
@@ -287,7 +338,7 @@ def _stop_after_signal(run: RunDir, inventory: Inventory, noted: StopSignal,
                        event_handler: EventHandler | None) -> None:
     """A stop signal ended the play (ansible-playbook and its SSH sessions are gone): the hosts
     are left as a cancel leaves them; the error says how to fetch what finished."""
-    cancel(run, inventory, event_handler)
+    _cancel(run, inventory, event_handler)
     raise RunError(f"run {run.name} stopped by {noted.name}: every node's deployment and pipeline was cancelled; "
                    f"fetch what finished with: unicorn-ansible collect {run.name}")
 
@@ -383,7 +434,14 @@ def run_inventory(run: RunDir) -> Inventory:
 def cancel(run: RunDir, inventory: Inventory | None = None,
            event_handler: EventHandler | None = None) -> RunResults:
     """Stop every node's executor and the processes its tasks started; fetch what finished.
-    The run is ``cancelled`` from the moment the cancel is asked for."""
+    The run is ``cancelled`` from the moment the cancel is asked for. A collect, cancel or delete
+    of the run under way is waited for by none: this is refused (RunError)."""
+    with run.exclusive("cancelled"):
+        return _cancel(run, inventory, event_handler)
+
+
+def _cancel(run: RunDir, inventory: Inventory | None = None,
+            event_handler: EventHandler | None = None) -> RunResults:
     inventory = inventory or run_inventory(run)
     run.update(cancel_requested=time.time(), canceller=this_controller())
     groups = _groups(run, inventory)
@@ -406,6 +464,12 @@ def cancel_nodes(run: RunDir, nodes: Sequence[str], inventory: Inventory | None 
                  event_handler: EventHandler | None = None) -> RunResults:
     """Stop the executors of ``nodes`` only (executor ids: a node's name, NODE#N for its N-th
     pipeline); the run and its other executors, those on the same hosts included, go on."""
+    with run.exclusive("cancelled"):
+        return _cancel_nodes(run, nodes, inventory, event_handler)
+
+
+def _cancel_nodes(run: RunDir, nodes: Sequence[str], inventory: Inventory | None,
+                  event_handler: EventHandler | None) -> RunResults:
     hosts = executors(run.record())
     options = PlayOptions(event_handler, extra_vars={"unicorn_cancel_only": list(nodes)}, tunnel=False,
                           limit=sorted({hosts.get(node, node) for node in nodes}))
@@ -418,7 +482,14 @@ def cancel_nodes(run: RunDir, nodes: Sequence[str], inventory: Inventory | None 
 def collect(run: RunDir, inventory: Inventory | None = None,
             event_handler: EventHandler | None = None, artifact_cap: int | None = None) -> RunResults:
     """Fetch a run's results again, waiting for pipelines still running (none is started twice).
-    ``artifact_cap``: the run's new cap on artifacts (bytes), for files the old one left on the hosts."""
+    ``artifact_cap``: the run's new cap on artifacts (bytes), for files the old one left on the hosts.
+    Exclusive per run: a collect, cancel or delete of it under way makes this a RunError naming its pid."""
+    with run.exclusive("collected"):
+        return _collect(run, inventory, event_handler, artifact_cap)
+
+
+def _collect(run: RunDir, inventory: Inventory | None, event_handler: EventHandler | None,
+             artifact_cap: int | None) -> RunResults:
     inventory = inventory or run_inventory(run)
     if artifact_cap is not None:
         run.update(lambda record: {"options": dict(record.get("options") or {}, artifact_cap=artifact_cap)})

@@ -4,6 +4,8 @@ A run folder is ansible-runner's private data dir plus what unicorn-ansible keep
 
     run.json                 the run's record: name, nodes, inventory, options, versions, status
     .run.lock                taken (flock) by every change of the record
+    .run.busy                taken (flock) for the whole of a collect, cancel or delete (they are exclusive
+                             per run: :meth:`RunDir.exclusive`); it names the pid holding it and what it does
     experiment.pkl           the Experiment, for the client (written by this controller)
     flags.json               the run's flag values; flags-endpoint.json: where its flag store listens
     inventory/hosts.yml      the embedded default inventory (user inventories are referenced, never copied)
@@ -46,6 +48,7 @@ from ..node.wire import DeployReport, NodeStatusRecord, RunRecord, WireError
 
 RECORD = "run.json"
 LOCK = ".run.lock"
+BUSY = ".run.busy"
 EXPERIMENT = "experiment.pkl"
 FLAGS = "flags.json"
 FLAGS_ENDPOINT = "flags-endpoint.json"
@@ -58,6 +61,9 @@ CONTROLLER_LOG = "controller.log"
 #: a JSON object as stored: run.json's fields as the engine reads and changes them (typed: RunRecord)
 Stored = dict[str, Any]
 
+#: (run folder, thread) holding :meth:`RunDir.exclusive` in this process: a step inside another (delete
+#: --force cancels first) goes on under the lock its caller holds
+_EXCLUSIVE: set[tuple[str, int]] = set()
 
 
 class RunStatus(str, enum.Enum):
@@ -263,6 +269,61 @@ class RunDir:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def exclusive(self, doing: str) -> Iterator[None]:
+        """Hold the run's busy lock for a whole step (``doing``: "collected", "cancelled", "deleted",
+        "replaced"): collect, cancel and delete of one run never overlap (two fetches would share its
+        files; a delete would pull the folder from under a collect). Held elsewhere: a RunError
+        naming the pid and what it does. Re-entered by the same thread, it goes on under the lock
+        already held. The run folder must exist; one deleted meanwhile is a RunError too."""
+        held = (os.path.abspath(self.path), threading.get_ident())
+        if held in _EXCLUSIVE:
+            yield
+            return
+        path = self.path / BUSY
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:
+            raise RunError(f"run {self.name} does not exist (was it deleted meanwhile?); "
+                           "see `unicorn-ansible list`") from None
+        except OSError as exc:
+            raise RunError(f"cannot open {path}: {exc.strerror}; check the run folder's owner and mode") from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunError(self._busy_message(fd)) from None
+            try:
+                same = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:  # deleted (or replaced) while this waited for the lock
+                raise RunError(f"run {self.name} was deleted meanwhile; see `unicorn-ansible list`")
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps({"pid": os.getpid(), "doing": doing}).encode(), 0)
+            _EXCLUSIVE.add(held)
+            try:
+                yield
+            finally:
+                _EXCLUSIVE.discard(held)
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, 0)
+        finally:
+            os.close(fd)
+
+    def _busy_message(self, fd: int) -> str:
+        """Who holds the busy lock (what it wrote into the lock file), as a one-line error."""
+        try:
+            holder = json.loads(os.pread(fd, 4096, 0).decode("utf-8", "replace"))
+        except (OSError, ValueError):
+            holder = None
+        if not isinstance(holder, dict):
+            holder = {}
+        pid = holder.get("pid") if isinstance(holder.get("pid"), int) else "?"
+        doing = holder.get("doing") if holder.get("doing") in ("collected", "cancelled", "deleted",
+                                                                 "replaced") else "worked on"
+        return f"run {self.name} is being {doing} by pid {pid}; wait for it to end, then try again"
 
     def update(self, change: Callable[[Stored], Mapping[str, object]] | None = None, **fields: object) -> Stored:
         """Change the record atomically: ``fields`` are set, then ``change(record)`` returns

@@ -6,32 +6,48 @@ detached executor that runs the pipeline.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from .container import await_start
 from .container import remove as remove_container
 from .container import run_command as container_command
 from .files import write_json_atomic
-from .journal import unreported
+from .journal import append_record, complete_length, iter_records, unreported
 from .outbox import pack_outbox
 from .processes import fork_detached, kill_session, pid_alive, session_signals_held
 from .protocol import (
     DEPLOY_REPORT,
+    EXECUTOR_LOG,
     EXECUTOR_OUT,
     FINAL_STATUSES,
+    JOURNAL,
     LOGS,
     STARTED,
     STATE,
+    TASK_STARTED,
     ExecutorStatus,
+    TaskKind,
 )
 from .sweep import stop_marked
-from .wire import DeployReport, ExecutorAnswer, ExecutorState, Started, StoppedProcess
+from .wire import (
+    TASK_NAME_CHARS,
+    DeployReport,
+    ExecutorAnswer,
+    ExecutorState,
+    Started,
+    StoppedProcess,
+    TaskRecord,
+    WireError,
+)
 
 
 def _task_environment(report: DeployReport | None) -> dict[str, str]:
@@ -124,8 +140,9 @@ def _same_interpreter(interpreter: str) -> bool:
     return interpreter == sys.executable and "PYTHONHOME" not in os.environ
 
 
-def current_state(workdir: str) -> ExecutorState:
-    """The executor's state; a running state whose process is gone is reported as lost."""
+def current_state(workdir: str, cancelling: bool = False) -> ExecutorState:
+    """The executor's state; a running state whose process is gone is settled as lost (``cancelling``:
+    as cancelled, the cancel having killed it before it recorded the cancel itself)."""
     state = _state(workdir)
     if state is None:
         started = _started(workdir)
@@ -136,9 +153,113 @@ def current_state(workdir: str) -> ExecutorState:
                                  error=f"the executor ended before it wrote any state; see {LOGS}/{EXECUTOR_OUT}")
         return ExecutorState(status=ExecutorStatus.STARTING)
     if state.status == ExecutorStatus.RUNNING and not pid_alive(state.pid):
-        return dataclasses.replace(state, status=ExecutorStatus.LOST,
-                                   error="the executor process died while the pipeline ran; finished tasks are kept")
+        return _settle_lost(workdir, cancelling)
     return state
+
+
+#: the error of an executor found dead while its pipeline ran
+LOST_ERROR = ("the executor process died while the pipeline ran (killed: out of memory, kill -9?); finished tasks "
+              "are kept, the task(s) running then are failed, those after them not run")
+
+
+def _settle_lost(workdir: str, cancelling: bool = False) -> ExecutorState:
+    """The executor died while its pipeline ran (kill -9, the OOM killer): once, under the work
+    folder's lock, stop what its tasks left running (the processes carrying its marker), journal
+    each task it was running as failed ("the executor died while it ran"), and record it all in
+    state.json as ``lost``; later looks read that record."""
+    with _locked(os.path.join(workdir, f"{STATE}.lock")):
+        state = _state(workdir)
+        if state is None:
+            return ExecutorState(status=ExecutorStatus.LOST, error=LOST_ERROR)
+        if state.status != ExecutorStatus.RUNNING or pid_alive(state.pid):  # another look settled it meanwhile
+            return state
+        died = _died_tasks(workdir)
+        # the tasks' own processes (forked by the executor: the marker is not in their environment
+        # as /proc shows it) and every process carrying the marker
+        stopped = stop_marked(state.marker or "-", also=[pid for task, pid in died if _started_at(pid, task.start)])
+        _journal_failed(workdir, [task for task, _ in died], cancelling)
+        lost = dataclasses.replace(
+            state, status=ExecutorStatus.CANCELLED if cancelling else ExecutorStatus.LOST, finished=time.time(),
+            done=(state.done or 0) + len(died), failed=(state.failed or 0) + len(died), success=False,
+            error=None if cancelling else LOST_ERROR, stopped_processes=state.stopped_processes + stopped)
+        write_json_atomic(os.path.join(workdir, STATE), lost.to_json())
+        return lost
+
+
+@contextlib.contextmanager
+def _locked(path: str) -> Iterator[None]:
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _died_tasks(workdir: str) -> list[tuple[TaskRecord, int]]:
+    """The tasks the executor log says started and the journal does not have, each with its pid."""
+    finished = set()
+    with contextlib.suppress(WireError):  # what follows a record no executor writes is not counted
+        for record in iter_records(os.path.join(workdir, JOURNAL), with_payload=False):
+            finished.add(record.header.seq)
+    return [(task, pid) for task, pid in _started_tasks(workdir) if task.seq not in finished]
+
+
+def _started_at(pid: int, start: float | None, slack: float = 3.0) -> bool:
+    """Whether process ``pid`` is one that started at ``start`` (not another that reuses its number)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            ticks = int(handle.read().rsplit(b")", 1)[1].split()[19])
+        with open("/proc/stat", "rb") as handle:
+            boot = next(int(line.split()[1]) for line in handle if line.startswith(b"btime "))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return False
+    return start is not None and abs(boot + ticks / os.sysconf("SC_CLK_TCK") - start) <= slack
+
+
+def _journal_failed(workdir: str, died: list[TaskRecord], cancelling: bool = False) -> None:
+    """Journal each task as failed: the executor died while it ran (``cancelling``: it was cancelled)."""
+    if not died:
+        return
+    from returns.result import Failure  # only here: a look at a live executor needs none of it
+
+    from .handoff import Handoff
+
+    journal_path = os.path.join(workdir, JOURNAL)
+    end = complete_length(journal_path)
+    with open(journal_path, "ab") as journal:
+        journal.truncate(end)  # a record the executor was writing when it died is torn: dropped
+        for task in died:
+            message = (f"task {task.name} was cancelled" if cancelling else
+                       f"task {task.name} did not end: the executor died while it ran (killed: out of memory, "
+                       "kill -9?); the processes it left were stopped")
+            handoff = Handoff.of(Failure(message), TaskKind.CANCELLED if cancelling else TaskKind.CRASH)
+            header = dataclasses.replace(task, end=time.time(), kind=handoff.meta.kind, type=handoff.meta.type,
+                                         preview=handoff.meta.preview, payload_len=handoff.size)
+            append_record(journal, header, handoff.payload, handoff.size)
+
+
+def _started_tasks(workdir: str) -> list[tuple[TaskRecord, int]]:
+    """The tasks the executor log says started (each a journal header still to be completed), with their pids."""
+    found: dict[int, tuple[TaskRecord, int]] = {}
+    prefix = f" {TASK_STARTED} "
+    try:
+        handle = open(os.path.join(workdir, LOGS, EXECUTOR_LOG), encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    with handle:
+        for line in handle:
+            at = line.find(prefix)
+            if at < 0 or at > 40:  # the line's own words come after its time stamp
+                continue
+            try:
+                raw = json.loads(line[at + len(prefix):])
+                task = TaskRecord(seq=int(raw["seq"]), name=str(raw["name"])[:TASK_NAME_CHARS],
+                                  stage=int(raw["stage"]), index=int(raw["index"]),
+                                  stage_size=int(raw["stage_size"]), payload_len=0,
+                                  kind=TaskKind.CRASH.value, start=float(raw["start"]), log=str(raw["log"]))
+                pid = int(raw["pid"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            found[task.seq] = (task, pid)
+    return [found[seq] for seq in sorted(found)]
 
 
 def wait(workdir: str, timeout: float, progress_interval: float = 2.0) -> ExecutorAnswer:
@@ -170,11 +291,13 @@ def cancel(workdir: str, grace: float = 5.0) -> ExecutorAnswer:
         write_json_atomic(os.path.join(workdir, STATE), ExecutorState(
             status=ExecutorStatus.CANCELLED, finished=time.time(), done=0, failed=0,
             error="cancelled before the pipeline started").to_json())
+    before = _state(workdir)  # an executor this cancel stops (not one found dead: that one is lost)
+    alive = before is not None and before.status == ExecutorStatus.RUNNING and pid_alive(before.pid)
     _stop_executor(workdir, started.pid if started else None, grace)
     report = _deploy_report(workdir)
     if report is not None and report.container is not None:
         remove_container(report.container)
-    state = current_state(workdir)
+    state = current_state(workdir, cancelling=alive)
     if state.marker:  # what the tasks started and the executor did not stop (it was killed, say)
         stopped += stop_marked(state.marker)
     changed = state

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
@@ -104,6 +105,22 @@ def iter_records(path: str, with_payload: bool = True, payload_limit: int | None
                 return
             yield JournalEntry(header, payload)
             number += 1
+
+
+def complete_length(path: str) -> int:
+    """Bytes of a journal its complete records take (what follows is a record torn by a crash)."""
+    try:
+        handle = open(path, "rb")
+    except FileNotFoundError:
+        return 0
+    with handle:
+        end = 0
+        with contextlib.suppress(WireError):  # a header no executor writes: the journal ends before it
+            while (header := _read_header(handle, path)) is not None:
+                if not _skip_payload(handle, header.payload_len) or handle.read(1) != b"\n":
+                    break
+                end = handle.tell()
+        return end
 
 
 def results_by_name(records: list[JournalEntry], loads: Callable[[bytes], V]) -> dict[str, list[V]]:

@@ -48,6 +48,9 @@ REPORTED = "reported.json"  # the last task whose header went back with a progre
 LOGS = "logs"
 EXECUTOR_LOG = "executor.log"
 EXECUTOR_OUT = "executor.out"
+#: the executor log's line for each task it starts: these words, then the task as JSON (seq, name,
+#: stage, index, stage_size, pid, start, log); an executor that died is read for the tasks it ran then
+TASK_STARTED = "task started"
 OUTBOX = "outbox.tar"
 OUTBOX_MANIFEST = "outbox.json"  # the outbox's first member: which files are fetched on their own
 ARTIFACTS = "artifacts"  # the tasks' artifacts folders (on the host and in the node's folder at home)

@@ -10,6 +10,7 @@ is lost if anything dies later.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import platform
 import selectors
@@ -47,6 +48,7 @@ from .protocol import (
     MARKER_VARIABLE,
     STATE,
     SUCCESS,
+    TASK_STARTED,
     ExecutorStatus,
     TaskKind,
 )
@@ -312,8 +314,12 @@ class Executor:
         pid, fd = fork_task(lambda: run_and_send(slot.task, previous, environment, self.inbox.sender, seq,
                                                  self.inbox.result_path(seq)))
         deadline = time.monotonic() + self.task_timeout if self.task_timeout else None
-        self.log(f"task {name} started (stage {slot.stage + 1}, pid {pid})")
-        return TaskProcess(pid, fd, seq, name, CappedLog(log_path, self.log_cap), deadline)
+        process = TaskProcess(pid, fd, seq, name, CappedLog(log_path, self.log_cap), deadline)
+        # one line a reader parses (control.py: an executor that died names the tasks it ran then)
+        self.log(f"{TASK_STARTED} " + json.dumps({
+            "seq": seq, "name": name, "stage": slot.stage, "index": slot.index, "stage_size": slot.stage_size,
+            "pid": pid, "start": process.start, "log": os.path.relpath(log_path, self.workdir)}))
+        return process
 
     def _outcome(self, process: TaskProcess) -> Handoff:
         """The Result of a task that ended: what it sent, or one saying why it has none."""

@@ -18,6 +18,7 @@ import fcntl
 import hashlib
 import json
 import os
+import secrets
 import tarfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -239,7 +240,8 @@ class ArtifactFetch:
                 continue
             incoming = self.node_dir / INCOMING
             incoming.mkdir(exist_ok=True)
-            yield Job(offer, target, incoming / hashlib.sha256(self._key(offer).encode()).hexdigest()[:32])
+            own = f"{hashlib.sha256(self._key(offer).encode()).hexdigest()[:32]}-{os.getpid()}-{secrets.token_hex(4)}"
+            yield Job(offer, target, incoming / own)  # this fetch's own file: another fetch never shares it
 
     def fetched(self, job: Job) -> None:
         """The job's file arrived at ``job.part``: check it and put it in place."""

@@ -31,7 +31,7 @@ from ..node.wire import (
 from .artifacts import load_artifacts
 from .convert import result_to_json
 from .model import NodeResult, ResultValue, RunResults, Timing, warn_node_changed
-from .outbox import node_file, unpack_outbox
+from .outbox import ControllerWriteError, node_file, unpack_outbox
 from .refused import Abbreviated, Refused
 from .safe_pickle import loader_for, shipped_classes
 from .status import NodeStatus, Phase
@@ -155,6 +155,8 @@ def load_node(run_dir: Path, node: str, loads: Loads | None = None,
         report = DeployReport.read(run.deploy_report_file(node), f"{where}/{DEPLOY_REPORT}")
     except (UntrustedDataError, WireError) as exc:
         return _refused(node, exc)
+    except ControllerWriteError as exc:  # this machine's disk, not the host's results
+        return NodeResult(executor_id=node, status=NodeStatus.EXECUTION_FAILED, prepared=True, error=str(exc))
     status = run.node_status(node)
     outcome, error = _outcome(status, state, records)
     prepared = status.prepared or bool(records) or state is not None  # results exist: the node was prepared
@@ -173,6 +175,10 @@ def load_node(run_dir: Path, node: str, loads: Loads | None = None,
         reported = [entry.to_json() for entry in finished]
         timings = [_timing(entry, None) for entry in finished]
         done = {entry.seq for entry in finished if entry.seq is not None}
+        not_run = [name for seq, name in enumerate(_task_names(run_dir, node)) if seq not in done]
+    elif state is not None and state.status == ExecutorStatus.LOST and state.shape == "stages" and not not_run:
+        # the executor died (kill -9, out of memory): the tasks it never started are not run
+        done = {record.header.seq for record in records}
         not_run = [name for seq, name in enumerate(_task_names(run_dir, node)) if seq not in done]
     stopped: list[JSONObject] = [{"pid": p.pid, "command": p.command}
                                  for p in (state.stopped_processes if state is not None else ())]

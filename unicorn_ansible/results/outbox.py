@@ -8,12 +8,13 @@ fetch brings on their own; a path a host names (a log) is used only inside the n
 
 from __future__ import annotations
 
+import errno
 import re
 import tarfile
 from pathlib import Path
 
 from ..engine.rundir import atomic_file
-from ..errors import UntrustedDataError
+from ..errors import RunError, UntrustedDataError
 from ..home import private_files
 from ..node.files import copy_range
 from ..node.protocol import JOURNAL, OUTBOX, OUTBOX_MANIFEST
@@ -30,6 +31,19 @@ MANIFEST_LIMIT = 64 * 1024
 UNPACKED = ".outbox-unpacked"
 
 
+#: errors of this machine's own file system: no fault of the archive's
+CONTROLLER_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
+
+
+class ControllerWriteError(RunError):
+    """The controller could not write what it unpacks (its disk is full, read-only): named as such;
+    the archive fetched is kept, to unpack again once there is room."""
+
+    def __init__(self, path: Path, folder: Path, exc: OSError) -> None:
+        super().__init__(f"the controller could not write {path}: {exc.strerror}; what was fetched is kept "
+                         f"({folder / OUTBOX}); free space on the controller (df -h), then look again")
+
+
 def unpack_outbox(folder: Path) -> None:
     """Unpack ``outbox.tar`` (fetched from the host) next to it, once per fetch (see the module)."""
     outbox = folder / OUTBOX
@@ -44,9 +58,14 @@ def unpack_outbox(folder: Path) -> None:
                 if not member.isfile() or not _OUTBOX_MEMBER.match(member.name) or ".." in member.name.split("/"):
                     continue
                 target = folder / member.name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with atomic_file(target) as handle:
-                    copy_range(source.fileno(), handle.fileno(), member.size, member.offset_data)
+                try:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with atomic_file(target) as handle:
+                        copy_range(source.fileno(), handle.fileno(), member.size, member.offset_data)
+                except OSError as exc:
+                    if exc.errno in CONTROLLER_ERRNOS:
+                        raise ControllerWriteError(target, folder, exc) from exc
+                    raise
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise UntrustedDataError(f"the results fetched from node {folder.name} are not a readable archive: {exc}") from exc
     with private_files():

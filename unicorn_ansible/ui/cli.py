@@ -23,8 +23,16 @@ from ..campaign.records import MAX_REPEAT
 from ..compiler.compile import check_run_name, compile_experiment, inventory_args, load_templates
 from ..compiler.settings import DEFAULT_RUN_TIMEOUT_SECONDS, CompileOptions
 from ..engine.controller import CONTROLLER_GRACE
-from ..engine.lifecycle import controller_died, find_run, load_experiment_file, new_run_name, run_experiment, run_path
-from ..engine.rundir import RunDir, executors, read_json
+from ..engine.lifecycle import (
+    controller_died,
+    find_run,
+    load_experiment_file,
+    new_run_name,
+    run_experiment,
+    run_path,
+    taken_name_error,
+)
+from ..engine.rundir import RECORD, RunDir, executors, read_json
 from ..errors import ExperimentError, InventoryError, UnicornError, UsageError
 from ..inventory import Inventory, load_inventory
 from ..node.protocol import TaskKind
@@ -273,8 +281,11 @@ def run(experiment_file: str, inventories: Sequence[str], name: str | None, repl
     arguments = _arguments(experiment_file, parameters)
     if name is not None:
         check_run_name(name)
-        if not replace and run_path(name).exists():
-            raise UsageError(f"a run named {name} exists; choose another --name or pass --replace to overwrite it")
+        if not replace and run_path(name).path.exists():
+            raise taken_name_error(run_path(name))
+        if replace and run_path(name).path.is_dir():
+            with run_path(name).exclusive("replaced"):  # a collect, cancel or delete of it is refused here, at once
+                pass
     secrets = _secrets(engine)
     _load_for_the_run()
     read = _inventory_reader(inventories)
@@ -542,23 +553,41 @@ def delete(run_name: str, yes: bool, force: bool) -> None:
     Example:
       unicorn-ansible delete ping-1 --yes
     """
-    import shutil
-
     from ..engine.lifecycle import cancel as cancel_run
-    from ..engine.lifecycle import is_playing, wait_for_controller
+    from ..engine.lifecycle import delete_run, is_playing, wait_for_controller
+    from ..errors import RunError
 
-    run_dir = _resolve_run(run_name)
-    run = RunDir(run_dir)
-    if is_playing(run.record()):
-        if not force:
-            raise UsageError(f"run {run_name} is running; cancel it first (unicorn-ansible cancel {run_name}), "
-                             "or pass --force to cancel and delete it")
-        _with_progress(run_dir, lambda handler: cancel_run(run, event_handler=handler))
-        wait_for_controller(run.record(), CONTROLLER_GRACE)
-    if not yes and not click.confirm(f"delete {run_dir}?", default=False):
-        sys.exit(EXIT_FAILED)
-    shutil.rmtree(run_dir)
-    click.echo(f"deleted {run_dir}")
+    run = RunDir(_deletable_run(run_name))
+    with run.exclusive("deleted"):  # a collect or cancel of it meanwhile is refused, and this during theirs
+        try:
+            record: dict[str, Any] | None = run.record()
+        except RunError:  # truncated, not JSON, missing: the folder is deleted all the same
+            record = None
+        if record is not None and is_playing(record):
+            if not force:
+                raise UsageError(f"run {run_name} is running; cancel it first (unicorn-ansible cancel {run_name}), "
+                                 "or pass --force to cancel and delete it")
+            _with_progress(run.path, lambda handler: cancel_run(run, event_handler=handler))
+            wait_for_controller(run.record(), CONTROLLER_GRACE)
+        if not yes and not click.confirm(f"delete {run.path}?", default=False):
+            sys.exit(EXIT_FAILED)
+        removed = delete_run(run)
+    unreadable = "" if record is not None else f"; its {RECORD} was unreadable"
+    click.echo(f"deleted {run.path} ({removed}{unreadable})")
+
+
+def _deletable_run(name_or_dir: str) -> Path:
+    """The folder ``delete`` removes: a run's, even one whose run.json is unreadable or gone (a
+    delete cut short); by a path (it has a ``/``), only a folder that has a run.json."""
+    if "/" in name_or_dir:
+        given = RunDir(Path(name_or_dir))
+        if not given.record_file.is_file():
+            raise UsageError(f"{name_or_dir} is not a run folder (it has no run record)")
+        return given.path
+    run = run_path(check_run_name(name_or_dir))
+    if not run.path.is_dir():
+        raise UsageError(f"no run named {name_or_dir}; see `unicorn-ansible list`")
+    return run.path
 
 
 @cli.command()
@@ -575,7 +604,8 @@ def cancel(run_name: str) -> None:
     from ..engine.lifecycle import cancel as cancel_run
 
     run_dir = _resolve_run(run_name)
-    results = _with_progress(run_dir, lambda handler: cancel_run(RunDir(run_dir), event_handler=handler))
+    with RunDir(run_dir).exclusive("cancelled"):  # refused before any progress is shown (one line)
+        results = _with_progress(run_dir, lambda handler: cancel_run(RunDir(run_dir), event_handler=handler))
     _summary(results)
 
 
@@ -603,8 +633,9 @@ def collect(run_name: str, artifact_cap: str | None) -> None:
         except ValueError as exc:
             raise UsageError(f"--artifact-cap: {exc}") from None
     run_dir = _resolve_run(run_name)
-    results = _with_progress(run_dir, lambda handler: collect_run(RunDir(run_dir), event_handler=handler,
-                                                                  artifact_cap=cap))
+    with RunDir(run_dir).exclusive("collected"):  # refused before any progress is shown (one line)
+        results = _with_progress(run_dir, lambda handler: collect_run(RunDir(run_dir), event_handler=handler,
+                                                                      artifact_cap=cap))
     _summary(results)
     sys.exit(EXIT_OK if results.success else EXIT_FAILED)
 

@@ -296,7 +296,7 @@ class Client:
         if is_alive(record.get("controller")):
             raise RunError(f"experiment {experiment_name} is finished but its controller (pid {_pid(record)}) is "
                            f"still writing its results after {CONTROLLER_GRACE:.0f} s; try again in a moment")
-        shutil.rmtree(run.path)
+        lifecycle.delete_run(run)
 
     def cancel_experiment(self, experiment_name: str,
                           cancellation_context: dict[str, dict[str, str]] | None = None) -> None:
