@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..node.protocol import artifact_folder
+from ..node.shown import printable_line
 from ..results.artifacts import Artifact, human_size, safe_parts
 from ..results.load import RunResults
 
@@ -25,8 +26,7 @@ def select(results: RunResults, node: str | None, task: str | None) -> list[Arti
 
 def shown(text: str) -> str:
     """A name as a terminal shows it: bytes that are not UTF-8 as escapes, control characters escaped."""
-    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return printable_line(text)
 
 
 #: the columns of the artifacts table
