@@ -419,6 +419,7 @@ def collect(run: RunDir, inventory: Inventory | None = None,
             event_handler: EventHandler | None = None, artifact_cap: int | None = None) -> RunResults:
     """Fetch a run's results again, waiting for pipelines still running (none is started twice).
     ``artifact_cap``: the run's new cap on artifacts (bytes), for files the old one left on the hosts."""
+    executors(run.record())  # a record naming a folder outside the run: refused before anything is played
     inventory = inventory or run_inventory(run)
     if artifact_cap is not None:
         run.update(lambda record: {"options": dict(record.get("options") or {}, artifact_cap=artifact_cap)})

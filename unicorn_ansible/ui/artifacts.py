@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ..errors import UsageError
+from ..errors import RunError, UsageError
 from ..node.protocol import artifact_folder
 from ..node.shown import printable_line
 from ..results.artifacts import Artifact, human_size, safe_parts
@@ -50,7 +50,12 @@ def copy_to(run_dir: Path, artifacts: list[Artifact], output: Path) -> int:
     for a in artifacts:
         if not a.file:
             continue
-        target = output.joinpath(a.node, artifact_folder(a.task), *safe_parts(a.path))
+        try:
+            parts = safe_parts(a.path)
+        except ValueError as exc:  # a hand-edited or crafted index
+            raise RunError(f"artifact {shown(a.path)!r} of node {a.node}: its path is {exc}; "
+                           "not copied (the run folder's artifacts index was changed)") from None
+        target = output.joinpath(a.node, artifact_folder(a.task), *parts)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(run_dir / a.file, target)
         copied += 1
