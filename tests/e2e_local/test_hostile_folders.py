@@ -97,3 +97,37 @@ def test_an_artifacts_index_naming_a_file_outside_is_never_read(folder_run: Env)
     folder_run.cli("report", "indexed", "-o", str(folder_run.root / "r.html"), check=0)
     report = (folder_run.root / "r.html").read_text()
     assert "outside the node&#39;s artifacts folder" in report and 'secret.txt"' not in report  # named, not linked
+
+
+SAME_FOLDER = '''
+import os
+from unicorn_ansible import Experiment, Pipeline, Task
+
+class Leaves(Task):
+    def run(self):
+        with open(os.path.join(os.environ["UNICORN_ARTIFACTS"], "mine.txt"), "w") as out:
+            out.write(self.name)
+        return 1
+
+def experiment(nodes):
+    pipeline = Pipeline()
+    for name in ("a/b", "a_b", "..", "_.."):
+        pipeline = pipeline.then(Leaves(name=name))
+    return Experiment().map(pipeline, nodes.take(1))
+'''
+
+
+def test_tasks_whose_names_clean_to_one_folder_keep_their_own_artifacts(env: Env) -> None:
+    """Item 12: ``a/b`` and ``a_b``, ``..`` and ``_..`` each write mine.txt: all 4 come home, each
+    under its own task, in folders of their own (on the host and at home), and are copied apart."""
+    inventory = env.local_inventory(["same-a"])
+    env.write("same.py", SAME_FOLDER)
+    env.cli("run", "same.py", "-i", str(inventory), "--name", "same", check=0)
+    listed = json.loads(env.cli("artifacts", "same", "--json", check=0).stdout)
+    run_dir = env.home / "runs" / "same"
+    home = {a["task"]: (run_dir / a["file"]).read_text() for a in listed if a["path"] == "mine.txt"}
+    assert home == {name: name for name in ("a/b", "a_b", "..", "_..")}, listed
+    assert len({a["file"] for a in listed}) == 4 and all(a["left"] is None for a in listed)
+    env.cli("artifacts", "same", "-o", str(env.root / "copied"), check=0)
+    copied = sorted(p.read_text() for p in (env.root / "copied").rglob("mine.txt"))
+    assert copied == sorted(["a/b", "a_b", "..", "_.."])
