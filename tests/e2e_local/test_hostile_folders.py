@@ -5,6 +5,9 @@ an absolute path, NUL or ``..`` is refused by ``results``, ``collect``, ``report
 ``status`` and ``artifacts`` with a one-line error naming the entry, and nothing is read or
 written outside the run folder; ``delete`` still deletes it. An artifacts index naming a file
 outside the node's folder is shown as not home, and never copied.
+
+Item 12: tasks whose names clean to one folder keep their own artifacts. And an inventory host
+whose name Ansible's host patterns cannot carry is refused when the run is compiled.
 """
 
 from __future__ import annotations
@@ -131,3 +134,24 @@ def test_tasks_whose_names_clean_to_one_folder_keep_their_own_artifacts(env: Env
     env.cli("artifacts", "same", "-o", str(env.root / "copied"), check=0)
     copied = sorted(p.read_text() for p in (env.root / "copied").rglob("mine.txt"))
     assert copied == sorted(["a/b", "a_b", "..", "_.."])
+
+
+BAD_HOSTS = {"a space": "bad host", "a comma": "x,y", "braces": "a{b}", "a newline": "new\nline", "a tab": "t\tab"}
+
+
+@pytest.mark.parametrize("shape", list(BAD_HOSTS))
+def test_a_host_name_ansible_cannot_carry_is_refused_at_compile_naming_it(env: Env, shape: str) -> None:
+    import sys
+
+    host = BAD_HOSTS[shape]
+    inventory = env.write("hosts.yml", json.dumps({"all": {"hosts": {host: {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+        "unicorn_remote_root": str(env.root / "hosts-root")}}}}))
+    env.write("leaves.py", EXPERIMENT)
+    for args in (["run", "leaves.py", "-i", str(inventory), "--name", "badhost"],
+                 ["compile", "leaves.py", "-i", str(inventory), "-o", str(env.root / "compiled")]):
+        done = env.cli(*args, check=2)
+        errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and repr(host) in errors[0] and "rename the host" in errors[0], done.stderr
+        assert "Traceback" not in done.stderr
+    assert not (env.home / "runs" / "badhost").exists()
