@@ -80,3 +80,8 @@ def test_control_sequences_from_a_host_are_escaped_in_every_view(env: Env) -> No
     record = env.home / "runs" / "views" / "run.json"
     record.write_text(json.dumps(dict(json.loads(record.read_text()), error="ended " + SEQUENCES)))
     _clean(env.cli("status", "views"), "status of a run whose error holds control sequences")
+    crafted = json.loads(record.read_text())
+    crafted["executors"] = {"views-a": "views-a" + SEQUENCES, "views-b": "views-b"}  # a node's name as a host gives it
+    record.write_text(json.dumps(crafted))
+    for args in (["results", "views"], ["status", "views"], ["logs", "views"], ["report", "views"]):
+        _clean(env.cli(*args), " ".join(args) + " with a node named with control sequences")
