@@ -385,7 +385,7 @@ def nodes(inventories: Sequence[str], facts: bool, as_json: bool) -> None:
     pool = inventory.nodes(architectures)
     for node in pool.flatten():
         if architectures is not None and node.name not in architectures and node.architecture.value == "unknown":
-            click.echo(f"warning: {node.name} gave no facts (unreachable or failed): its architecture is unknown; "
+            click.echo(f"warning: {printable_line(node.name)} gave no facts (unreachable or failed): its architecture is unknown; "
                        f"check it with: ansible {node.name} -i INVENTORY -m ping", err=True)
     if as_json:
         click.echo(json.dumps([node.to_dict() for node in pool.flatten()], indent=2, default=str))
