@@ -10,6 +10,8 @@ import os
 import re
 from urllib.parse import unquote_to_bytes
 
+from unicorn_ansible.node.protocol import artifact_folder
+
 from .conftest import Env, node
 
 EXPERIMENT = '''
@@ -65,10 +67,10 @@ def test_task_files_and_declared_paths_come_home_listed_and_copied(env: Env) -> 
         data = (run_dir / artifact["file"]).read_bytes()
         assert artifact["left"] is None and artifact["size"] == len(data)
         assert artifact["sha256"] == hashlib.sha256(data).hexdigest()
-    assert (run_dir / "nodes/art-a/artifacts/writes_odd name" / weird).read_bytes() == bytes(range(256))
+    assert (run_dir / "nodes/art-a/artifacts" / artifact_folder("writes/odd name") / weird).read_bytes() == bytes(range(256))
     assert (run_dir / "nodes/art-a/artifacts/capture/capture.pcap").read_bytes() == b"pcap" * 1000
     assert (run_dir / "nodes/art-a/artifacts/_pipeline/experiment.txt").read_text() == "experiment"
-    assert (run_dir / "nodes/art-a/artifacts/writes_odd name" / raw).read_bytes() == b"not UTF-8"
+    assert (run_dir / "nodes/art-a/artifacts" / artifact_folder("writes/odd name") / raw).read_bytes() == b"not UTF-8"
 
     # the report links every one of them, the name that is not UTF-8 too
     env.cli("report", "arts", check=0)

@@ -178,6 +178,13 @@ def test_an_experiment_file_that_exits_is_a_one_line_error(env: Env) -> None:
     env.write("exits.py", "import sys\nsys.exit(3)\n")
     done = env.cli("run", "exits.py", check=2)
     assert done.stderr.strip().count("\n") == 0 and "sys.exit(3)" in done.stderr
+    for code in (0, 4):  # os._exit ends the process at once, silently: 0 looked like success (issue 28)
+        env.write("os_exits.py", f"import os\ntry:\n    os._exit({code})\nexcept Exception:\n    pass\n")
+        done = env.cli("run", "os_exits.py", check=2)
+        assert done.stderr.strip().count("\n") == 0 and f"called os._exit({code}) while loading" in done.stderr
+    env.write("os_exits.py", "import os\ndef experiment(nodes):\n    os._exit(0)\n")
+    done = env.cli("run", "os_exits.py", check=2)
+    assert done.stderr.strip().count("\n") == 0 and "experiment(nodes) called os._exit(0)" in done.stderr
     env.write("raises.py", 'def experiment(nodes):\n    raise ValueError("line one\\nline two")\n')
     done = env.cli("run", "raises.py", check=2)
     assert done.stderr.strip().count("\n") == 0 and "ValueError: line one line two" in done.stderr, done.stderr

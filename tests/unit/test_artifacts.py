@@ -57,9 +57,16 @@ def test_paths_that_could_leave_the_folder_are_refused(path: str) -> None:
         safe_parts(path)
 
 
-def test_task_folders_never_name_a_parent() -> None:
-    assert artifact_folder("..") == "_.." and artifact_folder("../../x") == ".._.._x"
+def test_task_folders_never_name_a_parent_and_never_two_tasks() -> None:
+    """Issue 28 item 12: the task name -> folder mapping is injective (a changed name gets a hash)."""
+    names = [None, "..", "_..", ".", "_.", "", "_", "a/b", "a_b", "a\0b", "../../x", ".._.._x", "_pipeline",
+             "x~y", "x~y~0", "ü" * 150, "ü" * 151, "ünï côdé", "a" * 200, "a" * 201]
+    folders = [artifact_folder(name) for name in names]
+    assert len(set(folders)) == len(names), folders
+    assert all(f not in ("", ".", "..") and "/" not in f and "\0" not in f and len(f.encode()) <= 255 for f in folders)
     assert artifact_folder(None) == "_pipeline" and artifact_folder("ünï côdé") == "ünï côdé"
+    assert artifact_folder("a_b") == "a_b" and artifact_folder("a/b").startswith("a_b~")
+    assert artifact_folder("_..") == "_.." and artifact_folder("..").startswith("..~")
 
 
 def _outbox(folder: Path, entries: list) -> None:

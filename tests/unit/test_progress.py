@@ -87,3 +87,20 @@ def test_a_graph_shows_tasks_done_without_a_total_it_cannot_know() -> None:
     label, done, total = describe(cycles)
     assert tasks_text(done, total) == "20"  # not 20/1: a CyclePipeline's cycles decide as it runs
     assert tasks_text(*describe({"phase": "executed", "progress": {"done": 3, "total": 9}})[1:]) == "3/9"
+
+
+def test_a_host_s_phase_and_notice_reach_the_live_view_escaped(tmp_path: Path) -> None:
+    """Issue 28 item 3: a status file holds what a host reported; its control characters are
+    escaped in the plain lines and in the terminal's table (a title, a cleared screen, a colour)."""
+    from rich.console import Console
+
+    bad = "\x1b]0;pwned\x07\x1b[2J\x1b[31m\x9b"
+    progress = Progress(tmp_path, ["a" + bad, "b"], io.StringIO())
+    _status(tmp_path, "a" + bad, phase="deployed", deploy={"notice": "shell" + bad})
+    _status(tmp_path, "b", phase="odd" + bad)
+    lines = progress.lines(progress.snapshot())
+    assert lines and not [line for line in lines if any(c in line for c in "\x1b\x07\x9b")], lines
+    assert any("b: odd\\x1b]0;pwned\\x07" in line for line in lines), lines
+    out = io.StringIO()
+    Console(file=out, width=200, color_system=None).print(progress.renderable(progress.snapshot()))
+    assert not [c for c in "\x1b\x07\x9b" if c in out.getvalue()] and "\\x1b[2J" in out.getvalue()

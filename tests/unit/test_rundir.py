@@ -98,3 +98,21 @@ def test_finished_tasks_are_read_line_by_line_as_untrusted_and_an_older_status_s
     ]))
     assert [(t.seq, t.name) for t in run.node_finished("h1")] == [(0, "old"), (1, "first"), (2, "second")]
     assert run.node_finished("nobody") == ()
+
+
+def test_no_name_makes_a_node_s_path_outside_the_run_folder(tmp_path: Path) -> None:
+    """Issue 28 item 4: an executor id or a host's name (a crafted run.json, a crafted inventory the
+    callback is told of) that is not one folder's name is a RunError naming it, never a path."""
+    from unicorn_ansible.engine.rundir import executors
+
+    run = RunDir(tmp_path / "run")
+    for bad in ("../../outside", "/etc", "a\0b", "..", "", "x" * 256):
+        for path_of in (run.node_dir, run.shipped_dir, run.node_status_file, run.node_logs_dir):
+            with pytest.raises(RunError, match="cannot name a folder"):
+                path_of(bad)
+        with pytest.raises(RunError, match="run.json's executors entry"):
+            executors({"name": "r", "executors": {bad: "h"}, "hosts": ["h"]})
+        with pytest.raises(RunError, match="run.json's hosts entry"):
+            executors({"name": "r", "hosts": [bad]})
+    assert run.node_dir("h#2") == tmp_path / "run" / "nodes" / "h#2"
+    assert executors({"name": "r", "executors": {"h": "h", "h#2": "h"}, "hosts": ["h"]}) == {"h": "h", "h#2": "h"}

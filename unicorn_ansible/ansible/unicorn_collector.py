@@ -32,7 +32,7 @@ from ansible.plugins.callback import CallbackBase
 from ansible.plugins.loader import filter_loader, test_loader
 
 from unicorn_ansible.engine.controller import end_with_controller
-from unicorn_ansible.engine.rundir import RunDir, write_json
+from unicorn_ansible.engine.rundir import RunDir, executors, write_json
 from unicorn_ansible.node.protocol import ExecutorStatus
 from unicorn_ansible.node.wire import (
     MAX_EVENTS,
@@ -158,7 +158,7 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]  # (Ansible's classes 
         run = RunDir(os.path.dirname(project))
         if run.exists():
             self.run = run
-            for executor, host in run.run_record().deployments().items():
+            for executor, host in executors(run.record()).items():
                 self.executors.setdefault(host, []).append(executor)
             _load_template_plugins()
         if not self.watching:  # the play ends within a second of its controller's death (kill -9)

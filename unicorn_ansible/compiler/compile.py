@@ -43,6 +43,7 @@ from ..model.environment import DockerImage, EnvironmentDefinition
 from ..model.experiment import Deployment, Experiment
 from ..node import digests
 from ..node.protocol import FINAL_STATUSES
+from ..node.shown import printable_line
 from ..node.wire import (
     ArtifactDeclarations,
     ContainerSpec,
@@ -76,9 +77,23 @@ def check_run_name(name: str) -> str:
     return name
 
 
+#: what an inventory host's name cannot hold: Ansible reads it in a host pattern (``--limit a,b``:
+#: a comma separates, braces and whitespace break the pattern and the templates), a shell word
+_HOST_NAME_BREAKS = frozenset(",{}")
+
+
 def _check_host_name(host: str) -> None:
-    if "/" in host or host in (".", "..") or "\0" in host:
-        raise InventoryError(f"inventory host name {host!r} cannot name a folder; rename the host in the inventory")
+    """An InventoryError naming a host whose name cannot name a folder, or breaks Ansible's host
+    patterns (a space, a comma, a newline, a brace, a control character): the run would end
+    ``not_run`` with an empty error."""
+    shown = printable_line(repr(host))
+    if "/" in host or host in ("", ".", "..") or "\0" in host:
+        raise InventoryError(f"inventory host name {shown} cannot name a folder; rename the host in the inventory")
+    bad = sorted({c for c in host if c in _HOST_NAME_BREAKS or c.isspace() or not c.isprintable()})
+    if bad:
+        listed = ", ".join(printable_line(repr(c)) for c in bad)
+        raise InventoryError(f"inventory host name {shown} holds {listed}, which Ansible's host patterns cannot "
+                             "carry; rename the host in the inventory (keep ansible_host for its address)")
 
 
 def environment_key(commands: Sequence[str], variables: Mapping[str, str], python: str) -> str:

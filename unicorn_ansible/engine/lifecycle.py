@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, NoReturn, TypedDict
 
 from ..compat.netunicorn import as_experiment, for_netunicorn
 from ..compiler.compile import check_run_name, compile_experiment
@@ -50,7 +50,7 @@ def load_experiment_file(path: str, nodes: Callable[[], CountableNodePool],
     file = Path(path)
     if not file.is_file():
         raise ExperimentError(f"experiment file {path} does not exist")
-    with _importable(file.resolve().parent):
+    with _importable(file.resolve().parent), _os_exit_raises():
         value = _experiment_of(path, _run_file(path, file), nodes, arguments)
     if not isinstance(value, Experiment):
         raise ExperimentError(
@@ -76,6 +76,32 @@ def _importable(folder: Path) -> Iterator[None]:
                 del sys.modules[name]
 
 
+class _OsExit(BaseException):
+    """os._exit(code) called by an experiment file while it loads (a BaseException, as SystemExit:
+    the file's own ``except Exception`` does not take it)."""
+
+    def __init__(self, code: object) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+@contextlib.contextmanager
+def _os_exit_raises() -> Iterator[None]:
+    """While an experiment file loads (and its experiment(nodes) runs), ``os._exit(code)`` raises
+    instead of ending this process at once with the file's code and no word (0 looked like
+    success); afterwards it is os._exit again."""
+    real = os._exit
+
+    def refused(status: int) -> NoReturn:
+        raise _OsExit(status)
+
+    os._exit = refused
+    try:
+        yield
+    finally:
+        os._exit = real
+
+
 def _one_line(exc: BaseException, limit: int = 2000) -> str:
     """An exception's message as one line (an error is one line on stderr)."""
     text = " ".join(str(exc).split())
@@ -87,8 +113,9 @@ def _run_file(path: str, file: Path) -> dict[str, object]:
         return runpy.run_path(str(file), run_name=EXPERIMENT_MODULE)
     except SyntaxError as exc:
         raise ExperimentError(f"{path}, line {exc.lineno}: {exc.msg}; fix the syntax error") from exc
-    except SystemExit as exc:
-        raise ExperimentError(f"{path} called sys.exit({exc.code!r}) while loading; an experiment file "
+    except (SystemExit, _OsExit) as exc:
+        call = "os._exit" if isinstance(exc, _OsExit) else "sys.exit"
+        raise ExperimentError(f"{path} called {call}({exc.code!r}) while loading; an experiment file "
                               "defines `experiment` and returns") from None
     except ExperimentError:
         raise
@@ -111,8 +138,9 @@ def _experiment_of(path: str, namespace: Mapping[str, object], nodes: Callable[[
             value = value(pool, **keywords)
         except ExperimentError:
             raise
-        except SystemExit as exc:
-            raise ExperimentError(f"{path}: experiment(nodes) called sys.exit({exc.code!r})") from None
+        except (SystemExit, _OsExit) as exc:
+            call = "os._exit" if isinstance(exc, _OsExit) else "sys.exit"
+            raise ExperimentError(f"{path}: experiment(nodes) called {call}({exc.code!r})") from None
         except Exception as exc:
             raise ExperimentError(f"{path}: experiment(nodes) raised {type(exc).__name__}: {_one_line(exc)}") from exc
         value = as_experiment(value)
@@ -484,6 +512,7 @@ def collect(run: RunDir, inventory: Inventory | None = None,
     """Fetch a run's results again, waiting for pipelines still running (none is started twice).
     ``artifact_cap``: the run's new cap on artifacts (bytes), for files the old one left on the hosts.
     Exclusive per run: a collect, cancel or delete of it under way makes this a RunError naming its pid."""
+    executors(run.record())  # a record naming a folder outside the run: refused before anything is played
     with run.exclusive("collected"):
         return _collect(run, inventory, event_handler, artifact_cap)
 

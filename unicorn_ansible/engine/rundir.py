@@ -113,10 +113,35 @@ def read_json(path: Path) -> Stored | None:
 
 def executors(record: Mapping[str, object] | RunRecord) -> dict[str, str]:
     """Every deployment of a run by its executor id (the node's name; ``NODE#N`` for a node's N-th
-    pipeline), in the experiment's order, with its inventory host (see RunRecord.deployments)."""
+    pipeline), in the experiment's order, with its inventory host (see RunRecord.deployments).
+    Each id names a folder of the run (``nodes/<id>``): a record as stored (a mapping) whose
+    ``executors`` or ``hosts`` hold an entry that cannot (``../../outside``, an absolute path, NUL)
+    is a RunError naming the entry, never read as some other list."""
     if not isinstance(record, RunRecord):
+        check_entries(record)
         record = RunRecord.from_untrusted(dict(record), RECORD, lenient=True)
     return record.deployments()
+
+
+def check_entries(record: Mapping[str, object]) -> None:
+    """RunError when run.json's ``executors`` or ``hosts`` name what cannot be a folder inside
+    the run folder (a hand-edited or crafted record): the one entry named, and how to fix it."""
+    for field in ("executors", "hosts"):
+        entries = record.get(field)
+        for entry in entries if isinstance(entries, (dict, list)) else ():
+            if isinstance(entry, str):
+                folder_part(entry, f"{RECORD}'s {field} entry")
+
+
+def folder_part(name: str, what: str = "a node's name") -> str:
+    """``name`` if it can name one folder inside the run folder (``nodes/<name>``); a RunError
+    naming it otherwise (``..``, a ``/``, NUL, empty, over 255 characters): no name read from the
+    run folder or sent by a host makes a path outside it."""
+    try:
+        return wire.check_folder_name(name)
+    except ValueError as exc:
+        raise RunError(f"{what} {exc} inside the run folder (changed by hand or crafted); "
+                       "correct or remove it") from None
 
 
 @dataclass(frozen=True)
@@ -179,14 +204,15 @@ class RunDir:
 
     def shipped_dir(self, node: str) -> Path:
         """What the compiler prepared for ``node``: its bundle and readable copies of its files."""
-        return self.project / "files" / "nodes" / node
+        return self.project / "files" / "nodes" / folder_part(node)
 
     def shipped_pipelines(self) -> list[Path]:
         return sorted((self.project / "files" / "nodes").glob(f"*/{PIPELINE}"))
 
     # -- what comes back from a node --------------------------------------------
     def node_dir(self, node: str) -> Path:
-        return self.nodes_dir / node
+        """``nodes/<node>``; a RunError for a name that would make a path outside the run folder."""
+        return self.nodes_dir / folder_part(node)
 
     def node_status_file(self, node: str) -> Path:
         """Written by the callback plugin while the plays run: the node's phase and progress."""

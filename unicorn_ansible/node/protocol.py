@@ -32,6 +32,7 @@ host and controller is a record of ``wire.py``, with its fields, bounds and vers
 
 from __future__ import annotations
 
+import hashlib
 from enum import Enum
 
 EXECUTOR_VERSION = "1"
@@ -74,13 +75,27 @@ OUTBOX_FILES = (STATE, JOURNAL, DEPLOY_REPORT, STARTED, ARTIFACTS_MANIFEST)
 
 
 
+#: marks a task's artifacts folder whose name had to be changed; a name that has it is changed too
+FOLDER_MARK = "~"
+#: the longest task name (UTF-8 bytes) kept as its folder's name as it is
+FOLDER_NAME_BYTES = 200
+
+
 def artifact_folder(task: str | None) -> str:
-    """The folder a task's artifacts are kept in, on the host and at home: its name as it is,
-    except ``/`` and NUL (``_``), and ``.``/``..``/empty (prefixed with ``_``); at most 200 characters."""
+    """The folder a task's artifacts are kept in, on the host and at home; one folder per name
+    (injective: two tasks never share one). A name that can be a folder's as it is stays so; any
+    other (a ``/``, NUL, ``.``/``..``/empty, longer than 200 bytes, the pipeline's own
+    ``_pipeline``, or a name with ``~``) is cleaned (``/`` and NUL to ``_``, at most 50
+    characters) and gets ``~`` and 16 digits of its sha256: ``a/b`` is ``a_b~...``, never ``a_b``,
+    and ``..`` is ``..~...``, never ``_..``."""
     if task is None:
         return PIPELINE_ARTIFACTS
-    name = task.replace("/", "_").replace("\0", "_")[:200]
-    return f"_{name}" if name in ("", ".", "..") else name
+    encoded = task.encode("utf-8", "surrogatepass")
+    if (task not in ("", ".", "..", PIPELINE_ARTIFACTS) and "/" not in task and "\0" not in task
+            and FOLDER_MARK not in task and len(encoded) <= FOLDER_NAME_BYTES):
+        return task
+    cleaned = task.replace("/", "_").replace("\0", "_")[:50]
+    return f"{cleaned}{FOLDER_MARK}{hashlib.sha256(encoded).hexdigest()[:16]}"
 
 
 # -- the journal ----------------------------------------------------------------------------

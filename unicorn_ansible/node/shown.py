@@ -58,18 +58,39 @@ def trust_repr(kind: _Class) -> _Class:
     return kind
 
 
+class _Escapes(dict[int, str]):
+    """``str.translate``'s table: a character that is not printable to its Python escape (``\\x1b``,
+    ``\\x07``, ``\\x9b``, ``\\u202e``...), a printable one to itself; each worked out once."""
+
+    def __init__(self, keep: str) -> None:
+        super().__init__((ord(c), c) for c in keep)
+
+    def __missing__(self, code: int) -> str:
+        c = chr(code)
+        self[code] = text = c if c.isprintable() else repr(c)[1:-1]
+        return text
+
+
+_TEXT, _LINE = _Escapes("\n\t"), _Escapes("")
+
+
 def printable(text: str) -> str:
-    """``text`` with every character that is not printable (ESC, BEL, CR, a bidi control...) written
-    as its Python escape, so that what a host wrote reaches a terminal as text, never as a command.
-    Newlines and tabs are kept (a log's lines stay lines)."""
+    """Text from a host (a log, a value, an error, a task's name), safe for a terminal: every
+    character that is not printable (ESC, BEL, CR, a C1 control such as CSI, a bidi control...)
+    written as its Python escape, so what a host wrote reaches a terminal as text, never as a
+    command (``ESC]0;title BEL`` retitles it, ``ESC[2J`` clears it, ``ESC[31m`` colours a fake
+    line). Newlines and tabs are kept (a log's lines stay lines). Every view of host data writes
+    through this or :func:`printable_line`."""
     if text.isprintable():
         return text
-    return "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text)
+    return text.translate(_TEXT)
 
 
 def printable_line(text: str) -> str:
     """``text`` as one printable line: its newlines escaped too (a table cell, a one-line error)."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    if text.isprintable():
+        return text
+    return text.translate(_LINE)
 
 
 class _Full(Exception):

@@ -215,8 +215,8 @@ class ArtifactFetch:
         known = self.index.get(self._key(offer))
         if known is None or known.left or known.offered_sha256 != offer.sha256 or known.size != offer.size:
             return False
-        file = self.node_dir.parent.parent / (known.file or "-")
-        return file.is_file() and file.stat().st_size == offer.size
+        file = home_file(self.node_dir, known.file)
+        return file is not None and file.is_file() and file.stat().st_size == offer.size
 
     def jobs(self) -> Iterator[Job]:
         """The files to fetch from the host's outbox, in order; refused ones are noted, not given."""
@@ -282,10 +282,26 @@ def _read_index(node_dir: Path) -> ArtifactsIndex:
         return ArtifactsIndex()
 
 
+def home_file(node_dir: Path, file: str | None) -> Path | None:
+    """The file an index entry says came home (``file``: relative to the run folder), if it is
+    inside the node's artifacts folder; None for anything else (absolute, ``..``, a link out of
+    it, another node's): a hand-edited or crafted index never makes a view read outside it."""
+    if not file or file.startswith("/") or "\0" in file:
+        return None
+    root = (node_dir / ARTIFACTS).resolve()
+    path = (node_dir.parent.parent / file).resolve()
+    return path if path.is_relative_to(root) and path != root else None
+
+
 def load_artifacts(run_dir: Path, node: str) -> list[Artifact]:
-    """What a node's index says came home or stayed on its host."""
-    entries = _read_index(RunDir(run_dir).node_dir(node)).entries.values()
-    artifacts = [Artifact(node=node, task=entry.task, path=entry.path, size=entry.size, sha256=entry.sha256,
-                          file=entry.file, source=entry.source or None, left=entry.left or None)
-                 for entry in entries]
+    """What a node's index says came home or stayed on its host; an entry whose file is outside
+    the node's artifacts folder is shown as not home, saying so."""
+    node_dir = RunDir(run_dir).node_dir(node)
+    artifacts = []
+    for entry in _read_index(node_dir).entries.values():
+        file, left = entry.file, entry.left or None
+        if file and home_file(node_dir, file) is None:
+            file, left = None, f"refused: the index names {file!r}, outside the node's artifacts folder"
+        artifacts.append(Artifact(node=node, task=entry.task, path=entry.path, size=entry.size, sha256=entry.sha256,
+                                  file=file, source=entry.source or None, left=left))
     return sorted(artifacts, key=lambda a: (a.task or "", a.path))

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
-from ..engine.rundir import RunDir
+from ..engine.rundir import RunDir, executors
 from ..errors import UntrustedDataError
 from ..home import runs_dir
 from ..node.journal import JournalEntry, iter_records, results_by_name, results_by_stage
@@ -25,6 +25,7 @@ from ..node.wire import (
     JSONValue,
     NodeStatusRecord,
     ReportedTask,
+    RunRecord,
     TaskRecord,
     WireError,
 )
@@ -242,10 +243,11 @@ def load_results(run_dir: Path, loads: Loads | None = None,
     values (the report), only the journals' headers are read: memory is bounded by the
     previews, not by the results."""
     run = RunDir(run_dir)
-    record = run.run_record()
+    stored = run.record()
+    record = RunRecord.from_untrusted(stored, str(run.record_file), lenient=True)
     classes = shipped_classes(run.shipped_pipelines())
     nodes = []
-    for executor, host in record.deployments().items():
+    for executor, host in executors(stored).items():  # each an id that names a folder: else a RunError
         try:
             node = load_node(run.path, executor, loads or _restricted(loader_for(executor, trust, classes)), with_values,
                              payload_limit)

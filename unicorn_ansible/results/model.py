@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
 
+from ..node.shown import printable_line
 from ..node.wire import JSONObject, JSONValue, Scalar
 from .artifacts import Artifact
 from .convert import by_name_to_json, shape_to_json
@@ -128,7 +129,8 @@ def warn_node_changed(nodes: list[NodeResult]) -> None:
     if changed is None or _WARNED:
         return
     _WARNED.append(True)
-    warnings.warn(f"NodeResult.node is now the node's name ({changed.executor_id}: {changed.node}); the executor "
+    names = printable_line(f"{changed.executor_id}: {changed.node}")  # a run folder's names, shown on a terminal
+    warnings.warn(f"NodeResult.node is now the node's name ({names}); the executor "
                   "id it was before is NodeResult.executor_id (NodeResult.host, the node's name, is deprecated)",
                   FutureWarning, stacklevel=3)
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ..errors import UsageError
+from ..errors import RunError, UsageError
 from ..node.protocol import artifact_folder
+from ..node.shown import printable_line
 from ..results.artifacts import Artifact, human_size, safe_parts
 from ..results.load import RunResults
 
@@ -25,8 +26,7 @@ def select(results: RunResults, node: str | None, task: str | None) -> list[Arti
 
 def shown(text: str) -> str:
     """A name as a terminal shows it: bytes that are not UTF-8 as escapes, control characters escaped."""
-    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return printable_line(text)
 
 
 #: the columns of the artifacts table
@@ -50,7 +50,12 @@ def copy_to(run_dir: Path, artifacts: list[Artifact], output: Path) -> int:
     for a in artifacts:
         if not a.file:
             continue
-        target = output.joinpath(a.node, artifact_folder(a.task), *safe_parts(a.path))
+        try:
+            parts = safe_parts(a.path)
+        except ValueError as exc:  # a hand-edited or crafted index
+            raise RunError(f"artifact {shown(a.path)!r} of node {a.node}: its path is {exc}; "
+                           "not copied (the run folder's artifacts index was changed)") from None
+        target = output.joinpath(a.node, artifact_folder(a.task), *parts)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(run_dir / a.file, target)
         copied += 1

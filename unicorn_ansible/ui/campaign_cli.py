@@ -20,6 +20,7 @@ from ..campaign.start import Planned, left_to_run, plan_sweep, run_sweep
 from ..campaign.store import campaign_names
 from ..campaign.sweep import SweepSettings
 from ..campaign.table import Campaign, eta_text, load_campaign
+from ..node.shown import printable, printable_line
 from .tables import console, print_table
 
 
@@ -33,7 +34,7 @@ def _watching(run_dir: Path, executors: list[str]) -> Iterator[Any]:
 
 
 def _say(line: str) -> None:
-    click.echo(f"campaign: {line}", err=True)
+    click.echo(f"campaign: {printable_line(line)}", err=True)  # it may quote a run's error
 
 
 def _given(parameters: Sequence[str]) -> dict[str, list[str]]:
@@ -92,7 +93,8 @@ def campaign_command(name: str | None, as_json: bool, write_report: bool, output
     elif as_csv:
         writer = csv.DictWriter(sys.stdout, fieldnames=loaded.columns(), lineterminator="\n")
         writer.writeheader()
-        writer.writerows(loaded.rows())
+        # a value is a host's text: quoted as CSV, its control characters escaped as in every view
+        writer.writerows({k: printable(v) if isinstance(v, str) else v for k, v in row.items()} for row in loaded.rows())
     elif as_json:
         click.echo(json.dumps(loaded.progress(), indent=2))
     else:

@@ -36,6 +36,7 @@ from ..engine.rundir import RECORD, RunDir, executors, read_json
 from ..errors import ExperimentError, InventoryError, UnicornError, UsageError
 from ..inventory import Inventory, load_inventory
 from ..node.protocol import TaskKind
+from ..node.shown import printable, printable_line
 from ..results.artifacts import parse_size
 from ..results.load import VIEW_PAYLOAD_LIMIT, RunResults, load_results
 from ..results.outbox import node_file
@@ -65,7 +66,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except UnicornError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {printable(str(exc))}", err=True)  # it may quote a host's text
             ctx.exit(EXIT_USAGE if isinstance(exc, USAGE_ERRORS) else EXIT_FAILED)
 
 
@@ -186,15 +187,16 @@ def _summary(results: RunResults) -> None:
     print_table(("node", "status", "tasks ok", "tasks failed", "not run", "error"), rows, f"run {results.name}", out)
     for node in results:
         if node.notice:
-            out.print(f"{node.executor_id}  notice: {node.notice}", markup=False, highlight=False, soft_wrap=True)
-        if node.stopped_processes:
-            out.print(f"{node.executor_id}  {_stopped_text(node.stopped_processes)}", markup=False, highlight=False,
+            out.print(printable(f"{node.executor_id}  notice: {node.notice}"), markup=False, highlight=False,
                       soft_wrap=True)
+        if node.stopped_processes:
+            out.print(printable(f"{node.executor_id}  {_stopped_text(node.stopped_processes)}"), markup=False,
+                      highlight=False, soft_wrap=True)
         for task, values in node.tasks.items():
             for value in values:
-                out.print(f"{node.executor_id}  {task}: {_short(value)}", markup=False, highlight=False)
+                out.print(printable(f"{node.executor_id}  {task}: {_short(value)}"), markup=False, highlight=False)
         for line in _artifact_lines(results, node):
-            out.print(f"{node.executor_id}  {line}", markup=False, highlight=False, soft_wrap=True)
+            out.print(printable(f"{node.executor_id}  {line}"), markup=False, highlight=False, soft_wrap=True)
 
 
 #: files left on a host named one by one in the summary; more are counted
@@ -223,7 +225,7 @@ def _artifact_lines(results: RunResults, node: NodeResult) -> list[str]:
 
 def _stopped_text(processes: list[JSONObject], shown: int = 5) -> str:
     """How many processes the pipeline's end (or a cancel, a time limit) stopped, and the first few."""
-    commands = ["".join(c if c.isprintable() else "?" for c in str(p.get("command"))[:80]) for p in processes[:shown]]
+    commands = [printable_line(str(p.get("command"))[:80]) for p in processes[:shown]]
     more = f" and {len(processes) - shown} more" if len(processes) > shown else ""
     return f"stopped {len(processes)} process(es) its tasks left running: {', '.join(commands)}{more}"
 
@@ -408,7 +410,7 @@ def nodes(inventories: Sequence[str], facts: bool, as_json: bool) -> None:
     pool = inventory.nodes(architectures)
     for node in pool.flatten():
         if architectures is not None and node.name not in architectures and node.architecture.value == "unknown":
-            click.echo(f"warning: {node.name} gave no facts (unreachable or failed): its architecture is unknown; "
+            click.echo(f"warning: {printable_line(node.name)} gave no facts (unreachable or failed): its architecture is unknown; "
                        f"check it with: ansible {node.name} -i INVENTORY -m ping", err=True)
     if as_json:
         click.echo(json.dumps([node.to_dict() for node in pool.flatten()], indent=2, default=str))
@@ -461,7 +463,7 @@ def status(run_name: str, as_json: bool) -> None:
              _first_line(entry["error"])) for entry in nodes_status]
     print_table(("node", "phase", "tasks done", "error"), rows, f"run {record['name']}: {record.get('status')}")
     if record.get("error"):
-        click.echo(f"the run ended with an error: {_first_line(str(record['error']))}", err=True)
+        click.echo(f"the run ended with an error: {printable_line(_first_line(str(record['error'])))}", err=True)
     if died:
         click.echo(f"its controller (pid {(record.get('controller') or {}).get('pid', '?')}) died; the pipelines may "
                    f"still run on the hosts: unicorn-ansible collect {record['name']} fetches their results", err=True)
@@ -682,8 +684,8 @@ def logs(run_name: str, node_name: str | None, task_name: str | None, executor: 
                 sections.append((f"task {timing['name']} ({timing['kind']})", node_file(folder, timing.get("log"))))
         for title, path in sections:
             shown += 1
-            click.echo(f"===== {node.executor_id}: {title}")
-            click.echo(path.read_text(errors="replace") if path and path.is_file() else "(no output)")
+            click.echo(printable_line(f"===== {node.executor_id}: {title}"))
+            click.echo(printable(path.read_text(errors="replace")) if path and path.is_file() else "(no output)")
     if not shown:
         raise UsageError(f"no logs match in run {run_name}; check --node and --task against `unicorn-ansible results {run_name}`")
 

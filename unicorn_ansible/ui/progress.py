@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import IO, TYPE_CHECKING
 
 from ..engine.rundir import RunDir
+from ..node.shown import printable_line
 from ..node.wire import ExecutorState, NodeStatusRecord
 from ..results.status import FINAL_PHASES, Phase
 from .colours import TERMINAL_COLOURS
@@ -112,11 +113,11 @@ class Progress:
             if notice is not None:  # said once, though the node was past "deployed" when this looked
                 self._noticed.add(host)
                 if NOTICE not in label:
-                    out.append(f"{stamp} {host}: deployed; {NOTICE}{notice}")
+                    out.append(printable_line(f"{stamp} {host}: deployed; {NOTICE}{notice}"))
             if self._seen.get(host, ("", -1, -1))[0] != label:
                 text = tasks_text(done, total)
                 tasks = f" ({text} tasks)" if text else ""
-                out.append(f"{stamp} {host}: {label}{tasks}")
+                out.append(printable_line(f"{stamp} {host}: {label}{tasks}"))  # a label may quote a host
             self._seen[host] = (label, done, total)
         return out
 
@@ -126,13 +127,14 @@ class Progress:
         from rich.table import Table
         from rich.text import Text
 
-        table = Table(title=Text(f"run {self.run_dir.name}"), expand=False)
+        table = Table(title=Text(printable_line(f"run {self.run_dir.name}")), expand=False)
         for column in ("node", "phase", "tasks"):
             table.add_column(column)
         finished = 0
         for host, (label, done, total) in snapshot.items():
             colour = _COLOURS.get(label.split(",")[0])  # "done, with failed tasks" is done
-            table.add_row(host, Text(label, style=colour or ""), tasks_text(done, total))
+            table.add_row(Text(printable_line(host)), Text(printable_line(label), style=colour or ""),
+                          tasks_text(done, total))
             finished += colour is not None
         bar = ProgressBar(total=max(len(snapshot), 1), completed=finished, width=40)
         summary = Table.grid()

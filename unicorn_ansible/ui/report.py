@@ -7,7 +7,8 @@ coloured by result), every task's result preview and failure text in view with a
 excerpt on demand, and the artifacts linked. For the run: a chart per task and numeric field
 of measurements repeated over cycles, loops or nodes (report_charts.py). No script, font or
 style sheet is loaded from anywhere: the file opens offline. Every text that comes from the
-experiment or a host is escaped (jinja2 autoescape), and values appear as bounded previews so
+experiment or a host is escaped (jinja2 autoescape), its control characters too (ESC, BEL: a
+report read with cat or less is a terminal's input), and values appear as bounded previews so
 a large run's file stays small. The page is the template ``templates/report.html.j2``.
 """
 
@@ -19,10 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
+import markupsafe
 
 from ..engine.rundir import RunDir
 from ..home import private_files
 from ..node.protocol import NODE_SPEC, PIPELINE, STATE, TaskKind
+from ..node.shown import printable
 from ..node.wire import ExecutorState, NodeSpec, NodeStatusRecord, WireError
 from ..resources import ui_templates_dir
 from ..results.load import VIEW_PAYLOAD_LIMIT, NodeResult, RunResults, load_results
@@ -151,10 +154,19 @@ def _node_view(run: RunDir, node: NodeResult, status: NodeStatusRecord, timeline
             "artifacts": artifact_links(run, node, output_dir)}
 
 
+def _shown(value: object) -> object:
+    """What a template writes: a text with its control characters escaped (then HTML-escaped)."""
+    if isinstance(value, str):
+        return type(value)(printable(value)) if isinstance(value, markupsafe.Markup) else printable(value)
+    return value
+
+
 def render(template: str = TEMPLATE, **context: object) -> str:
-    """A page from one of ``templates/`` (autoescaped: every text from a host or an experiment)."""
+    """A page from one of ``templates/`` (autoescaped: every text from a host or an experiment,
+    and every text's control characters escaped)."""
     loader = jinja2.FileSystemLoader(str(ui_templates_dir()))
-    environment = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined)
+    environment = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined,
+                                     finalize=_shown)
     return environment.get_template(template).render(**context)
 
 

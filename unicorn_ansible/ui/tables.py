@@ -15,13 +15,16 @@ def console() -> Any:
 def print_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None,
                 out: Any = None) -> None:
     """Print ``rows`` (each cell shown with ``str``, as it is: never read as rich markup, never cut
-    short, folded where too long) under ``columns``, on ``out`` or a new console."""
+    short, folded where too long, its control characters escaped: a cell may be a host's text) under
+    ``columns``, on ``out`` or a new console."""
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=None if title is None else Text(title))
+    from ..node.shown import printable_line
+
+    table = Table(title=None if title is None else Text(printable_line(title)))
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*(Text(str(cell)) for cell in row))
+        table.add_row(*(Text(printable_line(str(cell))) for cell in row))
     (out or console()).print(table)
