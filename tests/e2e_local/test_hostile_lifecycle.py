@@ -65,6 +65,19 @@ def _until(check: Callable[[], bool], seconds: float, what: str) -> None:
         time.sleep(0.2)
 
 
+def kill_9_of_the_controller(controller: subprocess.Popen, when: Callable[[], bool], what: str) -> None:
+    """Once ``when`` holds (within 120 s), kill -9 the controller; its ansible-playbook must end with it."""
+    try:
+        _until(when, 120, what)
+        assert _plays_of(controller.pid), "no ansible-playbook found for the controller"
+        os.kill(controller.pid, signal.SIGKILL)
+        controller.wait(timeout=10)
+        _until(lambda: not _plays_of(controller.pid), 10, "ansible-playbook to end with its controller")
+    finally:
+        if controller.poll() is None:
+            controller.kill()
+
+
 def _start(env: Env, *args: str) -> subprocess.Popen:
     return subprocess.Popen(CLI + list(args), env=env.vars, cwd=env.root, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -122,16 +135,7 @@ def test_after_kill_9_of_the_controller_its_play_ends_status_says_so_and_collect
     inventory = env.local_inventory(["killed-a"])
     env.write("slow.py", SLOW.format(seconds=4))
     controller = _start(env, "run", "slow.py", "-i", str(inventory), "--name", "orphan")
-    try:
-        _until(lambda: _phase(env, "orphan", "killed-a") == "running", 120, "the pipeline to run")
-        plays = _plays_of(controller.pid)
-        assert plays, "no ansible-playbook found for the controller"
-        os.kill(controller.pid, signal.SIGKILL)
-        controller.wait(timeout=10)
-        _until(lambda: not _plays_of(controller.pid), 10, "ansible-playbook to end with its controller")
-    finally:
-        if controller.poll() is None:
-            controller.kill()
+    kill_9_of_the_controller(controller, lambda: _phase(env, "orphan", "killed-a") == "running", "the pipeline to run")
     socket = Path(json.loads(RunDir(env.home / "runs" / "orphan").flags_endpoint_file.read_text())["socket"])
     assert socket.exists()  # the dead controller's flag socket ...
     env.write("fast.py", SLOW.format(seconds=0))

@@ -27,8 +27,8 @@ from tests.e2e_local.test_hostile_lifecycle import (
     SHOWS_PROCESSES,
     SLOW,
     TEMPLATED,
-    _plays_of,
     _until,
+    kill_9_of_the_controller,
 )
 from unicorn_ansible.engine.rundir import RunDir
 from unicorn_ansible.engine.ssh_masters import control_dir
@@ -77,15 +77,7 @@ def test_after_kill_9_of_the_controller_its_play_ends_and_collect_fetches(lab: L
         except (OSError, ValueError):
             return False
 
-    try:
-        _until(running, 120, "the pipeline to run on h2")
-        assert _plays_of(controller.pid)
-        os.kill(controller.pid, signal.SIGKILL)
-        controller.wait(timeout=10)
-        _until(lambda: not _plays_of(controller.pid), 10, "ansible-playbook to end with its controller")
-    finally:
-        if controller.poll() is None:
-            controller.kill()
+    kill_9_of_the_controller(controller, running, "the pipeline to run on h2")
     assert json.loads(lab.cli("status", "orphan", "--json", check=0).stdout)["controller_died"] is True
     lab.cli("collect", "orphan", check=0, timeout=300)
     assert node(lab.results("orphan"), "h2")["tasks"]["slow"] == [{"type": "Success", "value": "slept"}]
@@ -336,16 +328,11 @@ def test_collect_after_kill_9_during_the_deployment_does_not_start_the_pipeline(
     said = (lab.root / "halfway.out").open("w")
     controller = subprocess.Popen(CLI + ["run", "needs.py", "-i", str(inventory), "--name", "halfway"], env=lab.vars,
                                   cwd=lab.root, stdout=said, stderr=subprocess.STDOUT)
-    try:  # the requirement runs once its log is there
-        _until(lambda: lab.ssh("h1", f"test -e {work}/logs/deploy/000.log").returncode == 0
-               or controller.poll() is not None, 120, "the requirement to run on h1")
+    def requirement_runs() -> bool:  # once its log is there
         assert controller.poll() is None, (lab.root / "halfway.out").read_text()
-        os.kill(controller.pid, signal.SIGKILL)
-        controller.wait(timeout=10)
-        _until(lambda: not _plays_of(controller.pid), 10, "ansible-playbook to end with its controller")
-    finally:
-        if controller.poll() is None:
-            controller.kill()
+        return lab.ssh("h1", f"test -e {work}/logs/deploy/000.log").returncode == 0
+
+    kill_9_of_the_controller(controller, requirement_runs, "the requirement to run on h1")
     # the deployment goes on on the host without its controller: collect comes before its end
     done = lab.cli("collect", "halfway", timeout=300)
     report = json.loads(lab.ssh("h1", f"cat {work}/deploy-report.json").stdout)
