@@ -141,8 +141,8 @@ def test_no_ssh_process_of_a_run_outlives_it(lab: Lab) -> None:
     # Ctrl-C while the pipelines run: the run stops, the hosts are cancelled, and its masters end
     process = _start_run(lab, _experiment(lab, "long", 300), "-i", str(inventory), "--name", "interrupted")
     try:
-        status = lab.home / "runs" / "interrupted" / "nodes" / "h2" / "status.json"
-        assert _wait_until(lambda: status.exists() and "stamp" in status.read_text(), 120)
+        finished = lab.home / "runs" / "interrupted" / "nodes" / "h2" / "finished.jsonl"  # tasks reported finished
+        assert _wait_until(lambda: finished.exists() and "stamp" in finished.read_text(), 120)
         control = _control_dir(lab, "interrupted")
         assert _ssh_processes_naming(control), "the run's connections go through masters in its control folder"
         process.send_signal(signal.SIGINT)

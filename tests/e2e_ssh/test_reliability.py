@@ -66,13 +66,6 @@ def _wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-def _status(lab: Lab, run: str, host: str) -> dict:
-    try:
-        return json.loads((lab.home / "runs" / run / "nodes" / host / "status.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def _processes_in(netns: str) -> list:
     """Command lines of the processes in a host's namespace, sshd excepted."""
     pids = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True).stdout.split()
