@@ -56,6 +56,7 @@ from ..node.wire import (
     RunOptions,
     RunRecord,
     WireError,
+    check_folder_name,
 )
 from ..resources import callback_plugin, playbooks_dir, roles_dir
 from .bundle import BUNDLE_HEAD_NAME, NODE_BUNDLE_NAME, NODE_TAIL_NAME, NodeBundles, build_bundle
@@ -87,8 +88,11 @@ def _check_host_name(host: str) -> None:
     patterns (a space, a comma, a newline, a brace, a control character): the run would end
     ``not_run`` with an empty error."""
     shown = printable_line(repr(host))
-    if "/" in host or host in ("", ".", "..") or "\0" in host:
-        raise InventoryError(f"inventory host name {shown} cannot name a folder; rename the host in the inventory")
+    try:
+        check_folder_name(host)  # the rule every folder named by a node keeps (the run folder's and the hosts')
+    except ValueError:
+        raise InventoryError(f"inventory host name {shown} cannot name a folder; rename the host in the inventory") \
+            from None
     bad = sorted({c for c in host if c in _HOST_NAME_BREAKS or c.isspace() or not c.isprintable()})
     if bad:
         listed = ", ".join(printable_line(repr(c)) for c in bad)
